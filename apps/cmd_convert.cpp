@@ -1,0 +1,61 @@
+// ewa convert: collapse every MoE layer of a checkpoint into one dense FFN (expert means).
+#include <cstdio>
+
+#include "apps/commands.h"
+#include "common/error.h"
+#include "models/registry.h"
+#include "moe/ewa.h"
+#include "train/checkpoint.h"
+
+namespace ewa::app {
+
+void add_convert_command(CLI::App& app) {
+  struct Args {
+    std::string input, output;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("convert", "Turn a checkpoint with RupMoE layers into the plain dense model (same eval outputs)");
+  cmd->add_option("checkpoint", args->input, "Input checkpoint with MoE layers")->required();
+  cmd->add_option("-o,--output", args->output, "Output file for the dense checkpoint")->required();
+  cmd->callback([args] {
+    auto ckpt = train::read_checkpoint(args->input);
+    const std::string src = "checkpoint " + args->input;
+    Config cfg = parse_config(resolve_config(ckpt.config, src), src);
+    if (cfg.moe.kind == MlpKind::Routed)
+      fail(src + ": moe.kind is 'routed': a routed MoE's output depends on its learned gate, so it has no exact dense "
+                 "form; only 'rup' (EWA) models convert");
+    auto moe_model = models::build_model(cfg);
+    train::load_model_state(*moe_model, ckpt, args->input);
+    moe_model->eval();
+
+    nlohmann::json dense_json = cfg.json;
+    dense_json["moe"]["kind"] = "dense";
+    Config dense_cfg = parse_config(dense_json, src);
+    auto dense_model = models::build_model(dense_cfg);
+    train::Checkpoint out;
+    out.kind = "dense";
+    out.config = dense_json;
+    out.step = ckpt.step;
+    out.epoch = ckpt.epoch;
+    out.model = moe::collapse_to_dense(*moe_model);
+    train::load_model_state(*dense_model, out, args->output);  // checks keys and shapes
+    dense_model->eval();
+
+    // Self-check on random inputs: the dense model must reproduce the MoE model in eval mode.
+    torch::NoGradGuard guard;
+    auto x = torch::randn({8, cfg.model.in_chans, cfg.model.img_size, cfg.model.img_size});
+    const double diff = (moe_model->forward(x) - dense_model->forward(x)).abs().max().item<double>();
+    if (diff > 1e-4) fail("convert: dense model differs from the MoE model by " + std::to_string(diff) + " (bug)");
+    train::save_checkpoint(args->output, out);
+    int64_t before = 0, after = 0;
+    for (const auto& p : moe_model->parameters()) before += p.numel();
+    for (const auto& p : dense_model->parameters()) after += p.numel();
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "converted %zu MoE layers: %lld -> %lld parameters; max |logit difference| on random inputs %.2e; wrote %s",
+                  moe::moe_layers(*moe_model).size(), (long long)before, (long long)after, diff, args->output.c_str());
+    print_line(line);
+  });
+}
+
+}  // namespace ewa::app

@@ -1,0 +1,48 @@
+// ewa eval: accuracy of a checkpoint on the test (or validation) split.
+#include "apps/commands.h"
+#include "common/error.h"
+#include "models/registry.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+namespace ewa::app {
+
+void add_eval_command(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, config, split = "test";
+    std::vector<std::string> set;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint: overall and mean per-class accuracy");
+  cmd->add_option("checkpoint", args->checkpoint, "Checkpoint file (last.pt, best.pt or a converted dense model)")->required();
+  cmd->add_option("-c,--config", args->config, "Build the model from this config instead of the checkpoint's own");
+  cmd->add_option("--set", args->set, "Override a config key, e.g. --set data.root=/data/fmnist (repeatable)");
+  cmd->add_option("--split", args->split, "Split to evaluate")->check(CLI::IsMember({"test", "val"}))->capture_default_str();
+  cmd->callback([args] {
+    auto ckpt = train::read_checkpoint(args->checkpoint);
+    Config cfg;
+    if (args->config.empty()) {
+      nlohmann::json j = resolve_config(ckpt.config, "checkpoint " + args->checkpoint);
+      for (const auto& o : args->set) apply_override(j, o);
+      cfg = parse_config(j, "checkpoint " + args->checkpoint);
+    } else {
+      cfg = load_config(args->config, args->set);
+    }
+    auto splits = data::load_image_splits(cfg.data, static_cast<uint64_t>(cfg.train.seed));
+    cfg = train::resolve_for_dataset(cfg, splits.train);
+    const auto device = train::select_device(cfg.train.device);
+    auto model = models::build_model(cfg);
+    train::load_model_state(*model, ckpt, args->checkpoint);
+    model->to(device);
+    const auto& ds = args->split == "val" ? splits.val : splits.test;
+    if (ds.size() == 0) fail("--split val: the config has no validation split (data.val_fraction is 0)");
+    auto m = train::evaluate(*model, ds, cfg.data.eval_batch_size, device);
+    char line[256];
+    std::snprintf(line, sizeof line, "%s %s: OA %.4f mAcc %.4f loss %.4f (%lld images, %s model, single pass, no voting)",
+                  args->checkpoint.c_str(), args->split.c_str(), m.overall_accuracy, m.mean_class_accuracy, m.loss,
+                  (long long)m.count, mlp_kind_name(cfg.moe.kind));
+    print_line(line);
+  });
+}
+
+}  // namespace ewa::app

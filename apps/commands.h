@@ -1,0 +1,25 @@
+// Subcommands of the `ewa` program; each lives in its own apps/cmd_*.cpp and registers itself
+// on the CLI11 app. Handlers throw ewa::Error for user mistakes; main() reports them.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace ewa::app {
+
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_config_command(CLI::App& app);
+
+// Loads `config_path` (or the defaults when empty), applies --set overrides, and parses it.
+Config load_config(const std::string& config_path, const std::vector<std::string>& overrides);
+
+// Prints a progress line to stdout (the reporter the library calls back).
+void print_line(const std::string& line);
+
+}  // namespace ewa::app

@@ -1,0 +1,75 @@
+// ewa: train, evaluate, convert and benchmark vision transformers with Experts Weights
+// Averaging. Thin main: subcommands live in apps/cmd_*.cpp.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+
+#include <c10/util/Exception.h>
+
+#include "apps/commands.h"
+#include "common/error.h"
+#include "common/runtime.h"
+#include "config/schema.h"
+
+namespace ewa::app {
+
+Config load_config(const std::string& config_path, const std::vector<std::string>& overrides) {
+  nlohmann::json cfg = config_path.empty() ? default_config() : load_config_file(config_path);
+  for (const auto& o : overrides) apply_override(cfg, o);
+  return parse_config(resolve_config(cfg, config_path.empty() ? "config (defaults)" : "config " + config_path),
+                      config_path.empty() ? "config (defaults)" : "config " + config_path);
+}
+
+void print_line(const std::string& line) { std::cout << line << std::endl; }
+
+void add_config_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("config", "Print the configuration reference (every key, type, default) or the defaults");
+  auto* as_json = cmd->add_flag("--defaults", "Print the full default config as JSON instead of the reference table");
+  cmd->callback([as_json] {
+    if (*as_json) print_line(default_config().dump(2));
+    else std::cout << config_reference_markdown();
+  });
+}
+
+}  // namespace ewa::app
+
+// OpenMP reads OMP_WAIT_POLICY when the library loads, before main runs: set it and re-exec
+// once, so idle worker threads sleep instead of spinning on the 2-core machines we run on.
+static void ensure_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY")) return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::execv("/proc/self/exe", argv);  // on failure we simply go on with the spinning default
+}
+
+int main(int argc, char** argv) {
+  ensure_passive_openmp(argv);
+  CLI::App app{"ewa: train vision transformers with Experts Weights Averaging (EWA)", "ewa"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ewa 0.1.0");
+  int threads = 0;
+  app.add_option("--threads", threads, "Torch intra-op threads (0 = number of cores; train.threads overrides)")
+      ->capture_default_str();
+  ewa::app::add_train_command(app);
+  ewa::app::add_eval_command(app);
+  ewa::app::add_convert_command(app);
+  ewa::app::add_bench_command(app);
+  ewa::app::add_config_command(app);
+  app.parse_complete_callback([&] { ewa::init_threads(threads); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const ewa::Error& e) {
+    std::cerr << "ewa: error: " << e.what() << std::endl;
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "ewa: error: " << e.what_without_backtrace() << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "ewa: error: " << e.what() << std::endl;
+    return 1;
+  }
+  return 0;
+}

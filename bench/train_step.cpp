@@ -1,0 +1,90 @@
+#include "bench/train_step.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "models/registry.h"
+#include "moe/ewa.h"
+
+namespace ewa::bench {
+namespace F = torch::nn::functional;
+
+namespace {
+struct Variant {
+  std::string name;
+  std::shared_ptr<models::ClassifierImpl> model;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  Config cfg;
+  std::vector<double> ms;
+};
+
+void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
+  auto loss = F::cross_entropy(v.model->forward(x), y);
+  if (auto aux = v.model->aux_loss(); aux.defined()) loss = loss + v.cfg.moe.aux_loss_weight * aux;
+  v.optimizer->zero_grad();
+  loss.backward();
+  torch::nn::utils::clip_grad_norm_(v.model->parameters(), 1.0);
+  v.optimizer->step();
+  if (v.cfg.moe.kind != MlpKind::Dense && v.cfg.ewa.enabled) moe::ewa_average(*v.model, v.cfg.ewa.share_rate);
+}
+}  // namespace
+
+std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOptions& o) {
+  std::vector<Variant> variants;
+  for (auto [name, kind, ewa_on] : std::vector<std::tuple<std::string, MlpKind, bool>>{
+           {"dense", MlpKind::Dense, false}, {"rup+ewa", MlpKind::Rup, true}, {"routed", MlpKind::Routed, false}}) {
+    Variant v;
+    v.name = name;
+    v.cfg = base;
+    v.cfg.moe.kind = kind;
+    v.cfg.ewa.enabled = ewa_on;
+    if (kind == MlpKind::Dense) v.cfg.moe.blocks.clear();
+    torch::manual_seed(0);
+    v.model = models::build_model(v.cfg);
+    v.model->train();
+    v.optimizer = std::make_unique<torch::optim::AdamW>(v.model->parameters(), torch::optim::AdamWOptions(1e-4));
+    variants.push_back(std::move(v));
+  }
+  const auto& m = base.model;
+  auto x = torch::randn({o.batch_size, m.in_chans, m.img_size, m.img_size});
+  auto y = torch::randint(0, m.num_classes, {o.batch_size}, torch::kLong);
+  for (auto& v : variants)
+    for (int64_t i = 0; i < o.warmup; ++i) one_step(v, x, y);
+  for (int64_t r = 0; r < o.rounds; ++r) {
+    for (auto& v : variants) {
+      for (int64_t i = 0; i < o.steps; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        one_step(v, x, y);
+        v.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+    }
+  }
+  std::vector<TrainStepRow> rows;
+  for (auto& v : variants) {
+    TrainStepRow row;
+    row.variant = v.name;
+    for (const auto& p : v.model->parameters()) row.params += p.numel();
+    std::sort(v.ms.begin(), v.ms.end());
+    row.ms_median = v.ms[v.ms.size() / 2];
+    row.ms_min = v.ms.front();
+    rows.push_back(row);
+  }
+  for (auto& r : rows) r.ratio_to_dense = r.ms_median / rows.front().ms_median;
+  return rows;
+}
+
+std::string train_step_markdown(const std::vector<TrainStepRow>& rows) {
+  std::ostringstream os;
+  os << "| variant | training params | median ms/step | min ms/step | vs dense |\n|---|---:|---:|---:|---:|\n";
+  for (const auto& r : rows) {
+    char line[256];
+    std::snprintf(line, sizeof line, "| %s | %lld | %.1f | %.1f | %.3fx |\n", r.variant.c_str(), (long long)r.params,
+                  r.ms_median, r.ms_min, r.ratio_to_dense);
+    os << line;
+  }
+  return os.str();
+}
+
+}  // namespace ewa::bench

@@ -1,0 +1,115 @@
+# Finds LibTorch, the CUDA toolkit and the optional libraries.
+
+# LibTorch: a user's Torch_DIR / CMAKE_PREFIX_PATH wins; otherwise ask the project's virtual
+# environment (scripts/install-deps.sh) or any python3 that has torch.
+if(NOT Torch_DIR)
+  set(EWA_VENV "$ENV{EWA_VENV}")
+  if(NOT EWA_VENV)
+    set(EWA_VENV "/opt/ewa-venv")
+  endif()
+  foreach(py "${EWA_VENV}/bin/python" python3)
+    execute_process(COMMAND ${py} -c "import torch;print(torch.utils.cmake_prefix_path)"
+                    OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE
+                    RESULT_VARIABLE _rc ERROR_QUIET)
+    if(_rc EQUAL 0 AND _torch_prefix)
+      list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
+      message(STATUS "ewa: LibTorch from ${py}: ${_torch_prefix}")
+      break()
+    endif()
+  endforeach()
+endif()
+
+# The CUDA variant: compile our .cu files with nvcc for explicit architectures.
+set(EWA_CUDA_ENABLED OFF)
+if(NOT EWA_WITH_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(CMAKE_CUDA_ARCHITECTURES "${EWA_CUDA_ARCHITECTURES}")
+    set(CMAKE_CUDA_HOST_COMPILER ${CMAKE_CXX_COMPILER})
+    enable_language(CUDA)
+    set(CMAKE_CUDA_STANDARD 17)
+    set(EWA_CUDA_ENABLED ON)
+  elseif(EWA_WITH_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "EWA_WITH_CUDA=ON but no CUDA compiler was found (set CMAKE_CUDA_COMPILER)")
+  endif()
+endif()
+message(STATUS "ewa: CUDA kernels ${EWA_CUDA_ENABLED}")
+
+# Torch adds nvcc -gencode flags from TORCH_CUDA_ARCH_LIST; keep them to our architectures.
+if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+  string(REGEX REPLACE "([0-9])([0-9])" "\\1.\\2" _arch_list "${EWA_CUDA_ARCHITECTURES}")
+  set(ENV{TORCH_CUDA_ARCH_LIST} "${_arch_list}")
+endif()
+find_package(Torch REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(ZLIB REQUIRED)
+find_package(Threads REQUIRED)
+
+# Runtime search path for LibTorch and, for the pip wheel, the CUDA libraries it ships.
+get_filename_component(_torch_lib_dir "${TORCH_LIBRARY}" DIRECTORY)
+set(EWA_TORCH_RPATH "${_torch_lib_dir}")
+get_filename_component(_site "${_torch_lib_dir}/../.." ABSOLUTE)
+file(GLOB _nv_lib_dirs LIST_DIRECTORIES true "${_site}/nvidia/*/lib" "${_site}/nvidia/cu*/lib")
+list(APPEND EWA_TORCH_RPATH ${_nv_lib_dirs})
+list(REMOVE_DUPLICATES EWA_TORCH_RPATH)
+if(_nv_lib_dirs)
+  string(REPLACE ";" ":" _rpl "${_nv_lib_dirs}")
+  add_link_options("LINKER:-rpath-link,${_rpl}")
+endif()
+
+# Optional libraries: each switch is ON by default and turns itself off (with a message) when
+# the library is missing, so the GPU image (which has none of them) builds the same sources.
+set(EWA_HAS_HDF5 OFF)
+if(EWA_WITH_HDF5)
+  find_package(HDF5 COMPONENTS CXX QUIET)
+  if(HDF5_FOUND)
+    set(EWA_HAS_HDF5 ON)
+  else()
+    message(STATUS "ewa: HDF5 not found, HDF5 readers disabled")
+  endif()
+endif()
+set(EWA_HAS_PCL OFF)
+if(EWA_WITH_PCL)
+  find_package(PCL QUIET COMPONENTS common io)
+  if(PCL_FOUND)
+    set(EWA_HAS_PCL ON)
+  else()
+    message(STATUS "ewa: PCL not found, .pcd/.ply reading disabled")
+  endif()
+endif()
+set(EWA_HAS_OPEN3D OFF)
+if(EWA_WITH_OPEN3D)
+  find_package(Open3D QUIET)
+  if(Open3D_FOUND)
+    set(EWA_HAS_OPEN3D ON)
+  else()
+    message(STATUS "ewa: Open3D not found, rendering disabled")
+  endif()
+endif()
+message(STATUS "ewa: HDF5 ${EWA_HAS_HDF5}, PCL ${EWA_HAS_PCL}, Open3D ${EWA_HAS_OPEN3D}")
+
+# Attach the optional libraries that were found to a target, with EWA_HAS_* definitions.
+function(ewa_apply_optional_deps target)
+  if(EWA_HAS_HDF5)
+    target_compile_definitions(${target} PUBLIC EWA_HAS_HDF5=1)
+    target_include_directories(${target} SYSTEM PUBLIC ${HDF5_INCLUDE_DIRS})
+    target_link_libraries(${target} PUBLIC ${HDF5_CXX_LIBRARIES} ${HDF5_LIBRARIES})
+  endif()
+  if(EWA_HAS_PCL)
+    target_compile_definitions(${target} PUBLIC EWA_HAS_PCL=1)
+  endif()
+  if(EWA_HAS_OPEN3D)
+    target_compile_definitions(${target} PUBLIC EWA_HAS_OPEN3D=1)
+  endif()
+endfunction()
+
+# The torch wheel's libtorch.so exports its own copy of std::filesystem (64 symbols), and the
+# dynamic linker binds to the first library that defines a symbol: with libtorch.so ahead of
+# libstdc++.so in DT_NEEDED, std::filesystem::remove_all jumps into torch's copy and crashes.
+# Naming libstdc++ first on the link line puts it first in DT_NEEDED.
+add_link_options("LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")

@@ -1,0 +1,41 @@
+// Mini-batches of an ImageDataset as normalised float tensors, with the 2D augmentations
+// (random crop with zero padding, horizontal flip). Data order is a pure function of
+// (seed, epoch), so a resumed run sees the same order; augmentation draws from torch's
+// default generator, whose state the checkpoint stores.
+#pragma once
+#include <torch/torch.h>
+
+#include "datasets/image_datasets.h"
+
+namespace ewa::data {
+
+struct Augment {
+  int64_t crop_padding = 0;  // 0 = no random crop
+  bool hflip = false;
+};
+
+class ImageBatcher {
+ public:
+  ImageBatcher(const ImageDataset& ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment = {});
+
+  int64_t num_batches() const;
+  // Fixes the order of the coming epoch.
+  void start_epoch(int64_t epoch);
+  // Batch i of the current epoch: images float [B, C, H, W] (normalised), labels int64 [B].
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i) const;
+
+ private:
+  const ImageDataset& ds_;
+  int64_t batch_size_;
+  bool shuffle_;
+  uint64_t seed_;
+  Augment augment_;
+  torch::Tensor order_, mean_, inv_std_;
+};
+
+// Random crop of each image from its zero-padded copy (shifts in [-pad, pad]), [B, C, H, W].
+torch::Tensor random_crop(const torch::Tensor& images, int64_t pad);
+// Flips each image left-right with probability 1/2.
+torch::Tensor random_hflip(const torch::Tensor& images);
+
+}  // namespace ewa::data

@@ -1,0 +1,28 @@
+// expert_average: the Experts Weights Averaging update (PAPER.md, Eq. 6), fused and in place.
+//
+//   experts: [N, ...] floating tensor, N >= 2 stacked copies of one parameter (one per expert).
+//   lambda:  shrink factor in [0, 1]; with share rate beta, lambda = beta * N / (N - 1).
+//
+// For every element position k, with M_k = mean_i experts[i, k]:
+//   experts[i, k] <- experts[i, k] - lambda * (experts[i, k] - M_k)
+// which equals Eq. (6): W_i <- (1 - beta) W_i + sum_{j != i} beta / (N - 1) W_j.
+// The expert mean is unchanged; every deviation from it shrinks by (1 - lambda).
+//
+// CPU and CUDA tensors (float32 or float64, contiguous) are accepted; a CUDA tensor in a build
+// without CUDA fails at call time with "built without CUDA".
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace ewa::kernels {
+
+void expert_average_(at::Tensor& experts, double lambda);
+
+// The twins, over a contiguous row-major [n_experts, inner] buffer.
+template <typename T>
+void expert_average_cpu(T* data, int64_t n_experts, int64_t inner, T lambda);
+#ifdef EWA_WITH_CUDA
+void expert_average_cuda(at::Tensor& experts, double lambda);
+#endif
+
+}  // namespace ewa::kernels

@@ -1,0 +1,68 @@
+#include "common/fs.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+
+namespace ewa {
+namespace fs = std::filesystem;
+
+void ensure_writable_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail("run directory " + dir + ": cannot create it (" + ec.message() + ")");
+  if (!fs::is_directory(dir)) fail("run directory " + dir + ": exists and is not a directory");
+  if (::access(dir.c_str(), W_OK) != 0)
+    fail("run directory " + dir + ": not writable (" + std::strerror(errno) + ")");
+}
+
+static void fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& writer) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  try {
+    writer(tmp);
+  } catch (const std::exception& e) {
+    std::remove(tmp.c_str());
+    fail("cannot write " + path + ": " + std::string(e.what()).substr(0, 200));
+  }
+  fsync_path(tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    std::remove(tmp.c_str());
+    fail("cannot write " + path + ": rename failed (" + why + ")");
+  }
+  fsync_path(fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path().string());
+}
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error(std::string("cannot open ") + tmp + " (" + std::strerror(errno) + ")");
+    out << text;
+    out.flush();
+    if (!out) throw std::runtime_error("write to " + tmp + " failed");
+  });
+}
+
+void append_line(const std::string& path, const std::string& line) {
+  std::ofstream out(path, std::ios::app);
+  if (!out) fail("cannot append to " + path + " (" + std::strerror(errno) + ")");
+  out << line << '\n';
+  if (!out) fail("write to " + path + " failed");
+}
+
+}  // namespace ewa

@@ -1,0 +1,23 @@
+// Small filesystem helpers that keep what is already on disk intact.
+#pragma once
+#include <functional>
+#include <string>
+
+namespace ewa {
+
+// Creates `dir` and its parents; throws ewa::Error naming the directory when that is not
+// possible or the directory is not writable.
+void ensure_writable_dir(const std::string& dir);
+
+// Writes a file atomically: `writer` fills a temporary file next to `path`, which is flushed
+// to disk and renamed over `path`. On any failure the temporary is removed and `path` keeps
+// its old content.
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& writer);
+
+// write_atomically for a string.
+void write_text_atomically(const std::string& path, const std::string& text);
+
+// Appends one line to a text file (log.jsonl); throws ewa::Error on failure.
+void append_line(const std::string& path, const std::string& line);
+
+}  // namespace ewa

@@ -1,0 +1,26 @@
+#include "common/runtime.h"
+
+#include <sched.h>
+
+#include <thread>
+
+#include <ATen/Parallel.h>
+
+namespace ewa {
+
+int core_count() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+void init_threads(int threads) {
+  const int n = threads > 0 ? threads : core_count();
+  at::set_num_threads(n);
+}
+
+}  // namespace ewa

@@ -1,0 +1,286 @@
+#include "config/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "common/error.h"
+#include "config/schema.h"
+
+namespace ewa {
+using nlohmann::json;
+
+namespace {
+
+const FieldSpec* find_field(const std::string& key) {
+  for (const auto& f : config_schema())
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+bool is_section(const std::string& prefix) {
+  for (const auto& f : config_schema())
+    if (f.key.rfind(prefix + ".", 0) == 0) return true;
+  return false;
+}
+
+std::string describe(const json& v) {
+  std::string s = v.dump();
+  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+}
+
+std::string range_text(const FieldSpec& f) {
+  std::ostringstream os;
+  if (f.type == FieldType::Int) os << "in [" << int64_t(f.min) << ", " << int64_t(f.max) << "]";
+  else os << "in [" << f.min << ", " << f.max << "]";
+  return os.str();
+}
+
+void check_value(const FieldSpec& f, const json& v, const std::string& where) {
+  auto bad = [&](const std::string& expected) {
+    fail(where + ": key '" + f.key + "': expected " + expected + ", got " + describe(v));
+  };
+  switch (f.type) {
+    case FieldType::Int:
+      if (!v.is_number_integer()) bad("an integer");
+      if (f.min <= f.max && (v.get<double>() < f.min || v.get<double>() > f.max)) bad("an integer " + range_text(f));
+      break;
+    case FieldType::Float:
+      if (!v.is_number()) bad("a number");
+      if (!std::isfinite(v.get<double>())) bad("a finite number");
+      if (f.min <= f.max && (v.get<double>() < f.min || v.get<double>() > f.max)) bad("a number " + range_text(f));
+      break;
+    case FieldType::Bool:
+      if (!v.is_boolean()) bad("true or false");
+      break;
+    case FieldType::String: {
+      if (!v.is_string()) bad("a string");
+      if (!f.choices.empty()) {
+        bool ok = false;
+        std::string list;
+        for (const auto& c : f.choices) {
+          ok = ok || v.get<std::string>() == c;
+          list += (list.empty() ? "" : ", ") + c;
+        }
+        if (!ok) bad("one of " + list);
+      }
+      break;
+    }
+    case FieldType::Blocks:
+      if (v.is_string()) {
+        const auto s = v.get<std::string>();
+        if (s != "every_other" && s != "all" && s != "last_k") bad("\"every_other\", \"all\", \"last_k\" or a list of block indices");
+      } else if (v.is_array()) {
+        for (const auto& e : v)
+          if (!e.is_number_integer() || e.get<int64_t>() < 0) bad("a list of non-negative block indices");
+      } else {
+        bad("\"every_other\", \"all\", \"last_k\" or a list of block indices");
+      }
+      break;
+  }
+}
+
+// Walks the user's JSON: every leaf must be a schema key, every object a schema section.
+void validate_tree(const json& node, const std::string& prefix, const std::string& where) {
+  if (!node.is_object()) fail(where + ": " + (prefix.empty() ? "the top level" : "key '" + prefix + "'") + " must be a JSON object");
+  for (const auto& [k, v] : node.items()) {
+    const std::string key = prefix.empty() ? k : prefix + "." + k;
+    if (const FieldSpec* f = find_field(key)) {
+      check_value(*f, v, where);
+    } else if (is_section(key)) {
+      validate_tree(v, key, where);
+    } else {
+      fail(where + ": unknown key '" + key + "' (see docs/config.md for the keys)");
+    }
+  }
+}
+
+json::json_pointer pointer_of(const std::string& key) {
+  std::string p = "/" + key;
+  for (auto& c : p)
+    if (c == '.') c = '/';
+  return json::json_pointer(p);
+}
+
+struct Preset {
+  int64_t embed_dim, depth, num_heads;
+};
+const std::map<std::string, Preset> kPresets = {
+    {"tiny", {192, 12, 3}}, {"small", {384, 12, 6}}, {"base", {768, 12, 12}}};
+
+}  // namespace
+
+const char* mlp_kind_name(MlpKind kind) {
+  switch (kind) {
+    case MlpKind::Dense: return "dense";
+    case MlpKind::Rup: return "rup";
+    case MlpKind::Routed: return "routed";
+  }
+  return "?";
+}
+
+json load_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("config " + path + ": cannot open file");
+  json j;
+  try {
+    j = json::parse(in, nullptr, true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    fail("config " + path + ": invalid JSON (" + what.substr(what.find(']') + 2) + ")");
+  }
+  return resolve_config(j, "config " + path);
+}
+
+void apply_override(json& cfg, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    fail("--set " + assignment + ": expected key=value, e.g. --set ewa.share_rate=0.5");
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  const FieldSpec* f = find_field(key);
+  if (!f) fail("--set " + assignment + ": unknown key '" + key + "' (see docs/config.md for the keys)");
+  json value;
+  try {
+    value = json::parse(text);
+  } catch (const json::parse_error&) {
+    value = text;  // bare words are strings: --set data.dataset=mnist
+  }
+  if (f->type == FieldType::String && !value.is_string()) value = text;
+  if (f->type == FieldType::Float && value.is_number_integer()) value = value.get<double>();
+  check_value(*f, value, "--set " + assignment);
+  cfg[pointer_of(key)] = value;
+}
+
+json resolve_config(const json& user, const std::string& source) {
+  validate_tree(user, "", source);
+  json cfg = default_config();
+  // Floats given as integers in JSON (e.g. "lr": 1) are fine; store them as numbers.
+  for (const auto& f : config_schema()) {
+    const auto ptr = pointer_of(f.key);
+    if (user.contains(ptr)) cfg[ptr] = user.at(ptr);
+  }
+  const std::string preset = cfg["model"]["preset"];
+  if (preset != "custom") {
+    const Preset& p = kPresets.at(preset);
+    for (const auto& [key, value] : std::map<std::string, int64_t>{
+             {"embed_dim", p.embed_dim}, {"depth", p.depth}, {"num_heads", p.num_heads}}) {
+      if (!user.contains(pointer_of("model." + key))) cfg["model"][key] = value;
+    }
+  }
+  return cfg;
+}
+
+Config parse_config(const json& j, const std::string& source) {
+  // Re-validate: a config may come from a checkpoint or from overrides.
+  validate_tree(j, "", source);
+  Config c;
+  c.json = j;
+  c.name = j["name"];
+  const auto& m = j["model"];
+  c.model.name = m["name"];
+  c.model.img_size = m["img_size"];
+  c.model.in_chans = m["in_chans"];
+  c.model.num_classes = m["num_classes"];
+  c.model.patch_size = m["patch_size"];
+  c.model.embed_dim = m["embed_dim"];
+  c.model.depth = m["depth"];
+  c.model.num_heads = m["num_heads"];
+  c.model.mlp_ratio = m["mlp_ratio"];
+  c.model.qkv_bias = m["qkv_bias"];
+  c.model.drop_rate = m["drop_rate"];
+  c.model.attn_drop_rate = m["attn_drop_rate"];
+  c.model.drop_path_rate = m["drop_path_rate"];
+  auto bad = [&](const std::string& key, const std::string& why) { fail(source + ": key '" + key + "': " + why); };
+  if (c.model.embed_dim % c.model.num_heads != 0)
+    bad("model.num_heads", "must divide model.embed_dim (" + std::to_string(c.model.embed_dim) + "), got " +
+                               std::to_string(c.model.num_heads));
+  if (c.model.img_size > 0 && c.model.img_size % c.model.patch_size != 0)
+    bad("model.patch_size", "must divide model.img_size (" + std::to_string(c.model.img_size) + "), got " +
+                                std::to_string(c.model.patch_size));
+
+  const auto& moe = j["moe"];
+  const std::string kind = moe["kind"];
+  c.moe.kind = kind == "dense" ? MlpKind::Dense : kind == "rup" ? MlpKind::Rup : MlpKind::Routed;
+  c.moe.num_experts = moe["num_experts"];
+  c.moe.top_k = moe["top_k"];
+  c.moe.capacity_factor = moe["capacity_factor"];
+  c.moe.eval_capacity_factor = moe["eval_capacity_factor"];
+  c.moe.aux_loss_weight = moe["aux_loss_weight"];
+  if (c.moe.top_k > c.moe.num_experts) bad("moe.top_k", "must not exceed moe.num_experts");
+  const auto& blocks = moe["blocks"];
+  const int64_t depth = c.model.depth;
+  if (c.moe.kind != MlpKind::Dense) {
+    if (blocks.is_array()) {
+      std::set<int64_t> seen;
+      for (const auto& b : blocks) {
+        const int64_t i = b.get<int64_t>();
+        if (i >= depth) bad("moe.blocks", "block index " + std::to_string(i) + " is outside 0.." + std::to_string(depth - 1));
+        if (seen.insert(i).second) c.moe.blocks.push_back(i);
+      }
+    } else if (blocks == "all") {
+      for (int64_t i = 0; i < depth; ++i) c.moe.blocks.push_back(i);
+    } else if (blocks == "every_other") {
+      for (int64_t i = 1; i < depth; i += 2) c.moe.blocks.push_back(i);
+    } else {
+      const int64_t k = moe["last_k"];
+      if (k > depth) bad("moe.last_k", "must not exceed model.depth (" + std::to_string(depth) + ")");
+      for (int64_t i = depth - k; i < depth; ++i) c.moe.blocks.push_back(i);
+    }
+    std::sort(c.moe.blocks.begin(), c.moe.blocks.end());
+  }
+
+  const auto& e = j["ewa"];
+  c.ewa.enabled = e["enabled"];
+  c.ewa.share_rate = e["share_rate"];
+  c.ewa.schedule = e["schedule"];
+  c.ewa.ramp_steps = e["ramp_steps"];
+  c.ewa.until_step = e["until_step"];
+  const double beta_max = double(c.moe.num_experts - 1) / double(c.moe.num_experts);
+  if (c.ewa.share_rate > beta_max + 1e-12) {
+    std::ostringstream os;
+    os << "share rate must be in [0, (N-1)/N] = [0, " << beta_max << "] for N = " << c.moe.num_experts
+       << " experts, got " << c.ewa.share_rate;
+    bad("ewa.share_rate", os.str());
+  }
+
+  const auto& d = j["data"];
+  c.data.dataset = d["dataset"];
+  c.data.root = d["root"];
+  c.data.batch_size = d["batch_size"];
+  c.data.eval_batch_size = d["eval_batch_size"];
+  c.data.val_fraction = d["val_fraction"];
+  c.data.train_limit = d["train_limit"];
+  c.data.test_limit = d["test_limit"];
+  c.data.random_crop_padding = d["random_crop_padding"];
+  c.data.hflip = d["hflip"];
+  if (c.data.root.empty()) {
+    if (c.data.dataset == "fashion_mnist") c.data.root = "/usr/share/datasets/fashion-mnist";
+    else bad("data.root", "required for dataset " + c.data.dataset);
+  }
+
+  const auto& o = j["optim"];
+  c.optim.lr = o["lr"];
+  c.optim.min_lr = o["min_lr"];
+  c.optim.weight_decay = o["weight_decay"];
+  c.optim.beta1 = o["beta1"];
+  c.optim.beta2 = o["beta2"];
+  c.optim.warmup_epochs = o["warmup_epochs"];
+  c.optim.label_smoothing = o["label_smoothing"];
+  c.optim.grad_clip = o["grad_clip"];
+  if (c.optim.min_lr > c.optim.lr) bad("optim.min_lr", "must not exceed optim.lr");
+
+  const auto& t = j["train"];
+  c.train.epochs = t["epochs"];
+  c.train.seed = t["seed"];
+  c.train.log_every = t["log_every"];
+  c.train.runs_dir = t["runs_dir"];
+  c.train.threads = t["threads"];
+  c.train.device = t["device"];
+  return c;
+}
+
+}  // namespace ewa

@@ -1,0 +1,81 @@
+// Experiment configuration: JSON file -> validated, resolved JSON -> typed structs.
+// Every key, its default and meaning lives in config/schema.cpp (docs/config.md).
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ewa {
+
+enum class MlpKind { Dense, Rup, Routed };
+
+struct ModelConfig {
+  std::string name = "vit";
+  int64_t img_size = 0, in_chans = 0, num_classes = 0, patch_size = 4;
+  int64_t embed_dim = 192, depth = 12, num_heads = 3;
+  double mlp_ratio = 4.0;
+  bool qkv_bias = true;
+  double drop_rate = 0, attn_drop_rate = 0, drop_path_rate = 0.1;
+};
+
+struct MoeConfig {
+  MlpKind kind = MlpKind::Rup;
+  std::vector<int64_t> blocks;  // resolved block indices that get the MoE
+  int64_t num_experts = 4, top_k = 1;
+  double capacity_factor = 1.25, eval_capacity_factor = 2.0, aux_loss_weight = 0.01;
+};
+
+struct EwaConfig {
+  bool enabled = true;
+  double share_rate = 0.3;
+  std::string schedule = "constant";
+  int64_t ramp_steps = 0, until_step = -1;
+};
+
+struct DataConfig {
+  std::string dataset = "fashion_mnist", root;
+  int64_t batch_size = 128, eval_batch_size = 500, train_limit = 0, test_limit = 0, random_crop_padding = 2;
+  double val_fraction = 0;
+  bool hflip = false;
+};
+
+struct OptimConfig {
+  double lr = 1e-3, min_lr = 1e-5, weight_decay = 0.05, beta1 = 0.9, beta2 = 0.999;
+  double warmup_epochs = 1, label_smoothing = 0.1, grad_clip = 1.0;
+};
+
+struct TrainConfig {
+  int64_t epochs = 10, seed = 0, log_every = 50, threads = 0;
+  std::string runs_dir = "runs", device = "auto";
+};
+
+struct Config {
+  std::string name;
+  ModelConfig model;
+  MoeConfig moe;
+  EwaConfig ewa;
+  DataConfig data;
+  OptimConfig optim;
+  TrainConfig train;
+  nlohmann::json json;  // the resolved configuration these fields came from
+};
+
+// Reads and resolves a JSON config file. Throws ewa::Error naming the file and key.
+nlohmann::json load_config_file(const std::string& path);
+
+// Applies "dotted.key=value" to `cfg` (value parsed as JSON, else taken as a string).
+// Throws ewa::Error for a malformed assignment or an unknown key.
+void apply_override(nlohmann::json& cfg, const std::string& assignment);
+
+// Validates `user` (a full or partial config) against the schema and fills defaults and the
+// model preset. `source` names where it came from, for error messages.
+nlohmann::json resolve_config(const nlohmann::json& user, const std::string& source);
+
+// Typed view of a resolved config, with cross-key checks (share rate <= (N-1)/N, heads divide
+// the width, MoE block indices within depth ...).
+Config parse_config(const nlohmann::json& resolved, const std::string& source);
+
+const char* mlp_kind_name(MlpKind kind);
+
+}  // namespace ewa

@@ -1,0 +1,134 @@
+#include "config/schema.h"
+
+#include <sstream>
+
+namespace ewa {
+namespace {
+constexpr double kNoRange = 0;
+constexpr double kBig = 1e12;
+
+FieldSpec I(std::string k, int64_t d, double lo, double hi, std::string h) {
+  return {std::move(k), FieldType::Int, d, lo, hi, {}, std::move(h)};
+}
+FieldSpec F(std::string k, double d, double lo, double hi, std::string h) {
+  return {std::move(k), FieldType::Float, d, lo, hi, {}, std::move(h)};
+}
+FieldSpec B(std::string k, bool d, std::string h) {
+  return {std::move(k), FieldType::Bool, d, 1, kNoRange, {}, std::move(h)};
+}
+FieldSpec S(std::string k, std::string d, std::vector<std::string> choices, std::string h) {
+  return {std::move(k), FieldType::String, std::move(d), 1, kNoRange, std::move(choices), std::move(h)};
+}
+}  // namespace
+
+const std::vector<FieldSpec>& config_schema() {
+  static const std::vector<FieldSpec> schema = {
+      S("name", "run", {}, "Run name: the run directory is <train.runs_dir>/<name>."),
+      S("model.name", "vit", {"vit"}, "Model family from the registry."),
+      S("model.preset", "custom", {"custom", "tiny", "small", "base"},
+        "ViT size preset (timm): tiny 192/12/3, small 384/12/6, base 768/12/12 (embed_dim/depth/num_heads). "
+        "Keys given explicitly in the config win over the preset."),
+      I("model.img_size", 0, 0, 4096, "Input height and width in pixels; 0 = from the dataset."),
+      I("model.in_chans", 0, 0, 64, "Input channels; 0 = from the dataset."),
+      I("model.num_classes", 0, 0, 1000000, "Classifier outputs; 0 = from the dataset."),
+      I("model.patch_size", 4, 1, 1024, "Patch side in pixels; must divide img_size."),
+      I("model.embed_dim", 192, 1, 16384, "Token width D."),
+      I("model.depth", 12, 1, 256, "Number of transformer blocks."),
+      I("model.num_heads", 3, 1, 256, "Attention heads; must divide embed_dim."),
+      F("model.mlp_ratio", 4.0, 0.01, 64, "FFN hidden width = mlp_ratio * embed_dim."),
+      B("model.qkv_bias", true, "Bias in the qkv projection."),
+      F("model.drop_rate", 0.0, 0, 1, "Dropout after position embedding, in the FFN and before the head."),
+      F("model.attn_drop_rate", 0.0, 0, 1, "Dropout on attention weights."),
+      F("model.drop_path_rate", 0.1, 0, 1, "Stochastic depth; rises linearly from 0 at block 0 to this at the last block."),
+      S("moe.kind", "rup", {"dense", "rup", "routed"},
+        "FFN kind in the chosen blocks: dense Mlp, RupMoE (random uniform partition, the EWA method) or "
+        "RoutedMoE (learned top-k gate, the paper's naive MoE)."),
+      {"moe.blocks", FieldType::Blocks, "every_other", 1, kNoRange, {},
+       "Which blocks get the MoE: \"every_other\" (1, 3, 5, ...), \"all\", \"last_k\" (the last moe.last_k "
+       "blocks) or a list of block indices such as [1, 5]."},
+      I("moe.last_k", 2, 1, 256, "Number of blocks for moe.blocks = \"last_k\"."),
+      I("moe.num_experts", 4, 2, 256, "Experts N per MoE layer."),
+      I("moe.top_k", 1, 1, 2, "RoutedMoE: experts per token (1 = Switch, 2 = GShard)."),
+      F("moe.capacity_factor", 1.25, 0.01, 64, "RoutedMoE: expert capacity = ceil(factor * top_k * tokens / N) in training."),
+      F("moe.eval_capacity_factor", 2.0, 0.01, 64, "RoutedMoE: capacity factor in evaluation."),
+      F("moe.aux_loss_weight", 0.01, 0, 100, "RoutedMoE: weight of the load-balancing loss N * sum_i f_i P_i."),
+      B("ewa.enabled", true, "Run Experts Weights Averaging after every optimizer step (MoE layers only)."),
+      F("ewa.share_rate", 0.3, 0, 1,
+        "Share rate beta of Eq. (6); must lie in [0, (N-1)/N]: (N-1)/N sets every expert to the mean."),
+      S("ewa.schedule", "constant", {"constant", "linear", "cosine"},
+        "beta over steps: constant; linear or cosine ramp from 0 to share_rate over ewa.ramp_steps."),
+      I("ewa.ramp_steps", 0, 0, kBig, "Length of the linear/cosine ramp in optimizer steps; 0 = the whole run."),
+      I("ewa.until_step", -1, -1, kBig, "Early EWA: no averaging after this optimizer step; -1 = never stop."),
+      S("data.dataset", "fashion_mnist", {"fashion_mnist", "mnist", "cifar10", "cifar100"}, "Dataset reader."),
+      S("data.root", "", {},
+        "Dataset directory; empty = /usr/share/datasets/fashion-mnist for fashion_mnist, required otherwise."),
+      I("data.batch_size", 128, 1, 1 << 20, "Training batch size."),
+      I("data.eval_batch_size", 500, 1, 1 << 20, "Evaluation batch size."),
+      F("data.val_fraction", 0.0, 0, 0.9,
+        "Share of the training set held out (seeded) as validation; the best checkpoint is chosen on it, never on test."),
+      I("data.train_limit", 0, 0, kBig, "Use only the first N training images; 0 = all."),
+      I("data.test_limit", 0, 0, kBig, "Use only the first N test images; 0 = all."),
+      I("data.random_crop_padding", 2, 0, 64, "Random crop augmentation: zero-pad by this many pixels, crop back; 0 = off."),
+      B("data.hflip", false, "Random horizontal flip augmentation."),
+      F("optim.lr", 1e-3, 0, 10, "Peak AdamW learning rate (after warmup)."),
+      F("optim.min_lr", 1e-5, 0, 10, "Learning rate at the end of the cosine schedule."),
+      F("optim.weight_decay", 0.05, 0, 10, "AdamW decoupled weight decay (not applied to biases, norms, tokens, embeddings)."),
+      F("optim.beta1", 0.9, 0, 0.999999, "AdamW beta1."),
+      F("optim.beta2", 0.999, 0, 0.999999, "AdamW beta2."),
+      F("optim.warmup_epochs", 1.0, 0, kBig, "Linear learning-rate warmup length in epochs (may be fractional)."),
+      F("optim.label_smoothing", 0.1, 0, 0.99, "Label smoothing of the cross-entropy loss."),
+      F("optim.grad_clip", 1.0, 0, kBig, "Clip the global gradient norm to this; 0 = off."),
+      I("train.epochs", 10, 1, 100000, "Training epochs."),
+      I("train.seed", 0, 0, kBig, "Seed for initialisation, data order, augmentation, dropout and partitions."),
+      I("train.log_every", 50, 1, kBig, "Progress line and log.jsonl record every N optimizer steps."),
+      S("train.runs_dir", "runs", {}, "Parent directory of run directories."),
+      I("train.threads", 0, 0, 1024, "Torch intra-op threads; 0 = the number of cores."),
+      S("train.device", "auto", {"auto", "cpu", "cuda"}, "Device; auto = cuda when a GPU is present, else cpu."),
+  };
+  return schema;
+}
+
+static void set_path(nlohmann::json& root, const std::string& key, const nlohmann::json& value) {
+  nlohmann::json* node = &root;
+  size_t start = 0;
+  for (size_t dot; (dot = key.find('.', start)) != std::string::npos; start = dot + 1) {
+    node = &(*node)[key.substr(start, dot - start)];
+  }
+  (*node)[key.substr(start)] = value;
+}
+
+nlohmann::json default_config() {
+  nlohmann::json cfg = nlohmann::json::object();
+  for (const auto& f : config_schema()) set_path(cfg, f.key, f.default_value);
+  return cfg;
+}
+
+std::string config_reference_markdown() {
+  std::ostringstream os;
+  os << "| key | type | default | meaning |\n|---|---|---|---|\n";
+  for (const auto& f : config_schema()) {
+    std::string type;
+    switch (f.type) {
+      case FieldType::Int: type = "integer"; break;
+      case FieldType::Float: type = "number"; break;
+      case FieldType::Bool: type = "bool"; break;
+      case FieldType::String: type = "string"; break;
+      case FieldType::Blocks: type = "string or list"; break;
+    }
+    if ((f.type == FieldType::Int || f.type == FieldType::Float) && f.min <= f.max) {
+      std::ostringstream r;
+      r << " [" << f.min << ", " << (f.max >= kBig ? std::string("inf") : nlohmann::json(f.max).dump()) << "]";
+      type += r.str();
+    }
+    std::string help = f.help;
+    if (!f.choices.empty()) {
+      help += " One of:";
+      for (size_t i = 0; i < f.choices.size(); ++i) help += (i ? ", " : " ") + f.choices[i];
+      help += ".";
+    }
+    os << "| `" << f.key << "` | " << type << " | `" << f.default_value.dump() << "` | " << help << " |\n";
+  }
+  return os.str();
+}
+
+}  // namespace ewa

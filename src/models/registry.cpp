@@ -1,0 +1,41 @@
+#include "models/registry.h"
+
+#include <algorithm>
+#include <functional>
+#include <map>
+
+#include "common/error.h"
+#include "models/vit.h"
+#include "moe/routed_moe.h"
+#include "moe/rup_moe.h"
+
+namespace ewa::models {
+
+std::shared_ptr<nn::FeedForwardImpl> make_feed_forward(const Config& cfg, int64_t block_index, int64_t dim,
+                                                       int64_t hidden, double drop) {
+  const auto& b = cfg.moe.blocks;
+  const bool is_moe = cfg.moe.kind != MlpKind::Dense && std::find(b.begin(), b.end(), block_index) != b.end();
+  if (!is_moe) return std::make_shared<nn::MlpImpl>(nn::MlpOptions(dim, hidden).drop(drop));
+  auto options = moe::ExpertsOptions(dim, hidden, cfg.moe.num_experts).drop(drop);
+  if (cfg.moe.kind == MlpKind::Rup) return std::make_shared<moe::RupMoEImpl>(options);
+  return std::make_shared<moe::RoutedMoEImpl>(options, moe::RoutingOptions()
+                                                           .top_k(cfg.moe.top_k)
+                                                           .capacity_factor(cfg.moe.capacity_factor)
+                                                           .eval_capacity_factor(cfg.moe.eval_capacity_factor));
+}
+
+std::shared_ptr<ClassifierImpl> build_model(const Config& cfg) {
+  static const std::map<std::string, std::function<std::shared_ptr<ClassifierImpl>(const Config&)>> registry = {
+      {"vit", [](const Config& c) { return std::make_shared<VitImpl>(c); }},
+  };
+  const auto it = registry.find(cfg.model.name);
+  if (it == registry.end()) fail("model.name: unknown model '" + cfg.model.name + "'");
+  if (cfg.model.img_size <= 0 || cfg.model.in_chans <= 0 || cfg.model.num_classes <= 0)
+    fail("model: img_size, in_chans and num_classes must be resolved from the dataset before building");
+  if (cfg.model.img_size % cfg.model.patch_size != 0)
+    fail("model.patch_size: " + std::to_string(cfg.model.patch_size) + " does not divide model.img_size " +
+         std::to_string(cfg.model.img_size));
+  return it->second(cfg);
+}
+
+}  // namespace ewa::models

@@ -1,0 +1,20 @@
+// Model name -> builder. The config's model.name picks the builder.
+#pragma once
+#include <memory>
+
+#include "config/config.h"
+#include "models/classifier.h"
+#include "nn/layers.h"
+
+namespace ewa::models {
+
+// Builds the model named by cfg.model.name; throws ewa::Error for an unknown name or missing
+// resolved sizes (img_size, in_chans, num_classes).
+std::shared_ptr<ClassifierImpl> build_model(const Config& cfg);
+
+// The FFN of block `block_index` for a block of width `dim`: dense Mlp, or the MoE kind of
+// cfg.moe when the block is listed in cfg.moe.blocks.
+std::shared_ptr<nn::FeedForwardImpl> make_feed_forward(const Config& cfg, int64_t block_index, int64_t dim,
+                                                       int64_t hidden, double drop);
+
+}  // namespace ewa::models

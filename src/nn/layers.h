@@ -1,0 +1,116 @@
+// Transformer building blocks in timm's shape: Attention -> Mlp -> Block, and PatchEmbed.
+// Parameter names follow timm / Point-MAE (qkv, proj, fc1, fc2, norm1, norm2) so checkpoints
+// map onto them one to one.
+#pragma once
+#include <torch/torch.h>
+
+namespace ewa::nn {
+
+// The FFN sub-layer of a Block: [B, T, D] -> [B, T, D]. Dense Mlp and the MoE layers
+// (src/moe) implement it, so a Block never knows which one it holds.
+class FeedForwardImpl : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+  // Auxiliary loss of the last forward pass (load balancing); undefined tensor when none.
+  virtual torch::Tensor aux_loss() const { return {}; }
+};
+
+// Fills `t` in place from N(0, std^2) truncated to [-2 std, 2 std] (inverse-CDF sampling,
+// as torch.nn.init.trunc_normal_, which LibTorch lacks).
+void trunc_normal_(torch::Tensor t, double std);
+
+// trunc_normal(std = 0.02) weights and zero biases, as timm initialises ViT Linear layers.
+void init_linear_(torch::nn::Linear& linear);
+
+struct MlpOptions {
+  MlpOptions(int64_t in_features, int64_t hidden_features) : in_features_(in_features), hidden_features_(hidden_features) {}
+  TORCH_ARG(int64_t, in_features);
+  TORCH_ARG(int64_t, hidden_features);
+  TORCH_ARG(double, drop) = 0.0;
+};
+
+// fc1 -> GELU -> dropout -> fc2 -> dropout.
+class MlpImpl : public FeedForwardImpl {
+ public:
+  explicit MlpImpl(const MlpOptions& options);
+  torch::Tensor forward(const torch::Tensor& x) override;
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+
+ private:
+  MlpOptions options_;
+};
+TORCH_MODULE(Mlp);
+
+struct AttentionOptions {
+  AttentionOptions(int64_t dim, int64_t num_heads) : dim_(dim), num_heads_(num_heads) {}
+  TORCH_ARG(int64_t, dim);
+  TORCH_ARG(int64_t, num_heads);
+  TORCH_ARG(bool, qkv_bias) = false;
+  TORCH_ARG(double, attn_drop) = 0.0;
+  TORCH_ARG(double, proj_drop) = 0.0;
+};
+
+// Multi-head self-attention, [B, T, D] -> [B, T, D], through scaled_dot_product_attention.
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const AttentionOptions& options);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+
+ private:
+  AttentionOptions options_;
+};
+TORCH_MODULE(Attention);
+
+// Stochastic depth: in training, zeroes each sample's residual branch with probability p and
+// scales the survivors by 1 / (1 - p).
+torch::Tensor drop_path(const torch::Tensor& x, double p, bool training);
+
+struct BlockOptions {
+  BlockOptions(int64_t dim, int64_t num_heads) : dim_(dim), num_heads_(num_heads) {}
+  TORCH_ARG(int64_t, dim);
+  TORCH_ARG(int64_t, num_heads);
+  TORCH_ARG(bool, qkv_bias) = false;
+  TORCH_ARG(double, drop) = 0.0;
+  TORCH_ARG(double, attn_drop) = 0.0;
+  TORCH_ARG(double, drop_path) = 0.0;
+};
+
+// Pre-norm transformer block: x + drop_path(attn(norm1(x))), then x + drop_path(mlp(norm2(x))).
+// The FFN is given by the caller (dense Mlp, RupMoE or RoutedMoE).
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(const BlockOptions& options, std::shared_ptr<FeedForwardImpl> mlp);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  Attention attn{nullptr};
+  std::shared_ptr<FeedForwardImpl> mlp;
+
+ private:
+  BlockOptions options_;
+};
+TORCH_MODULE(Block);
+
+struct PatchEmbedOptions {
+  PatchEmbedOptions(int64_t img_size, int64_t patch_size, int64_t in_chans, int64_t embed_dim)
+      : img_size_(img_size), patch_size_(patch_size), in_chans_(in_chans), embed_dim_(embed_dim) {}
+  TORCH_ARG(int64_t, img_size);
+  TORCH_ARG(int64_t, patch_size);
+  TORCH_ARG(int64_t, in_chans);
+  TORCH_ARG(int64_t, embed_dim);
+};
+
+// Non-overlapping patches through a strided conv: [B, C, H, W] -> [B, (H/p)*(W/p), D].
+class PatchEmbedImpl : public torch::nn::Module {
+ public:
+  explicit PatchEmbedImpl(const PatchEmbedOptions& options);
+  torch::Tensor forward(const torch::Tensor& x);
+  int64_t num_patches() const;
+  torch::nn::Conv2d proj{nullptr};
+
+ private:
+  PatchEmbedOptions options_;
+};
+TORCH_MODULE(PatchEmbed);
+
+}  // namespace ewa::nn

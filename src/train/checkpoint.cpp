@@ -1,0 +1,165 @@
+#include "train/checkpoint.h"
+
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <iterator>
+#include <sstream>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace ewa::train {
+namespace {
+constexpr const char* kFormat = "ewa-checkpoint-1";
+
+std::string shape_str(at::IntArrayRef s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+torch::Tensor bytes_to_tensor(const std::string& bytes) {
+  auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  std::memcpy(t.data_ptr<uint8_t>(), bytes.data(), bytes.size());
+  return t;
+}
+
+std::string tensor_to_bytes(const torch::Tensor& t) {
+  auto c = t.contiguous();
+  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
+}
+}  // namespace
+
+torch::OrderedDict<std::string, torch::Tensor> state_dict(torch::nn::Module& model) {
+  torch::OrderedDict<std::string, torch::Tensor> out;
+  for (const auto& p : model.named_parameters()) out.insert(p.key(), p.value().detach().to(torch::kCPU).clone());
+  for (const auto& b : model.named_buffers()) out.insert(b.key(), b.value().detach().to(torch::kCPU).clone());
+  return out;
+}
+
+Checkpoint make_checkpoint(torch::nn::Module& model, const torch::optim::Optimizer* optimizer,
+                           const nlohmann::json& config, int64_t step, int64_t epoch) {
+  Checkpoint c;
+  c.config = config;
+  c.step = step;
+  c.epoch = epoch;
+  c.model = state_dict(model);
+  if (optimizer) {
+    torch::serialize::OutputArchive archive;
+    optimizer->save(archive);
+    std::ostringstream os;
+    archive.save_to(os);
+    c.optimizer = os.str();
+  }
+  c.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
+  return c;
+}
+
+void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
+  c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
+  root.insert(std::string("format"), std::string(kFormat));
+  root.insert(std::string("kind"), ckpt.kind);
+  root.insert(std::string("config"), ckpt.config.dump());
+  root.insert(std::string("step"), ckpt.step);
+  root.insert(std::string("epoch"), ckpt.epoch);
+  c10::Dict<std::string, at::Tensor> model;
+  for (const auto& item : ckpt.model) model.insert(item.key(), item.value());
+  root.insert(std::string("model"), model);
+  if (!ckpt.optimizer.empty()) root.insert(std::string("optimizer"), bytes_to_tensor(ckpt.optimizer));
+  if (ckpt.rng_cpu) root.insert(std::string("rng_cpu"), *ckpt.rng_cpu);
+  const std::vector<char> bytes = torch::pickle_save(at::IValue(root));
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error("cannot open " + tmp + " for writing");
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) throw std::runtime_error("write to " + tmp + " failed (disk full?)");
+  });
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("checkpoint " + path + ": cannot open file");
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  at::IValue v;
+  try {
+    v = torch::pickle_load(bytes);
+  } catch (const std::exception&) {
+    fail("checkpoint " + path + ": not a readable checkpoint (truncated or not written by ewa)");
+  }
+  auto bad = [&](const std::string& what) -> void { fail("checkpoint " + path + ": " + what); };
+  if (!v.isGenericDict()) bad("not an ewa checkpoint (expected a dict)");
+  auto root = v.toGenericDict();
+  auto get = [&](const std::string& key) -> at::IValue {
+    auto it = root.find(key);
+    if (it == root.end()) bad("missing field '" + key + "'");
+    return it->value();
+  };
+  if (!get("format").isString() || get("format").toStringRef() != kFormat)
+    bad(std::string("unsupported format: expected '") + kFormat + "'");
+  Checkpoint c;
+  c.kind = get("kind").toStringRef();
+  try {
+    c.config = nlohmann::json::parse(get("config").toStringRef());
+  } catch (const nlohmann::json::exception&) {
+    bad("field 'config' is not valid JSON");
+  }
+  c.step = get("step").toInt();
+  c.epoch = get("epoch").toInt();
+  if (!get("model").isGenericDict()) bad("field 'model' is not a dict of tensors");
+  for (const auto& item : get("model").toGenericDict()) c.model.insert(item.key().toStringRef(), item.value().toTensor());
+  if (root.contains("optimizer")) c.optimizer = tensor_to_bytes(root.at("optimizer").toTensor());
+  if (root.contains("rng_cpu")) c.rng_cpu = root.at("rng_cpu").toTensor();
+  return c;
+}
+
+void load_model_state(torch::nn::Module& model, const Checkpoint& ckpt, const std::string& path) {
+  std::vector<std::string> problems;
+  std::set<std::string> expected;
+  auto check = [&](const std::string& name, torch::Tensor target) {
+    expected.insert(name);
+    const torch::Tensor* src = ckpt.model.find(name);
+    if (!src) {
+      problems.push_back("missing " + name);
+      return;
+    }
+    if (src->sizes() != target.sizes()) {
+      problems.push_back(name + " is " + shape_str(src->sizes()) + " in the checkpoint but " + shape_str(target.sizes()) +
+                         " in the model");
+      return;
+    }
+    torch::NoGradGuard guard;
+    target.copy_(*src);
+  };
+  for (const auto& p : model.named_parameters()) check(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) check(b.key(), b.value());
+  for (const auto& item : ckpt.model)
+    if (!expected.count(item.key())) problems.push_back("unexpected " + item.key());
+  if (!problems.empty()) {
+    std::string msg = "checkpoint " + path + ": does not match the model architecture (" + std::to_string(problems.size()) +
+                      " differences: ";
+    for (size_t i = 0; i < problems.size() && i < 3; ++i) msg += (i ? "; " : "") + problems[i];
+    fail(msg + (problems.size() > 3 ? "; ...)" : ")"));
+  }
+}
+
+void load_training_state(torch::optim::Optimizer& optimizer, const Checkpoint& ckpt, const std::string& path) {
+  if (ckpt.optimizer.empty()) fail("checkpoint " + path + ": has no optimizer state (a converted model cannot be resumed)");
+  try {
+    torch::serialize::InputArchive archive;
+    std::istringstream is(ckpt.optimizer);
+    archive.load_from(is);
+    optimizer.load(archive);
+  } catch (const c10::Error&) {
+    fail("checkpoint " + path + ": optimizer state does not match this model's parameters");
+  }
+  if (ckpt.rng_cpu) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(*ckpt.rng_cpu);
+  }
+}
+
+}  // namespace ewa::train

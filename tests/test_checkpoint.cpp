@@ -1,0 +1,114 @@
+// Checkpoints: round trip, atomic writes, and errors for foreign or broken files.
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "models/registry.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+namespace {
+using nlohmann::json;
+using ewa::testing::TempDir;
+
+ewa::Config vit_cfg(int64_t dim) {
+  json j = {{"model", {{"img_size", 8}, {"in_chans", 1}, {"num_classes", 3}, {"patch_size", 4}, {"embed_dim", dim},
+                       {"depth", 2}, {"num_heads", 2}}}};
+  return ewa::parse_config(ewa::resolve_config(j, "test"), "test");
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ewa::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Checkpoint, RoundTripsModelOptimizerRngAndMetadata) {
+  TempDir dir;
+  auto cfg = vit_cfg(8);
+  auto model = ewa::models::build_model(cfg);
+  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-3));
+  model->forward(torch::randn({2, 1, 8, 8})).sum().backward();
+  opt.step();
+  auto ckpt = ewa::train::make_checkpoint(*model, &opt, cfg.json, 17, 3);
+  const auto rng_draw = torch::rand({4});  // drawn after the state was captured
+  ewa::train::save_checkpoint(dir / "c.pt", ckpt);
+
+  auto back = ewa::train::read_checkpoint(dir / "c.pt");
+  EXPECT_EQ(back.step, 17);
+  EXPECT_EQ(back.epoch, 3);
+  EXPECT_EQ(back.config, cfg.json);
+  auto other = ewa::models::build_model(cfg);
+  torch::optim::AdamW other_opt(other->parameters(), torch::optim::AdamWOptions(1e-3));
+  ewa::train::load_model_state(*other, back, "c.pt");
+  ewa::train::load_training_state(other_opt, back, "c.pt");
+  for (const auto& p : model->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), other->named_parameters()[p.key()]));
+  EXPECT_TRUE(torch::equal(torch::rand({4}), rng_draw));  // generator restored
+  // The restored optimizer continues exactly like the original (eval mode: no random partition
+  // or drop path, so both models see the same computation).
+  model->eval();
+  other->eval();
+  auto x = torch::randn({2, 1, 8, 8});
+  opt.zero_grad();
+  model->forward(x).sum().backward();
+  other->forward(x).sum().backward();
+  opt.step();
+  other_opt.step();
+  for (const auto& p : model->named_parameters())
+    EXPECT_TRUE(torch::allclose(p.value(), other->named_parameters()[p.key()], 1e-6, 1e-7)) << p.key();
+}
+
+TEST(Checkpoint, ForeignArchitectureIsAnErrorListingDifferences) {
+  TempDir dir;
+  auto small = ewa::models::build_model(vit_cfg(8));
+  ewa::train::save_checkpoint(dir / "small.pt", ewa::train::make_checkpoint(*small, nullptr, vit_cfg(8).json, 0, 0));
+  auto big = ewa::models::build_model(vit_cfg(16));
+  auto e = error_of([&] { ewa::train::load_model_state(*big, ewa::train::read_checkpoint(dir / "small.pt"), dir / "small.pt"); });
+  EXPECT_NE(e.find("does not match the model architecture"), std::string::npos) << e;
+  EXPECT_NE(e.find("in the checkpoint but"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos);
+}
+
+TEST(Checkpoint, TruncatedOrForeignFilesAreErrors) {
+  TempDir dir;
+  auto model = ewa::models::build_model(vit_cfg(8));
+  ewa::train::save_checkpoint(dir / "good.pt", ewa::train::make_checkpoint(*model, nullptr, vit_cfg(8).json, 0, 0));
+  std::ifstream in(dir / "good.pt", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ewa::testing::write_file(dir / "cut.pt", bytes.substr(0, bytes.size() / 2));
+  auto e = error_of([&] { ewa::train::read_checkpoint(dir / "cut.pt"); });
+  EXPECT_NE(e.find(dir / "cut.pt"), std::string::npos) << e;
+  ewa::testing::write_file(dir / "text.pt", "hello");
+  EXPECT_NE(error_of([&] { ewa::train::read_checkpoint(dir / "text.pt"); }).find("not a readable checkpoint"), std::string::npos);
+  // A valid torch pickle that is not ours.
+  auto foreign = torch::pickle_save(at::IValue(torch::ones({2})));
+  ewa::testing::write_file(dir / "foreign.pt", std::string(foreign.begin(), foreign.end()));
+  EXPECT_NE(error_of([&] { ewa::train::read_checkpoint(dir / "foreign.pt"); }).find("not an ewa checkpoint"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::train::read_checkpoint(dir / "absent.pt"); }).find("cannot open"), std::string::npos);
+}
+
+TEST(Checkpoint, AFailedWriteLeavesTheOldFileIntact) {
+  TempDir dir;
+  auto model = ewa::models::build_model(vit_cfg(8));
+  auto ckpt = ewa::train::make_checkpoint(*model, nullptr, vit_cfg(8).json, 5, 1);
+  ewa::train::save_checkpoint(dir / "last.pt", ckpt);
+  std::ifstream in(dir / "last.pt", std::ios::binary);
+  const std::string before((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Block the temporary file's path so the write fails.
+  std::filesystem::create_directory(dir / ("last.pt.tmp." + std::to_string(::getpid())));
+  ckpt.step = 6;
+  auto e = error_of([&] { ewa::train::save_checkpoint(dir / "last.pt", ckpt); });
+  EXPECT_NE(e.find("cannot write " + (dir / "last.pt")), std::string::npos) << e;
+  std::ifstream again(dir / "last.pt", std::ios::binary);
+  const std::string after((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(before, after);
+  EXPECT_EQ(ewa::train::read_checkpoint(dir / "last.pt").step, 5);
+  // Into a directory that does not exist: error, no file appears.
+  e = error_of([&] { ewa::train::save_checkpoint(dir / "missing/last.pt", ckpt); });
+  EXPECT_NE(e.find("cannot write"), std::string::npos) << e;
+  EXPECT_FALSE(std::filesystem::exists(dir / "missing"));
+}
+
+}  // namespace

@@ -1,0 +1,104 @@
+// The ewa program as a user runs it: bad input gives one line on stderr and a non-zero exit;
+// train -> convert -> eval works end to end.
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+namespace {
+using ewa::testing::TempDir;
+using ewa::testing::run_command;
+
+const std::string kEwa = EWA_BINARY;
+
+void write_config(const std::string& path, const std::string& data_root, const std::string& runs,
+                  const std::string& extra = "") {
+  ewa::testing::write_file(path, R"({"name": "cli", "model": {"patch_size": 7, "embed_dim": 16, "depth": 2, "num_heads": 2},
+    "moe": {"kind": "rup", "blocks": "all", "num_experts": 2},
+    "data": {"root": ")" + data_root + R"(", "batch_size": 50},
+    "train": {"epochs": 1, "runs_dir": ")" + runs + R"(", "log_every": 2})" + extra + "}");
+}
+
+// One "ewa: error: ..." line and exit code 1.
+void expect_one_line_error(const ewa::testing::CommandResult& r, const std::string& needle) {
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.output.rfind("ewa: error: ", 0), 0u) << r.output;
+  EXPECT_EQ(ewa::testing::count_lines(r.output), 1) << r.output;
+  EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
+}
+
+TEST(Cli, HelpListsOptionsWithDefaults) {
+  auto r = run_command(kEwa + " bench train-step --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--steps"), std::string::npos);
+  EXPECT_NE(r.output.find("20"), std::string::npos) << r.output;  // the default is shown
+  EXPECT_EQ(run_command(kEwa + " train --help").exit_code, 0);
+  EXPECT_NE(run_command(kEwa + " train --no-such-flag").exit_code, 0);
+  EXPECT_NE(run_command(kEwa).exit_code, 0);  // a subcommand is required
+}
+
+TEST(Cli, BadConfigsStopWithTheKeyNamed) {
+  TempDir dir;
+  ewa::testing::write_file(dir / "unknown.json", R"({"ewa": {"share": 0.3}})");
+  expect_one_line_error(run_command(kEwa + " train --config " + (dir / "unknown.json")), "unknown key 'ewa.share'");
+  ewa::testing::write_file(dir / "type.json", R"({"train": {"epochs": "ten"}})");
+  expect_one_line_error(run_command(kEwa + " train --config " + (dir / "type.json")), "'train.epochs': expected an integer");
+  expect_one_line_error(run_command(kEwa + " train --set ewa.share_rate=0.9"), "'ewa.share_rate'");
+  expect_one_line_error(run_command(kEwa + " train --config " + (dir / "absent.json")), "cannot open");
+}
+
+TEST(Cli, MissingDataAndUnwritableRunDirectory) {
+  TempDir dir;
+  write_config(dir / "c.json", dir / "no-data", dir / "runs");
+  expect_one_line_error(run_command(kEwa + " train --config " + (dir / "c.json")), "does not exist");
+  ewa::testing::write_pattern_idx(dir / "", 100, 20, true);
+  ewa::testing::write_file(dir / "blocker", "x");
+  write_config(dir / "c2.json", dir.path(), dir / "blocker");
+  expect_one_line_error(run_command(kEwa + " train --config " + (dir / "c2.json")), "run directory");
+  // A truncated image file.
+  TempDir broken;
+  ewa::testing::write_pattern_idx(broken.path(), 100, 20, false);
+  std::filesystem::resize_file(broken / "train-images-idx3-ubyte", 5000);
+  write_config(dir / "c3.json", broken.path(), dir / "runs");
+  expect_one_line_error(run_command(kEwa + " train --config " + (dir / "c3.json")), "truncated");
+}
+
+TEST(Cli, TrainConvertEvalEndToEnd) {
+  TempDir dir;
+  ewa::testing::write_pattern_idx(dir.path(), 300, 100, true);
+  write_config(dir / "c.json", dir.path(), dir / "runs");
+  auto r = run_command(kEwa + " train --config " + (dir / "c.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("final test OA"), std::string::npos) << r.output;
+  const std::string last = dir / "runs/cli/last.pt";
+
+  r = run_command(kEwa + " convert " + last + " -o " + (dir / "dense.pt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("converted 2 MoE layers"), std::string::npos) << r.output;
+  auto dense = ewa::train::read_checkpoint(dir / "dense.pt");
+  EXPECT_EQ(dense.kind, "dense");
+  EXPECT_EQ(dense.config["moe"]["kind"], "dense");
+  EXPECT_NE(dense.model.find("blocks.0.mlp.fc1.weight"), nullptr);
+
+  auto moe_eval = run_command(kEwa + " eval " + last);
+  auto dense_eval = run_command(kEwa + " eval " + (dir / "dense.pt"));
+  ASSERT_EQ(moe_eval.exit_code, 0) << moe_eval.output;
+  ASSERT_EQ(dense_eval.exit_code, 0) << dense_eval.output;
+  auto oa = [](const std::string& s) { return s.substr(s.find(" OA "), 24); };
+  EXPECT_EQ(oa(moe_eval.output), oa(dense_eval.output));
+
+  // A checkpoint of another architecture.
+  ewa::testing::write_file(dir / "wide.json", R"({"model": {"patch_size": 7, "embed_dim": 32, "depth": 2, "num_heads": 2},
+    "moe": {"kind": "dense"}, "data": {"root": ")" + dir.path() + R"("}})");
+  expect_one_line_error(run_command(kEwa + " eval " + last + " --config " + (dir / "wide.json")),
+                        "does not match the model architecture");
+  // Resume from a checkpoint of another architecture.
+  expect_one_line_error(run_command(kEwa + " train --config " + (dir / "wide.json") + " --name other --set train.runs_dir=" +
+                                    (dir / "runs") + " --resume " + last),
+                        "does not match the model architecture");
+  // A second train into the same run directory is refused, the checkpoint untouched.
+  expect_one_line_error(run_command(kEwa + " train --config " + (dir / "c.json")), "already holds a checkpoint");
+  expect_one_line_error(run_command(kEwa + " eval " + (dir / "c.json")), "not a readable checkpoint");
+}
+
+}  // namespace

@@ -1,0 +1,131 @@
+// Config loading: unknown keys, wrong types and out-of-range values stop with the key named.
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "config/config.h"
+#include "config/schema.h"
+#include "test_util.h"
+
+namespace {
+using nlohmann::json;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ewa::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+ewa::Config parse(const json& j) { return ewa::parse_config(ewa::resolve_config(j, "config t.json"), "config t.json"); }
+
+TEST(Config, DefaultsFollowThePaper) {
+  auto c = parse(json::object());
+  EXPECT_EQ(c.moe.kind, ewa::MlpKind::Rup);
+  EXPECT_EQ(c.moe.num_experts, 4);
+  EXPECT_DOUBLE_EQ(c.ewa.share_rate, 0.3);
+  EXPECT_EQ(c.ewa.schedule, "constant");
+  EXPECT_EQ(c.moe.blocks, (std::vector<int64_t>{1, 3, 5, 7, 9, 11}));  // every other block of 12
+}
+
+TEST(Config, UnknownKeysAreErrorsNamingTheKey) {
+  auto e = error_of([] { parse(json{{"model", {{"embed_dimm", 8}}}}); });
+  EXPECT_NE(e.find("config t.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown key 'model.embed_dimm'"), std::string::npos) << e;
+  e = error_of([] { parse(json{{"optimiser", {{"lr", 1}}}}); });
+  EXPECT_NE(e.find("unknown key 'optimiser'"), std::string::npos) << e;
+}
+
+TEST(Config, WrongTypesAreErrors) {
+  auto e = error_of([] { parse(json{{"moe", {{"num_experts", "four"}}}}); });
+  EXPECT_NE(e.find("'moe.num_experts': expected an integer"), std::string::npos) << e;
+  e = error_of([] { parse(json{{"ewa", {{"enabled", 1}}}}); });
+  EXPECT_NE(e.find("'ewa.enabled': expected true or false"), std::string::npos) << e;
+  e = error_of([] { parse(json{{"model", 3}}); });
+  EXPECT_NE(e.find("'model' must be a JSON object"), std::string::npos) << e;
+  e = error_of([] { parse(json{{"moe", {{"kind", "switch"}}}}); });
+  EXPECT_NE(e.find("one of dense, rup, routed"), std::string::npos) << e;
+}
+
+TEST(Config, ShareRateMustLieInZeroToNMinusOneOverN) {
+  EXPECT_NO_THROW(parse(json{{"ewa", {{"share_rate", 0.75}}}}));  // (4-1)/4
+  auto e = error_of([] { parse(json{{"ewa", {{"share_rate", 0.8}}}}); });
+  EXPECT_NE(e.find("'ewa.share_rate'"), std::string::npos) << e;
+  EXPECT_NE(e.find("[0, 0.75]"), std::string::npos) << e;
+  e = error_of([] { parse(json{{"moe", {{"num_experts", 2}}}, {"ewa", {{"share_rate", 0.6}}}}); });
+  EXPECT_NE(e.find("[0, 0.5]"), std::string::npos) << e;
+  e = error_of([] { parse(json{{"ewa", {{"share_rate", -0.1}}}}); });
+  EXPECT_NE(e.find("'ewa.share_rate'"), std::string::npos) << e;
+}
+
+TEST(Config, RangesAndCrossChecks) {
+  auto e = error_of([] { parse(json{{"moe", {{"num_experts", 1}}}}); });
+  EXPECT_NE(e.find("'moe.num_experts': expected an integer in [2, 256]"), std::string::npos) << e;
+  e = error_of([] { parse(json{{"model", {{"embed_dim", 100}, {"num_heads", 3}}}}); });
+  EXPECT_NE(e.find("'model.num_heads': must divide"), std::string::npos) << e;
+  e = error_of([] { parse(json{{"model", {{"depth", 4}}}, {"moe", {{"blocks", json::array({1, 4})}}}}); });
+  EXPECT_NE(e.find("block index 4 is outside 0..3"), std::string::npos) << e;
+}
+
+TEST(Config, BlockSelections) {
+  EXPECT_EQ(parse(json{{"model", {{"depth", 4}}}, {"moe", {{"blocks", "all"}}}}).moe.blocks, (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(parse(json{{"model", {{"depth", 6}}}, {"moe", {{"blocks", "last_k"}, {"last_k", 3}}}}).moe.blocks,
+            (std::vector<int64_t>{3, 4, 5}));
+  EXPECT_EQ(parse(json{{"model", {{"depth", 6}}}, {"moe", {{"blocks", json::array({5, 0, 5})}}}}).moe.blocks,
+            (std::vector<int64_t>{0, 5}));
+  EXPECT_TRUE(parse(json{{"moe", {{"kind", "dense"}}}}).moe.blocks.empty());
+}
+
+TEST(Config, PresetsFillSizesUnlessGivenExplicitly) {
+  auto c = parse(json{{"model", {{"preset", "small"}}}});
+  EXPECT_EQ(c.model.embed_dim, 384);
+  EXPECT_EQ(c.model.num_heads, 6);
+  c = parse(json{{"model", {{"preset", "small"}, {"depth", 4}}}});
+  EXPECT_EQ(c.model.depth, 4);
+  EXPECT_EQ(c.model.embed_dim, 384);
+}
+
+TEST(Config, SetOverridesParseValuesAndRejectUnknownKeys) {
+  json cfg = ewa::default_config();
+  ewa::apply_override(cfg, "ewa.share_rate=0.5");
+  ewa::apply_override(cfg, "data.dataset=mnist");
+  ewa::apply_override(cfg, "data.root=/data/mnist");
+  ewa::apply_override(cfg, "moe.blocks=[0,2]");
+  ewa::apply_override(cfg, "optim.lr=1");  // an integer for a float key is fine
+  auto c = parse(cfg);
+  EXPECT_DOUBLE_EQ(c.ewa.share_rate, 0.5);
+  EXPECT_EQ(c.data.dataset, "mnist");
+  EXPECT_EQ(c.moe.blocks, (std::vector<int64_t>{0, 2}));
+  EXPECT_DOUBLE_EQ(c.optim.lr, 1.0);
+  auto e = error_of([&] { ewa::apply_override(cfg, "ewa.share=0.5"); });
+  EXPECT_NE(e.find("unknown key 'ewa.share'"), std::string::npos) << e;
+  e = error_of([&] { ewa::apply_override(cfg, "train.epochs=many"); });
+  EXPECT_NE(e.find("'train.epochs': expected an integer"), std::string::npos) << e;
+  e = error_of([&] { ewa::apply_override(cfg, "novalue"); });
+  EXPECT_NE(e.find("expected key=value"), std::string::npos) << e;
+}
+
+TEST(Config, FilesWithInvalidJsonNameTheFile) {
+  ewa::testing::TempDir dir;
+  ewa::testing::write_file(dir / "bad.json", "{\"model\": {\"depth\": 4,}");
+  auto e = error_of([&] { ewa::load_config_file(dir / "bad.json"); });
+  EXPECT_NE(e.find(dir / "bad.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("invalid JSON"), std::string::npos) << e;
+  e = error_of([&] { ewa::load_config_file(dir / "missing.json"); });
+  EXPECT_NE(e.find("cannot open"), std::string::npos) << e;
+}
+
+TEST(Config, ShippedConfigsAreValid) {
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(EWA_SOURCE_DIR) + "/configs")) {
+    if (entry.path().extension() != ".json") continue;
+    EXPECT_NO_THROW(ewa::parse_config(ewa::load_config_file(entry.path().string()), entry.path().string())) << entry.path();
+  }
+}
+
+TEST(Config, ReferenceListsEveryKey) {
+  const auto md = ewa::config_reference_markdown();
+  for (const auto& f : ewa::config_schema()) EXPECT_NE(md.find("`" + f.key + "`"), std::string::npos) << f.key;
+}
+
+}  // namespace

@@ -1,0 +1,140 @@
+// End-to-end training on a small IDX dataset: learning, run directory, resume, bad run dirs.
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "models/registry.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+#include "train/schedule.h"
+#include "train/trainer.h"
+
+namespace {
+using nlohmann::json;
+using ewa::testing::TempDir;
+
+ewa::Config tiny_cfg(const std::string& data_root, const std::string& runs, const std::string& kind, int64_t epochs) {
+  json j = {{"name", "t"},
+            {"model", {{"patch_size", 7}, {"embed_dim", 32}, {"depth", 2}, {"num_heads", 2}, {"drop_path_rate", 0.0}}},
+            {"moe", {{"kind", kind}, {"blocks", "all"}, {"num_experts", 2}}},
+            {"data", {{"root", data_root}, {"batch_size", 32}, {"val_fraction", 0.1}}},
+            {"optim", {{"lr", 5e-3}, {"warmup_epochs", 0.5}}},
+            {"train", {{"epochs", epochs}, {"log_every", 5}, {"runs_dir", runs}, {"device", "cpu"}}}};
+  return ewa::parse_config(ewa::resolve_config(j, "test"), "test");
+}
+
+TEST(Metrics, OverallAndMeanClassAccuracyByHand) {
+  auto conf = torch::zeros({3, 3}, torch::kLong);
+  // class 0: 3 of 4 right; class 1: 1 of 1; class 2: no samples.
+  ewa::train::accumulate_confusion(conf, torch::tensor({0, 0, 0, 0, 1}), torch::tensor({0, 0, 0, 2, 1}));
+  auto m = ewa::train::metrics_from_confusion(conf);
+  EXPECT_DOUBLE_EQ(m.overall_accuracy, 4.0 / 5.0);
+  EXPECT_DOUBLE_EQ(m.mean_class_accuracy, (0.75 + 1.0) / 2.0);
+  EXPECT_EQ(conf[0][2].item<int64_t>(), 1);
+}
+
+TEST(Schedule, WarmupThenCosine) {
+  ewa::OptimConfig o;
+  o.lr = 1.0;
+  o.min_lr = 0.0;
+  o.warmup_epochs = 1;
+  EXPECT_DOUBLE_EQ(ewa::train::lr_at(o, 0, 10, 110), 0.1);
+  EXPECT_DOUBLE_EQ(ewa::train::lr_at(o, 9, 10, 110), 1.0);
+  EXPECT_DOUBLE_EQ(ewa::train::lr_at(o, 10, 10, 110), 1.0);
+  EXPECT_NEAR(ewa::train::lr_at(o, 60, 10, 110), 0.5, 1e-12);
+  EXPECT_NEAR(ewa::train::lr_at(o, 110, 10, 110), 0.0, 1e-12);
+}
+
+TEST(Train, LearnsAndWritesTheRunDirectory) {
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 800, 100, true);
+  auto cfg = tiny_cfg(data.path(), runs.path(), "rup", 5);
+  std::vector<std::string> lines;
+  auto result = ewa::train::train_classifier(cfg, {}, [&](const std::string& l) { lines.push_back(l); });
+  EXPECT_GT(result.test.overall_accuracy, 0.9);  // chance is 0.1
+  const std::string dir = runs / "t";
+  for (const char* f : {"config.json", "log.jsonl", "metrics.json", "last.pt", "best.pt"})
+    EXPECT_TRUE(std::filesystem::exists(dir + "/" + f)) << f;
+  auto metrics = json::parse(std::ifstream(dir + "/metrics.json"));
+  EXPECT_DOUBLE_EQ(metrics["test"]["oa"].get<double>(), result.test.overall_accuracy);
+  EXPECT_EQ(metrics["test"]["confusion"].size(), 10u);
+  auto resolved = json::parse(std::ifstream(dir + "/config.json"));
+  EXPECT_EQ(resolved["model"]["num_classes"], 10);
+  EXPECT_EQ(resolved["model"]["img_size"], 28);
+  int epochs = 0;
+  std::ifstream log(dir + "/log.jsonl");
+  for (std::string line; std::getline(log, line);) epochs += json::parse(line)["type"] == "epoch";
+  EXPECT_EQ(epochs, 5);
+  bool progress = false;
+  for (const auto& l : lines) progress = progress || (l.find("ms/step") != std::string::npos && l.find("ETA") != std::string::npos);
+  EXPECT_TRUE(progress);
+
+  // Evaluating last.pt gives the reported final accuracy.
+  auto ckpt = ewa::train::read_checkpoint(dir + "/last.pt");
+  auto c2 = ewa::parse_config(ckpt.config, "ckpt");
+  auto model = ewa::models::build_model(c2);
+  ewa::train::load_model_state(*model, ckpt, "last.pt");
+  auto splits = ewa::data::load_image_splits(c2.data, 0);
+  auto m = ewa::train::evaluate(*model, splits.test, 64, torch::kCPU);
+  EXPECT_DOUBLE_EQ(m.overall_accuracy, result.test.overall_accuracy);
+
+  // A second run into the same directory without --resume must not overwrite it.
+  try {
+    ewa::train::train_classifier(cfg, {}, [](const std::string&) {});
+    FAIL() << "expected an error";
+  } catch (const ewa::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already holds a checkpoint"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Train, ResumeReproducesAnUninterruptedRun) {
+  TempDir data, runs_a, runs_b;
+  ewa::testing::write_pattern_idx(data.path(), 160, 40, false);
+  // A flat learning rate, so a 1-epoch run is exactly the first half of the 2-epoch run.
+  auto flat = [](ewa::Config c) {
+    c.optim.warmup_epochs = 0;
+    c.optim.min_lr = c.optim.lr;
+    return c;
+  };
+  auto full = flat(tiny_cfg(data.path(), runs_a.path(), "rup", 2));
+  ewa::train::train_classifier(full, {}, [](const std::string&) {});
+  auto half = flat(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
+  half.train.epochs = 1;
+  half.json["train"]["epochs"] = 1;
+  ewa::train::train_classifier(half, {}, [](const std::string&) {});
+  auto rest = flat(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
+  ewa::train::train_classifier(rest, {runs_b / "t/last.pt"}, [](const std::string&) {});
+  auto a = ewa::train::read_checkpoint(runs_a / "t/last.pt");
+  auto b = ewa::train::read_checkpoint(runs_b / "t/last.pt");
+  EXPECT_EQ(a.step, b.step);
+  for (const auto& item : a.model)
+    EXPECT_TRUE(torch::allclose(item.value(), *b.model.find(item.key()), 1e-5, 1e-6)) << item.key();
+}
+
+TEST(Train, UnwritableRunDirectoryIsAnError) {
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 40, 10, false);
+  ewa::testing::write_file(runs / "file", "not a directory");
+  auto cfg = tiny_cfg(data.path(), runs / "file", "dense", 1);
+  try {
+    ewa::train::train_classifier(cfg, {}, [](const std::string&) {});
+    FAIL() << "expected an error";
+  } catch (const ewa::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("run directory " + (runs / "file") + "/t"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Train, ConfigSizesMustMatchTheDataset) {
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 40, 10, false);
+  auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 1);
+  cfg.model.num_classes = 7;
+  try {
+    ewa::train::train_classifier(cfg, {}, [](const std::string&) {});
+    FAIL() << "expected an error";
+  } catch (const ewa::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.num_classes: config says 7 but dataset"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace

@@ -1,0 +1,99 @@
+// Helpers shared by the tests: temporary directories, dataset files in the official formats,
+// and running the ewa binary.
+#pragma once
+#include <zlib.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace ewa::testing {
+
+// A fresh directory under the system temp dir, removed at destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "ewa_test_XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string operator/(const std::string& name) const { return (std::filesystem::path(path_) / name).string(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+inline std::string be32(uint32_t v) {
+  return {char(v >> 24), char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)};
+}
+
+// IDX bytes for uint8 images [N, H, W] or labels [N].
+inline std::string idx_bytes(const torch::Tensor& t) {
+  auto c = t.to(torch::kUInt8).contiguous();
+  std::string s = be32(t.dim() == 3 ? 0x00000803 : 0x00000801);
+  for (int64_t d = 0; d < t.dim(); ++d) s += be32(static_cast<uint32_t>(t.size(d)));
+  s.append(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
+  return s;
+}
+
+inline void write_file(const std::string& path, const std::string& bytes, bool gz = false) {
+  if (gz) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+    gzclose(f);
+  } else {
+    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+}
+
+// A 10-class IDX dataset in `dir` (Fashion-MNIST file names) of 28x28 gratings: class c has
+// stripes at angle 18 c degrees with a 7-pixel period, random phase, plus pixel noise. Every
+// 7x7 patch shows the orientation, so a tiny ViT learns it in a few dozen steps.
+inline void write_pattern_idx(const std::string& dir, int64_t n_train, int64_t n_test, bool gz, uint64_t seed = 1) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto make = [&](int64_t n, const std::string& prefix) {
+    auto labels = torch::randint(0, 10, {n}, gen, torch::kLong);
+    auto angle = labels.to(torch::kDouble).view({n, 1, 1}) * (M_PI / 10.0);
+    auto phase = torch::rand({n, 1, 1}, gen, torch::kDouble) * (2 * M_PI);
+    auto yy = torch::arange(28, torch::kDouble).view({1, 28, 1});
+    auto xx = torch::arange(28, torch::kDouble).view({1, 1, 28});
+    auto wave = torch::sin((torch::cos(angle) * xx + torch::sin(angle) * yy) * (2 * M_PI / 7.0) + phase);
+    auto noise = torch::rand({n, 28, 28}, gen, torch::kDouble) * 40.0 - 20.0;
+    auto images = (128.0 + 90.0 * wave + noise).round().clamp(0, 255).to(torch::kLong);
+    const std::string ext = gz ? ".gz" : "";
+    write_file(dir + "/" + prefix + "-images-idx3-ubyte" + ext, idx_bytes(images), gz);
+    write_file(dir + "/" + prefix + "-labels-idx1-ubyte" + ext, idx_bytes(labels), gz);
+  };
+  make(n_train, "train");
+  make(n_test, "t10k");
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+inline CommandResult run_command(const std::string& cmd) {
+  CommandResult r;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+inline int count_lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+}  // namespace ewa::testing
