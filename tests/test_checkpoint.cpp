@@ -16,14 +16,7 @@ ewa::Config vit_cfg(int64_t dim) {
   return ewa::parse_config(ewa::resolve_config(j, "test"), "test");
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ewa::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using ewa::testing::error_of;
 
 TEST(Checkpoint, RoundTripsModelOptimizerRngAndMetadata) {
   TempDir dir;

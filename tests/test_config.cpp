@@ -9,14 +9,7 @@
 namespace {
 using nlohmann::json;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ewa::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using ewa::testing::error_of;
 
 ewa::Config parse(const json& j) { return ewa::parse_config(ewa::resolve_config(j, "config t.json"), "config t.json"); }
 
@@ -128,4 +121,13 @@ TEST(Config, ReferenceListsEveryKey) {
   for (const auto& f : ewa::config_schema()) EXPECT_NE(md.find("`" + f.key + "`"), std::string::npos) << f.key;
 }
 
+}  // namespace
+
+namespace {
+TEST(Config, DocsConfigReferenceIsCurrent) {
+  std::ifstream in(std::string(EWA_SOURCE_DIR) + "/docs/config.md");
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(doc.find(ewa::config_reference_markdown()), std::string::npos)
+      << "docs/config.md is stale: paste the output of `ewa config` into it";
+}
 }  // namespace

@@ -11,14 +11,7 @@ using ewa::testing::TempDir;
 using ewa::testing::idx_bytes;
 using ewa::testing::write_file;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ewa::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using ewa::testing::error_of;
 
 TEST(Idx, ReadsRawAndGzipFilesBack) {
   for (bool gz : {false, true}) {

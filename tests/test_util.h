@@ -6,9 +6,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 
 #include <torch/torch.h>
+
+#include "common/error.h"
 
 #include <cmath>
 
@@ -88,6 +91,16 @@ inline CommandResult run_command(const std::string& cmd) {
   const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// The message of the ewa::Error that `f` throws; empty when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ewa::Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 inline int count_lines(const std::string& s) {

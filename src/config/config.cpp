@@ -32,12 +32,6 @@ std::string describe(const json& v) {
   return s.size() > 60 ? s.substr(0, 57) + "..." : s;
 }
 
-std::string range_text(const FieldSpec& f) {
-  std::ostringstream os;
-  if (f.type == FieldType::Int) os << "in [" << int64_t(f.min) << ", " << int64_t(f.max) << "]";
-  else os << "in [" << f.min << ", " << f.max << "]";
-  return os.str();
-}
 
 void check_value(const FieldSpec& f, const json& v, const std::string& where) {
   auto bad = [&](const std::string& expected) {
@@ -46,12 +40,12 @@ void check_value(const FieldSpec& f, const json& v, const std::string& where) {
   switch (f.type) {
     case FieldType::Int:
       if (!v.is_number_integer()) bad("an integer");
-      if (f.min <= f.max && (v.get<double>() < f.min || v.get<double>() > f.max)) bad("an integer " + range_text(f));
+      if (f.min <= f.max && (v.get<double>() < f.min || v.get<double>() > f.max)) bad("an integer in " + range_text(f));
       break;
     case FieldType::Float:
       if (!v.is_number()) bad("a number");
       if (!std::isfinite(v.get<double>())) bad("a finite number");
-      if (f.min <= f.max && (v.get<double>() < f.min || v.get<double>() > f.max)) bad("a number " + range_text(f));
+      if (f.min <= f.max && (v.get<double>() < f.min || v.get<double>() > f.max)) bad("a number in " + range_text(f));
       break;
     case FieldType::Bool:
       if (!v.is_boolean()) bad("true or false");
@@ -112,6 +106,16 @@ const std::map<std::string, Preset> kPresets = {
     {"tiny", {192, 12, 3}}, {"small", {384, 12, 6}}, {"base", {768, 12, 12}}};
 
 }  // namespace
+
+// JSON -> struct for the sections that map one to one (key names equal field names).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, img_size, in_chans, num_classes, patch_size, embed_dim, depth,
+                                   num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EwaConfig, enabled, share_rate, schedule, ramp_steps, until_step)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, batch_size, eval_batch_size, train_limit, test_limit,
+                                   random_crop_padding, val_fraction, hflip)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1, beta2, warmup_epochs, label_smoothing,
+                                   grad_clip)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device)
 
 const char* mlp_kind_name(MlpKind kind) {
   switch (kind) {
@@ -180,20 +184,7 @@ Config parse_config(const json& j, const std::string& source) {
   Config c;
   c.json = j;
   c.name = j["name"];
-  const auto& m = j["model"];
-  c.model.name = m["name"];
-  c.model.img_size = m["img_size"];
-  c.model.in_chans = m["in_chans"];
-  c.model.num_classes = m["num_classes"];
-  c.model.patch_size = m["patch_size"];
-  c.model.embed_dim = m["embed_dim"];
-  c.model.depth = m["depth"];
-  c.model.num_heads = m["num_heads"];
-  c.model.mlp_ratio = m["mlp_ratio"];
-  c.model.qkv_bias = m["qkv_bias"];
-  c.model.drop_rate = m["drop_rate"];
-  c.model.attn_drop_rate = m["attn_drop_rate"];
-  c.model.drop_path_rate = m["drop_path_rate"];
+  c.model = j["model"].get<ModelConfig>();
   auto bad = [&](const std::string& key, const std::string& why) { fail(source + ": key '" + key + "': " + why); };
   if (c.model.embed_dim % c.model.num_heads != 0)
     bad("model.num_heads", "must divide model.embed_dim (" + std::to_string(c.model.embed_dim) + "), got " +
@@ -233,12 +224,7 @@ Config parse_config(const json& j, const std::string& source) {
     std::sort(c.moe.blocks.begin(), c.moe.blocks.end());
   }
 
-  const auto& e = j["ewa"];
-  c.ewa.enabled = e["enabled"];
-  c.ewa.share_rate = e["share_rate"];
-  c.ewa.schedule = e["schedule"];
-  c.ewa.ramp_steps = e["ramp_steps"];
-  c.ewa.until_step = e["until_step"];
+  c.ewa = j["ewa"].get<EwaConfig>();
   const double beta_max = double(c.moe.num_experts - 1) / double(c.moe.num_experts);
   if (c.ewa.share_rate > beta_max + 1e-12) {
     std::ostringstream os;
@@ -247,39 +233,16 @@ Config parse_config(const json& j, const std::string& source) {
     bad("ewa.share_rate", os.str());
   }
 
-  const auto& d = j["data"];
-  c.data.dataset = d["dataset"];
-  c.data.root = d["root"];
-  c.data.batch_size = d["batch_size"];
-  c.data.eval_batch_size = d["eval_batch_size"];
-  c.data.val_fraction = d["val_fraction"];
-  c.data.train_limit = d["train_limit"];
-  c.data.test_limit = d["test_limit"];
-  c.data.random_crop_padding = d["random_crop_padding"];
-  c.data.hflip = d["hflip"];
+  c.data = j["data"].get<DataConfig>();
   if (c.data.root.empty()) {
     if (c.data.dataset == "fashion_mnist") c.data.root = "/usr/share/datasets/fashion-mnist";
     else bad("data.root", "required for dataset " + c.data.dataset);
   }
 
-  const auto& o = j["optim"];
-  c.optim.lr = o["lr"];
-  c.optim.min_lr = o["min_lr"];
-  c.optim.weight_decay = o["weight_decay"];
-  c.optim.beta1 = o["beta1"];
-  c.optim.beta2 = o["beta2"];
-  c.optim.warmup_epochs = o["warmup_epochs"];
-  c.optim.label_smoothing = o["label_smoothing"];
-  c.optim.grad_clip = o["grad_clip"];
+  c.optim = j["optim"].get<OptimConfig>();
   if (c.optim.min_lr > c.optim.lr) bad("optim.min_lr", "must not exceed optim.lr");
 
-  const auto& t = j["train"];
-  c.train.epochs = t["epochs"];
-  c.train.seed = t["seed"];
-  c.train.log_every = t["log_every"];
-  c.train.runs_dir = t["runs_dir"];
-  c.train.threads = t["threads"];
-  c.train.device = t["device"];
+  c.train = j["train"].get<TrainConfig>();
   return c;
 }
 

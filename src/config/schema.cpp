@@ -97,6 +97,17 @@ static void set_path(nlohmann::json& root, const std::string& key, const nlohman
   (*node)[key.substr(start)] = value;
 }
 
+std::string range_text(const FieldSpec& f) {
+  auto num = [&](double v) {
+    if (v >= kBig) return std::string("inf");
+    std::ostringstream os;
+    if (f.type == FieldType::Int) os << static_cast<int64_t>(v);
+    else os << v;
+    return os.str();
+  };
+  return "[" + num(f.min) + ", " + num(f.max) + "]";
+}
+
 nlohmann::json default_config() {
   nlohmann::json cfg = nlohmann::json::object();
   for (const auto& f : config_schema()) set_path(cfg, f.key, f.default_value);
@@ -115,11 +126,7 @@ std::string config_reference_markdown() {
       case FieldType::String: type = "string"; break;
       case FieldType::Blocks: type = "string or list"; break;
     }
-    if ((f.type == FieldType::Int || f.type == FieldType::Float) && f.min <= f.max) {
-      std::ostringstream r;
-      r << " [" << f.min << ", " << (f.max >= kBig ? std::string("inf") : nlohmann::json(f.max).dump()) << "]";
-      type += r.str();
-    }
+    if ((f.type == FieldType::Int || f.type == FieldType::Float) && f.min <= f.max) type += " " + range_text(f);
     std::string help = f.help;
     if (!f.choices.empty()) {
       help += " One of:";

@@ -21,6 +21,9 @@ struct FieldSpec {
 
 const std::vector<FieldSpec>& config_schema();
 
+// "[min, max]" of a numeric key, integers without a decimal point, huge bounds as "inf".
+std::string range_text(const FieldSpec& f);
+
 // The full default configuration as nested JSON.
 nlohmann::json default_config();
 

@@ -1,0 +1,43 @@
+# Entry points (see README.md):
+#   make demo   install dependencies, build, train a small ViT with EWA on Fashion-MNIST,
+#               convert it to the dense model and print the dense model's test accuracy
+#   make test   install dependencies, build, run every test (ctest)
+#   make build  configure and compile only (no dependency install)
+#   make bench  ewa bench train-step (the numbers of docs/benchmarks.md)
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+EWA = $(BUILD)/ewa
+DEMO_RUNS = runs/demo
+export OMP_WAIT_POLICY ?= PASSIVE
+export PATH := /usr/local/cuda/bin:$(PATH)
+
+.PHONY: deps configure build test demo bench clean
+
+deps:
+	bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+configure: $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: deps
+	$(MAKE) build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: deps
+	$(MAKE) build
+	rm -rf $(DEMO_RUNS)/fmnist_vit_ewa
+	$(EWA) train --config configs/fmnist_vit_ewa.json --set train.runs_dir=$(DEMO_RUNS)
+	$(EWA) convert $(DEMO_RUNS)/fmnist_vit_ewa/last.pt -o $(DEMO_RUNS)/fmnist_vit_ewa/dense.pt
+	$(EWA) eval $(DEMO_RUNS)/fmnist_vit_ewa/dense.pt
+
+bench: build
+	$(EWA) bench train-step --config configs/fmnist_vit_ewa.json
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs everything ewa needs on Debian 12, as root. Idempotent: on a ready machine it checks
+# and exits in seconds.
+#   Debian packages: compilers and build tools, LibTorch's companions (HDF5, PCL, Open3D,
+#     nlohmann-json, CLI11, GoogleTest, Google Benchmark), ccache, Xvfb, the Fashion-MNIST data.
+#   LibTorch: the pinned `torch` wheel from PyPI (CUDA 13 build) in a virtual environment outside
+#     the source tree: $EWA_VENV (default /opt/ewa-venv), so every clone on the machine shares it.
+# The CUDA toolkit is not installed here: CMake uses /usr/local/cuda when it exists.
+set -euo pipefail
+
+TORCH_VERSION=2.11.0
+EWA_VENV=${EWA_VENV:-/opt/ewa-venv}
+PACKAGES=(
+  build-essential cmake ninja-build ccache git pkg-config zlib1g-dev
+  python3 python3-venv
+  libhdf5-dev libpcl-dev libopen3d-dev nlohmann-json3-dev libcli11-dev
+  googletest libgtest-dev libbenchmark-dev
+  dataset-fashion-mnist xvfb
+)
+
+die() { echo "install-deps: error: $*" >&2; exit 1; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else die "run as root (apt-get needs it)"; fi
+else
+  SUDO=
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    >/tmp/ewa-apt.log 2>&1 || { tail -20 /tmp/ewa-apt.log >&2; die "apt-get install failed (log: /tmp/ewa-apt.log)"; }
+else
+  echo "install-deps: Debian packages present (${#PACKAGES[@]} checked)"
+fi
+
+have_torch() {
+  [ -x "$EWA_VENV/bin/python" ] &&
+    "$EWA_VENV/bin/python" -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null
+}
+if have_torch; then
+  echo "install-deps: torch $TORCH_VERSION present in $EWA_VENV"
+else
+  echo "install-deps: installing torch==$TORCH_VERSION (CUDA 13 wheel, about 4.5 GB) into $EWA_VENV"
+  [ -x "$EWA_VENV/bin/python" ] || /usr/bin/python3 -m venv "$EWA_VENV" || die "cannot create the virtual environment $EWA_VENV"
+  "$EWA_VENV/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION" \
+    || die "pip install torch==$TORCH_VERSION failed"
+  have_torch || die "torch $TORCH_VERSION does not import from $EWA_VENV"
+fi
+prefix=$("$EWA_VENV/bin/python" -c 'import torch;print(torch.utils.cmake_prefix_path)' 2>/dev/null)
+cuda=$("$EWA_VENV/bin/python" -c 'import torch;print(torch.version.cuda)' 2>/dev/null)
+echo "install-deps: ready: LibTorch $TORCH_VERSION (CUDA $cuda) at $prefix; nvcc: $( [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc || echo none, CUDA kernels off)"
