@@ -187,7 +187,7 @@ TrainResult train_classifier(Config cfg, const TrainOptions& options, const Repo
       if (cfg.optim.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), cfg.optim.grad_clip);
       optimizer->step();
       ++step;
-      const double beta = moe::share_rate_at(cfg.ewa, step, total_steps);
+      const double beta = moe_count > 0 ? moe::share_rate_at(cfg.ewa, step, total_steps) : 0.0;
       if (beta > 0) moe::ewa_average(*model, beta);
 
       const double loss_v = loss.item<double>();

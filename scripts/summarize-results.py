@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Summarise runs/results/<variant>_s<seed>/metrics.json (from scripts/run-results.sh) as the
+Markdown table of docs/results.md: final-epoch test OA and mAcc per run, mean and sample
+standard deviation over seeds."""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/results")
+labels = {
+    "dense": "dense ViT (configs/fmnist_vit_dense.json)",
+    "ewa": "RupMoE + EWA, converted to dense (configs/fmnist_vit_ewa.json)",
+    "routed": "routed top-1 MoE (configs/fmnist_vit_routed.json)",
+    "routed_ewa": "routed top-1 MoE + EWA (fmnist_vit_routed.json, --set ewa.enabled=true)",
+}
+print("| variant | seed 0 | seed 1 | seed 2 | mean OA | std | mean mAcc | train time / run |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for key, label in labels.items():
+    oas, maccs, secs = [], [], []
+    for seed in range(3):
+        f = runs / f"{key}_s{seed}" / "metrics.json"
+        if not f.exists():
+            continue
+        m = json.loads(f.read_text())
+        oas.append(100 * m["test"]["oa"])
+        maccs.append(100 * m["test"]["macc"])
+        secs.append(m["seconds"])
+    if not oas:
+        continue
+    cells = " | ".join(f"{v:.2f}" for v in oas) + " | " * (3 - len(oas))
+    std = statistics.stdev(oas) if len(oas) > 1 else float("nan")
+    print(f"| {label} | {cells} | {statistics.mean(oas):.2f} | {std:.2f} | {statistics.mean(maccs):.2f} | "
+          f"{statistics.mean(secs) / 60:.1f} min |")
