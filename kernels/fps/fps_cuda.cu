@@ -1,0 +1,77 @@
+// CUDA farthest_point_sample (see fps.h): one block per cloud; every thread keeps the nearest-
+// sample distance of a strided slice of the points in global scratch memory, and a shared-memory
+// argmax reduction picks the next sample. Products and sums use explicit round-to-nearest
+// intrinsics so no FMA contraction makes results differ from the CPU twin.
+#include "kernels/fps/fps.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+
+namespace ewa::kernels {
+namespace {
+
+constexpr int kThreads = 512;
+
+__device__ __forceinline__ float sq_dist(float ax, float ay, float az, float bx, float by, float bz) {
+  const float dx = __fsub_rn(ax, bx), dy = __fsub_rn(ay, by), dz = __fsub_rn(az, bz);
+  return __fadd_rn(__fadd_rn(__fmul_rn(dx, dx), __fmul_rn(dy, dy)), __fmul_rn(dz, dz));
+}
+
+__global__ void fps_kernel(const float* __restrict__ points, int64_t n, int64_t s, const int64_t* __restrict__ starts,
+                           float* __restrict__ nearest, int64_t* __restrict__ out) {
+  __shared__ float best_d[kThreads];
+  __shared__ int64_t best_i[kThreads];
+  const int64_t b = blockIdx.x;
+  const int tid = threadIdx.x;
+  points += b * n * 3;
+  nearest += b * n;
+  out += b * s;
+  for (int64_t j = tid; j < n; j += kThreads) nearest[j] = INFINITY;
+  int64_t current = starts[b];
+  if (tid == 0) out[0] = current;
+  __syncthreads();
+  for (int64_t k = 1; k < s; ++k) {
+    const float cx = points[current * 3], cy = points[current * 3 + 1], cz = points[current * 3 + 2];
+    float bd = -1.0f;
+    int64_t bi = 0;
+    for (int64_t j = tid; j < n; j += kThreads) {
+      const float d = fminf(sq_dist(points[j * 3], points[j * 3 + 1], points[j * 3 + 2], cx, cy, cz), nearest[j]);
+      nearest[j] = d;
+      if (d > bd) {
+        bd = d;
+        bi = j;
+      }
+    }
+    best_d[tid] = bd;
+    best_i[tid] = bi;
+    __syncthreads();
+    for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
+      if (tid < stride) {
+        const float od = best_d[tid + stride];
+        const int64_t oi = best_i[tid + stride];
+        if (od > best_d[tid] || (od == best_d[tid] && oi < best_i[tid])) {
+          best_d[tid] = od;
+          best_i[tid] = oi;
+        }
+      }
+      __syncthreads();
+    }
+    current = best_i[0];
+    if (tid == 0) out[k] = current;
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+void farthest_point_sample_cuda(const at::Tensor& points, const at::Tensor& starts, at::Tensor& out) {
+  const int64_t B = points.size(0), N = points.size(1), S = out.size(1);
+  if (B == 0) return;
+  auto nearest = at::empty({B, N}, points.options());
+  fps_kernel<<<B, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(points.data_ptr<float>(), N, S, starts.data_ptr<int64_t>(),
+                                                                 nearest.data_ptr<float>(), out.data_ptr<int64_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace ewa::kernels

@@ -1,0 +1,149 @@
+// farthest_point_sample, knn and group_points against naive reference loops on fresh random
+// clouds, plus edge cases.
+#include <gtest/gtest.h>
+
+#include "kernels/fps/fps.h"
+#include "kernels/group/group.h"
+#include "kernels/knn/knn.h"
+
+#include <torch/torch.h>
+
+namespace {
+using namespace ewa::kernels;
+
+// The textbook algorithm with tensor ops: distances to the nearest chosen sample, argmax
+// (first maximum on ties).
+torch::Tensor naive_fps(const torch::Tensor& cloud, int64_t s, int64_t start) {
+  const int64_t n = cloud.size(0);
+  auto nearest = torch::full({n}, std::numeric_limits<float>::infinity());
+  std::vector<int64_t> out{start};
+  for (int64_t k = 1; k < s; ++k) {
+    auto diff = cloud - cloud[out.back()];
+    auto d = diff.select(1, 0) * diff.select(1, 0) + diff.select(1, 1) * diff.select(1, 1) +
+             diff.select(1, 2) * diff.select(1, 2);
+    nearest = torch::minimum(nearest, d);
+    const float best = nearest.max().item<float>();
+    out.push_back((nearest == best).nonzero()[0][0].item<int64_t>());
+  }
+  return torch::tensor(out, torch::kLong);
+}
+
+TEST(Fps, MatchesNaiveLoopOnRandomClouds) {
+  for (auto [b, n, s] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 50, 10}, {3, 200, 32}, {2, 1024, 64}}) {
+    auto pts = torch::randn({b, n, 3});
+    auto idx = farthest_point_sample(pts, s);
+    ASSERT_EQ(idx.sizes(), (std::vector<int64_t>{b, s}));
+    for (int64_t i = 0; i < b; ++i) EXPECT_TRUE(torch::equal(idx[i], naive_fps(pts[i], s, 0))) << "cloud " << i;
+    auto other = farthest_point_sample(pts, s, 7);
+    for (int64_t i = 0; i < b; ++i) EXPECT_TRUE(torch::equal(other[i], naive_fps(pts[i], s, 7)));
+  }
+}
+
+TEST(Fps, EdgeCases) {
+  auto pts = torch::rand({2, 40, 3});
+  // S = N: a permutation.
+  auto all = farthest_point_sample(pts, 40);
+  for (int64_t i = 0; i < 2; ++i) EXPECT_TRUE(torch::equal(std::get<0>(all[i].sort()), torch::arange(40)));
+  // Duplicates are chosen only after every distinct point.
+  auto dup = torch::cat({pts, pts.narrow(1, 0, 10)}, 1);  // points 40..49 repeat 0..9
+  auto idx = farthest_point_sample(dup, 40);
+  for (int64_t i = 0; i < 2; ++i) {
+    auto chosen = dup[i].index_select(0, idx[i]);
+    EXPECT_EQ(std::get<0>(at::_unique(chosen.sum(1))).size(0), 40);  // 40 distinct points
+  }
+  // Non-contiguous input gives the same answer.
+  auto wide = torch::randn({2, 3, 60}).transpose(1, 2);
+  ASSERT_FALSE(wide.is_contiguous());
+  EXPECT_TRUE(torch::equal(farthest_point_sample(wide, 16), farthest_point_sample(wide.contiguous(), 16)));
+  // Seeded starts: reproducible, and a different seed can start elsewhere.
+  EXPECT_TRUE(torch::equal(farthest_point_sample_seeded(pts, 8, 5), farthest_point_sample_seeded(pts, 8, 5)));
+  // Errors name the problem.
+  EXPECT_THROW(farthest_point_sample(pts, 41), c10::Error);
+  EXPECT_THROW(farthest_point_sample(pts, 0), c10::Error);
+  EXPECT_THROW(farthest_point_sample(torch::rand({2, 40, 2}), 4), c10::Error);
+  EXPECT_THROW(farthest_point_sample(pts.to(torch::kDouble), 4), c10::Error);
+  EXPECT_THROW(farthest_point_sample(pts, 4, 40), c10::Error);
+  try {
+    farthest_point_sample(pts, 41);
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("S must be in [1, N = 40]"), std::string::npos);
+  }
+}
+
+TEST(Knn, MatchesNaiveSortOnRandomClouds) {
+  for (auto [b, s, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>{
+           {1, 5, 30, 4}, {2, 70, 300, 16}, {3, 10, 32, 32}, {1, 130, 100, 1}}) {
+    auto q = torch::randn({b, s, 3}), p = torch::randn({b, n, 3});
+    auto [idx, dist] = knn(q, p, k);
+    ASSERT_EQ(idx.sizes(), (std::vector<int64_t>{b, s, k}));
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t j = 0; j < s; ++j) {
+        auto diff = p[i] - q[i][j];
+        auto d = diff.select(1, 0) * diff.select(1, 0) + diff.select(1, 1) * diff.select(1, 1) +
+                 diff.select(1, 2) * diff.select(1, 2);
+        auto [sd, si] = d.sort(/*stable=*/true, 0, false);
+        EXPECT_TRUE(torch::equal(idx[i][j], si.narrow(0, 0, k))) << i << "," << j;
+        EXPECT_TRUE(torch::equal(dist[i][j], sd.narrow(0, 0, k)));
+      }
+  }
+}
+
+TEST(Knn, EdgeCases) {
+  auto p = torch::randn({2, 20, 3});
+  // Query = the cloud itself: every point finds itself first at distance 0.
+  auto [idx, dist] = knn(p, p, 3);
+  EXPECT_TRUE(torch::equal(idx.select(2, 0), torch::arange(20).expand({2, 20})));
+  EXPECT_TRUE(torch::equal(dist.select(2, 0), torch::zeros({2, 20})));
+  // Duplicated points: ties go to the lower index.
+  auto dup = torch::cat({p, p}, 1);
+  auto [di, dd] = knn(p, dup, 2);
+  EXPECT_TRUE(torch::equal(di.select(2, 0), torch::arange(20).expand({2, 20})));
+  EXPECT_TRUE(torch::equal(di.select(2, 1), torch::arange(20, 40).expand({2, 20})));
+  // K = N returns all points sorted.
+  auto [ai, ad] = knn(p.narrow(1, 0, 1), p, 20);
+  EXPECT_TRUE(torch::equal(std::get<0>(ai.sort(2)), torch::arange(20).expand({2, 1, 20})));
+  // Non-contiguous inputs.
+  auto pt = torch::randn({2, 3, 20}).transpose(1, 2);
+  EXPECT_TRUE(torch::equal(std::get<0>(knn(pt, pt, 4)), std::get<0>(knn(pt.contiguous(), pt.contiguous(), 4))));
+  EXPECT_THROW(knn(p, p, 21), c10::Error);
+  EXPECT_THROW(knn(p, p, 0), c10::Error);
+  EXPECT_THROW(knn(p, torch::randn({3, 20, 3}), 2), c10::Error);
+}
+
+TEST(Group, MatchesNaiveGatherMinusCenter) {
+  auto pts = torch::randn({2, 50, 6});  // xyz + normals
+  auto centers_idx = farthest_point_sample(pts.narrow(2, 0, 3), 8);
+  auto centers = torch::stack({pts[0].index_select(0, centers_idx[0]), pts[1].index_select(0, centers_idx[1])})
+                     .narrow(2, 0, 3)
+                     .contiguous();
+  auto [idx, dist] = knn(centers, pts.narrow(2, 0, 3), 5);
+  auto out = group_points(pts, idx, centers);
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{2, 8, 5, 6}));
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t s = 0; s < 8; ++s)
+      for (int64_t k = 0; k < 5; ++k) {
+        auto src = pts[b][idx[b][s][k].item<int64_t>()];
+        EXPECT_TRUE(torch::equal(out[b][s][k].narrow(0, 0, 3), src.narrow(0, 0, 3) - centers[b][s]));
+        EXPECT_TRUE(torch::equal(out[b][s][k].narrow(0, 3, 3), src.narrow(0, 3, 3)));
+      }
+  // The nearest neighbour of a center is the center itself: its grouped xyz is 0.
+  EXPECT_TRUE(torch::equal(out.select(2, 0).narrow(2, 0, 3), torch::zeros({2, 8, 3})));
+  auto bad = idx.clone();
+  bad[0][0][0] = 50;
+  EXPECT_THROW(group_points(pts, bad, centers), c10::Error);
+}
+
+TEST(PointOps, RunOnEveryDevicePresent) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto pts = torch::randn({3, 2000, 3});
+  auto g = pts.cuda();
+  EXPECT_TRUE(torch::equal(farthest_point_sample(g, 64).cpu(), farthest_point_sample(pts, 64)));
+  auto centers = pts.narrow(1, 0, 100).contiguous();
+  auto [ci, cd] = knn(centers, pts, 32);
+  auto [gi, gd] = knn(centers.cuda(), g, 32);
+  EXPECT_TRUE(torch::equal(gi.cpu(), ci));
+  EXPECT_TRUE(torch::equal(gd.cpu(), cd));
+  EXPECT_TRUE(torch::equal(group_points(g, gi, centers.cuda()).cpu(), group_points(pts, ci, centers)));
+}
+
+}  // namespace
