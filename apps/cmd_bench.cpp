@@ -5,11 +5,35 @@
 #include <torch/version.h>
 
 #include "apps/commands.h"
+#include "bench/point_ops.h"
 #include "bench/train_step.h"
 #include "common/error.h"
 #include "common/runtime.h"
 
 namespace ewa::app {
+namespace {
+
+std::string cpu_model() {
+  std::ifstream info("/proc/cpuinfo");
+  for (std::string line; std::getline(info, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+// Appends a dated section with the exact command, the machine and the table to `path`.
+void record(const std::string& path, const std::string& title, const std::string& command, const std::string& header,
+            const std::string& table) {
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
+  std::ofstream out(path, std::ios::app);
+  if (!out) fail("--record " + path + ": cannot open for appending");
+  out << "\n### " << title << ", " << date << "\n\n`" << command << "`\n\n" << header << "; " << cpu_model()
+      << ", LibTorch " << TORCH_VERSION << "\n\n" << table;
+  if (!out) fail("--record " + path + ": write failed");
+}
+
+}  // namespace
 
 void add_bench_command(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Benchmarks");
@@ -33,10 +57,12 @@ void add_bench_command(CLI::App& app) {
                   "Also append the table, the exact command and the machine to this Markdown file (docs/benchmarks.md)");
   cmd->callback([args] {
     Config cfg = load_config(args->config, args->set);
-    const bool cifar = cfg.data.dataset.rfind("cifar", 0) == 0;
-    if (cfg.model.img_size == 0) cfg.model.img_size = cifar ? 32 : 28;
-    if (cfg.model.in_chans == 0) cfg.model.in_chans = cifar ? 3 : 1;
-    if (cfg.model.num_classes == 0) cfg.model.num_classes = cfg.data.dataset == "cifar100" ? 100 : 10;
+    // Sizes the dataset would give, without reading it.
+    const bool cifar = cfg.data.dataset.rfind("cifar", 0) == 0, points = cfg.data.is_point_cloud();
+    if (cfg.model.img_size == 0 && !points) cfg.model.img_size = cifar ? 32 : 28;
+    if (cfg.model.in_chans == 0) cfg.model.in_chans = points ? (cfg.data.use_normals ? 6 : 3) : (cifar ? 3 : 1);
+    if (cfg.model.num_classes == 0)
+      cfg.model.num_classes = cfg.data.dataset == "cifar100" ? 100 : cfg.data.dataset == "scanobjectnn" ? 15 : points ? 40 : 10;
     if (cfg.moe.blocks.empty())  // a dense base config: put the MoE variants in every other block
       for (int64_t i = 1; i < cfg.model.depth; i += 2) cfg.moe.blocks.push_back(i);
     if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
@@ -54,21 +80,35 @@ void add_bench_command(CLI::App& app) {
       const auto& o = args->options;
       command += " --batch-size " + std::to_string(o.batch_size) + " --warmup " + std::to_string(o.warmup) + " --steps " +
                  std::to_string(o.steps) + " --rounds " + std::to_string(o.rounds);
-      std::string cpu = "unknown CPU";
-      std::ifstream info("/proc/cpuinfo");
-      for (std::string line; std::getline(info, line);)
-        if (line.rfind("model name", 0) == 0) {
-          cpu = line.substr(line.find(':') + 2);
-          break;
-        }
-      char date[32];
-      const std::time_t now = std::time(nullptr);
-      std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
-      std::ofstream out(args->record, std::ios::app);
-      if (!out) fail("--record " + args->record + ": cannot open for appending");
-      out << "\n### train-step, " << date << "\n\n`" << command << "`\n\n" << head << "; " << cpu << ", LibTorch "
-          << TORCH_VERSION << "\n\n" << table;
-      if (!out) fail("--record " + args->record + ": write failed");
+      record(args->record, "train-step", command, head, table);
+    }
+  });
+
+  struct OpsArgs {
+    bench::PointOpsOptions options;
+    std::string record;
+  };
+  auto ops = std::make_shared<OpsArgs>();
+  auto* ops_cmd = bench->add_subcommand(
+      "ops", "Our CPU farthest point sampling and kNN against Open3D's FarthestPointDownSample and KD-tree search");
+  ops_cmd->add_option("--sizes", ops->options.sizes, "Cloud sizes (points)")->capture_default_str();
+  ops_cmd->add_option("--k", ops->options.k, "Neighbours per query")->capture_default_str()->check(CLI::PositiveNumber);
+  ops_cmd->add_option("--repeats", ops->options.repeats, "Timed repeats (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  ops_cmd->add_option("--record", ops->record, "Also append the table, the exact command and the machine to this Markdown file");
+  ops_cmd->callback([ops] {
+    for (auto n : ops->options.sizes)
+      if (n < 64) fail("--sizes: every size must be at least 64 points, got " + std::to_string(n));
+    const int threads = at::get_num_threads();
+    const std::string head = "ops: FPS to min(1024, N/8) samples, kNN (k = " + std::to_string(ops->options.k) +
+                             ") of those samples, median of " + std::to_string(ops->options.repeats) + " runs, " +
+                             std::to_string(threads) + " threads";
+    print_line(head);
+    const std::string table = bench::point_ops_markdown(bench::bench_point_ops(ops->options), threads);
+    print_line(table);
+    if (!ops->record.empty()) {
+      std::string command = "ewa bench ops --k " + std::to_string(ops->options.k) + " --repeats " + std::to_string(ops->options.repeats) + " --sizes";
+      for (auto n : ops->options.sizes) command += " " + std::to_string(n);
+      record(ops->record, "ops", command, head, table);
     }
   });
 }

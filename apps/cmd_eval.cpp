@@ -28,19 +28,21 @@ void add_eval_command(CLI::App& app) {
     } else {
       cfg = load_config(args->config, args->set);
     }
-    auto splits = data::load_image_splits(cfg.data, static_cast<uint64_t>(cfg.train.seed));
-    cfg = train::resolve_for_dataset(cfg, splits.train);
+    auto task = train::load_task(cfg);
+    cfg = train::resolve_for_dataset(cfg, task);
     const auto device = train::select_device(cfg.train.device);
     auto model = models::build_model(cfg);
     train::load_model_state(*model, ckpt, args->checkpoint);
     model->to(device);
-    const auto& ds = args->split == "val" ? splits.val : splits.test;
-    if (ds.size() == 0) fail("--split val: the config has no validation split (data.val_fraction is 0)");
-    auto m = train::evaluate(*model, ds, cfg.data.eval_batch_size, device);
-    char line[256];
-    std::snprintf(line, sizeof line, "%s %s: OA %.4f mAcc %.4f loss %.4f (%lld images, %s model, single pass, no voting)",
+    data::BatchSource* source = args->split == "val" ? task.val.get() : task.test.get();
+    if (!source) fail("--split val: the config has no validation split (data.val_fraction is 0)");
+    const int64_t votes = cfg.data.votes;
+    auto m = train::evaluate(*model, *source, task.num_classes, device, votes);
+    char line[512];
+    std::snprintf(line, sizeof line, "%s %s: OA %.4f mAcc %.4f loss %.4f (%lld samples, %s model, %s)",
                   args->checkpoint.c_str(), args->split.c_str(), m.overall_accuracy, m.mean_class_accuracy, m.loss,
-                  (long long)m.count, mlp_kind_name(cfg.moe.kind));
+                  (long long)m.count, mlp_kind_name(cfg.moe.kind),
+                  votes > 1 ? ("voting over " + std::to_string(votes) + " passes").c_str() : "single pass, no voting");
     print_line(line);
   });
 }

@@ -12,7 +12,7 @@ void add_train_command(CLI::App& app) {
     std::vector<std::string> set;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("train", "Train a classifier (2D ViT) from a JSON config into runs/<name>/");
+  auto* cmd = app.add_subcommand("train", "Train a classifier (point-cloud transformer or 2D ViT) from a JSON config into runs/<name>/");
   cmd->add_option("-c,--config", args->config, "JSON config file (configs/*.json); defaults when omitted");
   cmd->add_option("--set", args->set, "Override a config key, e.g. --set ewa.share_rate=0.5 (repeatable)");
   cmd->add_option("--name", args->name, "Run name (overrides the config's name)");

@@ -15,6 +15,7 @@ void add_eval_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_config_command(CLI::App& app);
+void add_data_command(CLI::App& app);
 
 // Loads `config_path` (or the defaults when empty), applies --set overrides, and parses it.
 Config load_config(const std::string& config_path, const std::vector<std::string>& overrides);

@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   ewa::app::add_convert_command(app);
   ewa::app::add_bench_command(app);
   ewa::app::add_config_command(app);
+  ewa::app::add_data_command(app);
   app.parse_complete_callback([&] { ewa::init_threads(threads); });
   try {
     app.parse(argc, argv);

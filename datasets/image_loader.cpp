@@ -2,11 +2,11 @@
 
 namespace ewa::data {
 
-ImageBatcher::ImageBatcher(const ImageDataset& ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment)
-    : ds_(ds), batch_size_(batch_size), shuffle_(shuffle), seed_(seed), augment_(augment) {
-  mean_ = torch::tensor(ds.mean).view({1, -1, 1, 1});
-  inv_std_ = 1.0 / torch::tensor(ds.std).view({1, -1, 1, 1});
-  order_ = torch::arange(ds.size());
+ImageBatcher::ImageBatcher(ImageDataset ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment)
+    : ds_(std::move(ds)), batch_size_(batch_size), shuffle_(shuffle), seed_(seed), augment_(augment) {
+  mean_ = torch::tensor(ds_.mean).view({1, -1, 1, 1});
+  inv_std_ = 1.0 / torch::tensor(ds_.std).view({1, -1, 1, 1});
+  order_ = torch::arange(ds_.size());
 }
 
 int64_t ImageBatcher::num_batches() const { return (ds_.size() + batch_size_ - 1) / batch_size_; }
@@ -17,15 +17,30 @@ void ImageBatcher::start_epoch(int64_t epoch) {
   order_ = torch::randperm(ds_.size(), gen, torch::kLong);
 }
 
-std::pair<torch::Tensor, torch::Tensor> ImageBatcher::batch(int64_t i) const {
+std::pair<torch::Tensor, torch::Tensor> ImageBatcher::batch(int64_t i, bool augment) const {
   const int64_t start = i * batch_size_;
   const int64_t len = std::min(batch_size_, ds_.size() - start);
   auto idx = order_.narrow(0, start, len);
   auto x = ds_.images.index_select(0, idx).to(torch::kFloat).div_(255.0f);
-  if (augment_.crop_padding > 0) x = random_crop(x, augment_.crop_padding);
-  if (augment_.hflip) x = random_hflip(x);
+  if (augment && augment_.crop_padding > 0) x = random_crop(x, augment_.crop_padding);
+  if (augment && augment_.hflip) x = random_hflip(x);
   x = (x - mean_) * inv_std_;
   return {x, ds_.labels.index_select(0, idx)};
+}
+
+TaskData load_image_task(const DataConfig& cfg, uint64_t seed) {
+  auto splits = load_image_splits(cfg, seed);
+  TaskData t;
+  t.description = cfg.dataset + " (" + cfg.root + ")";
+  t.num_classes = splits.train.num_classes;
+  t.class_names = splits.train.class_names;
+  t.img_size = splits.train.image_size();
+  t.in_chans = splits.train.channels();
+  const Augment augment{cfg.random_crop_padding, cfg.hflip};
+  t.train = std::make_unique<ImageBatcher>(splits.train, cfg.batch_size, true, seed, augment);
+  if (splits.val.size() > 0) t.val = std::make_unique<ImageBatcher>(splits.val, cfg.eval_batch_size, false, seed, augment);
+  t.test = std::make_unique<ImageBatcher>(splits.test, cfg.eval_batch_size, false, seed, augment);
+  return t;
 }
 
 torch::Tensor random_crop(const torch::Tensor& images, int64_t pad) {

@@ -5,6 +5,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "datasets/batch_source.h"
 #include "datasets/image_datasets.h"
 
 namespace ewa::data {
@@ -14,24 +15,27 @@ struct Augment {
   bool hflip = false;
 };
 
-class ImageBatcher {
+class ImageBatcher : public BatchSource {
  public:
-  ImageBatcher(const ImageDataset& ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment = {});
+  ImageBatcher(ImageDataset ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment = {});
 
-  int64_t num_batches() const;
-  // Fixes the order of the coming epoch.
-  void start_epoch(int64_t epoch);
+  int64_t size() const override { return ds_.size(); }
+  int64_t num_batches() const override;
+  void start_epoch(int64_t epoch) override;
   // Batch i of the current epoch: images float [B, C, H, W] (normalised), labels int64 [B].
-  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i) const;
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, bool augment) const override;
 
  private:
-  const ImageDataset& ds_;
+  ImageDataset ds_;
   int64_t batch_size_;
   bool shuffle_;
   uint64_t seed_;
   Augment augment_;
   torch::Tensor order_, mean_, inv_std_;
 };
+
+// Loads an image dataset (data.dataset of images) as train / val / test sources.
+TaskData load_image_task(const DataConfig& cfg, uint64_t seed);
 
 // Random crop of each image from its zero-padded copy (shifts in [-pad, pad]), [B, C, H, W].
 torch::Tensor random_crop(const torch::Tensor& images, int64_t pad);

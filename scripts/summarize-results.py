@@ -1,23 +1,29 @@
 #!/usr/bin/env python3
-"""Summarise runs/results/<variant>_s<seed>/metrics.json (from scripts/run-results.sh) as the
-Markdown table of docs/results.md: final-epoch test OA and mAcc per run, mean and sample
-standard deviation over seeds."""
+"""Summarise <runs>/<variant>_s<seed>/metrics.json (from scripts/run-results.sh or
+scripts/run-results-3d.sh) as a Markdown table for docs/results.md: final-epoch test OA per seed,
+mean and sample standard deviation over seeds, mean mAcc.
+
+usage: summarize-results.py [runs_dir] [2d|3d]"""
 import json
 import statistics
 import sys
 from pathlib import Path
 
 runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/results")
+kind = sys.argv[2] if len(sys.argv) > 2 else "2d"
 labels = {
     "dense": "dense ViT (configs/fmnist_vit_dense.json)",
     "ewa": "RupMoE + EWA, converted to dense (configs/fmnist_vit_ewa.json)",
     "routed": "routed top-1 MoE (configs/fmnist_vit_routed.json)",
     "routed_ewa": "routed top-1 MoE + EWA (fmnist_vit_routed.json, --set ewa.enabled=true)",
+} if kind == "2d" else {
+    "dense": "dense Point-MAE-style transformer (configs/synth_points_dense.json)",
+    "ewa": "RupMoE + EWA, converted to dense (configs/synth_points_ewa.json)",
 }
-print("| variant | seed 0 | seed 1 | seed 2 | mean OA | std | mean mAcc | train time / run |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| variant | seed 0 | seed 1 | seed 2 | mean OA | std | mean mAcc |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for key, label in labels.items():
-    oas, maccs, secs = [], [], []
+    oas, maccs = [], []
     for seed in range(3):
         f = runs / f"{key}_s{seed}" / "metrics.json"
         if not f.exists():
@@ -25,10 +31,8 @@ for key, label in labels.items():
         m = json.loads(f.read_text())
         oas.append(100 * m["test"]["oa"])
         maccs.append(100 * m["test"]["macc"])
-        secs.append(m["seconds"])
     if not oas:
         continue
     cells = " | ".join(f"{v:.2f}" for v in oas) + " | " * (3 - len(oas))
     std = statistics.stdev(oas) if len(oas) > 1 else float("nan")
-    print(f"| {label} | {cells} | {statistics.mean(oas):.2f} | {std:.2f} | {statistics.mean(maccs):.2f} | "
-          f"{statistics.mean(secs) / 60:.1f} min |")
+    print(f"| {label} | {cells} | {statistics.mean(oas):.2f} | {std:.2f} | {statistics.mean(maccs):.2f} |")

@@ -167,19 +167,20 @@ TEST(Batcher, EpochOrderIsAPermutationFixedBySeedAndEpoch) {
   s.train.mean = {0.0f};
   s.train.std = {1.0f};
   ewa::data::ImageBatcher a(s.train, 16, true, 3), b(s.train, 16, true, 3);
+  EXPECT_EQ(a.size(), 50);
   EXPECT_EQ(a.num_batches(), 4);
   a.start_epoch(1);
   b.start_epoch(1);
   std::vector<torch::Tensor> labels;
   for (int64_t i = 0; i < a.num_batches(); ++i) {
-    EXPECT_TRUE(torch::equal(a.batch(i).second, b.batch(i).second));
-    labels.push_back(a.batch(i).second);
+    EXPECT_TRUE(torch::equal(a.batch(i, false).second, b.batch(i, false).second));
+    labels.push_back(a.batch(i, false).second);
   }
   auto all = torch::cat(labels);
   EXPECT_EQ(all.size(0), 50);
   EXPECT_TRUE(torch::equal(std::get<0>(all.sort()), std::get<0>(s.train.labels.sort())));
   b.start_epoch(2);
-  EXPECT_FALSE(torch::equal(a.batch(0).second, b.batch(0).second) && torch::equal(a.batch(1).second, b.batch(1).second));
+  EXPECT_FALSE(torch::equal(a.batch(0, false).second, b.batch(0, false).second) && torch::equal(a.batch(1, false).second, b.batch(1, false).second));
 }
 
 }  // namespace

@@ -120,3 +120,110 @@ TEST(TrainStepBench, MeasuresTheThreeVariantsOfOneModel) {
   EXPECT_NE(ewa::bench::train_step_markdown(rows).find("| rup+ewa |"), std::string::npos);
 }
 }  // namespace
+
+#include "models/point_transformer.h"
+#include "kernels/fps/fps.h"
+#include "kernels/knn/knn.h"
+
+namespace {
+ewa::Config point_cfg(const std::string& variant, const std::string& kind, int64_t depth = 2) {
+  json j = {{"model", {{"name", "point_transformer"}, {"variant", variant}, {"in_chans", 3}, {"num_classes", 7},
+                       {"embed_dim", 32}, {"depth", depth}, {"num_heads", 2}, {"num_groups", 8}, {"group_size", 16},
+                       {"qkv_bias", false}}},
+            {"moe", {{"kind", kind}, {"num_experts", 2}}},
+            {"data", {{"dataset", "modelnet_h5"}, {"root", "/nonexistent"}, {"num_points", 128}}}};
+  return ewa::parse_config(ewa::resolve_config(j, "test"), "test");
+}
+
+TEST(PointTransformer, PointMaeParameterNamesAndShapes) {
+  auto model = ewa::models::build_model(point_cfg("point_mae", "rup"));
+  auto n = names(*model);
+  for (const char* key : {"encoder.first_conv.0.weight", "encoder.first_conv.1.weight", "encoder.first_conv.1.running_mean",
+                          "encoder.first_conv.3.weight", "encoder.second_conv.0.weight", "encoder.second_conv.3.bias",
+                          "cls_token", "cls_pos", "pos_embed.0.weight", "pos_embed.2.weight", "blocks.blocks.0.norm1.weight",
+                          "blocks.blocks.0.attn.qkv.weight", "blocks.blocks.0.mlp.fc1.weight", "blocks.blocks.1.mlp.w1",
+                          "norm.weight", "cls_head_finetune.0.weight", "cls_head_finetune.1.running_var",
+                          "cls_head_finetune.4.weight", "cls_head_finetune.5.weight", "cls_head_finetune.8.weight"}) {
+    bool found = n.count(key) > 0;
+    for (const auto& b : model->named_buffers()) found = found || b.key() == key;
+    EXPECT_TRUE(found) << key;
+  }
+  EXPECT_FALSE(n.count("blocks.blocks.0.attn.qkv.bias"));  // Point-MAE: no qkv bias
+  EXPECT_FALSE(n.count("reduce_dim.weight"));
+  EXPECT_EQ(model->named_parameters()["encoder.second_conv.3.weight"].sizes(), (std::vector<int64_t>{32, 512}));
+  EXPECT_EQ(model->named_parameters()["cls_head_finetune.0.weight"].sizes(), (std::vector<int64_t>{256, 64}));
+  model->eval();
+  EXPECT_EQ(model->forward(torch::randn({3, 128, 3})).sizes(), (std::vector<int64_t>{3, 7}));
+}
+
+TEST(PointTransformer, PointBertVariant) {
+  auto model = ewa::models::build_model(point_cfg("point_bert", "dense"));
+  auto n = names(*model);
+  EXPECT_TRUE(n.count("reduce_dim.weight"));
+  EXPECT_EQ(model->named_parameters()["reduce_dim.weight"].sizes(), (std::vector<int64_t>{32, 256}));
+  EXPECT_TRUE(n.count("cls_head_finetune.3.weight"));
+  EXPECT_FALSE(n.count("cls_head_finetune.1.weight"));  // no BatchNorm in Point-BERT's head
+  model->train();
+  EXPECT_EQ(model->forward(torch::randn({4, 128, 3})).sizes(), (std::vector<int64_t>{4, 7}));
+}
+
+TEST(PointTransformer, GroupingUsesFpsCentersAndKnnNeighbourhoods) {
+  auto pts = torch::randn({2, 100, 3});
+  auto g = ewa::models::group_point_cloud(pts, 10, 8);
+  auto idx = ewa::kernels::farthest_point_sample(pts, 10);
+  for (int64_t b = 0; b < 2; ++b) {
+    EXPECT_TRUE(torch::equal(g.centers[b], pts[b].index_select(0, idx[b])));
+    // Every neighbourhood point, shifted back, is one of the cloud's 8 nearest points to the center.
+    auto nn = std::get<0>(ewa::kernels::knn(g.centers[b].unsqueeze(0).contiguous(), pts[b].unsqueeze(0).contiguous(), 8))[0];
+    for (int64_t s = 0; s < 10; ++s)
+      EXPECT_TRUE(torch::allclose(g.neighborhoods[b][s] + g.centers[b][s], pts[b].index_select(0, nn[s]), 1e-6, 1e-6));
+  }
+}
+
+TEST(PointTransformer, MiniPointNetEqualsTheConv1dFormulation) {
+  ewa::models::MiniPointNet enc(3, 24);
+  enc->eval();
+  {
+    torch::NoGradGuard g;  // non-trivial BatchNorm statistics
+    for (auto& b : enc->buffers())
+      if (b.dim() == 1 && b.dtype() == torch::kFloat) b.uniform_(0.5, 1.5);
+  }
+  auto groups = torch::randn({2, 5, 16, 3});
+  // Point-MAE's Encoder with Conv1d weights [out, in, 1] on [BG, C, K] tensors.
+  auto conv = [](const torch::Tensor& x, torch::nn::Linear& l) {
+    return torch::conv1d(x, l->weight.unsqueeze(2), l->bias);
+  };
+  auto bn = [](const torch::Tensor& x, torch::nn::BatchNorm1d& m) {
+    return torch::batch_norm(x, m->weight, m->bias, m->running_mean, m->running_var, false, 0.1, 1e-5, false);
+  };
+  torch::nn::Linear fl0 = std::dynamic_pointer_cast<torch::nn::LinearImpl>(enc->first_conv->ptr(0));
+  torch::nn::Linear fl3 = std::dynamic_pointer_cast<torch::nn::LinearImpl>(enc->first_conv->ptr(3));
+  torch::nn::Linear sl0 = std::dynamic_pointer_cast<torch::nn::LinearImpl>(enc->second_conv->ptr(0));
+  torch::nn::Linear sl3 = std::dynamic_pointer_cast<torch::nn::LinearImpl>(enc->second_conv->ptr(3));
+  torch::nn::BatchNorm1d fb = std::dynamic_pointer_cast<torch::nn::BatchNorm1dImpl>(enc->first_conv->ptr(1));
+  torch::nn::BatchNorm1d sb = std::dynamic_pointer_cast<torch::nn::BatchNorm1dImpl>(enc->second_conv->ptr(1));
+  auto x = groups.reshape({10, 16, 3}).transpose(1, 2);  // [BG, 3, K]
+  auto f = conv(torch::relu(bn(conv(x, fl0), fb)), fl3);  // [BG, 256, K]
+  auto global = std::get<0>(f.max(2, true));
+  auto h = conv(torch::relu(bn(conv(torch::cat({global.expand({10, 256, 16}), f}, 1), sl0), sb)), sl3);
+  auto expected = std::get<0>(h.max(2)).view({2, 5, 24});
+  EXPECT_TRUE(torch::allclose(enc->forward(groups), expected, 1e-4, 1e-5));
+}
+
+TEST(PointTransformer, CollapsedDenseModelReproducesTheMoeModel) {
+  auto moe_model = ewa::models::build_model(point_cfg("point_mae", "rup", 4));
+  {
+    torch::NoGradGuard g;
+    for (auto& layer : ewa::moe::moe_layers(*moe_model))
+      for (auto p : layer->expert_parameters()) p.normal_(0, 0.3);
+  }
+  moe_model->eval();
+  auto dense = ewa::models::build_model(point_cfg("point_mae", "dense", 4));
+  ewa::train::Checkpoint ckpt;
+  ckpt.model = ewa::moe::collapse_to_dense(*moe_model);
+  ewa::train::load_model_state(*dense, ckpt, "collapsed");
+  dense->eval();
+  auto x = torch::randn({3, 128, 3});
+  EXPECT_TRUE(torch::allclose(moe_model->forward(x), dense->forward(x), 1e-4, 1e-5));
+}
+}  // namespace

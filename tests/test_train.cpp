@@ -74,8 +74,8 @@ TEST(Train, LearnsAndWritesTheRunDirectory) {
   auto c2 = ewa::parse_config(ckpt.config, "ckpt");
   auto model = ewa::models::build_model(c2);
   ewa::train::load_model_state(*model, ckpt, "last.pt");
-  auto splits = ewa::data::load_image_splits(c2.data, 0);
-  auto m = ewa::train::evaluate(*model, splits.test, 64, torch::kCPU);
+  auto task = ewa::train::load_task(c2);
+  auto m = ewa::train::evaluate(*model, *task.test, task.num_classes, torch::kCPU);
   EXPECT_DOUBLE_EQ(m.overall_accuracy, result.test.overall_accuracy);
 
   // A second run into the same directory without --resume must not overwrite it.

@@ -33,12 +33,16 @@ std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor
   const float* pb = p.data_ptr<float>();
   int64_t* ib = idx.data_ptr<int64_t>();
   float* db = dist.data_ptr<float>();
-  // Parallel over (cloud, block of queries) so one large cloud also uses every core.
-  const int64_t chunk = 64, chunks = (S + chunk - 1) / chunk;
+  // Parallel over (cloud, block of queries) so one large cloud also uses every core. The grid
+  // path builds its grid per block, so its blocks are large.
+  const bool grid = N >= kKnnGridMinPoints;
+  const auto run = grid ? knn_grid_cpu : knn_cpu;
+  const int64_t chunk = grid ? std::max<int64_t>(64, (S + at::get_num_threads() - 1) / at::get_num_threads()) : 64;
+  const int64_t chunks = (S + chunk - 1) / chunk;
   at::parallel_for(0, B * chunks, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / chunks, s0 = (t % chunks) * chunk, len = std::min(chunk, S - s0);
-      knn_cpu(qb + (b * S + s0) * 3, len, pb + b * N * 3, N, K, ib + (b * S + s0) * K, db + (b * S + s0) * K);
+      run(qb + (b * S + s0) * 3, len, pb + b * N * 3, N, K, ib + (b * S + s0) * K, db + (b * S + s0) * K);
     }
   });
   return {idx, dist};

@@ -108,11 +108,18 @@ const std::map<std::string, Preset> kPresets = {
 }  // namespace
 
 // JSON -> struct for the sections that map one to one (key names equal field names).
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, img_size, in_chans, num_classes, patch_size, embed_dim, depth,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, variant, num_groups, group_size, encoder_dims, head_hidden,
+                                   head_dropout, img_size, in_chans, num_classes, patch_size, embed_dim, depth,
                                    num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EwaConfig, enabled, share_rate, schedule, ramp_steps, until_step)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, batch_size, eval_batch_size, train_limit, test_limit,
-                                   random_crop_padding, val_fraction, hflip)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, variant, cache_dir, batch_size, eval_batch_size,
+                                   train_limit, test_limit, random_crop_padding, num_points, votes, val_fraction,
+                                   scale_low, scale_high, translate, jitter, hflip, use_normals, rotate_up)
+
+bool DataConfig::is_point_cloud() const {
+  return dataset == "modelnet40_resampled" || dataset == "modelnet_h5" || dataset == "modelnet_folder" ||
+         dataset == "scanobjectnn";
+}
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1, beta2, warmup_epochs, label_smoothing,
                                    grad_clip)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device)
@@ -237,6 +244,21 @@ Config parse_config(const json& j, const std::string& source) {
   if (c.data.root.empty()) {
     if (c.data.dataset == "fashion_mnist") c.data.root = "/usr/share/datasets/fashion-mnist";
     else bad("data.root", "required for dataset " + c.data.dataset);
+  }
+  if (c.data.scale_low > c.data.scale_high) bad("data.scale_low", "must not exceed data.scale_high");
+  if (c.data.dataset == "scanobjectnn" && c.data.variant.empty())
+    bad("data.variant", "required for scanobjectnn: one of obj_bg, obj_only, pb_t50_rs");
+  const bool points_model = c.model.name == "point_transformer";
+  if (points_model != c.data.is_point_cloud())
+    bad("model.name", "'" + c.model.name + "' cannot read dataset '" + c.data.dataset + "' (" +
+                          (points_model ? "it takes point clouds" : "it takes images") + ")");
+  if (points_model) {
+    if (c.model.group_size > c.data.num_points)
+      bad("model.group_size", "must not exceed data.num_points (" + std::to_string(c.data.num_points) + "), got " +
+                                  std::to_string(c.model.group_size));
+    if (c.model.num_groups > c.data.num_points)
+      bad("model.num_groups", "must not exceed data.num_points (" + std::to_string(c.data.num_points) + "), got " +
+                                  std::to_string(c.model.num_groups));
   }
 
   c.optim = j["optim"].get<OptimConfig>();

@@ -11,7 +11,9 @@ namespace ewa {
 enum class MlpKind { Dense, Rup, Routed };
 
 struct ModelConfig {
-  std::string name = "vit";
+  std::string name = "vit", variant = "point_mae";
+  int64_t num_groups = 64, group_size = 32, encoder_dims = 0, head_hidden = 256;
+  double head_dropout = 0.5;
   int64_t img_size = 0, in_chans = 0, num_classes = 0, patch_size = 4;
   int64_t embed_dim = 192, depth = 12, num_heads = 3;
   double mlp_ratio = 4.0;
@@ -34,10 +36,13 @@ struct EwaConfig {
 };
 
 struct DataConfig {
-  std::string dataset = "fashion_mnist", root;
+  std::string dataset = "fashion_mnist", root, variant, cache_dir;
   int64_t batch_size = 128, eval_batch_size = 500, train_limit = 0, test_limit = 0, random_crop_padding = 2;
-  double val_fraction = 0;
-  bool hflip = false;
+  int64_t num_points = 1024, votes = 1;
+  double val_fraction = 0, scale_low = 2.0 / 3.0, scale_high = 1.5, translate = 0.2, jitter = 0;
+  bool hflip = false, use_normals = false, rotate_up = false;
+
+  bool is_point_cloud() const;
 };
 
 struct OptimConfig {

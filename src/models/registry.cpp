@@ -5,6 +5,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "models/point_transformer.h"
 #include "models/vit.h"
 #include "moe/routed_moe.h"
 #include "moe/rup_moe.h"
@@ -26,15 +27,24 @@ std::shared_ptr<nn::FeedForwardImpl> make_feed_forward(const Config& cfg, int64_
 
 std::shared_ptr<ClassifierImpl> build_model(const Config& cfg) {
   static const std::map<std::string, std::function<std::shared_ptr<ClassifierImpl>(const Config&)>> registry = {
-      {"vit", [](const Config& c) { return std::make_shared<VitImpl>(c); }},
+      {"vit",
+       [](const Config& c) -> std::shared_ptr<ClassifierImpl> {
+         if (c.model.img_size <= 0) fail("model.img_size: must be resolved from the dataset before building a vit");
+         if (c.model.img_size % c.model.patch_size != 0)
+           fail("model.patch_size: " + std::to_string(c.model.patch_size) + " does not divide model.img_size " +
+                std::to_string(c.model.img_size));
+         return std::make_shared<VitImpl>(c);
+       }},
+      {"point_transformer",
+       [](const Config& c) -> std::shared_ptr<ClassifierImpl> {
+         if (c.model.in_chans < 3) fail("model.in_chans: a point_transformer needs xyz (3) or xyz + normals (6) channels");
+         return std::make_shared<PointTransformerImpl>(c);
+       }},
   };
   const auto it = registry.find(cfg.model.name);
   if (it == registry.end()) fail("model.name: unknown model '" + cfg.model.name + "'");
-  if (cfg.model.img_size <= 0 || cfg.model.in_chans <= 0 || cfg.model.num_classes <= 0)
-    fail("model: img_size, in_chans and num_classes must be resolved from the dataset before building");
-  if (cfg.model.img_size % cfg.model.patch_size != 0)
-    fail("model.patch_size: " + std::to_string(cfg.model.patch_size) + " does not divide model.img_size " +
-         std::to_string(cfg.model.img_size));
+  if (cfg.model.in_chans <= 0 || cfg.model.num_classes <= 0)
+    fail("model: in_chans and num_classes must be resolved from the dataset before building");
   return it->second(cfg);
 }
 

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "datasets/image_loader.h"
+#include "datasets/point_datasets.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
@@ -62,7 +63,12 @@ torch::Device select_device(const std::string& device) {
   return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 }
 
-Config resolve_for_dataset(Config cfg, const data::ImageDataset& train) {
+data::TaskData load_task(const Config& cfg) {
+  const auto seed = static_cast<uint64_t>(cfg.train.seed);
+  return cfg.data.is_point_cloud() ? data::load_point_task(cfg.data, seed) : data::load_image_task(cfg.data, seed);
+}
+
+Config resolve_for_dataset(Config cfg, const data::TaskData& task) {
   auto settle = [&](int64_t& field, int64_t actual, const char* key) {
     if (field == 0) {
       field = actual;
@@ -72,41 +78,44 @@ Config resolve_for_dataset(Config cfg, const data::ImageDataset& train) {
            " has " + std::to_string(actual));
     }
   };
-  settle(cfg.model.img_size, train.image_size(), "img_size");
-  settle(cfg.model.in_chans, train.channels(), "in_chans");
-  settle(cfg.model.num_classes, train.num_classes, "num_classes");
-  if (cfg.model.img_size % cfg.model.patch_size != 0)
+  if (task.img_size > 0) settle(cfg.model.img_size, task.img_size, "img_size");
+  settle(cfg.model.in_chans, task.in_chans, "in_chans");
+  settle(cfg.model.num_classes, task.num_classes, "num_classes");
+  if (task.img_size > 0 && cfg.model.img_size % cfg.model.patch_size != 0)
     fail("model.patch_size: " + std::to_string(cfg.model.patch_size) + " does not divide the image size " +
          std::to_string(cfg.model.img_size));
   return cfg;
 }
 
-ClassificationMetrics evaluate(models::ClassifierImpl& model, const data::ImageDataset& ds, int64_t batch_size,
-                               torch::Device device) {
+ClassificationMetrics evaluate(models::ClassifierImpl& model, data::BatchSource& source, int64_t num_classes,
+                               torch::Device device, int64_t votes) {
   torch::NoGradGuard guard;
   const bool was_training = model.is_training();
   model.eval();
-  data::ImageBatcher batches(ds, batch_size, /*shuffle=*/false, 0);
-  auto confusion = torch::zeros({ds.num_classes, ds.num_classes}, torch::kLong);
+  auto confusion = torch::zeros({num_classes, num_classes}, torch::kLong);
   double loss_sum = 0;
-  for (int64_t i = 0; i < batches.num_batches(); ++i) {
-    auto [x, y] = batches.batch(i);
-    x = x.to(device);
-    y = y.to(device);
-    auto logits = model.forward(x);
+  for (int64_t i = 0; i < source.num_batches(); ++i) {
+    torch::Tensor logits, y;
+    for (int64_t v = 0; v < votes; ++v) {
+      auto [x, labels] = source.batch(i, /*augment=*/v > 0);
+      auto out = model.forward(x.to(device));
+      logits = logits.defined() ? logits + out : out;
+      y = labels.to(device);
+    }
+    logits = logits / static_cast<double>(votes);
     loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
     accumulate_confusion(confusion, y, logits.argmax(1));
   }
   model.train(was_training);
   auto m = metrics_from_confusion(confusion);
-  m.loss = ds.size() > 0 ? loss_sum / double(ds.size()) : 0.0;
+  m.loss = source.size() > 0 ? loss_sum / double(source.size()) : 0.0;
   return m;
 }
 
 TrainResult train_classifier(Config cfg, const TrainOptions& options, const Reporter& report) {
   const auto t_start = Clock::now();
-  auto splits = data::load_image_splits(cfg.data, static_cast<uint64_t>(cfg.train.seed));
-  cfg = resolve_for_dataset(cfg, splits.train);
+  auto task = load_task(cfg);
+  cfg = resolve_for_dataset(cfg, task);
   const torch::Device device = select_device(cfg.train.device);
 
   TrainResult result;
@@ -123,9 +132,13 @@ TrainResult train_classifier(Config cfg, const TrainOptions& options, const Repo
   auto optimizer = make_optimizer(*model, cfg.optim);
 
   const int64_t batch_size = cfg.data.batch_size;
-  data::ImageBatcher batches(splits.train, batch_size, /*shuffle=*/true, static_cast<uint64_t>(cfg.train.seed),
-                             data::Augment{cfg.data.random_crop_padding, cfg.data.hflip});
+  data::BatchSource& batches = *task.train;
   const int64_t steps_per_epoch = batches.num_batches();
+  const int64_t votes = cfg.data.votes;
+  auto eval_split = [&](data::BatchSource& source) {
+    return evaluate(*model, source, task.num_classes, device, votes);
+  };
+  const std::string eval_label = votes > 1 ? "voting over " + std::to_string(votes) + " passes" : "single pass, no voting";
   const int64_t total_steps = steps_per_epoch * cfg.train.epochs;
 
   int64_t step = 0, start_epoch = 0;
@@ -144,11 +157,15 @@ TrainResult train_classifier(Config cfg, const TrainOptions& options, const Repo
   const auto moe_count = moe::moe_layers(*model).size();
   std::ostringstream head;
   head << "run        " << dir << "\n"
-       << "data       " << cfg.data.dataset << " (" << cfg.data.root << "): train " << splits.train.size() << ", val "
-       << splits.val.size() << ", test " << splits.test.size() << ", " << splits.train.num_classes << " classes\n"
+       << "data       " << task.description << ": train " << task.train->size() << ", val "
+       << (task.val ? task.val->size() : 0) << ", test " << task.test->size() << ", " << task.num_classes << " classes"
+       << (task.num_points ? ", " + std::to_string(task.num_points) + " points x " + std::to_string(task.in_chans) + " channels" : "")
+       << "; evaluation: " << eval_label << "\n"
        << "model      " << cfg.model.name << " D=" << cfg.model.embed_dim << " depth=" << cfg.model.depth
-       << " heads=" << cfg.model.num_heads << " patch=" << cfg.model.patch_size << ", " << count_params(*model)
-       << " training parameters\n"
+       << " heads=" << cfg.model.num_heads
+       << (task.num_points ? " groups=" + std::to_string(cfg.model.num_groups) + "x" + std::to_string(cfg.model.group_size)
+                           : " patch=" + std::to_string(cfg.model.patch_size))
+       << ", " << count_params(*model) << " training parameters\n"
        << "ffn        " << mlp_kind_name(cfg.moe.kind) << " in " << moe_count << " blocks, N=" << cfg.moe.num_experts
        << "; EWA " << (cfg.ewa.enabled && moe_count ? "on" : "off") << " (share rate " << cfg.ewa.share_rate << ", "
        << cfg.ewa.schedule << (cfg.ewa.until_step >= 0 ? ", until step " + std::to_string(cfg.ewa.until_step) : "") << ")\n"
@@ -172,7 +189,7 @@ TrainResult train_classifier(Config cfg, const TrainOptions& options, const Repo
     double epoch_loss = 0;
     int64_t epoch_correct = 0, epoch_seen = 0;
     for (int64_t b = 0; b < steps_per_epoch; ++b) {
-      auto [x, y] = batches.batch(b);
+      auto [x, y] = batches.batch(b, /*augment=*/true);
       x = x.to(device);
       y = y.to(device);
       const double lr = lr_at(cfg.optim, step, steps_per_epoch, total_steps);
@@ -221,7 +238,7 @@ TrainResult train_classifier(Config cfg, const TrainOptions& options, const Repo
     }
 
     // End of epoch: evaluate, log, checkpoint.
-    result.test = evaluate(*model, splits.test, cfg.data.eval_batch_size, device);
+    result.test = eval_split(*task.test);
     nlohmann::json rec = {{"type", "epoch"},
                           {"epoch", epoch + 1},
                           {"step", step},
@@ -233,8 +250,8 @@ TrainResult train_classifier(Config cfg, const TrainOptions& options, const Repo
                        " | test OA " + fmt("%.4f", result.test.overall_accuracy) + " mAcc " +
                        fmt("%.4f", result.test.mean_class_accuracy);
     bool is_best = false;
-    if (splits.val.size() > 0) {
-      result.val = evaluate(*model, splits.val, cfg.data.eval_batch_size, device);
+    if (task.val) {
+      result.val = eval_split(*task.val);
       rec["val"] = result.val.to_json();
       line += " | val OA " + fmt("%.4f", result.val.overall_accuracy);
       is_best = result.val.overall_accuracy > best_val;
@@ -252,15 +269,16 @@ TrainResult train_classifier(Config cfg, const TrainOptions& options, const Repo
 
   result.steps = step;
   result.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
-  if (start_epoch >= cfg.train.epochs) result.test = evaluate(*model, splits.test, cfg.data.eval_batch_size, device);
+  if (start_epoch >= cfg.train.epochs) result.test = eval_split(*task.test);
   nlohmann::json metrics = {{"name", cfg.name},
                             {"final_epoch", cfg.train.epochs},
                             {"steps", step},
                             {"seconds", result.seconds},
                             {"test", result.test.to_json(true)},
-                            {"evaluation", "final epoch, single pass, no voting"},
-                            {"class_names", splits.test.class_names}};
-  if (splits.val.size() > 0) {
+                            {"evaluation", "final epoch, " + eval_label},
+                            {"votes", votes},
+                            {"class_names", task.class_names}};
+  if (task.val) {
     metrics["val"] = result.val.to_json();
     metrics["best_val_epoch"] = result.best_val_epoch;
     metrics["best_val_oa"] = best_val;
@@ -268,7 +286,7 @@ TrainResult train_classifier(Config cfg, const TrainOptions& options, const Repo
   write_text_atomically(dir + "/metrics.json", metrics.dump(2) + "\n");
   report("done in " + duration_text(result.seconds) + ": final test OA " + fmt("%.4f", result.test.overall_accuracy) +
          " mAcc " + fmt("%.4f", result.test.mean_class_accuracy) + " (" + std::to_string(result.test.count) +
-         " images, final epoch, no voting); run directory " + dir);
+         " samples, final epoch, " + eval_label + "); run directory " + dir);
   return result;
 }
 

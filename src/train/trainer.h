@@ -6,7 +6,7 @@
 #include <string>
 
 #include "config/config.h"
-#include "datasets/image_datasets.h"
+#include "datasets/batch_source.h"
 #include "models/classifier.h"
 #include "train/metrics.h"
 
@@ -27,9 +27,12 @@ struct TrainResult {
   double seconds = 0;
 };
 
+// Loads the dataset of cfg.data (images or point clouds) with its train / val / test sources.
+data::TaskData load_task(const Config& cfg);
+
 // Resolves model sizes from the dataset (model.img_size/in_chans/num_classes = 0) and
 // checks given ones against it; returns the updated config.
-Config resolve_for_dataset(Config cfg, const data::ImageDataset& train);
+Config resolve_for_dataset(Config cfg, const data::TaskData& task);
 
 // Picks the device of train.device ("auto": cuda when available).
 torch::Device select_device(const std::string& device);
@@ -37,8 +40,9 @@ torch::Device select_device(const std::string& device);
 // Full training run into <train.runs_dir>/<name> (see docs/guide.md for its files).
 TrainResult train_classifier(Config cfg, const TrainOptions& options, const Reporter& report);
 
-// Accuracy and loss of `model` (eval mode) on `ds`.
-ClassificationMetrics evaluate(models::ClassifierImpl& model, const data::ImageDataset& ds, int64_t batch_size,
-                               torch::Device device);
+// Accuracy and loss of `model` (eval mode) on `source`. votes > 1: logits averaged over one clean
+// and votes - 1 augmented passes (test-time voting).
+ClassificationMetrics evaluate(models::ClassifierImpl& model, data::BatchSource& source, int64_t num_classes,
+                               torch::Device device, int64_t votes = 1);
 
 }  // namespace ewa::train

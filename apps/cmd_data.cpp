@@ -1,0 +1,35 @@
+// ewa data: dataset utilities.
+#include "apps/commands.h"
+#include "datasets/synthetic.h"
+
+namespace ewa::app {
+
+void add_data_command(CLI::App& app) {
+  auto* data = app.add_subcommand("data", "Dataset utilities");
+  data->require_subcommand(1);
+  struct Args {
+    std::string out = "data/synthetic_shapes";
+    data::SynthOptions options;
+  };
+  auto args = std::make_shared<Args>();
+  auto* synth = data->add_subcommand(
+      "synth", "Write the synthetic shapes dataset (8 classes) in the ModelNet40 ply_hdf5_2048 layout");
+  synth->add_option("-o,--out", args->out, "Output directory")->capture_default_str();
+  synth->add_option("--train-per-class", args->options.train_per_class, "Training clouds per class")->capture_default_str();
+  synth->add_option("--test-per-class", args->options.test_per_class, "Test clouds per class")->capture_default_str();
+  synth->add_option("--points", args->options.points, "Points per cloud")->capture_default_str();
+  synth->add_option("--noise", args->options.noise, "Gaussian jitter, as a fraction of the shape's radius")->capture_default_str();
+  synth->add_option("--occlusion", args->options.max_occlusion, "Largest share of the surface cut away by a random plane")
+      ->capture_default_str();
+  synth->add_option("--seed", args->options.seed, "Random seed")->capture_default_str();
+  synth->callback([args] {
+    const int64_t n = data::write_synthetic_dataset(args->out, args->options);
+    std::string classes;
+    for (const auto& c : data::kSynthClasses) classes += (classes.empty() ? "" : ", ") + c;
+    print_line("wrote " + std::to_string(n) + " clouds of " + std::to_string(args->options.points) + " points (" + classes +
+               ") to " + args->out + " (ModelNet40 hdf5 layout; train with data.dataset = \"modelnet_h5\", data.root = " +
+               args->out + ")");
+  });
+}
+
+}  // namespace ewa::app

@@ -1,0 +1,255 @@
+#include "datasets/point_io.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+#ifdef EWA_HAS_HDF5
+#include <H5Cpp.h>
+#endif
+#ifdef EWA_HAS_PCL
+#include <pcl/io/pcd_io.h>
+#include <pcl/io/ply_io.h>
+#include <pcl/point_types.h>
+#endif
+
+namespace ewa::data {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string lower_ext(const std::string& path) {
+  std::string e = fs::path(path).extension().string();
+  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return e;
+}
+
+// Splits on commas and blanks; returns false when a token is not a finite number.
+bool parse_numbers(const std::string& line, std::vector<float>& out) {
+  out.clear();
+  const char* p = line.c_str();
+  while (*p) {
+    while (*p == ',' || std::isspace(static_cast<unsigned char>(*p))) ++p;
+    if (!*p) break;
+    char* end = nullptr;
+    const float v = std::strtof(p, &end);
+    if (end == p || !std::isfinite(v)) return false;
+    out.push_back(v);
+    p = end;
+    if (*p && *p != ',' && !std::isspace(static_cast<unsigned char>(*p))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+torch::Tensor read_text_points(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(path + ": cannot open file");
+  std::vector<float> values, row;
+  int64_t cols = -1, line_no = 0, rows = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (!parse_numbers(line, row))
+      fail(path + ":" + std::to_string(line_no) + ": expected numbers separated by commas or blanks, got '" +
+           line.substr(0, 60) + "' (NaN and inf are not accepted)");
+    if (row.empty()) continue;
+    if (cols < 0) {
+      cols = static_cast<int64_t>(row.size());
+      if (cols < 3) fail(path + ":" + std::to_string(line_no) + ": expected at least 3 coordinates per point, got " + std::to_string(cols));
+    } else if (static_cast<int64_t>(row.size()) != cols) {
+      fail(path + ":" + std::to_string(line_no) + ": expected " + std::to_string(cols) + " values like line 1, got " +
+           std::to_string(row.size()));
+    }
+    values.insert(values.end(), row.begin(), row.end());
+    ++rows;
+  }
+  if (rows == 0) fail(path + ": empty point cloud (no points)");
+  return torch::from_blob(values.data(), {rows, cols}, torch::kFloat).clone();
+}
+
+Mesh read_off(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(path + ": cannot open file");
+  std::string header;
+  in >> header;
+  if (header.rfind("OFF", 0) != 0) fail(path + ": not an OFF file: expected 'OFF' at the start, got '" + header.substr(0, 20) + "'");
+  int64_t nv = 0, nf = 0, ne = 0;
+  std::string rest = header.substr(3);  // "OFF1046 900 0": the vertex count is glued to the header
+  std::istringstream counts(rest);
+  if (!rest.empty()) {
+    counts >> nv;
+    if (!(in >> nf >> ne)) fail(path + ": malformed OFF header: expected vertex, face and edge counts");
+  } else if (!(in >> nv >> nf >> ne)) {
+    fail(path + ": malformed OFF header: expected vertex, face and edge counts");
+  }
+  if (nv <= 0 || nf <= 0) fail(path + ": empty mesh: " + std::to_string(nv) + " vertices, " + std::to_string(nf) + " faces");
+  auto v = torch::empty({nv, 3}, torch::kFloat);
+  auto va = v.accessor<float, 2>();
+  for (int64_t i = 0; i < nv; ++i)
+    for (int k = 0; k < 3; ++k) {
+      double x;
+      if (!(in >> x)) fail(path + ": truncated or malformed vertex " + std::to_string(i) + " of " + std::to_string(nv));
+      if (!std::isfinite(x)) fail(path + ": vertex " + std::to_string(i) + " has a NaN or infinite coordinate");
+      va[i][k] = static_cast<float>(x);
+    }
+  std::vector<int64_t> tris;
+  for (int64_t f = 0; f < nf; ++f) {
+    int64_t n = 0;
+    if (!(in >> n) || n < 3) fail(path + ": truncated or malformed face " + std::to_string(f) + " of " + std::to_string(nf));
+    std::vector<int64_t> ids(n);
+    for (auto& id : ids)
+      if (!(in >> id) || id < 0 || id >= nv)
+        fail(path + ": face " + std::to_string(f) + " has a vertex index outside [0, " + std::to_string(nv) + ")");
+    std::string tail;
+    std::getline(in, tail);  // optional per-face colour
+    for (int64_t k = 1; k + 1 < n; ++k) tris.insert(tris.end(), {ids[0], ids[k], ids[k + 1]});
+  }
+  return {v, torch::tensor(tris, torch::kLong).view({-1, 3})};
+}
+
+torch::Tensor sample_surface(const Mesh& mesh, int64_t n, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto a = mesh.vertices.index_select(0, mesh.faces.select(1, 0));
+  auto b = mesh.vertices.index_select(0, mesh.faces.select(1, 1));
+  auto c = mesh.vertices.index_select(0, mesh.faces.select(1, 2));
+  auto area = torch::linalg_cross(b - a, c - a, -1).norm(2, 1).to(torch::kDouble);
+  if (!(area.sum().item<double>() > 0)) fail("mesh has zero surface area");
+  auto face = torch::multinomial(area, n, /*replacement=*/true, gen);
+  auto r1 = torch::rand({n, 1}, gen).sqrt(), r2 = torch::rand({n, 1}, gen);
+  auto fa = a.index_select(0, face), fb = b.index_select(0, face), fc = c.index_select(0, face);
+  return (1 - r1) * fa + r1 * (1 - r2) * fb + r1 * r2 * fc;
+}
+
+bool built_with_pcl() {
+#ifdef EWA_HAS_PCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool built_with_hdf5() {
+#ifdef EWA_HAS_HDF5
+  return true;
+#else
+  return false;
+#endif
+}
+
+torch::Tensor read_pcl_points(const std::string& path) {
+#ifdef EWA_HAS_PCL
+  pcl::PointCloud<pcl::PointXYZ> cloud;
+  const std::string ext = lower_ext(path);
+  int rc = -1;
+  {
+    // PCL prints its own diagnostics to stderr; the error we throw says what went wrong.
+    rc = ext == ".pcd" ? pcl::io::loadPCDFile(path, cloud) : pcl::io::loadPLYFile(path, cloud);
+  }
+  if (rc != 0) fail(path + ": PCL could not read the file (missing, truncated or not a valid " + ext.substr(1) + ")");
+  if (cloud.empty()) fail(path + ": empty point cloud (no points)");
+  auto t = torch::empty({static_cast<int64_t>(cloud.size()), 3}, torch::kFloat);
+  auto acc = t.accessor<float, 2>();
+  bool any_nonzero = false;
+  for (size_t i = 0; i < cloud.size(); ++i) {
+    const auto& p = cloud[i];
+    if (!std::isfinite(p.x) || !std::isfinite(p.y) || !std::isfinite(p.z))
+      fail(path + ": point " + std::to_string(i) + " has a NaN or infinite coordinate");
+    acc[i][0] = p.x, acc[i][1] = p.y, acc[i][2] = p.z;
+    any_nonzero = any_nonzero || p.x != 0 || p.y != 0 || p.z != 0;
+  }
+  if (!any_nonzero)
+    fail(path + ": every coordinate reads as 0: PCL reads PLY vertices stored as double as zeros; save the file with "
+                "float coordinates (e.g. Open3D: write_point_cloud(..., write_ascii=True) or convert to .pcd)");
+  return t;
+#else
+  fail(path + ": ewa was built without PCL, so .pcd/.ply files cannot be read (reconfigure with EWA_WITH_PCL=ON and libpcl-dev)");
+#endif
+}
+
+torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed) {
+  const std::string ext = lower_ext(path);
+  if (ext == ".txt" || ext == ".xyz") return read_text_points(path);
+  if (ext == ".pcd" || ext == ".ply") return read_pcl_points(path);
+  if (ext == ".off") {
+    try {
+      return sample_surface(read_off(path), mesh_points, seed);
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (what.rfind(path, 0) == 0) throw;
+      fail(path + ": " + what);
+    }
+  }
+  fail(path + ": unsupported point file extension '" + ext + "' (expected .txt, .xyz, .off, .pcd or .ply)");
+}
+
+H5Clouds read_h5_clouds(const std::string& path) {
+#ifdef EWA_HAS_HDF5
+  if (!fs::exists(path)) fail(path + ": cannot open file");
+  H5::Exception::dontPrint();
+  H5Clouds out;
+  try {
+    H5::H5File file(path, H5F_ACC_RDONLY);
+    auto read_dataset = [&](const char* name) -> std::pair<H5::DataSet, std::vector<hsize_t>> {
+      if (!file.nameExists(name)) fail(path + ": missing dataset '" + std::string(name) + "'");
+      H5::DataSet ds = file.openDataSet(name);
+      H5::DataSpace space = ds.getSpace();
+      std::vector<hsize_t> dims(static_cast<size_t>(space.getSimpleExtentNdims()));
+      space.getSimpleExtentDims(dims.data());
+      return {ds, dims};
+    };
+    auto [data, ddims] = read_dataset("data");
+    if (ddims.size() != 3 || ddims[2] < 3 || ddims[0] == 0 || ddims[1] == 0) {
+      std::string shape;
+      for (auto d : ddims) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+      fail(path + ": dataset 'data' has shape [" + shape + "], expected [N, P, 3] (or more channels) with N, P > 0");
+    }
+    out.points = torch::empty({int64_t(ddims[0]), int64_t(ddims[1]), int64_t(ddims[2])}, torch::kFloat);
+    data.read(out.points.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+    auto [label, ldims] = read_dataset("label");
+    if (!((ldims.size() == 1) || (ldims.size() == 2 && ldims[1] == 1)) || ldims[0] != ddims[0])
+      fail(path + ": dataset 'label' must be [N] or [N, 1] with N = " + std::to_string(ddims[0]) + " (the clouds in 'data')");
+    out.labels = torch::empty({int64_t(ldims[0])}, torch::kLong);
+    label.read(out.labels.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+  } catch (const H5::Exception& e) {
+    fail(path + ": not a readable HDF5 file (truncated or corrupt): " + e.getDetailMsg());
+  }
+  if (!torch::isfinite(out.points).all().item<bool>()) fail(path + ": dataset 'data' contains NaN or infinite coordinates");
+  if (out.labels.numel() > 0 && out.labels.min().item<int64_t>() < 0) fail(path + ": dataset 'label' has negative labels");
+  return out;
+#else
+  fail(path + ": ewa was built without HDF5, so .h5 datasets cannot be read (reconfigure with EWA_WITH_HDF5=ON and libhdf5-dev)");
+#endif
+}
+
+void write_h5_clouds(const std::string& path, const torch::Tensor& points, const torch::Tensor& labels) {
+#ifdef EWA_HAS_HDF5
+  H5::Exception::dontPrint();
+  auto p = points.to(torch::kFloat).contiguous();
+  auto l = labels.to(torch::kUInt8).contiguous();
+  write_atomically(path, [&](const std::string& tmp) {
+    try {
+      H5::H5File file(tmp, H5F_ACC_TRUNC);
+      hsize_t ddims[3] = {hsize_t(p.size(0)), hsize_t(p.size(1)), hsize_t(p.size(2))};
+      H5::DataSpace dspace(3, ddims);
+      file.createDataSet("data", H5::PredType::IEEE_F32LE, dspace).write(p.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+      hsize_t ldims[2] = {hsize_t(l.size(0)), 1};
+      H5::DataSpace lspace(2, ldims);
+      file.createDataSet("label", H5::PredType::STD_U8LE, lspace).write(l.data_ptr<uint8_t>(), H5::PredType::NATIVE_UINT8);
+    } catch (const H5::Exception& e) {
+      throw std::runtime_error(e.getDetailMsg());
+    }
+  });
+#else
+  fail(path + ": ewa was built without HDF5, so .h5 files cannot be written");
+#endif
+}
+
+}  // namespace ewa::data

@@ -1,0 +1,49 @@
+// Point-cloud and mesh files: parsers of our own for .txt/.xyz (ModelNet40 resampled), .off and
+// .npy-free text formats; .pcd/.ply through PCL (when built with it); HDF5 classification files
+// (ModelNet40 ply_hdf5_2048, ScanObjectNN) through the HDF5 C++ API (when built with it).
+// Every reader throws ewa::Error naming the file, the line where it applies, and the problem.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace ewa::data {
+
+// Text points: one point per line, numbers separated by commas and/or blanks (ModelNet40
+// resampled "x,y,z,nx,ny,nz"; .xyz "x y z ..."). Returns float [P, C] with C the column count of
+// the first line (at least 3). Empty files, ragged lines, non-numbers and NaN/inf are errors.
+torch::Tensor read_text_points(const std::string& path);
+
+struct Mesh {
+  torch::Tensor vertices;  // float [V, 3]
+  torch::Tensor faces;     // int64 [F, 3] (polygons fan-triangulated)
+};
+
+// OFF mesh (Princeton ModelNet). Tolerates the header glued to the counts ("OFF1046 900 0").
+Mesh read_off(const std::string& path);
+
+// n points uniformly on the surface (triangles picked by area, uniform barycentric points).
+torch::Tensor sample_surface(const Mesh& mesh, int64_t n, uint64_t seed);
+
+// .pcd / .ply through PCL. Throws ewa::Error when built without PCL, or when PCL returns all-zero
+// coordinates (PCL reads double-precision PLY vertices as zeros without failing).
+torch::Tensor read_pcl_points(const std::string& path);
+
+// Any point file by extension: .txt .xyz -> read_text_points; .pcd .ply -> read_pcl_points;
+// .off -> surface sample of `mesh_points` points.
+torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed);
+
+// HDF5 classification file: dataset `data` float [N, P, 3+] and `label` integer [N] or [N, 1].
+struct H5Clouds {
+  torch::Tensor points;  // float [N, P, C]
+  torch::Tensor labels;  // int64 [N]
+};
+H5Clouds read_h5_clouds(const std::string& path);
+// Writes the same layout (label as uint8 [N, 1], as ModelNet40's files).
+void write_h5_clouds(const std::string& path, const torch::Tensor& points, const torch::Tensor& labels);
+
+bool built_with_hdf5();
+bool built_with_pcl();
+
+}  // namespace ewa::data

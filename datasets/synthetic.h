@@ -1,0 +1,30 @@
+// The synthetic shapes dataset, the default data of the 3D demo: procedurally sampled surfaces
+// of 8 classes with random size, aspect, pose, noise and partial occlusion, written in the
+// ModelNet40 ply_hdf5_2048 layout so the real loader reads it (data.dataset = "modelnet_h5").
+#pragma once
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace ewa::data {
+
+extern const std::vector<std::string> kSynthClasses;  // sphere, box, cylinder, cone, torus, pyramid, capsule, ellipsoid
+
+struct SynthOptions {
+  int64_t train_per_class = 200;
+  int64_t test_per_class = 50;
+  int64_t points = 2048;
+  double noise = 0.01;          // Gaussian jitter (fraction of the shape's size)
+  double max_occlusion = 0.25;  // up to this share of the surface is cut away by a random plane
+  uint64_t seed = 0;
+};
+
+// One cloud [points, 3] of class `cls`, drawn from `gen`.
+torch::Tensor synth_shape(int64_t cls, const SynthOptions& o, at::Generator& gen);
+
+// Writes <dir>/ply_data_train0.h5, ply_data_test0.h5, train_files.txt, test_files.txt and
+// shape_names.txt. Returns the number of clouds written.
+int64_t write_synthetic_dataset(const std::string& dir, const SynthOptions& o);
+
+}  // namespace ewa::data

@@ -1,0 +1,108 @@
+#include "models/point_transformer.h"
+
+#include "kernels/fps/fps.h"
+#include "kernels/group/group.h"
+#include "kernels/knn/knn.h"
+#include "models/registry.h"
+
+namespace ewa::models {
+namespace {
+
+torch::nn::Linear linear(int64_t in, int64_t out) {
+  torch::nn::Linear l(in, out);
+  nn::init_linear_(l);
+  return l;
+}
+
+}  // namespace
+
+PointGroups group_point_cloud(const torch::Tensor& points, int64_t num_groups, int64_t group_size) {
+  torch::NoGradGuard guard;
+  auto xyz = points.narrow(2, 0, 3).contiguous();
+  auto center_idx = kernels::farthest_point_sample(xyz, num_groups);  // [B, G]
+  auto centers = xyz.gather(1, center_idx.unsqueeze(2).expand({-1, -1, 3}));
+  auto idx = std::get<0>(kernels::knn(centers, xyz, group_size));
+  return {centers, kernels::group_points(points.contiguous(), idx, centers)};
+}
+
+MiniPointNetImpl::MiniPointNetImpl(int64_t in_channels, int64_t out_channels) {
+  first_conv = register_module("first_conv", torch::nn::Sequential(linear(in_channels, 128), torch::nn::BatchNorm1d(128),
+                                                                    torch::nn::ReLU(), linear(128, 256)));
+  second_conv = register_module("second_conv", torch::nn::Sequential(linear(512, 512), torch::nn::BatchNorm1d(512),
+                                                                      torch::nn::ReLU(), linear(512, out_channels)));
+}
+
+torch::Tensor MiniPointNetImpl::forward(const torch::Tensor& groups) {
+  const int64_t B = groups.size(0), G = groups.size(1), K = groups.size(2), C = groups.size(3);
+  auto f = first_conv->forward(groups.reshape({B * G * K, C})).view({B * G, K, 256});
+  auto global = std::get<0>(f.max(1, true)).expand({B * G, K, 256});
+  auto h = second_conv->forward(torch::cat({global, f}, 2).view({B * G * K, 512}));
+  return std::get<0>(h.view({B * G, K, -1}).max(1)).view({B, G, -1});
+}
+
+PointBlocksImpl::PointBlocksImpl(const Config& cfg) {
+  const auto& m = cfg.model;
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  const int64_t hidden = static_cast<int64_t>(m.embed_dim * m.mlp_ratio);
+  for (int64_t i = 0; i < m.depth; ++i) {
+    const double dpr = m.depth > 1 ? m.drop_path_rate * double(i) / double(m.depth - 1) : 0.0;
+    blocks->push_back(nn::Block(nn::BlockOptions(m.embed_dim, m.num_heads)
+                                    .qkv_bias(m.qkv_bias)
+                                    .drop(m.drop_rate)
+                                    .attn_drop(m.attn_drop_rate)
+                                    .drop_path(dpr),
+                                make_feed_forward(cfg, i, m.embed_dim, hidden, m.drop_rate)));
+  }
+}
+
+torch::Tensor PointBlocksImpl::forward(torch::Tensor x, const torch::Tensor& pos) {
+  for (const auto& b : *blocks) x = b->as<nn::Block>()->forward(x + pos);
+  return x;
+}
+
+PointTransformerImpl::PointTransformerImpl(const Config& cfg)
+    : num_groups_(cfg.model.num_groups), group_size_(cfg.model.group_size) {
+  const auto& m = cfg.model;
+  const bool bert = m.variant == "point_bert";
+  const int64_t d = m.embed_dim;
+  const int64_t e = m.encoder_dims > 0 ? m.encoder_dims : (bert ? 256 : d);
+  encoder = register_module("encoder", MiniPointNet(m.in_chans, e));
+  if (bert || e != d) reduce_dim = register_module("reduce_dim", linear(e, d));
+  cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
+  cls_pos = register_parameter("cls_pos", torch::zeros({1, 1, d}));
+  pos_embed = register_module("pos_embed", torch::nn::Sequential(linear(3, 128), torch::nn::GELU(), linear(128, d)));
+  blocks = register_module("blocks", PointBlocks(cfg));
+  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
+  const int64_t h = m.head_hidden;
+  const double p = m.head_dropout;
+  if (bert) {
+    cls_head_finetune = register_module(
+        "cls_head_finetune", torch::nn::Sequential(linear(2 * d, h), torch::nn::ReLU(), torch::nn::Dropout(p),
+                                                   linear(h, m.num_classes)));
+  } else {
+    cls_head_finetune = register_module(
+        "cls_head_finetune",
+        torch::nn::Sequential(linear(2 * d, h), torch::nn::BatchNorm1d(h), torch::nn::ReLU(), torch::nn::Dropout(p),
+                              linear(h, h), torch::nn::BatchNorm1d(h), torch::nn::ReLU(), torch::nn::Dropout(p),
+                              linear(h, m.num_classes)));
+  }
+  nn::trunc_normal_(cls_token, 0.02);
+  nn::trunc_normal_(cls_pos, 0.02);
+}
+
+torch::Tensor PointTransformerImpl::forward_features(const torch::Tensor& points) {
+  auto groups = group_point_cloud(points, num_groups_, group_size_);
+  auto tokens = encoder(groups.neighborhoods);
+  if (!reduce_dim.is_empty()) tokens = reduce_dim(tokens);
+  const int64_t B = tokens.size(0);
+  auto x = torch::cat({cls_token.expand({B, 1, -1}), tokens}, 1);
+  auto pos = torch::cat({cls_pos.expand({B, 1, -1}), pos_embed->forward(groups.centers)}, 1);
+  x = norm(blocks(x, pos));
+  return torch::cat({x.select(1, 0), std::get<0>(x.narrow(1, 1, x.size(1) - 1).max(1))}, 1);
+}
+
+torch::Tensor PointTransformerImpl::forward_head(const torch::Tensor& features) {
+  return cls_head_finetune->forward(features);
+}
+
+}  // namespace ewa::models

@@ -1,0 +1,287 @@
+// Point-cloud files and datasets, written by the tests in each exact layout.
+#include <gtest/gtest.h>
+
+#include "datasets/point_datasets.h"
+#include "datasets/point_io.h"
+#include "datasets/synthetic.h"
+#include "test_util.h"
+
+namespace {
+using ewa::testing::TempDir;
+using ewa::testing::error_of;
+using ewa::testing::write_file;
+namespace fs = std::filesystem;
+
+std::string cloud_text(const torch::Tensor& pts, const std::string& sep) {
+  std::string s;
+  auto a = pts.accessor<float, 2>();
+  char buf[64];
+  for (int64_t i = 0; i < pts.size(0); ++i) {
+    for (int64_t k = 0; k < pts.size(1); ++k) {
+      std::snprintf(buf, sizeof buf, "%.6e", a[i][k]);
+      s += (k ? sep : "") + std::string(buf);
+    }
+    s += "\n";
+  }
+  return s;
+}
+
+TEST(PointFiles, TextPointsCommaAndBlankSeparated) {
+  TempDir dir;
+  auto pts = torch::randn({20, 6});
+  write_file(dir / "a.txt", cloud_text(pts, ","));
+  write_file(dir / "b.xyz", cloud_text(pts.narrow(1, 0, 3).contiguous(), " "));
+  EXPECT_TRUE(torch::allclose(ewa::data::read_text_points(dir / "a.txt"), pts, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(ewa::data::read_text_points(dir / "b.xyz"), pts.narrow(1, 0, 3), 1e-5, 1e-6));
+  write_file(dir / "ragged.txt", "1,2,3\n4,5\n");
+  EXPECT_NE(error_of([&] { ewa::data::read_text_points(dir / "ragged.txt"); }).find(dir / "ragged.txt" + ":2: expected 3 values"),
+            std::string::npos);
+  write_file(dir / "nan.txt", "1,2,3\nnan,0,0\n");
+  EXPECT_NE(error_of([&] { ewa::data::read_text_points(dir / "nan.txt"); }).find(":2: expected numbers"), std::string::npos);
+  write_file(dir / "word.txt", "1,2,x\n");
+  EXPECT_NE(error_of([&] { ewa::data::read_text_points(dir / "word.txt"); }).find(":1:"), std::string::npos);
+  write_file(dir / "empty.txt", "\n\n");
+  EXPECT_NE(error_of([&] { ewa::data::read_text_points(dir / "empty.txt"); }).find("empty point cloud"), std::string::npos);
+}
+
+// A unit cube [-0.5, 0.5]^3 as an OFF mesh of 6 quads.
+std::string cube_off(bool glued) {
+  std::string s = glued ? "OFF8 6 0\n" : "OFF\n8 6 0\n";
+  for (int i = 0; i < 8; ++i)
+    s += std::to_string((i & 1) - 0.5) + " " + std::to_string(((i >> 1) & 1) - 0.5) + " " + std::to_string(((i >> 2) & 1) - 0.5) + "\n";
+  s += "4 0 1 3 2\n4 4 5 7 6\n4 0 1 5 4\n4 2 3 7 6\n4 0 2 6 4\n4 1 3 7 5\n";
+  return s;
+}
+
+TEST(PointFiles, OffMeshesAndAreaUniformSurfaceSampling) {
+  TempDir dir;
+  for (bool glued : {false, true}) {
+    write_file(dir / "cube.off", cube_off(glued));
+    auto mesh = ewa::data::read_off(dir / "cube.off");
+    EXPECT_EQ(mesh.vertices.size(0), 8);
+    EXPECT_EQ(mesh.faces.size(0), 12);  // quads fan-triangulated
+    auto pts = ewa::data::sample_surface(mesh, 6000, 1);
+    // On the surface: the largest coordinate magnitude is 0.5.
+    EXPECT_TRUE(torch::allclose(pts.abs().amax(1), torch::full({6000}, 0.5f), 1e-5, 1e-6));
+    // Area-uniform: each of the 6 equal faces gets about 1/6 of the points.
+    auto face_x = (pts.select(1, 0) - 0.5).abs() < 1e-5;
+    EXPECT_NEAR(face_x.to(torch::kDouble).mean().item<double>(), 1.0 / 6.0, 0.02);
+  }
+  write_file(dir / "bad_index.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n");
+  EXPECT_NE(error_of([&] { ewa::data::read_off(dir / "bad_index.off"); }).find("vertex index outside [0, 3)"), std::string::npos);
+  write_file(dir / "short.off", "OFF\n3 1 0\n0 0 0\n1 0\n");
+  EXPECT_NE(error_of([&] { ewa::data::read_off(dir / "short.off"); }).find("truncated or malformed vertex"), std::string::npos);
+  write_file(dir / "nooff.off", "PLY\n");
+  EXPECT_NE(error_of([&] { ewa::data::read_off(dir / "nooff.off"); }).find("not an OFF file"), std::string::npos);
+}
+
+TEST(PointFiles, PcdAndPlyThroughPcl) {
+  if (!ewa::data::built_with_pcl()) GTEST_SKIP() << "built without PCL";
+  TempDir dir;
+  auto pts = torch::randn({10, 3});
+  std::string body = cloud_text(pts, " ");
+  write_file(dir / "a.pcd", "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 10\nHEIGHT 1\n"
+                            "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 10\nDATA ascii\n" + body);
+  EXPECT_TRUE(torch::allclose(ewa::data::read_pcl_points(dir / "a.pcd"), pts, 1e-5, 1e-5));
+  write_file(dir / "a.ply", "ply\nformat ascii 1.0\nelement vertex 10\nproperty float x\nproperty float y\nproperty float z\n"
+                            "end_header\n" + body);
+  EXPECT_TRUE(torch::allclose(ewa::data::read_pcl_points(dir / "a.ply"), pts, 1e-5, 1e-5));
+  // All-zero coordinates (how PCL returns double-precision PLY vertices) are refused.
+  write_file(dir / "zero.ply", "ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
+                               "end_header\n0 0 0\n0 0 0\n");
+  EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "zero.ply"); }).find("every coordinate reads as 0"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "missing.pcd"); }).find("PCL could not read"), std::string::npos);
+}
+
+TEST(PointFiles, Hdf5RoundTripAndCorruptFiles) {
+  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
+  TempDir dir;
+  auto pts = torch::randn({4, 50, 3});
+  auto labels = torch::tensor({3, 0, 7, 1}, torch::kLong);
+  ewa::data::write_h5_clouds(dir / "a.h5", pts, labels);
+  auto back = ewa::data::read_h5_clouds(dir / "a.h5");
+  EXPECT_TRUE(torch::equal(back.points, pts));
+  EXPECT_TRUE(torch::equal(back.labels, labels));
+  ewa::data::write_h5_clouds(dir / "flat.h5", torch::randn({4, 50, 2}), labels);
+  EXPECT_NE(error_of([&] { ewa::data::read_h5_clouds(dir / "flat.h5"); }).find("dataset 'data' has shape [4, 50, 2]"),
+            std::string::npos);
+  auto nan = pts.clone();
+  nan[1][2][0] = std::numeric_limits<float>::quiet_NaN();
+  ewa::data::write_h5_clouds(dir / "nan.h5", nan, labels);
+  EXPECT_NE(error_of([&] { ewa::data::read_h5_clouds(dir / "nan.h5"); }).find("NaN"), std::string::npos);
+  fs::copy_file(dir / "a.h5", dir / "cut.h5");
+  fs::resize_file(dir / "cut.h5", fs::file_size(dir / "cut.h5") / 2);
+  EXPECT_NE(error_of([&] { ewa::data::read_h5_clouds(dir / "cut.h5"); }).find(dir / "cut.h5"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::data::read_h5_clouds(dir / "none.h5"); }).find("cannot open"), std::string::npos);
+}
+
+TEST(PointData, NormalisationAndFpsOrder) {
+  auto cloud = torch::randn({300, 3}) * 5 + 2;
+  auto n = ewa::data::normalize_unit_sphere(cloud, "c");
+  EXPECT_TRUE(torch::allclose(n.mean(0), torch::zeros({3}), 1e-5, 1e-5));
+  EXPECT_NEAR(n.norm(2, 1).max().item<double>(), 1.0, 1e-5);
+  auto p = ewa::data::prepare_cloud(cloud, 64, "c");
+  EXPECT_EQ(p.size(0), 64);
+  EXPECT_TRUE(torch::equal(p[0], n[0]));  // FPS starts at point 0
+  EXPECT_NE(error_of([&] { ewa::data::normalize_unit_sphere(torch::zeros({0, 3}), "c"); }).find("empty point cloud"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::data::normalize_unit_sphere(torch::ones({5, 3}), "c"); }).find("degenerate"), std::string::npos);
+  auto bad = cloud.clone();
+  bad[4][1] = std::numeric_limits<float>::infinity();
+  EXPECT_NE(error_of([&] { ewa::data::normalize_unit_sphere(bad, "cloud 4"); }).find("cloud 4: contains NaN"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::data::prepare_cloud(cloud, 301, "c"); }).find("has 300 points, fewer than data.num_points = 301"),
+            std::string::npos);
+}
+
+TEST(PointData, AugmentationIsAnAffineMapWithinItsBounds) {
+  ewa::DataConfig cfg;
+  auto pts = torch::randn({6, 40, 3});
+  auto out = ewa::data::augment_points(pts, cfg);
+  // Recover per-axis scale and shift from two points; every point must follow them.
+  auto scale = (out.select(1, 1) - out.select(1, 0)) / (pts.select(1, 1) - pts.select(1, 0));
+  auto shift = out.select(1, 0) - scale * pts.select(1, 0);
+  EXPECT_TRUE(torch::allclose(out, pts * scale.unsqueeze(1) + shift.unsqueeze(1), 1e-4, 1e-4));
+  EXPECT_GE(scale.min().item<double>(), 2.0 / 3.0 - 1e-4);
+  EXPECT_LE(scale.max().item<double>(), 1.5 + 1e-4);
+  EXPECT_LE(shift.abs().max().item<double>(), 0.2 + 1e-4);
+  // Rotation about y alone keeps y and every point's norm.
+  cfg.rotate_up = true;
+  cfg.scale_low = cfg.scale_high = 1.0;
+  cfg.translate = 0;
+  auto rot = ewa::data::augment_points(pts, cfg);
+  EXPECT_TRUE(torch::allclose(rot.select(2, 1), pts.select(2, 1), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(rot.norm(2, 2), pts.norm(2, 2), 1e-4, 1e-5));
+  EXPECT_FALSE(torch::allclose(rot, pts, 1e-3, 1e-3));
+}
+
+// ModelNet40 normal_resampled layout with 2 classes.
+void write_resampled(const std::string& root, int64_t points) {
+  write_file(root + "/modelnet40_shape_names.txt", "airplane\nbathtub\n");
+  write_file(root + "/modelnet40_train.txt", "airplane_0001\nairplane_0002\nbathtub_0001\n");
+  write_file(root + "/modelnet40_test.txt", "airplane_0003\nbathtub_0002\n");
+  for (auto [cls, n] : std::vector<std::pair<std::string, int>>{{"airplane", 3}, {"bathtub", 2}}) {
+    fs::create_directories(root + "/" + cls);
+    for (int i = 1; i <= n; ++i) {
+      char name[64];
+      std::snprintf(name, sizeof name, "%s/%s/%s_%04d.txt", root.c_str(), cls.c_str(), cls.c_str(), i);
+      write_file(name, cloud_text(torch::randn({points, 6}), ","));
+    }
+  }
+}
+
+TEST(PointData, ModelNet40ResampledLayout) {
+  TempDir dir;
+  write_resampled(dir.path(), 200);
+  ewa::DataConfig cfg;
+  cfg.dataset = "modelnet40_resampled";
+  cfg.root = dir.path();
+  cfg.num_points = 64;
+  auto s = ewa::data::load_point_splits(cfg, 0);
+  EXPECT_EQ(s.class_names, (std::vector<std::string>{"airplane", "bathtub"}));
+  EXPECT_EQ(s.train.points.sizes(), (std::vector<int64_t>{3, 64, 3}));
+  EXPECT_TRUE(torch::equal(s.train.labels, torch::tensor({0, 0, 1}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(s.test.labels, torch::tensor({0, 1}, torch::kLong)));
+  EXPECT_LE(s.train.points.norm(2, 2).max().item<double>(), 1.0 + 1e-5);
+  // Normals as channels 4-6; a second load comes from the cache with the same content.
+  cfg.use_normals = true;
+  auto n = ewa::data::load_point_splits(cfg, 0);
+  EXPECT_EQ(n.train.points.size(2), 6);
+  auto again = ewa::data::load_point_splits(cfg, 0);
+  EXPECT_TRUE(torch::equal(again.train.points, n.train.points));
+  EXPECT_TRUE(fs::exists(dir / ".ewa_cache"));
+  // An entry naming an unknown class.
+  write_file(dir / "modelnet40_test.txt", "chair_0001\n");
+  cfg.use_normals = false;
+  cfg.num_points = 32;
+  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("names class 'chair'"), std::string::npos);
+}
+
+TEST(PointData, SyntheticShapesInModelNetH5Layout) {
+  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
+  TempDir dir;
+  ewa::data::SynthOptions o;
+  o.train_per_class = 3;
+  o.test_per_class = 2;
+  o.points = 256;
+  EXPECT_EQ(ewa::data::write_synthetic_dataset(dir.path(), o), 8 * 5);
+  for (const char* f : {"ply_data_train0.h5", "ply_data_test0.h5", "train_files.txt", "test_files.txt", "shape_names.txt"})
+    EXPECT_TRUE(fs::exists(dir / f)) << f;
+  ewa::DataConfig cfg;
+  cfg.dataset = "modelnet_h5";
+  cfg.root = dir.path();
+  cfg.num_points = 128;
+  cfg.val_fraction = 0.25;
+  auto s = ewa::data::load_point_splits(cfg, 0);
+  EXPECT_EQ(s.class_names, ewa::data::kSynthClasses);
+  EXPECT_EQ(s.train.size() + s.val.size(), 24);
+  EXPECT_EQ(s.val.size(), 6);
+  EXPECT_EQ(s.test.points.sizes(), (std::vector<int64_t>{16, 128, 3}));
+  EXPECT_TRUE(torch::isfinite(s.train.points).all().item<bool>());
+  // The same seed writes the same clouds.
+  TempDir again;
+  ewa::data::write_synthetic_dataset(again.path(), o);
+  EXPECT_TRUE(torch::equal(ewa::data::read_h5_clouds(dir / "ply_data_test0.h5").points,
+                           ewa::data::read_h5_clouds(again / "ply_data_test0.h5").points));
+  // A list naming a file that is not there.
+  write_file(dir / "test_files.txt", "data/modelnet40_ply_hdf5_2048/ply_data_test9.h5\n");
+  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 1); }).find("ply_data_test9.h5 does not exist"), std::string::npos);
+}
+
+TEST(PointData, ScanObjectNNVariants) {
+  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
+  TempDir dir;
+  fs::create_directories(dir / "main_split");
+  fs::create_directories(dir / "main_split_nobg");
+  auto labels = torch::tensor({0, 14, 3, 7}, torch::kLong);
+  ewa::data::write_h5_clouds(dir / "main_split/training_objectdataset_augmentedrot_scale75.h5", torch::randn({4, 100, 3}), labels);
+  ewa::data::write_h5_clouds(dir / "main_split/test_objectdataset_augmentedrot_scale75.h5", torch::randn({4, 100, 3}), labels);
+  ewa::DataConfig cfg;
+  cfg.dataset = "scanobjectnn";
+  cfg.variant = "pb_t50_rs";
+  cfg.root = dir.path();
+  cfg.num_points = 64;
+  auto s = ewa::data::load_point_splits(cfg, 0);
+  EXPECT_EQ(s.class_names.size(), 15u);
+  EXPECT_EQ(s.class_names[14], "toilet");
+  EXPECT_TRUE(torch::equal(s.train.labels, labels));
+  cfg.variant = "obj_only";  // files missing
+  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("main_split_nobg/training_objectdataset.h5"),
+            std::string::npos);
+  ewa::data::write_h5_clouds(dir / "main_split_nobg/training_objectdataset.h5", torch::randn({2, 100, 3}),
+                             torch::tensor({1, 15}, torch::kLong));
+  ewa::data::write_h5_clouds(dir / "main_split_nobg/test_objectdataset.h5", torch::randn({2, 100, 3}), torch::tensor({1, 2}));
+  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("label 15 out of range"), std::string::npos);
+}
+
+TEST(PointData, ClassFolderLayoutWithMeshesAndPointFiles) {
+  TempDir dir;
+  for (const std::string cls : {"cube", "blob"})
+    for (const std::string split : {"train", "test"}) fs::create_directories(dir / (cls + "/" + split));
+  write_file(dir / "cube/train/cube_0001.off", cube_off(false));
+  write_file(dir / "cube/test/cube_0002.off", cube_off(true));
+  write_file(dir / "blob/train/blob_0001.txt", cloud_text(torch::randn({300, 3}), " "));
+  write_file(dir / "blob/test/blob_0002.xyz", cloud_text(torch::randn({300, 3}), " "));
+  ewa::DataConfig cfg;
+  cfg.dataset = "modelnet_folder";
+  cfg.root = dir.path();
+  cfg.num_points = 128;
+  auto s = ewa::data::load_point_splits(cfg, 0);
+  EXPECT_EQ(s.class_names, (std::vector<std::string>{"blob", "cube"}));
+  EXPECT_TRUE(torch::equal(s.train.labels, torch::tensor({0, 1}, torch::kLong)));
+  // Points sampled on the cube's surface all have nearly the same largest |coordinate| (up to the
+  // small centroid shift of normalisation); the Gaussian blob's points do not.
+  auto spread = [](const torch::Tensor& c) {
+    auto m = c.abs().amax(1);
+    return (m.max() - m.min()).item<double>();
+  };
+  EXPECT_LT(spread(s.train.points[1]), 0.1);
+  EXPECT_GT(spread(s.train.points[0]), 0.3);
+  fs::create_directories(dir / "chair/train");  // a class folder without test/
+  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("class folder 'chair' has no test/ folder"),
+            std::string::npos);
+  fs::create_directories(dir / "chair/test");
+  write_file(dir / "chair/train/c.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n");
+  write_file(dir / "chair/test/c.txt", "1 2 3\n");
+  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("c.off"), std::string::npos);
+}
+
+}  // namespace
