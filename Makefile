@@ -1,6 +1,8 @@
 # Entry points (see README.md):
-#   make demo   install dependencies, build, train a small ViT with EWA on Fashion-MNIST,
-#               convert it to the dense model and print the dense model's test accuracy
+#   make demo   install dependencies, build, write the synthetic shapes, train a small
+#               point-cloud transformer with EWA on them, convert it to the dense model and
+#               print the dense model's test accuracy
+#   make demo-2d the same with a small ViT on Fashion-MNIST
 #   make test   install dependencies, build, run every test (ctest)
 #   make build  configure and compile only (no dependency install)
 #   make bench  ewa bench train-step (the numbers of docs/benchmarks.md)
@@ -12,7 +14,9 @@ DEMO_RUNS = runs/demo
 export OMP_WAIT_POLICY ?= PASSIVE
 export PATH := /usr/local/cuda/bin:$(PATH)
 
-.PHONY: deps configure build test demo bench clean
+SYNTH = data/synthetic_shapes
+
+.PHONY: deps configure build test demo demo-2d bench clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -31,6 +35,14 @@ test: deps
 
 demo: deps
 	$(MAKE) build
+	test -f $(SYNTH)/train_files.txt || $(EWA) data synth -o $(SYNTH)
+	rm -rf $(DEMO_RUNS)/synth_points_ewa
+	$(EWA) train --config configs/synth_points_ewa.json --set train.runs_dir=$(DEMO_RUNS)
+	$(EWA) convert $(DEMO_RUNS)/synth_points_ewa/last.pt -o $(DEMO_RUNS)/synth_points_ewa/dense.pt
+	$(EWA) eval $(DEMO_RUNS)/synth_points_ewa/dense.pt
+
+demo-2d: deps
+	$(MAKE) build
 	rm -rf $(DEMO_RUNS)/fmnist_vit_ewa
 	$(EWA) train --config configs/fmnist_vit_ewa.json --set train.runs_dir=$(DEMO_RUNS)
 	$(EWA) convert $(DEMO_RUNS)/fmnist_vit_ewa/last.pt -o $(DEMO_RUNS)/fmnist_vit_ewa/dense.pt
@@ -38,6 +50,8 @@ demo: deps
 
 bench: build
 	$(EWA) bench train-step --config configs/fmnist_vit_ewa.json
+	$(EWA) bench train-step --config configs/synth_points_ewa.json --batch-size 32
+	$(EWA) bench ops
 
 clean:
 	rm -rf $(BUILD)

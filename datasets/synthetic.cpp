@@ -120,8 +120,8 @@ torch::Tensor raw_shape(int64_t cls, int64_t n, at::Generator& g) {
       cap.select(1, 1).add_(torch::where(up, torch::full_like(cap.select(1, 1), h / 2), torch::full_like(cap.select(1, 1), -h / 2)));
       return torch::cat({cylinder_side(g, parts[0], r, -h / 2, h / 2), cap});
     }
-    case 7: {  // ellipsoid with clearly unequal axes (not area-uniform; the shape is what counts)
-      const double a = 1.0, b = u(0.35, 0.65), c = u(0.6, 0.9);
+    case 7: {  // oblate ellipsoid, a lentil (not area-uniform; the shape is what counts)
+      const double a = 1.0, b = u(0.85, 1.0), c = u(0.3, 0.5);
       return unit_vectors(g, n) * torch::tensor({float(a), float(b), float(c)});
     }
   }

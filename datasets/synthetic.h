@@ -9,7 +9,7 @@
 
 namespace ewa::data {
 
-extern const std::vector<std::string> kSynthClasses;  // sphere, box, cylinder, cone, torus, pyramid, capsule, ellipsoid
+extern const std::vector<std::string> kSynthClasses;  // sphere, box, cylinder, cone, torus, pyramid, capsule, ellipsoid (oblate)
 
 struct SynthOptions {
   int64_t train_per_class = 200;

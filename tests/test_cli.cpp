@@ -102,3 +102,37 @@ TEST(Cli, TrainConvertEvalEndToEnd) {
 }
 
 }  // namespace
+
+namespace {
+TEST(Cli, PointCloudSynthTrainConvertEvalEndToEnd) {
+  TempDir dir;
+  auto r = run_command(kEwa + " data synth -o " + (dir / "synth") + " --train-per-class 6 --test-per-class 3 --points 256");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("wrote 72 clouds of 256 points"), std::string::npos) << r.output;
+  ewa::testing::write_file(dir / "p.json", R"({"name": "pts",
+    "model": {"name": "point_transformer", "embed_dim": 16, "depth": 2, "num_heads": 2, "num_groups": 8, "group_size": 8,
+              "head_hidden": 16},
+    "moe": {"kind": "rup", "blocks": "all", "num_experts": 2},
+    "data": {"dataset": "modelnet_h5", "root": ")" + (dir / "synth") + R"(", "num_points": 64, "batch_size": 12,
+             "votes": 2},
+    "train": {"epochs": 1, "runs_dir": ")" + (dir / "runs") + R"("}})");
+  r = run_command(kEwa + " train --config " + (dir / "p.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("voting over 2 passes"), std::string::npos) << r.output;  // voting is labelled
+  r = run_command(kEwa + " convert " + (dir / "runs/pts/last.pt") + " -o " + (dir / "dense.pt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("converted 2 MoE layers"), std::string::npos) << r.output;
+  // Single-pass evaluation of the MoE and of the dense model agree exactly.
+  auto a = run_command(kEwa + " eval " + (dir / "runs/pts/last.pt") + " --set data.votes=1");
+  auto b = run_command(kEwa + " eval " + (dir / "dense.pt") + " --set data.votes=1");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  auto oa = [](const std::string& s) { return s.substr(s.find(" OA "), 24); };
+  EXPECT_EQ(oa(a.output), oa(b.output));
+  // Bad input: more neighbours than points; a dataset folder without its files.
+  expect_one_line_error(run_command(kEwa + " train --config " + (dir / "p.json") + " --set model.group_size=65"),
+                        "'model.group_size': must not exceed data.num_points (64)");
+  expect_one_line_error(run_command(kEwa + " train --config " + (dir / "p.json") + " --name other --set data.root=" + dir.path()),
+                        "train_files.txt: cannot open file");
+}
+}  // namespace
