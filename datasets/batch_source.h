@@ -22,6 +22,26 @@ class BatchSource {
   virtual std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, bool augment) const = 0;
 };
 
+// The batching every in-memory split shares: batch i holds rows order[i*B, (i+1)*B) where the
+// order is a permutation fixed by (seed, epoch) when shuffled, and the identity otherwise.
+class IndexedBatchSource : public BatchSource {
+ public:
+  IndexedBatchSource(int64_t size, int64_t batch_size, bool shuffle, uint64_t seed);
+  int64_t size() const override { return size_; }
+  int64_t num_batches() const override;
+  void start_epoch(int64_t epoch) override;
+
+ protected:
+  // Row indices (int64) of batch i of the current epoch.
+  torch::Tensor indices(int64_t i) const;
+
+ private:
+  int64_t size_, batch_size_;
+  bool shuffle_;
+  uint64_t seed_;
+  torch::Tensor order_;
+};
+
 // A dataset ready for training: its splits and the facts a model config is resolved from.
 struct TaskData {
   std::string description;  // e.g. "fashion_mnist (/usr/share/datasets/fashion-mnist)"

@@ -3,24 +3,13 @@
 namespace ewa::data {
 
 ImageBatcher::ImageBatcher(ImageDataset ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment)
-    : ds_(std::move(ds)), batch_size_(batch_size), shuffle_(shuffle), seed_(seed), augment_(augment) {
+    : IndexedBatchSource(ds.size(), batch_size, shuffle, seed), ds_(std::move(ds)), augment_(augment) {
   mean_ = torch::tensor(ds_.mean).view({1, -1, 1, 1});
   inv_std_ = 1.0 / torch::tensor(ds_.std).view({1, -1, 1, 1});
-  order_ = torch::arange(ds_.size());
-}
-
-int64_t ImageBatcher::num_batches() const { return (ds_.size() + batch_size_ - 1) / batch_size_; }
-
-void ImageBatcher::start_epoch(int64_t epoch) {
-  if (!shuffle_) return;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
-  order_ = torch::randperm(ds_.size(), gen, torch::kLong);
 }
 
 std::pair<torch::Tensor, torch::Tensor> ImageBatcher::batch(int64_t i, bool augment) const {
-  const int64_t start = i * batch_size_;
-  const int64_t len = std::min(batch_size_, ds_.size() - start);
-  auto idx = order_.narrow(0, start, len);
+  auto idx = indices(i);
   auto x = ds_.images.index_select(0, idx).to(torch::kFloat).div_(255.0f);
   if (augment && augment_.crop_padding > 0) x = random_crop(x, augment_.crop_padding);
   if (augment && augment_.hflip) x = random_hflip(x);

@@ -15,23 +15,17 @@ struct Augment {
   bool hflip = false;
 };
 
-class ImageBatcher : public BatchSource {
+class ImageBatcher : public IndexedBatchSource {
  public:
   ImageBatcher(ImageDataset ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment = {});
 
-  int64_t size() const override { return ds_.size(); }
-  int64_t num_batches() const override;
-  void start_epoch(int64_t epoch) override;
   // Batch i of the current epoch: images float [B, C, H, W] (normalised), labels int64 [B].
   std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, bool augment) const override;
 
  private:
   ImageDataset ds_;
-  int64_t batch_size_;
-  bool shuffle_;
-  uint64_t seed_;
   Augment augment_;
-  torch::Tensor order_, mean_, inv_std_;
+  torch::Tensor mean_, inv_std_;
 };
 
 // Loads an image dataset (data.dataset of images) as train / val / test sources.

@@ -337,21 +337,10 @@ torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg)
 }
 
 PointBatcher::PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed)
-    : set_(std::move(set)), cfg_(std::move(cfg)), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
-  order_ = torch::arange(set_.size());
-}
-
-int64_t PointBatcher::num_batches() const { return (set_.size() + batch_size_ - 1) / batch_size_; }
-
-void PointBatcher::start_epoch(int64_t epoch) {
-  if (!shuffle_) return;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
-  order_ = torch::randperm(set_.size(), gen, torch::kLong);
-}
+    : IndexedBatchSource(set.size(), batch_size, shuffle, seed), set_(std::move(set)), cfg_(std::move(cfg)) {}
 
 std::pair<torch::Tensor, torch::Tensor> PointBatcher::batch(int64_t i, bool augment) const {
-  const int64_t start = i * batch_size_, len = std::min(batch_size_, set_.size() - start);
-  auto idx = order_.narrow(0, start, len);
+  auto idx = indices(i);
   auto x = set_.points.index_select(0, idx);
   if (augment) x = augment_points(x, cfg_);
   return {x, set_.labels.index_select(0, idx)};

@@ -51,21 +51,15 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed);
 // about the y axis (normals rotate too) and clipped Gaussian jitter.
 torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg);
 
-class PointBatcher : public BatchSource {
+class PointBatcher : public IndexedBatchSource {
  public:
   PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed);
-  int64_t size() const override { return set_.size(); }
-  int64_t num_batches() const override;
-  void start_epoch(int64_t epoch) override;
+  // Batch i: points float [B, P, C], labels int64 [B]; `augment` applies augment_points.
   std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, bool augment) const override;
 
  private:
   PointCloudSet set_;
   DataConfig cfg_;
-  int64_t batch_size_;
-  bool shuffle_;
-  uint64_t seed_;
-  torch::Tensor order_;
 };
 
 TaskData load_point_task(const DataConfig& cfg, uint64_t seed);
