@@ -43,9 +43,7 @@ void add_convert_command(CLI::App& app) {
 
     // Self-check on random inputs: the dense model must reproduce the MoE model in eval mode.
     torch::NoGradGuard guard;
-    auto x = cfg.model.name == "point_transformer"
-                 ? torch::randn({8, cfg.data.num_points, cfg.model.in_chans})
-                 : torch::randn({8, cfg.model.in_chans, cfg.model.img_size, cfg.model.img_size});
+    auto x = models::random_input(cfg, 8);
     const double diff = (moe_model->forward(x) - dense_model->forward(x)).abs().max().item<double>();
     if (diff > 1e-4) fail("convert: dense model differs from the MoE model by " + std::to_string(diff) + " (bug)");
     train::save_checkpoint(args->output, out);

@@ -48,8 +48,7 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
     variants.push_back(std::move(v));
   }
   const auto& m = base.model;
-  auto x = m.name == "point_transformer" ? torch::randn({o.batch_size, base.data.num_points, m.in_chans})
-                                         : torch::randn({o.batch_size, m.in_chans, m.img_size, m.img_size});
+  auto x = models::random_input(base, o.batch_size);
   auto y = torch::randint(0, m.num_classes, {o.batch_size}, torch::kLong);
   for (auto& v : variants)
     for (int64_t i = 0; i < o.warmup; ++i) one_step(v, x, y);

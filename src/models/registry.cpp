@@ -25,6 +25,12 @@ std::shared_ptr<nn::FeedForwardImpl> make_feed_forward(const Config& cfg, int64_
                                                            .eval_capacity_factor(cfg.moe.eval_capacity_factor));
 }
 
+torch::Tensor random_input(const Config& cfg, int64_t batch) {
+  const auto& m = cfg.model;
+  return m.name == "point_transformer" ? torch::randn({batch, cfg.data.num_points, m.in_chans})
+                                       : torch::randn({batch, m.in_chans, m.img_size, m.img_size});
+}
+
 std::shared_ptr<ClassifierImpl> build_model(const Config& cfg) {
   static const std::map<std::string, std::function<std::shared_ptr<ClassifierImpl>(const Config&)>> registry = {
       {"vit",

@@ -12,6 +12,10 @@ namespace ewa::models {
 // resolved sizes (img_size, in_chans, num_classes).
 std::shared_ptr<ClassifierImpl> build_model(const Config& cfg);
 
+// A random input batch of the shape cfg's model takes: points [batch, data.num_points, in_chans]
+// for point_transformer, images [batch, in_chans, img_size, img_size] for vit.
+torch::Tensor random_input(const Config& cfg, int64_t batch);
+
 // The FFN of block `block_index` for a block of width `dim`: dense Mlp, or the MoE kind of
 // cfg.moe when the block is listed in cfg.moe.blocks.
 std::shared_ptr<nn::FeedForwardImpl> make_feed_forward(const Config& cfg, int64_t block_index, int64_t dim,
