@@ -46,7 +46,8 @@ void add_bench_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = bench->add_subcommand("train-step",
-                                    "ms per training step of one ViT with dense MLPs, RupMoE + EWA and RoutedMoE, interleaved in one run");
+                                    "ms per training step of one model (ViT, point classifier, or point_mae pretraining) with dense "
+                                    "MLPs, RupMoE + EWA and RoutedMoE, interleaved in one run");
   cmd->add_option("-c,--config", args->config, "Config that defines the model")->capture_default_str();
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
   cmd->add_option("--batch-size", args->options.batch_size, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);

@@ -1,4 +1,5 @@
-// ewa convert: collapse every MoE layer of a checkpoint into one dense FFN (expert means).
+// ewa convert: collapse every MoE layer of a checkpoint into one dense FFN (expert means); an
+// imported official / timm file becomes an ewa checkpoint the same way.
 #include <cstdio>
 
 #include "apps/commands.h"
@@ -6,27 +7,32 @@
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
+#include "train/trainer.h"
 
 namespace ewa::app {
 
 void add_convert_command(CLI::App& app) {
   struct Args {
-    std::string input, output;
+    std::string input, output, config;
+    std::vector<std::string> set;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("convert", "Turn a checkpoint with RupMoE layers into the plain dense model (same eval outputs)");
-  cmd->add_option("checkpoint", args->input, "Input checkpoint with MoE layers")->required();
+  cmd->add_option("checkpoint", args->input,
+                  "Input checkpoint with MoE layers, or an official Point-MAE / Point-BERT classifier .pth (with --config)")
+      ->required();
   cmd->add_option("-o,--output", args->output, "Output file for the dense checkpoint")->required();
+  cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config (official checkpoints)");
+  cmd->add_option("--set", args->set, "Override a config key (repeatable)");
   cmd->callback([args] {
-    auto ckpt = train::read_checkpoint(args->input);
+    const auto weights = io::read_state_dict(args->input);
     const std::string src = "checkpoint " + args->input;
-    Config cfg = parse_config(resolve_config(ckpt.config, src), src);
+    Config cfg = train::resolve_for_weights(config_for_weights(args->input, weights, args->config, args->set), weights);
     if (cfg.moe.kind == MlpKind::Routed)
       fail(src + ": moe.kind is 'routed': a routed MoE's output depends on its learned gate, so it has no exact dense "
                  "form; only 'rup' (EWA) models convert");
-    auto moe_model = models::build_model(cfg);
-    train::load_model_state(*moe_model, ckpt, args->input);
-    moe_model->eval();
+    auto [moe_model, report] = train::load_classifier(cfg, weights, args->input);
+    if (weights.config.is_null()) print_line(report.table());
 
     nlohmann::json dense_json = cfg.json;
     dense_json["moe"]["kind"] = "dense";
@@ -35,9 +41,9 @@ void add_convert_command(CLI::App& app) {
     train::Checkpoint out;
     out.kind = "dense";
     out.config = dense_json;
-    out.step = ckpt.step;
-    out.epoch = ckpt.epoch;
     out.model = moe::collapse_to_dense(*moe_model);
+    out.step = weights.step;
+    out.epoch = weights.epoch;
     train::load_model_state(*dense_model, out, args->output);  // checks keys and shapes
     dense_model->eval();
 

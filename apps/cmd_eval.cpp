@@ -1,8 +1,7 @@
-// ewa eval: accuracy of a checkpoint on the test (or validation) split.
+// ewa eval: accuracy of a checkpoint (ewa's own, or an imported official / timm file) on the
+// test (or validation) split.
 #include "apps/commands.h"
 #include "common/error.h"
-#include "models/registry.h"
-#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace ewa::app {
@@ -14,25 +13,21 @@ void add_eval_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint: overall and mean per-class accuracy");
-  cmd->add_option("checkpoint", args->checkpoint, "Checkpoint file (last.pt, best.pt or a converted dense model)")->required();
+  cmd->add_option("checkpoint", args->checkpoint,
+                  "Weights: last.pt, best.pt, a converted dense model, or an official Point-MAE / Point-BERT classifier .pth "
+                  "(then --config names the model and data)")
+      ->required();
   cmd->add_option("-c,--config", args->config, "Build the model from this config instead of the checkpoint's own");
   cmd->add_option("--set", args->set, "Override a config key, e.g. --set data.root=/data/fmnist (repeatable)");
   cmd->add_option("--split", args->split, "Split to evaluate")->check(CLI::IsMember({"test", "val"}))->capture_default_str();
   cmd->callback([args] {
-    auto ckpt = train::read_checkpoint(args->checkpoint);
-    Config cfg;
-    if (args->config.empty()) {
-      nlohmann::json j = resolve_config(ckpt.config, "checkpoint " + args->checkpoint);
-      for (const auto& o : args->set) apply_override(j, o);
-      cfg = parse_config(j, "checkpoint " + args->checkpoint);
-    } else {
-      cfg = load_config(args->config, args->set);
-    }
+    const auto weights = io::read_state_dict(args->checkpoint);
+    Config cfg = config_for_weights(args->checkpoint, weights, args->config, args->set);
     auto task = train::load_task(cfg);
     cfg = train::resolve_for_dataset(cfg, task);
     const auto device = train::select_device(cfg.train.device);
-    auto model = models::build_model(cfg);
-    train::load_model_state(*model, ckpt, args->checkpoint);
+    auto [model, report] = train::load_classifier(cfg, weights, args->checkpoint);
+    if (weights.config.is_null()) print_line(report.table());
     model->to(device);
     data::BatchSource* source = args->split == "val" ? task.val.get() : task.test.get();
     if (!source) fail("--split val: the config has no validation split (data.val_fraction is 0)");

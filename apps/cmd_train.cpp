@@ -1,40 +1,79 @@
-// ewa train: train a classifier from a JSON config.
+// ewa train / ewa finetune: train a classifier from a JSON config, from scratch or from
+// pretrained weights (finetune.init).
 #include "apps/commands.h"
+#include "common/error.h"
 #include "common/runtime.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace ewa::app {
+namespace {
 
-void add_train_command(CLI::App& app) {
-  struct Args {
-    std::string config, name, resume;
-    std::vector<std::string> set;
-  };
-  auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("train", "Train a classifier (point-cloud transformer or 2D ViT) from a JSON config into runs/<name>/");
+struct TrainArgs {
+  std::string config, name, resume, init;
+  std::vector<std::string> set;
+  bool linear_probe = false, allow_missing = false;
+  double layer_decay = 0;  // 0 = as the config says
+};
+
+// Flags shared by train and finetune.
+void add_common(CLI::App* cmd, const std::shared_ptr<TrainArgs>& args) {
   cmd->add_option("-c,--config", args->config, "JSON config file (configs/*.json); defaults when omitted");
   cmd->add_option("--set", args->set, "Override a config key, e.g. --set ewa.share_rate=0.5 (repeatable)");
   cmd->add_option("--name", args->name, "Run name (overrides the config's name)");
   cmd->add_option("--resume", args->resume,
                   "Continue from this checkpoint (e.g. runs/NAME/last.pt); its config is used when --config is omitted");
-  cmd->callback([args] {
-    Config cfg;
-    if (args->config.empty() && !args->resume.empty()) {
-      auto ckpt = train::read_checkpoint(args->resume);
-      nlohmann::json j = resolve_config(ckpt.config, "checkpoint " + args->resume);
-      for (const auto& o : args->set) apply_override(j, o);
-      cfg = parse_config(j, "checkpoint " + args->resume);
-    } else {
-      cfg = load_config(args->config, args->set);
-    }
-    if (!args->name.empty()) {
-      cfg.name = args->name;
-      cfg.json["name"] = args->name;
-    }
-    if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
-    train::train_classifier(cfg, train::TrainOptions{args->resume}, print_line);
-  });
+}
+
+void run(const TrainArgs& a) {
+  Config cfg;
+  std::vector<std::string> set = a.set;
+  if (!a.init.empty()) set.push_back("finetune.init=" + a.init);
+  if (a.linear_probe) set.push_back("finetune.freeze_encoder=true");
+  if (a.allow_missing) set.push_back("finetune.allow_missing=true");
+  if (a.layer_decay > 0) set.push_back("finetune.layer_decay=" + std::to_string(a.layer_decay));
+  if (a.config.empty() && !a.resume.empty()) {
+    auto ckpt = train::read_checkpoint(a.resume);
+    nlohmann::json j = resolve_config(ckpt.config, "checkpoint " + a.resume);
+    for (const auto& o : set) apply_override(j, o);
+    cfg = parse_config(j, "checkpoint " + a.resume);
+  } else {
+    cfg = load_config(a.config, set);
+  }
+  if (!a.name.empty()) {
+    cfg.name = a.name;
+    cfg.json["name"] = a.name;
+  }
+  if (cfg.model.name == "point_mae") fail("model.name: point_mae is a pretraining model: run `ewa pretrain` with this config");
+  if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
+  train::train_classifier(cfg, train::TrainOptions{a.resume}, print_line);
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  auto* cmd = app.add_subcommand("train", "Train a classifier (point-cloud transformer or 2D ViT) from a JSON config into runs/<name>/");
+  add_common(cmd, args);
+  cmd->add_option("--init", args->init,
+                  "Start from these weights (fine-tuning; sets finetune.init): an ewa checkpoint, an official Point-MAE / "
+                  "Point-BERT .pth, or a timm .pth/.safetensors");
+  cmd->callback([args] { run(*args); });
+
+  auto fargs = std::make_shared<TrainArgs>();
+  auto* ft = app.add_subcommand(
+      "finetune", "Fine-tune pretrained weights into a classifier (train with --init; prints the loaded-key table)");
+  add_common(ft, fargs);
+  ft->add_option("--init", fargs->init,
+                 "Pretrained weights: `ewa pretrain`'s last.pt, an ewa classifier, Point-MAE's pretrain.pth or a fine-tuned "
+                 ".pth, Point-BERT.pth, or a timm .pth/.safetensors for vit")
+      ->required();
+  ft->add_flag("--linear-probe", fargs->linear_probe, "Freeze the backbone and train only the head (finetune.freeze_encoder)");
+  ft->add_option("--layer-decay", fargs->layer_decay, "Layer-wise learning-rate decay in (0, 1] (finetune.layer_decay)")
+      ->check(CLI::Range(0.01, 1.0));
+  ft->add_flag("--allow-missing", fargs->allow_missing,
+               "Start backbone tensors missing from --init fresh instead of stopping (finetune.allow_missing)");
+  ft->callback([fargs] { run(*fargs); });
 }
 
 }  // namespace ewa::app

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "io/state_dict.h"
 
 namespace ewa::app {
 
@@ -16,9 +17,16 @@ void add_convert_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_config_command(CLI::App& app);
 void add_data_command(CLI::App& app);
+void add_pretrain_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 
 // Loads `config_path` (or the defaults when empty), applies --set overrides, and parses it.
 Config load_config(const std::string& config_path, const std::vector<std::string>& overrides);
+
+// The config of a weights file: its own (ewa checkpoints) with --set overrides, or `config_path`
+// when given (required for official / timm files, which carry none).
+Config config_for_weights(const std::string& weights_path, const io::StateDict& weights, const std::string& config_path,
+                          const std::vector<std::string>& overrides);
 
 // Prints a progress line to stdout (the reporter the library calls back).
 void print_line(const std::string& line);

@@ -1,4 +1,4 @@
-// ewa: train, evaluate, convert and benchmark vision transformers with Experts Weights
+// ewa: train, pretrain, fine-tune, evaluate, convert, export and benchmark vision transformers with Experts Weights
 // Averaging. Thin main: subcommands live in apps/cmd_*.cpp.
 #include <unistd.h>
 
@@ -20,6 +20,17 @@ Config load_config(const std::string& config_path, const std::vector<std::string
   for (const auto& o : overrides) apply_override(cfg, o);
   return parse_config(resolve_config(cfg, config_path.empty() ? "config (defaults)" : "config " + config_path),
                       config_path.empty() ? "config (defaults)" : "config " + config_path);
+}
+
+Config config_for_weights(const std::string& weights_path, const io::StateDict& weights, const std::string& config_path,
+                          const std::vector<std::string>& overrides) {
+  if (!config_path.empty()) return load_config(config_path, overrides);
+  if (weights.config.is_null())
+    fail(weights_path + ": holds no ewa config (" + weights.origin +
+         "): pass --config with the model it holds, e.g. --config configs/modelnet40_pointmae_dense.json");
+  nlohmann::json j = resolve_config(weights.config, "checkpoint " + weights_path);
+  for (const auto& o : overrides) apply_override(j, o);
+  return parse_config(j, "checkpoint " + weights_path);
 }
 
 void print_line(const std::string& line) { std::cout << line << std::endl; }
@@ -57,6 +68,8 @@ int main(int argc, char** argv) {
   ewa::app::add_bench_command(app);
   ewa::app::add_config_command(app);
   ewa::app::add_data_command(app);
+  ewa::app::add_pretrain_command(app);
+  ewa::app::add_export_command(app);
   app.parse_complete_callback([&] { ewa::init_threads(threads); });
   try {
     app.parse(argc, argv);

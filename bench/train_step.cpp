@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <sstream>
 
+#include "models/point_mae.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
 
@@ -14,15 +16,15 @@ namespace F = torch::nn::functional;
 namespace {
 struct Variant {
   std::string name;
-  std::shared_ptr<models::ClassifierImpl> model;
+  std::shared_ptr<torch::nn::Module> model;
+  std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)> loss;  // the task's training loss
   std::unique_ptr<torch::optim::AdamW> optimizer;
   Config cfg;
   std::vector<double> ms;
 };
 
 void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
-  auto loss = F::cross_entropy(v.model->forward(x), y);
-  if (auto aux = v.model->aux_loss(); aux.defined()) loss = loss + v.cfg.moe.aux_loss_weight * aux;
+  auto loss = v.loss(x, y);
   v.optimizer->zero_grad();
   loss.backward();
   torch::nn::utils::clip_grad_norm_(v.model->parameters(), 1.0);
@@ -33,8 +35,10 @@ void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
 
 std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOptions& o) {
   std::vector<Variant> variants;
-  for (auto [name, kind, ewa_on] : std::vector<std::tuple<std::string, MlpKind, bool>>{
-           {"dense", MlpKind::Dense, false}, {"rup+ewa", MlpKind::Rup, true}, {"routed", MlpKind::Routed, false}}) {
+  const bool pretraining = base.model.name == "point_mae";
+  std::vector<std::tuple<std::string, MlpKind, bool>> kinds = {{"dense", MlpKind::Dense, false}, {"rup+ewa", MlpKind::Rup, true}};
+  if (!pretraining) kinds.emplace_back("routed", MlpKind::Routed, false);  // pretraining has no routed encoder
+  for (auto [name, kind, ewa_on] : kinds) {
     Variant v;
     v.name = name;
     v.cfg = base;
@@ -42,13 +46,26 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
     v.cfg.ewa.enabled = ewa_on;
     if (kind == MlpKind::Dense) v.cfg.moe.blocks.clear();
     torch::manual_seed(0);
-    v.model = models::build_model(v.cfg);
+    if (pretraining) {
+      auto mae = std::make_shared<models::PointMaeImpl>(v.cfg);
+      v.loss = [mae](const torch::Tensor& x, const torch::Tensor&) { return mae->forward(x).loss; };
+      v.model = mae;
+    } else {
+      auto clf = models::build_model(v.cfg);
+      const double w = v.cfg.moe.aux_loss_weight;
+      v.loss = [clf, w](const torch::Tensor& x, const torch::Tensor& y) {
+        auto loss = F::cross_entropy(clf->forward(x), y);
+        if (auto aux = clf->aux_loss(); aux.defined()) loss = loss + w * aux;
+        return loss;
+      };
+      v.model = clf;
+    }
     v.model->train();
     v.optimizer = std::make_unique<torch::optim::AdamW>(v.model->parameters(), torch::optim::AdamWOptions(1e-4));
     variants.push_back(std::move(v));
   }
   const auto& m = base.model;
-  auto x = models::random_input(base, o.batch_size);
+  auto x = pretraining ? torch::randn({o.batch_size, base.data.num_points, 3}) : models::random_input(base, o.batch_size);
   auto y = torch::randint(0, m.num_classes, {o.batch_size}, torch::kLong);
   for (auto& v : variants)
     for (int64_t i = 0; i < o.warmup; ++i) one_step(v, x, y);

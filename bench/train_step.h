@@ -1,5 +1,6 @@
-// `ewa bench train-step`: milliseconds per training step of one ViT with dense MLPs,
-// RupMoE + EWA, and RoutedMoE, measured in one run with the variants interleaved.
+// `ewa bench train-step`: milliseconds per training step of one model (ViT or point-cloud
+// classifier: dense MLPs, RupMoE + EWA, RoutedMoE; point_mae pretraining: dense and RupMoE + EWA
+// encoders), measured in one run with the variants interleaved.
 #pragma once
 #include <string>
 #include <vector>

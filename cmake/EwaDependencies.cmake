@@ -19,6 +19,26 @@ if(NOT Torch_DIR)
   endforeach()
 endif()
 
+# The tests write official-format fixtures (torch.save files) with a Python that has torch: the
+# project's virtual environment, else any python3 with torch; the tests that need it skip without.
+if(NOT DEFINED EWA_TORCH_PYTHON)
+  set(_venv "$ENV{EWA_VENV}")
+  if(NOT _venv)
+    set(_venv "/opt/ewa-venv")
+  endif()
+  set(_found "")
+  foreach(py "${_venv}/bin/python" python3)
+    execute_process(COMMAND ${py} -c "import torch,sys;print(sys.executable)" OUTPUT_VARIABLE _exe
+                    OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc ERROR_QUIET)
+    if(_rc EQUAL 0 AND _exe)
+      set(_found "${_exe}")
+      break()
+    endif()
+  endforeach()
+  set(EWA_TORCH_PYTHON "${_found}" CACHE STRING "Python with torch used by the tests to write fixtures (empty: skip them)")
+endif()
+message(STATUS "ewa: test fixtures with Python '${EWA_TORCH_PYTHON}'")
+
 # The CUDA variant: compile our .cu files with nvcc for explicit architectures.
 set(EWA_CUDA_ENABLED OFF)
 if(NOT EWA_WITH_CUDA STREQUAL "OFF")

@@ -25,6 +25,12 @@ const std::vector<std::string> kScanObjectNNClasses = {"bag",   "bin",   "box", 
 
 namespace {
 
+std::string lower_ext(const std::string& path) {
+  std::string e = fs::path(path).extension().string();
+  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return e;
+}
+
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path);
   if (!in) fail(path + ": cannot open file");
@@ -158,6 +164,34 @@ Listing list_inputs(const DataConfig& cfg) {
       if (limits[sp] > 0 && static_cast<int64_t>(l.files[sp].size()) > limits[sp]) {
         l.files[sp].resize(limits[sp]);
         l.labels[sp].resize(limits[sp]);
+      }
+    }
+  } else if (cfg.dataset == "shapenet55") {
+    // Point-MAE's layout: <root>/ShapeNet-55/{train,test}.txt list <taxonomy>-<model>.npy files
+    // in <root>/shapenet_pc/. The label is the taxonomy (synset) id, classes sorted.
+    std::vector<std::string> entries[2];
+    std::set<std::string> taxonomies;
+    for (int sp = 0; sp < 2; ++sp) {
+      const std::string list = (fs::path(cfg.root) / "ShapeNet-55" / (std::string(splits[sp]) + ".txt")).string();
+      l.extra.push_back(list);
+      for (const auto& entry : read_lines(list)) {
+        if (limits[sp] > 0 && static_cast<int64_t>(entries[sp].size()) >= limits[sp]) break;
+        const auto dash = entry.find('-');
+        if (dash == std::string::npos || dash == 0 || lower_ext(entry) != ".npy")
+          fail(list + ": entry '" + entry + "' is not of the form <taxonomy>-<model>.npy");
+        entries[sp].push_back(entry);
+        taxonomies.insert(entry.substr(0, dash));
+      }
+      if (entries[sp].empty()) fail(list + ": lists no point files");
+    }
+    l.class_names.assign(taxonomies.begin(), taxonomies.end());
+    for (int sp = 0; sp < 2; ++sp) {
+      for (const auto& entry : entries[sp]) {
+        const std::string file = (fs::path(cfg.root) / "shapenet_pc" / entry).string();
+        if (!fs::exists(file))
+          fail(l.extra[sp] + ": lists " + entry + ", but " + file + " does not exist");
+        l.files[sp].push_back(file);
+        l.labels[sp].push_back(std::distance(taxonomies.begin(), taxonomies.find(entry.substr(0, entry.find('-')))));
       }
     }
   } else {

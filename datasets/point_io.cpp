@@ -1,5 +1,6 @@
 #include "datasets/point_io.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -48,7 +49,133 @@ bool parse_numbers(const std::string& line, std::vector<float>& out) {
   return true;
 }
 
+std::string shape_text(at::IntArrayRef sizes) {
+  std::string s = "(";
+  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
+  return s + (sizes.size() == 1 ? ",)" : ")");
+}
+
+// The value text of `key` in a .npy header dict such as
+// {'descr': '<f4', 'fortran_order': False, 'shape': (8192, 3), }; empty when absent.
+std::string npy_header_value(const std::string& header, const std::string& key) {
+  const auto k = header.find("'" + key + "'");
+  if (k == std::string::npos) return {};
+  auto p = header.find(':', k);
+  if (p == std::string::npos) return {};
+  ++p;
+  while (p < header.size() && header[p] == ' ') ++p;
+  if (p >= header.size()) return {};
+  const char open = header[p];
+  if (open == '\'' || open == '"') {
+    const auto e = header.find(open, p + 1);
+    return e == std::string::npos ? std::string() : header.substr(p + 1, e - p - 1);
+  }
+  if (open == '(') {
+    const auto e = header.find(')', p);
+    return e == std::string::npos ? std::string() : header.substr(p, e - p + 1);
+  }
+  auto e = header.find_first_of(",}", p);
+  std::string v = header.substr(p, e == std::string::npos ? std::string::npos : e - p);
+  while (!v.empty() && v.back() == ' ') v.pop_back();
+  return v;
+}
+
 }  // namespace
+
+torch::Tensor read_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path + ": cannot open file");
+  char magic[8];
+  if (!in.read(magic, 8) || std::string(magic, 6) != "\x93NUMPY")
+    fail(path + ": not a NumPy .npy file (missing the \\x93NUMPY magic)");
+  const int major = static_cast<unsigned char>(magic[6]);
+  if (major < 1 || major > 3) fail(path + ": unsupported .npy format version " + std::to_string(major) + " (expected 1, 2 or 3)");
+  uint32_t header_len = 0;
+  unsigned char len_bytes[4] = {0, 0, 0, 0};
+  const int len_size = major == 1 ? 2 : 4;
+  if (!in.read(reinterpret_cast<char*>(len_bytes), len_size)) fail(path + ": truncated .npy header");
+  for (int i = len_size - 1; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
+  std::string header(header_len, '\0');
+  if (!in.read(header.data(), header_len)) fail(path + ": truncated .npy header");
+  const std::string descr = npy_header_value(header, "descr");
+  const std::string order = npy_header_value(header, "fortran_order");
+  const std::string shape = npy_header_value(header, "shape");
+  if (descr.empty() || order.empty() || shape.empty())
+    fail(path + ": malformed .npy header (expected 'descr', 'fortran_order' and 'shape'): " + header.substr(0, 80));
+  if (descr.size() != 3 || (descr[0] != '<' && descr[0] != '>' && descr[0] != '|' && descr[0] != '=') ||
+      descr[1] != 'f' || (descr[2] != '4' && descr[2] != '8'))
+    fail(path + ": unsupported dtype '" + descr + "': expected float32 ('<f4') or float64 ('<f8')");
+  const bool big_endian = descr[0] == '>';
+  const int item = descr[2] - '0';
+  if (order != "True" && order != "False") fail(path + ": malformed .npy header: fortran_order is '" + order + "'");
+  const bool fortran = order == "True";
+  std::vector<int64_t> sizes;
+  {
+    std::string inner = shape.substr(1, shape.size() - 2);
+    std::stringstream ss(inner);
+    for (std::string tok; std::getline(ss, tok, ',');) {
+      const auto b = tok.find_first_not_of(' ');
+      if (b == std::string::npos) continue;
+      char* end = nullptr;
+      const long long v = std::strtoll(tok.c_str() + b, &end, 10);
+      if (end == tok.c_str() + b || v < 0) fail(path + ": malformed .npy shape " + shape);
+      sizes.push_back(v);
+    }
+  }
+  int64_t count = 1;
+  for (auto s : sizes) count *= s;
+  std::vector<char> body(static_cast<size_t>(count) * item);
+  if (!in.read(body.data(), static_cast<std::streamsize>(body.size())))
+    fail(path + ": truncated: shape " + shape + " needs " + std::to_string(body.size()) + " bytes of data, the file has fewer");
+  if (big_endian)
+    for (size_t i = 0; i < body.size(); i += item) std::reverse(body.begin() + i, body.begin() + i + item);
+  auto t = torch::from_blob(body.data(), {count}, item == 4 ? torch::kFloat : torch::kDouble).to(torch::kFloat).clone();
+  if (!fortran) return t.view(sizes);
+  // Fortran order: the first index varies fastest.
+  std::vector<int64_t> reversed(sizes.rbegin(), sizes.rend());
+  std::vector<int64_t> perm;
+  for (int64_t d = static_cast<int64_t>(sizes.size()) - 1; d >= 0; --d) perm.push_back(d);
+  return t.view(reversed).permute(perm).contiguous();
+}
+
+void write_npy(const std::string& path, const torch::Tensor& array) {
+  auto a = array.to(torch::kFloat).contiguous();
+  std::string shape = shape_text(a.sizes());
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string bytes = std::string("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>(header.size() >> 8);
+  bytes += header;
+  bytes.append(reinterpret_cast<const char*>(a.data_ptr<float>()), static_cast<size_t>(a.numel()) * 4);
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw std::runtime_error("write to " + tmp + " failed");
+  });
+}
+
+void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors) {
+  auto p = points.to(torch::kFloat).contiguous();
+  if (p.dim() != 2 || p.size(1) != 3) fail(path + ": write_ply_points needs points [P, 3]");
+  const bool with_color = colors.defined();
+  auto c = with_color ? colors.to(torch::kUInt8).contiguous() : colors;
+  std::ostringstream os;
+  os << "ply\nformat ascii 1.0\nelement vertex " << p.size(0) << "\nproperty float x\nproperty float y\nproperty float z\n";
+  if (with_color) os << "property uchar red\nproperty uchar green\nproperty uchar blue\n";
+  os << "end_header\n";
+  const float* d = p.data_ptr<float>();
+  for (int64_t i = 0; i < p.size(0); ++i) {
+    os << d[3 * i] << ' ' << d[3 * i + 1] << ' ' << d[3 * i + 2];
+    if (with_color) {
+      const uint8_t* cc = c.data_ptr<uint8_t>() + 3 * i;
+      os << ' ' << int(cc[0]) << ' ' << int(cc[1]) << ' ' << int(cc[2]);
+    }
+    os << '\n';
+  }
+  write_text_atomically(path, os.str());
+}
 
 torch::Tensor read_text_points(const std::string& path) {
   std::ifstream in(path);
@@ -178,6 +305,14 @@ torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint
   const std::string ext = lower_ext(path);
   if (ext == ".txt" || ext == ".xyz") return read_text_points(path);
   if (ext == ".pcd" || ext == ".ply") return read_pcl_points(path);
+  if (ext == ".npy") {
+    auto a = read_npy(path);
+    if (a.dim() != 2 || a.size(1) < 3)
+      fail(path + ": expected a point array [P, C] with C >= 3 columns, got shape " + shape_text(a.sizes()));
+    if (a.size(0) == 0) fail(path + ": empty point cloud (no points)");
+    if (!torch::isfinite(a).all().item<bool>()) fail(path + ": contains NaN or infinite coordinates");
+    return a;
+  }
   if (ext == ".off") {
     try {
       return sample_surface(read_off(path), mesh_points, seed);
@@ -187,7 +322,7 @@ torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint
       fail(path + ": " + what);
     }
   }
-  fail(path + ": unsupported point file extension '" + ext + "' (expected .txt, .xyz, .off, .pcd or .ply)");
+  fail(path + ": unsupported point file extension '" + ext + "' (expected .txt, .xyz, .npy, .off, .pcd or .ply)");
 }
 
 H5Clouds read_h5_clouds(const std::string& path) {

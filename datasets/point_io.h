@@ -30,8 +30,20 @@ torch::Tensor sample_surface(const Mesh& mesh, int64_t n, uint64_t seed);
 // coordinates (PCL reads double-precision PLY vertices as zeros without failing).
 torch::Tensor read_pcl_points(const std::string& path);
 
-// Any point file by extension: .txt .xyz -> read_text_points; .pcd .ply -> read_pcl_points;
-// .off -> surface sample of `mesh_points` points.
+// NumPy .npy array (format versions 1.0, 2.0, 3.0): dtype float32 or float64, little- or
+// big-endian, C or Fortran order, any shape (ShapeNet-55's shapenet_pc/*.npy: [8192, 3] float32).
+// Returns a float32 tensor of that shape in C order. Other dtypes, object arrays, a malformed
+// header and a truncated body are errors naming the file and the problem.
+torch::Tensor read_npy(const std::string& path);
+// Writes a float32 array in .npy format 1.0 (C order), atomically.
+void write_npy(const std::string& path, const torch::Tensor& array);
+
+// Writes points [P, 3] (and optional uint8 colours [P, 3]) as an ASCII PLY file, atomically:
+// readable by Open3D, PCL, MeshLab and read_point_file.
+void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors = {});
+
+// Any point file by extension: .txt .xyz -> read_text_points; .npy -> read_npy ([P, C >= 3]);
+// .pcd .ply -> read_pcl_points; .off -> surface sample of `mesh_points` points.
 torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed);
 
 // HDF5 classification file: dataset `data` float [N, P, 3+] and `label` integer [N] or [N, 1].

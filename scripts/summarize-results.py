@@ -3,7 +3,7 @@
 scripts/run-results-3d.sh) as a Markdown table for docs/results.md: final-epoch test OA per seed,
 mean and sample standard deviation over seeds, mean mAcc.
 
-usage: summarize-results.py [runs_dir] [2d|3d]"""
+usage: summarize-results.py [runs_dir] [2d|3d|pretrain]"""
 import json
 import statistics
 import sys
@@ -19,6 +19,11 @@ labels = {
 } if kind == "2d" else {
     "dense": "dense Point-MAE-style transformer (configs/synth_points_dense.json)",
     "ewa": "RupMoE + EWA, converted to dense (configs/synth_points_ewa.json)",
+} if kind == "3d" else {
+    f"{setting}_{start}_{variant}": f"{setting_label}, {start_label}, {variant_label}"
+    for setting, setting_label in (("full", "1600 labelled"), ("few", "10 per class"))
+    for start, start_label in (("scratch", "from scratch"), ("ft", "fine-tuned from Point-MAE pretraining"))
+    for variant, variant_label in (("dense", "dense"), ("ewa", "RupMoE + EWA (converted)"))
 }
 print("| variant | seed 0 | seed 1 | seed 2 | mean OA | std | mean mAcc |")
 print("|---|---:|---:|---:|---:|---:|---:|")

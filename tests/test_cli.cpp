@@ -91,14 +91,14 @@ TEST(Cli, TrainConvertEvalEndToEnd) {
   ewa::testing::write_file(dir / "wide.json", R"({"model": {"patch_size": 7, "embed_dim": 32, "depth": 2, "num_heads": 2},
     "moe": {"kind": "dense"}, "data": {"root": ")" + dir.path() + R"("}})");
   expect_one_line_error(run_command(kEwa + " eval " + last + " --config " + (dir / "wide.json")),
-                        "does not match the model architecture");
+                        "have another shape than the model's");
   // Resume from a checkpoint of another architecture.
   expect_one_line_error(run_command(kEwa + " train --config " + (dir / "wide.json") + " --name other --set train.runs_dir=" +
                                     (dir / "runs") + " --resume " + last),
                         "does not match the model architecture");
   // A second train into the same run directory is refused, the checkpoint untouched.
   expect_one_line_error(run_command(kEwa + " train --config " + (dir / "c.json")), "already holds a checkpoint");
-  expect_one_line_error(run_command(kEwa + " eval " + (dir / "c.json")), "not a readable checkpoint");
+  expect_one_line_error(run_command(kEwa + " eval " + (dir / "c.json")), "unsupported weights file extension '.json'");
 }
 
 }  // namespace

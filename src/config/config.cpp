@@ -118,10 +118,13 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, variant, cache_dir
 
 bool DataConfig::is_point_cloud() const {
   return dataset == "modelnet40_resampled" || dataset == "modelnet_h5" || dataset == "modelnet_folder" ||
-         dataset == "scanobjectnn";
+         dataset == "scanobjectnn" || dataset == "shapenet55";
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1, beta2, warmup_epochs, label_smoothing,
                                    grad_clip)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, decoder_depth, decoder_num_heads,
+                                   reconstructions)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FinetuneConfig, init, allow_missing, freeze_encoder, layer_decay)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device)
 
 const char* mlp_kind_name(MlpKind kind) {
@@ -248,7 +251,7 @@ Config parse_config(const json& j, const std::string& source) {
   if (c.data.scale_low > c.data.scale_high) bad("data.scale_low", "must not exceed data.scale_high");
   if (c.data.dataset == "scanobjectnn" && c.data.variant.empty())
     bad("data.variant", "required for scanobjectnn: one of obj_bg, obj_only, pb_t50_rs");
-  const bool points_model = c.model.name == "point_transformer";
+  const bool points_model = c.model.name == "point_transformer" || c.model.name == "point_mae";
   if (points_model != c.data.is_point_cloud())
     bad("model.name", "'" + c.model.name + "' cannot read dataset '" + c.data.dataset + "' (" +
                           (points_model ? "it takes point clouds" : "it takes images") + ")");
@@ -264,6 +267,17 @@ Config parse_config(const json& j, const std::string& source) {
   c.optim = j["optim"].get<OptimConfig>();
   if (c.optim.min_lr > c.optim.lr) bad("optim.min_lr", "must not exceed optim.lr");
 
+  c.pretrain = j["pretrain"].get<PretrainConfig>();
+  if (c.model.name == "point_mae") {
+    if (c.model.embed_dim % c.pretrain.decoder_num_heads != 0)
+      bad("pretrain.decoder_num_heads", "must divide model.embed_dim (" + std::to_string(c.model.embed_dim) + "), got " +
+                                            std::to_string(c.pretrain.decoder_num_heads));
+    if (c.model.variant != "point_mae") bad("model.variant", "point_mae pretraining has the point_mae variant only");
+    if (c.model.encoder_dims != 0 && c.model.encoder_dims != c.model.embed_dim)
+      bad("model.encoder_dims", "point_mae needs encoder_dims = embed_dim (or 0)");
+    if (c.moe.kind == MlpKind::Routed) bad("moe.kind", "point_mae pretraining supports dense or rup encoders");
+  }
+  c.finetune = j["finetune"].get<FinetuneConfig>();
   c.train = j["train"].get<TrainConfig>();
   return c;
 }

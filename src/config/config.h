@@ -50,6 +50,18 @@ struct OptimConfig {
   double warmup_epochs = 1, label_smoothing = 0.1, grad_clip = 1.0;
 };
 
+struct PretrainConfig {
+  double mask_ratio = 0.6;
+  std::string mask_type = "rand", loss = "cdl2";
+  int64_t decoder_depth = 4, decoder_num_heads = 6, reconstructions = 4;
+};
+
+struct FinetuneConfig {
+  std::string init;
+  bool allow_missing = false, freeze_encoder = false;
+  double layer_decay = 1.0;
+};
+
 struct TrainConfig {
   int64_t epochs = 10, seed = 0, log_every = 50, threads = 0;
   std::string runs_dir = "runs", device = "auto";
@@ -62,6 +74,8 @@ struct Config {
   EwaConfig ewa;
   DataConfig data;
   OptimConfig optim;
+  PretrainConfig pretrain;
+  FinetuneConfig finetune;
   TrainConfig train;
   nlohmann::json json;  // the resolved configuration these fields came from
 };

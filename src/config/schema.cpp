@@ -24,8 +24,9 @@ FieldSpec S(std::string k, std::string d, std::vector<std::string> choices, std:
 const std::vector<FieldSpec>& config_schema() {
   static const std::vector<FieldSpec> schema = {
       S("name", "run", {}, "Run name: the run directory is <train.runs_dir>/<name>."),
-      S("model.name", "vit", {"vit", "point_transformer"},
-        "Model family from the registry: vit (2D images) or point_transformer (point clouds, Point-MAE / Point-BERT style)."),
+      S("model.name", "vit", {"vit", "point_transformer", "point_mae"},
+        "Model family from the registry: vit (2D images), point_transformer (point-cloud classifier, Point-MAE / "
+        "Point-BERT style) or point_mae (Point-MAE masked-autoencoder pretraining: `ewa pretrain`)."),
       S("model.variant", "point_mae", {"point_mae", "point_bert"},
         "point_transformer only: Point-MAE (encoder width = embed_dim, BatchNorm head) or Point-BERT (encoder width 256 "
         "+ reduce_dim Linear, head without BatchNorm)."),
@@ -71,10 +72,10 @@ const std::vector<FieldSpec>& config_schema() {
       I("ewa.until_step", -1, -1, kBig, "Early EWA: no averaging after this optimizer step; -1 = never stop."),
       S("data.dataset", "fashion_mnist",
         {"fashion_mnist", "mnist", "cifar10", "cifar100", "modelnet40_resampled", "modelnet_h5", "modelnet_folder",
-         "scanobjectnn"},
+         "scanobjectnn", "shapenet55"},
         "Dataset reader (datasets/README.md): images, or point clouds: ModelNet40 resampled txt, ModelNet40-style "
-        "hdf5 (also the synthetic shapes), ModelNet10/40 class folders (.off meshes, .txt/.xyz/.pcd/.ply points), "
-        "ScanObjectNN hdf5."),
+        "hdf5 (also the synthetic shapes), ModelNet10/40 class folders (.off meshes, .txt/.xyz/.npy/.pcd/.ply points), "
+        "ScanObjectNN hdf5, ShapeNet-55 in Point-MAE's layout (shapenet_pc/*.npy; for pretraining)."),
       S("data.variant", "", {"", "obj_bg", "obj_only", "pb_t50_rs"}, "scanobjectnn: which variant to read."),
       I("data.num_points", 1024, 1, 1 << 20, "Points per cloud fed to the model (the first ones of the FPS order)."),
       B("data.use_normals", false, "Feed normals as channels 4-6 where the files have them (modelnet40_resampled)."),
@@ -107,6 +108,28 @@ const std::vector<FieldSpec>& config_schema() {
       F("optim.warmup_epochs", 1.0, 0, kBig, "Linear learning-rate warmup length in epochs (may be fractional)."),
       F("optim.label_smoothing", 0.1, 0, 0.99, "Label smoothing of the cross-entropy loss."),
       F("optim.grad_clip", 1.0, 0, kBig, "Clip the global gradient norm to this; 0 = off."),
+      F("pretrain.mask_ratio", 0.6, 0, 0.95,
+        "point_mae: share of the groups masked per cloud (Point-MAE: 0.6); int(ratio * num_groups) are masked."),
+      S("pretrain.mask_type", "rand", {"rand", "block"},
+        "point_mae: rand = masked groups drawn uniformly per cloud; block = the groups nearest to one random center."),
+      I("pretrain.decoder_depth", 4, 1, 64, "point_mae: transformer blocks of the decoder."),
+      I("pretrain.decoder_num_heads", 6, 1, 256, "point_mae: attention heads of the decoder; must divide embed_dim."),
+      S("pretrain.loss", "cdl2", {"cdl2", "cdl1"},
+        "point_mae: reconstruction loss, Chamfer distance L2 (squared, Point-MAE's choice) or L1."),
+      I("pretrain.reconstructions", 4, 0, 1000,
+        "point_mae: test clouds whose reconstructions (input, visible, predicted) are saved as .ply at the end."),
+      S("finetune.init", "", {},
+        "Checkpoint to initialise the model from before training (fine-tuning): an ewa checkpoint (pretraining or "
+        "classifier), an official Point-MAE / Point-BERT .pth, or a timm-named .pth/.safetensors for vit. Empty = "
+        "from scratch. The classification head is trained anew when its shape differs."),
+      B("finetune.allow_missing", false,
+        "Start even when finetune.init lacks keys the backbone needs (they keep their fresh initialisation)."),
+      F("finetune.layer_decay", 1.0, 0.01, 1,
+        "Layer-wise learning-rate decay: block i of depth L trains at lr * decay^(L - i), the patch/point embedding "
+        "at decay^(L + 1), the head and final norm at lr; 1 = off."),
+      B("finetune.freeze_encoder", false,
+        "Linear probing: train only the classification head; the backbone keeps its initial weights (and BatchNorm "
+        "statistics)."),
       I("train.epochs", 10, 1, 100000, "Training epochs."),
       I("train.seed", 0, 0, kBig, "Seed for initialisation, data order, augmentation, dropout and partitions."),
       I("train.log_every", 50, 1, kBig, "Progress line and log.jsonl record every N optimizer steps."),

@@ -15,7 +15,21 @@ class ClassifierImpl : public torch::nn::Module {
 
   // Sum of the FFN auxiliary losses of the last forward pass (0 when there are none).
   torch::Tensor aux_loss();
+
+  // The classification head: its keys start fresh when fine-tuning for a new task.
+  virtual bool is_head(const std::string& name) const = 0;
+  virtual std::shared_ptr<torch::nn::Module> head_module() = 0;
+  // Keys that fine-tuning may start fresh when the pretrained file lacks them or holds another
+  // shape: the head, and what a pretraining model does not have (Point-MAE's cls_token, cls_pos).
+  virtual bool may_start_fresh(const std::string& name) const { return is_head(name); }
+  // Layer-wise learning-rate decay: embedding = 0, block i = i + 1, final norm and head =
+  // num_layers() = depth + 1.
+  virtual int64_t num_layers() const = 0;
+  virtual int64_t layer_of(const std::string& name) const = 0;
 };
+
+// The block index of "<blocks_prefix>N.<rest>" + 1, or -1 when `name` is not in a block.
+int64_t block_layer(const std::string& name, const std::string& blocks_prefix);
 
 // AdamW weight decay applies to weight matrices only: not to biases (also the MoE's stacked
 // b1/b2), norms, class tokens or position embeddings (timm's rule).

@@ -50,7 +50,8 @@ PointBlocksImpl::PointBlocksImpl(const Config& cfg) {
                                     .qkv_bias(m.qkv_bias)
                                     .drop(m.drop_rate)
                                     .attn_drop(m.attn_drop_rate)
-                                    .drop_path(dpr),
+                                    .drop_path(dpr)
+                                    .norm_eps(1e-5),
                                 make_feed_forward(cfg, i, m.embed_dim, hidden, m.drop_rate)));
   }
 }
@@ -61,7 +62,7 @@ torch::Tensor PointBlocksImpl::forward(torch::Tensor x, const torch::Tensor& pos
 }
 
 PointTransformerImpl::PointTransformerImpl(const Config& cfg)
-    : num_groups_(cfg.model.num_groups), group_size_(cfg.model.group_size) {
+    : num_groups_(cfg.model.num_groups), group_size_(cfg.model.group_size), depth_(cfg.model.depth) {
   const auto& m = cfg.model;
   const bool bert = m.variant == "point_bert";
   const int64_t d = m.embed_dim;
@@ -99,6 +100,13 @@ torch::Tensor PointTransformerImpl::forward_features(const torch::Tensor& points
   auto pos = torch::cat({cls_pos.expand({B, 1, -1}), pos_embed->forward(groups.centers)}, 1);
   x = norm(blocks(x, pos));
   return torch::cat({x.select(1, 0), std::get<0>(x.narrow(1, 1, x.size(1) - 1).max(1))}, 1);
+}
+
+int64_t PointTransformerImpl::layer_of(const std::string& name) const {
+  const int64_t b = block_layer(name, "blocks.blocks.");
+  if (b >= 0) return b;
+  if (is_head(name) || name.rfind("norm.", 0) == 0) return depth_ + 1;
+  return 0;  // encoder, reduce_dim, pos_embed, cls_token, cls_pos
 }
 
 torch::Tensor PointTransformerImpl::forward_head(const torch::Tensor& features) {

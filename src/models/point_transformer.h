@@ -49,6 +49,13 @@ class PointTransformerImpl : public ClassifierImpl {
   // points [B, P, C] -> [B, 2D]
   torch::Tensor forward_features(const torch::Tensor& points) override;
   torch::Tensor forward_head(const torch::Tensor& features) override;
+  bool is_head(const std::string& name) const override { return name.rfind("cls_head_finetune.", 0) == 0; }
+  std::shared_ptr<torch::nn::Module> head_module() override { return cls_head_finetune.ptr(); }
+  bool may_start_fresh(const std::string& name) const override {
+    return is_head(name) || name == "cls_token" || name == "cls_pos";
+  }
+  int64_t num_layers() const override { return depth_ + 1; }
+  int64_t layer_of(const std::string& name) const override;
 
   MiniPointNet encoder{nullptr};
   torch::nn::Linear reduce_dim{nullptr};  // Point-BERT only
@@ -59,7 +66,7 @@ class PointTransformerImpl : public ClassifierImpl {
   torch::nn::Sequential cls_head_finetune{nullptr};
 
  private:
-  int64_t num_groups_, group_size_;
+  int64_t num_groups_, group_size_, depth_;
 };
 
 }  // namespace ewa::models

@@ -1,5 +1,7 @@
 #include "models/vit.h"
 
+#include <cstdlib>
+
 #include "models/registry.h"
 #include "moe/experts.h"
 
@@ -23,11 +25,26 @@ bool uses_weight_decay(const std::string& name, const torch::Tensor& param) {
   };
   if (param.dim() <= 1) return false;
   if (ends_with("bias") || ends_with(".b1") || ends_with(".b2")) return false;
-  if (ends_with("cls_token") || ends_with("pos_embed")) return false;
+  if (ends_with("cls_token") || ends_with("mask_token") || ends_with("pos_embed")) return false;
   return true;
 }
 
-VitImpl::VitImpl(const Config& cfg) : drop_rate_(cfg.model.drop_rate) {
+int64_t block_layer(const std::string& name, const std::string& blocks_prefix) {
+  if (name.rfind(blocks_prefix, 0) != 0) return -1;
+  const char* p = name.c_str() + blocks_prefix.size();
+  char* end = nullptr;
+  const long i = std::strtol(p, &end, 10);
+  return end != p && *end == '.' ? static_cast<int64_t>(i) + 1 : -1;
+}
+
+int64_t VitImpl::layer_of(const std::string& name) const {
+  const int64_t b = block_layer(name, "blocks.");
+  if (b >= 0) return b;
+  if (is_head(name) || name.rfind("norm.", 0) == 0) return depth_ + 1;
+  return 0;  // patch_embed, cls_token, pos_embed
+}
+
+VitImpl::VitImpl(const Config& cfg) : drop_rate_(cfg.model.drop_rate), depth_(cfg.model.depth) {
   const auto& m = cfg.model;
   patch_embed = register_module("patch_embed", nn::PatchEmbed(nn::PatchEmbedOptions(m.img_size, m.patch_size, m.in_chans, m.embed_dim)));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, m.embed_dim}));

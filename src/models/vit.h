@@ -15,6 +15,10 @@ class VitImpl : public ClassifierImpl {
   // x [B, C, H, W] -> class-token features [B, D] after the final norm.
   torch::Tensor forward_features(const torch::Tensor& x) override;
   torch::Tensor forward_head(const torch::Tensor& features) override;
+  bool is_head(const std::string& name) const override { return name.rfind("head.", 0) == 0; }
+  std::shared_ptr<torch::nn::Module> head_module() override { return head.ptr(); }
+  int64_t num_layers() const override { return depth_ + 1; }
+  int64_t layer_of(const std::string& name) const override;
 
   nn::PatchEmbed patch_embed{nullptr};
   torch::Tensor cls_token, pos_embed;
@@ -24,6 +28,7 @@ class VitImpl : public ClassifierImpl {
 
  private:
   double drop_rate_;
+  int64_t depth_;
 };
 
 }  // namespace ewa::models

@@ -59,12 +59,12 @@ torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
 }
 
 BlockImpl::BlockImpl(const BlockOptions& options, std::shared_ptr<FeedForwardImpl> mlp_module) : options_(options) {
-  norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.dim()}).eps(1e-6)));
+  norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.dim()}).eps(options.norm_eps())));
   attn = register_module("attn", Attention(AttentionOptions(options.dim(), options.num_heads())
                                                .qkv_bias(options.qkv_bias())
                                                .attn_drop(options.attn_drop())
                                                .proj_drop(options.drop())));
-  norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.dim()}).eps(1e-6)));
+  norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.dim()}).eps(options.norm_eps())));
   mlp = register_module<FeedForwardImpl>("mlp", std::move(mlp_module));
 }
 

@@ -74,6 +74,8 @@ struct BlockOptions {
   TORCH_ARG(double, drop) = 0.0;
   TORCH_ARG(double, attn_drop) = 0.0;
   TORCH_ARG(double, drop_path) = 0.0;
+  // LayerNorm epsilon: 1e-6 as timm's ViT, 1e-5 (PyTorch's default) as Point-MAE / Point-BERT.
+  TORCH_ARG(double, norm_eps) = 1e-6;
 };
 
 // Pre-norm transformer block: x + drop_path(attn(norm1(x))), then x + drop_path(mlp(norm2(x))).

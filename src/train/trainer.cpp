@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
+#include <map>
 #include <sstream>
 
 #include "common/error.h"
@@ -12,47 +13,11 @@
 #include "datasets/point_datasets.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
+#include "io/pretrained.h"
 #include "train/checkpoint.h"
-#include "train/schedule.h"
 
 namespace ewa::train {
 namespace F = torch::nn::functional;
-namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-
-std::string fmt(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
-
-std::string duration_text(double seconds) {
-  const int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char b[32];
-  std::snprintf(b, sizeof b, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60), (long long)(s % 60));
-  return b;
-}
-
-int64_t count_params(torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
-std::unique_ptr<torch::optim::AdamW> make_optimizer(models::ClassifierImpl& model, const OptimConfig& o) {
-  std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& p : model.named_parameters())
-    (models::uses_weight_decay(p.key(), p.value()) ? decay : no_decay).push_back(p.value());
-  auto base = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(base));
-  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(base).weight_decay(0.0)));
-  return std::make_unique<torch::optim::AdamW>(std::move(groups), base);
-}
-
-}  // namespace
 
 torch::Device select_device(const std::string& device) {
   if (device == "cpu") return torch::kCPU;
@@ -112,181 +77,140 @@ ClassificationMetrics evaluate(models::ClassifierImpl& model, data::BatchSource&
   return m;
 }
 
+namespace {
+
+// Classification (from scratch or fine-tuning): cross-entropy (+ routed MoE auxiliary loss),
+// OA / mAcc / confusion on the evaluation splits.
+class ClassificationTask : public Task {
+ public:
+  ClassificationTask(const Config& cfg, std::shared_ptr<models::ClassifierImpl> model, int64_t num_classes,
+                     std::vector<std::string> class_names, torch::Device device)
+      : cfg_(cfg), model_(std::move(model)), num_classes_(num_classes), class_names_(std::move(class_names)),
+        device_(device), loss_options_(F::CrossEntropyFuncOptions().label_smoothing(cfg.optim.label_smoothing)) {
+    if (cfg.finetune.freeze_encoder)
+      for (const auto& p : model_->named_parameters()) p.value().set_requires_grad(model_->is_head(p.key()));
+  }
+  torch::nn::Module& model() override { return *model_; }
+  std::string describe_model() override {
+    const auto& m = cfg_.model;
+    std::string s = m.name + " D=" + std::to_string(m.embed_dim) + " depth=" + std::to_string(m.depth) +
+                    " heads=" + std::to_string(m.num_heads);
+    s += m.name == "vit" ? " patch=" + std::to_string(m.patch_size)
+                         : " groups=" + std::to_string(m.num_groups) + "x" + std::to_string(m.group_size);
+    if (cfg_.finetune.freeze_encoder) s += ", linear probe (backbone frozen)";
+    return s;
+  }
+  std::vector<ParamGroup> parameter_groups() override {
+    const double decay = cfg_.finetune.layer_decay;
+    return layer_decay_groups(*model_, decay, model_->num_layers(),
+                              [this](const std::string& n) { return model_->layer_of(n); });
+  }
+  void set_training() override {
+    if (!cfg_.finetune.freeze_encoder) return model_->train();
+    model_->eval();  // the frozen backbone keeps its BatchNorm statistics and runs without dropout
+    model_->head_module()->train();
+  }
+  StepOutput training_step(const torch::Tensor& x, const torch::Tensor& y) override {
+    auto logits = model_->forward(x);
+    auto loss = F::cross_entropy(logits, y, loss_options_);
+    if (auto aux = model_->aux_loss(); aux.defined() && cfg_.moe.aux_loss_weight > 0)
+      loss = loss + cfg_.moe.aux_loss_weight * aux;
+    return {loss, logits.argmax(1).eq(y).sum().item<int64_t>(), y.size(0)};
+  }
+  EvalResult evaluate(data::BatchSource& source) override {
+    const auto m = train::evaluate(*model_, source, num_classes_, device_, cfg_.data.votes);
+    last_[&source] = m;
+    char text[128];
+    std::snprintf(text, sizeof text, "OA %.4f mAcc %.4f", m.overall_accuracy, m.mean_class_accuracy);
+    return {m.to_json(), m.to_json(true), text, m.overall_accuracy};
+  }
+  std::string eval_label() const override {
+    const int64_t votes = cfg_.data.votes;
+    return votes > 1 ? "voting over " + std::to_string(votes) + " passes" : "single pass, no voting";
+  }
+  nlohmann::json extra_metrics() const override {
+    nlohmann::json j = {{"votes", cfg_.data.votes}, {"class_names", class_names_}};
+    if (!cfg_.finetune.init.empty()) j["init"] = cfg_.finetune.init;
+    return j;
+  }
+ private:
+  Config cfg_;
+  std::shared_ptr<models::ClassifierImpl> model_;
+  int64_t num_classes_;
+  std::vector<std::string> class_names_;
+  torch::Device device_;
+  F::CrossEntropyFuncOptions loss_options_;
+  std::map<const data::BatchSource*, ClassificationMetrics> last_;
+
+ public:
+  // The last evaluation of `source` (empty metrics when it was never evaluated).
+  ClassificationMetrics last_metrics(const data::BatchSource* source) const {
+    auto it = last_.find(source);
+    return it == last_.end() ? ClassificationMetrics{} : it->second;
+  }
+};
+
+}  // namespace
+
+Config resolve_for_weights(Config cfg, const io::StateDict& weights) {
+  const auto sd = io::normalize_keys(weights.tensors);
+  const bool vit = cfg.model.name == "vit";
+  if (cfg.model.num_classes == 0) {
+    const std::string prefix = vit ? "head." : "cls_head_finetune.";
+    for (const auto& item : sd)
+      if (item.key().rfind(prefix, 0) == 0 && item.value().dim() == 2) cfg.model.num_classes = item.value().size(0);
+    if (cfg.model.num_classes > 0) cfg.json["model"]["num_classes"] = cfg.model.num_classes;
+  }
+  if (cfg.model.in_chans == 0) {
+    const std::string key = vit ? "patch_embed.proj.weight" : "encoder.first_conv.0.weight";
+    if (const auto* t = sd.find(key); t && t->dim() >= 2) {
+      cfg.model.in_chans = t->size(1);
+      cfg.json["model"]["in_chans"] = cfg.model.in_chans;
+    }
+  }
+  if (vit && cfg.model.img_size == 0) {
+    if (const auto* t = sd.find("pos_embed"); t && t->dim() == 3) {
+      const auto side = static_cast<int64_t>(std::lround(std::sqrt(double(t->size(1) - 1))));
+      cfg.model.img_size = side * cfg.model.patch_size;
+      cfg.json["model"]["img_size"] = cfg.model.img_size;
+    }
+  }
+  return cfg;
+}
+
+std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifier(const Config& cfg,
+                                                                                  const io::StateDict& weights,
+                                                                                  const std::string& path) {
+  auto model = models::build_model(cfg);
+  auto report = io::load_pretrained(*model, weights, io::LoadOptions{}, path);
+  model->eval();
+  return {model, report};
+}
+
+io::LoadReport init_from_pretrained(models::ClassifierImpl& model, const Config& cfg) {
+  auto sd = io::read_state_dict(cfg.finetune.init);
+  io::LoadOptions options;
+  options.allow_missing = cfg.finetune.allow_missing;
+  options.may_be_fresh = [&model](const std::string& n) { return model.may_start_fresh(n); };
+  return io::load_pretrained(model, sd, options, cfg.finetune.init);
+}
+
 TrainResult train_classifier(Config cfg, const TrainOptions& options, const Reporter& report) {
-  const auto t_start = Clock::now();
   auto task = load_task(cfg);
   cfg = resolve_for_dataset(cfg, task);
   const torch::Device device = select_device(cfg.train.device);
-
-  TrainResult result;
-  result.run_dir = (fs::path(cfg.train.runs_dir) / cfg.name).string();
-  const std::string dir = result.run_dir;
-  const std::string last_path = dir + "/last.pt", best_path = dir + "/best.pt";
-  ensure_writable_dir(dir);
-  if (options.resume.empty() && fs::exists(last_path))
-    fail("run directory " + dir + " already holds a checkpoint (last.pt): pass --resume to continue it or choose another --name");
-
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
   auto model = models::build_model(cfg);
-  model->to(device);
-  auto optimizer = make_optimizer(*model, cfg.optim);
-
-  const int64_t batch_size = cfg.data.batch_size;
-  data::BatchSource& batches = *task.train;
-  const int64_t steps_per_epoch = batches.num_batches();
-  const int64_t votes = cfg.data.votes;
-  auto eval_split = [&](data::BatchSource& source) {
-    return evaluate(*model, source, task.num_classes, device, votes);
-  };
-  const std::string eval_label = votes > 1 ? "voting over " + std::to_string(votes) + " passes" : "single pass, no voting";
-  const int64_t total_steps = steps_per_epoch * cfg.train.epochs;
-
-  int64_t step = 0, start_epoch = 0;
-  double best_val = -1;
-  if (!options.resume.empty()) {
-    auto ckpt = read_checkpoint(options.resume);
-    load_model_state(*model, ckpt, options.resume);
-    load_training_state(*optimizer, ckpt, options.resume);
-    step = ckpt.step;
-    start_epoch = ckpt.epoch;
-    report("resumed from " + options.resume + " at epoch " + std::to_string(start_epoch) + ", step " + std::to_string(step));
-  }
-  write_text_atomically(dir + "/config.json", cfg.json.dump(2) + "\n");
-
-  // Start-up table of the resolved settings.
-  const auto moe_count = moe::moe_layers(*model).size();
-  std::ostringstream head;
-  head << "run        " << dir << "\n"
-       << "data       " << task.description << ": train " << task.train->size() << ", val "
-       << (task.val ? task.val->size() : 0) << ", test " << task.test->size() << ", " << task.num_classes << " classes"
-       << (task.num_points ? ", " + std::to_string(task.num_points) + " points x " + std::to_string(task.in_chans) + " channels" : "")
-       << "; evaluation: " << eval_label << "\n"
-       << "model      " << cfg.model.name << " D=" << cfg.model.embed_dim << " depth=" << cfg.model.depth
-       << " heads=" << cfg.model.num_heads
-       << (task.num_points ? " groups=" + std::to_string(cfg.model.num_groups) + "x" + std::to_string(cfg.model.group_size)
-                           : " patch=" + std::to_string(cfg.model.patch_size))
-       << ", " << count_params(*model) << " training parameters\n"
-       << "ffn        " << mlp_kind_name(cfg.moe.kind) << " in " << moe_count << " blocks, N=" << cfg.moe.num_experts
-       << "; EWA " << (cfg.ewa.enabled && moe_count ? "on" : "off") << " (share rate " << cfg.ewa.share_rate << ", "
-       << cfg.ewa.schedule << (cfg.ewa.until_step >= 0 ? ", until step " + std::to_string(cfg.ewa.until_step) : "") << ")\n"
-       << "optimizer  AdamW lr=" << cfg.optim.lr << " wd=" << cfg.optim.weight_decay << " warmup=" << cfg.optim.warmup_epochs
-       << " epochs, cosine to " << cfg.optim.min_lr << ", label smoothing " << cfg.optim.label_smoothing << "\n"
-       << "schedule   " << cfg.train.epochs << " epochs x " << steps_per_epoch << " steps, batch " << batch_size
-       << ", seed " << cfg.train.seed << ", device " << device << ", threads " << at::get_num_threads();
-  report(head.str());
-
-  const std::string log_path = dir + "/log.jsonl";
-  auto loss_options = F::CrossEntropyFuncOptions().label_smoothing(cfg.optim.label_smoothing);
-  auto window_start = Clock::now();
-  int64_t window_steps = 0, window_samples = 0;
-  double window_loss = 0;
-  const auto train_start = Clock::now();
-  const int64_t steps_at_start = step;
-
-  for (int64_t epoch = start_epoch; epoch < cfg.train.epochs; ++epoch) {
-    model->train();
-    batches.start_epoch(epoch);
-    double epoch_loss = 0;
-    int64_t epoch_correct = 0, epoch_seen = 0;
-    for (int64_t b = 0; b < steps_per_epoch; ++b) {
-      auto [x, y] = batches.batch(b, /*augment=*/true);
-      x = x.to(device);
-      y = y.to(device);
-      const double lr = lr_at(cfg.optim, step, steps_per_epoch, total_steps);
-      for (auto& g : optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-
-      auto logits = model->forward(x);
-      auto loss = F::cross_entropy(logits, y, loss_options);
-      if (auto aux = model->aux_loss(); aux.defined() && cfg.moe.aux_loss_weight > 0)
-        loss = loss + cfg.moe.aux_loss_weight * aux;
-      optimizer->zero_grad();
-      loss.backward();
-      if (cfg.optim.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), cfg.optim.grad_clip);
-      optimizer->step();
-      ++step;
-      const double beta = moe_count > 0 ? moe::share_rate_at(cfg.ewa, step, total_steps) : 0.0;
-      if (beta > 0) moe::ewa_average(*model, beta);
-
-      const double loss_v = loss.item<double>();
-      if (!std::isfinite(loss_v)) fail("training diverged: loss is " + std::to_string(loss_v) + " at step " + std::to_string(step));
-      epoch_loss += loss_v * double(y.size(0));
-      epoch_correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-      epoch_seen += y.size(0);
-      window_loss += loss_v;
-      ++window_steps;
-      window_samples += y.size(0);
-
-      if (step % cfg.train.log_every == 0 || b + 1 == steps_per_epoch) {
-        const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
-        const double ms = 1000.0 * secs / double(window_steps);
-        const double sps = double(window_samples) / std::max(secs, 1e-9);
-        const double done = double(step - steps_at_start);
-        const double elapsed = std::chrono::duration<double>(Clock::now() - train_start).count();
-        const double eta = done > 0 ? elapsed / done * double(total_steps - step) : 0.0;
-        const double mean_loss = window_loss / double(window_steps);
-        report("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg.train.epochs) + " step " +
-               std::to_string(step) + "/" + std::to_string(total_steps) + " loss " + fmt("%.4f", mean_loss) + " lr " +
-               fmt("%.2e", lr) + " beta " + fmt("%.3f", beta) + " " + fmt("%.1f", ms) + " ms/step " + fmt("%.0f", sps) +
-               " samples/s ETA " + duration_text(eta));
-        append_line(log_path, nlohmann::json{{"type", "step"}, {"epoch", epoch + 1}, {"step", step}, {"loss", mean_loss},
-                                             {"lr", lr}, {"share_rate", beta}, {"ms_per_step", ms}, {"samples_per_s", sps}}
-                                  .dump());
-        window_start = Clock::now();
-        window_steps = window_samples = 0;
-        window_loss = 0;
-      }
-    }
-
-    // End of epoch: evaluate, log, checkpoint.
-    result.test = eval_split(*task.test);
-    nlohmann::json rec = {{"type", "epoch"},
-                          {"epoch", epoch + 1},
-                          {"step", step},
-                          {"train_loss", epoch_loss / double(std::max<int64_t>(1, epoch_seen))},
-                          {"train_acc", double(epoch_correct) / double(std::max<int64_t>(1, epoch_seen))},
-                          {"test", result.test.to_json()}};
-    std::string line = "epoch " + std::to_string(epoch + 1) + " done: train loss " +
-                       fmt("%.4f", rec["train_loss"].get<double>()) + " acc " + fmt("%.4f", rec["train_acc"].get<double>()) +
-                       " | test OA " + fmt("%.4f", result.test.overall_accuracy) + " mAcc " +
-                       fmt("%.4f", result.test.mean_class_accuracy);
-    bool is_best = false;
-    if (task.val) {
-      result.val = eval_split(*task.val);
-      rec["val"] = result.val.to_json();
-      line += " | val OA " + fmt("%.4f", result.val.overall_accuracy);
-      is_best = result.val.overall_accuracy > best_val;
-      if (is_best) {
-        best_val = result.val.overall_accuracy;
-        result.best_val_epoch = epoch + 1;
-      }
-    }
-    append_line(log_path, rec.dump());
-    report(line);
-    auto ckpt = make_checkpoint(*model, optimizer.get(), cfg.json, step, epoch + 1);
-    save_checkpoint(last_path, ckpt);
-    if (is_best) save_checkpoint(best_path, ckpt);
-  }
-
-  result.steps = step;
-  result.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
-  if (start_epoch >= cfg.train.epochs) result.test = eval_split(*task.test);
-  nlohmann::json metrics = {{"name", cfg.name},
-                            {"final_epoch", cfg.train.epochs},
-                            {"steps", step},
-                            {"seconds", result.seconds},
-                            {"test", result.test.to_json(true)},
-                            {"evaluation", "final epoch, " + eval_label},
-                            {"votes", votes},
-                            {"class_names", task.class_names}};
-  if (task.val) {
-    metrics["val"] = result.val.to_json();
-    metrics["best_val_epoch"] = result.best_val_epoch;
-    metrics["best_val_oa"] = best_val;
-  }
-  write_text_atomically(dir + "/metrics.json", metrics.dump(2) + "\n");
-  report("done in " + duration_text(result.seconds) + ": final test OA " + fmt("%.4f", result.test.overall_accuracy) +
-         " mAcc " + fmt("%.4f", result.test.mean_class_accuracy) + " (" + std::to_string(result.test.count) +
-         " samples, final epoch, " + eval_label + "); run directory " + dir);
+  if (!cfg.finetune.init.empty() && options.resume.empty()) report(init_from_pretrained(*model, cfg).table());
+  ClassificationTask classification(cfg, model, task.num_classes, task.class_names, device);
+  auto loop = run_training(cfg, classification, task, options, report, device);
+  TrainResult result;
+  result.run_dir = loop.run_dir;
+  result.test = classification.last_metrics(task.test.get());
+  result.val = classification.last_metrics(task.val.get());
+  result.best_val_epoch = loop.best_val_epoch;
+  result.steps = loop.steps;
+  result.seconds = loop.seconds;
   return result;
 }
 

@@ -1,5 +1,5 @@
-// Training and evaluation of image classifiers (the 2D ViT path). Progress goes through a
-// callback; the library never prints.
+// Training, fine-tuning and evaluation of classifiers (point-cloud transformer and 2D ViT): the
+// classification Task of the one training loop (train/loop.h).
 #pragma once
 #include <functional>
 #include <memory>
@@ -7,16 +7,12 @@
 
 #include "config/config.h"
 #include "datasets/batch_source.h"
+#include "io/pretrained.h"
 #include "models/classifier.h"
+#include "train/loop.h"
 #include "train/metrics.h"
 
 namespace ewa::train {
-
-using Reporter = std::function<void(const std::string& line)>;
-
-struct TrainOptions {
-  std::string resume;  // checkpoint to resume from; empty = fresh run
-};
 
 struct TrainResult {
   std::string run_dir;
@@ -37,7 +33,24 @@ Config resolve_for_dataset(Config cfg, const data::TaskData& task);
 // Picks the device of train.device ("auto": cuda when available).
 torch::Device select_device(const std::string& device);
 
-// Full training run into <train.runs_dir>/<name> (see docs/guide.md for its files).
+// Loads cfg.finetune.init into `model` (head fresh when its shape differs); returns the report
+// whose table() the trainer prints.
+io::LoadReport init_from_pretrained(models::ClassifierImpl& model, const Config& cfg);
+
+// Fills model.num_classes and model.in_chans left at 0 from the weights (the classification head's
+// last Linear, the first embedding layer), so a classifier can be built for an imported file
+// without a dataset.
+Config resolve_for_weights(Config cfg, const io::StateDict& weights);
+
+// Builds cfg's classifier and loads `weights` into it strictly: every tensor the model has must be
+// in the file with its shape (head included). Returns the model in eval mode and the report.
+std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifier(const Config& cfg,
+                                                                                  const io::StateDict& weights,
+                                                                                  const std::string& path);
+
+// Full training run into <train.runs_dir>/<name> (see docs/guide.md for its files). With
+// cfg.finetune.init the model starts from that checkpoint (io/pretrained.h); finetune.layer_decay
+// and finetune.freeze_encoder shape what is trained.
 TrainResult train_classifier(Config cfg, const TrainOptions& options, const Reporter& report);
 
 // Accuracy and loss of `model` (eval mode) on `source`. votes > 1: logits averaged over one clean

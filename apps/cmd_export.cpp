@@ -1,0 +1,54 @@
+// ewa export: a classifier in the official layout (Point-MAE / Point-BERT .pth with
+// `base_model`, Conv1d weights [out, in, 1]; or .safetensors), dense (RupMoE layers collapsed).
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/commands.h"
+#include "common/error.h"
+#include "io/pretrained.h"
+#include "moe/ewa.h"
+#include "train/trainer.h"
+
+namespace ewa::app {
+
+void add_export_command(CLI::App& app) {
+  struct Args {
+    std::string input, output, config;
+    std::vector<std::string> set;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "export", "Write a classifier for the official PyTorch code: .pth ({'base_model': state dict}, load_state_dict "
+                "strict=True) or .safetensors; MoE layers are collapsed to the dense model first");
+  cmd->add_option("checkpoint", args->input, "ewa checkpoint (last.pt, best.pt, a converted dense.pt) or another weights file")
+      ->required();
+  cmd->add_option("-o,--output", args->output, "Output: .pth (torch.save layout) or .safetensors")->required();
+  cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config");
+  cmd->add_option("--set", args->set, "Override a config key (repeatable)");
+  cmd->callback([args] {
+    std::string ext = std::filesystem::path(args->output).extension().string();
+    if (ext != ".pth" && ext != ".pt" && ext != ".safetensors")
+      fail("--output " + args->output + ": expected a .pth, .pt or .safetensors file name");
+    const auto weights = io::read_state_dict(args->input);
+    Config cfg = train::resolve_for_weights(config_for_weights(args->input, weights, args->config, args->set), weights);
+    if (cfg.model.name == "point_mae") fail(args->input + ": export writes classifiers; this is a point_mae pretraining checkpoint");
+    if (cfg.moe.kind == MlpKind::Routed && !cfg.moe.blocks.empty())
+      fail(args->input + ": moe.kind is 'routed': a routed MoE has no exact dense form, so it cannot be exported");
+    auto [model, report] = train::load_classifier(cfg, weights, args->input);
+    const auto official = io::to_official_layout(moe::collapse_to_dense(*model));
+    if (ext == ".safetensors") {
+      io::write_safetensors(args->output, official,
+                            {{"format", "pt"}, {"ewa_model", cfg.model.name + "/" + cfg.model.variant},
+                             {"ewa_config", cfg.json.dump()}});
+    } else {
+      io::write_torch_state_dict(args->output, official, weights.epoch);
+    }
+    char line[512];
+    std::snprintf(line, sizeof line, "exported %zu tensors (%s %s, dense%s) to %s", official.size(), cfg.model.name.c_str(),
+                  cfg.model.variant.c_str(), moe::moe_layers(*model).empty() ? "" : ", MoE layers collapsed",
+                  args->output.c_str());
+    print_line(line);
+  });
+}
+
+}  // namespace ewa::app

@@ -1,0 +1,234 @@
+#include "io/pretrained.h"
+
+#include <cstring>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace ewa::io {
+namespace {
+
+bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+bool ends_with(const std::string& s, const std::string& t) {
+  return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+}
+
+std::string shape_str(at::IntArrayRef s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+// Official Conv1d layers that we hold as Linear.
+const char* const kConvSuffixes[] = {"first_conv.0.weight", "first_conv.3.weight", "second_conv.0.weight",
+                                     "second_conv.3.weight", "increase_dim.0.weight"};
+
+bool is_conv_weight(const std::string& name) {
+  for (const char* s : kConvSuffixes)
+    if (ends_with(name, s)) return true;
+  return false;
+}
+
+// "blocks.blocks.3.mlp.w1" -> {"blocks.blocks.3.mlp", "w1"}.
+std::pair<std::string, std::string> split_last(const std::string& name) {
+  const auto dot = name.rfind('.');
+  return dot == std::string::npos ? std::make_pair(std::string(), name)
+                                  : std::make_pair(name.substr(0, dot), name.substr(dot + 1));
+}
+
+// Expert tensor <-> dense FFN tensor names.
+const std::map<std::string, std::string> kExpertToDense = {
+    {"w1", "fc1.weight"}, {"b1", "fc1.bias"}, {"w2", "fc2.weight"}, {"b2", "fc2.bias"}};
+
+// "a.b.c.d" grouped as "a.b.*" for the table.
+std::string group_of(const std::string& name) {
+  const auto first = name.find('.');
+  if (first == std::string::npos) return name;
+  const auto second = name.find('.', first + 1);
+  if (second == std::string::npos) return name;
+  // keep block numbers visible: blocks.blocks.3.* -> blocks.blocks.*
+  return name.substr(0, second) + ".*";
+}
+
+std::string summarize(const std::vector<std::string>& names, size_t max_groups = 6) {
+  std::vector<std::pair<std::string, int>> groups;
+  for (const auto& n : names) {
+    const std::string g = group_of(n);
+    if (!groups.empty() && groups.back().first == g) ++groups.back().second;
+    else groups.emplace_back(g, 1);
+  }
+  std::string out;
+  for (size_t i = 0; i < groups.size() && i < max_groups; ++i)
+    out += (i ? ", " : "") + groups[i].first + (groups[i].second > 1 ? " (" + std::to_string(groups[i].second) + ")" : "");
+  if (groups.size() > max_groups) out += ", ...";
+  return out;
+}
+
+}  // namespace
+
+torch::OrderedDict<std::string, torch::Tensor> normalize_keys(const torch::OrderedDict<std::string, torch::Tensor>& in,
+                                                              std::vector<std::string>* dropped) {
+  bool point_bert = false;
+  for (const auto& item : in) {
+    std::string k = item.key();
+    if (starts_with(k, "module.")) k = k.substr(7);
+    if (starts_with(k, "transformer_q.")) point_bert = true;
+  }
+  torch::OrderedDict<std::string, torch::Tensor> out;
+  for (const auto& item : in) {
+    std::string k = item.key();
+    if (starts_with(k, "module.")) k = k.substr(7);
+    if (point_bert) {
+      if (!starts_with(k, "transformer_q.") || starts_with(k, "transformer_q.cls_head")) {
+        if (dropped) dropped->push_back(item.key());
+        continue;
+      }
+      k = k.substr(14);
+    } else if (starts_with(k, "MAE_encoder.")) {
+      k = k.substr(12);
+    } else if (starts_with(k, "base_model.")) {
+      k = k.substr(11);
+    }
+    if (out.contains(k)) {
+      if (dropped) dropped->push_back(item.key());
+      continue;
+    }
+    out.insert(k, item.value());
+  }
+  return out;
+}
+
+LoadReport load_pretrained(torch::nn::Module& model, const StateDict& sd, const LoadOptions& options,
+                           const std::string& path) {
+  LoadReport r;
+  r.path = path;
+  r.origin = sd.origin;
+  std::vector<std::string> dropped;
+  const auto src = normalize_keys(sd.tensors, &dropped);
+  std::set<std::string> used;
+  torch::NoGradGuard guard;
+
+  std::vector<std::pair<std::string, torch::Tensor>> targets;
+  for (const auto& p : model.named_parameters()) targets.emplace_back(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) targets.emplace_back(b.key(), b.value());
+
+  for (auto& [name, target] : targets) {
+    const bool fresh_ok = options.may_be_fresh(name) || name.find(".gate.") != std::string::npos;
+    auto mismatch = [&](const torch::Tensor& s) {
+      if (fresh_ok) r.fresh.push_back(name);
+      else r.mismatched.push_back(name + ": file " + shape_str(s.sizes()) + ", model " + shape_str(target.sizes()));
+    };
+    auto copy = [&](torch::Tensor s) { target.copy_(s.to(target.dtype())); };
+    if (const torch::Tensor* s = src.find(name)) {
+      used.insert(name);
+      torch::Tensor v = *s;
+      if (v.dim() == target.dim() + 1 && v.size(-1) == 1 && is_conv_weight(name)) v = v.squeeze(-1);
+      const auto [prefix0, leaf0] = split_last(name);
+      if (v.sizes() != target.sizes() && kExpertToDense.count(leaf0) && v.dim() == target.dim() &&
+          v.sizes().slice(1) == target.sizes().slice(1)) {
+        // Another number of experts: every new expert starts as the mean of the file's.
+        copy(v.mean(0, true).expand_as(target));
+        r.expanded.push_back(name);
+        continue;
+      }
+      if (v.sizes() != target.sizes()) {
+        mismatch(*s);
+        continue;
+      }
+      copy(v);
+      r.loaded.push_back(name);
+      continue;
+    }
+    const auto [prefix, leaf] = split_last(name);
+    // MoE expert tensor from a dense FFN: every expert starts as the FFN.
+    if (auto it = kExpertToDense.find(leaf); it != kExpertToDense.end()) {
+      const std::string dense = prefix + "." + it->second;
+      if (const torch::Tensor* s = src.find(dense)) {
+        used.insert(dense);
+        if (target.dim() == s->dim() + 1 && target.sizes().slice(1) == s->sizes()) {
+          copy(s->unsqueeze(0).expand_as(target));
+          r.expanded.push_back(name);
+        } else {
+          mismatch(*s);
+        }
+        continue;
+      }
+    }
+    // Dense FFN tensor from MoE experts: their mean.
+    bool from_experts = false;
+    for (const auto& [expert_leaf, dense_leaf] : kExpertToDense) {
+      if (!ends_with(name, "." + dense_leaf)) continue;
+      const std::string base = name.substr(0, name.size() - dense_leaf.size() - 1);
+      const std::string expert = base + "." + expert_leaf;
+      if (const torch::Tensor* s = src.find(expert)) {
+        used.insert(expert);
+        if (s->dim() == target.dim() + 1 && s->sizes().slice(1) == target.sizes()) {
+          copy(s->mean(0));
+          r.averaged.push_back(name);
+        } else {
+          mismatch(*s);
+        }
+        from_experts = true;
+        break;
+      }
+    }
+    if (from_experts) continue;
+    if (fresh_ok) r.fresh.push_back(name);
+    else r.missing.push_back(name);
+  }
+  for (const auto& item : src)
+    if (!used.count(item.key())) r.unexpected.push_back(item.key());
+  r.unexpected.insert(r.unexpected.end(), dropped.begin(), dropped.end());
+
+  auto first = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size() && i < 3; ++i) s += (i ? "; " : "") + v[i];
+    return s + (v.size() > 3 ? "; ..." : "");
+  };
+  if (!r.mismatched.empty())
+    fail(path + ": " + std::to_string(r.mismatched.size()) + " tensors have another shape than the model's (" +
+         first(r.mismatched) + "): the file is for another architecture or size (check model.* in the config)");
+  if (!r.missing.empty() && !options.allow_missing)
+    fail(path + ": lacks " + std::to_string(r.missing.size()) + " tensors the model needs (" + first(r.missing) +
+         "); pass --set finetune.allow_missing=true to start them fresh");
+  if (r.loaded.empty() && r.expanded.empty() && r.averaged.empty())
+    fail(path + ": none of its " + std::to_string(sd.tensors.size()) + " tensors match the model's names");
+  return r;
+}
+
+std::string LoadReport::table() const {
+  std::ostringstream os;
+  os << "init       " << path << " (" << origin << ")\n";
+  auto row = [&](const char* label, const std::vector<std::string>& v, const char* note) {
+    os << "  " << label << std::string(12 - std::strlen(label), ' ') << v.size();
+    if (!v.empty()) os << ": " << summarize(v) << note;
+    os << "\n";
+  };
+  row("loaded", loaded, "");
+  row("experts", expanded, " (copies of the pretrained FFN)");
+  row("averaged", averaged, " (mean of the file's experts)");
+  row("new", fresh, " (trained from scratch)");
+  row("missing", missing, " (kept fresh: finetune.allow_missing)");
+  row("unused", unexpected, "");
+  row("mismatched", mismatched, "");
+  std::string s = os.str();
+  s.pop_back();
+  return s;
+}
+
+torch::OrderedDict<std::string, torch::Tensor> to_official_layout(const torch::OrderedDict<std::string, torch::Tensor>& model) {
+  torch::OrderedDict<std::string, torch::Tensor> out;
+  for (const auto& item : model) {
+    const auto [prefix, leaf] = split_last(item.key());
+    if (kExpertToDense.count(leaf) || item.key().find(".gate.") != std::string::npos)
+      fail("export: " + item.key() + " belongs to a MoE layer: run `ewa convert` first (the official models are dense)");
+    auto v = item.value();
+    if (is_conv_weight(item.key()) && v.dim() == 2) v = v.unsqueeze(-1);
+    out.insert(item.key(), v.contiguous());
+  }
+  return out;
+}
+
+}  // namespace ewa::io

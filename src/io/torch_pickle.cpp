@@ -1,0 +1,364 @@
+#include "io/torch_pickle.h"
+
+#include <caffe2/serialize/inline_container.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include "common/error.h"
+
+namespace ewa::io {
+namespace {
+
+using Kind = PyValue::Kind;
+
+PyRef make(Kind k) {
+  auto v = std::make_shared<PyValue>();
+  v->kind = k;
+  return v;
+}
+PyRef make_str(Kind k, std::string s) {
+  auto v = make(k);
+  v->s = std::move(s);
+  return v;
+}
+
+torch::ScalarType storage_dtype(const std::string& global) {
+  static const std::map<std::string, torch::ScalarType> types = {
+      {"torch.FloatStorage", torch::kFloat},     {"torch.DoubleStorage", torch::kDouble},
+      {"torch.HalfStorage", torch::kHalf},       {"torch.BFloat16Storage", torch::kBFloat16},
+      {"torch.LongStorage", torch::kLong},       {"torch.IntStorage", torch::kInt},
+      {"torch.ShortStorage", torch::kShort},     {"torch.CharStorage", torch::kChar},
+      {"torch.ByteStorage", torch::kByte},       {"torch.BoolStorage", torch::kBool},
+      {"torch.ComplexFloatStorage", torch::kComplexFloat}, {"torch.ComplexDoubleStorage", torch::kComplexDouble}};
+  auto it = types.find(global);
+  if (it == types.end()) throw std::runtime_error("unsupported storage type " + global);
+  return it->second;
+}
+
+std::vector<int64_t> int_tuple(const PyRef& v, const char* what) {
+  if (!v || (v->kind != Kind::Tuple && v->kind != Kind::List)) throw std::runtime_error(std::string(what) + " is not a tuple");
+  std::vector<int64_t> out;
+  for (const auto& e : v->items) {
+    if (e->kind != Kind::Int) throw std::runtime_error(std::string(what) + " holds a non-integer");
+    out.push_back(e->i);
+  }
+  return out;
+}
+
+class Unpickler {
+ public:
+  Unpickler(const char* data, size_t size, caffe2::serialize::PyTorchStreamReader& reader)
+      : p_(data), end_(data + size), reader_(reader) {}
+
+  PyRef run() {
+    while (true) {
+      const uint8_t op = byte();
+      switch (op) {
+        case 0x80: byte(); break;                             // PROTO
+        case 0x95: bytes(8); break;                           // FRAME
+        case '.': return pop();                               // STOP
+        case '(': marks_.push_back(stack_.size()); break;     // MARK
+        case 'N': push(make(Kind::None)); break;
+        case 0x88: push_bool(true); break;                    // NEWTRUE
+        case 0x89: push_bool(false); break;                   // NEWFALSE
+        case 'J': push_int(static_cast<int32_t>(le(4))); break;  // BININT
+        case 'K': push_int(static_cast<uint8_t>(le(1))); break;  // BININT1
+        case 'M': push_int(static_cast<uint16_t>(le(2))); break; // BININT2
+        case 0x8a: push_long(static_cast<size_t>(le(1))); break; // LONG1
+        case 0x8b: push_long(static_cast<size_t>(le(4))); break; // LONG4
+        case 'G': {                                            // BINFLOAT (big-endian double)
+          uint64_t u = 0;
+          for (int k = 0; k < 8; ++k) u = (u << 8) | byte();
+          auto v = make(Kind::Float);
+          std::memcpy(&v->f, &u, 8);
+          push(v);
+          break;
+        }
+        case 'X': push(make_str(Kind::Str, bytes(le(4)))); break;      // BINUNICODE
+        case 0x8c: push(make_str(Kind::Str, bytes(le(1)))); break;     // SHORT_BINUNICODE
+        case 0x8d: push(make_str(Kind::Str, bytes(le(8)))); break;     // BINUNICODE8
+        case 'T': push(make_str(Kind::Str, bytes(le(4)))); break;      // BINSTRING
+        case 'U': push(make_str(Kind::Str, bytes(le(1)))); break;      // SHORT_BINSTRING
+        case 'B': push(make_str(Kind::Bytes, bytes(le(4)))); break;    // BINBYTES
+        case 'C': push(make_str(Kind::Bytes, bytes(le(1)))); break;    // SHORT_BINBYTES
+        case 0x8e: push(make_str(Kind::Bytes, bytes(le(8)))); break;   // BINBYTES8
+        case 0x96: push(make_str(Kind::Bytes, bytes(le(8)))); break;   // BYTEARRAY8
+        case '}': push(make(Kind::Dict)); break;               // EMPTY_DICT
+        case ']': push(make(Kind::List)); break;               // EMPTY_LIST
+        case ')': push(make(Kind::Tuple)); break;              // EMPTY_TUPLE
+        case 0x8f: push(make(Kind::List)); break;              // EMPTY_SET (kept as a list)
+        case 't': {                                            // TUPLE
+          auto v = make(Kind::Tuple);
+          v->items = pop_to_mark();
+          push(v);
+          break;
+        }
+        case 0x85: case 0x86: case 0x87: {                     // TUPLE1..3
+          auto v = make(Kind::Tuple);
+          v->items.resize(op - 0x84);
+          for (size_t k = v->items.size(); k-- > 0;) v->items[k] = pop();
+          push(v);
+          break;
+        }
+        case 'l': {                                            // LIST
+          auto v = make(Kind::List);
+          v->items = pop_to_mark();
+          push(v);
+          break;
+        }
+        case 'd': {                                            // DICT
+          auto v = make(Kind::Dict);
+          auto kv = pop_to_mark();
+          for (size_t k = 0; k + 1 < kv.size(); k += 2) v->dict.emplace_back(kv[k], kv[k + 1]);
+          push(v);
+          break;
+        }
+        case 'a': {                                            // APPEND
+          auto x = pop();
+          append(top(), {x});
+          break;
+        }
+        case 'e': case 0x90: {                                 // APPENDS, ADDITEMS
+          auto xs = pop_to_mark();
+          append(top(), xs);
+          break;
+        }
+        case 's': {                                            // SETITEM
+          auto value = pop();
+          auto key = pop();
+          set_items(top(), {key, value});
+          break;
+        }
+        case 'u': {                                            // SETITEMS
+          auto kv = pop_to_mark();
+          set_items(top(), kv);
+          break;
+        }
+        case 0x91: {                                           // FROZENSET
+          auto v = make(Kind::List);
+          v->items = pop_to_mark();
+          push(v);
+          break;
+        }
+        case 'c': {                                            // GLOBAL "module\nname\n"
+          std::string module = line(), name = line();
+          push(make_str(Kind::Global, module + "." + name));
+          break;
+        }
+        case 0x93: {                                           // STACK_GLOBAL
+          auto name = pop(), module = pop();
+          push(make_str(Kind::Global, module->s + "." + name->s));
+          break;
+        }
+        case 'R': {                                            // REDUCE
+          auto args = pop();
+          auto fn = pop();
+          push(reduce(fn, args));
+          break;
+        }
+        case 0x81: {                                           // NEWOBJ
+          auto args = pop();
+          auto cls = pop();
+          push(reduce(cls, args));
+          break;
+        }
+        case 0x92: {                                           // NEWOBJ_EX
+          pop();
+          auto args = pop();
+          auto cls = pop();
+          push(reduce(cls, args));
+          break;
+        }
+        case 'b': pop(); break;                                // BUILD: object state (OrderedDict._metadata, ...) is dropped
+        case 'Q': push(persistent(pop())); break;              // BINPERSID
+        case 'q': memo_[static_cast<size_t>(le(1))] = top(); break;  // BINPUT
+        case 'r': memo_[static_cast<size_t>(le(4))] = top(); break;  // LONG_BINPUT
+        case 0x94: memo_[memo_.size()] = top(); break;         // MEMOIZE
+        case 'h': push(memo(static_cast<size_t>(le(1)))); break;  // BINGET
+        case 'j': push(memo(static_cast<size_t>(le(4)))); break;  // LONG_BINGET
+        case '0': pop(); break;                                // POP
+        case '1': pop_to_mark(); break;                        // POP_MARK
+        case '2': push(top()); break;                          // DUP
+        default: {
+          char b[64];
+          std::snprintf(b, sizeof b, "unsupported pickle opcode 0x%02x", op);
+          throw std::runtime_error(b);
+        }
+      }
+    }
+  }
+
+ private:
+  uint8_t byte() {
+    if (p_ >= end_) throw std::runtime_error("pickle data ends early");
+    return static_cast<uint8_t>(*p_++);
+  }
+  std::string bytes(uint64_t n) {
+    if (n > static_cast<uint64_t>(end_ - p_)) throw std::runtime_error("pickle data ends early");
+    std::string s(p_, p_ + n);
+    p_ += n;
+    return s;
+  }
+  uint64_t le(int n) {
+    uint64_t v = 0;
+    for (int k = 0; k < n; ++k) v |= static_cast<uint64_t>(byte()) << (8 * k);
+    return v;
+  }
+  std::string line() {
+    std::string s;
+    for (char c; (c = static_cast<char>(byte())) != '\n';) s += c;
+    return s;
+  }
+  void push(PyRef v) { stack_.push_back(std::move(v)); }
+  void push_bool(bool b) {
+    auto v = make(Kind::Bool);
+    v->b = b;
+    push(v);
+  }
+  void push_int(int64_t i) {
+    auto v = make(Kind::Int);
+    v->i = i;
+    push(v);
+  }
+  void push_long(size_t n) {
+    const std::string b = bytes(n);
+    if (n > 8) return push(make_str(Kind::Opaque, "int (more than 64 bits)"));
+    int64_t v = 0;
+    for (size_t k = 0; k < n; ++k) v |= static_cast<int64_t>(static_cast<uint8_t>(b[k])) << (8 * k);
+    if (n > 0 && n < 8 && (static_cast<uint8_t>(b[n - 1]) & 0x80)) v -= int64_t(1) << (8 * n);  // sign
+    push_int(v);
+  }
+  PyRef pop() {
+    if (stack_.empty()) throw std::runtime_error("pickle stack underflow");
+    auto v = stack_.back();
+    stack_.pop_back();
+    return v;
+  }
+  PyRef top() {
+    if (stack_.empty()) throw std::runtime_error("pickle stack underflow");
+    return stack_.back();
+  }
+  std::vector<PyRef> pop_to_mark() {
+    if (marks_.empty()) throw std::runtime_error("pickle MARK missing");
+    const size_t m = marks_.back();
+    marks_.pop_back();
+    if (m > stack_.size()) throw std::runtime_error("pickle MARK beyond the stack");
+    std::vector<PyRef> out(stack_.begin() + static_cast<std::ptrdiff_t>(m), stack_.end());
+    stack_.resize(m);
+    return out;
+  }
+  PyRef memo(size_t k) {
+    auto it = memo_.find(k);
+    if (it == memo_.end()) throw std::runtime_error("pickle memo entry missing");
+    return it->second;
+  }
+  static void append(const PyRef& list, const std::vector<PyRef>& xs) {
+    if (list->kind == Kind::List) list->items.insert(list->items.end(), xs.begin(), xs.end());
+  }
+  static void set_items(const PyRef& dict, const std::vector<PyRef>& kv) {
+    if (dict->kind != Kind::Dict) return;  // an opaque object's __setitem__: ignored
+    for (size_t k = 0; k + 1 < kv.size(); k += 2) dict->dict.emplace_back(kv[k], kv[k + 1]);
+  }
+
+  PyRef reduce(const PyRef& fn, const PyRef& args) {
+    const std::string name = fn->kind == Kind::Global ? fn->s : "";
+    const auto& a = args->items;
+    if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
+      if (a.size() < 4 || a[0]->kind != Kind::Tensor || a[1]->kind != Kind::Int)
+        throw std::runtime_error("malformed tensor record");
+      const auto size = int_tuple(a[2], "tensor size"), stride = int_tuple(a[3], "tensor stride");
+      auto v = make(Kind::Tensor);
+      v->tensor = size.empty() && a[0]->tensor.numel() == 0 ? torch::empty({}, a[0]->tensor.options())
+                                                            : a[0]->tensor.as_strided(size, stride, a[1]->i).clone();
+      return v;
+    }
+    if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state") {
+      if (a.empty() || a[0]->kind != Kind::Tensor) throw std::runtime_error("malformed parameter record");
+      return a[0];
+    }
+    // LibTorch's own pickler wraps typed containers: restore_type_tag(value, type), build_*list(list).
+    if (name == "torch.jit._pickle.restore_type_tag" || name.rfind("torch.jit._pickle.build_", 0) == 0) {
+      if (a.empty()) throw std::runtime_error("malformed " + name + " record");
+      return a[0];
+    }
+    if (name == "collections.OrderedDict" || name == "builtins.dict") {
+      auto d = make(Kind::Dict);
+      if (!a.empty() && a[0]->kind == Kind::List)  // OrderedDict([(k, v), ...])
+        for (const auto& pair : a[0]->items)
+          if (pair->kind == Kind::Tuple && pair->items.size() == 2) d->dict.emplace_back(pair->items[0], pair->items[1]);
+      return d;
+    }
+    if (name == "builtins.set" || name == "builtins.frozenset" || name == "builtins.list") {
+      auto l = make(Kind::List);
+      if (!a.empty() && (a[0]->kind == Kind::List || a[0]->kind == Kind::Tuple)) l->items = a[0]->items;
+      return l;
+    }
+    return make_str(Kind::Opaque, name.empty() ? "object" : name);  // numpy scalars, namespaces, ...
+  }
+
+  // ('storage', storage type, key, location, numel): the archive's data/<key>, on the CPU.
+  PyRef persistent(const PyRef& pid) {
+    const auto& t = pid->items;
+    if (pid->kind != Kind::Tuple || t.size() < 5 || t[0]->s != "storage" || t[1]->kind != Kind::Global ||
+        t[2]->kind != Kind::Str)
+      throw std::runtime_error("unsupported persistent id in the pickle");
+    const std::string key = t[2]->s;
+    auto it = storages_.find(key);
+    if (it != storages_.end()) return it->second;
+    const auto dtype = storage_dtype(t[1]->s);
+    auto [data, nbytes] = reader_.getRecord("data/" + key);
+    const int64_t item = static_cast<int64_t>(c10::elementSize(dtype));
+    auto v = make(Kind::Tensor);
+    v->tensor = torch::empty({static_cast<int64_t>(nbytes) / item}, torch::TensorOptions().dtype(dtype));
+    std::memcpy(v->tensor.data_ptr(), data.get(), (nbytes / item) * item);
+    storages_[key] = v;
+    return v;
+  }
+
+  const char* p_;
+  const char* end_;
+  caffe2::serialize::PyTorchStreamReader& reader_;
+  std::vector<PyRef> stack_;
+  std::vector<size_t> marks_;
+  std::map<size_t, PyRef> memo_;
+  std::map<std::string, PyRef> storages_;
+};
+
+}  // namespace
+
+PyRef PyValue::get(const std::string& key) const {
+  if (kind != Kind::Dict) return nullptr;
+  for (const auto& [k, v] : dict)
+    if (k->kind == Kind::Str && k->s == key) return v;
+  return nullptr;
+}
+
+PyRef read_torch_archive(const std::string& path) {
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
+  try {
+    reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+  } catch (const c10::Error&) {
+    std::ifstream in(path, std::ios::binary);
+    char magic[2] = {0, 0};
+    in.read(magic, 2);
+    if (static_cast<uint8_t>(magic[0]) == 0x80 && static_cast<uint8_t>(magic[1]) == 0x02)
+      fail(path + ": a legacy (pre-1.6) torch.save file: re-save it with torch.save in PyTorch 1.6 or newer");
+    fail(path + ": not a readable torch.save file (truncated, or not a zip archive written by torch.save)");
+  }
+  try {
+    if (!reader->hasRecord("data.pkl")) fail(path + ": a zip archive without data.pkl: not a torch.save file");
+    auto [data, size] = reader->getRecord("data.pkl");
+    Unpickler u(static_cast<const char*>(data.get()), size, *reader);
+    return u.run();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    const auto nl = what.find('\n');
+    fail(path + ": corrupt torch.save file: " + (nl == std::string::npos ? what : what.substr(0, nl)));
+  }
+}
+
+}  // namespace ewa::io

@@ -1,0 +1,41 @@
+// A reader for torch.save zip archives that does not need the Python classes the file names.
+// LibTorch's own unpickler stops at objects it does not know (the `_metadata` state of an
+// nn.Module.state_dict() OrderedDict, numpy scalars in a metrics dict, argparse namespaces); this
+// one keeps every such object as an opaque value and still returns every tensor. It reads pickle
+// protocols 2 to 5 (torch.save writes 2), rebuilds tensors from `torch._utils._rebuild_tensor_v2`
+// / `_rebuild_parameter` records and loads every storage on the CPU, whatever device the file
+// names ("cuda:0" in files saved from a GPU run).
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace ewa::io {
+
+struct PyValue;
+using PyRef = std::shared_ptr<PyValue>;
+
+// A value of the unpickled object tree.
+struct PyValue {
+  enum class Kind { None, Bool, Int, Float, Str, Bytes, List, Tuple, Dict, Tensor, Global, Opaque };
+  Kind kind = Kind::None;
+  bool b = false;
+  int64_t i = 0;
+  double f = 0;
+  std::string s;                               // Str, Bytes, Global ("module.name"), Opaque (its class)
+  std::vector<PyRef> items;                    // List, Tuple
+  std::vector<std::pair<PyRef, PyRef>> dict;   // Dict, in insertion order
+  torch::Tensor tensor;
+
+  // The value of string key `key` of a Dict; null when absent or not a Dict.
+  PyRef get(const std::string& key) const;
+};
+
+// Reads the archive's data.pkl and its tensors. Throws ewa::Error naming `path` for a file that
+// is not a torch.save zip archive (including the pre-1.6 legacy format) or is corrupt.
+PyRef read_torch_archive(const std::string& path);
+
+}  // namespace ewa::io

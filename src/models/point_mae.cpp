@@ -1,0 +1,137 @@
+#include "models/point_mae.h"
+
+#include "common/error.h"
+#include "kernels/chamfer/chamfer.h"
+#include "models/registry.h"
+
+namespace ewa::models {
+namespace {
+
+// The official decoder initialises its Linear layers with xavier_uniform (the encoder with
+// trunc_normal 0.02, as everywhere else here).
+void xavier_linears(torch::nn::Module& m) {
+  torch::NoGradGuard guard;
+  for (auto& child : m.modules(/*include_self=*/false))
+    if (auto* l = child->as<torch::nn::Linear>()) {
+      torch::nn::init::xavier_uniform_(l->weight);
+      if (l->bias.defined()) l->bias.zero_();
+    }
+}
+
+// Rows of `x` [B, G, ...] at idx [B, S] -> [B, S, ...].
+torch::Tensor gather_rows(const torch::Tensor& x, const torch::Tensor& idx) {
+  auto shape = x.sizes().vec();
+  shape[1] = idx.size(1);
+  auto index = idx;
+  for (int64_t d = 2; d < x.dim(); ++d) index = index.unsqueeze(-1);
+  std::vector<int64_t> expand(shape.begin(), shape.end());
+  return x.gather(1, index.expand(expand));
+}
+
+torch::nn::Sequential position_mlp(int64_t dim) {
+  torch::nn::Linear a(3, 128), b(128, dim);
+  nn::init_linear_(a);
+  nn::init_linear_(b);
+  return torch::nn::Sequential(a, torch::nn::GELU(), b);
+}
+
+}  // namespace
+
+torch::Tensor make_group_mask(const torch::Tensor& centers, double ratio, const std::string& type) {
+  const int64_t B = centers.size(0), G = centers.size(1);
+  const int64_t M = static_cast<int64_t>(ratio * double(G));
+  auto mask = torch::zeros({B, G}, torch::TensorOptions().dtype(torch::kBool).device(centers.device()));
+  if (M == 0) return mask;
+  torch::Tensor order;  // [B, G]: the first M of each row are masked
+  if (type == "rand") {
+    order = torch::rand({B, G}).argsort(/*stable=*/false, /*dim=*/1).to(centers.device());
+  } else if (type == "block") {
+    auto pick = torch::randint(G, {B}, torch::kLong).to(centers.device());
+    auto seed = centers.gather(1, pick.view({B, 1, 1}).expand({B, 1, 3}));  // [B, 1, 3]
+    order = (centers - seed).norm(2, 2).argsort(/*stable=*/false, /*dim=*/1);
+  } else {
+    fail("pretrain.mask_type: unknown mask type '" + type + "' (expected rand or block)");
+  }
+  mask.scatter_(1, order.narrow(1, 0, M), true);
+  return mask;
+}
+
+PointMaeEncoderImpl::PointMaeEncoderImpl(const Config& cfg) {
+  const int64_t d = cfg.model.embed_dim;
+  encoder = register_module("encoder", MiniPointNet(3, d));
+  pos_embed = register_module("pos_embed", position_mlp(d));
+  blocks = register_module("blocks", PointBlocks(cfg));
+  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
+}
+
+torch::Tensor PointMaeEncoderImpl::forward(const torch::Tensor& tokens, const torch::Tensor& centers) {
+  return norm(blocks(tokens, pos_embed->forward(centers)));
+}
+
+PointMaeDecoderImpl::PointMaeDecoderImpl(int64_t dim, int64_t depth, int64_t num_heads, double drop_path_rate) {
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < depth; ++i) {
+    const double dpr = depth > 1 ? drop_path_rate * double(i) / double(depth - 1) : 0.0;
+    blocks->push_back(nn::Block(nn::BlockOptions(dim, num_heads).qkv_bias(false).drop_path(dpr).norm_eps(1e-5),
+                                std::make_shared<nn::MlpImpl>(nn::MlpOptions(dim, 4 * dim))));
+  }
+  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-5)));
+  xavier_linears(*this);
+}
+
+torch::Tensor PointMaeDecoderImpl::forward(torch::Tensor x, const torch::Tensor& pos) {
+  for (const auto& b : *blocks) x = b->as<nn::Block>()->forward(x + pos);
+  return norm(x);
+}
+
+PointMaeImpl::PointMaeImpl(const Config& cfg)
+    : num_groups_(cfg.model.num_groups),
+      group_size_(cfg.model.group_size),
+      mask_ratio_(cfg.pretrain.mask_ratio),
+      mask_type_(cfg.pretrain.mask_type),
+      loss_(cfg.pretrain.loss) {
+  const int64_t d = cfg.model.embed_dim;
+  MAE_encoder = register_module("MAE_encoder", PointMaeEncoder(cfg));
+  mask_token = register_parameter("mask_token", torch::zeros({1, 1, d}));
+  decoder_pos_embed = register_module("decoder_pos_embed", position_mlp(d));
+  MAE_decoder = register_module(
+      "MAE_decoder", PointMaeDecoder(d, cfg.pretrain.decoder_depth, cfg.pretrain.decoder_num_heads, cfg.model.drop_path_rate));
+  torch::nn::Linear head(d, 3 * group_size_);
+  nn::init_linear_(head);
+  increase_dim = register_module("increase_dim", torch::nn::Sequential(head));
+  nn::trunc_normal_(mask_token, 0.02);
+}
+
+MaeOutput PointMaeImpl::forward(const torch::Tensor& points, torch::Tensor mask) {
+  MaeOutput out;
+  auto groups = group_point_cloud(points.narrow(2, 0, 3), num_groups_, group_size_);
+  out.centers = groups.centers;
+  out.neighborhoods = groups.neighborhoods;
+  const int64_t B = points.size(0), G = num_groups_, K = group_size_;
+  if (!mask.defined()) mask = make_group_mask(groups.centers, mask_ratio_, mask_type_);
+  if (mask.sizes() != torch::IntArrayRef({B, G}) || mask.scalar_type() != torch::kBool)
+    fail("point_mae: mask must be bool [B, G]");
+  const int64_t M = mask[0].sum().item<int64_t>();
+  if (M == 0 || M == G) fail("pretrain.mask_ratio: masks " + std::to_string(M) + " of " + std::to_string(G) +
+                             " groups; pretraining needs at least one masked and one visible group");
+  out.mask = mask;
+  // Ascending group indices of the visible and the masked groups (the order of the official
+  // boolean indexing). Sorting the mask (false first, stable) separates them.
+  auto order = std::get<1>(mask.to(torch::kInt).sort(/*stable=*/true, /*dim=*/1, /*descending=*/false));
+  auto visible_index = order.narrow(1, 0, G - M), masked_index = order.narrow(1, G - M, M);
+  out.masked_index = masked_index;
+
+  auto tokens = MAE_encoder->encoder(groups.neighborhoods);  // every group, as the official code
+  auto x_vis = MAE_encoder->forward(gather_rows(tokens, visible_index), gather_rows(groups.centers, visible_index));
+  const int64_t D = x_vis.size(2);
+  auto pos = decoder_pos_embed->forward(torch::cat({gather_rows(groups.centers, visible_index), gather_rows(groups.centers, masked_index)}, 1));
+  auto x = torch::cat({x_vis, mask_token.expand({B, M, D})}, 1);
+  auto rec = MAE_decoder(x, pos).narrow(1, G - M, M);  // the mask tokens' outputs
+  out.predicted = increase_dim->forward(rec).view({B, M, K, 3});
+  auto truth = gather_rows(groups.neighborhoods, masked_index);  // [B, M, K, 3]
+  auto a = out.predicted.reshape({B * M, K, 3}), b = truth.reshape({B * M, K, 3});
+  out.loss = loss_ == "cdl1" ? kernels::chamfer_distance_l1(a, b) : kernels::chamfer_distance_l2(a, b);
+  return out;
+}
+
+}  // namespace ewa::models

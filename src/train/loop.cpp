@@ -1,0 +1,243 @@
+#include "train/loop.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "models/classifier.h"
+#include "moe/ewa.h"
+#include "train/checkpoint.h"
+#include "train/schedule.h"
+
+namespace ewa::train {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+std::string duration_text(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  char b[32];
+  std::snprintf(b, sizeof b, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60), (long long)(s % 60));
+  return b;
+}
+
+std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<ParamGroup>& groups, const OptimConfig& o) {
+  auto base = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay);
+  std::vector<torch::optim::OptimizerParamGroup> torch_groups;
+  for (const auto& g : groups)
+    torch_groups.emplace_back(
+        g.params, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(base).weight_decay(
+                      g.weight_decay ? o.weight_decay : 0.0)));
+  return std::make_unique<torch::optim::AdamW>(std::move(torch_groups), base);
+}
+
+}  // namespace
+
+std::vector<ParamGroup> Task::parameter_groups() {
+  return layer_decay_groups(model(), 1.0, 0, [](const std::string&) { return int64_t(0); });
+}
+
+std::vector<ParamGroup> layer_decay_groups(torch::nn::Module& model, double decay, int64_t num_layers,
+                                           const std::function<int64_t(const std::string&)>& layer_of) {
+  std::map<std::pair<int64_t, bool>, ParamGroup> groups;  // (layer, weight decay) -> group
+  for (const auto& p : model.named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    const int64_t layer = decay == 1.0 ? num_layers : layer_of(p.key());
+    const bool wd = models::uses_weight_decay(p.key(), p.value());
+    auto& g = groups[{layer, wd}];
+    g.params.push_back(p.value());
+    g.lr_scale = std::pow(decay, double(num_layers - layer));
+    g.weight_decay = wd;
+  }
+  std::vector<ParamGroup> out;
+  for (auto& [key, g] : groups) out.push_back(std::move(g));
+  return out;
+}
+
+LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, const TrainOptions& options,
+                        const Reporter& report, torch::Device device) {
+  const auto t_start = Clock::now();
+  LoopResult result;
+  result.run_dir = (fs::path(cfg.train.runs_dir) / cfg.name).string();
+  const std::string dir = result.run_dir;
+  const std::string last_path = dir + "/last.pt", best_path = dir + "/best.pt";
+  ensure_writable_dir(dir);
+  if (options.resume.empty() && fs::exists(last_path))
+    fail("run directory " + dir + " already holds a checkpoint (last.pt): pass --resume to continue it or choose another --name");
+
+  auto& model = task.model();
+  model.to(device);
+  const auto groups = task.parameter_groups();
+  if (groups.empty()) fail("nothing to train: every parameter is frozen");
+  auto optimizer = make_optimizer(groups, cfg.optim);
+
+  data::BatchSource& batches = *data.train;
+  const int64_t steps_per_epoch = batches.num_batches();
+  const int64_t total_steps = steps_per_epoch * cfg.train.epochs;
+  const std::string eval_label = task.eval_label();
+
+  int64_t step = 0, start_epoch = 0;
+  double best_val = -INFINITY;
+  if (!options.resume.empty()) {
+    auto ckpt = read_checkpoint(options.resume);
+    load_model_state(model, ckpt, options.resume);
+    load_training_state(*optimizer, ckpt, options.resume);
+    step = ckpt.step;
+    start_epoch = ckpt.epoch;
+    report("resumed from " + options.resume + " at epoch " + std::to_string(start_epoch) + ", step " + std::to_string(step));
+  }
+  write_text_atomically(dir + "/config.json", cfg.json.dump(2) + "\n");
+
+  // Start-up table of the resolved settings.
+  const auto moe_count = moe::moe_layers(model).size();
+  int64_t trainable = 0, total = 0;
+  for (const auto& p : model.parameters()) {
+    total += p.numel();
+    if (p.requires_grad()) trainable += p.numel();
+  }
+  std::ostringstream head;
+  head << "run        " << dir << "\n"
+       << "data       " << data.description << ": train " << data.train->size() << ", val "
+       << (data.val ? data.val->size() : 0) << ", test " << data.test->size() << ", " << data.num_classes << " classes"
+       << (data.num_points ? ", " + std::to_string(data.num_points) + " points x " + std::to_string(data.in_chans) + " channels" : "")
+       << "; evaluation: " << eval_label << "\n"
+       << "model      " << task.describe_model() << ", " << trainable << " training parameters"
+       << (trainable != total ? " (" + std::to_string(total - trainable) + " frozen)" : "") << "\n"
+       << "ffn        " << mlp_kind_name(cfg.moe.kind) << " in " << moe_count << " blocks, N=" << cfg.moe.num_experts
+       << "; EWA " << (cfg.ewa.enabled && moe_count ? "on" : "off") << " (share rate " << cfg.ewa.share_rate << ", "
+       << cfg.ewa.schedule << (cfg.ewa.until_step >= 0 ? ", until step " + std::to_string(cfg.ewa.until_step) : "") << ")\n"
+       << "optimizer  AdamW lr=" << cfg.optim.lr << " wd=" << cfg.optim.weight_decay << " warmup=" << cfg.optim.warmup_epochs
+       << " epochs, cosine to " << cfg.optim.min_lr << ", label smoothing " << cfg.optim.label_smoothing
+       << (cfg.finetune.layer_decay < 1 ? ", layer decay " + fmt("%.3g", cfg.finetune.layer_decay) : "") << "\n"
+       << "schedule   " << cfg.train.epochs << " epochs x " << steps_per_epoch << " steps, batch " << cfg.data.batch_size
+       << ", seed " << cfg.train.seed << ", device " << device << ", threads " << at::get_num_threads();
+  report(head.str());
+
+  const std::string log_path = dir + "/log.jsonl";
+  auto window_start = Clock::now();
+  int64_t window_steps = 0, window_samples = 0;
+  double window_loss = 0;
+  const auto train_start = Clock::now();
+  const int64_t steps_at_start = step;
+
+  for (int64_t epoch = start_epoch; epoch < cfg.train.epochs; ++epoch) {
+    task.set_training();
+    batches.start_epoch(epoch);
+    double epoch_loss = 0;
+    int64_t epoch_correct = 0, epoch_seen = 0;
+    bool has_accuracy = false;
+    for (int64_t b = 0; b < steps_per_epoch; ++b) {
+      auto [x, y] = batches.batch(b, /*augment=*/true);
+      x = x.to(device);
+      y = y.to(device);
+      const double lr = lr_at(cfg.optim, step, steps_per_epoch, total_steps);
+      for (size_t g = 0; g < optimizer->param_groups().size(); ++g)
+        static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[g].options()).lr(lr * groups[g].lr_scale);
+
+      auto out = task.training_step(x, y);
+      optimizer->zero_grad();
+      out.loss.backward();
+      if (cfg.optim.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), cfg.optim.grad_clip);
+      optimizer->step();
+      ++step;
+      const double beta = moe_count > 0 ? moe::share_rate_at(cfg.ewa, step, total_steps) : 0.0;
+      if (beta > 0) moe::ewa_average(model, beta);
+
+      const double loss_v = out.loss.item<double>();
+      if (!std::isfinite(loss_v)) fail("training diverged: loss is " + std::to_string(loss_v) + " at step " + std::to_string(step));
+      epoch_loss += loss_v * double(out.count);
+      if (out.correct >= 0) {
+        has_accuracy = true;
+        epoch_correct += out.correct;
+      }
+      epoch_seen += out.count;
+      window_loss += loss_v;
+      ++window_steps;
+      window_samples += out.count;
+
+      if (step % cfg.train.log_every == 0 || b + 1 == steps_per_epoch) {
+        const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
+        const double ms = 1000.0 * secs / double(window_steps);
+        const double sps = double(window_samples) / std::max(secs, 1e-9);
+        const double done = double(step - steps_at_start);
+        const double elapsed = std::chrono::duration<double>(Clock::now() - train_start).count();
+        const double eta = done > 0 ? elapsed / done * double(total_steps - step) : 0.0;
+        const double mean_loss = window_loss / double(window_steps);
+        report("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg.train.epochs) + " step " +
+               std::to_string(step) + "/" + std::to_string(total_steps) + " loss " + fmt("%.4f", mean_loss) + " lr " +
+               fmt("%.2e", lr) + " beta " + fmt("%.3f", beta) + " " + fmt("%.1f", ms) + " ms/step " + fmt("%.0f", sps) +
+               " samples/s ETA " + duration_text(eta));
+        append_line(log_path, nlohmann::json{{"type", "step"}, {"epoch", epoch + 1}, {"step", step}, {"loss", mean_loss},
+                                             {"lr", lr}, {"share_rate", beta}, {"ms_per_step", ms}, {"samples_per_s", sps}}
+                                  .dump());
+        window_start = Clock::now();
+        window_steps = window_samples = 0;
+        window_loss = 0;
+      }
+    }
+
+    // End of epoch: evaluate, log, checkpoint.
+    result.test = task.evaluate(*data.test);
+    nlohmann::json rec = {{"type", "epoch"},
+                          {"epoch", epoch + 1},
+                          {"step", step},
+                          {"train_loss", epoch_loss / double(std::max<int64_t>(1, epoch_seen))},
+                          {"test", result.test.json}};
+    std::string line = "epoch " + std::to_string(epoch + 1) + " done: train loss " + fmt("%.4f", rec["train_loss"].get<double>());
+    if (has_accuracy) {
+      rec["train_acc"] = double(epoch_correct) / double(std::max<int64_t>(1, epoch_seen));
+      line += " acc " + fmt("%.4f", rec["train_acc"].get<double>());
+    }
+    line += " | test " + result.test.text;
+    bool is_best = false;
+    if (data.val) {
+      result.val = task.evaluate(*data.val);
+      rec["val"] = result.val.json;
+      line += " | val " + result.val.text;
+      is_best = result.val.score > best_val;
+      if (is_best) {
+        best_val = result.val.score;
+        result.best_val_epoch = epoch + 1;
+      }
+    }
+    append_line(log_path, rec.dump());
+    report(line);
+    auto ckpt = make_checkpoint(model, optimizer.get(), cfg.json, step, epoch + 1);
+    save_checkpoint(last_path, ckpt);
+    if (is_best) save_checkpoint(best_path, ckpt);
+  }
+
+  result.steps = step;
+  if (start_epoch >= cfg.train.epochs) result.test = task.evaluate(*data.test);
+  task.finish(dir, report);
+  result.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
+  nlohmann::json metrics = {{"name", cfg.name},
+                            {"final_epoch", cfg.train.epochs},
+                            {"steps", step},
+                            {"seconds", result.seconds},
+                            {"test", result.test.detail},
+                            {"evaluation", "final epoch, " + eval_label}};
+  if (data.val) {
+    metrics["val"] = result.val.json;
+    metrics["best_val_epoch"] = result.best_val_epoch;
+    metrics["best_val_score"] = best_val;
+  }
+  metrics.update(task.extra_metrics());
+  write_text_atomically(dir + "/metrics.json", metrics.dump(2) + "\n");
+  report("done in " + duration_text(result.seconds) + ": final test " + result.test.text + " (" +
+         std::to_string(data.test->size()) + " samples, final epoch, " + eval_label + "); run directory " + dir);
+  return result;
+}
+
+}  // namespace ewa::train

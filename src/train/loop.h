@@ -1,0 +1,88 @@
+// The one training loop. Classification, fine-tuning and Point-MAE pretraining are Tasks: a
+// task owns the model, computes the training loss of a batch and evaluates a split; the loop
+// does everything else (run directory, start-up table, optimizer and LR schedule, gradient
+// clipping, EWA averaging, progress lines, log.jsonl, atomic checkpoints, resume, best-on-val,
+// metrics.json). Progress goes through a callback; the library never prints.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "datasets/batch_source.h"
+
+namespace ewa::train {
+
+using Reporter = std::function<void(const std::string& line)>;
+
+struct TrainOptions {
+  std::string resume;  // checkpoint to resume from; empty = fresh run
+};
+
+// The loss of one training batch, and optionally how many predictions were right.
+struct StepOutput {
+  torch::Tensor loss;     // scalar, differentiable
+  int64_t correct = -1;   // -1 when the task has no accuracy
+  int64_t count = 0;      // samples in the batch
+};
+
+// One evaluation of a split.
+struct EvalResult {
+  nlohmann::json json;    // short record for log.jsonl (e.g. {"oa", "macc", "loss", "count"})
+  nlohmann::json detail;  // the final record of metrics.json (may add a confusion matrix)
+  std::string text;       // e.g. "OA 0.9175 mAcc 0.9175"
+  double score = 0;       // higher is better; best.pt is chosen on the validation score
+};
+
+// A set of parameters trained at lr * lr_scale with or without weight decay.
+struct ParamGroup {
+  std::vector<torch::Tensor> params;
+  double lr_scale = 1.0;
+  bool weight_decay = true;
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual torch::nn::Module& model() = 0;
+  // "model ..." line of the start-up table (after "model      ").
+  virtual std::string describe_model() = 0;
+  // What the parameter groups are trained as; default: every parameter at lr, weight decay on
+  // weight matrices only (models::uses_weight_decay).
+  virtual std::vector<ParamGroup> parameter_groups();
+  // Puts the model in training mode (a task may keep frozen parts in eval mode).
+  virtual void set_training() { model().train(); }
+  virtual StepOutput training_step(const torch::Tensor& x, const torch::Tensor& y) = 0;
+  virtual EvalResult evaluate(data::BatchSource& source) = 0;
+  // Label of the evaluation in every report, e.g. "single pass, no voting".
+  virtual std::string eval_label() const = 0;
+  // Extra fields of metrics.json.
+  virtual nlohmann::json extra_metrics() const { return nlohmann::json::object(); }
+  // Called once after the last epoch (e.g. to write reconstructions into the run directory).
+  virtual void finish(const std::string& run_dir, const Reporter& report) {}
+};
+
+struct LoopResult {
+  std::string run_dir;
+  EvalResult test, val;         // final epoch (val.json empty when there is no validation split)
+  int64_t best_val_epoch = 0;   // epoch of best.pt (0 when no validation split)
+  int64_t steps = 0;
+  double seconds = 0;
+};
+
+// Parameter groups with layer-wise learning-rate decay: `layer_of(name)` gives a parameter's
+// layer in [0, num_layers]; its lr scale is decay^(num_layers - layer). Weight decay as the
+// default groups. decay = 1 gives the default groups.
+std::vector<ParamGroup> layer_decay_groups(torch::nn::Module& model, double decay, int64_t num_layers,
+                                           const std::function<int64_t(const std::string&)>& layer_of);
+
+// Trains `task` on data.train for cfg.train.epochs epochs, evaluating data.test (and data.val)
+// after each epoch, into <train.runs_dir>/<name>. `data_description` and the sizes are printed.
+LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, const TrainOptions& options,
+                        const Reporter& report, torch::Device device);
+
+}  // namespace ewa::train

@@ -1,0 +1,145 @@
+#include "train/pretrain.h"
+
+#include <filesystem>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "datasets/point_io.h"
+#include "train/trainer.h"
+
+namespace ewa::train {
+namespace {
+
+constexpr uint64_t kEvalMaskSeed = 20220711;  // fixed masks for evaluation and reconstructions
+
+// Runs `fn` with torch's default CPU generator seeded to `seed`, then restores its state, so
+// evaluation does not change the training run's random stream.
+template <typename Fn>
+auto with_seed(uint64_t seed, Fn fn) {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  const auto saved = gen.get_state();
+  gen.set_current_seed(seed);
+  struct Restore {
+    at::Generator& g;
+    const at::Tensor& s;
+    ~Restore() { g.set_state(s); }
+  } restore{gen, saved};
+  return fn();
+}
+
+class PretrainTask : public Task {
+ public:
+  PretrainTask(const Config& cfg, models::PointMae model, torch::Device device)
+      : cfg_(cfg), model_(std::move(model)), device_(device) {}
+  torch::nn::Module& model() override { return *model_; }
+  std::string describe_model() override {
+    const auto& m = cfg_.model;
+    const auto& p = cfg_.pretrain;
+    char b[256];
+    std::snprintf(b, sizeof b, "point_mae D=%lld depth=%lld heads=%lld groups=%lldx%lld, decoder depth %lld heads %lld, mask %s %.2f, loss %s",
+                  (long long)m.embed_dim, (long long)m.depth, (long long)m.num_heads, (long long)m.num_groups,
+                  (long long)m.group_size, (long long)p.decoder_depth, (long long)p.decoder_num_heads, p.mask_type.c_str(),
+                  p.mask_ratio, p.loss.c_str());
+    return b;
+  }
+  StepOutput training_step(const torch::Tensor& x, const torch::Tensor&) override {
+    return {model_->forward(x).loss, -1, x.size(0)};
+  }
+  EvalResult evaluate(data::BatchSource& source) override {
+    last_loss_ = reconstruction_loss(*model_, source, device_);
+    char text[96];
+    std::snprintf(text, sizeof text, "Chamfer-%s x1000 %.4f", cfg_.pretrain.loss == "cdl1" ? "L1" : "L2", 1000 * last_loss_);
+    nlohmann::json j = {{"chamfer", last_loss_}, {"count", source.size()}};
+    return {j, j, text, -last_loss_};
+  }
+  std::string eval_label() const override {
+    return "reconstruction loss of the masked groups, fixed masks (seed " + std::to_string(kEvalMaskSeed) + ")";
+  }
+  nlohmann::json extra_metrics() const override { return {{"loss", cfg_.pretrain.loss}}; }
+  void finish(const std::string& run_dir, const Reporter& report) override {
+    if (cfg_.pretrain.reconstructions <= 0 || !test_) return;
+    const std::string dir = run_dir + "/reconstructions";
+    const int64_t n = write_reconstructions(*model_, *test_, cfg_.pretrain.reconstructions, dir, device_);
+    report("wrote " + std::to_string(n) + " reconstructions (input, visible, predicted, combined .ply) to " + dir);
+  }
+  void set_test(data::BatchSource* test) { test_ = test; }
+  double last_loss() const { return last_loss_; }
+
+ private:
+  Config cfg_;
+  models::PointMae model_;
+  torch::Device device_;
+  data::BatchSource* test_ = nullptr;
+  double last_loss_ = 0;
+};
+
+}  // namespace
+
+double reconstruction_loss(models::PointMaeImpl& model, data::BatchSource& source, torch::Device device) {
+  torch::NoGradGuard guard;
+  const bool was_training = model.is_training();
+  model.eval();
+  double sum = 0;
+  int64_t count = 0;
+  with_seed(kEvalMaskSeed, [&] {
+    for (int64_t i = 0; i < source.num_batches(); ++i) {
+      auto x = source.batch(i, /*augment=*/false).first.to(device);
+      sum += model.forward(x).loss.item<double>() * double(x.size(0));
+      count += x.size(0);
+    }
+    return 0;
+  });
+  model.train(was_training);
+  return count > 0 ? sum / double(count) : 0.0;
+}
+
+int64_t write_reconstructions(models::PointMaeImpl& model, data::BatchSource& source, int64_t count,
+                              const std::string& dir, torch::Device device) {
+  torch::NoGradGuard guard;
+  ensure_writable_dir(dir);
+  const bool was_training = model.is_training();
+  model.eval();
+  int64_t written = 0;
+  with_seed(kEvalMaskSeed, [&] {
+    for (int64_t b = 0; b < source.num_batches() && written < count; ++b) {
+      auto x = source.batch(b, /*augment=*/false).first.to(device);
+      auto out = model.forward(x);
+      auto centers = out.centers.cpu(), groups = out.neighborhoods.cpu(), mask = out.mask.cpu();
+      auto predicted = out.predicted.cpu(), masked_index = out.masked_index.cpu();
+      for (int64_t i = 0; i < x.size(0) && written < count; ++i, ++written) {
+        const std::string stem = dir + "/" + std::to_string(written);
+        auto visible_idx = (~mask[i]).nonzero().squeeze(1);
+        auto visible = (groups[i].index_select(0, visible_idx) + centers[i].index_select(0, visible_idx).unsqueeze(1)).reshape({-1, 3});
+        auto masked_centers = centers[i].index_select(0, masked_index[i]);
+        auto pred = (predicted[i] + masked_centers.unsqueeze(1)).reshape({-1, 3});
+        data::write_ply_points(stem + "_input.ply", x[i].narrow(1, 0, 3).cpu());
+        data::write_ply_points(stem + "_visible.ply", visible);
+        data::write_ply_points(stem + "_predicted.ply", pred);
+        auto colors = torch::cat({torch::full({visible.size(0), 3}, 160, torch::kUInt8),
+                                  torch::tensor({220, 40, 40}, torch::kUInt8).expand({pred.size(0), 3})});
+        data::write_ply_points(stem + "_combined.ply", torch::cat({visible, pred}), colors);
+      }
+    }
+    return 0;
+  });
+  model.train(was_training);
+  return written;
+}
+
+PretrainResult pretrain_point_mae(Config cfg, const TrainOptions& options, const Reporter& report) {
+  if (cfg.model.name != "point_mae")
+    fail("model.name: `ewa pretrain` trains a point_mae model, the config names '" + cfg.model.name + "'");
+  auto data = load_task(cfg);
+  cfg = resolve_for_dataset(cfg, data);
+  const torch::Device device = select_device(cfg.train.device);
+  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
+  models::PointMae model(cfg);
+  PretrainTask task(cfg, model, device);
+  task.set_test(data.test.get());
+  auto loop = run_training(cfg, task, data, options, report, device);
+  return {loop.run_dir, loop.test.json.value("chamfer", 0.0), loop.steps, loop.seconds};
+}
+
+}  // namespace ewa::train

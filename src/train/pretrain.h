@@ -1,0 +1,36 @@
+// Point-MAE pretraining: the pretraining Task of the one training loop (train/loop.h). Labels of
+// the dataset are ignored; every point dataset the suite reads works, ShapeNet-55 included.
+#pragma once
+#include <string>
+
+#include "config/config.h"
+#include "datasets/batch_source.h"
+#include "models/point_mae.h"
+#include "train/loop.h"
+
+namespace ewa::train {
+
+struct PretrainResult {
+  std::string run_dir;
+  double test_loss = 0;  // final epoch: mean Chamfer loss on the test split (fixed masks)
+  int64_t steps = 0;
+  double seconds = 0;
+};
+
+// Pretrains cfg's point_mae model into <train.runs_dir>/<name>: last.pt each epoch (the
+// checkpoint `ewa finetune` / finetune.init reads), log.jsonl, metrics.json, and at the end
+// cfg.pretrain.reconstructions reconstructions in reconstructions/.
+PretrainResult pretrain_point_mae(Config cfg, const TrainOptions& options, const Reporter& report);
+
+// Mean reconstruction loss of `model` over `source` with masks drawn from a fixed seed (the same
+// masks every epoch); torch's default generator is restored afterwards.
+double reconstruction_loss(models::PointMaeImpl& model, data::BatchSource& source, torch::Device device);
+
+// Writes the reconstructions of the first `count` clouds of `source` into `dir` as ASCII PLY:
+// <i>_input.ply (the cloud), <i>_visible.ply (points of the visible groups), <i>_predicted.ply
+// (predicted points of the masked groups) and <i>_combined.ply (visible grey + predicted red).
+// Returns the number written.
+int64_t write_reconstructions(models::PointMaeImpl& model, data::BatchSource& source, int64_t count,
+                              const std::string& dir, torch::Device device);
+
+}  // namespace ewa::train
