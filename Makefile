@@ -3,6 +3,8 @@
 #               point-cloud transformer with EWA on them, convert it to the dense model and
 #               print the dense model's test accuracy
 #   make demo-2d the same with a small ViT on Fashion-MNIST
+#   make demo-pretrain  Point-MAE pretraining on unlabelled synthetic shapes, then EWA fine-tuning
+#               from it on the labelled ones, converted to dense and evaluated
 #   make test   install dependencies, build, run every test (ctest)
 #   make build  configure and compile only (no dependency install)
 #   make bench  ewa bench train-step (the numbers of docs/benchmarks.md)
@@ -16,7 +18,7 @@ export PATH := /usr/local/cuda/bin:$(PATH)
 
 SYNTH = data/synthetic_shapes
 
-.PHONY: deps configure build test demo demo-2d bench clean
+.PHONY: deps configure build test demo demo-2d demo-pretrain bench clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -48,9 +50,23 @@ demo-2d: deps
 	$(EWA) convert $(DEMO_RUNS)/fmnist_vit_ewa/last.pt -o $(DEMO_RUNS)/fmnist_vit_ewa/dense.pt
 	$(EWA) eval $(DEMO_RUNS)/fmnist_vit_ewa/dense.pt
 
+UNLABELLED = data/synthetic_unlabelled
+
+demo-pretrain: deps
+	$(MAKE) build
+	test -f $(SYNTH)/train_files.txt || $(EWA) data synth -o $(SYNTH)
+	test -f $(UNLABELLED)/train_files.txt || $(EWA) data synth -o $(UNLABELLED) --train-per-class 500 --test-per-class 25 --seed 7
+	rm -rf $(DEMO_RUNS)/synth_pretrain $(DEMO_RUNS)/synth_finetune_ewa
+	$(EWA) pretrain --config configs/synth_pretrain.json --set train.runs_dir=$(DEMO_RUNS)
+	$(EWA) finetune --init $(DEMO_RUNS)/synth_pretrain/last.pt --config configs/synth_points_ewa.json \
+	  --name synth_finetune_ewa --set train.runs_dir=$(DEMO_RUNS)
+	$(EWA) convert $(DEMO_RUNS)/synth_finetune_ewa/last.pt -o $(DEMO_RUNS)/synth_finetune_ewa/dense.pt
+	$(EWA) eval $(DEMO_RUNS)/synth_finetune_ewa/dense.pt
+
 bench: build
 	$(EWA) bench train-step --config configs/fmnist_vit_ewa.json
 	$(EWA) bench train-step --config configs/synth_points_ewa.json --batch-size 32
+	$(EWA) bench train-step --config configs/synth_pretrain.json --batch-size 32
 	$(EWA) bench ops
 
 clean:

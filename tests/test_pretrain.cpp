@@ -91,8 +91,12 @@ TEST(PointMae, OfficialNamesShapesAndTheChamferLossOfTheMaskedGroups) {
   EXPECT_EQ(out.predicted.sizes(), (std::vector<int64_t>{4, M, 8, 3}));
   EXPECT_EQ(out.masked_index.sizes(), (std::vector<int64_t>{4, M}));
   for (int64_t b = 0; b < 4; ++b) {
-    // masked_index lists exactly the masked groups, ascending.
+    // masked_index lists exactly the masked groups, ascending; visible and masked are disjoint
+    // and cover every group.
     EXPECT_TRUE(torch::equal(out.masked_index[b], out.mask[b].nonzero().squeeze(1)));
+    auto visible = (~out.mask[b]).nonzero().squeeze(1);
+    EXPECT_EQ(visible.size(0) + M, 16);
+    EXPECT_TRUE(torch::equal(std::get<0>(torch::cat({visible, out.masked_index[b]}).sort()), torch::arange(16)));
   }
   // The loss is the Chamfer-L2 between predictions and the true masked groups (brute force here).
   auto truth = out.neighborhoods.gather(1, out.masked_index.view({4, M, 1, 1}).expand({4, M, 8, 3})).reshape({4 * M, 8, 3});
@@ -271,6 +275,83 @@ TEST_F(PretrainRun, LinearProbingTrainsOnlyTheHeadAndLayerDecayScalesBlocks) {
   size_t total = 0;
   for (const auto& g : groups) total += g.params.size();
   EXPECT_EQ(total, model->parameters().size());
+}
+
+TEST(Pretrain, ResumeReproducesAnUninterruptedRun) {
+  TempDir dir;
+  ewa::data::SynthOptions o;
+  o.train_per_class = 4;
+  o.test_per_class = 2;
+  o.points = 160;
+  ewa::data::write_synthetic_dataset(dir / "synth", o);
+  auto cfg_for = [&](const std::string& runs, int64_t epochs) {
+    return mae_config({{"data", {{"root", dir / "synth"}}}, {"pretrain", {{"reconstructions", 0}}},
+                       {"train", {{"epochs", epochs}, {"runs_dir", dir / runs}}}});
+  };
+  auto quiet = [](const std::string&) {};
+  ewa::train::pretrain_point_mae(cfg_for("full", 2), {}, quiet);
+  ewa::train::pretrain_point_mae(cfg_for("half", 1), {}, quiet);
+  ewa::train::pretrain_point_mae(cfg_for("half", 2), {dir / "half/pre/last.pt"}, quiet);
+  auto a = ewa::train::read_checkpoint(dir / "full/pre/last.pt").model;
+  auto b = ewa::train::read_checkpoint(dir / "half/pre/last.pt").model;
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& item : a) EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
+  // `ewa pretrain --reconstruct` on the checkpoint writes the files and the loss line.
+  auto r = ewa::testing::run_command(std::string(EWA_BINARY) + " pretrain --reconstruct " + (dir / "full/pre/last.pt") +
+                                     " -n 2 -o " + (dir / "rec"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("wrote 2 reconstructions"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "rec/1_combined.ply"));
+}
+
+TEST(VitInit, TimmNamedWeightsInitialiseAViTWithEwaExpertsAndResampledPositions) {
+  TempDir dir;
+  // A "timm" ViT: 32 px images in 4 px patches (an 8 x 8 grid), 10 classes, dense.
+  json src_j = {{"model", {{"img_size", 32}, {"in_chans", 3}, {"num_classes", 10}, {"patch_size", 4}, {"embed_dim", 24},
+                           {"depth", 2}, {"num_heads", 2}}},
+                {"moe", {{"kind", "dense"}}}};
+  auto src_cfg = ewa::parse_config(ewa::resolve_config(src_j, "t"), "t");
+  torch::manual_seed(1);
+  auto src = ewa::models::build_model(src_cfg);
+  {
+    torch::NoGradGuard guard;
+    auto pos = src->named_parameters()["pos_embed"];
+    pos.fill_(0.7f);
+    pos.narrow(1, 0, 1).fill_(0.1f);
+  }
+  const auto sd = ewa::train::state_dict(*src);
+  ewa::io::write_safetensors(dir / "vit.safetensors", sd);
+  ewa::io::write_torch_state_dict(dir / "vit.pth", sd);
+  for (const char* file : {"vit.safetensors", "vit.pth"}) {
+    // Fine-tune on 16 px images (a 4 x 4 grid), 5 classes, RupMoE with 3 experts in block 1.
+    json j = {{"model", {{"img_size", 16}, {"in_chans", 3}, {"num_classes", 5}, {"patch_size", 4}, {"embed_dim", 24},
+                         {"depth", 2}, {"num_heads", 2}}},
+              {"moe", {{"kind", "rup"}, {"blocks", json::array({1})}, {"num_experts", 3}}},
+              {"finetune", {{"init", dir / file}}}};
+    auto cfg = ewa::parse_config(ewa::resolve_config(j, "t"), "t");
+    auto model = ewa::models::build_model(cfg);
+    auto report = ewa::train::init_from_pretrained(*model, cfg);
+    EXPECT_EQ(report.resampled.size(), 1u) << report.table();
+    EXPECT_EQ(report.expanded.size(), 4u) << report.table();
+    EXPECT_EQ(report.fresh, (std::vector<std::string>{"head.weight", "head.bias"})) << report.table();
+    auto p = model->named_parameters();
+    auto pos = p["pos_embed"];
+    EXPECT_EQ(pos.sizes(), (std::vector<int64_t>{1, 17, 24}));
+    EXPECT_TRUE(torch::allclose(pos.narrow(1, 1, 16), torch::full({1, 16, 24}, 0.7f), 1e-5, 1e-6));  // a constant stays
+    EXPECT_TRUE(torch::allclose(pos.narrow(1, 0, 1), torch::full({1, 1, 24}, 0.1f)));
+    for (int64_t e = 0; e < 3; ++e) EXPECT_TRUE(torch::equal(p["blocks.1.mlp.w1"][e], sd["blocks.1.mlp.fc1.weight"]));
+    EXPECT_TRUE(torch::equal(p["patch_embed.proj.weight"], sd["patch_embed.proj.weight"]));
+    EXPECT_TRUE(torch::equal(p["blocks.0.mlp.fc2.bias"], sd["blocks.0.mlp.fc2.bias"]));
+  }
+  // Another patch size cannot be loaded: one line naming the tensor.
+  json k = {{"model", {{"img_size", 16}, {"in_chans", 3}, {"num_classes", 5}, {"patch_size", 8}, {"embed_dim", 24},
+                       {"depth", 2}, {"num_heads", 2}}},
+            {"moe", {{"kind", "dense"}}},
+            {"finetune", {{"init", dir / "vit.safetensors"}}}};
+  auto bad = ewa::parse_config(ewa::resolve_config(k, "t"), "t");
+  auto m2 = ewa::models::build_model(bad);
+  auto msg = ewa::testing::error_of([&] { ewa::train::init_from_pretrained(*m2, bad); });
+  EXPECT_NE(msg.find("patch_embed.proj.weight: file [24, 3, 4, 4], model [24, 3, 8, 8]"), std::string::npos) << msg;
 }
 
 // .npy bytes by hand: header dict padded to 64, then the data.

@@ -1,6 +1,7 @@
 #include "io/pretrained.h"
 
 #include <cstring>
+#include <cmath>
 #include <map>
 #include <set>
 #include <sstream>
@@ -64,6 +65,27 @@ std::string summarize(const std::vector<std::string>& names, size_t max_groups =
     out += (i ? ", " : "") + groups[i].first + (groups[i].second > 1 ? " (" + std::to_string(groups[i].second) + ")" : "");
   if (groups.size() > max_groups) out += ", ...";
   return out;
+}
+
+// A ViT's absolute position embedding [1, 1 + g*g, D] resampled to [1, 1 + h*h, D]: the class
+// token's row kept, the g x g grid bicubically interpolated to h x h (timm's
+// resample_abs_pos_embed). Undefined when the token counts are not 1 + a square.
+torch::Tensor resample_pos_embed(const torch::Tensor& pos, int64_t tokens) {
+  auto side = [](int64_t n) {
+    const auto r = static_cast<int64_t>(std::lround(std::sqrt(double(n))));
+    return r * r == n ? r : int64_t(-1);
+  };
+  const int64_t g = side(pos.size(1) - 1), h = side(tokens - 1);
+  if (g <= 0 || h <= 0) return {};
+  const int64_t D = pos.size(2);
+  auto grid = pos.narrow(1, 1, g * g).reshape({1, g, g, D}).permute({0, 3, 1, 2}).to(torch::kFloat);
+  namespace F = torch::nn::functional;
+  auto out = F::interpolate(grid, F::InterpolateFuncOptions()
+                                      .size(std::vector<int64_t>{h, h})
+                                      .mode(torch::kBicubic)
+                                      .align_corners(false));
+  out = out.permute({0, 2, 3, 1}).reshape({1, h * h, D});
+  return torch::cat({pos.narrow(1, 0, 1).to(torch::kFloat), out}, 1);
 }
 
 }  // namespace
@@ -132,6 +154,14 @@ LoadReport load_pretrained(torch::nn::Module& model, const StateDict& sd, const 
         copy(v.mean(0, true).expand_as(target));
         r.expanded.push_back(name);
         continue;
+      }
+      if (name == "pos_embed" && v.dim() == 3 && target.dim() == 3 && v.size(2) == target.size(2) &&
+          v.size(1) != target.size(1)) {
+        if (auto resampled = resample_pos_embed(v, target.size(1)); resampled.defined()) {
+          copy(resampled);
+          r.resampled.push_back(name + ": " + shape_str(v.sizes()) + " -> " + shape_str(target.sizes()));
+          continue;
+        }
       }
       if (v.sizes() != target.sizes()) {
         mismatch(*s);
@@ -209,6 +239,7 @@ std::string LoadReport::table() const {
   row("loaded", loaded, "");
   row("experts", expanded, " (copies of the pretrained FFN)");
   row("averaged", averaged, " (mean of the file's experts)");
+  row("resampled", resampled, " (bicubic, as timm)");
   row("new", fresh, " (trained from scratch)");
   row("missing", missing, " (kept fresh: finetune.allow_missing)");
   row("unused", unexpected, "");

@@ -11,6 +11,8 @@
 // that FFN copied into every expert (EWA fine-tuning starts with equal experts); a MoE layer whose
 // file holds another number of experts starts every expert as the mean of the file's; a dense FFN
 // of the model whose file holds MoE experts gets their mean (the collapse of PAPER.md step 3).
+// A ViT's pos_embed for another image size (timm's 224 px weights on 32 px images) is resampled
+// bicubically on its grid; the patch size itself must match.
 #pragma once
 #include <functional>
 #include <string>
@@ -34,6 +36,7 @@ struct LoadReport {
   std::vector<std::string> loaded;      // model keys copied as they are (after renaming/reshaping)
   std::vector<std::string> expanded;    // MoE expert tensors filled from a dense FFN
   std::vector<std::string> averaged;    // dense FFN tensors from the mean of MoE experts
+  std::vector<std::string> resampled;   // a ViT pos_embed interpolated to another grid
   std::vector<std::string> fresh;       // head (and gate) keys left at their initialisation
   std::vector<std::string> missing;     // backbone keys absent from the file
   std::vector<std::string> unexpected;  // file keys the model does not use
