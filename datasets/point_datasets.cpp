@@ -25,12 +25,6 @@ const std::vector<std::string> kScanObjectNNClasses = {"bag",   "bin",   "box", 
 
 namespace {
 
-std::string lower_ext(const std::string& path) {
-  std::string e = fs::path(path).extension().string();
-  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return e;
-}
-
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path);
   if (!in) fail(path + ": cannot open file");
@@ -177,7 +171,7 @@ Listing list_inputs(const DataConfig& cfg) {
       for (const auto& entry : read_lines(list)) {
         if (limits[sp] > 0 && static_cast<int64_t>(entries[sp].size()) >= limits[sp]) break;
         const auto dash = entry.find('-');
-        if (dash == std::string::npos || dash == 0 || lower_ext(entry) != ".npy")
+        if (dash == std::string::npos || dash == 0 || lower_extension(entry) != ".npy")
           fail(list + ": entry '" + entry + "' is not of the form <taxonomy>-<model>.npy");
         entries[sp].push_back(entry);
         taxonomies.insert(entry.substr(0, dash));

@@ -26,12 +26,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string lower_ext(const std::string& path) {
-  std::string e = fs::path(path).extension().string();
-  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return e;
-}
-
 // Splits on commas and blanks; returns false when a token is not a finite number.
 bool parse_numbers(const std::string& line, std::vector<float>& out) {
   out.clear();
@@ -274,7 +268,7 @@ bool built_with_hdf5() {
 torch::Tensor read_pcl_points(const std::string& path) {
 #ifdef EWA_HAS_PCL
   pcl::PointCloud<pcl::PointXYZ> cloud;
-  const std::string ext = lower_ext(path);
+  const std::string ext = lower_extension(path);
   int rc = -1;
   {
     // PCL prints its own diagnostics to stderr; the error we throw says what went wrong.
@@ -302,7 +296,7 @@ torch::Tensor read_pcl_points(const std::string& path) {
 }
 
 torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed) {
-  const std::string ext = lower_ext(path);
+  const std::string ext = lower_extension(path);
   if (ext == ".txt" || ext == ".xyz") return read_text_points(path);
   if (ext == ".pcd" || ext == ".ply") return read_pcl_points(path);
   if (ext == ".npy") {

@@ -84,6 +84,11 @@ TEST(PointMae, OfficialNamesShapesAndTheChamferLossOfTheMaskedGroups) {
                         "increase_dim.0.weight"})
     EXPECT_TRUE(names.count(k)) << k;
   EXPECT_EQ(model->named_parameters()["increase_dim.0.weight"].sizes(), (std::vector<int64_t>{24, 32}));
+  // It is not a classifier: building one from its config says what to do instead.
+  auto as_classifier = cfg;
+  as_classifier.model.num_classes = 8;
+  EXPECT_NE(ewa::testing::error_of([&] { ewa::models::build_model(as_classifier); }).find("ewa finetune --init"),
+            std::string::npos);
 
   auto points = torch::randn({4, 128, 3});
   auto out = model->forward(points);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -63,6 +64,12 @@ void append_line(const std::string& path, const std::string& line) {
   if (!out) fail("cannot append to " + path + " (" + std::strerror(errno) + ")");
   out << line << '\n';
   if (!out) fail("write to " + path + " failed");
+}
+
+std::string lower_extension(const std::string& path) {
+  std::string e = std::filesystem::path(path).extension().string();
+  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return e;
 }
 
 }  // namespace ewa

@@ -17,6 +17,9 @@ void write_atomically(const std::string& path, const std::function<void(const st
 // write_atomically for a string.
 void write_text_atomically(const std::string& path, const std::string& text);
 
+// The extension of `path` in lower case, with its dot: "a/B.PLY" -> ".ply"; "" when none.
+std::string lower_extension(const std::string& path);
+
 // Appends one line to a text file (log.jsonl); throws ewa::Error on failure.
 void append_line(const std::string& path, const std::string& line);
 

@@ -15,12 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string lower_ext(const std::string& path) {
-  std::string e = fs::path(path).extension().string();
-  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return e;
-}
-
 // A dict whose values are all tensors -> ordered name -> tensor; false when it is not one.
 bool tensor_dict(const PyRef& v, torch::OrderedDict<std::string, torch::Tensor>& out) {
   if (!v || v->kind != PyValue::Kind::Dict || v->dict.empty()) return false;
@@ -162,7 +156,7 @@ void write_torch_state_dict(const std::string& path, const torch::OrderedDict<st
 StateDict read_state_dict(const std::string& path) {
   if (!fs::exists(path)) fail(path + ": cannot open file (it does not exist)");
   StateDict out;
-  const std::string ext = lower_ext(path);
+  const std::string ext = lower_extension(path);
   if (ext == ".safetensors") {
     out.tensors = read_safetensors(path);
     out.origin = "safetensors";

@@ -47,6 +47,9 @@ std::shared_ptr<ClassifierImpl> build_model(const Config& cfg) {
          return std::make_shared<PointTransformerImpl>(c);
        }},
   };
+  if (cfg.model.name == "point_mae")
+    fail("model.name: point_mae is the pretraining model, not a classifier: `ewa pretrain` trains it and "
+         "`ewa finetune --init <its last.pt> --config <a point_transformer config>` turns it into one");
   const auto it = registry.find(cfg.model.name);
   if (it == registry.end()) fail("model.name: unknown model '" + cfg.model.name + "'");
   if (cfg.model.in_chans <= 0 || cfg.model.num_classes <= 0)
