@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "config/config.h"
 #include "datasets/point_io.h"
 #include "io/pretrained.h"
@@ -37,13 +39,23 @@ ewa::Config small_config(const std::string& variant, const json& extra = json::o
 
 class OfficialCheckpoints : public ::testing::TestWithParam<std::string> {
  protected:
+  // The fixtures are written once per build tree (and again when the script changes): into a
+  // fresh directory that is then renamed into place, so parallel test processes never see half
+  // of it.
   static void SetUpTestSuite() {
     if (kPython.empty()) return;
-    dir_ = new TempDir();
+    const auto stamp = fs::last_write_time(kScript).time_since_epoch().count() ^ static_cast<int64_t>(fs::file_size(kScript));
+    dir_ = new std::string((fs::path(EWA_BINARY).parent_path() / ("test_fixtures/official_" + std::to_string(stamp))).string());
+    if (fs::exists(*dir_)) return;
+    const std::string mine = *dir_ + ".tmp" + std::to_string(::getpid());
+    fs::create_directories(mine);
     for (const char* v : {"point_mae", "point_bert"}) {
-      auto r = ewa::testing::run_command(kPython + " " + kScript + " make " + (*dir_ / v) + " --variant " + v);
+      auto r = ewa::testing::run_command(kPython + " " + kScript + " make " + mine + "/" + v + " --variant " + v);
       ASSERT_EQ(r.exit_code, 0) << r.output;
     }
+    std::error_code ec;
+    fs::rename(mine, *dir_, ec);  // another process may have been first: then theirs is used
+    if (ec) fs::remove_all(mine);
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -52,11 +64,12 @@ class OfficialCheckpoints : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     if (kPython.empty()) GTEST_SKIP() << "no Python with torch found at configure time";
   }
-  std::string file(const std::string& name) const { return *dir_ / (GetParam() + "/" + name); }
+  std::string file(const std::string& name) const { return *dir_ + "/" + GetParam() + "/" + name; }
+  std::string variant_dir() const { return *dir_ + "/" + GetParam(); }
 
-  static TempDir* dir_;
+  static std::string* dir_;
 };
-TempDir* OfficialCheckpoints::dir_ = nullptr;
+std::string* OfficialCheckpoints::dir_ = nullptr;
 
 torch::Tensor logits_of(ewa::models::ClassifierImpl& model, const torch::Tensor& points) {
   torch::NoGradGuard guard;
@@ -87,12 +100,13 @@ TEST_P(OfficialCheckpoints, ExportLoadsStrictlyInTheOfficialModelWithOurLogits) 
   auto [model, report] = ewa::train::load_classifier(cfg, weights, file("classifier.pth"));
   const auto points = ewa::data::read_npy(file("points.npy"));
   const auto ours = logits_of(*model, points);
-  const std::string out = file("exported.pth");
+  TempDir tmp;
+  const std::string out = tmp / "exported.pth";
   ewa::io::write_torch_state_dict(out, ewa::io::to_official_layout(ewa::moe::collapse_to_dense(*model)), 3);
-  auto r = ewa::testing::run_command(kPython + " " + kScript + " check " + *dir_ / GetParam() + " " + out + " --variant " +
-                                     GetParam());
+  auto r = ewa::testing::run_command(kPython + " " + kScript + " check " + variant_dir() + " " + out + " --logits " +
+                                     (tmp / "check_logits.npy") + " --variant " + GetParam());
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto theirs = ewa::data::read_npy(file("check_logits.npy"));
+  const auto theirs = ewa::data::read_npy(tmp / "check_logits.npy");
   EXPECT_LT((theirs - ours).abs().max().item<double>(), 1e-4);
   // Our own export reads back as well (top-level 'base_model', epoch kept).
   const auto back = ewa::io::read_state_dict(out);

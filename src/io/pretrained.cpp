@@ -1,5 +1,6 @@
 #include "io/pretrained.h"
 
+#include <algorithm>
 #include <cstring>
 #include <cmath>
 #include <map>
@@ -43,22 +44,29 @@ std::pair<std::string, std::string> split_last(const std::string& name) {
 const std::map<std::string, std::string> kExpertToDense = {
     {"w1", "fc1.weight"}, {"b1", "fc1.bias"}, {"w2", "fc2.weight"}, {"b2", "fc2.bias"}};
 
-// "a.b.c.d" grouped as "a.b.*" for the table.
+// A key's group in the table: its components up to the first number, then ".*":
+// "blocks.blocks.3.mlp.w1" -> "blocks.blocks.*", "cls_head_finetune.0.weight" ->
+// "cls_head_finetune.*", "norm.weight" -> "norm.*", "mask_token" -> "mask_token".
 std::string group_of(const std::string& name) {
-  const auto first = name.find('.');
-  if (first == std::string::npos) return name;
-  const auto second = name.find('.', first + 1);
-  if (second == std::string::npos) return name;
-  // keep block numbers visible: blocks.blocks.3.* -> blocks.blocks.*
-  return name.substr(0, second) + ".*";
+  std::string out;
+  size_t start = 0;
+  while (true) {
+    const auto dot = name.find('.', start);
+    const std::string part = name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    const bool number = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (number || dot == std::string::npos) return out.empty() ? name : out + ".*";
+    out += (out.empty() ? "" : ".") + part;
+    start = dot + 1;
+  }
 }
 
 std::string summarize(const std::vector<std::string>& names, size_t max_groups = 6) {
-  std::vector<std::pair<std::string, int>> groups;
+  std::vector<std::pair<std::string, int>> groups;  // in order of first appearance
   for (const auto& n : names) {
     const std::string g = group_of(n);
-    if (!groups.empty() && groups.back().first == g) ++groups.back().second;
-    else groups.emplace_back(g, 1);
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& e) { return e.first == g; });
+    if (it == groups.end()) groups.emplace_back(g, 1);
+    else ++it->second;
   }
   std::string out;
   for (size_t i = 0; i < groups.size() && i < max_groups; ++i)
