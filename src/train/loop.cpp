@@ -50,12 +50,14 @@ std::vector<ParamGroup> Task::parameter_groups() {
 
 std::vector<ParamGroup> layer_decay_groups(torch::nn::Module& model, double decay, int64_t num_layers,
                                            const std::function<int64_t(const std::string&)>& layer_of) {
-  std::map<std::pair<int64_t, bool>, ParamGroup> groups;  // (layer, weight decay) -> group
+  // (layer, no weight decay) -> group: per layer the decayed group first, as checkpoints written
+  // before layer decay existed hold their optimizer state in that order.
+  std::map<std::pair<int64_t, bool>, ParamGroup> groups;
   for (const auto& p : model.named_parameters()) {
     if (!p.value().requires_grad()) continue;
     const int64_t layer = decay == 1.0 ? num_layers : layer_of(p.key());
     const bool wd = models::uses_weight_decay(p.key(), p.value());
-    auto& g = groups[{layer, wd}];
+    auto& g = groups[{layer, !wd}];
     g.params.push_back(p.value());
     g.lr_scale = std::pow(decay, double(num_layers - layer));
     g.weight_decay = wd;
