@@ -170,7 +170,7 @@ TEST(PointTransformer, PointBertVariant) {
 TEST(PointTransformer, GroupingUsesFpsCentersAndKnnNeighbourhoods) {
   auto pts = torch::randn({2, 100, 3});
   auto g = ewa::models::group_point_cloud(pts, 10, 8);
-  auto idx = ewa::kernels::farthest_point_sample(pts, 10);
+  auto idx = ewa::kernels::farthest_point_sample(pts, 10, 0, ewa::kernels::FpsRule::Pointnet2);
   for (int64_t b = 0; b < 2; ++b) {
     EXPECT_TRUE(torch::equal(g.centers[b], pts[b].index_select(0, idx[b])));
     // Every neighbourhood point, shifted back, is one of the cloud's 8 nearest points to the center.

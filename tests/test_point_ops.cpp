@@ -39,6 +39,46 @@ TEST(Fps, MatchesNaiveLoopOnRandomClouds) {
   }
 }
 
+TEST(Fps, Pointnet2RuleEqualsExactFpsAwayFromTheOriginAndTies) {
+  // Clouds shifted away from the origin, continuous coordinates: no skipped point, no tie.
+  for (auto [b, n, s] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{2, 37, 9}, {2, 700, 64}, {1, 2048, 128}}) {
+    auto pts = torch::randn({b, n, 3}) + 3.0;
+    auto idx = farthest_point_sample(pts, s, 0, FpsRule::Pointnet2);
+    for (int64_t i = 0; i < b; ++i) EXPECT_TRUE(torch::equal(idx[i], naive_fps(pts[i], s, 0))) << n;
+  }
+}
+
+TEST(Fps, Pointnet2RuleNeverChoosesPointsNearTheOrigin) {
+  auto cloud = torch::randn({300, 3});
+  auto norm2 = cloud.pow(2).sum(1);
+  cloud.index_put_({norm2 <= 1e-3}, 0.5);  // no accidental near-origin points
+  // Points 10..14 lie within 0.0316 of the origin.
+  cloud.narrow(0, 10, 5).copy_(torch::rand({5, 3}) * 0.01);
+  auto idx = farthest_point_sample(cloud.unsqueeze(0), 100, 0, FpsRule::Pointnet2)[0];
+  for (int64_t k = 0; k < 100; ++k) {
+    const auto i = idx[k].item<int64_t>();
+    EXPECT_FALSE(i >= 10 && i < 15) << "sample " << k;
+  }
+  // Oracle: exact FPS on the cloud without those points, indices mapped back.
+  auto keep = torch::cat({torch::arange(10), torch::arange(15, 300)});
+  auto ref = keep.index_select(0, naive_fps(cloud.index_select(0, keep), 100, 0));
+  EXPECT_TRUE(torch::equal(idx, ref));
+}
+
+TEST(Fps, Pointnet2RuleBreaksTiesAsItsBlockReduction) {
+  // 8 points = 8 threads, one point each. After point 0, points 3 and 5 are equally far (5.0);
+  // the fold pairs (1,5) -> position 1 holds 5, (3,7) -> 3, then (1,3) ties: position 1 keeps 5.
+  auto cloud = torch::tensor({1.f, 0.f, 0.f,     1.1f, 0.1f, 0.f,  1.2f, 0.f, 0.1f, -1.f, 1.f, 0.f,
+                              1.f, 0.2f, 0.f,   -1.f, -1.f, 0.f,  1.f, 0.f, 0.3f,  0.9f, 0.f, 0.f})
+                   .view({1, 8, 3});
+  EXPECT_EQ(pointnet2_fps_threads(8), 8);
+  EXPECT_EQ(farthest_point_sample(cloud, 2, 0, FpsRule::Pointnet2)[0][1].item<int64_t>(), 5);
+  EXPECT_EQ(farthest_point_sample(cloud, 2)[0][1].item<int64_t>(), 3);  // the exact rule: lowest index
+  EXPECT_EQ(pointnet2_fps_threads(1), 1);
+  EXPECT_EQ(pointnet2_fps_threads(700), 512);
+  EXPECT_EQ(pointnet2_fps_threads(300), 256);
+}
+
 TEST(Fps, EdgeCases) {
   auto pts = torch::rand({2, 40, 3});
   // S = N: a permutation.
@@ -138,6 +178,14 @@ TEST(PointOps, RunOnEveryDevicePresent) {
   auto pts = torch::randn({3, 2000, 3});
   auto g = pts.cuda();
   EXPECT_TRUE(torch::equal(farthest_point_sample(g, 64).cpu(), farthest_point_sample(pts, 64)));
+  // The pointnet2 rule: near-origin points skipped, ties as its fold (the 8-point case above too).
+  auto near = pts.clone();
+  near.narrow(1, 5, 20).mul_(0.005);
+  EXPECT_TRUE(torch::equal(farthest_point_sample(near.cuda(), 64, 0, FpsRule::Pointnet2).cpu(),
+                           farthest_point_sample(near, 64, 0, FpsRule::Pointnet2)));
+  auto small = torch::randn({2, 300, 3});
+  EXPECT_TRUE(torch::equal(farthest_point_sample(small.cuda(), 50, 0, FpsRule::Pointnet2).cpu(),
+                           farthest_point_sample(small, 50, 0, FpsRule::Pointnet2)));
   auto centers = pts.narrow(1, 0, 100).contiguous();
   auto [ci, cd] = knn(centers, pts, 32);
   auto [gi, gd] = knn(centers.cuda(), g, 32);

@@ -17,13 +17,13 @@ void check_points(const at::Tensor& points, int64_t S) {
   TORCH_CHECK(S >= 1 && S <= points.size(1), "farthest_point_sample: S must be in [1, N = ", points.size(1), "], got ", S);
 }
 
-at::Tensor run(const at::Tensor& points, int64_t S, const at::Tensor& starts_cpu) {
+at::Tensor run(const at::Tensor& points, int64_t S, const at::Tensor& starts_cpu, FpsRule rule = FpsRule::Exact) {
   const int64_t B = points.size(0), N = points.size(1);
   auto out = at::empty({B, S}, points.options().dtype(at::kLong));
   if (points.is_cuda()) {
 #ifdef EWA_WITH_CUDA
     auto p = points.contiguous();
-    farthest_point_sample_cuda(p, starts_cpu.to(points.device()), out);
+    farthest_point_sample_cuda(p, starts_cpu.to(points.device()), out, rule);
     return out;
 #else
     TORCH_CHECK(false, "farthest_point_sample: ewa was built without CUDA; got a CUDA tensor");
@@ -34,17 +34,21 @@ at::Tensor run(const at::Tensor& points, int64_t S, const at::Tensor& starts_cpu
   int64_t* o = out.data_ptr<int64_t>();
   const int64_t* st = starts_cpu.data_ptr<int64_t>();
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) farthest_point_sample_cpu(base + b * N * 3, N, S, st[b], o + b * S);
+    for (int64_t b = b0; b < b1; ++b) {
+      if (rule == FpsRule::Pointnet2) farthest_point_sample_pointnet2_cpu(base + b * N * 3, N, S, o + b * S);
+      else farthest_point_sample_cpu(base + b * N * 3, N, S, st[b], o + b * S);
+    }
   });
   return out;
 }
 
 }  // namespace
 
-at::Tensor farthest_point_sample(const at::Tensor& points, int64_t S, int64_t start) {
+at::Tensor farthest_point_sample(const at::Tensor& points, int64_t S, int64_t start, FpsRule rule) {
   check_points(points, S);
   TORCH_CHECK(start >= 0 && start < points.size(1), "farthest_point_sample: start must be in [0, N), got ", start);
-  return run(points, S, at::full({points.size(0)}, start, at::kLong));
+  TORCH_CHECK(rule == FpsRule::Exact || start == 0, "farthest_point_sample: FpsRule::Pointnet2 always starts at point 0");
+  return run(points, S, at::full({points.size(0)}, start, at::kLong), rule);
 }
 
 at::Tensor farthest_point_sample_seeded(const at::Tensor& points, int64_t S, uint64_t seed) {

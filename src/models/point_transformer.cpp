@@ -19,7 +19,8 @@ torch::nn::Linear linear(int64_t in, int64_t out) {
 PointGroups group_point_cloud(const torch::Tensor& points, int64_t num_groups, int64_t group_size) {
   torch::NoGradGuard guard;
   auto xyz = points.narrow(2, 0, 3).contiguous();
-  auto center_idx = kernels::farthest_point_sample(xyz, num_groups);  // [B, G]
+  // pointnet2_ops' rules, as Point-MAE / Point-BERT group: official checkpoints see the same centers.
+  auto center_idx = kernels::farthest_point_sample(xyz, num_groups, 0, kernels::FpsRule::Pointnet2);  // [B, G]
   auto centers = xyz.gather(1, center_idx.unsqueeze(2).expand({-1, -1, 3}));
   auto idx = std::get<0>(kernels::knn(centers, xyz, group_size));
   return {centers, kernels::group_points(points.contiguous(), idx, centers)};

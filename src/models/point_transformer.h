@@ -17,7 +17,9 @@
 
 namespace ewa::models {
 
-// The grouping of PointTransformer: FPS centers (first center = point 0) and kNN groups.
+// The grouping of PointTransformer (and PointMae): FPS centers with pointnet2_ops' rules (first
+// center = point 0, points within 0.0316 of the origin never centers; kernels/fps/fps.h) and kNN
+// groups of the nearest points by exact squared distance (as KNN_CUDA).
 struct PointGroups {
   torch::Tensor centers;        // [B, G, 3]
   torch::Tensor neighborhoods;  // [B, G, K, C], xyz relative to the center
