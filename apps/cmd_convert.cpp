@@ -44,6 +44,7 @@ void add_convert_command(CLI::App& app) {
     out.model = moe::collapse_to_dense(*moe_model);
     out.step = weights.step;
     out.epoch = weights.epoch;
+    out.class_names = weights.class_names;
     train::load_model_state(*dense_model, out, args->output);  // checks keys and shapes
     dense_model->eval();
 

@@ -19,6 +19,7 @@ void add_config_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_pretrain_command(CLI::App& app);
 void add_export_command(CLI::App& app);
+void add_predict_command(CLI::App& app);
 
 // Loads `config_path` (or the defaults when empty), applies --set overrides, and parses it.
 Config load_config(const std::string& config_path, const std::vector<std::string>& overrides);

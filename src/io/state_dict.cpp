@@ -175,6 +175,9 @@ StateDict read_state_dict(const std::string& path) {
     out.origin = "ewa checkpoint (" + (kind && kind->kind == PyValue::Kind::Str ? kind->s : std::string("?")) + ")";
     if (auto v = root->get("step"); v && v->kind == PyValue::Kind::Int) out.step = v->i;
     if (auto v = root->get("epoch"); v && v->kind == PyValue::Kind::Int) out.epoch = v->i;
+    if (auto v = root->get("class_names"); v && v->kind == PyValue::Kind::List)
+      for (const auto& n : v->items)
+        if (n->kind == PyValue::Kind::Str) out.class_names.push_back(n->s);
     if (auto cfg = root->get("config"); cfg && cfg->kind == PyValue::Kind::Str) {
       try {
         out.config = nlohmann::json::parse(cfg->s);

@@ -9,6 +9,7 @@
 #pragma once
 #include <map>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -21,6 +22,7 @@ struct StateDict {
   std::string origin;        // e.g. "ewa checkpoint (kind train)", "torch.save dict, key 'base_model'", "safetensors"
   nlohmann::json config;     // ewa checkpoints: their resolved config; null otherwise
   int64_t step = 0, epoch = 0;  // ewa checkpoints: optimizer steps and completed epochs
+  std::vector<std::string> class_names;  // ewa checkpoints that carry them; empty otherwise
 };
 
 // Throws ewa::Error naming the file for a missing, truncated or unrecognised file.

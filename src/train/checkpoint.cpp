@@ -70,6 +70,11 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   root.insert(std::string("model"), model);
   if (!ckpt.optimizer.empty()) root.insert(std::string("optimizer"), bytes_to_tensor(ckpt.optimizer));
   if (ckpt.rng_cpu) root.insert(std::string("rng_cpu"), *ckpt.rng_cpu);
+  if (!ckpt.class_names.empty()) {
+    c10::List<std::string> names;
+    for (const auto& n : ckpt.class_names) names.push_back(n);
+    root.insert(std::string("class_names"), names);
+  }
   const std::vector<char> bytes = torch::pickle_save(at::IValue(root));
   write_atomically(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -113,6 +118,9 @@ Checkpoint read_checkpoint(const std::string& path) {
   for (const auto& item : get("model").toGenericDict()) c.model.insert(item.key().toStringRef(), item.value().toTensor());
   if (root.contains("optimizer")) c.optimizer = tensor_to_bytes(root.at("optimizer").toTensor());
   if (root.contains("rng_cpu")) c.rng_cpu = root.at("rng_cpu").toTensor();
+  if (root.contains("class_names") && root.at("class_names").isList())
+    for (const auto& n : root.at("class_names").toListRef())
+      if (n.isString()) c.class_names.push_back(n.toStringRef());
   return c;
 }
 

@@ -4,7 +4,8 @@
 //   "config": resolved config (JSON text), "step", "epoch" (completed epochs),
 //   "model": {parameter or buffer name: tensor}  (timm-style names, e.g. blocks.1.mlp.w1),
 //   "optimizer": bytes of torch's optimizer archive (train checkpoints),
-//   "rng_cpu": torch's default CPU generator state (train checkpoints).
+//   "rng_cpu": torch's default CPU generator state (train checkpoints),
+//   "class_names": the dataset's class names, in label order (when known).
 #pragma once
 #include <optional>
 #include <string>
@@ -22,6 +23,7 @@ struct Checkpoint {
   torch::OrderedDict<std::string, torch::Tensor> model;
   std::string optimizer;                // serialized optimizer archive; empty when absent
   std::optional<torch::Tensor> rng_cpu;
+  std::vector<std::string> class_names;  // empty when unknown (older checkpoints)
 };
 
 // Parameters and buffers of `model` by name, detached, on the CPU.

@@ -216,6 +216,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     append_line(log_path, rec.dump());
     report(line);
     auto ckpt = make_checkpoint(model, optimizer.get(), cfg.json, step, epoch + 1);
+    ckpt.class_names = data.class_names;
     save_checkpoint(last_path, ckpt);
     if (is_best) save_checkpoint(best_path, ckpt);
   }

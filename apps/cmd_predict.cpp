@@ -1,0 +1,79 @@
+// ewa predict: top-k classes of a trained (dense, MoE, converted or imported) point classifier on
+// the user's own point files.
+#include <cstdio>
+
+#include "apps/commands.h"
+#include "common/error.h"
+#include "train/predict.h"
+#include "train/trainer.h"
+
+namespace ewa::app {
+
+void add_predict_command(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, config;
+    std::vector<std::string> inputs, set;
+    train::PredictOptions options;
+    bool json = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("predict", "Classify point files (.txt .xyz .npy .off .pcd .ply) or folders of them");
+  cmd->add_option("checkpoint", args->checkpoint, "Classifier weights: an ewa checkpoint, or an official .pth with --config")
+      ->required();
+  cmd->add_option("inputs", args->inputs, "Point files and folders (searched recursively)")->required();
+  cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config (official checkpoints)");
+  cmd->add_option("--set", args->set, "Override a config key (repeatable)");
+  cmd->add_option("-k,--top-k", args->options.top_k, "Classes listed per file")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--votes", args->options.votes, "Test-time voting: probabilities averaged over 1 clean + N-1 augmented passes")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  cmd->add_option("--batch-size", args->options.batch_size, "Clouds per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", args->json, "One JSON object per file instead of the table");
+  cmd->callback([args] {
+    const auto weights = io::read_state_dict(args->checkpoint);
+    Config cfg = train::resolve_for_weights(config_for_weights(args->checkpoint, weights, args->config, args->set), weights);
+    if (cfg.model.name != "point_transformer")
+      fail(args->checkpoint + ": predict classifies point clouds; this is a " + cfg.model.name + " model");
+    auto [model, report] = train::load_classifier(cfg, weights, args->checkpoint);
+    const auto device = train::select_device(cfg.train.device);
+    model->to(device);
+    const auto files = train::expand_point_inputs(args->inputs);
+    if (files.empty()) fail("predict: no point files found in the given folders");
+    const auto preds = train::predict_point_files(*model, cfg, files, args->options, device);
+    auto name_of = [&](int64_t c) {
+      return c < static_cast<int64_t>(weights.class_names.size()) ? weights.class_names[c] : "class_" + std::to_string(c);
+    };
+    const std::string label = args->options.votes > 1 ? "voting over " + std::to_string(args->options.votes) + " passes"
+                                                       : "single pass, no voting";
+    int64_t failed = 0;
+    for (const auto& p : preds) {
+      if (!p.error.empty()) {
+        ++failed;
+        std::fprintf(stderr, "ewa: error: %s\n", p.error.c_str());
+        if (args->json) print_line(nlohmann::json{{"file", p.path}, {"error", p.error}}.dump());
+        continue;
+      }
+      if (args->json) {
+        nlohmann::json top = nlohmann::json::array();
+        for (const auto& [c, prob] : p.top) top.push_back({{"class", name_of(c)}, {"index", c}, {"probability", prob}});
+        print_line(nlohmann::json{{"file", p.path}, {"points", p.points_read}, {"dropped_nonfinite", p.dropped_nonfinite},
+                                  {"top", top}, {"evaluation", label}}
+                       .dump());
+        continue;
+      }
+      std::string line = p.path + ":";
+      for (const auto& [c, prob] : p.top) {
+        char cell[128];
+        std::snprintf(cell, sizeof cell, " %s %.3f", name_of(c).c_str(), prob);
+        line += cell;
+      }
+      if (p.dropped_nonfinite > 0) line += " (" + std::to_string(p.dropped_nonfinite) + " non-finite points dropped)";
+      print_line(line);
+    }
+    if (!args->json)
+      print_line(std::to_string(preds.size() - failed) + " of " + std::to_string(preds.size()) + " files predicted (" + label + ")");
+    if (failed > 0) fail(std::to_string(failed) + " of " + std::to_string(preds.size()) + " files could not be predicted (errors above)");
+  });
+}
+
+}  // namespace ewa::app

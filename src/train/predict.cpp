@@ -1,0 +1,97 @@
+#include "train/predict.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "datasets/point_datasets.h"
+#include "datasets/point_io.h"
+
+namespace ewa::train {
+namespace fs = std::filesystem;
+
+namespace {
+const std::set<std::string> kPointExtensions = {".txt", ".xyz", ".npy", ".off", ".pcd", ".ply"};
+
+// The model-ready cloud [num_points, C] of one file, or an error.
+torch::Tensor load_cloud(const std::string& path, const Config& cfg, FilePrediction& p) {
+  const int64_t keep = cfg.data.num_points, channels = cfg.model.in_chans;
+  auto cloud = data::read_point_file(path, std::max<int64_t>(2 * keep, 2048), 0);
+  p.points_read = cloud.size(0);
+  if (cloud.size(1) < channels)
+    fail(path + ": the model takes " + std::to_string(channels) + " channels per point (xyz" +
+         (channels == 6 ? " + normals" : "") + "), the file has " + std::to_string(cloud.size(1)));
+  cloud = cloud.narrow(1, 0, channels);
+  auto finite = torch::isfinite(cloud).all(1);
+  p.dropped_nonfinite = cloud.size(0) - finite.sum().item<int64_t>();
+  cloud = cloud.index_select(0, finite.nonzero().squeeze(1));
+  if (cloud.size(0) == 0) fail(path + ": no finite points (" + std::to_string(p.points_read) + " read)");
+  if (cloud.size(0) < keep)
+    fail(path + ": " + std::to_string(cloud.size(0)) + " usable points, the model needs " + std::to_string(keep) +
+         " (data.num_points)");
+  return data::prepare_cloud(cloud, keep, path);
+}
+}  // namespace
+
+std::vector<std::string> expand_point_inputs(const std::vector<std::string>& files_or_folders) {
+  std::vector<std::string> out;
+  for (const auto& f : files_or_folders) {
+    if (!fs::is_directory(f)) {
+      out.push_back(f);
+      continue;
+    }
+    std::vector<std::string> found;
+    for (const auto& e : fs::recursive_directory_iterator(f))
+      if (e.is_regular_file() && kPointExtensions.count(lower_extension(e.path().string())))
+        found.push_back(e.path().string());
+    std::sort(found.begin(), found.end());
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
+std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, const Config& cfg,
+                                                const std::vector<std::string>& files, const PredictOptions& o,
+                                                torch::Device device) {
+  torch::NoGradGuard guard;
+  model.eval();
+  std::vector<FilePrediction> out(files.size());
+  std::vector<size_t> ready;
+  std::vector<torch::Tensor> clouds;
+  auto flush = [&] {
+    if (clouds.empty()) return;
+    auto x = torch::stack(clouds);
+    torch::Tensor prob;
+    for (int64_t v = 0; v < o.votes; ++v) {
+      auto in = v == 0 ? x : data::augment_points(x, cfg.data);
+      auto p = torch::softmax(model.forward(in.to(device)), 1).cpu();
+      prob = prob.defined() ? prob + p : p;
+    }
+    prob = prob / double(o.votes);
+    const int64_t k = std::min<int64_t>(o.top_k, prob.size(1));
+    auto [values, indices] = prob.topk(k, 1);
+    for (size_t i = 0; i < ready.size(); ++i)
+      for (int64_t j = 0; j < k; ++j)
+        out[ready[i]].top.emplace_back(indices[i][j].item<int64_t>(), values[i][j].item<double>());
+    ready.clear();
+    clouds.clear();
+  };
+  for (size_t i = 0; i < files.size(); ++i) {
+    out[i].path = files[i];
+    try {
+      clouds.push_back(load_cloud(files[i], cfg, out[i]));
+      ready.push_back(i);
+    } catch (const Error& e) {
+      out[i].error = e.what();
+    } catch (const std::exception& e) {  // a reader library's own exception
+      out[i].error = files[i] + ": " + e.what();
+    }
+    if (static_cast<int64_t>(clouds.size()) >= o.batch_size) flush();
+  }
+  flush();
+  return out;
+}
+
+}  // namespace ewa::train

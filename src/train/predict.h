@@ -1,0 +1,38 @@
+// Predictions on users' own point files (`ewa predict`): every file goes through the one point
+// reader (datasets/point_io.h: read_point_file), non-finite points are dropped and counted, the
+// cloud is normalised and FPS-reduced as the training loader does, and the classifier's top-k
+// classes come back with their probabilities. A file that cannot be used gets its own error;
+// the others are still predicted.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+#include "models/classifier.h"
+
+namespace ewa::train {
+
+struct PredictOptions {
+  int64_t top_k = 5;
+  int64_t votes = 1;        // > 1: probabilities averaged over 1 clean + votes - 1 augmented passes
+  int64_t batch_size = 32;  // clouds per forward pass
+};
+
+struct FilePrediction {
+  std::string path;
+  std::string error;                            // non-empty: the file could not be predicted
+  int64_t points_read = 0, dropped_nonfinite = 0;
+  std::vector<std::pair<int64_t, double>> top;  // (class, probability), most probable first
+};
+
+// Files given and point files inside given folders (recursively, sorted; by extension
+// .txt .xyz .npy .off .pcd .ply). A path that does not exist is kept, so it reports its error.
+std::vector<std::string> expand_point_inputs(const std::vector<std::string>& files_or_folders);
+
+// Predicts every file with `model` (a point classifier built from `cfg`; eval mode is set here).
+std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, const Config& cfg,
+                                                const std::vector<std::string>& files, const PredictOptions& options,
+                                                torch::Device device);
+
+}  // namespace ewa::train
