@@ -15,6 +15,10 @@
 #ifdef EWA_HAS_HDF5
 #include <H5Cpp.h>
 #endif
+#ifdef EWA_HAS_OPEN3D
+#include <open3d/geometry/PointCloud.h>
+#include <open3d/io/PointCloudIO.h>
+#endif
 #ifdef EWA_HAS_PCL
 #include <pcl/io/pcd_io.h>
 #include <pcl/io/ply_io.h>
@@ -257,6 +261,14 @@ bool built_with_pcl() {
 #endif
 }
 
+bool built_with_open3d() {
+#ifdef EWA_HAS_OPEN3D
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool built_with_hdf5() {
 #ifdef EWA_HAS_HDF5
   return true;
@@ -266,6 +278,23 @@ bool built_with_hdf5() {
 }
 
 torch::Tensor read_pcl_points(const std::string& path) {
+#ifdef EWA_HAS_OPEN3D
+  // PLY through Open3D, which reads float and double vertices alike (PCL reads double as zeros).
+  if (lower_extension(path) == ".ply") {
+    if (!fs::exists(path)) fail(path + ": cannot open file");
+    open3d::geometry::PointCloud pc;
+    open3d::io::ReadPointCloudOption options;
+    options.format = "ply";
+    if (!open3d::io::ReadPointCloud(path, pc, options))
+      fail(path + ": Open3D could not read the file (truncated or not a valid ply)");
+    if (pc.points_.empty()) fail(path + ": empty point cloud (no points)");
+    auto t = torch::empty({static_cast<int64_t>(pc.points_.size()), 3}, torch::kFloat);
+    auto acc = t.accessor<float, 2>();
+    for (size_t i = 0; i < pc.points_.size(); ++i)
+      for (int c = 0; c < 3; ++c) acc[i][c] = static_cast<float>(pc.points_[i](c));
+    return t;
+  }
+#endif
 #ifdef EWA_HAS_PCL
   pcl::PointCloud<pcl::PointXYZ> cloud;
   const std::string ext = lower_extension(path);
@@ -281,12 +310,12 @@ torch::Tensor read_pcl_points(const std::string& path) {
   bool any_nonzero = false;
   for (size_t i = 0; i < cloud.size(); ++i) {
     const auto& p = cloud[i];
-    if (!std::isfinite(p.x) || !std::isfinite(p.y) || !std::isfinite(p.z))
-      fail(path + ": point " + std::to_string(i) + " has a NaN or infinite coordinate");
+    // Organized clouds mark missing points with NaN: kept here, dropped or refused by the caller.
     acc[i][0] = p.x, acc[i][1] = p.y, acc[i][2] = p.z;
-    any_nonzero = any_nonzero || p.x != 0 || p.y != 0 || p.z != 0;
+    const bool finite = std::isfinite(p.x) && std::isfinite(p.y) && std::isfinite(p.z);
+    any_nonzero = any_nonzero || (finite && (p.x != 0 || p.y != 0 || p.z != 0));
   }
-  if (!any_nonzero)
+  if (!any_nonzero && ext == ".ply")
     fail(path + ": every coordinate reads as 0: PCL reads PLY vertices stored as double as zeros; save the file with "
                 "float coordinates (e.g. Open3D: write_point_cloud(..., write_ascii=True) or convert to .pcd)");
   return t;

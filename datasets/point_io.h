@@ -26,8 +26,9 @@ Mesh read_off(const std::string& path);
 // n points uniformly on the surface (triangles picked by area, uniform barycentric points).
 torch::Tensor sample_surface(const Mesh& mesh, int64_t n, uint64_t seed);
 
-// .pcd / .ply through PCL. Throws ewa::Error when built without PCL, or when PCL returns all-zero
-// coordinates (PCL reads double-precision PLY vertices as zeros without failing).
+// .pcd through PCL, .ply through Open3D (float and double vertices; PCL when built without
+// Open3D, refusing all-zero coordinates, since PCL reads double-precision PLY vertices as zeros).
+// NaN points (organized clouds) are kept: callers drop them (predict) or refuse them (datasets).
 torch::Tensor read_pcl_points(const std::string& path);
 
 // NumPy .npy array (format versions 1.0, 2.0, 3.0): dtype float32 or float64, little- or
@@ -57,5 +58,6 @@ void write_h5_clouds(const std::string& path, const torch::Tensor& points, const
 
 bool built_with_hdf5();
 bool built_with_pcl();
+bool built_with_open3d();
 
 }  // namespace ewa::data

@@ -86,11 +86,23 @@ TEST(PointFiles, PcdAndPlyThroughPcl) {
   write_file(dir / "a.ply", "ply\nformat ascii 1.0\nelement vertex 10\nproperty float x\nproperty float y\nproperty float z\n"
                             "end_header\n" + body);
   EXPECT_TRUE(torch::allclose(ewa::data::read_pcl_points(dir / "a.ply"), pts, 1e-5, 1e-5));
-  // All-zero coordinates (how PCL returns double-precision PLY vertices) are refused.
-  write_file(dir / "zero.ply", "ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
-                               "end_header\n0 0 0\n0 0 0\n");
-  EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "zero.ply"); }).find("every coordinate reads as 0"), std::string::npos);
+  // Double-precision PLY vertices: Open3D reads them; a build with PCL alone refuses the zeros PCL
+  // returns for them.
+  write_file(dir / "d.ply", "ply\nformat ascii 1.0\nelement vertex 10\nproperty double x\nproperty double y\nproperty double z\n"
+                            "end_header\n" + body);
+  if (ewa::data::built_with_open3d())
+    EXPECT_TRUE(torch::allclose(ewa::data::read_pcl_points(dir / "d.ply"), pts, 1e-5, 1e-5));
+  else
+    EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "d.ply"); }).find("every coordinate reads as 0"), std::string::npos);
+  // An organized PCD marks missing points with NaN: they are kept for the caller to drop.
+  write_file(dir / "org.pcd", "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 4\nHEIGHT 3\n"
+                              "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 12\nDATA ascii\n" + cloud_text(pts.narrow(0, 0, 9), " ") +
+                              "nan nan nan\nnan nan nan\nnan nan nan\n");
+  auto org = ewa::data::read_pcl_points(dir / "org.pcd");
+  EXPECT_EQ(org.size(0), 12);
+  EXPECT_EQ(torch::isnan(org).any(1).sum().item<int64_t>(), 3);
   EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "missing.pcd"); }).find("PCL could not read"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "missing.ply"); }).find("missing.ply"), std::string::npos);
 }
 
 TEST(PointFiles, Hdf5RoundTripAndCorruptFiles) {

@@ -49,6 +49,24 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   ewa::data::write_ply_points(dir / "in/sub/c_sphere.ply", sphere);
   ewa::testing::write_file(dir / "in/sub/d_cube.off", "OFF\n8 6 0\n-1 -1 -1\n1 -1 -1\n1 1 -1\n-1 1 -1\n-1 -1 1\n1 -1 1\n1 1 1\n-1 1 1\n"
                                                       "4 0 1 2 3\n4 4 5 6 7\n4 0 1 5 4\n4 2 3 7 6\n4 0 3 7 4\n4 1 2 6 5\n");
+  // An organized PCD (missing points as NaN) and a PLY with double vertices, where the readers exist.
+  int good = 4;
+  if (ewa::data::built_with_pcl()) {
+    std::ofstream pcd(dir / "in/e_scan.pcd");
+    pcd << "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 81\nHEIGHT 5\n"
+           "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 405\nDATA ascii\n";
+    for (int64_t i = 0; i < 400; ++i)
+      pcd << sphere[i][0].item<float>() << " " << sphere[i][1].item<float>() << " " << sphere[i][2].item<float>() << "\n";
+    pcd << "nan nan nan\nnan nan nan\nnan nan nan\nnan nan nan\nnan nan nan\n";
+    ++good;
+  }
+  if (ewa::data::built_with_open3d()) {
+    std::ofstream ply(dir / "in/f_sphere_double.ply");
+    ply << "ply\nformat ascii 1.0\nelement vertex 400\nproperty double x\nproperty double y\nproperty double z\nend_header\n";
+    for (int64_t i = 0; i < 400; ++i)
+      ply << sphere[i][0].item<double>() << " " << sphere[i][1].item<double>() << " " << sphere[i][2].item<double>() << "\n";
+    ++good;
+  }
   // Bad files: empty, all-NaN, too few points, garbage, 2 columns.
   fs::create_directories(dir / "bad");
   ewa::testing::write_file(dir / "bad/empty.txt", "");
@@ -60,7 +78,9 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   // Folder of good files: every file predicted, exit 0, class names from the checkpoint.
   r = run_command(kEwa + " predict " + ckpt + " " + (dir / "in") + " -k 3");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("4 of 4 files predicted (single pass, no voting)"), std::string::npos) << r.output;
+  const std::string n = std::to_string(good);
+  EXPECT_NE(r.output.find(n + " of " + n + " files predicted (single pass, no voting)"), std::string::npos) << r.output;
+  if (ewa::data::built_with_pcl()) EXPECT_NE(r.output.find("(5 non-finite points dropped)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("b_sphere.npy:"), std::string::npos);
   EXPECT_NE(r.output.find("(7 non-finite points dropped)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("sphere 0."), std::string::npos) << r.output;  // a class name, not class_0
