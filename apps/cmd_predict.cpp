@@ -17,7 +17,7 @@ void add_predict_command(CLI::App& app) {
     bool json = false;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("predict", "Classify point files (.txt .xyz .npy .off .pcd .ply) or folders of them");
+  auto* cmd = app.add_subcommand("predict", "Classify point files (.txt .xyz .pts .csv .npy .off .pcd .ply) or folders of them");
   cmd->add_option("checkpoint", args->checkpoint, "Classifier weights: an ewa checkpoint, or an official .pth with --config")
       ->required();
   cmd->add_option("inputs", args->inputs, "Point files and folders (searched recursively)")->required();

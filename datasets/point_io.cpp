@@ -180,8 +180,13 @@ torch::Tensor read_text_points(const std::string& path) {
   if (!in) fail(path + ": cannot open file");
   std::vector<float> values, row;
   int64_t cols = -1, line_no = 0, rows = 0;
+  const std::string ext = lower_extension(path);
   for (std::string line; std::getline(in, line);) {
     ++line_no;
+    const bool first = line_no == 1;
+    // A .csv may start with a header (x,y,z,...); a .pts with its point count.
+    if (first && ext == ".csv" && !parse_numbers(line, row)) continue;
+    if (first && ext == ".pts" && parse_numbers(line, row) && row.size() == 1) continue;
     if (!parse_numbers(line, row))
       fail(path + ":" + std::to_string(line_no) + ": expected numbers separated by commas or blanks, got '" +
            line.substr(0, 60) + "' (NaN and inf are not accepted)");
@@ -326,7 +331,7 @@ torch::Tensor read_pcl_points(const std::string& path) {
 
 torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed) {
   const std::string ext = lower_extension(path);
-  if (ext == ".txt" || ext == ".xyz") return read_text_points(path);
+  if (ext == ".txt" || ext == ".xyz" || ext == ".pts" || ext == ".csv") return read_text_points(path);
   if (ext == ".pcd" || ext == ".ply") return read_pcl_points(path);
   if (ext == ".npy") {
     auto a = read_npy(path);
@@ -344,7 +349,7 @@ torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint
       fail(path + ": " + what);
     }
   }
-  fail(path + ": unsupported point file extension '" + ext + "' (expected .txt, .xyz, .npy, .off, .pcd or .ply)");
+  fail(path + ": unsupported point file extension '" + ext + "' (expected .txt, .xyz, .pts, .csv, .npy, .off, .pcd or .ply)");
 }
 
 H5Clouds read_h5_clouds(const std::string& path) {

@@ -11,8 +11,9 @@
 namespace ewa::data {
 
 // Text points: one point per line, numbers separated by commas and/or blanks (ModelNet40
-// resampled "x,y,z,nx,ny,nz"; .xyz "x y z ..."). Returns float [P, C] with C the column count of
-// the first line (at least 3). Empty files, ragged lines, non-numbers and NaN/inf are errors.
+// resampled "x,y,z,nx,ny,nz"; .xyz "x y z ..."; .csv with an optional header line; .pts with an
+// optional point-count first line). Returns float [P, C] with C the column count of the first
+// line (at least 3). Empty files, ragged lines, non-numbers and NaN/inf are errors.
 torch::Tensor read_text_points(const std::string& path);
 
 struct Mesh {
@@ -43,7 +44,7 @@ void write_npy(const std::string& path, const torch::Tensor& array);
 // readable by Open3D, PCL, MeshLab and read_point_file.
 void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors = {});
 
-// Any point file by extension: .txt .xyz -> read_text_points; .npy -> read_npy ([P, C >= 3]);
+// Any point file by extension: .txt .xyz .pts .csv -> read_text_points; .npy -> read_npy ([P, C >= 3]);
 // .pcd .ply -> read_pcl_points; .off -> surface sample of `mesh_points` points.
 torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed);
 

@@ -49,8 +49,18 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   ewa::data::write_ply_points(dir / "in/sub/c_sphere.ply", sphere);
   ewa::testing::write_file(dir / "in/sub/d_cube.off", "OFF\n8 6 0\n-1 -1 -1\n1 -1 -1\n1 1 -1\n-1 1 -1\n-1 -1 1\n1 -1 1\n1 1 1\n-1 1 1\n"
                                                       "4 0 1 2 3\n4 4 5 6 7\n4 0 1 5 4\n4 2 3 7 6\n4 0 3 7 4\n4 1 2 6 5\n");
+  // A .csv with a header line and a .pts with a point-count line.
+  {
+    std::ofstream csv(dir / "in/g_sphere.csv"), pts(dir / "in/h_sphere.pts");
+    csv << "x,y,z\n";
+    pts << "400\n";
+    for (int64_t i = 0; i < 400; ++i) {
+      csv << sphere[i][0].item<float>() << "," << sphere[i][1].item<float>() << "," << sphere[i][2].item<float>() << "\n";
+      pts << sphere[i][0].item<float>() << " " << sphere[i][1].item<float>() << " " << sphere[i][2].item<float>() << " 7\n";
+    }
+  }
   // An organized PCD (missing points as NaN) and a PLY with double vertices, where the readers exist.
-  int good = 4;
+  int good = 6;
   if (ewa::data::built_with_pcl()) {
     std::ofstream pcd(dir / "in/e_scan.pcd");
     pcd << "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 81\nHEIGHT 5\n"

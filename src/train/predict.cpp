@@ -13,7 +13,7 @@ namespace ewa::train {
 namespace fs = std::filesystem;
 
 namespace {
-const std::set<std::string> kPointExtensions = {".txt", ".xyz", ".npy", ".off", ".pcd", ".ply"};
+const std::set<std::string> kPointExtensions = {".txt", ".xyz", ".pts", ".csv", ".npy", ".off", ".pcd", ".ply"};
 
 // The model-ready cloud [num_points, C] of one file, or an error.
 torch::Tensor load_cloud(const std::string& path, const Config& cfg, FilePrediction& p) {

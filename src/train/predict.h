@@ -27,7 +27,7 @@ struct FilePrediction {
 };
 
 // Files given and point files inside given folders (recursively, sorted; by extension
-// .txt .xyz .npy .off .pcd .ply). A path that does not exist is kept, so it reports its error.
+// .txt .xyz .pts .csv .npy .off .pcd .ply). A path that does not exist is kept, so it reports its error.
 std::vector<std::string> expand_point_inputs(const std::vector<std::string>& files_or_folders);
 
 // Predicts every file with `model` (a point classifier built from `cfg`; eval mode is set here).
