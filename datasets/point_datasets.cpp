@@ -322,11 +322,7 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
       dict.insert(std::string("class_names"), names);
       const auto bytes = torch::pickle_save(at::IValue(dict));
       fs::create_directories(fs::path(cache).parent_path());
-      write_atomically(cache, [&](const std::string& tmp) {
-        std::ofstream o(tmp, std::ios::binary);
-        o.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        if (!o) throw std::runtime_error("write failed");
-      });
+      write_bytes_atomically(cache, bytes.data(), bytes.size());
     } catch (const std::exception&) {
     }
   }

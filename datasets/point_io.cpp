@@ -147,11 +147,7 @@ void write_npy(const std::string& path, const torch::Tensor& array) {
   bytes += static_cast<char>(header.size() >> 8);
   bytes += header;
   bytes.append(reinterpret_cast<const char*>(a.data_ptr<float>()), static_cast<size_t>(a.numel()) * 4);
-  write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error("write to " + tmp + " failed");
-  });
+  write_bytes_atomically(path, bytes.data(), bytes.size());
 }
 
 void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors) {

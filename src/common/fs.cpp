@@ -49,14 +49,18 @@ void write_atomically(const std::string& path, const std::function<void(const st
   fsync_path(fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path().string());
 }
 
-void write_text_atomically(const std::string& path, const std::string& text) {
+void write_bytes_atomically(const std::string& path, const char* data, size_t size) {
   write_atomically(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw std::runtime_error(std::string("cannot open ") + tmp + " (" + std::strerror(errno) + ")");
-    out << text;
+    out.write(data, static_cast<std::streamsize>(size));
     out.flush();
-    if (!out) throw std::runtime_error("write to " + tmp + " failed");
+    if (!out) throw std::runtime_error("write to " + tmp + " failed (disk full?)");
   });
+}
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  write_bytes_atomically(path, text.data(), text.size());
 }
 
 void append_line(const std::string& path, const std::string& line) {

@@ -1,5 +1,6 @@
 // Small filesystem helpers that keep what is already on disk intact.
 #pragma once
+#include <cstddef>
 #include <functional>
 #include <string>
 
@@ -13,6 +14,9 @@ void ensure_writable_dir(const std::string& dir);
 // to disk and renamed over `path`. On any failure the temporary is removed and `path` keeps
 // its old content.
 void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& writer);
+
+// write_atomically for a buffer of bytes (a pickle, an .npy file, ...).
+void write_bytes_atomically(const std::string& path, const char* data, size_t size);
 
 // write_atomically for a string.
 void write_text_atomically(const std::string& path, const std::string& text);

@@ -145,12 +145,7 @@ void write_torch_state_dict(const std::string& path, const torch::OrderedDict<st
   root.insert(std::string("base_model"), sd);
   root.insert(std::string("epoch"), epoch);
   const std::vector<char> bytes = torch::pickle_save(at::IValue(root));
-  write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) throw std::runtime_error("write to " + tmp + " failed (disk full?)");
-  });
+  write_bytes_atomically(path, bytes.data(), bytes.size());
 }
 
 StateDict read_state_dict(const std::string& path) {

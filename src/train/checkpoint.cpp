@@ -76,13 +76,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
     root.insert(std::string("class_names"), names);
   }
   const std::vector<char> bytes = torch::pickle_save(at::IValue(root));
-  write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot open " + tmp + " for writing");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) throw std::runtime_error("write to " + tmp + " failed (disk full?)");
-  });
+  write_bytes_atomically(path, bytes.data(), bytes.size());
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
