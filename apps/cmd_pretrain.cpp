@@ -30,21 +30,8 @@ void add_pretrain_command(CLI::App& app) {
   cmd->add_option("-o,--out", args->out, "--reconstruct: output directory (default: <checkpoint dir>/reconstructions)");
   cmd->add_option("-n,--count", args->count, "--reconstruct: number of test clouds")->capture_default_str();
   cmd->callback([args] {
-    Config cfg;
     const std::string from = !args->reconstruct.empty() ? args->reconstruct : args->resume;
-    if (args->config.empty() && !from.empty()) {
-      auto ckpt = train::read_checkpoint(from);
-      nlohmann::json j = resolve_config(ckpt.config, "checkpoint " + from);
-      for (const auto& o : args->set) apply_override(j, o);
-      cfg = parse_config(j, "checkpoint " + from);
-    } else {
-      cfg = load_config(args->config, args->set);
-    }
-    if (!args->name.empty()) {
-      cfg.name = args->name;
-      cfg.json["name"] = args->name;
-    }
-    if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
+    Config cfg = run_config(args->config, from, args->set, args->name);
     if (args->reconstruct.empty()) {
       train::pretrain_point_mae(cfg, train::TrainOptions{args->resume}, print_line);
       return;

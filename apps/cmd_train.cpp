@@ -2,8 +2,6 @@
 // pretrained weights (finetune.init).
 #include "apps/commands.h"
 #include "common/error.h"
-#include "common/runtime.h"
-#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace ewa::app {
@@ -26,26 +24,13 @@ void add_common(CLI::App* cmd, const std::shared_ptr<TrainArgs>& args) {
 }
 
 void run(const TrainArgs& a) {
-  Config cfg;
   std::vector<std::string> set = a.set;
   if (!a.init.empty()) set.push_back("finetune.init=" + a.init);
   if (a.linear_probe) set.push_back("finetune.freeze_encoder=true");
   if (a.allow_missing) set.push_back("finetune.allow_missing=true");
   if (a.layer_decay > 0) set.push_back("finetune.layer_decay=" + std::to_string(a.layer_decay));
-  if (a.config.empty() && !a.resume.empty()) {
-    auto ckpt = train::read_checkpoint(a.resume);
-    nlohmann::json j = resolve_config(ckpt.config, "checkpoint " + a.resume);
-    for (const auto& o : set) apply_override(j, o);
-    cfg = parse_config(j, "checkpoint " + a.resume);
-  } else {
-    cfg = load_config(a.config, set);
-  }
-  if (!a.name.empty()) {
-    cfg.name = a.name;
-    cfg.json["name"] = a.name;
-  }
+  Config cfg = run_config(a.config, a.resume, set, a.name);
   if (cfg.model.name == "point_mae") fail("model.name: point_mae is a pretraining model: run `ewa pretrain` with this config");
-  if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
   train::train_classifier(cfg, train::TrainOptions{a.resume}, print_line);
 }
 

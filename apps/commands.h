@@ -24,6 +24,12 @@ void add_predict_command(CLI::App& app);
 // Loads `config_path` (or the defaults when empty), applies --set overrides, and parses it.
 Config load_config(const std::string& config_path, const std::vector<std::string>& overrides);
 
+// The config of a training or pretraining run: `config_path` with --set overrides, or, when it is
+// empty and `checkpoint` is given (--resume, --reconstruct), the checkpoint's own config with the
+// overrides; `name` (when not empty) renames the run. Applies train.threads.
+Config run_config(const std::string& config_path, const std::string& checkpoint, const std::vector<std::string>& overrides,
+                  const std::string& name);
+
 // The config of a weights file: its own (ewa checkpoints) with --set overrides, or `config_path`
 // when given (required for official / timm files, which carry none).
 Config config_for_weights(const std::string& weights_path, const io::StateDict& weights, const std::string& config_path,

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/runtime.h"
 #include "config/schema.h"
+#include "train/checkpoint.h"
 
 namespace ewa::app {
 
@@ -20,6 +21,25 @@ Config load_config(const std::string& config_path, const std::vector<std::string
   for (const auto& o : overrides) apply_override(cfg, o);
   return parse_config(resolve_config(cfg, config_path.empty() ? "config (defaults)" : "config " + config_path),
                       config_path.empty() ? "config (defaults)" : "config " + config_path);
+}
+
+Config run_config(const std::string& config_path, const std::string& checkpoint, const std::vector<std::string>& overrides,
+                  const std::string& name) {
+  Config cfg;
+  if (config_path.empty() && !checkpoint.empty()) {
+    auto ckpt = train::read_checkpoint(checkpoint);
+    nlohmann::json j = resolve_config(ckpt.config, "checkpoint " + checkpoint);
+    for (const auto& o : overrides) apply_override(j, o);
+    cfg = parse_config(j, "checkpoint " + checkpoint);
+  } else {
+    cfg = load_config(config_path, overrides);
+  }
+  if (!name.empty()) {
+    cfg.name = name;
+    cfg.json["name"] = name;
+  }
+  if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
+  return cfg;
 }
 
 Config config_for_weights(const std::string& weights_path, const io::StateDict& weights, const std::string& config_path,

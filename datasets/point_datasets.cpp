@@ -218,7 +218,7 @@ RawSplit parse_split(const DataConfig& cfg, const Listing& l, int sp, int64_t li
   raw.labels = l.labels[sp];
   raw.names = l.files[sp];
   const int64_t channels = cfg.use_normals ? 6 : 3;
-  const int64_t mesh_points = std::max<int64_t>(cfg.num_points * 2, 2048);
+  const int64_t mesh_points = mesh_sample_points(cfg);
   at::parallel_for(0, n, 16, [&](int64_t a, int64_t b) {
     for (int64_t i = a; i < b; ++i) {
       auto cloud = read_point_file(raw.names[i], mesh_points, seed + static_cast<uint64_t>(i));
@@ -241,6 +241,8 @@ PointCloudSet finish(const RawSplit& raw, int64_t keep, const std::string& what)
 }
 
 }  // namespace
+
+int64_t mesh_sample_points(const DataConfig& cfg) { return std::max<int64_t>(cfg.num_points * 2, 2048); }
 
 torch::Tensor normalize_unit_sphere(const torch::Tensor& cloud, const std::string& what) {
   if (cloud.dim() != 2 || cloud.size(0) == 0 || cloud.size(1) < 3) fail(what + ": empty point cloud (no points)");

@@ -34,6 +34,9 @@ extern const std::vector<std::string> kScanObjectNNClasses;
 // Throws ewa::Error naming `what` for an empty cloud, NaN/inf coordinates or a single repeated point.
 torch::Tensor normalize_unit_sphere(const torch::Tensor& cloud, const std::string& what);
 
+// Points sampled from a mesh surface (.off) when it feeds a model of cfg.num_points points.
+int64_t mesh_sample_points(const DataConfig& cfg);
+
 // Normalises and FPS-orders one cloud [P, C] to `keep` points; `what` names it in errors
 // (a cloud with fewer than `keep` points is an error).
 torch::Tensor prepare_cloud(const torch::Tensor& cloud, int64_t keep, const std::string& what);

@@ -18,7 +18,7 @@ const std::set<std::string> kPointExtensions = {".txt", ".xyz", ".pts", ".csv", 
 // The model-ready cloud [num_points, C] of one file, or an error.
 torch::Tensor load_cloud(const std::string& path, const Config& cfg, FilePrediction& p) {
   const int64_t keep = cfg.data.num_points, channels = cfg.model.in_chans;
-  auto cloud = data::read_point_file(path, std::max<int64_t>(2 * keep, 2048), 0);
+  auto cloud = data::read_point_file(path, data::mesh_sample_points(cfg.data), 0);
   p.points_read = cloud.size(0);
   if (cloud.size(1) < channels)
     fail(path + ": the model takes " + std::to_string(channels) + " channels per point (xyz" +
