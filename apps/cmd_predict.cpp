@@ -17,7 +17,7 @@ void add_predict_command(CLI::App& app) {
     bool json = false;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("predict", "Classify point files (.txt .xyz .pts .csv .npy .off .pcd .ply) or folders of them");
+  auto* cmd = app.add_subcommand("predict", "Classify point files (.txt .xyz .pts .csv .npy .off .obj .pcd .ply) or folders of them");
   cmd->add_option("checkpoint", args->checkpoint, "Classifier weights: an ewa checkpoint, or an official .pth with --config")
       ->required();
   cmd->add_option("inputs", args->inputs, "Point files and folders (searched recursively)")->required();
@@ -28,6 +28,8 @@ void add_predict_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
   cmd->add_option("--batch-size", args->options.batch_size, "Clouds per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--upsample", args->options.upsample,
+                "Fill clouds with fewer points than data.num_points up by repeating points (default: refuse them)");
   cmd->add_flag("--json", args->json, "One JSON object per file instead of the table");
   cmd->callback([args] {
     const auto weights = io::read_state_dict(args->checkpoint);
@@ -57,6 +59,7 @@ void add_predict_command(CLI::App& app) {
         nlohmann::json top = nlohmann::json::array();
         for (const auto& [c, prob] : p.top) top.push_back({{"class", name_of(c)}, {"index", c}, {"probability", prob}});
         print_line(nlohmann::json{{"file", p.path}, {"points", p.points_read}, {"dropped_nonfinite", p.dropped_nonfinite},
+                                  {"upsampled_from", p.upsampled_from},
                                   {"top", top}, {"evaluation", label}}
                        .dump());
         continue;
@@ -68,6 +71,7 @@ void add_predict_command(CLI::App& app) {
         line += cell;
       }
       if (p.dropped_nonfinite > 0) line += " (" + std::to_string(p.dropped_nonfinite) + " non-finite points dropped)";
+      if (p.upsampled_from > 0) line += " (upsampled from " + std::to_string(p.upsampled_from) + " points)";
       print_line(line);
     }
     if (!args->json)

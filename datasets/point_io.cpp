@@ -17,9 +17,15 @@
 #endif
 #ifdef EWA_HAS_OPEN3D
 #include <open3d/geometry/PointCloud.h>
+#include <open3d/geometry/TriangleMesh.h>
 #include <open3d/io/PointCloudIO.h>
+#include <open3d/io/TriangleMeshIO.h>
+#include <open3d/utility/Logging.h>
 #endif
 #ifdef EWA_HAS_PCL
+#include <pcl/PolygonMesh.h>
+#include <pcl/conversions.h>
+#include <pcl/io/obj_io.h>
 #include <pcl/io/pcd_io.h>
 #include <pcl/io/ply_io.h>
 #include <pcl/point_types.h>
@@ -325,9 +331,97 @@ torch::Tensor read_pcl_points(const std::string& path) {
 #endif
 }
 
+namespace {
+// sample_surface with errors naming the file.
+torch::Tensor sample_mesh_file(const std::string& path, const Mesh& mesh, int64_t n, uint64_t seed) {
+  try {
+    return sample_surface(mesh, n, seed);
+  } catch (const Error& e) {
+    fail(path + ": " + e.what());
+  }
+}
+}  // namespace
+
+bool ply_has_faces(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path + ": cannot open file");
+  std::string line;
+  for (int n = 0; n < 1000 && std::getline(in, line); ++n) {
+    if (line.rfind("end_header", 0) == 0) return false;
+    std::istringstream words(line);
+    std::string element, name;
+    long long count = 0;
+    if (words >> element >> name >> count && element == "element" && name == "face") return count > 0;
+  }
+  return false;
+}
+
+Mesh read_mesh(const std::string& path) {
+  if (!fs::exists(path)) fail(path + ": cannot open file");
+  const std::string ext = lower_extension(path);
+  if (ext == ".obj") {
+    // PCL's OBJ reader: Open3D's (through Assimp, as Debian builds it) silently skips every face
+    // that is not a triangle, leaving an empty mesh for quad-meshed files.
+#ifdef EWA_HAS_PCL
+    pcl::PolygonMesh m;
+    if (pcl::io::loadOBJFile(path, m) != 0) fail(path + ": PCL could not read the mesh (truncated or not a valid obj)");
+    pcl::PointCloud<pcl::PointXYZ> v;
+    pcl::fromPCLPointCloud2(m.cloud, v);
+    if (v.empty()) fail(path + ": mesh has no vertices");
+    Mesh out{torch::empty({static_cast<int64_t>(v.size()), 3}, torch::kFloat), {}};
+    auto va = out.vertices.accessor<float, 2>();
+    for (size_t i = 0; i < v.size(); ++i) va[i][0] = v[i].x, va[i][1] = v[i].y, va[i][2] = v[i].z;
+    std::vector<int64_t> tri;
+    for (size_t f = 0; f < m.polygons.size(); ++f) {
+      const auto& ids = m.polygons[f].vertices;
+      for (auto id : ids)
+        if (id < 0 || static_cast<size_t>(id) >= v.size())
+          fail(path + ": face " + std::to_string(f + 1) + " refers to vertex " + std::to_string(id + 1) + " of " +
+               std::to_string(v.size()));
+      for (size_t k = 1; k + 1 < ids.size(); ++k) tri.insert(tri.end(), {int64_t(ids[0]), int64_t(ids[k]), int64_t(ids[k + 1])});
+    }
+    out.faces = torch::tensor(tri, torch::kLong).view({-1, 3});
+    return out;
+#else
+    fail(path + ": ewa was built without PCL, so .obj meshes cannot be read (reconfigure with EWA_WITH_PCL=ON and libpcl-dev)");
+#endif
+  }
+#ifdef EWA_HAS_OPEN3D
+  open3d::utility::SetVerbosityLevel(open3d::utility::VerbosityLevel::Error);
+  open3d::geometry::TriangleMesh m;
+  open3d::io::ReadTriangleMeshOptions options;
+  options.enable_post_processing = false;
+  if (!open3d::io::ReadTriangleMesh(path, m, options))
+    fail(path + ": Open3D could not read the mesh (truncated or not a valid " + ext.substr(1) + ")");
+  if (m.vertices_.empty()) fail(path + ": mesh has no vertices");
+  Mesh out{torch::empty({static_cast<int64_t>(m.vertices_.size()), 3}, torch::kFloat),
+           torch::empty({static_cast<int64_t>(m.triangles_.size()), 3}, torch::kLong)};
+  auto v = out.vertices.accessor<float, 2>();
+  for (size_t i = 0; i < m.vertices_.size(); ++i)
+    for (int c = 0; c < 3; ++c) v[i][c] = static_cast<float>(m.vertices_[i](c));
+  auto f = out.faces.accessor<int64_t, 2>();
+  const int64_t nv = out.vertices.size(0);
+  for (size_t i = 0; i < m.triangles_.size(); ++i)
+    for (int c = 0; c < 3; ++c) {
+      f[i][c] = m.triangles_[i](c);
+      if (f[i][c] < 0 || f[i][c] >= nv)
+        fail(path + ": face " + std::to_string(i) + " refers to vertex " + std::to_string(f[i][c]) + " of " + std::to_string(nv));
+    }
+  return out;
+#else
+  fail(path + ": ewa was built without Open3D, so " + ext + " meshes cannot be read (reconfigure with EWA_WITH_OPEN3D=ON and libopen3d-dev)");
+#endif
+}
+
 torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed) {
   const std::string ext = lower_extension(path);
   if (ext == ".txt" || ext == ".xyz" || ext == ".pts" || ext == ".csv") return read_text_points(path);
+  // Meshes (.obj, .ply with faces) are sampled on their surface; vertex-only files are points.
+  if (ext == ".obj" || (ext == ".ply" && built_with_open3d() && ply_has_faces(path))) {
+    Mesh mesh = read_mesh(path);
+    if (mesh.faces.size(0) == 0) return mesh.vertices;  // an .obj of bare vertices
+    return sample_mesh_file(path, mesh, mesh_points, seed);
+  }
   if (ext == ".pcd" || ext == ".ply") return read_pcl_points(path);
   if (ext == ".npy") {
     auto a = read_npy(path);
@@ -336,16 +430,8 @@ torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint
     if (a.size(0) == 0) fail(path + ": empty point cloud (no points)");
     return a;  // non-finite rows are the caller's to drop or refuse (datasets refuse them)
   }
-  if (ext == ".off") {
-    try {
-      return sample_surface(read_off(path), mesh_points, seed);
-    } catch (const Error& e) {
-      const std::string what = e.what();
-      if (what.rfind(path, 0) == 0) throw;
-      fail(path + ": " + what);
-    }
-  }
-  fail(path + ": unsupported point file extension '" + ext + "' (expected .txt, .xyz, .pts, .csv, .npy, .off, .pcd or .ply)");
+  if (ext == ".off") return sample_mesh_file(path, read_off(path), mesh_points, seed);
+  fail(path + ": unsupported point file extension '" + ext + "' (expected .txt, .xyz, .pts, .csv, .npy, .off, .obj, .pcd or .ply)");
 }
 
 H5Clouds read_h5_clouds(const std::string& path) {

@@ -44,8 +44,14 @@ void write_npy(const std::string& path, const torch::Tensor& array);
 // readable by Open3D, PCL, MeshLab and read_point_file.
 void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors = {});
 
+// A triangle mesh: .obj through PCL (polygons fan-triangulated), .ply with faces through Open3D.
+Mesh read_mesh(const std::string& path);
+// Whether a PLY header declares a non-empty face element.
+bool ply_has_faces(const std::string& path);
+
 // Any point file by extension: .txt .xyz .pts .csv -> read_text_points; .npy -> read_npy ([P, C >= 3]);
-// .pcd .ply -> read_pcl_points; .off -> surface sample of `mesh_points` points.
+// .pcd and vertex-only .ply -> read_pcl_points; .off, .obj and .ply with faces -> surface sample
+// of `mesh_points` points (an .obj without faces gives its vertices).
 torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed);
 
 // HDF5 classification file: dataset `data` float [N, P, 3+] and `label` integer [N] or [N, 1].

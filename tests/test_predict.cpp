@@ -12,6 +12,11 @@
 #include "datasets/synthetic.h"
 #include "test_util.h"
 
+#ifdef EWA_HAS_PCL
+#include <pcl/io/pcd_io.h>
+#include <pcl/point_types.h>
+#endif
+
 namespace {
 using nlohmann::json;
 using ewa::testing::TempDir;
@@ -77,6 +82,54 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
       ply << sphere[i][0].item<double>() << " " << sphere[i][1].item<double>() << " " << sphere[i][2].item<double>() << "\n";
     ++good;
   }
+  // Meshes through Open3D: an .obj cube (quads), a binary PLY cube with colours and faces (sampled
+  // on the surface), and PCD files with extra fields in binary and binary_compressed encodings.
+  if (ewa::data::built_with_open3d()) {
+    ewa::testing::write_file(dir / "in/i_cube.obj", "# cube\nv -1 -1 -1\nv 1 -1 -1\nv 1 1 -1\nv -1 1 -1\nv -1 -1 1\nv 1 -1 1\n"
+                                                    "v 1 1 1\nv -1 1 1\nf 1 2 3 4\nf 5 6 7 8\nf 1 2 6 5\nf 3 4 8 7\nf 1 4 8 5\nf 2 3 7 6\n");
+    {
+    std::ofstream ply(dir / "in/j_cube_binary.ply", std::ios::binary);
+    ply << "ply\nformat binary_little_endian 1.0\nelement vertex 8\nproperty float x\nproperty float y\nproperty float z\n"
+           "property uchar red\nproperty uchar green\nproperty uchar blue\nelement face 12\nproperty list uchar int vertex_indices\n"
+           "end_header\n";
+    for (int i = 0; i < 8; ++i) {
+      float v[3] = {i & 1 ? 1.f : -1.f, i & 2 ? 1.f : -1.f, i & 4 ? 1.f : -1.f};
+      unsigned char rgb[3] = {200, 10, 10};
+      ply.write(reinterpret_cast<const char*>(v), sizeof v).write(reinterpret_cast<const char*>(rgb), 3);
+    }
+    const int faces[12][3] = {{0, 1, 3}, {0, 3, 2}, {4, 5, 7}, {4, 7, 6}, {0, 1, 5}, {0, 5, 4},
+                              {2, 3, 7}, {2, 7, 6}, {0, 2, 6}, {0, 6, 4}, {1, 3, 7}, {1, 7, 5}};
+    for (const auto& f : faces) {
+      unsigned char three = 3;
+      ply.write(reinterpret_cast<const char*>(&three), 1).write(reinterpret_cast<const char*>(f), sizeof f);
+    }
+    }  // closed: written out before it is read
+    good += 2;
+    // The surface sample covers the cube's faces, not only its 8 corners.
+    auto pts = ewa::data::read_point_file(dir / "in/j_cube_binary.ply", 2048, 0);
+    EXPECT_EQ(pts.size(0), 2048);
+    EXPECT_NEAR(pts.abs().amax(1).min().item<float>(), 1.0f, 1e-5);  // every point on a face
+    EXPECT_LT(pts.abs().amin(1).max().item<float>(), 1.0f);           // not all at corners
+    auto obj = ewa::data::read_point_file(dir / "in/i_cube.obj", 1000, 0);
+    EXPECT_EQ(obj.size(0), 1000);
+    EXPECT_NEAR(obj.abs().amax(1).min().item<float>(), 1.0f, 1e-5);
+  }
+#ifdef EWA_HAS_PCL
+  {
+    pcl::PointCloud<pcl::PointXYZRGBNormal> c;
+    for (int64_t i = 0; i < 400; ++i) {
+      pcl::PointXYZRGBNormal q;
+      q.x = sphere[i][0].item<float>(), q.y = sphere[i][1].item<float>(), q.z = sphere[i][2].item<float>();
+      q.r = 10, q.g = 200, q.b = 30, q.normal_x = q.x, q.normal_y = q.y, q.normal_z = q.z, q.curvature = 0.5f;
+      c.push_back(q);
+    }
+    ASSERT_EQ(pcl::io::savePCDFileBinary(dir / "in/k_scan_binary.pcd", c), 0);
+    ASSERT_EQ(pcl::io::savePCDFileBinaryCompressed(dir / "in/l_scan_compressed.pcd", c), 0);
+    good += 2;
+    auto back = ewa::data::read_point_file(dir / "in/l_scan_compressed.pcd", 0, 0);
+    EXPECT_TRUE(torch::allclose(back, sphere, 0, 1e-6));  // xyz taken from among the extra fields
+  }
+#endif
   // Bad files: empty, all-NaN, too few points, garbage, 2 columns.
   fs::create_directories(dir / "bad");
   ewa::testing::write_file(dir / "bad/empty.txt", "");
@@ -84,13 +137,20 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   ewa::data::write_npy(dir / "bad/few.npy", torch::randn({20, 3}));
   ewa::testing::write_file(dir / "bad/garbage.npy", "not numpy at all");
   ewa::testing::write_file(dir / "bad/flat.xyz", "1 2\n3 4\n");
+  int bad = 7;
+  if (ewa::data::built_with_pcl()) {
+    ewa::testing::write_file(dir / "bad/face.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n");
+    ++bad;
+  }
 
   // Folder of good files: every file predicted, exit 0, class names from the checkpoint.
   r = run_command(kEwa + " predict " + ckpt + " " + (dir / "in") + " -k 3");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string n = std::to_string(good);
   EXPECT_NE(r.output.find(n + " of " + n + " files predicted (single pass, no voting)"), std::string::npos) << r.output;
-  if (ewa::data::built_with_pcl()) EXPECT_NE(r.output.find("(5 non-finite points dropped)"), std::string::npos) << r.output;
+  if (ewa::data::built_with_pcl()) {
+    EXPECT_NE(r.output.find("(5 non-finite points dropped)"), std::string::npos) << r.output;
+  }
   EXPECT_NE(r.output.find("b_sphere.npy:"), std::string::npos);
   EXPECT_NE(r.output.find("(7 non-finite points dropped)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("sphere 0."), std::string::npos) << r.output;  // a class name, not class_0
@@ -121,10 +181,29 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   r = run_command(kEwa + " predict " + ckpt + " " + (dir / "in/a_sphere.txt") + " " + (dir / "bad") + " " + (dir / "missing.ply"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("a_sphere.txt:"), std::string::npos) << r.output;
-  for (const char* needle : {"empty.txt: empty point cloud", "nan.npy: no finite points", "few.npy: 20 usable points, the model needs 64",
-                             "garbage.npy: not a NumPy .npy file", "flat.xyz:1: expected at least 3 coordinates", "missing.ply",
-                             "6 of 7 files could not be predicted"})
+  for (const char* needle : {"empty.txt: empty point cloud", "nan.npy: no finite points",
+                             "few.npy: 20 usable points, the model needs 64 (data.num_points); --upsample fills it up",
+                             "garbage.npy: not a NumPy .npy file", "flat.xyz:1: expected at least 3 coordinates",
+                             "missing.ply: cannot open file"})
     EXPECT_NE(r.output.find(needle), std::string::npos) << needle << "\n" << r.output;
+  const std::string summary = std::to_string(bad - 1) + " of " + std::to_string(bad) + " files could not be predicted";
+  EXPECT_NE(r.output.find(summary), std::string::npos) << r.output;
+  if (ewa::data::built_with_pcl()) {
+    EXPECT_NE(r.output.find("face.obj: face 1 refers to vertex 9 of 3"), std::string::npos) << r.output;
+  }
+
+  // --upsample: 20 points are filled up to 64 (and labelled); 5 points (fewer than the 8 groups)
+  // are still refused.
+  ewa::data::write_npy(dir / "bad/tiny.npy", torch::randn({5, 3}));
+  r = run_command(kEwa + " predict " + ckpt + " " + (dir / "bad/few.npy") + " --upsample");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("(upsampled from 20 points)"), std::string::npos) << r.output;
+  r = run_command(kEwa + " predict " + ckpt + " " + (dir / "bad/tiny.npy") + " --upsample");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("tiny.npy: 5 usable points, the model needs 64 (data.num_points), and upsampling needs at least "
+                          "model.num_groups = 8"),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

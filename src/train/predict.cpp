@@ -13,10 +13,10 @@ namespace ewa::train {
 namespace fs = std::filesystem;
 
 namespace {
-const std::set<std::string> kPointExtensions = {".txt", ".xyz", ".pts", ".csv", ".npy", ".off", ".pcd", ".ply"};
+const std::set<std::string> kPointExtensions = {".txt", ".xyz", ".pts", ".csv", ".npy", ".off", ".obj", ".pcd", ".ply"};
 
 // The model-ready cloud [num_points, C] of one file, or an error.
-torch::Tensor load_cloud(const std::string& path, const Config& cfg, FilePrediction& p) {
+torch::Tensor load_cloud(const std::string& path, const Config& cfg, bool upsample, FilePrediction& p) {
   const int64_t keep = cfg.data.num_points, channels = cfg.model.in_chans;
   auto cloud = data::read_point_file(path, data::mesh_sample_points(cfg.data), 0);
   p.points_read = cloud.size(0);
@@ -28,9 +28,18 @@ torch::Tensor load_cloud(const std::string& path, const Config& cfg, FilePredict
   p.dropped_nonfinite = cloud.size(0) - finite.sum().item<int64_t>();
   cloud = cloud.index_select(0, finite.nonzero().squeeze(1));
   if (cloud.size(0) == 0) fail(path + ": no finite points (" + std::to_string(p.points_read) + " read)");
-  if (cloud.size(0) < keep)
-    fail(path + ": " + std::to_string(cloud.size(0)) + " usable points, the model needs " + std::to_string(keep) +
-         " (data.num_points)");
+  const int64_t usable = cloud.size(0);
+  if (usable < keep) {
+    if (!upsample || usable < cfg.model.num_groups)
+      fail(path + ": " + std::to_string(usable) + " usable points, the model needs " + std::to_string(keep) +
+           " (data.num_points)" +
+           (upsample ? ", and upsampling needs at least model.num_groups = " + std::to_string(cfg.model.num_groups)
+                     : "; --upsample fills it up by repeating points"));
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(usable));
+    auto extra = torch::randint(usable, {keep - usable}, gen, torch::kLong);
+    cloud = torch::cat({cloud, cloud.index_select(0, extra)}, 0);
+    p.upsampled_from = usable;
+  }
   return data::prepare_cloud(cloud, keep, path);
 }
 }  // namespace
@@ -81,7 +90,7 @@ std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, c
   for (size_t i = 0; i < files.size(); ++i) {
     out[i].path = files[i];
     try {
-      clouds.push_back(load_cloud(files[i], cfg, out[i]));
+      clouds.push_back(load_cloud(files[i], cfg, o.upsample, out[i]));
       ready.push_back(i);
     } catch (const Error& e) {
       out[i].error = e.what();

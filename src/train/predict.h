@@ -17,17 +17,21 @@ struct PredictOptions {
   int64_t top_k = 5;
   int64_t votes = 1;        // > 1: probabilities averaged over 1 clean + votes - 1 augmented passes
   int64_t batch_size = 32;  // clouds per forward pass
+  // Clouds with fewer usable points than data.num_points (but at least model.num_groups): true =
+  // filled up by repeating randomly chosen points (seeded by the file's point count), false = refused.
+  bool upsample = false;
 };
 
 struct FilePrediction {
   std::string path;
   std::string error;                            // non-empty: the file could not be predicted
   int64_t points_read = 0, dropped_nonfinite = 0;
+  int64_t upsampled_from = 0;                   // > 0: the usable point count before upsampling
   std::vector<std::pair<int64_t, double>> top;  // (class, probability), most probable first
 };
 
 // Files given and point files inside given folders (recursively, sorted; by extension
-// .txt .xyz .pts .csv .npy .off .pcd .ply). A path that does not exist is kept, so it reports its error.
+// .txt .xyz .pts .csv .npy .off .obj .pcd .ply). A path that does not exist is kept, so it reports its error.
 std::vector<std::string> expand_point_inputs(const std::vector<std::string>& files_or_folders);
 
 // Predicts every file with `model` (a point classifier built from `cfg`; eval mode is set here).
