@@ -20,6 +20,9 @@ void add_data_command(CLI::App& app);
 void add_pretrain_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
+void add_plot_command(CLI::App& app);
+void add_show_command(CLI::App& app);
+void add_gallery_command(CLI::App& app);
 
 // Loads `config_path` (or the defaults when empty), applies --set overrides, and parses it.
 Config load_config(const std::string& config_path, const std::vector<std::string>& overrides);

@@ -91,6 +91,9 @@ int main(int argc, char** argv) {
   ewa::app::add_pretrain_command(app);
   ewa::app::add_export_command(app);
   ewa::app::add_predict_command(app);
+  ewa::app::add_plot_command(app);
+  ewa::app::add_show_command(app);
+  ewa::app::add_gallery_command(app);
   app.parse_complete_callback([&] { ewa::init_threads(threads); });
   try {
     app.parse(argc, argv);

@@ -2,7 +2,8 @@
 # Installs everything ewa needs on Debian 12, as root. Idempotent: on a ready machine it checks
 # and exits in seconds.
 #   Debian packages: compilers and build tools, LibTorch's companions (HDF5, PCL, Open3D,
-#     nlohmann-json, CLI11, GoogleTest, Google Benchmark), ccache, Xvfb, the Fashion-MNIST data.
+#     nlohmann-json, CLI11, GoogleTest, Google Benchmark), cairo (plots), ccache, Xvfb and Mesa
+#     (headless Open3D rendering), a font for plot text, the Fashion-MNIST data.
 #   LibTorch: the pinned `torch` wheel from PyPI (CUDA 13 build) in a virtual environment outside
 #     the source tree: $EWA_VENV (default /opt/ewa-venv), so every clone on the machine shares it.
 # The CUDA toolkit is not installed here: CMake uses /usr/local/cuda when it exists.
@@ -15,7 +16,7 @@ PACKAGES=(
   python3 python3-venv
   libhdf5-dev libpcl-dev libopen3d-dev nlohmann-json3-dev libcli11-dev
   googletest libgtest-dev libbenchmark-dev
-  dataset-fashion-mnist xvfb
+  dataset-fashion-mnist xvfb libcairo2-dev fonts-dejavu-core libgl1-mesa-dri
 )
 
 die() { echo "install-deps: error: $*" >&2; exit 1; }

@@ -4,6 +4,7 @@
 #include "kernels/group/group.h"
 #include "kernels/knn/knn.h"
 #include "models/registry.h"
+#include "moe/routed_moe.h"
 
 namespace ewa::models {
 namespace {
@@ -23,7 +24,7 @@ PointGroups group_point_cloud(const torch::Tensor& points, int64_t num_groups, i
   auto center_idx = kernels::farthest_point_sample(xyz, num_groups, 0, kernels::FpsRule::Pointnet2);  // [B, G]
   auto centers = xyz.gather(1, center_idx.unsqueeze(2).expand({-1, -1, 3}));
   auto idx = std::get<0>(kernels::knn(centers, xyz, group_size));
-  return {centers, kernels::group_points(points.contiguous(), idx, centers)};
+  return {centers, kernels::group_points(points.contiguous(), idx, centers), idx};
 }
 
 MiniPointNetImpl::MiniPointNetImpl(int64_t in_channels, int64_t out_channels) {
@@ -101,6 +102,31 @@ torch::Tensor PointTransformerImpl::forward_features(const torch::Tensor& points
   auto pos = torch::cat({cls_pos.expand({B, 1, -1}), pos_embed->forward(groups.centers)}, 1);
   x = norm(blocks(x, pos));
   return torch::cat({x.select(1, 0), std::get<0>(x.narrow(1, 1, x.size(1) - 1).max(1))}, 1);
+}
+
+PointInspection PointTransformerImpl::inspect(const torch::Tensor& points) {
+  torch::NoGradGuard guard;
+  auto groups = group_point_cloud(points, num_groups_, group_size_);
+  auto tokens = encoder(groups.neighborhoods);
+  if (!reduce_dim.is_empty()) tokens = reduce_dim(tokens);
+  const int64_t B = tokens.size(0), G = tokens.size(1);
+  auto x = torch::cat({cls_token.expand({B, 1, -1}), tokens}, 1);
+  auto pos = torch::cat({cls_pos.expand({B, 1, -1}), pos_embed->forward(groups.centers)}, 1);
+  PointInspection out{{}, groups.centers, groups.index, {}, {}, -1};
+  const int64_t depth = static_cast<int64_t>(blocks->blocks->size());
+  for (int64_t i = 0; i < depth; ++i) {  // PointBlocks::forward, block by block
+    auto block = blocks->blocks[i]->as<nn::Block>();
+    auto in = x + pos;
+    if (i + 1 == depth) out.attention = block->attn->weights(block->norm1(in)).mean(1).select(1, 0).narrow(1, 1, G);
+    x = block->forward(in);
+    if (auto* routed = dynamic_cast<moe::RoutedMoEImpl*>(block->mlp.get())) {
+      out.experts = routed->last_choice().narrow(1, 1, G).clone();
+      out.experts_block = i;
+    }
+  }
+  x = norm(x);
+  out.logits = forward_head(torch::cat({x.select(1, 0), std::get<0>(x.narrow(1, 1, G).max(1))}, 1));
+  return out;
 }
 
 int64_t PointTransformerImpl::layer_of(const std::string& name) const {

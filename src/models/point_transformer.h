@@ -23,6 +23,7 @@ namespace ewa::models {
 struct PointGroups {
   torch::Tensor centers;        // [B, G, 3]
   torch::Tensor neighborhoods;  // [B, G, K, C], xyz relative to the center
+  torch::Tensor index;          // [B, G, K] int64: the points of each group
 };
 PointGroups group_point_cloud(const torch::Tensor& points, int64_t num_groups, int64_t group_size);
 
@@ -44,6 +45,17 @@ class PointBlocksImpl : public torch::nn::Module {
 };
 TORCH_MODULE(PointBlocks);
 
+// What a point classifier computed for each patch (`ewa show`), from an eval-mode forward pass.
+struct PointInspection {
+  torch::Tensor logits;     // [B, num_classes]
+  torch::Tensor centers;    // [B, G, 3]
+  torch::Tensor index;      // [B, G, K] int64: the points of each patch
+  torch::Tensor attention;  // [B, G]: the class token's attention to each patch in the last block, mean over heads
+  torch::Tensor experts;    // [B, G] int64: first-choice expert of each patch in the last routed MoE block
+                            // (undefined when the model has none)
+  int64_t experts_block = -1;  // the block `experts` comes from
+};
+
 class PointTransformerImpl : public ClassifierImpl {
  public:
   // cfg.model.in_chans (3 = xyz, 6 = xyz + normals) and num_classes must be resolved.
@@ -51,6 +63,9 @@ class PointTransformerImpl : public ClassifierImpl {
   // points [B, P, C] -> [B, 2D]
   torch::Tensor forward_features(const torch::Tensor& points) override;
   torch::Tensor forward_head(const torch::Tensor& features) override;
+  // The forward pass (no gradients, eval mode is the caller's) with the patches, the class
+  // token's attention and routed experts.
+  PointInspection inspect(const torch::Tensor& points);
   bool is_head(const std::string& name) const override { return name.rfind("cls_head_finetune.", 0) == 0; }
   std::shared_ptr<torch::nn::Module> head_module() override { return cls_head_finetune.ptr(); }
   bool may_start_fresh(const std::string& name) const override {

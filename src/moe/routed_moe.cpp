@@ -24,6 +24,7 @@ torch::Tensor RoutedMoEImpl::forward(const torch::Tensor& x) {
   auto probs = torch::softmax(gate(flat), -1);  // [m, n]
   auto [top_p, top_e] = probs.topk(k, -1);       // [m, k]
   if (k == 2) top_p = top_p / top_p.sum(-1, true);
+  last_choice_ = top_e.select(1, 0).reshape(x.sizes().slice(0, x.dim() - 1));
 
   // Load-balancing loss on first choices.
   auto first = torch::one_hot(top_e.select(1, 0), n).to(probs.scalar_type());  // [m, n]

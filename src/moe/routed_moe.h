@@ -29,6 +29,8 @@ class RoutedMoEImpl : public ExpertsFeedForwardImpl {
 
   // Number of token choices dropped for capacity in the last forward pass.
   int64_t last_dropped() const { return last_dropped_; }
+  // First-choice expert of every token of the last forward pass: int64, x's shape without D.
+  const torch::Tensor& last_choice() const { return last_choice_; }
 
   int64_t capacity(int64_t tokens) const;
 
@@ -38,6 +40,7 @@ class RoutedMoEImpl : public ExpertsFeedForwardImpl {
   RoutingOptions routing_;
   torch::Tensor aux_loss_;
   int64_t last_dropped_ = 0;
+  torch::Tensor last_choice_;
 };
 TORCH_MODULE(RoutedMoE);
 

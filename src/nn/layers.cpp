@@ -49,6 +49,12 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   return F::dropout(proj(out), F::DropoutFuncOptions().p(options_.proj_drop()).training(is_training()));
 }
 
+torch::Tensor AttentionImpl::weights(const torch::Tensor& x) {
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2), H = options_.num_heads();
+  auto qkv_t = qkv(x).reshape({B, T, 3, H, D / H}).permute({2, 0, 3, 1, 4});
+  return torch::softmax(torch::matmul(qkv_t[0], qkv_t[1].transpose(-2, -1)) / std::sqrt(double(D / H)), -1);
+}
+
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
   if (!training || p <= 0.0) return x;
   const double keep = 1.0 - p;

@@ -55,6 +55,9 @@ class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const AttentionOptions& options);
   torch::Tensor forward(const torch::Tensor& x);
+  // The attention probabilities softmax(q k^T / sqrt(D/H)) [B, H, T, T] of `x` (explicitly, for
+  // visualisation; forward() uses the fused kernel).
+  torch::Tensor weights(const torch::Tensor& x);
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
 
  private:

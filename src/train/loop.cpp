@@ -12,6 +12,7 @@
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
 #include "train/schedule.h"
+#include "viz/plot.h"
 
 namespace ewa::train {
 namespace fs = std::filesystem;
@@ -238,6 +239,15 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   }
   metrics.update(task.extra_metrics());
   write_text_atomically(dir + "/metrics.json", metrics.dump(2) + "\n");
+  if (viz::built_with_cairo()) {
+    try {  // a plot that cannot be drawn must not fail a finished run
+      std::string names;
+      for (const auto& f : viz::plot_run(dir)) names += (names.empty() ? "" : ", ") + fs::path(f).filename().string();
+      report("plots: " + dir + "/plots/ (" + names + ")");
+    } catch (const std::exception& e) {
+      report(std::string("plots not written: ") + e.what());
+    }
+  }
   report("done in " + duration_text(result.seconds) + ": final test " + result.test.text + " (" +
          std::to_string(data.test->size()) + " samples, final epoch, " + eval_label + "); run directory " + dir);
   return result;

@@ -14,9 +14,9 @@ namespace fs = std::filesystem;
 
 namespace {
 const std::set<std::string> kPointExtensions = {".txt", ".xyz", ".pts", ".csv", ".npy", ".off", ".obj", ".pcd", ".ply"};
+}  // namespace
 
-// The model-ready cloud [num_points, C] of one file, or an error.
-torch::Tensor load_cloud(const std::string& path, const Config& cfg, bool upsample, FilePrediction& p) {
+torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool upsample, FilePrediction& p) {
   const int64_t keep = cfg.data.num_points, channels = cfg.model.in_chans;
   auto cloud = data::read_point_file(path, data::mesh_sample_points(cfg.data), 0);
   p.points_read = cloud.size(0);
@@ -42,7 +42,6 @@ torch::Tensor load_cloud(const std::string& path, const Config& cfg, bool upsamp
   }
   return data::prepare_cloud(cloud, keep, path);
 }
-}  // namespace
 
 std::vector<std::string> expand_point_inputs(const std::vector<std::string>& files_or_folders) {
   std::vector<std::string> out;
@@ -90,7 +89,7 @@ std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, c
   for (size_t i = 0; i < files.size(); ++i) {
     out[i].path = files[i];
     try {
-      clouds.push_back(load_cloud(files[i], cfg, o.upsample, out[i]));
+      clouds.push_back(load_point_input(files[i], cfg, o.upsample, out[i]));
       ready.push_back(i);
     } catch (const Error& e) {
       out[i].error = e.what();

@@ -30,6 +30,10 @@ struct FilePrediction {
   std::vector<std::pair<int64_t, double>> top;  // (class, probability), most probable first
 };
 
+// The model-ready cloud [data.num_points, model.in_chans] of one point file, as predict uses it
+// (non-finite points dropped, upsampled or refused, normalised, FPS-reduced); fills the counts of `info`.
+torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool upsample, FilePrediction& info);
+
 // Files given and point files inside given folders (recursively, sorted; by extension
 // .txt .xyz .pts .csv .npy .off .obj .pcd .ply). A path that does not exist is kept, so it reports its error.
 std::vector<std::string> expand_point_inputs(const std::vector<std::string>& files_or_folders);

@@ -95,36 +95,47 @@ double reconstruction_loss(models::PointMaeImpl& model, data::BatchSource& sourc
   return count > 0 ? sum / double(count) : 0.0;
 }
 
-int64_t write_reconstructions(models::PointMaeImpl& model, data::BatchSource& source, int64_t count,
-                              const std::string& dir, torch::Device device) {
+std::vector<MaeView> mae_views(models::PointMaeImpl& model, const torch::Tensor& points, torch::Device device) {
   torch::NoGradGuard guard;
-  ensure_writable_dir(dir);
   const bool was_training = model.is_training();
   model.eval();
-  int64_t written = 0;
+  std::vector<MaeView> views;
   with_seed(kEvalMaskSeed, [&] {
-    for (int64_t b = 0; b < source.num_batches() && written < count; ++b) {
-      auto x = source.batch(b, /*augment=*/false).first.to(device);
-      auto out = model.forward(x);
-      auto centers = out.centers.cpu(), groups = out.neighborhoods.cpu(), mask = out.mask.cpu();
-      auto predicted = out.predicted.cpu(), masked_index = out.masked_index.cpu();
-      for (int64_t i = 0; i < x.size(0) && written < count; ++i, ++written) {
-        const std::string stem = dir + "/" + std::to_string(written);
-        auto visible_idx = (~mask[i]).nonzero().squeeze(1);
-        auto visible = (groups[i].index_select(0, visible_idx) + centers[i].index_select(0, visible_idx).unsqueeze(1)).reshape({-1, 3});
-        auto masked_centers = centers[i].index_select(0, masked_index[i]);
-        auto pred = (predicted[i] + masked_centers.unsqueeze(1)).reshape({-1, 3});
-        data::write_ply_points(stem + "_input.ply", x[i].narrow(1, 0, 3).cpu());
-        data::write_ply_points(stem + "_visible.ply", visible);
-        data::write_ply_points(stem + "_predicted.ply", pred);
-        auto colors = torch::cat({torch::full({visible.size(0), 3}, 160, torch::kUInt8),
-                                  torch::tensor({220, 40, 40}, torch::kUInt8).expand({pred.size(0), 3})});
-        data::write_ply_points(stem + "_combined.ply", torch::cat({visible, pred}), colors);
-      }
+    auto x = points.to(device);
+    auto out = model.forward(x);
+    auto centers = out.centers.cpu(), groups = out.neighborhoods.cpu(), mask = out.mask.cpu();
+    auto predicted = out.predicted.cpu(), masked_index = out.masked_index.cpu();
+    for (int64_t i = 0; i < x.size(0); ++i) {
+      auto points_of = [&](const torch::Tensor& idx) {
+        return (groups[i].index_select(0, idx).narrow(2, 0, 3) + centers[i].index_select(0, idx).unsqueeze(1)).reshape({-1, 3});
+      };
+      auto masked_centers = centers[i].index_select(0, masked_index[i]);
+      views.push_back({points[i].narrow(1, 0, 3).cpu(), points_of((~mask[i]).nonzero().squeeze(1)), points_of(masked_index[i]),
+                       (predicted[i] + masked_centers.unsqueeze(1)).reshape({-1, 3})});
     }
     return 0;
   });
   model.train(was_training);
+  return views;
+}
+
+int64_t write_reconstructions(models::PointMaeImpl& model, data::BatchSource& source, int64_t count,
+                              const std::string& dir, torch::Device device) {
+  ensure_writable_dir(dir);
+  int64_t written = 0;
+  for (int64_t b = 0; b < source.num_batches() && written < count; ++b) {
+    // Each batch's masks come from the fixed seed, as before this was split out.
+    for (const auto& v : mae_views(model, source.batch(b, /*augment=*/false).first, device)) {
+      if (written >= count) break;
+      const std::string stem = dir + "/" + std::to_string(written++);
+      data::write_ply_points(stem + "_input.ply", v.input);
+      data::write_ply_points(stem + "_visible.ply", v.visible);
+      data::write_ply_points(stem + "_predicted.ply", v.predicted);
+      auto colors = torch::cat({torch::full({v.visible.size(0), 3}, 160, torch::kUInt8),
+                                torch::tensor({220, 40, 40}, torch::kUInt8).expand({v.predicted.size(0), 3})});
+      data::write_ply_points(stem + "_combined.ply", torch::cat({v.visible, v.predicted}), colors);
+    }
+  }
   return written;
 }
 

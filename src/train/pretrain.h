@@ -2,6 +2,7 @@
 // the dataset are ignored; every point dataset the suite reads works, ShapeNet-55 included.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "datasets/batch_source.h"
@@ -25,6 +26,15 @@ PretrainResult pretrain_point_mae(Config cfg, const TrainOptions& options, const
 // Mean reconstruction loss of `model` over `source` with masks drawn from a fixed seed (the same
 // masks every epoch); torch's default generator is restored afterwards.
 double reconstruction_loss(models::PointMaeImpl& model, data::BatchSource& source, torch::Device device);
+
+// Point-MAE's view of one cloud: the points of the visible groups, the true points of the masked
+// groups and the model's prediction of them (all [*, 3], absolute coordinates).
+struct MaeView {
+  torch::Tensor input, visible, masked, predicted;
+};
+// The views of a batch `points` [B, P, C] with masks drawn from the fixed evaluation seed (torch's
+// default generator is restored afterwards); the model is put in eval mode and restored.
+std::vector<MaeView> mae_views(models::PointMaeImpl& model, const torch::Tensor& points, torch::Device device);
 
 // Writes the reconstructions of the first `count` clouds of `source` into `dir` as ASCII PLY:
 // <i>_input.ply (the cloud), <i>_visible.ply (points of the visible groups), <i>_predicted.ply

@@ -1,0 +1,189 @@
+// ewa show: point files coloured by what a model did (Open3D window, or PNG off-screen);
+// ewa gallery: a captioned grid of dataset samples with true and predicted classes.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "apps/commands.h"
+#include "common/error.h"
+#include "train/checkpoint.h"
+#include "train/predict.h"
+#include "train/trainer.h"
+#include "train/visualize.h"
+
+namespace ewa::app {
+namespace {
+
+struct ViewArgs {
+  viz::Camera camera;
+  std::string size = "480x480";
+  int columns = 4;
+};
+
+void add_view_options(CLI::App* cmd, ViewArgs& v) {
+  cmd->add_option("--view", v.camera.view, "Camera direction: front, side, top or iso")->capture_default_str();
+  cmd->add_option("--up", v.camera.up, "The clouds' up axis: y (ModelNet40, ShapeNet) or z (scans)")->capture_default_str();
+  cmd->add_option("--zoom", v.camera.zoom, "Open3D zoom (smaller = closer)")->capture_default_str();
+  cmd->add_option("--point-size", v.camera.point_size, "Point size in pixels")->capture_default_str();
+  cmd->add_option("--size", v.size, "Image size of one cloud, WIDTHxHEIGHT")->capture_default_str();
+  cmd->add_option("--columns", v.columns, "Clouds per row of a grid image")->capture_default_str()->check(CLI::Range(1, 64));
+}
+
+void parse_size(ViewArgs& v) {
+  int w = 0, h = 0;
+  char extra = 0;
+  if (std::sscanf(v.size.c_str(), "%dx%d%c", &w, &h, &extra) != 2) fail("--size: expected WIDTHxHEIGHT such as 480x480, got '" + v.size + "'");
+  v.camera.width = w, v.camera.height = h;
+  viz::check_camera(v.camera);
+}
+
+// A classifier from any weights file predict reads, as a PointTransformer.
+struct LoadedClassifier {
+  Config cfg;
+  std::shared_ptr<models::ClassifierImpl> model;
+  std::vector<std::string> class_names;
+  models::PointTransformerImpl* points() const { return dynamic_cast<models::PointTransformerImpl*>(model.get()); }
+};
+LoadedClassifier load_point_classifier(const std::string& path, const io::StateDict& weights, const Config& config) {
+  LoadedClassifier c;
+  c.cfg = train::resolve_for_weights(config, weights);
+  if (c.cfg.model.name != "point_transformer")
+    fail(path + ": shows point-cloud models (point_transformer, point_mae); this is a " + c.cfg.model.name + " model");
+  c.model = train::load_classifier(c.cfg, weights, path).first;
+  c.class_names = weights.class_names;
+  return c;
+}
+
+}  // namespace
+
+void add_show_command(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, config, png, color = "class";
+    std::vector<std::string> inputs, set;
+    bool upsample = false;
+    ViewArgs view;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("show", "Show point files coloured by what a model did with them: an Open3D window, or a PNG "
+                                         "rendered off-screen (--png, or when there is no display)");
+  cmd->add_option("checkpoint", args->checkpoint, "A classifier (as for predict) or a Point-MAE pretraining checkpoint")->required();
+  cmd->add_option("inputs", args->inputs, "Point files and folders (searched recursively)")->required();
+  cmd->add_option("--color", args->color,
+                  "class (predicted), patches (FPS centres and their kNN groups), attention (class token, last block), "
+                  "experts (routed MoE), mae (pretraining: visible | masked | reconstruction), plain")
+      ->capture_default_str();
+  cmd->add_option("--png", args->png, "Render off-screen into this PNG (a grid when there are several files)");
+  cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config (official checkpoints)");
+  cmd->add_option("--set", args->set, "Override a config key (repeatable)");
+  cmd->add_flag("--upsample", args->upsample, "Fill clouds with fewer points than data.num_points up by repeating points");
+  add_view_options(cmd, args->view);
+  cmd->callback([args] {
+    parse_size(args->view);
+    const auto weights = io::read_state_dict(args->checkpoint);
+    Config cfg = config_for_weights(args->checkpoint, weights, args->config, args->set);
+    const bool mae = cfg.model.name == "point_mae";
+    if (mae != (args->color == "mae"))
+      fail(mae ? "--color: " + args->checkpoint + " is a Point-MAE pretraining checkpoint: use --color mae"
+               : "--color mae: " + args->checkpoint + " is not a Point-MAE pretraining checkpoint");
+    LoadedClassifier classifier;
+    models::PointMae mae_model{nullptr};
+    if (mae) {
+      mae_model = models::PointMae(cfg);
+      train::load_model_state(*mae_model, train::read_checkpoint(args->checkpoint), args->checkpoint);
+    } else {
+      classifier = load_point_classifier(args->checkpoint, weights, cfg);
+      cfg = classifier.cfg;
+    }
+    const auto device = train::select_device(cfg.train.device);
+    if (mae) mae_model->to(device);
+    else classifier.model->to(device);
+
+    const auto files = train::expand_point_inputs(args->inputs);
+    if (files.empty()) fail("show: no point files found in the given folders");
+    std::vector<train::Scene> scenes;
+    int64_t failed = 0;
+    std::vector<torch::Tensor> batch;
+    std::vector<std::string> names;
+    auto flush = [&] {
+      if (batch.empty()) return;
+      auto x = torch::stack(batch);
+      auto s = mae ? train::mae_scenes(*mae_model, x, names, device)
+                   : train::classifier_scenes(*classifier.points(), x, names, classifier.class_names, args->color, device);
+      scenes.insert(scenes.end(), s.begin(), s.end());
+      batch.clear(), names.clear();
+    };
+    for (const auto& f : files) {
+      try {
+        train::FilePrediction info;
+        batch.push_back(train::load_point_input(f, cfg, args->upsample, info));
+        names.push_back(f);
+      } catch (const std::exception& e) {
+        ++failed;
+        std::fprintf(stderr, "ewa: error: %s\n", e.what());
+      }
+      if (batch.size() >= 16) flush();
+    }
+    flush();
+    for (const auto& s : scenes) {
+      std::string line = s.path + ":";
+      for (size_t i = 1; i < s.caption.size(); ++i) line += (i > 1 ? "; " : " ") + s.caption[i];
+      print_line(line);
+    }
+    if (!scenes.empty()) {
+      const char* display = std::getenv("DISPLAY");
+      std::string png = args->png;
+      if (png.empty() && !(display && *display)) {
+        png = "ewa_show.png";
+        print_line("no display: rendering off-screen into " + png + " (choose the file with --png)");
+      }
+      if (!png.empty()) {
+        const std::string note = viz::ensure_display();
+        if (!note.empty()) print_line(note);
+        train::write_scenes_png(png, scenes, args->view.camera, args->view.columns,
+                                scenes.size() > 1 ? args->checkpoint + ", coloured by " + args->color : "");
+        print_line("wrote " + png);
+      } else {
+        for (const auto& s : scenes) viz::show_window(s.clouds, args->view.camera, "ewa show: " + s.path);
+      }
+    }
+    if (failed > 0) fail(std::to_string(failed) + " of " + std::to_string(files.size()) + " files could not be shown (errors above)");
+  });
+}
+
+void add_gallery_command(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, config, out, split = "test";
+    std::vector<std::string> set;
+    int64_t count = 16;
+    ViewArgs view;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("gallery", "A grid image of dataset samples with the true and predicted class under each "
+                                            "(wrong ones marked red)");
+  cmd->add_option("checkpoint", args->checkpoint, "A point classifier (ewa checkpoint, or an official file with --config)")->required();
+  cmd->add_option("--split", args->split, "train, val or test")->capture_default_str();
+  cmd->add_option("-n,--count", args->count, "Samples, evenly spaced over the split")->capture_default_str()->check(CLI::Range(1, 400));
+  cmd->add_option("-o,--out", args->out, "Output PNG (default: <checkpoint dir>/gallery_<split>.png)");
+  cmd->add_option("-c,--config", args->config, "Model and data config for files without an ewa config");
+  cmd->add_option("--set", args->set, "Override a config key, e.g. --set data.root=... (repeatable)");
+  args->view.size = "240x240";
+  args->view.camera.point_size = 3;
+  add_view_options(cmd, args->view);
+  cmd->callback([args] {
+    parse_size(args->view);
+    const auto weights = io::read_state_dict(args->checkpoint);
+    auto c = load_point_classifier(args->checkpoint, weights, config_for_weights(args->checkpoint, weights, args->config, args->set));
+    const auto device = train::select_device(c.cfg.train.device);
+    c.model->to(device);
+    const std::string out = args->out.empty()
+                                ? (std::filesystem::path(args->checkpoint).parent_path() / ("gallery_" + args->split + ".png")).string()
+                                : args->out;
+    const std::string note = viz::ensure_display();
+    if (!note.empty()) print_line(note);
+    auto r = train::write_gallery(*c.points(), c.cfg, args->split, args->count, args->view.columns, args->view.camera, out, device);
+    print_line("wrote " + out + ": " + std::to_string(r.shown) + " " + args->split + " samples, " + std::to_string(r.wrong) +
+               " wrong (marked red)");
+  });
+}
+
+}  // namespace ewa::app

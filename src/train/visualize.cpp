@@ -1,0 +1,192 @@
+#include "train/visualize.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "common/error.h"
+#include "train/pretrain.h"
+#include "train/trainer.h"
+
+namespace ewa::train {
+namespace fs = std::filesystem;
+
+namespace {
+const viz::Color kGrey{0.72, 0.72, 0.72};
+
+torch::Tensor uniform_colors(int64_t n, const viz::Color& c) {
+  return torch::tensor({float(c.r), float(c.g), float(c.b)}).expand({n, 3}).contiguous();
+}
+
+std::string name_of(int64_t c, const std::vector<std::string>& names) {
+  return c >= 0 && c < static_cast<int64_t>(names.size()) ? names[c] : "class_" + std::to_string(c);
+}
+
+std::string percent(double p) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f%%", 100 * p);
+  return buf;
+}
+}  // namespace
+
+const std::vector<std::string>& color_modes() {
+  static const std::vector<std::string> modes = {"class", "patches", "attention", "experts", "mae", "plain"};
+  return modes;
+}
+
+int64_t class_from_path(const std::string& path, const std::vector<std::string>& class_names) {
+  for (fs::path p = fs::path(path).parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    const auto it = std::find(class_names.begin(), class_names.end(), p.filename().string());
+    if (it != class_names.end()) return it - class_names.begin();
+    if (p == p.parent_path()) break;
+  }
+  return -1;
+}
+
+torch::Tensor patch_owner(const torch::Tensor& points, const torch::Tensor& centers, const torch::Tensor& index) {
+  const int64_t P = points.size(0), G = index.size(0), K = index.size(1);
+  auto d = (points.index_select(0, index.reshape({-1})).view({G, K, 3}) - centers.unsqueeze(1)).pow(2).sum(2);  // [G, K]
+  auto best = torch::full({P}, INFINITY, torch::kFloat);
+  auto owner = torch::full({P}, -1, torch::kLong);
+  auto da = d.accessor<float, 2>();
+  auto ia = index.accessor<int64_t, 2>();
+  auto ba = best.accessor<float, 1>();
+  auto oa = owner.accessor<int64_t, 1>();
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t p = ia[g][k];
+      if (da[g][k] < ba[p]) ba[p] = da[g][k], oa[p] = g;
+    }
+  return owner;
+}
+
+std::vector<Scene> classifier_scenes(models::PointTransformerImpl& model, const torch::Tensor& clouds,
+                                     const std::vector<std::string>& paths, const std::vector<std::string>& class_names,
+                                     const std::string& color_by, torch::Device device) {
+  if (std::find(color_modes().begin(), color_modes().end(), color_by) == color_modes().end() || color_by == "mae")
+    fail("--color: a classifier is coloured by class, patches, attention, experts or plain, got '" + color_by + "'" +
+         (color_by == "mae" ? " (mae needs a pretraining checkpoint)" : ""));
+  torch::NoGradGuard guard;
+  model.eval();
+  auto ins = model.inspect(clouds.to(device));
+  if (color_by == "experts" && !ins.experts.defined())
+    fail("--color experts: the model has no routed MoE layer (moe.kind = routed); RUP experts take tokens at random in "
+         "training and are averaged into one FFN at inference, so no patch has an expert");
+  auto prob = torch::softmax(ins.logits, 1).cpu();
+  auto centers = ins.centers.cpu(), index = ins.index.cpu();
+  auto attention = ins.attention.cpu();
+  auto experts = ins.experts.defined() ? ins.experts.cpu() : torch::Tensor();
+  std::vector<Scene> out;
+  for (int64_t b = 0; b < clouds.size(0); ++b) {
+    Scene s;
+    s.path = paths[b];
+    auto pts = clouds[b].narrow(1, 0, 3).cpu().contiguous();
+    const int64_t P = pts.size(0);
+    auto [p, c] = prob[b].max(0);
+    s.predicted = c.item<int64_t>();
+    s.truth = class_from_path(s.path, class_names);
+    s.wrong = s.truth >= 0 && s.truth != s.predicted;
+    s.caption.push_back(fs::path(s.path).filename().string());
+    s.caption.push_back("predicted " + name_of(s.predicted, class_names) + " " + percent(p.item<double>()) +
+                        (s.truth >= 0 ? " (true " + name_of(s.truth, class_names) + ")" : ""));
+    auto owner = patch_owner(pts, centers[b], index[b]);
+    auto colors = uniform_colors(P, kGrey).clone();
+    auto oa = owner.accessor<int64_t, 1>();
+    auto color_points = [&](auto&& color_of_patch) {
+      auto ca = colors.accessor<float, 2>();
+      for (int64_t i = 0; i < P; ++i) {
+        if (oa[i] < 0) continue;
+        const viz::Color col = color_of_patch(oa[i]);
+        ca[i][0] = float(col.r), ca[i][1] = float(col.g), ca[i][2] = float(col.b);
+      }
+    };
+    if (color_by == "class") {
+      colors = uniform_colors(P, viz::palette_color(s.predicted));
+    } else if (color_by == "patches") {
+      color_points([](int64_t g) { return viz::palette_color(g); });
+    } else if (color_by == "attention") {
+      auto a = attention[b] / attention[b].max().clamp_min(1e-12);
+      auto aa = a.accessor<float, 1>();
+      color_points([&](int64_t g) { return viz::heat_color(aa[g]); });
+      s.caption.push_back("class-token attention, last block (max " + percent(attention[b].max().item<double>()) + ")");
+    } else if (color_by == "experts") {
+      auto eb = experts[b].contiguous();
+      auto ea = eb.accessor<int64_t, 1>();
+      color_points([&](int64_t g) { return viz::palette_color(ea[g]); });
+      s.caption.push_back("expert per patch, block " + std::to_string(ins.experts_block));
+    } else {
+      colors = uniform_colors(P, {0.25, 0.35, 0.55});
+    }
+    s.clouds.push_back({pts, colors, 0});
+    if (color_by == "patches")
+      s.clouds.push_back({centers[b], uniform_colors(centers.size(1), {0.1, 0.1, 0.1}), 0.018});
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<Scene> mae_scenes(models::PointMaeImpl& model, const torch::Tensor& clouds, const std::vector<std::string>& paths,
+                              torch::Device device) {
+  std::vector<Scene> out;
+  auto views = mae_views(model, clouds, device);
+  for (size_t b = 0; b < views.size(); ++b) {
+    const auto& v = views[b];
+    Scene s;
+    s.path = paths[b];
+    const viz::Color red{0.85, 0.16, 0.16}, green{0.13, 0.6, 0.25};
+    s.clouds = viz::side_by_side({{{v.visible, uniform_colors(v.visible.size(0), kGrey), 0}},
+                                  {{v.masked, uniform_colors(v.masked.size(0), red), 0}},
+                                  {{v.visible, uniform_colors(v.visible.size(0), kGrey), 0},
+                                   {v.predicted, uniform_colors(v.predicted.size(0), green), 0}}});
+    s.caption = {fs::path(s.path).filename().string(), "visible (grey) | masked (red) | reconstruction (green)"};
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void write_scenes_png(const std::string& path, const std::vector<Scene>& scenes, const viz::Camera& camera, int columns,
+                      const std::string& title) {
+  viz::Renderer renderer(camera);
+  std::vector<viz::Tile> tiles;
+  for (const auto& s : scenes) tiles.push_back({renderer.render(s.clouds), s.caption, s.wrong});
+  viz::write_grid_png(path, tiles, columns, title);
+}
+
+GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& cfg, const std::string& split, int64_t count,
+                            int columns, const viz::Camera& camera, const std::string& out, torch::Device device) {
+  if (split != "train" && split != "val" && split != "test") fail("--split: expected train, val or test, got '" + split + "'");
+  auto data = load_task(cfg);
+  data::BatchSource* source = split == "train" ? data.train.get() : split == "val" ? data.val.get() : data.test.get();
+  if (!source) fail("--split val: dataset " + cfg.data.dataset + " has no validation split");
+  std::vector<torch::Tensor> xs, ys;
+  for (int64_t b = 0; b < source->num_batches(); ++b) {
+    auto [x, y] = source->batch(b, /*augment=*/false);
+    xs.push_back(x), ys.push_back(y);
+  }
+  auto x = torch::cat(xs), y = torch::cat(ys);
+  const int64_t n = std::min<int64_t>(count, x.size(0));
+  if (n <= 0) fail("gallery: the " + split + " split is empty");
+  auto pick = torch::linspace(0, double(x.size(0) - 1), n).round().to(torch::kLong);
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < n; ++i) names.push_back(split + " #" + std::to_string(pick[i].item<int64_t>()));
+  auto scenes = classifier_scenes(model, x.index_select(0, pick), names, data.class_names, "class", device);
+  GalleryResult r;
+  auto ya = y.index_select(0, pick);
+  for (int64_t i = 0; i < n; ++i) {
+    auto& s = scenes[i];
+    s.truth = ya[i].item<int64_t>();
+    s.wrong = s.truth != s.predicted;
+    r.wrong += s.wrong;
+    const std::string prob = s.caption[1].substr(s.caption[1].rfind(' ') + 1);
+    s.caption = {s.path + ": true " + name_of(s.truth, data.class_names),
+                 (s.wrong ? "WRONG: " : "predicted ") + name_of(s.predicted, data.class_names) + " " + prob};
+  }
+  r.shown = n;
+  char title[256];
+  std::snprintf(title, sizeof title, "%s, %s split: %lld samples, %lld wrong (colour = predicted class)", cfg.name.c_str(),
+                split.c_str(), static_cast<long long>(n), static_cast<long long>(r.wrong));
+  write_scenes_png(out, scenes, camera, columns, title);
+  return r;
+}
+
+}  // namespace ewa::train

@@ -1,0 +1,530 @@
+#include "viz/plot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+#ifdef EWA_HAS_CAIRO
+#include <cairo.h>
+#endif
+
+namespace ewa::viz {
+namespace fs = std::filesystem;
+
+bool built_with_cairo() {
+#ifdef EWA_HAS_CAIRO
+  return true;
+#else
+  return false;
+#endif
+}
+
+Color palette_color(int64_t index) {
+  // tab10, then the light halves of tab20.
+  static const uint32_t kTab[20] = {0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2,
+                                    0x7f7f7f, 0xbcbd22, 0x17becf, 0xaec7e8, 0xffbb78, 0x98df8a, 0xff9896,
+                                    0xc5b0d5, 0xc49c94, 0xf7b6d2, 0xc7c7c7, 0xdbdb8d, 0x9edae5};
+  if (index < 0) index = -index;
+  if (index < 20) {
+    const uint32_t c = kTab[index];
+    return {((c >> 16) & 255) / 255.0, ((c >> 8) & 255) / 255.0, (c & 255) / 255.0};
+  }
+  // Golden-ratio hues, saturated and mid-bright, beyond the palette.
+  const double h = std::fmod(0.11 + 0.618033988749895 * double(index - 20), 1.0) * 6.0;
+  const double s = 0.65, v = 0.85, c = v * s, x = c * (1 - std::fabs(std::fmod(h, 2.0) - 1)), m = v - c;
+  double r = 0, g = 0, b = 0;
+  switch (static_cast<int>(h)) {
+    case 0: r = c, g = x; break;
+    case 1: r = x, g = c; break;
+    case 2: g = c, b = x; break;
+    case 3: g = x, b = c; break;
+    case 4: r = x, b = c; break;
+    default: r = c, b = x; break;
+  }
+  return {r + m, g + m, b + m};
+}
+
+Color heat_color(double t) {
+  // Piecewise-linear through viridis' anchor colours.
+  static const double kStops[5][3] = {{0.267, 0.005, 0.329}, {0.231, 0.322, 0.545}, {0.129, 0.569, 0.549},
+                                      {0.369, 0.788, 0.384}, {0.992, 0.906, 0.145}};
+  t = std::clamp(std::isfinite(t) ? t : 0.0, 0.0, 1.0) * 4.0;
+  const int i = std::min(3, static_cast<int>(t));
+  const double f = t - i;
+  return {kStops[i][0] + f * (kStops[i + 1][0] - kStops[i][0]), kStops[i][1] + f * (kStops[i + 1][1] - kStops[i][1]),
+          kStops[i][2] + f * (kStops[i + 1][2] - kStops[i][2])};
+}
+
+#ifdef EWA_HAS_CAIRO
+namespace {
+
+// Owns a cairo image surface and its context.
+struct Canvas {
+  cairo_surface_t* surface = nullptr;
+  cairo_t* cr = nullptr;
+  Canvas(int w, int h) {
+    surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+    cr = cairo_create(surface);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  }
+  ~Canvas() {
+    cairo_destroy(cr);
+    cairo_surface_destroy(surface);
+  }
+  Canvas(const Canvas&) = delete;
+  Canvas& operator=(const Canvas&) = delete;
+
+  void color(const Color& c) { cairo_set_source_rgb(cr, c.r, c.g, c.b); }
+  double text_width(const std::string& s) {
+    cairo_text_extents_t e;
+    cairo_text_extents(cr, s.c_str(), &e);
+    return e.x_advance;
+  }
+  // Text with its anchor: align 0 = left, 0.5 = centre, 1 = right; y is the baseline.
+  void text(const std::string& s, double x, double y, double align = 0, double size = 13, bool bold = false) {
+    cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, size);
+    cairo_move_to(cr, x - align * text_width(s), y);
+    cairo_show_text(cr, s.c_str());
+  }
+  void save(const std::string& path);
+};
+
+// A cairo surface holding a copy of `image` (the caller destroys it).
+cairo_surface_t* image_surface(const Image& image) {
+  if (image.rgb.size() != static_cast<size_t>(image.width) * image.height * 3) fail("image: pixel buffer does not match its size");
+  cairo_surface_t* s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, image.width, image.height);
+  cairo_surface_flush(s);
+  unsigned char* data = cairo_image_surface_get_data(s);
+  const int stride = cairo_image_surface_get_stride(s);
+  for (int y = 0; y < image.height; ++y)
+    for (int x = 0; x < image.width; ++x) {
+      const uint8_t* p = image.at(x, y);
+      reinterpret_cast<uint32_t*>(data + y * stride)[x] = (uint32_t(p[0]) << 16) | (uint32_t(p[1]) << 8) | p[2];
+    }
+  cairo_surface_mark_dirty(s);
+  return s;
+}
+
+void save_surface(cairo_surface_t* surface, const std::string& path) {
+  cairo_surface_flush(surface);
+  write_atomically(path, [&](const std::string& tmp) {
+    const auto st = cairo_surface_write_to_png(surface, tmp.c_str());
+    if (st != CAIRO_STATUS_SUCCESS) fail(path + ": cannot write PNG (" + cairo_status_to_string(st) + ")");
+  });
+}
+
+void Canvas::save(const std::string& path) { save_surface(surface, path); }
+
+// Tick positions: about `target` steps of 1, 2 or 5 x 10^k covering [lo, hi].
+std::vector<double> nice_ticks(double lo, double hi, int target = 5) {
+  const double span = hi - lo;
+  const double raw = span / target, mag = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = mag;
+  for (double m : {1.0, 2.0, 5.0, 10.0})
+    if (m * mag >= raw) {
+      step = m * mag;
+      break;
+    }
+  std::vector<double> out;
+  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step) out.push_back(std::fabs(t) < step * 1e-9 ? 0 : t);
+  return out;
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+void draw_chart(Canvas& c, const Chart& chart, double x0, double y0, double w, double h) {
+  cairo_t* cr = c.cr;
+  const double left = 78, right = 250, top = 34, bottom = 50;
+  const double px = x0 + left, py = y0 + top, pw = w - left - right, ph = h - top - bottom;
+  c.color({0, 0, 0});
+  c.text(chart.title, x0 + left + pw / 2, y0 + 22, 0.5, 15, true);
+
+  auto ty = [&](double v) { return chart.log_y ? std::log10(v) : v; };
+  double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+  for (const auto& s : chart.series)
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i]) || (chart.log_y && s.y[i] <= 0)) continue;
+      xlo = std::min(xlo, s.x[i]), xhi = std::max(xhi, s.x[i]);
+      ylo = std::min(ylo, ty(s.y[i])), yhi = std::max(yhi, ty(s.y[i]));
+    }
+  cairo_set_line_width(cr, 1);
+  c.color({0.2, 0.2, 0.2});
+  cairo_rectangle(cr, px + 0.5, py + 0.5, pw, ph);
+  cairo_stroke(cr);
+  if (!std::isfinite(xlo)) {
+    c.text("no data", px + pw / 2, py + ph / 2, 0.5);
+    return;
+  }
+  if (chart.y_from_zero && !chart.log_y) ylo = std::min(ylo, 0.0), yhi = std::max(yhi, 0.0);
+  if (xhi <= xlo) xlo -= 0.5, xhi += 0.5;
+  if (yhi <= ylo) ylo -= std::max(0.5, std::fabs(ylo) * 0.1), yhi += std::max(0.5, std::fabs(yhi) * 0.1);
+  const double pad = (yhi - ylo) * 0.05;
+  if (!(chart.y_from_zero && ylo == 0)) ylo -= pad;
+  yhi += pad;
+  auto sx = [&](double v) { return px + (v - xlo) / (xhi - xlo) * pw; };
+  auto sy = [&](double v) { return py + ph - (v - ylo) / (yhi - ylo) * ph; };
+
+  // Grid, ticks and labels.
+  cairo_set_font_size(cr, 12);
+  for (double t : nice_ticks(xlo, xhi)) {
+    c.color({0.9, 0.9, 0.9});
+    cairo_move_to(cr, std::round(sx(t)) + 0.5, py + 1);
+    cairo_line_to(cr, std::round(sx(t)) + 0.5, py + ph);
+    cairo_stroke(cr);
+    c.color({0.15, 0.15, 0.15});
+    c.text(number_text(t), sx(t), py + ph + 17, 0.5, 12);
+  }
+  for (double t : nice_ticks(ylo, yhi)) {
+    c.color({0.9, 0.9, 0.9});
+    cairo_move_to(cr, px + 1, std::round(sy(t)) + 0.5);
+    cairo_line_to(cr, px + pw, std::round(sy(t)) + 0.5);
+    cairo_stroke(cr);
+    c.color({0.15, 0.15, 0.15});
+    c.text(number_text(chart.log_y ? std::pow(10.0, t) : t), px - 6, sy(t) + 4, 1.0, 12);
+  }
+  c.text(chart.x_label, px + pw / 2, py + ph + 38, 0.5, 13);
+  cairo_save(cr);
+  cairo_move_to(cr, x0 + 18, py + ph / 2);
+  cairo_rotate(cr, -M_PI / 2);
+  cairo_set_font_size(cr, 13);
+  cairo_rel_move_to(cr, -c.text_width(chart.y_label) / 2, 0);
+  cairo_show_text(cr, chart.y_label.c_str());
+  cairo_restore(cr);
+
+  // Series, clipped to the plot area, and the legend on the right.
+  for (size_t k = 0; k < chart.series.size(); ++k) {
+    const auto& s = chart.series[k];
+    const Color col = palette_color(static_cast<int64_t>(k));
+    cairo_save(cr);
+    cairo_rectangle(cr, px, py, pw, ph);
+    cairo_clip(cr);
+    c.color(col);
+    cairo_set_line_width(cr, 2);
+    bool pen = false;
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      const bool ok = std::isfinite(s.x[i]) && std::isfinite(s.y[i]) && !(chart.log_y && s.y[i] <= 0);
+      if (!ok) {
+        pen = false;
+        continue;
+      }
+      if (pen) cairo_line_to(cr, sx(s.x[i]), sy(ty(s.y[i])));
+      else cairo_move_to(cr, sx(s.x[i]), sy(ty(s.y[i])));
+      pen = true;
+    }
+    cairo_stroke(cr);
+    if (s.markers)
+      for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+        if (!std::isfinite(s.y[i]) || (chart.log_y && s.y[i] <= 0)) continue;
+        cairo_arc(cr, sx(s.x[i]), sy(ty(s.y[i])), 3.5, 0, 2 * M_PI);
+        cairo_fill(cr);
+      }
+    cairo_restore(cr);
+    const double ly = py + 14 + 20 * double(k);
+    c.color(col);
+    cairo_set_line_width(cr, 3);
+    cairo_move_to(cr, px + pw + 12, ly - 4);
+    cairo_line_to(cr, px + pw + 34, ly - 4);
+    cairo_stroke(cr);
+    c.color({0.1, 0.1, 0.1});
+    std::string label = s.name;
+    if (!s.y.empty() && std::isfinite(s.y.back())) {
+      char last[32];
+      std::snprintf(last, sizeof last, " (%.4g)", s.y.back());
+      label += last;
+    }
+    c.text(label, px + pw + 40, ly, 0, 12);
+  }
+}
+
+}  // namespace
+#endif
+
+void write_charts_png(const std::string& path, const std::vector<Chart>& charts, int width, int panel_height) {
+#ifdef EWA_HAS_CAIRO
+  if (charts.empty()) fail(path + ": no charts to draw");
+  Canvas c(width, panel_height * static_cast<int>(charts.size()));
+  for (size_t i = 0; i < charts.size(); ++i) draw_chart(c, charts[i], 0, double(panel_height) * double(i), width, panel_height);
+  c.save(path);
+#else
+  fail(path + ": ewa was built without cairo, so plots cannot be drawn (install libcairo2-dev and reconfigure)");
+#endif
+}
+
+void write_confusion_png(const std::string& path, const std::vector<std::vector<int64_t>>& counts,
+                         const std::vector<std::string>& class_names, const std::string& title) {
+#ifdef EWA_HAS_CAIRO
+  const int n = static_cast<int>(counts.size());
+  if (n == 0) fail(path + ": empty confusion matrix");
+  for (const auto& row : counts)
+    if (static_cast<int>(row.size()) != n) fail(path + ": confusion matrix is not square");
+  auto name = [&](int i) { return i < static_cast<int>(class_names.size()) ? class_names[i] : "class_" + std::to_string(i); };
+  const double cell = std::clamp(640.0 / n, 12.0, 48.0), font = std::clamp(cell * 0.42, 7.0, 13.0);
+  double label_w = 0, title_w = 0;
+  {
+    Canvas probe(1, 1);
+    cairo_set_font_size(probe.cr, font);
+    for (int i = 0; i < n; ++i) label_w = std::max(label_w, probe.text_width(name(i)));
+    cairo_select_font_face(probe.cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
+    cairo_set_font_size(probe.cr, 15);
+    title_w = probe.text_width(title);
+  }
+  const double left = label_w + 40, top = label_w + 60, grid = cell * n;
+  const double width = std::max(left + grid + 30, title_w + 40);
+  Canvas c(static_cast<int>(width), static_cast<int>(top + grid + 50));
+  cairo_t* cr = c.cr;
+  c.color({0, 0, 0});
+  c.text(title, std::clamp(left + grid / 2, title_w / 2 + 20, width - title_w / 2 - 20), 24, 0.5, 15, true);
+  int64_t total = 0, correct = 0;
+  for (int i = 0; i < n; ++i) {
+    int64_t row_sum = 0;
+    for (int j = 0; j < n; ++j) row_sum += counts[i][j];
+    total += row_sum;
+    correct += counts[i][i];
+    for (int j = 0; j < n; ++j) {
+      const double rate = row_sum > 0 ? double(counts[i][j]) / double(row_sum) : 0.0;
+      c.color(counts[i][j] == 0 ? Color{0.97, 0.97, 0.97} : heat_color(rate));
+      cairo_rectangle(cr, left + j * cell, top + i * cell, cell - 1, cell - 1);
+      cairo_fill(cr);
+      if (n <= 20 && counts[i][j] > 0) {
+        c.color(rate > 0.6 ? Color{0, 0, 0} : Color{1, 1, 1});
+        c.text(std::to_string(counts[i][j]), left + (j + 0.5) * cell, top + (i + 0.5) * cell + font / 3, 0.5, font);
+      }
+    }
+    c.color({0.1, 0.1, 0.1});
+    c.text(name(i), left - 6, top + (i + 0.5) * cell + font / 3, 1.0, font);
+    cairo_save(cr);
+    cairo_move_to(cr, left + (i + 0.5) * cell + font / 3, top - 6);
+    cairo_rotate(cr, -M_PI / 2);
+    cairo_set_font_size(cr, font);
+    cairo_show_text(cr, name(i).c_str());
+    cairo_restore(cr);
+  }
+  c.color({0.1, 0.1, 0.1});
+  c.text("predicted class", left + grid / 2, top + grid + 22, 0.5, 13);
+  char acc[96];
+  std::snprintf(acc, sizeof acc, "rows: true class; %lld samples, accuracy %.2f%%", static_cast<long long>(total),
+                total > 0 ? 100.0 * double(correct) / double(total) : 0.0);
+  c.text(acc, left + grid / 2, top + grid + 42, 0.5, 12);
+  c.save(path);
+#else
+  fail(path + ": ewa was built without cairo, so plots cannot be drawn (install libcairo2-dev and reconfigure)");
+#endif
+}
+
+void write_grid_png(const std::string& path, const std::vector<Tile>& tiles, int columns, const std::string& title) {
+#ifdef EWA_HAS_CAIRO
+  if (tiles.empty()) fail(path + ": no images for the grid");
+  columns = std::max(1, std::min<int>(columns, static_cast<int>(tiles.size())));
+  int tw = 0, th = 0;
+  size_t lines = 0;
+  for (const auto& t : tiles) tw = std::max(tw, t.image.width), th = std::max(th, t.image.height), lines = std::max(lines, t.caption.size());
+  const int gap = 8, cap = 16 * static_cast<int>(lines) + 6, head = title.empty() ? gap : 34;
+  const int rows = (static_cast<int>(tiles.size()) + columns - 1) / columns;
+  Canvas c(columns * (tw + gap) + gap, head + rows * (th + cap + gap));
+  cairo_t* cr = c.cr;
+  if (!title.empty()) {
+    c.color({0, 0, 0});
+    c.text(title, (columns * (tw + gap) + gap) / 2.0, 23, 0.5, 15, true);
+  }
+  for (size_t k = 0; k < tiles.size(); ++k) {
+    const auto& t = tiles[k];
+    const int x = gap + static_cast<int>(k % columns) * (tw + gap), y = head + static_cast<int>(k / columns) * (th + cap + gap);
+    if (t.image.width > 0) {
+      cairo_surface_t* s = image_surface(t.image);
+      cairo_set_source_surface(cr, s, x, y);
+      cairo_paint(cr);
+      cairo_surface_destroy(s);
+    }
+    if (t.marked) {
+      c.color({0.85, 0.1, 0.1});
+      cairo_set_line_width(cr, 3);
+      cairo_rectangle(cr, x + 1.5, y + 1.5, tw - 3, th - 3);
+      cairo_stroke(cr);
+    }
+    for (size_t l = 0; l < t.caption.size(); ++l) {
+      c.color(t.marked ? Color{0.8, 0.05, 0.05} : Color{0.1, 0.1, 0.1});
+      c.text(t.caption[l], x + tw / 2.0, y + th + 15 + 16 * double(l), 0.5, 12);
+    }
+  }
+  c.save(path);
+#else
+  fail(path + ": ewa was built without cairo, so image grids cannot be drawn (install libcairo2-dev and reconfigure)");
+#endif
+}
+
+void write_png(const std::string& path, const Image& image) {
+#ifdef EWA_HAS_CAIRO
+  cairo_surface_t* s = image_surface(image);
+  try {
+    save_surface(s, path);
+  } catch (...) {
+    cairo_surface_destroy(s);
+    throw;
+  }
+  cairo_surface_destroy(s);
+#else
+  fail(path + ": ewa was built without cairo, so PNG files cannot be written (install libcairo2-dev and reconfigure)");
+#endif
+}
+
+Image read_png(const std::string& path) {
+#ifdef EWA_HAS_CAIRO
+  if (!fs::exists(path)) fail(path + ": cannot open file");
+  cairo_surface_t* s = cairo_image_surface_create_from_png(path.c_str());
+  const auto st = cairo_surface_status(s);
+  if (st != CAIRO_STATUS_SUCCESS) {
+    cairo_surface_destroy(s);
+    fail(path + ": not a readable PNG (" + cairo_status_to_string(st) + ")");
+  }
+  Image img;
+  img.width = cairo_image_surface_get_width(s);
+  img.height = cairo_image_surface_get_height(s);
+  const auto format = cairo_image_surface_get_format(s);
+  const unsigned char* data = cairo_image_surface_get_data(s);
+  const int stride = cairo_image_surface_get_stride(s);
+  img.rgb.resize(static_cast<size_t>(img.width) * img.height * 3);
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < img.width; ++x) {
+      const uint32_t p = reinterpret_cast<const uint32_t*>(data + y * stride)[x];
+      const uint32_t a = format == CAIRO_FORMAT_ARGB32 ? (p >> 24) : 255;
+      uint8_t* o = img.rgb.data() + (static_cast<size_t>(y) * img.width + x) * 3;
+      for (int ch = 0; ch < 3; ++ch) {
+        const uint32_t v = (p >> (16 - 8 * ch)) & 255;  // premultiplied by alpha in ARGB32
+        o[ch] = static_cast<uint8_t>(a == 0 ? 0 : std::min<uint32_t>(255, v * 255 / a));
+      }
+    }
+  cairo_surface_destroy(s);
+  return img;
+#else
+  fail(path + ": ewa was built without cairo, so PNG files cannot be read (install libcairo2-dev and reconfigure)");
+#endif
+}
+
+namespace {
+// One of a run's accuracy / loss numbers: `split` json of an epoch record.
+double field(const nlohmann::json& rec, const char* split, const char* key) {
+  if (!rec.contains(split) || !rec[split].is_object() || !rec[split].contains(key) || !rec[split][key].is_number()) return NAN;
+  return rec[split][key].get<double>();
+}
+}  // namespace
+
+std::vector<std::string> plot_run(const std::string& run_dir) {
+  const std::string log = run_dir + "/log.jsonl";
+  std::ifstream in(log);
+  if (!in) fail(log + ": cannot open the run's log (is " + run_dir + " a run directory?)");
+  auto series = [](const char* name, bool markers) {
+    Series s;
+    s.name = name;
+    s.markers = markers;
+    return s;
+  };
+  Series step_loss = series("train loss (logged steps)", false), lr = series("learning rate", false),
+         share = series("EWA share rate", false);
+  Series epoch_train = series("train (epoch mean)", true), test_loss = series("test", true), val_loss = series("val", true);
+  Series train_acc = series("train", true), test_acc = series("test", true), val_acc = series("val", true);
+  std::string test_loss_name = "loss";
+  std::string line;
+  int64_t line_no = 0;
+  // A resumed run logs its epochs again from the resume point: the last record of a step wins.
+  std::map<int64_t, nlohmann::json> steps, epochs;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    nlohmann::json rec;
+    try {
+      rec = nlohmann::json::parse(line);
+    } catch (const std::exception&) {
+      fail(log + ":" + std::to_string(line_no) + ": not a JSON object");
+    }
+    if (!rec.is_object() || !rec.contains("type") || !rec.contains("step") || !rec["step"].is_number_integer())
+      fail(log + ":" + std::to_string(line_no) + ": expected a record with \"type\" and an integer \"step\"");
+    (rec["type"] == "epoch" ? epochs : steps)[rec["step"].get<int64_t>()] = rec;
+  }
+  if (steps.empty() && epochs.empty()) fail(log + ": no records (the run has not logged a step yet)");
+  auto num = [](const nlohmann::json& r, const char* k) { return r.contains(k) && r[k].is_number() ? r[k].get<double>() : NAN; };
+  for (const auto& [s, r] : steps) {
+    step_loss.x.push_back(double(s)), step_loss.y.push_back(num(r, "loss"));
+    lr.x.push_back(double(s)), lr.y.push_back(num(r, "lr"));
+    share.x.push_back(double(s)), share.y.push_back(num(r, "share_rate"));
+  }
+  bool has_acc = false;
+  for (const auto& [s, r] : epochs) {
+    const double x = double(s);
+    epoch_train.x.push_back(x), epoch_train.y.push_back(num(r, "train_loss"));
+    double tl = field(r, "test", "loss");
+    if (std::isnan(tl) && !std::isnan(field(r, "test", "chamfer"))) tl = field(r, "test", "chamfer"), test_loss_name = "Chamfer";
+    test_loss.x.push_back(x), test_loss.y.push_back(tl);
+    val_loss.x.push_back(x), val_loss.y.push_back(field(r, "val", "loss"));
+    train_acc.x.push_back(x), train_acc.y.push_back(100 * num(r, "train_acc"));
+    test_acc.x.push_back(x), test_acc.y.push_back(100 * field(r, "test", "oa"));
+    val_acc.x.push_back(x), val_acc.y.push_back(100 * field(r, "val", "oa"));
+    has_acc = has_acc || std::isfinite(test_acc.y.back());
+  }
+  auto any = [](const Series& s) { return std::any_of(s.y.begin(), s.y.end(), [](double v) { return std::isfinite(v); }); };
+  auto keep = [&](std::vector<Series> v) {
+    std::vector<Series> out;
+    for (auto& s : v)
+      if (any(s)) out.push_back(std::move(s));
+    return out;
+  };
+  const std::string name = fs::path(run_dir).filename().string().empty() ? fs::path(run_dir).parent_path().filename().string()
+                                                                          : fs::path(run_dir).filename().string();
+  const std::string dir = run_dir + "/plots";
+  ensure_writable_dir(dir);
+  std::vector<std::string> written;
+  test_loss.name = "test " + test_loss_name + " (epoch end)";
+  val_loss.name = "val loss (epoch end)";
+  write_charts_png(dir + "/loss.png",
+                   {Chart{name + ": loss", "step", "loss", keep({step_loss, epoch_train, test_loss, val_loss}), false, false}});
+  written.push_back(dir + "/loss.png");
+  if (has_acc) {
+    write_charts_png(dir + "/accuracy.png",
+                     {Chart{name + ": overall accuracy per epoch", "step", "accuracy (%)", keep({train_acc, val_acc, test_acc}), false, false}});
+    written.push_back(dir + "/accuracy.png");
+  }
+  write_charts_png(dir + "/schedule.png", {Chart{name + ": learning rate", "step", "learning rate", keep({lr}), true, false},
+                                           Chart{name + ": EWA share rate (beta)", "step", "share rate", keep({share}), true, false}},
+                   900, 260);
+  written.push_back(dir + "/schedule.png");
+
+  // Confusion matrix of the final test evaluation (classification runs).
+  std::ifstream min(run_dir + "/metrics.json");
+  if (min) {
+    nlohmann::json m;
+    try {
+      m = nlohmann::json::parse(min);
+    } catch (const std::exception&) {
+      fail(run_dir + "/metrics.json: not valid JSON");
+    }
+    if (m.contains("test") && m["test"].is_object() && m["test"].contains("confusion")) {
+      std::vector<std::vector<int64_t>> counts;
+      try {
+        counts = m["test"]["confusion"].get<std::vector<std::vector<int64_t>>>();
+      } catch (const std::exception&) {
+        fail(run_dir + "/metrics.json: test.confusion: expected a square array of counts");
+      }
+      std::vector<std::string> names;
+      if (m.contains("class_names") && m["class_names"].is_array()) names = m["class_names"].get<std::vector<std::string>>();
+      write_confusion_png(dir + "/confusion.png", counts, names, name + ": test confusion matrix (" + m.value("evaluation", "") + ")");
+      written.push_back(dir + "/confusion.png");
+    }
+  }
+  return written;
+}
+
+}  // namespace ewa::viz
