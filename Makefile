@@ -1,13 +1,15 @@
 # Entry points (see README.md):
 #   make demo   install dependencies, build, write the synthetic shapes, train a small
-#               point-cloud transformer with EWA on them, convert it to the dense model and
-#               print the dense model's test accuracy
+#               point-cloud transformer with EWA on them, convert it to the dense model,
+#               print the dense model's test accuracy, write the run's plots and a gallery
+#               of test predictions (PNG)
 #   make demo-2d the same with a small ViT on Fashion-MNIST
 #   make demo-pretrain  Point-MAE pretraining on unlabelled synthetic shapes, then EWA fine-tuning
 #               from it on the labelled ones, converted to dense and evaluated
 #   make test   install dependencies, build, run every test (ctest)
 #   make build  configure and compile only (no dependency install)
 #   make bench  ewa bench train-step (the numbers of docs/benchmarks.md)
+#   make doc-images  the PNGs of docs/guide.md "Predict and visualize" (after make demo)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -18,7 +20,7 @@ export PATH := /usr/local/cuda/bin:$(PATH)
 
 SYNTH = data/synthetic_shapes
 
-.PHONY: deps configure build test demo demo-2d demo-pretrain bench clean
+.PHONY: deps configure build test demo demo-2d demo-pretrain bench doc-images clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -42,6 +44,8 @@ demo: deps
 	$(EWA) train --config configs/synth_points_ewa.json --set train.runs_dir=$(DEMO_RUNS)
 	$(EWA) convert $(DEMO_RUNS)/synth_points_ewa/last.pt -o $(DEMO_RUNS)/synth_points_ewa/dense.pt
 	$(EWA) eval $(DEMO_RUNS)/synth_points_ewa/dense.pt
+	$(EWA) plot $(DEMO_RUNS)/synth_points_ewa
+	$(EWA) gallery $(DEMO_RUNS)/synth_points_ewa/dense.pt --split test -n 16
 
 demo-2d: deps
 	$(MAKE) build
@@ -68,6 +72,9 @@ bench: build
 	$(EWA) bench train-step --config configs/synth_points_ewa.json --batch-size 32
 	$(EWA) bench train-step --config configs/synth_pretrain.json --batch-size 32
 	$(EWA) bench ops
+
+doc-images: build
+	EWA=$(EWA) bash scripts/make-doc-images.sh
 
 clean:
 	rm -rf $(BUILD)

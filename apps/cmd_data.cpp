@@ -30,6 +30,25 @@ void add_data_command(CLI::App& app) {
                ") to " + args->out + " (ModelNet40 hdf5 layout; train with data.dataset = \"modelnet_h5\", data.root = " +
                args->out + ")");
   });
+
+  struct FileArgs {
+    std::string out = "data/synthetic_files", format = "ply";
+    int64_t per_class = 2;
+    data::SynthOptions options;
+  };
+  auto fargs = std::make_shared<FileArgs>();
+  fargs->options.seed = 1;  // other shapes than the dataset's (seed 0)
+  auto* files = data->add_subcommand("synth-files", "Write synthetic shapes as single point files in class folders "
+                                                    "(<out>/<class>/<class>_<i>.ply), like a folder of users' scans");
+  files->add_option("-o,--out", fargs->out, "Output directory")->capture_default_str();
+  files->add_option("--per-class", fargs->per_class, "Files per class")->capture_default_str();
+  files->add_option("--format", fargs->format, "ply, npy or xyz")->capture_default_str();
+  files->add_option("--points", fargs->options.points, "Points per cloud")->capture_default_str();
+  files->add_option("--seed", fargs->options.seed, "Random seed")->capture_default_str();
+  files->callback([fargs] {
+    const int64_t n = data::write_synthetic_files(fargs->out, fargs->per_class, fargs->format, fargs->options);
+    print_line("wrote " + std::to_string(n) + " ." + fargs->format + " files to " + fargs->out + "/<class>/");
+  });
 }
 
 }  // namespace ewa::app

@@ -1,6 +1,7 @@
 #include "datasets/synthetic.h"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "common/error.h"
@@ -186,6 +187,37 @@ int64_t write_synthetic_dataset(const std::string& dir, const SynthOptions& o) {
   std::string names;
   for (const auto& c : kSynthClasses) names += c + "\n";
   write_text_atomically((fs::path(dir) / "shape_names.txt").string(), names);
+  return total;
+}
+
+int64_t write_synthetic_files(const std::string& dir, int64_t per_class, const std::string& format, const SynthOptions& o) {
+  if (per_class < 1) fail("ewa data synth-files: --per-class must be >= 1");
+  if (format != "ply" && format != "npy" && format != "xyz") fail("ewa data synth-files: --format must be ply, npy or xyz, got '" + format + "'");
+  if (o.points < 16) fail("ewa data synth-files: --points must be >= 16");
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  int64_t total = 0;
+  for (int64_t i = 0; i < per_class; ++i)
+    for (int64_t c = 0; c < static_cast<int64_t>(kSynthClasses.size()); ++c) {
+      const fs::path folder = fs::path(dir) / kSynthClasses[c];
+      ensure_writable_dir(folder.string());
+      const std::string path = (folder / (kSynthClasses[c] + "_" + std::to_string(i) + "." + format)).string();
+      auto cloud = synth_shape(c, o, gen);
+      if (format == "ply") {
+        write_ply_points(path, cloud);
+      } else if (format == "npy") {
+        write_npy(path, cloud);
+      } else {
+        std::string text;
+        auto a = cloud.accessor<float, 2>();
+        char line[96];
+        for (int64_t p = 0; p < cloud.size(0); ++p) {
+          std::snprintf(line, sizeof line, "%.6f %.6f %.6f\n", a[p][0], a[p][1], a[p][2]);
+          text += line;
+        }
+        write_text_atomically(path, text);
+      }
+      ++total;
+    }
   return total;
 }
 

@@ -27,4 +27,8 @@ torch::Tensor synth_shape(int64_t cls, const SynthOptions& o, at::Generator& gen
 // shape_names.txt. Returns the number of clouds written.
 int64_t write_synthetic_dataset(const std::string& dir, const SynthOptions& o);
 
+// Writes `per_class` clouds of every class as single point files, the way users keep scans:
+// <dir>/<class>/<class>_<i>.<format> (format ply, npy or xyz). Returns the number written.
+int64_t write_synthetic_files(const std::string& dir, int64_t per_class, const std::string& format, const SynthOptions& o);
+
 }  // namespace ewa::data
