@@ -305,6 +305,24 @@ torch::Tensor read_pcl_points(const std::string& path) {
 #ifdef EWA_HAS_PCL
   pcl::PointCloud<pcl::PointXYZ> cloud;
   const std::string ext = lower_extension(path);
+  if (ext == ".pcd") {
+    // PCL fills x, y, z with zeros and reports success when the file has no such fields.
+    if (!fs::exists(path)) fail(path + ": cannot open file");
+    pcl::PCLPointCloud2 header;
+    Eigen::Vector4f origin;
+    Eigen::Quaternionf orientation;
+    int version = 0, data_type = 0;
+    unsigned int data_index = 0;
+    if (pcl::PCDReader().readHeader(path, header, origin, orientation, version, data_type, data_index) != 0)
+      fail(path + ": PCL could not read the PCD header (truncated or not a .pcd file)");
+    std::string names;
+    int xyz = 0;
+    for (const auto& f : header.fields) {
+      names += (names.empty() ? "" : " ") + f.name;
+      xyz += f.name == "x" || f.name == "y" || f.name == "z";
+    }
+    if (xyz != 3) fail(path + ": PCD fields are '" + names + "'; expected fields x, y and z");
+  }
   int rc = -1;
   {
     // PCL prints its own diagnostics to stderr; the error we throw says what went wrong.

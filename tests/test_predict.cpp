@@ -140,7 +140,11 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   int bad = 7;
   if (ewa::data::built_with_pcl()) {
     ewa::testing::write_file(dir / "bad/face.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n");
-    ++bad;
+    std::string pcd = "# .PCD v0.7\nVERSION 0.7\nFIELDS a b c\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 100\nHEIGHT 1\n"
+                      "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 100\nDATA ascii\n";
+    for (int i = 0; i < 100; ++i) pcd += std::to_string(i) + " 1 2\n";
+    ewa::testing::write_file(dir / "bad/fields.pcd", pcd);
+    bad += 2;
   }
 
   // Folder of good files: every file predicted, exit 0, class names from the checkpoint.
@@ -190,6 +194,7 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   EXPECT_NE(r.output.find(summary), std::string::npos) << r.output;
   if (ewa::data::built_with_pcl()) {
     EXPECT_NE(r.output.find("face.obj: face 1 refers to vertex 9 of 3"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("fields.pcd: PCD fields are 'a b c'; expected fields x, y and z"), std::string::npos) << r.output;
   }
 
   // --upsample: 20 points are filled up to 64 (and labelled); 5 points (fewer than the 8 groups)
