@@ -143,7 +143,8 @@ void add_show_command(CLI::App& app) {
                                 scenes.size() > 1 ? args->checkpoint + ", coloured by " + args->color : "");
         print_line("wrote " + png);
       } else {
-        for (const auto& s : scenes) viz::show_window(s.clouds, args->view.camera, "ewa show: " + s.path);
+        for (const auto& s : scenes)
+          viz::show_window(train::scene_clouds(s, args->view.camera), args->view.camera, "ewa show: " + s.path);
       }
     }
     if (failed > 0) fail(std::to_string(failed) + " of " + std::to_string(files.size()) + " files could not be shown (errors above)");

@@ -20,7 +20,7 @@ if [ ! -f runs/demo/synth_pretrain_short/last.pt ]; then
     --set train.runs_dir=runs/demo --set data.root=data/synthetic_shapes --set train.epochs=4 --set pretrain.reconstructions=0
 fi
 "$EWA" show runs/demo/synth_pretrain_short/last.pt "$FILES/torus/torus_0.ply" --color mae --png "$OUT/show_mae.png" \
-  --size 640x240 --view front
+  --size 720x260 --zoom 0.35
 "$EWA" gallery "$RUN/last.pt" --split test -n 16 --size 160x160 -o "$OUT/gallery_test.png"
 cp "$RUN"/plots/{loss,accuracy,schedule,confusion}.png "$OUT/"
 ls -l "$OUT"

@@ -27,14 +27,7 @@ const std::string kEwa = EWA_BINARY;
 TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   TempDir dir;
   // A small model trained for one epoch on synthetic shapes (its checkpoint carries class names).
-  auto r = run_command(kEwa + " data synth -o " + (dir / "synth") + " --train-per-class 6 --test-per-class 2 --points 256");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  ewa::testing::write_file(dir / "c.json", R"({"name": "p", "model": {"name": "point_transformer", "embed_dim": 32, "depth": 2,
-    "num_heads": 2, "num_groups": 8, "group_size": 8, "head_hidden": 32},
-    "moe": {"kind": "rup", "blocks": [1], "num_experts": 2},
-    "data": {"dataset": "modelnet_h5", "root": ")" + (dir / "synth") + R"(", "num_points": 64, "batch_size": 16},
-    "train": {"epochs": 1, "runs_dir": ")" + (dir / "runs") + R"(", "log_every": 100}})");
-  r = run_command(kEwa + " train --config " + (dir / "c.json"));
+  auto r = ewa::testing::train_tiny_point_classifier(kEwa, dir.path(), "p", R"({"kind": "rup", "blocks": [1], "num_experts": 2})");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string ckpt = dir / "runs/p/last.pt";
 

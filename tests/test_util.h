@@ -93,6 +93,21 @@ inline CommandResult run_command(const std::string& cmd) {
   return r;
 }
 
+// `ewa data synth` into <dir>/synth (256 points per cloud), then a 1-epoch `ewa train` of a tiny
+// point transformer (32 wide, 2 blocks, 8 groups of 8, 64 points) into <dir>/runs/<name>, with
+// `moe_json` as its "moe" section. Returns the training command's result; the checkpoint is
+// <dir>/runs/<name>/last.pt.
+inline CommandResult train_tiny_point_classifier(const std::string& ewa, const std::string& dir, const std::string& name,
+                                                 const std::string& moe_json) {
+  auto r = run_command(ewa + " data synth -o " + dir + "/synth --train-per-class 6 --test-per-class 2 --points 256");
+  if (r.exit_code != 0) return r;
+  write_file(dir + "/" + name + ".json", R"({"name": ")" + name + R"(", "model": {"name": "point_transformer", "embed_dim": 32,
+    "depth": 2, "num_heads": 2, "num_groups": 8, "group_size": 8, "head_hidden": 32}, "moe": )" + moe_json + R"(,
+    "data": {"dataset": "modelnet_h5", "root": ")" + dir + R"(/synth", "num_points": 64, "batch_size": 16},
+    "train": {"epochs": 1, "runs_dir": ")" + dir + R"(/runs", "log_every": 100}})");
+  return run_command(ewa + " train --config " + dir + "/" + name + ".json");
+}
+
 // The message of the ewa::Error that `f` throws; empty when it throws none.
 inline std::string error_of(const std::function<void()>& f) {
   try {

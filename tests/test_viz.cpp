@@ -182,6 +182,42 @@ TEST(Render, OffScreenImageHasTheBackgroundAndTheCloudColoursWhereTheyBelong) {
   }
 }
 
+TEST(Render, CameraAxesAreOrthonormalAndSideBySideGoesLeftToRightOnScreen) {
+  for (const char* view : {"front", "side", "top", "iso"})
+    for (const char* up : {"y", "z"}) {
+      viz::Camera cam;
+      cam.view = view, cam.up = up;
+      const auto a = viz::camera_axes(cam);
+      auto dot = [](const std::array<double, 3>& u, const std::array<double, 3>& v) { return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]; };
+      EXPECT_NEAR(dot(a.front, a.front), 1, 1e-12) << view << up;
+      EXPECT_NEAR(dot(a.up, a.up), 1, 1e-12);
+      EXPECT_NEAR(dot(a.right, a.right), 1, 1e-12);
+      EXPECT_NEAR(dot(a.front, a.up), 0, 1e-12);
+      EXPECT_NEAR(dot(a.front, a.right), 0, 1e-12);
+      EXPECT_NEAR(dot(a.up, a.right), 0, 1e-12);
+      // Three unit blobs side by side: their extents along the screen's right direction are
+      // ordered and 0.4 apart, and nothing moves along the viewing direction or up.
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(2);
+      std::vector<std::vector<viz::ColoredCloud>> panels;
+      for (int k = 0; k < 3; ++k) panels.push_back({{torch::rand({50, 3}, gen) * 2 - 1, torch::zeros({50, 3}), 0}});
+      auto placed = viz::side_by_side(panels, cam);
+      ASSERT_EQ(placed.size(), 3u);
+      auto r = torch::tensor({float(a.right[0]), float(a.right[1]), float(a.right[2])});
+      auto f = torch::tensor({float(a.front[0]), float(a.front[1]), float(a.front[2])});
+      for (int k = 0; k < 3; ++k) {
+        EXPECT_TRUE(torch::allclose(torch::matmul(placed[k].points, f), torch::matmul(panels[k][0].points, f), 1e-5, 1e-5));
+        if (k > 0) {
+          const double gap = torch::matmul(placed[k].points, r).min().item<double>() - torch::matmul(placed[k - 1].points, r).max().item<double>();
+          EXPECT_NEAR(gap, 0.4, 1e-5) << view << up;
+        }
+      }
+    }
+  viz::Camera cam;
+  EXPECT_GT(viz::camera_axes(cam).up[1], 0.85);  // y-up iso keeps y roughly up
+  cam.view = "front";
+  EXPECT_NEAR(viz::camera_axes(cam).right[0], 1.0, 1e-12);  // front view: screen right is +x
+}
+
 ewa::Config point_cfg(const std::string& kind) {
   json j = {{"model", {{"name", "point_transformer"}, {"in_chans", 3}, {"num_classes", 5}, {"embed_dim", 32}, {"depth", 2},
                        {"num_heads", 4}, {"num_groups", 8}, {"group_size", 16}, {"qkv_bias", true}}},
@@ -285,14 +321,7 @@ TEST(Inspect, MaeViewsSplitEachCloudIntoVisibleAndMaskedGroups) {
 TEST(ShowCli, ShowGalleryAndPlotWritePngsWithTheExpectedContent) {
   if (!can_render()) GTEST_SKIP() << "no Open3D rendering (or no display and no Xvfb)";
   TempDir dir;
-  auto r = run_command(kEwa + " data synth -o " + (dir / "synth") + " --train-per-class 6 --test-per-class 2 --points 256");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  ewa::testing::write_file(dir / "c.json", R"({"name": "s", "model": {"name": "point_transformer", "embed_dim": 32, "depth": 2,
-    "num_heads": 2, "num_groups": 8, "group_size": 8, "head_hidden": 32},
-    "moe": {"kind": "routed", "blocks": [1], "num_experts": 3},
-    "data": {"dataset": "modelnet_h5", "root": ")" + (dir / "synth") + R"(", "num_points": 64, "batch_size": 16},
-    "train": {"epochs": 1, "runs_dir": ")" + (dir / "runs") + R"(", "log_every": 100}})");
-  r = run_command(kEwa + " train --config " + (dir / "c.json"));
+  auto r = ewa::testing::train_tiny_point_classifier(kEwa, dir.path(), "s", R"({"kind": "routed", "blocks": [1], "num_experts": 3})");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // Training ends by plotting the run.
   EXPECT_NE(r.output.find("plots: "), std::string::npos) << r.output;

@@ -134,21 +134,24 @@ std::vector<Scene> mae_scenes(models::PointMaeImpl& model, const torch::Tensor& 
     Scene s;
     s.path = paths[b];
     const viz::Color red{0.85, 0.16, 0.16}, green{0.13, 0.6, 0.25};
-    s.clouds = viz::side_by_side({{{v.visible, uniform_colors(v.visible.size(0), kGrey), 0}},
-                                  {{v.masked, uniform_colors(v.masked.size(0), red), 0}},
-                                  {{v.visible, uniform_colors(v.visible.size(0), kGrey), 0},
-                                   {v.predicted, uniform_colors(v.predicted.size(0), green), 0}}});
+    s.panels = {{{v.visible, uniform_colors(v.visible.size(0), kGrey), 0}},
+                {{v.masked, uniform_colors(v.masked.size(0), red), 0}},
+                {{v.visible, uniform_colors(v.visible.size(0), kGrey), 0}, {v.predicted, uniform_colors(v.predicted.size(0), green), 0}}};
     s.caption = {fs::path(s.path).filename().string(), "visible (grey) | masked (red) | reconstruction (green)"};
     out.push_back(std::move(s));
   }
   return out;
 }
 
+std::vector<viz::ColoredCloud> scene_clouds(const Scene& scene, const viz::Camera& camera) {
+  return scene.panels.empty() ? scene.clouds : viz::side_by_side(scene.panels, camera);
+}
+
 void write_scenes_png(const std::string& path, const std::vector<Scene>& scenes, const viz::Camera& camera, int columns,
                       const std::string& title) {
   viz::Renderer renderer(camera);
   std::vector<viz::Tile> tiles;
-  for (const auto& s : scenes) tiles.push_back({renderer.render(s.clouds), s.caption, s.wrong});
+  for (const auto& s : scenes) tiles.push_back({renderer.render(scene_clouds(s, camera)), s.caption, s.wrong});
   viz::write_grid_png(path, tiles, columns, title);
 }
 

@@ -20,6 +20,8 @@ const std::vector<std::string>& color_modes();  // class, patches, attention, ex
 struct Scene {
   std::string path, error;
   std::vector<viz::ColoredCloud> clouds;
+  // Or groups of clouds drawn side by side on the screen (Point-MAE's view), placed for the camera.
+  std::vector<std::vector<viz::ColoredCloud>> panels;
   std::vector<std::string> caption;
   bool wrong = false;  // the true class (from the folder layout) differs from the prediction
   int64_t predicted = -1, truth = -1;
@@ -42,6 +44,9 @@ std::vector<Scene> classifier_scenes(models::PointTransformerImpl& model, const 
 // (visible grey + predicted points), side by side.
 std::vector<Scene> mae_scenes(models::PointMaeImpl& model, const torch::Tensor& clouds, const std::vector<std::string>& paths,
                               torch::Device device);
+
+// What a scene draws with `camera`: its clouds, or its panels side by side.
+std::vector<viz::ColoredCloud> scene_clouds(const Scene& scene, const viz::Camera& camera);
 
 // Renders scenes into one PNG: a single scene with its caption, or a grid of `columns`.
 void write_scenes_png(const std::string& path, const std::vector<Scene>& scenes, const viz::Camera& camera, int columns,

@@ -93,15 +93,32 @@ std::string ensure_display() {
   return "no display: rendering off-screen with a private Xvfb on :" + number;
 }
 
+CameraAxes camera_axes(const Camera& c) {
+  // Directions are written for a y-up cloud; for z-up the same view turns y into z.
+  auto oriented = [&](double x, double y, double z) {
+    return c.up == "y" ? std::array<double, 3>{x, y, z} : std::array<double, 3>{x, -z, y};
+  };
+  std::array<double, 3> front = c.view == "front" ? oriented(0, 0, 1)
+                                : c.view == "side" ? oriented(1, 0, 0)
+                                : c.view == "top"  ? oriented(0, 1, 0)
+                                                   : oriented(0.62, 0.45, 0.64);
+  const double n = std::sqrt(front[0] * front[0] + front[1] * front[1] + front[2] * front[2]);
+  for (auto& v : front) v /= n;
+  std::array<double, 3> up = c.view == "top" ? oriented(0, 0, -1) : oriented(0, 1, 0);
+  // Orthogonalise up against front, then right = up x front.
+  const double d = up[0] * front[0] + up[1] * front[1] + up[2] * front[2];
+  for (int k = 0; k < 3; ++k) up[k] -= d * front[k];
+  const double un = std::sqrt(up[0] * up[0] + up[1] * up[1] + up[2] * up[2]);
+  for (auto& v : up) v /= un;
+  std::array<double, 3> right = {up[1] * front[2] - up[2] * front[1], up[2] * front[0] - up[0] * front[2],
+                                 up[0] * front[1] - up[1] * front[0]};
+  return {front, up, right};
+}
+
 #ifdef EWA_HAS_OPEN3D
 namespace {
 using open3d::geometry::PointCloud;
 using open3d::geometry::TriangleMesh;
-
-Eigen::Vector3d oriented(const Camera& c, double x, double y, double z) {
-  // Directions are written for a y-up cloud; for z-up the same view turns y into z.
-  return c.up == "y" ? Eigen::Vector3d(x, y, z) : Eigen::Vector3d(x, -z, y);
-}
 
 void add_clouds(open3d::visualization::Visualizer& vis, const std::vector<ColoredCloud>& clouds) {
   for (const auto& cc : clouds) {
@@ -145,11 +162,8 @@ void set_view(open3d::visualization::Visualizer& vis, const Camera& c, const std
     for (int k = 0; k < 3; ++k) lo(k) = std::min(lo(k), mn[k].item<double>()), hi(k) = std::max(hi(k), mx[k].item<double>());
   }
   auto& vc = vis.GetViewControl();
-  Eigen::Vector3d front = c.view == "front" ? oriented(c, 0, 0, 1)
-                          : c.view == "side" ? oriented(c, 1, 0, 0)
-                          : c.view == "top"  ? oriented(c, 0, 1, 0)
-                                             : oriented(c, 0.62, 0.45, 0.64).normalized();
-  Eigen::Vector3d up = c.view == "top" ? oriented(c, 0, 0, -1) : oriented(c, 0, 1, 0);
+  const auto axes = camera_axes(c);
+  const Eigen::Vector3d front(axes.front[0], axes.front[1], axes.front[2]), up(axes.up[0], axes.up[1], axes.up[2]);
   if (std::isfinite(lo(0))) vc.SetLookat((lo + hi) / 2);
   vc.SetFront(front);
   vc.SetUp(up);
@@ -217,23 +231,24 @@ void show_window(const std::vector<ColoredCloud>&, const Camera&, const std::str
 }
 #endif
 
-std::vector<ColoredCloud> side_by_side(std::vector<std::vector<ColoredCloud>> panels, double gap) {
+std::vector<ColoredCloud> side_by_side(const std::vector<std::vector<ColoredCloud>>& panels, const Camera& camera,
+                                       double gap) {
+  const auto axes = camera_axes(camera);
+  auto right = torch::tensor({float(axes.right[0]), float(axes.right[1]), float(axes.right[2])});
   std::vector<ColoredCloud> out;
   double cursor = 0;
-  for (auto& panel : panels) {
+  for (const auto& panel : panels) {
+    // The panel's extent along the screen's right direction.
     double lo = INFINITY, hi = -INFINITY;
     for (const auto& c : panel)
       if (c.points.size(0) > 0) {
-        lo = std::min(lo, c.points.select(1, 0).min().item<double>() - c.sphere_radius);
-        hi = std::max(hi, c.points.select(1, 0).max().item<double>() + c.sphere_radius);
+        auto along = torch::matmul(c.points.to(torch::kFloat), right);
+        lo = std::min(lo, along.min().item<double>() - c.sphere_radius);
+        hi = std::max(hi, along.max().item<double>() + c.sphere_radius);
       }
     if (!std::isfinite(lo)) continue;
     const double shift = cursor - lo;
-    for (auto& c : panel) {
-      auto p = c.points.to(torch::kFloat).clone();
-      p.select(1, 0).add_(shift);
-      out.push_back({p, c.colors, c.sphere_radius});
-    }
+    for (const auto& c : panel) out.push_back({c.points.to(torch::kFloat) + right * shift, c.colors, c.sphere_radius});
     cursor += (hi - lo) + gap;
   }
   return out;

@@ -3,6 +3,7 @@
 // ensure_display() starts a private Xvfb (from the xvfb package) for the process and says so.
 // Built only with Open3D (EWA_HAS_OPEN3D); without it every call throws ewa::Error saying so.
 #pragma once
+#include <array>
 #include <functional>
 #include <memory>
 #include <string>
@@ -56,7 +57,16 @@ class Renderer {
 // Opens an interactive window (blocks until it is closed).
 void show_window(const std::vector<ColoredCloud>& clouds, const Camera& camera, const std::string& title);
 
-// Places clouds side by side along x (each centred, `gap` apart), for comparisons in one view.
-std::vector<ColoredCloud> side_by_side(std::vector<std::vector<ColoredCloud>> panels, double gap = 0.4);
+// The camera's direction vectors in cloud coordinates: `front` points from the scene to the eye,
+// `right` is the screen's left-to-right direction.
+struct CameraAxes {
+  std::array<double, 3> front, up, right;
+};
+CameraAxes camera_axes(const Camera& camera);
+
+// Places groups of clouds ("panels") side by side, left to right on the screen of `camera`,
+// `gap` apart, for comparisons in one view.
+std::vector<ColoredCloud> side_by_side(const std::vector<std::vector<ColoredCloud>>& panels, const Camera& camera,
+                                       double gap = 0.4);
 
 }  // namespace ewa::viz
