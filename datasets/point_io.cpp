@@ -321,6 +321,7 @@ torch::Tensor read_pcl_points(const std::string& path) {
       names += (names.empty() ? "" : " ") + f.name;
       xyz += f.name == "x" || f.name == "y" || f.name == "z";
     }
+    if (header.fields.empty()) fail(path + ": not a valid .pcd file (its header has no FIELDS)");
     if (xyz != 3) fail(path + ": PCD fields are '" + names + "'; expected fields x, y and z");
   }
   int rc = -1;

@@ -101,7 +101,10 @@ TEST(PointFiles, PcdAndPlyThroughPcl) {
   auto org = ewa::data::read_pcl_points(dir / "org.pcd");
   EXPECT_EQ(org.size(0), 12);
   EXPECT_EQ(torch::isnan(org).any(1).sum().item<int64_t>(), 3);
-  EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "missing.pcd"); }).find("PCL could not read"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "missing.pcd"); }).find("missing.pcd: cannot open file"), std::string::npos);
+  write_file(dir / "garbage.pcd", "this is not a point cloud\n");
+  const std::string garbage = error_of([&] { ewa::data::read_pcl_points(dir / "garbage.pcd"); });
+  EXPECT_NE(garbage.find("garbage.pcd: not a valid .pcd file (its header has no FIELDS)"), std::string::npos) << garbage;
   EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "missing.ply"); }).find("missing.ply"), std::string::npos);
 }
 

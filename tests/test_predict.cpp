@@ -190,6 +190,23 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
     EXPECT_NE(r.output.find("fields.pcd: PCD fields are 'a b c'; expected fields x, y and z"), std::string::npos) << r.output;
   }
 
+  // The converted dense model predicts the same probabilities as the RupMoE checkpoint (its eval
+  // mode uses the experts' mean, which is what conversion folds in).
+  r = run_command(kEwa + " convert " + ckpt + " -o " + (dir / "dense.pt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto top_of = [&](const std::string& weights) {
+    auto out = run_command(kEwa + " predict " + weights + " " + (dir / "in/a_sphere.txt") + " --json -k 8");
+    EXPECT_EQ(out.exit_code, 0) << out.output;
+    return json::parse(out.output)["top"];
+  };
+  const auto moe_top = top_of(ckpt), dense_top = top_of(dir / "dense.pt");
+  ASSERT_EQ(moe_top.size(), 8u);
+  ASSERT_EQ(dense_top.size(), 8u);
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(moe_top[i]["class"], dense_top[i]["class"]);
+    EXPECT_NEAR(moe_top[i]["probability"].get<double>(), dense_top[i]["probability"].get<double>(), 1e-5);
+  }
+
   // --upsample: 20 points are filled up to 64 (and labelled); 5 points (fewer than the 8 groups)
   // are still refused.
   ewa::data::write_npy(dir / "bad/tiny.npy", torch::randn({5, 3}));
