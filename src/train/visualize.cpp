@@ -84,10 +84,11 @@ std::vector<Scene> classifier_scenes(models::PointTransformerImpl& model, const 
     const int64_t P = pts.size(0);
     auto [p, c] = prob[b].max(0);
     s.predicted = c.item<int64_t>();
+    s.probability = p.item<double>();
     s.truth = class_from_path(s.path, class_names);
     s.wrong = s.truth >= 0 && s.truth != s.predicted;
     s.caption.push_back(fs::path(s.path).filename().string());
-    s.caption.push_back("predicted " + name_of(s.predicted, class_names) + " " + percent(p.item<double>()) +
+    s.caption.push_back("predicted " + name_of(s.predicted, class_names) + " " + percent(s.probability) +
                         (s.truth >= 0 ? " (true " + name_of(s.truth, class_names) + ")" : ""));
     auto owner = patch_owner(pts, centers[b], index[b]);
     auto colors = uniform_colors(P, kGrey).clone();
@@ -180,9 +181,8 @@ GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& c
     s.truth = ya[i].item<int64_t>();
     s.wrong = s.truth != s.predicted;
     r.wrong += s.wrong;
-    const std::string prob = s.caption[1].substr(s.caption[1].rfind(' ') + 1);
     s.caption = {s.path + ": true " + name_of(s.truth, data.class_names),
-                 (s.wrong ? "WRONG: " : "predicted ") + name_of(s.predicted, data.class_names) + " " + prob};
+                 (s.wrong ? "WRONG: " : "predicted ") + name_of(s.predicted, data.class_names) + " " + percent(s.probability)};
   }
   r.shown = n;
   char title[256];

@@ -25,6 +25,7 @@ struct Scene {
   std::vector<std::string> caption;
   bool wrong = false;  // the true class (from the folder layout) differs from the prediction
   int64_t predicted = -1, truth = -1;
+  double probability = 0;  // of the predicted class
 };
 
 // The true class of a file from its folder layout: the nearest parent directory named like a

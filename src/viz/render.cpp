@@ -57,6 +57,7 @@ std::string ensure_display() {
   if ((d && *d) || g_xvfb > 0) return "";
   int fds[2];
   if (::pipe(fds) != 0) fail("cannot start Xvfb: pipe failed");
+  const std::string fd = std::to_string(fds[1]);  // before fork: the child only makes async-signal-safe calls
   const pid_t pid = ::fork();
   if (pid < 0) fail("cannot start Xvfb: fork failed");
   if (pid == 0) {
@@ -64,7 +65,6 @@ std::string ensure_display() {
     ::close(fds[0]);
     const int null = ::open("/dev/null", O_WRONLY);
     if (null >= 0) ::dup2(null, 1), ::dup2(null, 2);
-    const std::string fd = std::to_string(fds[1]);
     ::execlp("Xvfb", "Xvfb", "-displayfd", fd.c_str(), "-screen", "0", "2048x2048x24", "-nolisten", "tcp",
              static_cast<char*>(nullptr));
     ::_exit(127);
