@@ -17,6 +17,7 @@ void add_pretrain_command(CLI::App& app) {
     std::string config, name, resume, reconstruct, out;
     int64_t count = 8;
     std::vector<std::string> set;
+    DistArgs dist;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -29,11 +30,12 @@ void add_pretrain_command(CLI::App& app) {
                   "Instead of training: write reconstructions of the test clouds with this pretraining checkpoint");
   cmd->add_option("-o,--out", args->out, "--reconstruct: output directory (default: <checkpoint dir>/reconstructions)");
   cmd->add_option("-n,--count", args->count, "--reconstruct: number of test clouds")->capture_default_str();
+  add_dist_options(cmd, args->dist);
   cmd->callback([args] {
     const std::string from = !args->reconstruct.empty() ? args->reconstruct : args->resume;
     Config cfg = run_config(args->config, from, args->set, args->name);
     if (args->reconstruct.empty()) {
-      train::pretrain_point_mae(cfg, train::TrainOptions{args->resume}, print_line);
+      train::pretrain_point_mae(cfg, train::TrainOptions{args->resume, join_job(args->dist)}, print_line);
       return;
     }
     if (cfg.model.name != "point_mae") fail("checkpoint " + from + ": holds a " + cfg.model.name + ", not a point_mae model");

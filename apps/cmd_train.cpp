@@ -12,6 +12,7 @@ struct TrainArgs {
   std::vector<std::string> set;
   bool linear_probe = false, allow_missing = false;
   double layer_decay = 0;  // 0 = as the config says
+  DistArgs dist;
 };
 
 // Flags shared by train and finetune.
@@ -21,9 +22,11 @@ void add_common(CLI::App* cmd, const std::shared_ptr<TrainArgs>& args) {
   cmd->add_option("--name", args->name, "Run name (overrides the config's name)");
   cmd->add_option("--resume", args->resume,
                   "Continue from this checkpoint (e.g. runs/NAME/last.pt); its config is used when --config is omitted");
+  add_dist_options(cmd, args->dist);
 }
 
 void run(const TrainArgs& a) {
+  auto group = join_job(a.dist);
   std::vector<std::string> set = a.set;
   if (!a.init.empty()) set.push_back("finetune.init=" + a.init);
   if (a.linear_probe) set.push_back("finetune.freeze_encoder=true");
@@ -31,7 +34,7 @@ void run(const TrainArgs& a) {
   if (a.layer_decay > 0) set.push_back("finetune.layer_decay=" + std::to_string(a.layer_decay));
   Config cfg = run_config(a.config, a.resume, set, a.name);
   if (cfg.model.name == "point_mae") fail("model.name: point_mae is a pretraining model: run `ewa pretrain` with this config");
-  train::train_classifier(cfg, train::TrainOptions{a.resume}, print_line);
+  train::train_classifier(cfg, train::TrainOptions{a.resume, group}, print_line);
 }
 
 }  // namespace

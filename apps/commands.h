@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "dist/dist.h"
 #include "io/state_dict.h"
 
 namespace ewa::app {
@@ -37,6 +38,19 @@ Config run_config(const std::string& config_path, const std::string& checkpoint,
 // when given (required for official / timm files, which carry none).
 Config config_for_weights(const std::string& weights_path, const io::StateDict& weights, const std::string& config_path,
                           const std::vector<std::string>& overrides);
+
+// Multi-process flags of train, finetune and pretrain.
+struct DistArgs {
+  int64_t nproc = 0;       // > 1: spawn that many local workers
+  double timeout_s = 300;  // collectives give up after this long
+};
+void add_dist_options(CLI::App* cmd, DistArgs& args);
+// The job this process belongs to: torchrun's or Slurm's variables, else a single process. With
+// --nproc N > 1 (and no RANK yet), runs this command as N local workers instead and exits with
+// their status.
+std::shared_ptr<dist::Group> join_job(const DistArgs& args);
+// argv of this process, kept for --nproc.
+void set_program_args(int argc, char** argv);
 
 // Prints a progress line to stdout (the reporter the library calls back).
 void print_line(const std::string& line);

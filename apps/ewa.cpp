@@ -55,6 +55,31 @@ Config config_for_weights(const std::string& weights_path, const io::StateDict& 
 
 void print_line(const std::string& line) { std::cout << line << std::endl; }
 
+namespace {
+std::vector<std::string> g_argv;
+}
+
+void set_program_args(int argc, char** argv) { g_argv.assign(argv, argv + argc); }
+
+void add_dist_options(CLI::App* cmd, DistArgs& args) {
+  cmd->add_option("--nproc", args.nproc, "Run as N local worker processes of one data-parallel job (Gloo); "
+                                         "torchrun / srun set the job up through the environment instead")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--dist-timeout", args.timeout_s, "Seconds a collective waits for the other ranks before giving up")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+}
+
+std::shared_ptr<dist::Group> join_job(const DistArgs& args) {
+  if (args.nproc > 1 && !std::getenv("RANK")) {
+    std::vector<std::string> argv = g_argv;
+    std::exit(dist::run_local_workers(args.nproc, argv));
+  }
+  const auto env = dist::env_from_environment();
+  if (const char* t = std::getenv("EWA_WORKER_THREADS")) init_threads(std::atoi(t));
+  return dist::Group::join(env, std::chrono::milliseconds(static_cast<int64_t>(args.timeout_s * 1000)));
+}
+
 void add_config_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("config", "Print the configuration reference (every key, type, default) or the defaults");
   auto* as_json = cmd->add_flag("--defaults", "Print the full default config as JSON instead of the reference table");
@@ -76,6 +101,7 @@ static void ensure_passive_openmp(char** argv) {
 
 int main(int argc, char** argv) {
   ensure_passive_openmp(argv);
+  ewa::app::set_program_args(argc, argv);
   CLI::App app{"ewa: train vision transformers with Experts Weights Averaging (EWA)", "ewa"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "ewa 0.1.0");

@@ -3,7 +3,8 @@
 # and exits in seconds.
 #   Debian packages: compilers and build tools, LibTorch's companions (HDF5, PCL, Open3D,
 #     nlohmann-json, CLI11, GoogleTest, Google Benchmark), cairo (plots), ccache, Xvfb and Mesa
-#     (headless Open3D rendering), a font for plot text, the Fashion-MNIST data.
+#     (headless Open3D rendering), a font for plot text, Gloo headers (multi-process training),
+#     the Fashion-MNIST data.
 #   LibTorch: the pinned `torch` wheel from PyPI (CUDA 13 build) in a virtual environment outside
 #     the source tree: $EWA_VENV (default /opt/ewa-venv), so every clone on the machine shares it.
 # The CUDA toolkit is not installed here: CMake uses /usr/local/cuda when it exists.
@@ -16,7 +17,7 @@ PACKAGES=(
   python3 python3-venv
   libhdf5-dev libpcl-dev libopen3d-dev nlohmann-json3-dev libcli11-dev
   googletest libgtest-dev libbenchmark-dev
-  dataset-fashion-mnist xvfb libcairo2-dev fonts-dejavu-core libgl1-mesa-dri
+  dataset-fashion-mnist xvfb libcairo2-dev fonts-dejavu-core libgl1-mesa-dri libgloo-dev
 )
 
 die() { echo "install-deps: error: $*" >&2; exit 1; }

@@ -69,15 +69,25 @@ std::vector<ParamGroup> layer_decay_groups(torch::nn::Module& model, double deca
 }
 
 LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, const TrainOptions& options,
-                        const Reporter& report, torch::Device device) {
+                        const Reporter& report_all, torch::Device device) {
   const auto t_start = Clock::now();
   LoopResult result;
   result.run_dir = (fs::path(cfg.train.runs_dir) / cfg.name).string();
   const std::string dir = result.run_dir;
   const std::string last_path = dir + "/last.pt", best_path = dir + "/best.pt";
-  ensure_writable_dir(dir);
-  if (options.resume.empty() && fs::exists(last_path))
-    fail("run directory " + dir + " already holds a checkpoint (last.pt): pass --resume to continue it or choose another --name");
+  // Several processes: rank 0 reports and writes; every rank trains on its share of each batch.
+  dist::Group* const group = options.group && options.group->size() > 1 ? options.group.get() : nullptr;
+  const bool main_rank = !group || group->is_main();
+  const int64_t world = group ? group->size() : 1, rank = group ? group->rank() : 0;
+  const Reporter report = [&](const std::string& line) {
+    if (main_rank) report_all(line);
+  };
+  task.set_group(group);
+  if (main_rank) {
+    ensure_writable_dir(dir);
+    if (options.resume.empty() && fs::exists(last_path))
+      fail("run directory " + dir + " already holds a checkpoint (last.pt): pass --resume to continue it or choose another --name");
+  }
 
   auto& model = task.model();
   model.to(device);
@@ -100,7 +110,15 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     start_epoch = ckpt.epoch;
     report("resumed from " + options.resume + " at epoch " + std::to_string(start_epoch) + ", step " + std::to_string(step));
   }
-  write_text_atomically(dir + "/config.json", cfg.json.dump(2) + "\n");
+  if (group) {
+    // Every rank starts from rank 0's weights and buffers (the same seed gives the same ones;
+    // this makes sure of it).
+    std::vector<torch::Tensor> state;
+    for (const auto& p : model.parameters()) state.push_back(p.data());
+    for (const auto& b : model.buffers()) state.push_back(b.data());
+    group->broadcast(state);
+  }
+  if (main_rank) write_text_atomically(dir + "/config.json", cfg.json.dump(2) + "\n");
 
   // Start-up table of the resolved settings.
   const auto moe_count = moe::moe_layers(model).size();
@@ -125,6 +143,9 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
        << (cfg.finetune.layer_decay < 1 ? ", layer decay " + fmt("%.3g", cfg.finetune.layer_decay) : "") << "\n"
        << "schedule   " << cfg.train.epochs << " epochs x " << steps_per_epoch << " steps, batch " << cfg.data.batch_size
        << ", seed " << cfg.train.seed << ", device " << device << ", threads " << at::get_num_threads();
+  if (group)
+    head << "\nprocesses  " << world << " ranks (" << group->env().source << ", Gloo, rendezvous " << group->env().master_addr << ":"
+         << group->env().master_port << "); each takes its share of every global batch of " << cfg.data.batch_size;
   report(head.str());
 
   const std::string log_path = dir + "/log.jsonl";
@@ -134,14 +155,27 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   const auto train_start = Clock::now();
   const int64_t steps_at_start = step;
 
+  double comm_at_start = group ? group->comm_seconds() : 0;
+  std::vector<torch::Tensor> float_buffers;  // running statistics; step counters agree on every rank anyway
+  for (const auto& b : model.buffers())
+    if (b.is_floating_point()) float_buffers.push_back(b.data());
   for (int64_t epoch = start_epoch; epoch < cfg.train.epochs; ++epoch) {
     task.set_training();
     batches.start_epoch(epoch);
+    // Several ranks: each draws its own RUP partitions, dropout and augmentation, from a stream
+    // fixed by (seed, rank, epoch), so a run resumed at an epoch boundary continues exactly.
+    if (group) torch::manual_seed(static_cast<uint64_t>(cfg.train.seed) * 1000003ull + 7919ull * uint64_t(rank + 1) + uint64_t(epoch));
     double epoch_loss = 0;
     int64_t epoch_correct = 0, epoch_seen = 0;
     bool has_accuracy = false;
     for (int64_t b = 0; b < steps_per_epoch; ++b) {
       auto [x, y] = batches.batch(b, /*augment=*/true);
+      const int64_t global_count = x.size(0);
+      if (group) {
+        const auto [lo, hi] = dist::shard(global_count, rank, world);
+        x = x.narrow(0, lo, hi - lo);
+        y = y.narrow(0, lo, hi - lo);
+      }
       x = x.to(device);
       y = y.to(device);
       const double lr = lr_at(cfg.optim, step, steps_per_epoch, total_steps);
@@ -151,12 +185,16 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       auto out = task.training_step(x, y);
       optimizer->zero_grad();
       out.loss.backward();
+      // The global batch's mean gradient: each rank's mean weighted by its share, summed.
+      if (group) group->allreduce_gradients(model.parameters(), double(out.count) / double(global_count));
       if (cfg.optim.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), cfg.optim.grad_clip);
       optimizer->step();
       ++step;
       const double beta = moe_count > 0 ? moe::share_rate_at(cfg.ewa, step, total_steps) : 0.0;
       if (beta > 0) moe::ewa_average(model, beta);
+      if (group && !float_buffers.empty()) group->broadcast(float_buffers);  // BatchNorm statistics: rank 0's, as DDP
 
+      if (group) group->heartbeat(step);
       const double loss_v = out.loss.item<double>();
       if (!std::isfinite(loss_v)) fail("training diverged: loss is " + std::to_string(loss_v) + " at step " + std::to_string(step));
       epoch_loss += loss_v * double(out.count);
@@ -170,6 +208,12 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       window_samples += out.count;
 
       if (step % cfg.train.log_every == 0 || b + 1 == steps_per_epoch) {
+        if (group) {  // the logged loss and sample count are those of the whole job
+          std::vector<torch::Tensor> t = {torch::tensor({window_loss, double(window_samples)}, torch::kDouble)};
+          group->allreduce_sum(t);
+          window_loss = t[0][0].item<double>() / double(world);
+          window_samples = static_cast<int64_t>(t[0][1].item<double>());
+        }
         const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
         const double ms = 1000.0 * secs / double(window_steps);
         const double sps = double(window_samples) / std::max(secs, 1e-9);
@@ -181,7 +225,8 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
                std::to_string(step) + "/" + std::to_string(total_steps) + " loss " + fmt("%.4f", mean_loss) + " lr " +
                fmt("%.2e", lr) + " beta " + fmt("%.3f", beta) + " " + fmt("%.1f", ms) + " ms/step " + fmt("%.0f", sps) +
                " samples/s ETA " + duration_text(eta));
-        append_line(log_path, nlohmann::json{{"type", "step"}, {"epoch", epoch + 1}, {"step", step}, {"loss", mean_loss},
+        if (main_rank)
+          append_line(log_path, nlohmann::json{{"type", "step"}, {"epoch", epoch + 1}, {"step", step}, {"loss", mean_loss},
                                              {"lr", lr}, {"share_rate", beta}, {"ms_per_step", ms}, {"samples_per_s", sps}}
                                   .dump());
         window_start = Clock::now();
@@ -190,6 +235,13 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       }
     }
 
+    if (group) {  // the epoch's training loss and accuracy over every rank's samples
+      std::vector<torch::Tensor> t = {torch::tensor({epoch_loss, double(epoch_correct), double(epoch_seen)}, torch::kDouble)};
+      group->allreduce_sum(t);
+      epoch_loss = t[0][0].item<double>();
+      epoch_correct = static_cast<int64_t>(t[0][1].item<double>());
+      epoch_seen = static_cast<int64_t>(t[0][2].item<double>());
+    }
     // End of epoch: evaluate, log, checkpoint.
     result.test = task.evaluate(*data.test);
     nlohmann::json rec = {{"type", "epoch"},
@@ -214,16 +266,33 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
         result.best_val_epoch = epoch + 1;
       }
     }
-    append_line(log_path, rec.dump());
-    report(line);
-    auto ckpt = make_checkpoint(model, optimizer.get(), cfg.json, step, epoch + 1);
-    ckpt.class_names = data.class_names;
-    save_checkpoint(last_path, ckpt);
-    if (is_best) save_checkpoint(best_path, ckpt);
+    if (main_rank) {
+      append_line(log_path, rec.dump());
+      report(line);
+      auto ckpt = make_checkpoint(model, optimizer.get(), cfg.json, step, epoch + 1);
+      ckpt.class_names = data.class_names;
+      save_checkpoint(last_path, ckpt);
+      if (is_best) save_checkpoint(best_path, ckpt);
+    }
   }
 
   result.steps = step;
   if (start_epoch >= cfg.train.epochs) result.test = task.evaluate(*data.test);
+  nlohmann::json dist_json;
+  if (group) {
+    // Identical optimizer and EWA steps on identical gradients keep every rank's weights equal.
+    std::vector<torch::Tensor> params;
+    for (const auto& p : model.parameters()) params.push_back(p);
+    const double diff = group->max_difference(params);
+    const int64_t steps_run = std::max<int64_t>(1, step - steps_at_start);
+    const double comm_ms = 1000.0 * (group->comm_seconds() - comm_at_start) / double(steps_run);
+    dist_json = {{"world_size", world}, {"launcher", group->env().source}, {"backend", "gloo"},
+                 {"gradient_allreduce_ms_per_step", comm_ms}, {"max_weight_difference_between_ranks", diff}};
+    report("processes: " + std::to_string(world) + " ranks; weights " +
+           (diff == 0 ? std::string("bit-identical across ranks") : "differ across ranks by up to " + fmt("%.3g", diff)) +
+           "; gradient all-reduce " + fmt("%.1f", comm_ms) + " ms/step (rank 0)");
+    if (!main_rank) return result;
+  }
   task.finish(dir, report);
   result.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
   nlohmann::json metrics = {{"name", cfg.name},
@@ -238,6 +307,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     metrics["best_val_score"] = best_val;
   }
   metrics.update(task.extra_metrics());
+  if (group) metrics["distributed"] = dist_json;
   write_text_atomically(dir + "/metrics.json", metrics.dump(2) + "\n");
   if (viz::built_with_cairo()) {
     try {  // a plot that cannot be drawn must not fail a finished run

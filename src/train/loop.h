@@ -14,13 +14,20 @@
 
 #include "config/config.h"
 #include "datasets/batch_source.h"
+#include "dist/dist.h"
 
 namespace ewa::train {
 
 using Reporter = std::function<void(const std::string& line)>;
 
 struct TrainOptions {
+  TrainOptions(std::string resume_from = "", std::shared_ptr<dist::Group> process_group = nullptr)
+      : resume(std::move(resume_from)), group(std::move(process_group)) {}
   std::string resume;  // checkpoint to resume from; empty = fresh run
+  // The job's process group (null or size 1: a single process). With several ranks every rank
+  // takes its share of each global batch, gradients are summed over ranks, and only rank 0
+  // reports and writes.
+  std::shared_ptr<dist::Group> group;
 };
 
 // The loss of one training batch, and optionally how many predictions were right.
@@ -57,13 +64,20 @@ class Task {
   // Puts the model in training mode (a task may keep frozen parts in eval mode).
   virtual void set_training() { model().train(); }
   virtual StepOutput training_step(const torch::Tensor& x, const torch::Tensor& y) = 0;
+  // Evaluates a split. With a process group of several ranks (group() not null) a task may
+  // evaluate its share and reduce the counts over ranks; every rank must return the same result.
   virtual EvalResult evaluate(data::BatchSource& source) = 0;
+  void set_group(dist::Group* group) { group_ = group; }
+  dist::Group* group() const { return group_ && group_->size() > 1 ? group_ : nullptr; }
   // Label of the evaluation in every report, e.g. "single pass, no voting".
   virtual std::string eval_label() const = 0;
   // Extra fields of metrics.json.
   virtual nlohmann::json extra_metrics() const { return nlohmann::json::object(); }
   // Called once after the last epoch (e.g. to write reconstructions into the run directory).
   virtual void finish(const std::string& run_dir, const Reporter& report) {}
+
+ private:
+  dist::Group* group_ = nullptr;
 };
 
 struct LoopResult {

@@ -53,13 +53,15 @@ Config resolve_for_dataset(Config cfg, const data::TaskData& task) {
 }
 
 ClassificationMetrics evaluate(models::ClassifierImpl& model, data::BatchSource& source, int64_t num_classes,
-                               torch::Device device, int64_t votes) {
+                               torch::Device device, int64_t votes, dist::Group* group) {
   torch::NoGradGuard guard;
   const bool was_training = model.is_training();
   model.eval();
   auto confusion = torch::zeros({num_classes, num_classes}, torch::kLong);
   double loss_sum = 0;
+  const bool shared = group && group->size() > 1;
   for (int64_t i = 0; i < source.num_batches(); ++i) {
+    if (shared && i % group->size() != group->rank()) continue;  // batches are dealt round-robin over ranks
     torch::Tensor logits, y;
     for (int64_t v = 0; v < votes; ++v) {
       auto [x, labels] = source.batch(i, /*augment=*/v > 0);
@@ -72,6 +74,11 @@ ClassificationMetrics evaluate(models::ClassifierImpl& model, data::BatchSource&
     accumulate_confusion(confusion, y, logits.argmax(1));
   }
   model.train(was_training);
+  if (shared) {
+    std::vector<torch::Tensor> t = {confusion, torch::tensor({loss_sum}, torch::kDouble)};
+    group->allreduce_sum(t);
+    loss_sum = t[1].item<double>();
+  }
   auto m = metrics_from_confusion(confusion);
   m.loss = source.size() > 0 ? loss_sum / double(source.size()) : 0.0;
   return m;
@@ -118,7 +125,7 @@ class ClassificationTask : public Task {
     return {loss, logits.argmax(1).eq(y).sum().item<int64_t>(), y.size(0)};
   }
   EvalResult evaluate(data::BatchSource& source) override {
-    const auto m = train::evaluate(*model_, source, num_classes_, device_, cfg_.data.votes);
+    const auto m = train::evaluate(*model_, source, num_classes_, device_, cfg_.data.votes, group());
     last_[&source] = m;
     char text[128];
     std::snprintf(text, sizeof text, "OA %.4f mAcc %.4f", m.overall_accuracy, m.mean_class_accuracy);

@@ -54,8 +54,9 @@ std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifi
 TrainResult train_classifier(Config cfg, const TrainOptions& options, const Reporter& report);
 
 // Accuracy and loss of `model` (eval mode) on `source`. votes > 1: logits averaged over one clean
-// and votes - 1 augmented passes (test-time voting).
+// and votes - 1 augmented passes (test-time voting). With a group of several ranks each rank
+// evaluates every size()-th batch and the counts are summed over ranks (same result on all).
 ClassificationMetrics evaluate(models::ClassifierImpl& model, data::BatchSource& source, int64_t num_classes,
-                               torch::Device device, int64_t votes = 1);
+                               torch::Device device, int64_t votes = 1, dist::Group* group = nullptr);
 
 }  // namespace ewa::train

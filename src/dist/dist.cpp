@@ -1,0 +1,344 @@
+#include "dist/dist.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <map>
+#include <cstdlib>
+#include <sstream>
+#include <thread>
+
+#include "common/error.h"
+
+#ifdef EWA_HAS_GLOO
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1  // ProcessGroupGloo.hpp declares its class only with it (as LibTorch was built)
+#endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+
+namespace ewa::dist {
+
+bool built_with_gloo() {
+#ifdef EWA_HAS_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace {
+const char* get(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : nullptr;
+}
+
+int64_t integer(const char* name, int64_t lo, int64_t hi) {
+  const char* v = get(name);
+  char* end = nullptr;
+  const long long x = std::strtoll(v, &end, 10);
+  if (!end || *end || x < lo || x > hi)
+    fail(std::string("environment ") + name + "=" + v + ": expected an integer in [" + std::to_string(lo) + ", " +
+         std::to_string(hi) + "]");
+  return x;
+}
+}  // namespace
+
+Env env_from_environment() {
+  Env e;
+  const bool torchrun = get("RANK") || get("WORLD_SIZE");
+  const bool slurm = !torchrun && get("SLURM_PROCID") && get("SLURM_NTASKS");
+  if (!torchrun && !slurm) return e;
+  if (torchrun) {
+    if (!get("RANK") || !get("WORLD_SIZE")) fail("environment: RANK and WORLD_SIZE must be set together (as torchrun does)");
+    e.world_size = integer("WORLD_SIZE", 1, 1 << 16);
+    e.rank = integer("RANK", 0, e.world_size - 1);
+    e.local_rank = get("LOCAL_RANK") ? integer("LOCAL_RANK", 0, 1 << 16) : e.rank;
+    e.source = get("EWA_NPROC_PARENT") ? "ewa --nproc" : "torchrun";
+  } else {
+    e.world_size = integer("SLURM_NTASKS", 1, 1 << 16);
+    e.rank = integer("SLURM_PROCID", 0, e.world_size - 1);
+    e.local_rank = get("SLURM_LOCALID") ? integer("SLURM_LOCALID", 0, 1 << 16) : 0;
+    e.source = "slurm";
+  }
+  if (e.world_size > 1) {
+    if (!get("MASTER_ADDR")) fail("environment MASTER_ADDR: not set (the host of rank 0, as torchrun sets it)");
+    if (!get("MASTER_PORT")) fail("environment MASTER_PORT: not set (a free TCP port on MASTER_ADDR)");
+    e.master_addr = get("MASTER_ADDR");
+    e.master_port = static_cast<int>(integer("MASTER_PORT", 1, 65535));
+  }
+  if (const char* a = get("TORCHELASTIC_USE_AGENT_STORE")) e.agent_store = std::string(a) == "True" || std::string(a) == "1";
+  e.prefix = std::string("ewa/attempt_") + (get("TORCHELASTIC_RESTART_COUNT") ? get("TORCHELASTIC_RESTART_COUNT") : "0") + "/";
+  return e;
+}
+
+std::pair<int64_t, int64_t> shard(int64_t batch, int64_t rank, int64_t world) {
+  const int64_t base = batch / world, extra = batch % world;
+  const int64_t begin = rank * base + std::min(rank, extra);
+  return {begin, begin + base + (rank < extra ? 1 : 0)};
+}
+
+int run_local_workers(int64_t nproc, const std::vector<std::string>& argv) {
+  // A free port for the rendezvous: bound by the kernel, then released for rank 0's store.
+  const int sock = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (sock < 0 || ::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    fail("--nproc: cannot find a free TCP port on 127.0.0.1");
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  ::close(sock);
+  const int64_t threads = std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()) / nproc);
+  // Everything the children need is prepared before fork (they only exec).
+  std::vector<std::vector<std::string>> envs(nproc);
+  for (int64_t r = 0; r < nproc; ++r)
+    envs[r] = {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=" + std::to_string(nproc),
+               "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port, "EWA_NPROC_PARENT=1",
+               "EWA_WORKER_THREADS=" + std::to_string(threads)};
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<pid_t> pids;
+  for (int64_t r = 0; r < nproc; ++r) {
+    const pid_t pid = ::fork();
+    if (pid < 0) fail("--nproc: fork failed");
+    if (pid == 0) {
+      for (auto& e : envs[r]) ::putenv(const_cast<char*>(e.c_str()));
+      ::execv("/proc/self/exe", args.data());
+      ::_exit(127);
+    }
+    pids.push_back(pid);
+  }
+  int first_failure = 0;
+  for (size_t done = 0; done < pids.size(); ++done) {
+    int status = 0;
+    const pid_t pid = ::wait(&status);
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (code != 0 && first_failure == 0) {
+      first_failure = code;
+      // A failed worker dooms the job: the others stop at their next collective (or timeout).
+      (void)pid;
+    }
+  }
+  return first_failure;
+}
+
+#ifdef EWA_HAS_GLOO
+struct Group::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+};
+#else
+struct Group::Impl {};
+#endif
+
+Group::~Group() = default;
+
+std::shared_ptr<Group> Group::join(const Env& env, std::chrono::milliseconds timeout) {
+  auto g = std::make_shared<Group>();
+  g->env_ = env;
+  g->timeout_ = timeout;
+  if (env.world_size <= 1) return g;
+#ifdef EWA_HAS_GLOO
+  g->impl_ = std::make_unique<Impl>();
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(env.master_port);
+    so.isServer = env.rank == 0 && !env.agent_store;
+    so.numWorkers = env.agent_store ? std::nullopt : std::optional<size_t>(env.world_size);
+    so.waitWorkers = false;
+    so.timeout = timeout;
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+    g->impl_->store = c10::make_intrusive<c10d::PrefixStore>(env.prefix, tcp);
+    auto opts = c10d::ProcessGroupGloo::Options::create();
+    opts->timeout = timeout;
+    // As PyTorch: GLOO_SOCKET_IFNAME names the interface; otherwise a job on this host talks over
+    // loopback and a job across hosts over the address this host's name resolves to.
+    const char* iface = std::getenv("GLOO_SOCKET_IFNAME");
+    const bool local = env.master_addr == "localhost" || env.master_addr.rfind("127.", 0) == 0;
+    opts->devices.push_back(iface && *iface ? c10d::ProcessGroupGloo::createDeviceForInterface(iface)
+                            : local         ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                            : c10d::ProcessGroupGloo::createDefaultDevice());
+    g->impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->impl_->store, static_cast<int>(env.rank),
+                                                               static_cast<int>(env.world_size), opts);
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    fail("rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) + ": cannot join the job at " +
+         env.master_addr + ":" + std::to_string(env.master_port) + " within " + std::to_string(timeout.count() / 1000) +
+         " s (" + what + ")");
+  }
+#else
+  fail("WORLD_SIZE=" + std::to_string(env.world_size) +
+       ": ewa was built without the Gloo headers, so it cannot train in several processes (install libgloo-dev and reconfigure)");
+#endif
+  return g;
+}
+
+std::string Group::diagnose() {
+#ifdef EWA_HAS_GLOO
+  // Every rank that sees a collective fail marks itself in the store; after a grace period the
+  // ranks without a mark are the ones that died or hang.
+  std::vector<int64_t> silent;
+  std::vector<std::string> last;
+  try {
+    impl_->store->set("failed/" + std::to_string(rank()), std::vector<uint8_t>{'1'});
+    const auto grace = std::min<std::chrono::milliseconds>(timeout_, std::chrono::milliseconds(3000));
+    const auto until = std::chrono::steady_clock::now() + grace;
+    for (;;) {
+      silent.clear();
+      for (int64_t r = 0; r < size(); ++r)
+        if (!impl_->store->check({"failed/" + std::to_string(r)})) silent.push_back(r);
+      if (silent.empty() || std::chrono::steady_clock::now() >= until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    for (auto r : silent) {
+      const std::string key = "heartbeat/" + std::to_string(r);
+      std::string step = "none";
+      if (impl_->store->check({key})) {
+        auto v = impl_->store->get(key);
+        step = std::string(v.begin(), v.end());
+      }
+      last.push_back(step);
+    }
+  } catch (const std::exception&) {
+    return "the rendezvous store of rank 0 at " + env_.master_addr + ":" + std::to_string(env_.master_port) +
+           " is unreachable: rank 0 has stopped";
+  }
+  if (silent.empty()) return "every rank saw the failure";
+  std::string out;
+  for (size_t i = 0; i < silent.size(); ++i)
+    out += (i ? ", " : "") + ("rank " + std::to_string(silent[i]) + " (last finished step " + last[i] + ")");
+  return out + (silent.size() == 1 ? " died or hangs" : " died or hang");
+#else
+  return "";
+#endif
+}
+
+template <typename F>
+void Group::guarded(const char* what, F&& f) {
+#ifdef EWA_HAS_GLOO
+  try {
+    f();
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    msg = msg.substr(0, msg.find('\n'));
+    fail("rank " + std::to_string(rank()) + ": " + what + " failed (" + msg + "): " + diagnose() + " (timeout " +
+         std::to_string(timeout_.count() / 1000) + " s)");
+  }
+#else
+  f();
+#endif
+}
+
+void Group::allreduce_sum(std::vector<torch::Tensor>& tensors) {
+  if (size() <= 1 || tensors.empty()) return;
+#ifdef EWA_HAS_GLOO
+  guarded("all-reduce", [&] {  // one collective per tensor: Gloo sums a list of one dtype and shape only
+    std::vector<std::vector<torch::Tensor>> one;
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    for (auto& t : tensors) {
+      one.push_back({t});
+      works.push_back(impl_->pg->allreduce(one.back()));
+    }
+    for (auto& w : works) w->wait();
+  });
+#endif
+}
+
+void Group::allreduce_gradients(const std::vector<torch::Tensor>& params, double scale, int64_t bucket_bytes) {
+  if (size() <= 1) return;
+#ifdef EWA_HAS_GLOO
+  const auto t0 = std::chrono::steady_clock::now();
+  // Every rank sends every trainable parameter in the same order (zeros where a parameter got no
+  // gradient this step), so the buckets match.
+  std::vector<std::vector<torch::Tensor>> buckets(1);
+  int64_t bytes = 0;
+  for (const auto& p : params) {
+    if (!p.requires_grad()) continue;
+    if (bytes > bucket_bytes) buckets.emplace_back(), bytes = 0;
+    buckets.back().push_back(p);
+    bytes += p.numel() * static_cast<int64_t>(p.element_size());
+  }
+  std::vector<std::vector<torch::Tensor>> flats;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  guarded("gradient all-reduce", [&] {
+    for (const auto& b : buckets) {
+      std::vector<torch::Tensor> parts;
+      for (const auto& p : b) parts.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
+      flats.push_back({torch::cat(parts).mul_(scale)});
+      works.push_back(impl_->pg->allreduce(flats.back()));
+    }
+    for (auto& w : works) w->wait();
+  });
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    int64_t offset = 0;
+    for (const auto& p : buckets[i]) {
+      auto g = flats[i][0].narrow(0, offset, p.numel()).view(p.sizes());
+      if (p.grad().defined()) p.mutable_grad().copy_(g);
+      else p.mutable_grad() = g.clone();
+      offset += p.numel();
+    }
+  }
+  comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+#endif
+}
+
+void Group::broadcast(std::vector<torch::Tensor>& tensors) {
+  if (size() <= 1 || tensors.empty()) return;
+#ifdef EWA_HAS_GLOO
+  guarded("broadcast", [&] {
+    // One collective per dtype: the tensors of a dtype travel flattened together.
+    std::map<c10::ScalarType, std::vector<torch::Tensor>> by_type;
+    for (auto& t : tensors) by_type[t.scalar_type()].push_back(t);
+    for (auto& [type, ts] : by_type) {
+      std::vector<torch::Tensor> parts;
+      for (const auto& t : ts) parts.push_back(t.reshape({-1}));
+      std::vector<torch::Tensor> flat = {torch::cat(parts)};
+      impl_->pg->broadcast(flat)->wait();
+      int64_t offset = 0;
+      for (auto& t : ts) {
+        t.copy_(flat[0].narrow(0, offset, t.numel()).view(t.sizes()));
+        offset += t.numel();
+      }
+    }
+  });
+#endif
+}
+
+void Group::heartbeat(int64_t step) {
+  if (size() <= 1) return;
+#ifdef EWA_HAS_GLOO
+  const std::string v = std::to_string(step);
+  guarded("heartbeat", [&] { impl_->store->set("heartbeat/" + std::to_string(rank()), std::vector<uint8_t>(v.begin(), v.end())); });
+#endif
+}
+
+double Group::max_difference(const std::vector<torch::Tensor>& tensors) {
+  if (size() <= 1 || tensors.empty()) return 0;
+  std::vector<torch::Tensor> flat;
+  for (const auto& t : tensors) flat.push_back(t.detach().reshape({-1}).to(torch::kDouble).cpu());
+  auto hi = torch::cat(flat), lo = hi.clone();
+#ifdef EWA_HAS_GLOO
+  guarded("consistency check", [&] {
+    std::vector<torch::Tensor> a = {hi}, b = {lo};
+    c10d::AllreduceOptions max_op, min_op;
+    max_op.reduceOp = c10d::ReduceOp::MAX;
+    min_op.reduceOp = c10d::ReduceOp::MIN;
+    impl_->pg->allreduce(a, max_op)->wait();
+    impl_->pg->allreduce(b, min_op)->wait();
+  });
+#endif
+  return (hi - lo).abs().max().item<double>();
+}
+
+}  // namespace ewa::dist

@@ -1,0 +1,84 @@
+// Multi-process data-parallel training over PyTorch's own c10d: a TCPStore rendezvous set up the
+// way torchrun (or Slurm) describes the job in the environment, and a Gloo process group for
+// the collectives (gradients, metrics, parameter broadcast). Built only with the Gloo headers
+// (Debian's libgloo-dev; the implementation is the one inside LibTorch), EWA_HAS_GLOO.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace ewa::dist {
+
+bool built_with_gloo();
+
+// Where this process sits in the job.
+struct Env {
+  int64_t rank = 0, world_size = 1, local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  bool agent_store = false;  // torchrun's agent hosts the TCPStore: every rank is a client
+  std::string prefix;        // store key prefix (torchrun: its restart attempt)
+  std::string source = "single process";  // "torchrun", "slurm", "ewa --nproc" or "single process"
+};
+
+// torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT,
+// TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT), else Slurm's (SLURM_PROCID,
+// SLURM_NTASKS, SLURM_LOCALID, with MASTER_ADDR / MASTER_PORT), else a single process.
+// Malformed or inconsistent values are errors naming the variable.
+Env env_from_environment();
+
+// Rows [begin, end) of a global batch of `batch` rows that rank `rank` of `world` takes: contiguous
+// shares whose sizes differ by at most one, the first ranks taking the larger ones.
+std::pair<int64_t, int64_t> shard(int64_t batch, int64_t rank, int64_t world);
+
+// `ewa ... --nproc N`: runs `argv` (this program) as N local worker processes of one job
+// (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR=127.0.0.1, a free MASTER_PORT, each worker with
+// cores / N torch threads), waits for all, and returns the first non-zero exit status (0 when
+// every worker succeeded).
+int run_local_workers(int64_t nproc, const std::vector<std::string>& argv);
+
+class Group {
+ public:
+  // A single process (no communication).
+  Group() = default;
+  // Joins the job described by `env` (world_size > 1): rendezvous on the TCPStore, then a Gloo
+  // process group. Every collective gives up after `timeout` with an error naming the ranks that
+  // fell behind.
+  static std::shared_ptr<Group> join(const Env& env, std::chrono::milliseconds timeout);
+  ~Group();
+
+  int64_t rank() const { return env_.rank; }
+  int64_t size() const { return env_.world_size; }
+  bool is_main() const { return env_.rank == 0; }
+  const Env& env() const { return env_; }
+
+  // In-place sums over ranks (CPU tensors of any floating or integer type).
+  void allreduce_sum(std::vector<torch::Tensor>& tensors);
+  // Sums the gradients of `params` over ranks after scaling each rank's by `scale` (its share of
+  // the global batch), in buckets of about `bucket_bytes`, all buckets in flight at once.
+  void allreduce_gradients(const std::vector<torch::Tensor>& params, double scale, int64_t bucket_bytes = 16 << 20);
+  // Copies rank 0's tensors into every rank's (in place; one collective per dtype).
+  void broadcast(std::vector<torch::Tensor>& tensors);
+  // Records that this rank reached `step` (the diagnosis of a timeout reads it).
+  void heartbeat(int64_t step);
+  // Largest absolute difference of `tensors` between ranks (0 when identical).
+  double max_difference(const std::vector<torch::Tensor>& tensors);
+  // Seconds spent in gradient communication so far.
+  double comm_seconds() const { return comm_seconds_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  Env env_;
+  std::chrono::milliseconds timeout_{0};
+  double comm_seconds_ = 0;
+  // Runs a collective; turns c10d's failure into ewa::Error naming the lagging ranks.
+  template <typename F>
+  void guarded(const char* what, F&& f);
+  std::string diagnose();
+};
+
+}  // namespace ewa::dist

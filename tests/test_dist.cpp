@@ -1,0 +1,237 @@
+// Multi-process data-parallel training over c10d Gloo: batch shards, the per-epoch coverage of
+// the data over ranks, the job environment (torchrun / Slurm), two processes against one on the
+// same global batch, identical EWA experts across ranks, and a dead or hung rank ending the job
+// with an error that names it.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "datasets/point_datasets.h"
+#include "dist/dist.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+namespace {
+using nlohmann::json;
+using ewa::testing::TempDir;
+using ewa::testing::run_command;
+namespace fs = std::filesystem;
+const std::string kEwa = EWA_BINARY;
+
+TEST(Dist, ShardsAreContiguousDisjointAndBalanced) {
+  for (int64_t batch = 1; batch <= 40; ++batch)
+    for (int64_t world = 1; world <= 5; ++world) {
+      int64_t next = 0, smallest = batch, largest = 0;
+      for (int64_t r = 0; r < world; ++r) {
+        auto [lo, hi] = ewa::dist::shard(batch, r, world);
+        EXPECT_EQ(lo, next) << batch << " " << world << " " << r;
+        next = hi;
+        smallest = std::min(smallest, hi - lo), largest = std::max(largest, hi - lo);
+      }
+      EXPECT_EQ(next, batch);
+      EXPECT_LE(largest - smallest, 1);
+    }
+}
+
+TEST(Dist, EveryRankTogetherSeesEachSampleOncePerEpoch) {
+  // 37 clouds whose points all equal their index; shuffled batches of 8 (the last one short).
+  const int64_t n = 37;
+  auto points = torch::arange(n, torch::kFloat).view({n, 1, 1}).expand({n, 4, 3}).contiguous();
+  ewa::data::PointCloudSet set{points, torch::arange(n, torch::kLong) % 3};
+  ewa::DataConfig cfg;
+  cfg.num_points = 4;
+  ewa::data::PointBatcher batches(set, cfg, 8, /*shuffle=*/true, 5);
+  for (int64_t world : {1, 2, 3}) {
+    for (int64_t epoch = 0; epoch < 2; ++epoch) {
+      batches.start_epoch(epoch);
+      std::multiset<int64_t> seen;
+      for (int64_t b = 0; b < batches.num_batches(); ++b) {
+        auto x = batches.batch(b, false).first;
+        for (int64_t r = 0; r < world; ++r) {
+          auto [lo, hi] = ewa::dist::shard(x.size(0), r, world);
+          for (int64_t i = lo; i < hi; ++i) seen.insert(static_cast<int64_t>(x[i][0][0].item<float>()));
+        }
+      }
+      ASSERT_EQ(static_cast<int64_t>(seen.size()), n) << world;
+      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seen.count(i), 1u) << i;
+    }
+  }
+}
+
+// Sets environment variables for one scope.
+struct ScopedEnv {
+  std::vector<std::string> names;
+  ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
+    for (auto [k, v] : vars) {
+      names.emplace_back(k);
+      ::setenv(k, v, 1);
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& k : names) ::unsetenv(k.c_str());
+  }
+};
+
+TEST(Dist, JobEnvironmentFromTorchrunOrSlurm) {
+  {
+    auto e = ewa::dist::env_from_environment();
+    EXPECT_EQ(e.world_size, 1);
+    EXPECT_EQ(e.source, "single process");
+  }
+  {
+    ScopedEnv env({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29501"},
+                   {"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "2"}});
+    auto e = ewa::dist::env_from_environment();
+    EXPECT_EQ(e.rank, 3);
+    EXPECT_EQ(e.world_size, 4);
+    EXPECT_EQ(e.local_rank, 1);
+    EXPECT_EQ(e.master_addr, "node7");
+    EXPECT_EQ(e.master_port, 29501);
+    EXPECT_TRUE(e.agent_store);
+    EXPECT_EQ(e.prefix, "ewa/attempt_2/");
+    EXPECT_EQ(e.source, "torchrun");
+  }
+  {
+    ScopedEnv env({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}, {"MASTER_ADDR", "n1"}, {"MASTER_PORT", "1234"}});
+    auto e = ewa::dist::env_from_environment();
+    EXPECT_EQ(e.rank, 5);
+    EXPECT_EQ(e.world_size, 8);
+    EXPECT_EQ(e.local_rank, 1);
+    EXPECT_EQ(e.source, "slurm");
+  }
+  auto error = [](std::initializer_list<std::pair<const char*, const char*>> vars) {
+    ScopedEnv env(vars);
+    return ewa::testing::error_of([] { ewa::dist::env_from_environment(); });
+  };
+  EXPECT_NE(error({{"RANK", "0"}}).find("RANK and WORLD_SIZE must be set together"), std::string::npos);
+  EXPECT_NE(error({{"RANK", "2"}, {"WORLD_SIZE", "2"}}).find("RANK=2: expected an integer in [0, 1]"), std::string::npos);
+  EXPECT_NE(error({{"RANK", "0"}, {"WORLD_SIZE", "two"}}).find("WORLD_SIZE=two"), std::string::npos);
+  EXPECT_NE(error({{"RANK", "0"}, {"WORLD_SIZE", "2"}}).find("MASTER_ADDR: not set"), std::string::npos);
+  EXPECT_NE(error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "99999"}}).find("MASTER_PORT=99999"),
+            std::string::npos);
+}
+
+// A small point transformer on synthetic shapes (no augmentation: scale 1, no translation).
+void write_job(const TempDir& dir, const std::string& moe) {
+  auto r = run_command(kEwa + " data synth -o " + (dir / "synth") + " --train-per-class 6 --test-per-class 3 --points 256");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ewa::testing::write_file(dir / "c.json", R"({"name": "d", "model": {"name": "point_transformer", "embed_dim": 32, "depth": 2,
+    "num_heads": 2, "num_groups": 8, "group_size": 8, "head_hidden": 32, "drop_path_rate": 0.0},
+    "moe": )" + moe + R"(, "data": {"dataset": "modelnet_h5", "root": ")" + (dir / "synth") +
+                               R"(", "num_points": 64, "batch_size": 12, "eval_batch_size": 7, "scale_low": 1.0,
+    "scale_high": 1.0, "translate": 0.0}, "train": {"epochs": 2, "log_every": 2, "threads": 1}})");
+}
+
+// A small ViT on IDX gratings: LayerNorm only (no batch statistics), no dropout, no drop path,
+// no augmentation, so one process and several see exactly the same global batches.
+void write_vit_job(const TempDir& dir) {
+  ewa::testing::write_pattern_idx(dir.path(), 90, 30, false);
+  ewa::testing::write_file(dir / "v.json", R"({"name": "d", "model": {"name": "vit", "patch_size": 7, "embed_dim": 32, "depth": 2,
+    "num_heads": 2, "drop_path_rate": 0.0}, "moe": {"kind": "dense"},
+    "data": {"dataset": "fashion_mnist", "root": ")" + dir.path() + R"(", "batch_size": 20, "eval_batch_size": 7,
+    "random_crop_padding": 0, "hflip": false}, "optim": {"label_smoothing": 0.0},
+    "train": {"epochs": 2, "log_every": 2, "threads": 1}})");
+}
+
+bool have_gloo() { return ewa::dist::built_with_gloo(); }
+
+TEST(DistCli, TwoGlooProcessesTrainTheSameWeightsAsOneProcess) {
+  if (!have_gloo()) GTEST_SKIP() << "built without the Gloo headers";
+  TempDir dir;
+  write_vit_job(dir);
+  auto one = run_command(kEwa + " train --config " + (dir / "v.json") + " --set train.runs_dir=" + (dir / "one"));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = run_command(kEwa + " train --config " + (dir / "v.json") + " --set train.runs_dir=" + (dir / "two") + " --nproc 2");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NE(two.output.find("processes  2 ranks (ewa --nproc, Gloo"), std::string::npos) << two.output;
+  EXPECT_NE(two.output.find("weights bit-identical across ranks"), std::string::npos) << two.output;
+  EXPECT_EQ(ewa::testing::count_lines(two.output), ewa::testing::count_lines(one.output) + 2) << two.output;  // rank 0 only
+  auto a = ewa::train::read_checkpoint(dir / "one/d/last.pt"), b = ewa::train::read_checkpoint(dir / "two/d/last.pt");
+  ASSERT_EQ(a.model.size(), b.model.size());
+  double worst = 0;
+  for (const auto& item : a.model)
+    worst = std::max(worst, (item.value().to(torch::kDouble) - b.model[item.key()].to(torch::kDouble)).abs().max().item<double>());
+  EXPECT_LT(worst, 1e-4);  // the same steps; only the order of float sums differs
+  // Evaluation reduced over ranks: the same test accuracy and confusion matrix as one process.
+  auto ma = json::parse(std::ifstream(dir / "one/d/metrics.json")), mb = json::parse(std::ifstream(dir / "two/d/metrics.json"));
+  EXPECT_EQ(ma["test"]["confusion"], mb["test"]["confusion"]);
+  EXPECT_EQ(mb["distributed"]["world_size"], 2);
+  EXPECT_EQ(mb["distributed"]["max_weight_difference_between_ranks"], 0.0);
+  EXPECT_GT(mb["distributed"]["gradient_allreduce_ms_per_step"].get<double>(), 0.0);
+
+  // Resume with another world size: two processes for epoch 1, one for epoch 2 ends where one
+  // process alone ended (no augmentation or dropout: the stream of batches is the same).
+  auto half = run_command(kEwa + " train --config " + (dir / "v.json") + " --set train.runs_dir=" + (dir / "mix") +
+                          " --set train.epochs=1 --nproc 2");
+  ASSERT_EQ(half.exit_code, 0) << half.output;
+  auto rest = run_command(kEwa + " train --resume " + (dir / "mix/d/last.pt") + " --set train.epochs=2");
+  ASSERT_EQ(rest.exit_code, 0) << rest.output;
+  auto c = ewa::train::read_checkpoint(dir / "mix/d/last.pt");
+  worst = 0;
+  for (const auto& item : a.model)
+    worst = std::max(worst, (item.value().to(torch::kDouble) - c.model[item.key()].to(torch::kDouble)).abs().max().item<double>());
+  EXPECT_LT(worst, 1e-4);
+}
+
+TEST(DistCli, EwaExpertsStayIdenticalAcrossRanks) {
+  if (!have_gloo()) GTEST_SKIP() << "built without the Gloo headers";
+  TempDir dir;
+  write_job(dir, R"({"kind": "rup", "blocks": [0, 1], "num_experts": 3})");
+  auto r = run_command(kEwa + " train --config " + (dir / "c.json") + " --set train.runs_dir=" + (dir / "runs") + " --nproc 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("processes: 3 ranks; weights bit-identical across ranks"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("EWA on"), std::string::npos);
+  // The checkpoint's experts are those every rank holds; the run evaluates like any other.
+  auto ckpt = ewa::train::read_checkpoint(dir / "runs/d/last.pt");
+  EXPECT_EQ(ckpt.epoch, 2);
+}
+
+// Starts rank 0 and rank 1 by hand (as torchrun would), stops rank 1 with `signal` once rank 0
+// has logged a step, and returns rank 0's exit code and output.
+ewa::testing::CommandResult job_with_failing_rank(const TempDir& dir, const std::string& signal, int timeout_s) {
+  const std::string cmd = kEwa + " train --config " + (dir / "c.json") + " --set train.epochs=300 --dist-timeout " +
+                          std::to_string(timeout_s);
+  ewa::testing::write_file(dir / "job.sh", "export WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$1\n"
+                                           "RANK=1 " + cmd + " --set train.runs_dir=" + (dir / "r1") + " > " + (dir / "out1") + " 2>&1 &\n"
+                                           "P1=$!\n"
+                                           "RANK=0 " + cmd + " --set train.runs_dir=" + (dir / "r0") + " > " + (dir / "out0") + " 2>&1 &\n"
+                                           "P0=$!\n"
+                                           "for i in $(seq 300); do grep -q 'step 4/' " + (dir / "out0") + " && break; sleep 0.1; done\n"
+                                           "kill -" + signal + " $P1\n"
+                                           "wait $P0; RC=$?\n"
+                                           "kill -9 $P1 2>/dev/null; wait $P1 2>/dev/null\n"
+                                           "cat " + (dir / "out0") + "; exit $RC\n");
+  const int port = 20000 + (::getpid() % 20000);
+  return run_command("bash " + (dir / "job.sh") + " " + std::to_string(port));
+}
+
+TEST(DistCli, AKilledRankEndsTheOthersWithAnErrorNamingIt) {
+  if (!have_gloo()) GTEST_SKIP() << "built without the Gloo headers";
+  TempDir dir;
+  write_job(dir, R"({"kind": "dense"})");
+  auto r = job_with_failing_rank(dir, "KILL", 60);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("ewa: error: rank 0: gradient all-reduce failed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank 1 (last finished step"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("died or hangs"), std::string::npos) << r.output;
+}
+
+TEST(DistCli, AHungRankEndsTheOthersAfterTheTimeout) {
+  if (!have_gloo()) GTEST_SKIP() << "built without the Gloo headers";
+  TempDir dir;
+  write_job(dir, R"({"kind": "dense"})");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = job_with_failing_rank(dir, "STOP", 3);  // SIGSTOP: rank 1 hangs without dying
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("Timed out"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank 1 (last finished step"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(timeout 3 s)"), std::string::npos) << r.output;
+  EXPECT_LT(s, 60);
+}
+
+}  // namespace
