@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Samples/s of the demo's point transformer (configs/synth_points_ewa.json: RupMoE + EWA, batch 32)
 # trained by 1 process and by 2 data-parallel processes (Gloo), 1 torch thread each, and the
-# gradient all-reduce time per step. Prints a Markdown table for docs/benchmarks.md.
+# gradient all-reduce time per step (and, for comparison, 1 process with 2 threads). Prints a Markdown table for docs/benchmarks.md.
 # Needs the synthetic shapes (make demo, or build/ewa data synth). About 3 minutes on 2 cores.
 set -euo pipefail
 EWA=${EWA:-build/ewa}
@@ -12,6 +12,7 @@ common=(--config configs/synth_points_ewa.json --set train.runs_dir="$OUT" --set
         --set data.train_limit="$STEPS_DATA" --set train.threads=1 --set train.log_every=5)
 "$EWA" train "${common[@]}" --name p1 > /dev/null
 "$EWA" train "${common[@]}" --name p2 --nproc 2 > /dev/null
+"$EWA" train "${common[@]}" --name p1t2 --set train.threads=2 > /dev/null
 summary() {  # median samples/s of the logged windows after the first, and the all-reduce ms/step
   python3 - "$1" <<'PY'
 import json, statistics, sys
@@ -31,3 +32,4 @@ echo "| processes x threads | samples/s (median) | ms/step (median) | gradient a
 echo "|---|---|---|---|"
 echo "| 1 x 1 | $(summary "$OUT/p1") |"
 echo "| 2 x 1 | $(summary "$OUT/p2") |"
+echo "| 1 x 2 (for comparison) | $(summary "$OUT/p1t2") |"
