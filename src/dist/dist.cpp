@@ -271,7 +271,14 @@ void Group::allreduce_gradients(const std::vector<torch::Tensor>& params, double
   }
   std::vector<std::vector<torch::Tensor>> flats;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  // Which parameters got a gradient on some rank: the others stay without one (AdamW skips them,
+  // as it does in a single process).
+  std::vector<float> got;
+  for (const auto& b : buckets)
+    for (const auto& p : b) got.push_back(p.grad().defined() ? 1.f : 0.f);
+  std::vector<torch::Tensor> got_any = {torch::tensor(got)};
   guarded("gradient all-reduce", [&] {
+    works.push_back(impl_->pg->allreduce(got_any));
     for (const auto& b : buckets) {
       std::vector<torch::Tensor> parts;
       for (const auto& p : b) parts.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
@@ -280,13 +287,16 @@ void Group::allreduce_gradients(const std::vector<torch::Tensor>& params, double
     }
     for (auto& w : works) w->wait();
   });
+  auto any = got_any[0].accessor<float, 1>();
+  int64_t k = 0;
   for (size_t i = 0; i < buckets.size(); ++i) {
     int64_t offset = 0;
     for (const auto& p : buckets[i]) {
       auto g = flats[i][0].narrow(0, offset, p.numel()).view(p.sizes());
       if (p.grad().defined()) p.mutable_grad().copy_(g);
-      else p.mutable_grad() = g.clone();
+      else if (any[k] > 0) p.mutable_grad() = g.clone();
       offset += p.numel();
+      ++k;
     }
   }
   comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
