@@ -10,6 +10,7 @@
 #   make build  configure and compile only (no dependency install)
 #   make bench  ewa bench train-step (the numbers of docs/benchmarks.md)
 #   make doc-images  the PNGs of docs/guide.md "Predict and visualize" (after make demo)
+#   make bench-dist  1 vs 2 data-parallel processes (bench/dist_scaling.sh, after make demo's data)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -20,7 +21,7 @@ export PATH := /usr/local/cuda/bin:$(PATH)
 
 SYNTH = data/synthetic_shapes
 
-.PHONY: deps configure build test demo demo-2d demo-pretrain bench doc-images clean
+.PHONY: deps configure build test demo demo-2d demo-pretrain bench bench-dist doc-images clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -72,6 +73,10 @@ bench: build
 	$(EWA) bench train-step --config configs/synth_points_ewa.json --batch-size 32
 	$(EWA) bench train-step --config configs/synth_pretrain.json --batch-size 32
 	$(EWA) bench ops
+
+bench-dist: build
+	test -f $(SYNTH)/train_files.txt || $(EWA) data synth -o $(SYNTH)
+	EWA=$(EWA) bash bench/dist_scaling.sh
 
 doc-images: build
 	EWA=$(EWA) bash scripts/make-doc-images.sh
