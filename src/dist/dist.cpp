@@ -23,6 +23,8 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 
+extern char** environ;
+
 namespace ewa::dist {
 
 bool built_with_gloo() {
@@ -99,11 +101,25 @@ int run_local_workers(int64_t nproc, const std::vector<std::string>& argv) {
   ::close(sock);
   const int64_t threads = std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()) / nproc);
   // Everything the children need is prepared before fork (they only exec).
-  std::vector<std::vector<std::string>> envs(nproc);
-  for (int64_t r = 0; r < nproc; ++r)
-    envs[r] = {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=" + std::to_string(nproc),
-               "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port, "EWA_NPROC_PARENT=1",
-               "EWA_WORKER_THREADS=" + std::to_string(threads)};
+  // Each worker's environment: this one without the job variables, plus its own.
+  const std::vector<std::string> job_vars = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                                             "EWA_NPROC_PARENT", "EWA_WORKER_THREADS"};
+  std::vector<std::string> inherited;
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    const std::string key = kv.substr(0, kv.find('='));
+    if (std::find(job_vars.begin(), job_vars.end(), key) == job_vars.end()) inherited.push_back(kv);
+  }
+  std::vector<std::vector<std::string>> envs(nproc, inherited);
+  std::vector<std::vector<char*>> envps(nproc);
+  for (int64_t r = 0; r < nproc; ++r) {
+    for (const auto& kv : {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=" + std::to_string(nproc),
+                           std::string("MASTER_ADDR=127.0.0.1"), "MASTER_PORT=" + port, std::string("EWA_NPROC_PARENT=1"),
+                           "EWA_WORKER_THREADS=" + std::to_string(threads)})
+      envs[r].push_back(kv);
+    for (auto& kv : envs[r]) envps[r].push_back(const_cast<char*>(kv.c_str()));
+    envps[r].push_back(nullptr);
+  }
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -112,22 +128,19 @@ int run_local_workers(int64_t nproc, const std::vector<std::string>& argv) {
     const pid_t pid = ::fork();
     if (pid < 0) fail("--nproc: fork failed");
     if (pid == 0) {
-      for (auto& e : envs[r]) ::putenv(const_cast<char*>(e.c_str()));
-      ::execv("/proc/self/exe", args.data());
+      ::execve("/proc/self/exe", args.data(), envps[r].data());
       ::_exit(127);
     }
     pids.push_back(pid);
   }
+  // A failed worker dooms the job: the others stop at their next collective (at once when the
+  // peer is gone, else after the timeout) and report which rank failed.
   int first_failure = 0;
-  for (size_t done = 0; done < pids.size(); ++done) {
+  for (const pid_t pid : pids) {
     int status = 0;
-    const pid_t pid = ::wait(&status);
+    if (::waitpid(pid, &status, 0) < 0) continue;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (code != 0 && first_failure == 0) {
-      first_failure = code;
-      // A failed worker dooms the job: the others stop at their next collective (or timeout).
-      (void)pid;
-    }
+    if (code != 0 && first_failure == 0) first_failure = code;
   }
   return first_failure;
 }
