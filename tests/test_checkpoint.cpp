@@ -51,6 +51,16 @@ TEST(Checkpoint, RoundTripsModelOptimizerRngAndMetadata) {
   other_opt.step();
   for (const auto& p : model->named_parameters())
     EXPECT_TRUE(torch::allclose(p.value(), other->named_parameters()[p.key()], 1e-6, 1e-7)) << p.key();
+
+  // CUDA generator states (one per GPU; captured only where CUDA is available) survive the file.
+  EXPECT_EQ(ckpt.rng_cuda.size(), torch::cuda::is_available() ? size_t(torch::cuda::device_count()) : size_t(0));
+  auto with_gpu_state = ckpt;
+  with_gpu_state.rng_cuda = {torch::randint(256, {16}, torch::kUInt8), torch::randint(256, {16}, torch::kUInt8)};
+  ewa::train::save_checkpoint(dir / "g.pt", with_gpu_state);
+  auto g = ewa::train::read_checkpoint(dir / "g.pt");
+  ASSERT_EQ(g.rng_cuda.size(), 2u);
+  EXPECT_TRUE(torch::equal(g.rng_cuda[0], with_gpu_state.rng_cuda[0]));
+  EXPECT_TRUE(torch::equal(g.rng_cuda[1], with_gpu_state.rng_cuda[1]));
 }
 
 TEST(Checkpoint, ForeignArchitectureIsAnErrorListingDifferences) {

@@ -55,6 +55,9 @@ Checkpoint make_checkpoint(torch::nn::Module& model, const torch::optim::Optimiz
     c.optimizer = os.str();
   }
   c.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
+  if (torch::cuda::is_available())
+    for (int64_t d = 0; d < static_cast<int64_t>(torch::cuda::device_count()); ++d)
+      c.rng_cuda.push_back(at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(d))).get_state());
   return c;
 }
 
@@ -70,6 +73,11 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   root.insert(std::string("model"), model);
   if (!ckpt.optimizer.empty()) root.insert(std::string("optimizer"), bytes_to_tensor(ckpt.optimizer));
   if (ckpt.rng_cpu) root.insert(std::string("rng_cpu"), *ckpt.rng_cpu);
+  if (!ckpt.rng_cuda.empty()) {
+    c10::List<at::Tensor> states;
+    for (const auto& t : ckpt.rng_cuda) states.push_back(t);
+    root.insert(std::string("rng_cuda"), states);
+  }
   if (!ckpt.class_names.empty()) {
     c10::List<std::string> names;
     for (const auto& n : ckpt.class_names) names.push_back(n);
@@ -112,6 +120,8 @@ Checkpoint read_checkpoint(const std::string& path) {
   for (const auto& item : get("model").toGenericDict()) c.model.insert(item.key().toStringRef(), item.value().toTensor());
   if (root.contains("optimizer")) c.optimizer = tensor_to_bytes(root.at("optimizer").toTensor());
   if (root.contains("rng_cpu")) c.rng_cpu = root.at("rng_cpu").toTensor();
+  if (root.contains("rng_cuda") && root.at("rng_cuda").isTensorList())
+    for (const auto& t : root.at("rng_cuda").toTensorList()) c.rng_cuda.push_back(t);
   if (root.contains("class_names") && root.at("class_names").isList())
     for (const auto& n : root.at("class_names").toListRef())
       if (n.isString()) c.class_names.push_back(n.toStringRef());
@@ -161,6 +171,14 @@ void load_training_state(torch::optim::Optimizer& optimizer, const Checkpoint& c
   if (ckpt.rng_cpu) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     gen.set_state(*ckpt.rng_cpu);
+  }
+  // GPU generators: restored for the GPUs present (a run resumed on fewer GPUs restores those).
+  if (!ckpt.rng_cuda.empty() && torch::cuda::is_available()) {
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(ckpt.rng_cuda.size()), static_cast<int64_t>(torch::cuda::device_count()));
+    for (int64_t d = 0; d < n; ++d) {
+      at::Generator gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(d)));
+      gen.set_state(ckpt.rng_cuda[d]);
+    }
   }
 }
 

@@ -5,6 +5,8 @@
 //   "model": {parameter or buffer name: tensor}  (timm-style names, e.g. blocks.1.mlp.w1),
 //   "optimizer": bytes of torch's optimizer archive (train checkpoints),
 //   "rng_cpu": torch's default CPU generator state (train checkpoints),
+//   "rng_cuda": the default CUDA generator state of every visible GPU (train checkpoints
+//     written where CUDA is available), so a GPU run resumes with the same random stream,
 //   "class_names": the dataset's class names, in label order (when known).
 #pragma once
 #include <optional>
@@ -23,6 +25,7 @@ struct Checkpoint {
   torch::OrderedDict<std::string, torch::Tensor> model;
   std::string optimizer;                // serialized optimizer archive; empty when absent
   std::optional<torch::Tensor> rng_cpu;
+  std::vector<torch::Tensor> rng_cuda;   // one state per GPU; empty without CUDA
   std::vector<std::string> class_names;  // empty when unknown (older checkpoints)
 };
 
