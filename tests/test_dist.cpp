@@ -251,3 +251,38 @@ TEST(DistCli, AHungRankEndsTheOthersAfterTheTimeout) {
 }
 
 }  // namespace
+
+namespace {
+// CI's check of the GPU script's preparation step: the folder it writes lets CMake find every
+// dependency a bare GPU image lacks, with the system's own paths switched off.
+TEST(GpuCheck, PrepareWritesAFolderCMakeFindsEverythingIn) {
+  TempDir dir;
+  const std::string src = EWA_SOURCE_DIR;
+  auto r = run_command("bash " + src + "/scripts/gpu-check.sh prepare " + (dir / "deps"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("gpu-check: prepared"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "deps/src/googletest/CMakeLists.txt"));
+  fs::create_directories(dir / "probe");
+  ewa::testing::write_file(dir / "probe/CMakeLists.txt", R"(cmake_minimum_required(VERSION 3.20)
+project(probe C CXX)
+set(D ")" + (dir / "deps") + R"(")
+find_package(nlohmann_json 3 REQUIRED CONFIG PATHS ${D} NO_DEFAULT_PATH)
+find_package(CLI11 REQUIRED CONFIG PATHS ${D} NO_DEFAULT_PATH)
+find_path(GLOO gloo/algorithm.h PATHS ${D}/include NO_DEFAULT_PATH REQUIRED)
+find_path(ZINC zlib.h PATHS ${D}/include NO_DEFAULT_PATH REQUIRED)
+find_library(ZLIB_A NAMES libz.a PATHS ${D}/lib NO_DEFAULT_PATH REQUIRED)
+get_target_property(J nlohmann_json::nlohmann_json INTERFACE_INCLUDE_DIRECTORIES)
+get_target_property(C CLI11::CLI11 INTERFACE_INCLUDE_DIRECTORIES)
+message(STATUS "probe: json=${J} cli=${C} gloo=${GLOO} zlib=${ZLIB_A}")
+)");
+  r = run_command("cmake -S " + (dir / "probe") + " -B " + (dir / "probe/b"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("probe: json=" + (dir / "deps/include")), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("cli=" + (dir / "deps/include")), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("gloo=" + (dir / "deps/include")), std::string::npos) << r.output;
+  // A folder that was never prepared is refused by name before anything is built.
+  r = run_command("bash " + src + "/scripts/gpu-check.sh run " + (dir / "nothing"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("is not prepared"), std::string::npos) << r.output;
+}
+}  // namespace
