@@ -33,17 +33,14 @@ void add_predict_command(CLI::App& app) {
   cmd->add_flag("--json", args->json, "One JSON object per file instead of the table");
   cmd->callback([args] {
     const auto weights = io::read_state_dict(args->checkpoint);
-    Config cfg = train::resolve_for_weights(config_for_weights(args->checkpoint, weights, args->config, args->set), weights);
-    if (cfg.model.name != "point_transformer")
-      fail(args->checkpoint + ": predict classifies point clouds; this is a " + cfg.model.name + " model");
-    auto [model, report] = train::load_classifier(cfg, weights, args->checkpoint);
-    const auto device = train::select_device(cfg.train.device);
-    model->to(device);
+    const auto clf = load_point_classifier(args->checkpoint, weights,
+                                         config_for_weights(args->checkpoint, weights, args->config, args->set),
+                                         "predict classifies point clouds");
     const auto files = train::expand_point_inputs(args->inputs);
     if (files.empty()) fail("predict: no point files found in the given folders");
-    const auto preds = train::predict_point_files(*model, cfg, files, args->options, device);
-    auto name_of = [&](int64_t c) {
-      return c < static_cast<int64_t>(weights.class_names.size()) ? weights.class_names[c] : "class_" + std::to_string(c);
+    const auto preds = train::predict_point_files(*clf.model, clf.cfg, files, args->options, clf.device);
+    auto name_of = [&](int64_t k) {
+      return k < static_cast<int64_t>(clf.class_names.size()) ? clf.class_names[k] : "class_" + std::to_string(k);
     };
     const std::string label = args->options.votes > 1 ? "voting over " + std::to_string(args->options.votes) + " passes"
                                                        : "single pass, no voting";

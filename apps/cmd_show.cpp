@@ -37,23 +37,6 @@ void parse_size(ViewArgs& v) {
   viz::check_camera(v.camera);
 }
 
-// A classifier from any weights file predict reads, as a PointTransformer.
-struct LoadedClassifier {
-  Config cfg;
-  std::shared_ptr<models::ClassifierImpl> model;
-  std::vector<std::string> class_names;
-  models::PointTransformerImpl* points() const { return dynamic_cast<models::PointTransformerImpl*>(model.get()); }
-};
-LoadedClassifier load_point_classifier(const std::string& path, const io::StateDict& weights, const Config& config) {
-  LoadedClassifier c;
-  c.cfg = train::resolve_for_weights(config, weights);
-  if (c.cfg.model.name != "point_transformer")
-    fail(path + ": shows point-cloud models (point_transformer, point_mae); this is a " + c.cfg.model.name + " model");
-  c.model = train::load_classifier(c.cfg, weights, path).first;
-  c.class_names = weights.class_names;
-  return c;
-}
-
 }  // namespace
 
 void add_show_command(CLI::App& app) {
@@ -85,18 +68,20 @@ void add_show_command(CLI::App& app) {
     if (mae != (args->color == "mae"))
       fail(mae ? "--color: " + args->checkpoint + " is a Point-MAE pretraining checkpoint: use --color mae"
                : "--color mae: " + args->checkpoint + " is not a Point-MAE pretraining checkpoint");
-    LoadedClassifier classifier;
+    PointClassifier classifier;
     models::PointMae mae_model{nullptr};
+    torch::Device device = torch::kCPU;
     if (mae) {
       mae_model = models::PointMae(cfg);
       train::load_model_state(*mae_model, train::read_checkpoint(args->checkpoint), args->checkpoint);
+      device = train::select_device(cfg.train.device);
+      mae_model->to(device);
     } else {
-      classifier = load_point_classifier(args->checkpoint, weights, cfg);
+      classifier = load_point_classifier(args->checkpoint, weights, cfg,
+                                         "shows point-cloud models (point_transformer, point_mae)");
       cfg = classifier.cfg;
+      device = classifier.device;
     }
-    const auto device = train::select_device(cfg.train.device);
-    if (mae) mae_model->to(device);
-    else classifier.model->to(device);
 
     const auto files = train::expand_point_inputs(args->inputs);
     if (files.empty()) fail("show: no point files found in the given folders");
@@ -108,7 +93,7 @@ void add_show_command(CLI::App& app) {
       if (batch.empty()) return;
       auto x = torch::stack(batch);
       auto s = mae ? train::mae_scenes(*mae_model, x, names, device)
-                   : train::classifier_scenes(*classifier.points(), x, names, classifier.class_names, args->color, device);
+                   : train::classifier_scenes(*classifier.points, x, names, classifier.class_names, args->color, device);
       scenes.insert(scenes.end(), s.begin(), s.end());
       batch.clear(), names.clear();
     };
@@ -173,15 +158,14 @@ void add_gallery_command(CLI::App& app) {
   cmd->callback([args] {
     parse_size(args->view);
     const auto weights = io::read_state_dict(args->checkpoint);
-    auto c = load_point_classifier(args->checkpoint, weights, config_for_weights(args->checkpoint, weights, args->config, args->set));
-    const auto device = train::select_device(c.cfg.train.device);
-    c.model->to(device);
+    auto c = load_point_classifier(args->checkpoint, weights, config_for_weights(args->checkpoint, weights, args->config, args->set),
+                                   "shows point-cloud models (point_transformer, point_mae)");
     const std::string out = args->out.empty()
                                 ? (std::filesystem::path(args->checkpoint).parent_path() / ("gallery_" + args->split + ".png")).string()
                                 : args->out;
     const std::string note = viz::ensure_display();
     if (!note.empty()) print_line(note);
-    auto r = train::write_gallery(*c.points(), c.cfg, args->split, args->count, args->view.columns, args->view.camera, out, device);
+    auto r = train::write_gallery(*c.points, c.cfg, args->split, args->count, args->view.columns, args->view.camera, out, c.device);
     print_line("wrote " + out + ": " + std::to_string(r.shown) + " " + args->split + " samples, " + std::to_string(r.wrong) +
                " wrong (marked red)");
   });

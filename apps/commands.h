@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "dist/dist.h"
 #include "io/state_dict.h"
+#include "models/point_transformer.h"
 
 namespace ewa::app {
 
@@ -38,6 +39,19 @@ Config run_config(const std::string& config_path, const std::string& checkpoint,
 // when given (required for official / timm files, which carry none).
 Config config_for_weights(const std::string& weights_path, const io::StateDict& weights, const std::string& config_path,
                           const std::vector<std::string>& overrides);
+
+// A point classifier from any weights file (ewa checkpoint, or an official / converted file with
+// its config), on cfg.train.device: what predict, show and gallery run.
+struct PointClassifier {
+  Config cfg;  // resolved for the weights
+  std::shared_ptr<models::ClassifierImpl> model;
+  models::PointTransformerImpl* points = nullptr;
+  torch::Device device = torch::kCPU;
+  std::vector<std::string> class_names;  // from the checkpoint (empty for official files)
+};
+// A model that is not a point_transformer stops with "<path>: <refusal>; this is a <name> model".
+PointClassifier load_point_classifier(const std::string& path, const io::StateDict& weights, const Config& config,
+                                      const std::string& refusal);
 
 // Multi-process flags of train, finetune and pretrain.
 struct DistArgs {

@@ -13,6 +13,7 @@
 #include "common/runtime.h"
 #include "config/schema.h"
 #include "train/checkpoint.h"
+#include "train/trainer.h"
 
 namespace ewa::app {
 
@@ -54,6 +55,19 @@ Config config_for_weights(const std::string& weights_path, const io::StateDict& 
 }
 
 void print_line(const std::string& line) { std::cout << line << std::endl; }
+
+PointClassifier load_point_classifier(const std::string& path, const io::StateDict& weights, const Config& config,
+                                      const std::string& refusal) {
+  PointClassifier c;
+  c.cfg = train::resolve_for_weights(config, weights);
+  if (c.cfg.model.name != "point_transformer") fail(path + ": " + refusal + "; this is a " + c.cfg.model.name + " model");
+  c.model = train::load_classifier(c.cfg, weights, path).first;
+  c.points = dynamic_cast<models::PointTransformerImpl*>(c.model.get());
+  c.class_names = weights.class_names;
+  c.device = train::select_device(c.cfg.train.device);
+  c.model->to(c.device);
+  return c;
+}
 
 namespace {
 std::vector<std::string> g_argv;
