@@ -86,29 +86,20 @@ void add_show_command(CLI::App& app) {
     const auto files = train::expand_point_inputs(args->inputs);
     if (files.empty()) fail("show: no point files found in the given folders");
     std::vector<train::Scene> scenes;
+    const auto read = train::for_each_point_batch(
+        files, cfg, args->upsample, 16, [&](const torch::Tensor& x, const std::vector<size_t>& idx) {
+          std::vector<std::string> names;
+          for (auto i : idx) names.push_back(files[i]);
+          auto s = mae ? train::mae_scenes(*mae_model, x, names, device)
+                       : train::classifier_scenes(*classifier.points, x, names, classifier.class_names, args->color, device);
+          scenes.insert(scenes.end(), s.begin(), s.end());
+        });
     int64_t failed = 0;
-    std::vector<torch::Tensor> batch;
-    std::vector<std::string> names;
-    auto flush = [&] {
-      if (batch.empty()) return;
-      auto x = torch::stack(batch);
-      auto s = mae ? train::mae_scenes(*mae_model, x, names, device)
-                   : train::classifier_scenes(*classifier.points, x, names, classifier.class_names, args->color, device);
-      scenes.insert(scenes.end(), s.begin(), s.end());
-      batch.clear(), names.clear();
-    };
-    for (const auto& f : files) {
-      try {
-        train::FilePrediction info;
-        batch.push_back(train::load_point_input(f, cfg, args->upsample, info));
-        names.push_back(f);
-      } catch (const std::exception& e) {
+    for (const auto& r : read)
+      if (!r.error.empty()) {
         ++failed;
-        std::fprintf(stderr, "ewa: error: %s\n", e.what());
+        std::fprintf(stderr, "ewa: error: %s\n", r.error.c_str());
       }
-      if (batch.size() >= 16) flush();
-    }
-    flush();
     for (const auto& s : scenes) {
       std::string line = s.path + ":";
       for (size_t i = 1; i < s.caption.size(); ++i) line += (i > 1 ? "; " : " ") + s.caption[i];

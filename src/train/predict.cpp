@@ -60,17 +60,41 @@ std::vector<std::string> expand_point_inputs(const std::vector<std::string>& fil
   return out;
 }
 
-std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, const Config& cfg,
-                                                const std::vector<std::string>& files, const PredictOptions& o,
-                                                torch::Device device) {
-  torch::NoGradGuard guard;
-  model.eval();
+std::vector<FilePrediction> for_each_point_batch(
+    const std::vector<std::string>& files, const Config& cfg, bool upsample, int64_t batch_size,
+    const std::function<void(const torch::Tensor& clouds, const std::vector<size_t>& indices)>& on_batch) {
   std::vector<FilePrediction> out(files.size());
   std::vector<size_t> ready;
   std::vector<torch::Tensor> clouds;
   auto flush = [&] {
     if (clouds.empty()) return;
-    auto x = torch::stack(clouds);
+    on_batch(torch::stack(clouds), ready);
+    ready.clear();
+    clouds.clear();
+  };
+  for (size_t i = 0; i < files.size(); ++i) {
+    out[i].path = files[i];
+    try {
+      clouds.push_back(load_point_input(files[i], cfg, upsample, out[i]));
+      ready.push_back(i);
+    } catch (const Error& e) {
+      out[i].error = e.what();
+    } catch (const std::exception& e) {  // a reader library's own exception
+      out[i].error = files[i] + ": " + e.what();
+    }
+    if (static_cast<int64_t>(clouds.size()) >= batch_size) flush();
+  }
+  flush();
+  return out;
+}
+
+std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, const Config& cfg,
+                                                const std::vector<std::string>& files, const PredictOptions& o,
+                                                torch::Device device) {
+  torch::NoGradGuard guard;
+  model.eval();
+  std::vector<std::vector<std::pair<int64_t, double>>> tops(files.size());
+  auto out = for_each_point_batch(files, cfg, o.upsample, o.batch_size, [&](const torch::Tensor& x, const std::vector<size_t>& idx) {
     torch::Tensor prob;
     for (int64_t v = 0; v < o.votes; ++v) {
       auto in = v == 0 ? x : data::augment_points(x, cfg.data);
@@ -80,25 +104,10 @@ std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, c
     prob = prob / double(o.votes);
     const int64_t k = std::min<int64_t>(o.top_k, prob.size(1));
     auto [values, indices] = prob.topk(k, 1);
-    for (size_t i = 0; i < ready.size(); ++i)
-      for (int64_t j = 0; j < k; ++j)
-        out[ready[i]].top.emplace_back(indices[i][j].item<int64_t>(), values[i][j].item<double>());
-    ready.clear();
-    clouds.clear();
-  };
-  for (size_t i = 0; i < files.size(); ++i) {
-    out[i].path = files[i];
-    try {
-      clouds.push_back(load_point_input(files[i], cfg, o.upsample, out[i]));
-      ready.push_back(i);
-    } catch (const Error& e) {
-      out[i].error = e.what();
-    } catch (const std::exception& e) {  // a reader library's own exception
-      out[i].error = files[i] + ": " + e.what();
-    }
-    if (static_cast<int64_t>(clouds.size()) >= o.batch_size) flush();
-  }
-  flush();
+    for (size_t i = 0; i < idx.size(); ++i)
+      for (int64_t j = 0; j < k; ++j) tops[idx[i]].emplace_back(indices[i][j].item<int64_t>(), values[i][j].item<double>());
+  });
+  for (size_t i = 0; i < out.size(); ++i) out[i].top = std::move(tops[i]);
   return out;
 }
 

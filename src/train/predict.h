@@ -4,6 +4,7 @@
 // classes come back with their probabilities. A file that cannot be used gets its own error;
 // the others are still predicted.
 #pragma once
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +34,13 @@ struct FilePrediction {
 // The model-ready cloud [data.num_points, model.in_chans] of one point file, as predict uses it
 // (non-finite points dropped, upsampled or refused, normalised, FPS-reduced); fills the counts of `info`.
 torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool upsample, FilePrediction& info);
+
+// Reads `files` with load_point_input and hands the readable ones to `on_batch` in batches of
+// up to `batch_size`: clouds [B, P, C] and the files' indices. Returns one record per file with
+// its counts, or its error (naming the file, also for a reader library's own exceptions).
+std::vector<FilePrediction> for_each_point_batch(
+    const std::vector<std::string>& files, const Config& cfg, bool upsample, int64_t batch_size,
+    const std::function<void(const torch::Tensor& clouds, const std::vector<size_t>& indices)>& on_batch);
 
 // Files given and point files inside given folders (recursively, sorted; by extension
 // .txt .xyz .pts .csv .npy .off .obj .pcd .ply). A path that does not exist is kept, so it reports its error.
