@@ -135,7 +135,21 @@ if(EWA_WITH_GLOO)
     message(STATUS "ewa: Gloo headers not found (libgloo-dev), multi-process training disabled")
   endif()
 endif()
-message(STATUS "ewa: HDF5 ${EWA_HAS_HDF5}, PCL ${EWA_HAS_PCL}, Open3D ${EWA_HAS_OPEN3D}, cairo ${EWA_HAS_CAIRO}, Gloo ${EWA_HAS_GLOO}")
+# NCCL for collectives on CUDA tensors (ranks on GPUs): c10d's ProcessGroupNCCL lives in the wheel's
+# libtorch_cuda; its header needs nccl.h (the wheel's nvidia-nccl package, else the CUDA toolkit's)
+# and the CUDA variant of the build. Gloo stays for CPU tensors (metrics, the store's checks).
+set(EWA_HAS_NCCL OFF)
+option(EWA_WITH_NCCL "Collectives on CUDA tensors over c10d NCCL (CUDA builds with Gloo)" ON)
+if(EWA_WITH_NCCL AND EWA_HAS_GLOO AND EWA_CUDA_ENABLED)
+  find_path(EWA_NCCL_INCLUDE_DIR nccl.h HINTS "${_site}/nvidia/nccl/include" /usr/local/cuda/include NO_DEFAULT_PATH)
+  find_path(EWA_NCCL_INCLUDE_DIR nccl.h)
+  if(EWA_NCCL_INCLUDE_DIR)
+    set(EWA_HAS_NCCL ON)
+  else()
+    message(STATUS "ewa: nccl.h not found, GPU ranks would use Gloo")
+  endif()
+endif()
+message(STATUS "ewa: HDF5 ${EWA_HAS_HDF5}, PCL ${EWA_HAS_PCL}, Open3D ${EWA_HAS_OPEN3D}, cairo ${EWA_HAS_CAIRO}, Gloo ${EWA_HAS_GLOO}, NCCL ${EWA_HAS_NCCL}")
 
 # Attach the optional libraries that were found to a target, with EWA_HAS_* definitions.
 function(ewa_apply_optional_deps target)

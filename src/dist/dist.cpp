@@ -21,6 +21,8 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "dist/backends.h"
 #endif
 
 extern char** environ;
@@ -29,6 +31,14 @@ namespace ewa::dist {
 
 bool built_with_gloo() {
 #ifdef EWA_HAS_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool built_with_nccl() {
+#ifdef EWA_HAS_NCCL
   return true;
 #else
   return false;
@@ -148,7 +158,12 @@ int run_local_workers(int64_t nproc, const std::vector<std::string>& argv) {
 #ifdef EWA_HAS_GLOO
 struct Group::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::Backend> pg;       // Gloo: CPU tensors (and CUDA ones, staged through the CPU, without NCCL)
+  c10::intrusive_ptr<c10d::Backend> cuda_pg;  // NCCL: CUDA tensors of this rank's GPU (bind_device)
+  torch::Device cuda_device{torch::kCPU};
+  // The backend for tensors on `d`, and the device they must be on for it.
+  c10d::Backend& backend(const torch::Device& d) { return d.is_cuda() && cuda_pg ? *cuda_pg : *pg; }
+  torch::Device comm_device(const torch::Device& d) const { return d.is_cuda() && cuda_pg ? d : torch::Device(torch::kCPU); }
 };
 #else
 struct Group::Impl {};
@@ -183,6 +198,7 @@ std::shared_ptr<Group> Group::join(const Env& env, std::chrono::milliseconds tim
                                             : c10d::ProcessGroupGloo::createDefaultDevice());
     g->impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->impl_->store, static_cast<int>(env.rank),
                                                                static_cast<int>(env.world_size), opts);
+    g->backend_ = "Gloo";
   } catch (const std::exception& e) {
     std::string what = e.what();
     what = what.substr(0, what.find('\n'));
@@ -195,6 +211,25 @@ std::shared_ptr<Group> Group::join(const Env& env, std::chrono::milliseconds tim
        ": ewa was built without the Gloo headers, so it cannot train in several processes (install libgloo-dev and reconfigure)");
 #endif
   return g;
+}
+
+void Group::bind_device(const torch::Device& device) {
+  if (size() <= 1 || !device.is_cuda()) return;
+#ifdef EWA_HAS_NCCL
+  if (impl_->cuda_pg) {
+    if (impl_->cuda_device != device)
+      fail("rank " + std::to_string(rank()) + ": already bound to " + impl_->cuda_device.str() + ", not " + device.str());
+    return;
+  }
+  guarded("NCCL set-up", [&] {
+    auto store = c10::make_intrusive<c10d::PrefixStore>("nccl/", impl_->store);
+    impl_->cuda_pg = detail::make_nccl(store, static_cast<int>(rank()), static_cast<int>(size()), timeout_, device.index());
+  });
+  impl_->cuda_device = device;
+  backend_ = "NCCL for GPU tensors, Gloo for CPU ones";
+#else
+  backend_ = "Gloo (GPU tensors staged through the CPU: this build has no NCCL)";
+#endif
 }
 
 std::string Group::diagnose() {
@@ -260,10 +295,12 @@ void Group::allreduce_sum(std::vector<torch::Tensor>& tensors) {
     std::vector<std::vector<torch::Tensor>> one;
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     for (auto& t : tensors) {
-      one.push_back({t});
-      works.push_back(impl_->pg->allreduce(one.back()));
+      one.push_back({t.to(impl_->comm_device(t.device()))});
+      works.push_back(impl_->backend(t.device()).allreduce(one.back()));
     }
     for (auto& w : works) w->wait();
+    for (size_t i = 0; i < tensors.size(); ++i)
+      if (!one[i][0].is_same(tensors[i])) tensors[i].copy_(one[i][0]);
   });
 #endif
 }
@@ -289,25 +326,29 @@ void Group::allreduce_gradients(const std::vector<torch::Tensor>& params, double
   std::vector<float> got;
   for (const auto& b : buckets)
     for (const auto& p : b) got.push_back(p.grad().defined() ? 1.f : 0.f);
-  std::vector<torch::Tensor> got_any = {torch::tensor(got)};
+  const torch::Device device = buckets[0].empty() ? torch::Device(torch::kCPU) : buckets[0][0].device();
+  auto& backend = impl_->backend(device);
+  const auto comm = impl_->comm_device(device);
+  std::vector<torch::Tensor> got_any = {torch::tensor(got).to(comm)};
   guarded("gradient all-reduce", [&] {
-    works.push_back(impl_->pg->allreduce(got_any));
+    works.push_back(backend.allreduce(got_any));
     for (const auto& b : buckets) {
       std::vector<torch::Tensor> parts;
       for (const auto& p : b) parts.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
-      flats.push_back({torch::cat(parts).mul_(scale)});
-      works.push_back(impl_->pg->allreduce(flats.back()));
+      flats.push_back({torch::cat(parts).mul_(scale).to(comm)});
+      works.push_back(backend.allreduce(flats.back()));
     }
     for (auto& w : works) w->wait();
   });
-  auto any = got_any[0].accessor<float, 1>();
+  const auto any_cpu = got_any[0].cpu();
+  auto any = any_cpu.accessor<float, 1>();
   int64_t k = 0;
   for (size_t i = 0; i < buckets.size(); ++i) {
     int64_t offset = 0;
     for (const auto& p : buckets[i]) {
       auto g = flats[i][0].narrow(0, offset, p.numel()).view(p.sizes());
       if (p.grad().defined()) p.mutable_grad().copy_(g);
-      else if (any[k] > 0) p.mutable_grad() = g.clone();
+      else if (any[k] > 0) p.mutable_grad() = g.to(p.device(), /*non_blocking=*/false, /*copy=*/true);
       offset += p.numel();
       ++k;
     }
@@ -326,8 +367,9 @@ void Group::broadcast(std::vector<torch::Tensor>& tensors) {
     for (auto& [type, ts] : by_type) {
       std::vector<torch::Tensor> parts;
       for (const auto& t : ts) parts.push_back(t.reshape({-1}));
-      std::vector<torch::Tensor> flat = {torch::cat(parts)};
-      impl_->pg->broadcast(flat)->wait();
+      const auto device = ts[0].device();
+      std::vector<torch::Tensor> flat = {torch::cat(parts).to(impl_->comm_device(device))};
+      impl_->backend(device).broadcast(flat)->wait();
       int64_t offset = 0;
       for (auto& t : ts) {
         t.copy_(flat[0].narrow(0, offset, t.numel()).view(t.sizes()));

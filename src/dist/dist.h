@@ -13,6 +13,8 @@
 namespace ewa::dist {
 
 bool built_with_gloo();
+// Whether collectives on CUDA tensors can go through NCCL (CUDA builds with nccl.h).
+bool built_with_nccl();
 
 // Where this process sits in the job.
 struct Env {
@@ -54,6 +56,12 @@ class Group {
   int64_t size() const { return env_.world_size; }
   bool is_main() const { return env_.rank == 0; }
   const Env& env() const { return env_; }
+  // The tensors this rank trains live on `device`. A GPU gets an NCCL process group (on the same
+  // store) for the collectives on its tensors, as PyTorch's "cpu:gloo,cuda:nccl"; CPU tensors stay
+  // on Gloo. Without NCCL in the build, GPU tensors are staged through the CPU for Gloo.
+  void bind_device(const torch::Device& device);
+  // The backends in use, for the start-up table (e.g. "Gloo").
+  const std::string& backend() const { return backend_; }
 
   // In-place sums over ranks (CPU tensors of any floating or integer type).
   void allreduce_sum(std::vector<torch::Tensor>& tensors);
@@ -75,6 +83,7 @@ class Group {
   Env env_;
   std::chrono::milliseconds timeout_{0};
   double comm_seconds_ = 0;
+  std::string backend_ = "none";
   // Runs a collective; turns c10d's failure into ewa::Error naming the lagging ranks.
   template <typename F>
   void guarded(const char* what, F&& f);

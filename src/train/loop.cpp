@@ -91,6 +91,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
 
   auto& model = task.model();
   model.to(device);
+  if (group) group->bind_device(device);
   const auto groups = task.parameter_groups();
   if (groups.empty()) fail("nothing to train: every parameter is frozen");
   auto optimizer = make_optimizer(groups, cfg.optim);
@@ -144,7 +145,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
        << "schedule   " << cfg.train.epochs << " epochs x " << steps_per_epoch << " steps, batch " << cfg.data.batch_size
        << ", seed " << cfg.train.seed << ", device " << device << ", threads " << at::get_num_threads();
   if (group)
-    head << "\nprocesses  " << world << " ranks (" << group->env().source << ", Gloo, rendezvous " << group->env().master_addr << ":"
+    head << "\nprocesses  " << world << " ranks (" << group->env().source << ", " << group->backend() << ", rendezvous " << group->env().master_addr << ":"
          << group->env().master_port << "); each takes its share of every global batch of " << cfg.data.batch_size;
   report(head.str());
 
@@ -286,7 +287,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     const double diff = group->max_difference(params);
     const int64_t steps_run = std::max<int64_t>(1, step - steps_at_start);
     const double comm_ms = 1000.0 * (group->comm_seconds() - comm_at_start) / double(steps_run);
-    dist_json = {{"world_size", world}, {"launcher", group->env().source}, {"backend", "gloo"},
+    dist_json = {{"world_size", world}, {"launcher", group->env().source}, {"backend", group->backend()},
                  {"gradient_allreduce_ms_per_step", comm_ms}, {"max_weight_difference_between_ranks", diff}};
     report("processes: " + std::to_string(world) + " ranks; weights " +
            (diff == 0 ? std::string("bit-identical across ranks") : "differ across ranks by up to " + fmt("%.3g", diff)) +

@@ -150,7 +150,7 @@ PretrainResult pretrain_point_mae(Config cfg, const TrainOptions& options, const
     fail("model.name: `ewa pretrain` trains a point_mae model, the config names '" + cfg.model.name + "'");
   auto data = load_task(cfg);
   cfg = resolve_for_dataset(cfg, data);
-  const torch::Device device = select_device(cfg.train.device);
+  const torch::Device device = select_device(cfg.train.device, options.group.get());
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
   models::PointMae model(cfg);
   PretrainTask task(cfg, model, device);

@@ -19,13 +19,14 @@
 namespace ewa::train {
 namespace F = torch::nn::functional;
 
-torch::Device select_device(const std::string& device) {
+torch::Device select_device(const std::string& device, const dist::Group* group) {
   if (device == "cpu") return torch::kCPU;
-  if (device == "cuda") {
-    if (!torch::cuda::is_available()) fail("train.device: 'cuda' requested but no CUDA device is available");
-    return torch::kCUDA;
-  }
-  return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  if (device == "cuda" && !torch::cuda::is_available())
+    fail("train.device: 'cuda' requested but no CUDA device is available");
+  if (!torch::cuda::is_available()) return torch::kCPU;
+  // Ranks of a job on one machine take one GPU each, by LOCAL_RANK (as torchrun's users do).
+  const int64_t local = group && group->size() > 1 ? group->env().local_rank : 0;
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local % int64_t(torch::cuda::device_count())));
 }
 
 data::TaskData load_task(const Config& cfg) {
@@ -205,7 +206,7 @@ io::LoadReport init_from_pretrained(models::ClassifierImpl& model, const Config&
 TrainResult train_classifier(Config cfg, const TrainOptions& options, const Reporter& report) {
   auto task = load_task(cfg);
   cfg = resolve_for_dataset(cfg, task);
-  const torch::Device device = select_device(cfg.train.device);
+  const torch::Device device = select_device(cfg.train.device, options.group.get());
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
   auto model = models::build_model(cfg);
   if (!cfg.finetune.init.empty() && options.resume.empty()) report(init_from_pretrained(*model, cfg).table());

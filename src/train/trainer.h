@@ -30,8 +30,9 @@ data::TaskData load_task(const Config& cfg);
 // checks given ones against it; returns the updated config.
 Config resolve_for_dataset(Config cfg, const data::TaskData& task);
 
-// Picks the device of train.device ("auto": cuda when available).
-torch::Device select_device(const std::string& device);
+// Picks the device of train.device ("auto": cuda when available). A rank of a job with several
+// processes takes GPU LOCAL_RANK (modulo the GPUs it sees).
+torch::Device select_device(const std::string& device, const dist::Group* group = nullptr);
 
 // Loads cfg.finetune.init into `model` (head fresh when its shape differs); returns the report
 // whose table() the trainer prints.
