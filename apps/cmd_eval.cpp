@@ -2,6 +2,7 @@
 // test (or validation) split.
 #include "apps/commands.h"
 #include "common/error.h"
+#include "common/precision.h"
 #include "train/trainer.h"
 
 namespace ewa::app {
@@ -32,7 +33,11 @@ void add_eval_command(CLI::App& app) {
     data::BatchSource* source = args->split == "val" ? task.val.get() : task.test.get();
     if (!source) fail("--split val: the config has no validation split (data.val_fraction is 0)");
     const int64_t votes = cfg.data.votes;
-    auto m = train::evaluate(*model, *source, task.num_classes, device, votes);
+    train::ClassificationMetrics m;
+    {
+      AutocastGuard autocast(device, cfg.train.precision == "bf16");  // --set train.precision=bf16
+      m = train::evaluate(*model, *source, task.num_classes, device, votes);
+    }
     char line[512];
     std::snprintf(line, sizeof line, "%s %s: OA %.4f mAcc %.4f loss %.4f (%lld samples, %s model, %s)",
                   args->checkpoint.c_str(), args->split.c_str(), m.overall_accuracy, m.mean_class_accuracy, m.loss,

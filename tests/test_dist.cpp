@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -139,6 +140,105 @@ void write_vit_job(const TempDir& dir) {
 
 bool have_gloo() { return ewa::dist::built_with_gloo(); }
 
+// Two ranks as two threads of this process: each builds the same small network, runs its own
+// batch through it and syncs the gradients. Oracle: the sum over ranks of scale * gradient,
+// computed without communication; parameters unused on one rank get the other's gradient, a
+// parameter unused everywhere keeps none.
+void gradient_sync_case(bool overlap) {
+  SCOPED_TRACE(overlap ? "overlap" : "after backward");
+  const int port = 22000 + (::getpid() + (overlap ? 1 : 0)) % 20000;
+  torch::manual_seed(3);
+  auto make = [] {
+    torch::manual_seed(11);
+    // Registration order; buckets take them in reverse, so the unused layer 0 is in the last one.
+    return std::vector<torch::nn::Linear>{torch::nn::Linear(2, 2), torch::nn::Linear(6, 40), torch::nn::Linear(40, 30),
+                                          torch::nn::Linear(30, 2), torch::nn::Linear(6, 2)};
+  };
+  std::vector<torch::Tensor> inputs = {torch::randn({5, 6}), torch::randn({3, 6})};
+  const std::vector<double> scales = {5.0 / 8.0, 3.0 / 8.0};
+  // Rank r's loss: the chain 1-2-3 always, layer 4 only on rank 0, layer 0 never.
+  auto loss_of = [&](std::vector<torch::nn::Linear>& net, int r) {
+    auto h = net[3](torch::relu(net[2](torch::relu(net[1](inputs[r])))));
+    auto loss = h.pow(2).mean();
+    if (r == 0) loss = loss + net[4](inputs[r]).sum();
+    return loss;
+  };
+  // Oracle.
+  std::vector<std::vector<torch::Tensor>> expected;
+  {
+    std::vector<torch::Tensor> sum;
+    for (int r = 0; r < 2; ++r) {
+      auto net = make();
+      loss_of(net, r).backward();
+      int k = 0;
+      for (auto& l : net)
+        for (auto& p : l->parameters()) {
+          auto g = p.grad().defined() ? p.grad() * scales[r] : torch::zeros_like(p);
+          if (r == 0) sum.push_back(g);
+          else sum[k] += g;
+          ++k;
+        }
+    }
+    expected.push_back(sum);
+  }
+  std::vector<std::vector<torch::Tensor>> got(2);
+  std::vector<int64_t> buckets(2), in_backward(2);
+  std::vector<std::string> errors(2);
+  auto rank_main = [&](int r) {
+    try {
+      ewa::dist::Env env;
+      env.rank = r;
+      env.world_size = 2;
+      env.master_port = port;
+      env.prefix = "t/";
+      auto group = ewa::dist::Group::join(env, std::chrono::milliseconds(30000));
+      auto net = make();
+      std::vector<torch::Tensor> params;
+      for (auto& l : net)
+        for (auto& p : l->parameters()) params.push_back(p);
+      ewa::dist::GradientSync sync(*group, params, overlap, /*bucket_bytes=*/256);
+      buckets[r] = sync.num_buckets();
+      for (int step = 0; step < 2; ++step) {  // twice: the hooks and counters reset each step
+        for (auto& p : params) p.mutable_grad() = torch::Tensor();
+        sync.begin(scales[r]);
+        loss_of(net, r).backward();
+        sync.finish();
+      }
+      in_backward[r] = sync.started_in_backward();
+      for (auto& p : params) got[r].push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+    } catch (const std::exception& e) {
+      errors[r] = e.what();
+    }
+  };
+  std::thread t1(rank_main, 1);
+  rank_main(0);
+  t1.join();
+  ASSERT_EQ(errors[0], "");
+  ASSERT_EQ(errors[1], "");
+  EXPECT_EQ(buckets[0], 4);  // 256-byte buckets: layer 4 + 3, 2, 1, 0
+  // Rank 0 starts the first three during backward (the last waits for layer 0, which gets no
+  // gradient); rank 1 none, as layer 4 in its first bucket gets none there.
+  EXPECT_EQ(in_backward[0], overlap ? 3 : 0);
+  EXPECT_EQ(in_backward[1], 0);
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(got[r].size(), expected[0].size());
+    for (size_t k = 0; k < got[r].size(); ++k) {
+      if (k < 2) {  // layer 0: no rank used it
+        EXPECT_FALSE(got[r][k].defined()) << "parameter " << k;
+        continue;
+      }
+      ASSERT_TRUE(got[r][k].defined()) << "rank " << r << " parameter " << k;
+      EXPECT_TRUE(torch::allclose(got[r][k], expected[0][k], 1e-5, 1e-6)) << "rank " << r << " parameter " << k;
+    }
+  }
+}
+
+TEST(Dist, GradientSyncSumsScaledGradientsOverRanksWithAndWithoutOverlap) {
+  if (!have_gloo()) GTEST_SKIP() << "built without the Gloo headers";
+  gradient_sync_case(true);
+  gradient_sync_case(false);
+}
+
 TEST(DistCli, TwoGlooProcessesTrainTheSameWeightsAsOneProcess) {
   if (!have_gloo()) GTEST_SKIP() << "built without the Gloo headers";
   TempDir dir;
@@ -162,6 +262,14 @@ TEST(DistCli, TwoGlooProcessesTrainTheSameWeightsAsOneProcess) {
   EXPECT_EQ(mb["distributed"]["world_size"], 2);
   EXPECT_EQ(mb["distributed"]["max_weight_difference_between_ranks"], 0.0);
   EXPECT_GT(mb["distributed"]["gradient_allreduce_ms_per_step"].get<double>(), 0.0);
+  EXPECT_EQ(mb["distributed"]["overlap_allreduce"], true);
+  // All-reduce after backward instead of during it: the same sums, so the same weights exactly.
+  auto after = run_command(kEwa + " train --config " + (dir / "v.json") + " --set train.runs_dir=" + (dir / "after") +
+                           " --nproc 2 --set train.overlap_allreduce=false");
+  ASSERT_EQ(after.exit_code, 0) << after.output;
+  EXPECT_NE(after.output.find("all-reduced after backward"), std::string::npos) << after.output;
+  auto d = ewa::train::read_checkpoint(dir / "after/d/last.pt");
+  for (const auto& item : b.model) EXPECT_TRUE(torch::equal(item.value(), d.model[item.key()])) << item.key();
 
   // Resume with another world size: two processes for epoch 1, one for epoch 2 ends where one
   // process alone ended (no augmentation or dropout: the stream of batches is the same).

@@ -125,7 +125,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1,
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, decoder_depth, decoder_num_heads,
                                    reconstructions)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FinetuneConfig, init, allow_missing, freeze_encoder, layer_decay)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device, precision,
+                                   overlap_allreduce, bucket_mb)
 
 const char* mlp_kind_name(MlpKind kind) {
   switch (kind) {

@@ -64,7 +64,9 @@ struct FinetuneConfig {
 
 struct TrainConfig {
   int64_t epochs = 10, seed = 0, log_every = 50, threads = 0;
-  std::string runs_dir = "runs", device = "auto";
+  std::string runs_dir = "runs", device = "auto", precision = "fp32";
+  bool overlap_allreduce = true;
+  int64_t bucket_mb = 8;
 };
 
 struct Config {

@@ -136,6 +136,13 @@ const std::vector<FieldSpec>& config_schema() {
       S("train.runs_dir", "runs", {}, "Parent directory of run directories."),
       I("train.threads", 0, 0, 1024, "Torch intra-op threads; 0 = the number of cores."),
       S("train.device", "auto", {"auto", "cpu", "cuda"}, "Device; auto = cuda when a GPU is present, else cpu."),
+      S("train.precision", "fp32", {"fp32", "bf16"},
+        "Arithmetic of forward passes (training and evaluation): fp32, or bf16 autocast (matrix products in bf16; "
+        "weights, gradients and optimizer state stay float32). On CPUs, only with AVX512-BF16 or AMX."),
+      B("train.overlap_allreduce", true,
+        "Several processes: start each gradient bucket's all-reduce during backward, as soon as its gradients "
+        "exist (as DDP), instead of after backward."),
+      I("train.bucket_mb", 8, 1, 4096, "Several processes: size of a gradient all-reduce bucket in MiB."),
   };
   return schema;
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <csignal>
 #include <map>
+#include <mutex>
 #include <cstdlib>
 #include <sstream>
 #include <thread>
@@ -21,6 +22,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include "dist/backends.h"
 #endif
@@ -305,55 +309,153 @@ void Group::allreduce_sum(std::vector<torch::Tensor>& tensors) {
 #endif
 }
 
-void Group::allreduce_gradients(const std::vector<torch::Tensor>& params, double scale, int64_t bucket_bytes) {
-  if (size() <= 1) return;
 #ifdef EWA_HAS_GLOO
-  const auto t0 = std::chrono::steady_clock::now();
-  // Every rank sends every trainable parameter in the same order (zeros where a parameter got no
-  // gradient this step), so the buckets match.
-  std::vector<std::vector<torch::Tensor>> buckets(1);
-  int64_t bytes = 0;
-  for (const auto& p : params) {
-    if (!p.requires_grad()) continue;
-    if (bytes > bucket_bytes) buckets.emplace_back(), bytes = 0;
-    buckets.back().push_back(p);
-    bytes += p.numel() * static_cast<int64_t>(p.element_size());
-  }
-  std::vector<std::vector<torch::Tensor>> flats;
+struct GradientSync::Impl {
+  Group* group = nullptr;
+  bool overlap = false;
+  std::vector<std::vector<torch::Tensor>> buckets;   // parameters, reverse registration order
+  std::vector<int64_t> bucket_of;                    // parameter index -> bucket
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // kept alive (they hold the hooks)
+  std::vector<uintptr_t> hook_keys;
+  std::mutex mu;
+  bool active = false;
+  double scale = 1;
+  std::vector<int64_t> pending;                      // gradients a bucket still waits for
+  int64_t next = 0;                                  // first bucket not yet started
+  int64_t started_in_backward = 0;
+  std::vector<std::vector<torch::Tensor>> flats;     // per bucket, on the communication device
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  // Which parameters got a gradient on some rank: the others stay without one (AdamW skips them,
-  // as it does in a single process).
-  std::vector<float> got;
-  for (const auto& b : buckets)
-    for (const auto& p : b) got.push_back(p.grad().defined() ? 1.f : 0.f);
-  const torch::Device device = buckets[0].empty() ? torch::Device(torch::kCPU) : buckets[0][0].device();
-  auto& backend = impl_->backend(device);
-  const auto comm = impl_->comm_device(device);
-  std::vector<torch::Tensor> got_any = {torch::tensor(got).to(comm)};
-  guarded("gradient all-reduce", [&] {
-    works.push_back(backend.allreduce(got_any));
-    for (const auto& b : buckets) {
-      std::vector<torch::Tensor> parts;
-      for (const auto& p : b) parts.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
-      flats.push_back({torch::cat(parts).mul_(scale).to(comm)});
-      works.push_back(backend.allreduce(flats.back()));
+
+  // Starts bucket b's all-reduce (the caller holds mu and keeps the bucket order).
+  void start(int64_t b) {
+    std::vector<torch::Tensor> parts;
+    for (const auto& p : buckets[b])
+      parts.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
+    const auto device = buckets[b][0].device();
+    flats[b] = {torch::cat(parts).mul_(scale).to(group->impl_->comm_device(device))};
+    works.push_back(group->impl_->backend(device).allreduce(flats[b]));
+  }
+  void ready(int64_t index) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!active) return;
+    const int64_t b = bucket_of[index];
+    if (--pending[b] > 0) return;
+    while (next < int64_t(buckets.size()) && pending[next] == 0) {
+      start(next++);
+      ++started_in_backward;
     }
-    for (auto& w : works) w->wait();
+  }
+};
+#else
+struct GradientSync::Impl {};
+#endif
+
+GradientSync::GradientSync(Group& group, const std::vector<torch::Tensor>& params, bool overlap, int64_t bucket_bytes)
+    : impl_(std::make_unique<Impl>()) {
+#ifdef EWA_HAS_GLOO
+  auto& m = *impl_;
+  m.group = &group;
+  m.overlap = overlap && group.size() > 1;
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : params)
+    if (p.requires_grad()) trainable.push_back(p);
+  int64_t bytes = 0;
+  for (auto it = trainable.rbegin(); it != trainable.rend(); ++it) {
+    if (m.buckets.empty() || bytes >= bucket_bytes || it->device() != m.buckets.back()[0].device())
+      m.buckets.emplace_back(), bytes = 0;
+    m.buckets.back().push_back(*it);
+    bytes += it->numel() * static_cast<int64_t>(it->element_size());
+  }
+  m.flats.resize(m.buckets.size());
+  if (!m.overlap) return;
+  int64_t index = 0;
+  for (size_t b = 0; b < m.buckets.size(); ++b)
+    for (const auto& p : m.buckets[b]) {
+      m.bucket_of.push_back(int64_t(b));
+      auto acc = torch::autograd::impl::grad_accumulator(p);
+      Impl* self = &m;
+      m.hook_keys.push_back(acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+          [self, index](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+            self->ready(index);
+            return outputs;
+          })));
+      m.accumulators.push_back(std::move(acc));
+      ++index;
+    }
+#endif
+}
+
+GradientSync::~GradientSync() {
+#ifdef EWA_HAS_GLOO
+  for (size_t i = 0; i < impl_->accumulators.size(); ++i) impl_->accumulators[i]->del_post_hook(impl_->hook_keys[i]);
+#endif
+}
+
+int64_t GradientSync::num_buckets() const {
+#ifdef EWA_HAS_GLOO
+  return int64_t(impl_->buckets.size());
+#else
+  return 0;
+#endif
+}
+
+int64_t GradientSync::started_in_backward() const {
+#ifdef EWA_HAS_GLOO
+  return impl_->started_in_backward;
+#else
+  return 0;
+#endif
+}
+
+void GradientSync::begin(double scale) {
+#ifdef EWA_HAS_GLOO
+  auto& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.scale = scale;
+  m.next = 0;
+  m.started_in_backward = 0;
+  m.works.clear();
+  m.pending.clear();
+  for (const auto& b : m.buckets) m.pending.push_back(int64_t(b.size()));
+  m.active = m.overlap && m.group->size() > 1;
+#endif
+}
+
+void GradientSync::finish() {
+#ifdef EWA_HAS_GLOO
+  auto& m = *impl_;
+  Group& g = *m.group;
+  if (g.size() <= 1 || m.buckets.empty()) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<torch::Tensor> got_any;
+  g.guarded("gradient all-reduce", [&] {
+    std::lock_guard<std::mutex> lock(m.mu);
+    m.active = false;
+    while (m.next < int64_t(m.buckets.size())) m.start(m.next++);
+    // Which parameters got a gradient on some rank: the others stay without one.
+    std::vector<float> got;
+    for (const auto& b : m.buckets)
+      for (const auto& p : b) got.push_back(p.grad().defined() ? 1.f : 0.f);
+    const auto device = m.buckets[0][0].device();
+    got_any = {torch::tensor(got).to(g.impl_->comm_device(device))};
+    m.works.push_back(g.impl_->backend(device).allreduce(got_any));
+    for (auto& w : m.works) w->wait();
   });
   const auto any_cpu = got_any[0].cpu();
   auto any = any_cpu.accessor<float, 1>();
   int64_t k = 0;
-  for (size_t i = 0; i < buckets.size(); ++i) {
+  for (size_t i = 0; i < m.buckets.size(); ++i) {
     int64_t offset = 0;
-    for (const auto& p : buckets[i]) {
-      auto g = flats[i][0].narrow(0, offset, p.numel()).view(p.sizes());
-      if (p.grad().defined()) p.mutable_grad().copy_(g);
-      else if (any[k] > 0) p.mutable_grad() = g.to(p.device(), /*non_blocking=*/false, /*copy=*/true);
+    for (const auto& p : m.buckets[i]) {
+      auto sum = m.flats[i][0].narrow(0, offset, p.numel()).view(p.sizes());
+      if (p.grad().defined()) p.mutable_grad().copy_(sum);
+      else if (any[k] > 0) p.mutable_grad() = sum.to(p.device(), /*non_blocking=*/false, /*copy=*/true);
       offset += p.numel();
       ++k;
     }
   }
-  comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m.works.clear();
+  g.comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 #endif
 }
 

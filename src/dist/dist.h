@@ -65,16 +65,13 @@ class Group {
 
   // In-place sums over ranks (CPU tensors of any floating or integer type).
   void allreduce_sum(std::vector<torch::Tensor>& tensors);
-  // Sums the gradients of `params` over ranks after scaling each rank's by `scale` (its share of
-  // the global batch), in buckets of about `bucket_bytes`, all buckets in flight at once.
-  void allreduce_gradients(const std::vector<torch::Tensor>& params, double scale, int64_t bucket_bytes = 16 << 20);
   // Copies rank 0's tensors into every rank's (in place; one collective per dtype).
   void broadcast(std::vector<torch::Tensor>& tensors);
   // Records that this rank reached `step` (the diagnosis of a timeout reads it).
   void heartbeat(int64_t step);
   // Largest absolute difference of `tensors` between ranks (0 when identical).
   double max_difference(const std::vector<torch::Tensor>& tensors);
-  // Seconds spent in gradient communication so far.
+  // Seconds spent waiting for gradient communication so far (GradientSync::finish).
   double comm_seconds() const { return comm_seconds_; }
 
  private:
@@ -84,10 +81,38 @@ class Group {
   std::chrono::milliseconds timeout_{0};
   double comm_seconds_ = 0;
   std::string backend_ = "none";
+  friend class GradientSync;
   // Runs a collective; turns c10d's failure into ewa::Error naming the lagging ranks.
   template <typename F>
   void guarded(const char* what, F&& f);
   std::string diagnose();
+};
+
+// Data-parallel gradient averaging for a model's trainable parameters, in the manner of DDP's
+// Reducer: the parameters go into buckets of about `bucket_bytes` in reverse registration order
+// (the order backward produces them). Each step, every rank sends every bucket (zeros for a
+// parameter it gave no gradient), in bucket order, so the collectives match. With `overlap` a
+// bucket's all-reduce starts during backward, once autograd has accumulated all its gradients
+// (post-hooks on the gradient accumulators) and the buckets before it have started; without it,
+// all start in finish().
+class GradientSync {
+ public:
+  GradientSync(Group& group, const std::vector<torch::Tensor>& params, bool overlap, int64_t bucket_bytes = 8 << 20);
+  ~GradientSync();
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
+  // Before backward: this rank's gradients are scaled by `scale` (its share of the global batch).
+  void begin(double scale);
+  // After backward: every gradient becomes the sum over ranks of the scaled ones. A parameter
+  // that no rank gave a gradient keeps none (AdamW skips it, as in a single process).
+  void finish();
+  int64_t num_buckets() const;
+  // Buckets whose all-reduce started during the last backward (overlap only).
+  int64_t started_in_backward() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace ewa::dist

@@ -127,7 +127,8 @@ MaeOutput PointMaeImpl::forward(const torch::Tensor& points, torch::Tensor mask)
   auto pos = decoder_pos_embed->forward(torch::cat({gather_rows(groups.centers, visible_index), gather_rows(groups.centers, masked_index)}, 1));
   auto x = torch::cat({x_vis, mask_token.expand({B, M, D})}, 1);
   auto rec = MAE_decoder(x, pos).narrow(1, G - M, M);  // the mask tokens' outputs
-  out.predicted = increase_dim->forward(rec).view({B, M, K, 3});
+  // Float32 points whatever the autocast (the Chamfer loss is a float32 kernel, as the official one).
+  out.predicted = increase_dim->forward(rec).view({B, M, K, 3}).to(torch::kFloat);
   auto truth = gather_rows(groups.neighborhoods, masked_index);  // [B, M, K, 3]
   auto a = out.predicted.reshape({B * M, K, 3}), b = truth.reshape({B * M, K, 3});
   out.loss = loss_ == "cdl1" ? kernels::chamfer_distance_l1(a, b) : kernels::chamfer_distance_l2(a, b);

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/precision.h"
 #include "models/classifier.h"
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
@@ -143,10 +144,17 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
        << " epochs, cosine to " << cfg.optim.min_lr << ", label smoothing " << cfg.optim.label_smoothing
        << (cfg.finetune.layer_decay < 1 ? ", layer decay " + fmt("%.3g", cfg.finetune.layer_decay) : "") << "\n"
        << "schedule   " << cfg.train.epochs << " epochs x " << steps_per_epoch << " steps, batch " << cfg.data.batch_size
-       << ", seed " << cfg.train.seed << ", device " << device << ", threads " << at::get_num_threads();
+       << ", seed " << cfg.train.seed << ", device " << device << ", threads " << at::get_num_threads() << ", "
+       << precision_description(cfg.train.precision, device);
+  std::unique_ptr<dist::GradientSync> gradient_sync;
+  if (group)
+    gradient_sync = std::make_unique<dist::GradientSync>(*group, model.parameters(), cfg.train.overlap_allreduce,
+                                                         cfg.train.bucket_mb << 20);
   if (group)
     head << "\nprocesses  " << world << " ranks (" << group->env().source << ", " << group->backend() << ", rendezvous " << group->env().master_addr << ":"
-         << group->env().master_port << "); each takes its share of every global batch of " << cfg.data.batch_size;
+         << group->env().master_port << "); each takes its share of every global batch of " << cfg.data.batch_size << "; gradients in "
+         << gradient_sync->num_buckets() << " buckets of " << cfg.train.bucket_mb << " MiB, all-reduced "
+         << (cfg.train.overlap_allreduce ? "during backward" : "after backward");
   report(head.str());
 
   const std::string log_path = dir + "/log.jsonl";
@@ -155,6 +163,12 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   double window_loss = 0;
   const auto train_start = Clock::now();
   const int64_t steps_at_start = step;
+  const bool bf16 = cfg.train.precision == "bf16";
+  // Forward passes (training and evaluation) under the configured autocast; backward outside it.
+  const auto evaluate = [&](data::BatchSource& source) {
+    AutocastGuard autocast(device, bf16);
+    return task.evaluate(source);
+  };
 
   double comm_at_start = group ? group->comm_seconds() : 0;
   std::vector<torch::Tensor> float_buffers;  // running statistics; step counters agree on every rank anyway
@@ -183,11 +197,16 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       for (size_t g = 0; g < optimizer->param_groups().size(); ++g)
         static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[g].options()).lr(lr * groups[g].lr_scale);
 
-      auto out = task.training_step(x, y);
+      StepOutput out;
+      {
+        AutocastGuard autocast(device, bf16);
+        out = task.training_step(x, y);
+      }
       optimizer->zero_grad();
-      out.loss.backward();
       // The global batch's mean gradient: each rank's mean weighted by its share, summed.
-      if (group) group->allreduce_gradients(model.parameters(), double(out.count) / double(global_count));
+      if (gradient_sync) gradient_sync->begin(double(out.count) / double(global_count));
+      out.loss.backward();
+      if (gradient_sync) gradient_sync->finish();
       if (cfg.optim.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), cfg.optim.grad_clip);
       optimizer->step();
       ++step;
@@ -244,7 +263,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       epoch_seen = static_cast<int64_t>(t[0][2].item<double>());
     }
     // End of epoch: evaluate, log, checkpoint.
-    result.test = task.evaluate(*data.test);
+    result.test = evaluate(*data.test);
     nlohmann::json rec = {{"type", "epoch"},
                           {"epoch", epoch + 1},
                           {"step", step},
@@ -258,7 +277,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     line += " | test " + result.test.text;
     bool is_best = false;
     if (data.val) {
-      result.val = task.evaluate(*data.val);
+      result.val = evaluate(*data.val);
       rec["val"] = result.val.json;
       line += " | val " + result.val.text;
       is_best = result.val.score > best_val;
@@ -278,7 +297,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   }
 
   result.steps = step;
-  if (start_epoch >= cfg.train.epochs) result.test = task.evaluate(*data.test);
+  if (start_epoch >= cfg.train.epochs) result.test = evaluate(*data.test);
   nlohmann::json dist_json;
   if (group) {
     // Identical optimizer and EWA steps on identical gradients keep every rank's weights equal.
@@ -288,10 +307,11 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     const int64_t steps_run = std::max<int64_t>(1, step - steps_at_start);
     const double comm_ms = 1000.0 * (group->comm_seconds() - comm_at_start) / double(steps_run);
     dist_json = {{"world_size", world}, {"launcher", group->env().source}, {"backend", group->backend()},
-                 {"gradient_allreduce_ms_per_step", comm_ms}, {"max_weight_difference_between_ranks", diff}};
+                 {"gradient_allreduce_ms_per_step", comm_ms}, {"overlap_allreduce", cfg.train.overlap_allreduce},
+                 {"gradient_buckets", gradient_sync->num_buckets()}, {"max_weight_difference_between_ranks", diff}};
     report("processes: " + std::to_string(world) + " ranks; weights " +
            (diff == 0 ? std::string("bit-identical across ranks") : "differ across ranks by up to " + fmt("%.3g", diff)) +
-           "; gradient all-reduce " + fmt("%.1f", comm_ms) + " ms/step (rank 0)");
+           "; gradient all-reduce waited for " + fmt("%.1f", comm_ms) + " ms/step after backward (rank 0)");
     if (!main_rank) return result;
   }
   task.finish(dir, report);
