@@ -8,7 +8,9 @@
 #include "bench/point_ops.h"
 #include "bench/train_step.h"
 #include "common/error.h"
+#include "common/precision.h"
 #include "common/runtime.h"
+#include "train/trainer.h"
 
 namespace ewa::app {
 namespace {
@@ -67,10 +69,12 @@ void add_bench_command(CLI::App& app) {
     if (cfg.moe.blocks.empty())  // a dense base config: put the MoE variants in every other block
       for (int64_t i = 1; i < cfg.model.depth; i += 2) cfg.moe.blocks.push_back(i);
     if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
-    char head[256];
-    std::snprintf(head, sizeof head, "train-step: %s, D=%lld depth=%lld, %zu MoE blocks of N=%lld, batch %lld, %d threads",
+    char head[512];
+    const auto device = train::select_device(cfg.train.device);
+    std::snprintf(head, sizeof head, "train-step: %s, D=%lld depth=%lld, %zu MoE blocks of N=%lld, batch %lld, %d threads, %s, %s",
                   args->config.c_str(), (long long)cfg.model.embed_dim, (long long)cfg.model.depth, cfg.moe.blocks.size(),
-                  (long long)cfg.moe.num_experts, (long long)args->options.batch_size, at::get_num_threads());
+                  (long long)cfg.moe.num_experts, (long long)args->options.batch_size, at::get_num_threads(),
+                  device.str().c_str(), precision_description(cfg.train.precision, device).c_str());
     print_line(head);
     auto rows = bench::bench_train_step(cfg, args->options);
     const std::string table = bench::train_step_markdown(rows);

@@ -6,9 +6,13 @@
 #include <functional>
 #include <sstream>
 
+#include <torch/cuda.h>
+
+#include "common/precision.h"
 #include "models/point_mae.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
+#include "train/trainer.h"
 
 namespace ewa::bench {
 namespace F = torch::nn::functional;
@@ -24,16 +28,22 @@ struct Variant {
 };
 
 void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
-  auto loss = v.loss(x, y);
+  torch::Tensor loss;
+  {
+    AutocastGuard autocast(x.device(), v.cfg.train.precision == "bf16");  // as the training loop
+    loss = v.loss(x, y);
+  }
   v.optimizer->zero_grad();
   loss.backward();
   torch::nn::utils::clip_grad_norm_(v.model->parameters(), 1.0);
   v.optimizer->step();
   if (v.cfg.moe.kind != MlpKind::Dense && v.cfg.ewa.enabled) moe::ewa_average(*v.model, v.cfg.ewa.share_rate);
+  if (x.is_cuda()) torch::cuda::synchronize();  // the step's kernels finish inside its timing
 }
 }  // namespace
 
 std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOptions& o) {
+  const torch::Device device = train::select_device(base.train.device);
   std::vector<Variant> variants;
   const bool pretraining = base.model.name == "point_mae";
   std::vector<std::tuple<std::string, MlpKind, bool>> kinds = {{"dense", MlpKind::Dense, false}, {"rup+ewa", MlpKind::Rup, true}};
@@ -60,6 +70,7 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
       };
       v.model = clf;
     }
+    v.model->to(device);
     v.model->train();
     v.optimizer = std::make_unique<torch::optim::AdamW>(v.model->parameters(), torch::optim::AdamWOptions(1e-4));
     variants.push_back(std::move(v));
@@ -67,6 +78,8 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
   const auto& m = base.model;
   auto x = pretraining ? torch::randn({o.batch_size, base.data.num_points, 3}) : models::random_input(base, o.batch_size);
   auto y = torch::randint(0, m.num_classes, {o.batch_size}, torch::kLong);
+  x = x.to(device);
+  y = y.to(device);
   for (auto& v : variants)
     for (int64_t i = 0; i < o.warmup; ++i) one_step(v, x, y);
   for (int64_t r = 0; r < o.rounds; ++r) {

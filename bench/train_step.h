@@ -22,8 +22,9 @@ struct TrainStepRow {
   double ms_median = 0, ms_min = 0, ratio_to_dense = 0;
 };
 
-// `base` gives the model (its moe.kind is overridden per variant); inputs are random images of
-// the model's size, so no dataset is read.
+// `base` gives the model (its moe.kind is overridden per variant), the device (train.device) and
+// the arithmetic (train.precision); inputs are random images or clouds of the model's size, so no
+// dataset is read.
 std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOptions& options);
 
 std::string train_step_markdown(const std::vector<TrainStepRow>& rows);

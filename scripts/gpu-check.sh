@@ -60,15 +60,27 @@ run() {
   build-gpu/ewa bench ops 2>&1 | tee "$out/bench_ops.txt"
   build-gpu/ewa bench train-step --config configs/modelnet40_pointmae_ewa.json --set train.device=cuda --batch-size 32 \
     2>&1 | tee "$out/bench_train_step.txt"
+  build-gpu/ewa bench train-step --config configs/modelnet40_pointmae_ewa.json --set train.device=cuda --batch-size 32 \
+    --set train.precision=bf16 2>&1 | tee "$out/bench_train_step_bf16.txt"
   build-gpu/ewa data synth -o "$abs/synth" >/dev/null
-  build-gpu/ewa train --config configs/synth_points_ewa.json --set data.root="$abs/synth" --set train.device=cuda \
-    --set train.runs_dir="$abs/runs" --set train.epochs=3 2>&1 | tee "$out/train.txt" | tail -3
+  local gpu=(--set data.root="$abs/synth" --set train.device=cuda --set train.runs_dir="$abs/runs" --set train.epochs=3)
+  build-gpu/ewa train --config configs/synth_points_ewa.json "${gpu[@]}" 2>&1 | tee "$out/train.txt" | tail -3
+  build-gpu/ewa train --config configs/synth_points_ewa.json "${gpu[@]}" --set train.precision=bf16 --name synth_bf16 \
+    2>&1 | tee "$out/train_bf16.txt" | tail -3
+  build-gpu/ewa pretrain --config configs/synth_pretrain.json "${gpu[@]}" --set train.epochs=2 2>&1 | tee "$out/pretrain.txt" | tail -3
+  build-gpu/ewa eval "$abs/runs/synth_points_ewa/last.pt" 2>&1 | tee "$out/eval.txt"
+  build-gpu/ewa data synth-files -o "$abs/files" --format npy >/dev/null
+  build-gpu/ewa predict "$abs/runs/synth_points_ewa/last.pt" "$abs/files" 2>&1 | tee "$out/predict.txt" | tail -5
   echo
   echo "| check | result |"
   echo "|---|---|"
   echo "| GPU | $(cat "$out/gpu.txt" 2>/dev/null || echo unknown) |"
   echo "| CUDA kernel and multi-process tests | $(grep -E 'tests passed' "$out/ctest.txt" || echo 'see ctest.txt') |"
   echo "| short training (3 epochs, cuda) | $(grep -E '^done in' "$out/train.txt" || echo 'see train.txt') |"
+  echo "| the same in bf16 autocast | $(grep -E '^done in' "$out/train_bf16.txt" || echo 'see train_bf16.txt') |"
+  echo "| pretraining (2 epochs, cuda) | $(grep -E '^done in' "$out/pretrain.txt" || echo 'see pretrain.txt') |"
+  echo "| eval on cuda | $(tail -1 "$out/eval.txt") |"
+  echo "| predict on cuda | $(grep -c '' "$out/predict.txt") lines, see predict.txt |"
   echo "(bench ops and train-step tables above; every output in $out/)"
 }
 

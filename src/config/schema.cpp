@@ -138,7 +138,7 @@ const std::vector<FieldSpec>& config_schema() {
       S("train.device", "auto", {"auto", "cpu", "cuda"}, "Device; auto = cuda when a GPU is present, else cpu."),
       S("train.precision", "fp32", {"fp32", "bf16"},
         "Arithmetic of forward passes (training and evaluation): fp32, or bf16 autocast (matrix products in bf16; "
-        "weights, gradients and optimizer state stay float32). On CPUs, only with AVX512-BF16 or AMX."),
+        "weights, gradients and optimizer state stay float32). On CPUs it pays only with AVX512-BF16 or AMX."),
       B("train.overlap_allreduce", true,
         "Several processes: start each gradient bucket's all-reduce during backward, as soon as its gradients "
         "exist (as DDP), instead of after backward."),
