@@ -21,7 +21,7 @@ export PATH := /usr/local/cuda/bin:$(PATH)
 
 SYNTH = data/synthetic_shapes
 
-.PHONY: deps configure build test demo demo-2d demo-pretrain bench bench-dist doc-images clean
+.PHONY: deps configure build test demo demo-2d demo-pretrain bench bench-dist bench-reference doc-images clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -73,6 +73,9 @@ bench: build
 	$(EWA) bench train-step --config configs/synth_points_ewa.json --batch-size 32
 	$(EWA) bench train-step --config configs/synth_pretrain.json --batch-size 32
 	$(EWA) bench ops
+
+bench-reference: build
+	EWA=$(EWA) bash bench/vs_reference.sh 3
 
 bench-dist: build
 	test -f $(SYNTH)/train_files.txt || $(EWA) data synth -o $(SYNTH)

@@ -56,6 +56,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--warmup", args->options.warmup, "Untimed steps per variant")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--steps", args->options.steps, "Timed steps per variant and round")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--rounds", args->options.rounds, "Rounds (variants alternate within a round)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--variants", args->options.variants, "Only these variants (default: all)")
+      ->check(CLI::IsMember({"dense", "rup+ewa", "routed"}));
   cmd->add_option("--record", args->record,
                   "Also append the table, the exact command and the machine to this Markdown file (docs/benchmarks.md)");
   cmd->callback([args] {
@@ -85,6 +87,7 @@ void add_bench_command(CLI::App& app) {
       const auto& o = args->options;
       command += " --batch-size " + std::to_string(o.batch_size) + " --warmup " + std::to_string(o.warmup) + " --steps " +
                  std::to_string(o.steps) + " --rounds " + std::to_string(o.rounds);
+      for (const auto& v : o.variants) command += " --variants " + v;
       record(args->record, "train-step", command, head, table);
     }
   });

@@ -115,6 +115,7 @@ static void ensure_passive_openmp(char** argv) {
 
 int main(int argc, char** argv) {
   ensure_passive_openmp(argv);
+  ewa::tune_allocator();
   ewa::app::set_program_args(argc, argv);
   CLI::App app{"ewa: train vision transformers with Experts Weights Averaging (EWA)", "ewa"};
   app.require_subcommand(1);

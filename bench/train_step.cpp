@@ -12,6 +12,7 @@
 #include "models/point_mae.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
+#include "train/fused_adamw.h"
 #include "train/trainer.h"
 
 namespace ewa::bench {
@@ -36,7 +37,7 @@ void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
   v.optimizer->zero_grad();
   loss.backward();
   torch::nn::utils::clip_grad_norm_(v.model->parameters(), 1.0);
-  v.optimizer->step();
+  train::fused_adamw_step(*v.optimizer);  // as the training loop
   if (v.cfg.moe.kind != MlpKind::Dense && v.cfg.ewa.enabled) moe::ewa_average(*v.model, v.cfg.ewa.share_rate);
   if (x.is_cuda()) torch::cuda::synchronize();  // the step's kernels finish inside its timing
 }
@@ -48,6 +49,12 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
   const bool pretraining = base.model.name == "point_mae";
   std::vector<std::tuple<std::string, MlpKind, bool>> kinds = {{"dense", MlpKind::Dense, false}, {"rup+ewa", MlpKind::Rup, true}};
   if (!pretraining) kinds.emplace_back("routed", MlpKind::Routed, false);  // pretraining has no routed encoder
+  if (!o.variants.empty()) {
+    std::vector<std::tuple<std::string, MlpKind, bool>> chosen;
+    for (const auto& k : kinds)
+      if (std::find(o.variants.begin(), o.variants.end(), std::get<0>(k)) != o.variants.end()) chosen.push_back(k);
+    kinds = chosen;
+  }
   for (auto [name, kind, ewa_on] : kinds) {
     Variant v;
     v.name = name;
@@ -101,7 +108,7 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
     row.ms_min = v.ms.front();
     rows.push_back(row);
   }
-  for (auto& r : rows) r.ratio_to_dense = r.ms_median / rows.front().ms_median;
+  for (auto& r : rows) r.ratio_to_dense = r.ms_median / rows.front().ms_median;  // to the first variant run
   return rows;
 }
 

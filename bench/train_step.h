@@ -14,6 +14,7 @@ struct TrainStepOptions {
   int64_t steps = 20;    // timed steps per variant and round
   int64_t rounds = 3;    // rounds; variants alternate inside each round
   int64_t batch_size = 128;
+  std::vector<std::string> variants;  // subset of "dense", "rup+ewa", "routed"; empty = all
 };
 
 struct TrainStepRow {

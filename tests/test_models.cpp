@@ -210,6 +210,42 @@ TEST(PointTransformer, MiniPointNetEqualsTheConv1dFormulation) {
   EXPECT_TRUE(torch::allclose(enc->forward(groups), expected, 1e-4, 1e-5));
 }
 
+// The split first layer of second_conv (per-group W_g g + b, per-point W_f f) against the
+// straightforward concatenation, in training mode: outputs, every parameter's gradient, the input
+// gradient and the BatchNorm running statistics.
+TEST(PointTransformer, MiniPointNetSplitLayerMatchesTheConcatenationWithGradients) {
+  for (int seed : {0, 1}) {
+    torch::manual_seed(seed);
+    ewa::models::MiniPointNet a(3, 24), b(3, 24);
+    {
+      torch::NoGradGuard g;
+      for (size_t i = 0; i < a->parameters().size(); ++i) {
+        a->parameters()[i].normal_(0, 0.3);
+        b->parameters()[i].copy_(a->parameters()[i]);
+      }
+    }
+    auto groups = torch::randn({3, 7, 16, 3});
+    auto ga = groups.clone().requires_grad_(true), gb = groups.clone().requires_grad_(true);
+    auto ya = a->forward(ga), yb = b->forward_concat(gb);
+    EXPECT_TRUE(torch::allclose(ya, yb, 1e-4, 1e-5)) << (ya - yb).abs().max();
+    auto w = torch::randn_like(ya);
+    (ya * w).sum().backward();
+    (yb * w).sum().backward();
+    EXPECT_TRUE(torch::allclose(ga.grad(), gb.grad(), 1e-3, 1e-5)) << (ga.grad() - gb.grad()).abs().max();
+    auto pa = a->named_parameters(), pb = b->named_parameters();
+    for (const auto& item : pa) {
+      const auto& gpa = item.value().grad();
+      const auto& gpb = pb[item.key()].grad();
+      ASSERT_TRUE(gpa.defined() && gpb.defined()) << item.key();
+      // atol: a Linear's bias before BatchNorm has a true gradient of 0, so both are rounding noise
+      EXPECT_TRUE(torch::allclose(gpa, gpb, 1e-3, 1e-4 * gpb.abs().max().item<double>() + 1e-4))
+          << item.key() << " " << (gpa - gpb).abs().max();
+    }
+    auto ba = a->named_buffers(), bb = b->named_buffers();
+    for (const auto& item : ba) EXPECT_TRUE(torch::allclose(item.value(), bb[item.key()], 1e-4, 1e-5)) << item.key();
+  }
+}
+
 TEST(PointTransformer, CollapsedDenseModelReproducesTheMoeModel) {
   auto moe_model = ewa::models::build_model(point_cfg("point_mae", "rup", 4));
   {

@@ -5,6 +5,7 @@
 #include "models/registry.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "train/fused_adamw.h"
 #include "train/metrics.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
@@ -43,6 +44,56 @@ TEST(Schedule, WarmupThenCosine) {
   EXPECT_DOUBLE_EQ(ewa::train::lr_at(o, 10, 10, 110), 1.0);
   EXPECT_NEAR(ewa::train::lr_at(o, 60, 10, 110), 0.5, 1e-12);
   EXPECT_NEAR(ewa::train::lr_at(o, 110, 10, 110), 0.0, 1e-12);
+}
+
+// The fused AdamW step against LibTorch's AdamW::step() on the same parameters and gradients:
+// several steps, two groups (one without weight decay), a parameter without a gradient, amsgrad
+// on and off, and the optimizer state both leave behind.
+TEST(Optimizer, FusedAdamWStepMatchesLibTorchAdamW) {
+  for (bool amsgrad : {false, true}) {
+    SCOPED_TRACE(amsgrad ? "amsgrad" : "adamw");
+    torch::manual_seed(4);
+    std::vector<torch::Tensor> a, b;
+    for (auto shape : std::vector<std::vector<int64_t>>{{7, 5}, {5}, {3, 2, 4}, {6}}) {
+      auto t = torch::randn(shape);
+      a.push_back(t.clone().requires_grad_(true));
+      b.push_back(t.clone().requires_grad_(true));
+    }
+    auto make = [&](std::vector<torch::Tensor>& p) {
+      auto base = torch::optim::AdamWOptions(3e-2).betas({0.9, 0.95}).weight_decay(0.05).amsgrad(amsgrad);
+      std::vector<torch::optim::OptimizerParamGroup> groups;
+      groups.emplace_back(std::vector<torch::Tensor>{p[0], p[2]}, std::make_unique<torch::optim::AdamWOptions>(base));
+      groups.emplace_back(std::vector<torch::Tensor>{p[1], p[3]},
+                          std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(base).weight_decay(0)));
+      return torch::optim::AdamW(std::move(groups), base);
+    };
+    auto opt_a = make(a), opt_b = make(b);
+    for (int step = 0; step < 6; ++step) {
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (i == 3 && step % 2 == 0) {  // no gradient every other step: skipped by both
+          a[i].mutable_grad() = torch::Tensor();
+          b[i].mutable_grad() = torch::Tensor();
+          continue;
+        }
+        auto g = torch::randn(a[i].sizes());
+        a[i].mutable_grad() = g.clone();
+        b[i].mutable_grad() = g.clone();
+      }
+      ewa::train::fused_adamw_step(opt_a);
+      opt_b.step();
+      for (size_t i = 0; i < a.size(); ++i)
+        EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-5, 1e-6)) << "step " << step << " param " << i << " "
+                                                            << (a[i] - b[i]).abs().max();
+    }
+    for (size_t i = 0; i < a.size(); ++i) {
+      auto& sa = static_cast<torch::optim::AdamWParamState&>(*opt_a.state().at(a[i].unsafeGetTensorImpl()));
+      auto& sb = static_cast<torch::optim::AdamWParamState&>(*opt_b.state().at(b[i].unsafeGetTensorImpl()));
+      EXPECT_EQ(sa.step(), sb.step()) << i;
+      EXPECT_EQ(sa.step(), i == 3 ? 3 : 6) << i;
+      EXPECT_TRUE(torch::allclose(sa.exp_avg(), sb.exp_avg(), 1e-5, 1e-7)) << i;
+      EXPECT_TRUE(torch::allclose(sa.exp_avg_sq(), sb.exp_avg_sq(), 1e-5, 1e-8)) << i;
+    }
+  }
 }
 
 TEST(Train, LearnsAndWritesTheRunDirectory) {

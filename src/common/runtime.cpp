@@ -1,5 +1,6 @@
 #include "common/runtime.h"
 
+#include <malloc.h>
 #include <sched.h>
 
 #include <thread>
@@ -16,6 +17,11 @@ int core_count() {
   }
   unsigned n = std::thread::hardware_concurrency();
   return n > 0 ? static_cast<int>(n) : 1;
+}
+
+void tune_allocator() {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);  // blocks below 1 GiB come from the heap...
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);  // ...which gives back only free tops over 1 GiB
 }
 
 void init_threads(int threads) {

@@ -28,13 +28,27 @@ PointGroups group_point_cloud(const torch::Tensor& points, int64_t num_groups, i
 }
 
 MiniPointNetImpl::MiniPointNetImpl(int64_t in_channels, int64_t out_channels) {
+  // ReLU in place, as Point-MAE's ReLU(inplace=True): BatchNorm's backward does not need its output.
   first_conv = register_module("first_conv", torch::nn::Sequential(linear(in_channels, 128), torch::nn::BatchNorm1d(128),
-                                                                    torch::nn::ReLU(), linear(128, 256)));
+                                                                    torch::nn::ReLU(true), linear(128, 256)));
   second_conv = register_module("second_conv", torch::nn::Sequential(linear(512, 512), torch::nn::BatchNorm1d(512),
-                                                                      torch::nn::ReLU(), linear(512, out_channels)));
+                                                                      torch::nn::ReLU(true), linear(512, out_channels)));
 }
 
 torch::Tensor MiniPointNetImpl::forward(const torch::Tensor& groups) {
+  const int64_t B = groups.size(0), G = groups.size(1), K = groups.size(2), C = groups.size(3);
+  auto f = first_conv->forward(groups.reshape({B * G * K, C}));                    // [BGK, 256]
+  auto global = std::get<0>(f.view({B * G, K, 256}).max(1));                      // [BG, 256]
+  auto* fc = second_conv[0]->as<torch::nn::Linear>();
+  const auto& w = fc->weight;                                                     // [512, 512]: [out, (g, f)]
+  auto per_group = torch::addmm(fc->bias, global, w.narrow(1, 0, 256).t());       // [BG, 512]
+  auto h = torch::mm(f, w.narrow(1, 256, 256).t()).view({B * G, K, -1}).add_(per_group.unsqueeze(1));
+  h = second_conv[1]->as<torch::nn::BatchNorm1d>()->forward(h.view({B * G * K, -1})).relu_();
+  h = second_conv[3]->as<torch::nn::Linear>()->forward(h);
+  return std::get<0>(h.view({B * G, K, -1}).max(1)).view({B, G, -1});
+}
+
+torch::Tensor MiniPointNetImpl::forward_concat(const torch::Tensor& groups) {
   const int64_t B = groups.size(0), G = groups.size(1), K = groups.size(2), C = groups.size(3);
   auto f = first_conv->forward(groups.reshape({B * G * K, C})).view({B * G, K, 256});
   auto global = std::get<0>(f.max(1, true)).expand({B * G, K, 256});

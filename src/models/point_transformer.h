@@ -27,11 +27,19 @@ struct PointGroups {
 };
 PointGroups group_point_cloud(const torch::Tensor& points, int64_t num_groups, int64_t group_size);
 
-// Mini-PointNet: [B, G, K, C] -> [B, G, out].
+// Mini-PointNet: [B, G, K, C] -> [B, G, out]. first_conv (C -> 128 -> 256) on every point, the
+// group's max-pooled feature g joined to every point's f, second_conv ([g, f] 512 -> 512 -> out),
+// max-pooled over the group. The layout and names are Point-MAE's (its Conv1d of kernel 1 are our
+// Linear layers, same weights).
 class MiniPointNetImpl : public torch::nn::Module {
  public:
   MiniPointNetImpl(int64_t in_channels, int64_t out_channels);
+  // The first layer of second_conv is split by its input: W [g, f] + b = W_f f + (W_g g + b), with
+  // W_g g + b computed once per group instead of once per point, and the [g, f] concatenation
+  // never built (a quarter of the encoder's multiply-adds saved; the same function).
   torch::Tensor forward(const torch::Tensor& groups);
+  // The straightforward formulation (concatenate, then the 512-wide layer), kept for the tests.
+  torch::Tensor forward_concat(const torch::Tensor& groups);
   torch::nn::Sequential first_conv{nullptr}, second_conv{nullptr};
 };
 TORCH_MODULE(MiniPointNet);

@@ -12,6 +12,7 @@
 #include "models/classifier.h"
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
+#include "train/fused_adamw.h"
 #include "train/schedule.h"
 #include "viz/plot.h"
 
@@ -208,7 +209,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       out.loss.backward();
       if (gradient_sync) gradient_sync->finish();
       if (cfg.optim.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), cfg.optim.grad_clip);
-      optimizer->step();
+      fused_adamw_step(*optimizer);
       ++step;
       const double beta = moe_count > 0 ? moe::share_rate_at(cfg.ewa, step, total_steps) : 0.0;
       if (beta > 0) moe::ewa_average(model, beta);
