@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/fps/fps.h"
+#include "kernels/fps/fps_fast.h"
 #include "kernels/group/group.h"
 #include "kernels/knn/knn.h"
 
@@ -77,6 +78,31 @@ TEST(Fps, Pointnet2RuleBreaksTiesAsItsBlockReduction) {
   EXPECT_EQ(pointnet2_fps_threads(1), 1);
   EXPECT_EQ(pointnet2_fps_threads(700), 512);
   EXPECT_EQ(pointnet2_fps_threads(300), 256);
+}
+
+// The fast path (SIMD lanes, shares of one cloud on several threads) against the readable twins,
+// on clouds with many exact ties (coordinates on a coarse lattice), points near the origin, and
+// sizes around the lane and block boundaries.
+TEST(Fps, FastPathEqualsTheReferenceTwinsForAnyThreadCount) {
+  for (int64_t n : {1, 5, 16, 17, 100, 513, 4096, 9000, 20011}) {
+    for (bool lattice : {false, true}) {
+      auto cloud = lattice ? torch::randint(-4, 5, {n, 3}).to(torch::kFloat) * 0.25f : torch::randn({n, 3});
+      if (n > 20) cloud.narrow(0, 3, 4).mul_(0.001f);  // within the pointnet2 rule's origin ball
+      const int64_t s = std::min<int64_t>(n, 200);
+      const float* p = cloud.data_ptr<float>();
+      std::vector<int64_t> ref(s), ref2(s), fast(s);
+      const int64_t start = n / 3;
+      farthest_point_sample_cpu(p, n, s, start, ref.data());
+      farthest_point_sample_pointnet2_cpu(p, n, s, ref2.data());
+      for (int threads : {1, 2, 3}) {
+        SCOPED_TRACE("n " + std::to_string(n) + (lattice ? " lattice" : " gaussian") + ", threads " + std::to_string(threads));
+        farthest_point_sample_fast(p, n, s, start, /*pointnet2=*/false, threads, fast.data());
+        EXPECT_EQ(fast, ref);
+        farthest_point_sample_fast(p, n, s, 0, /*pointnet2=*/true, threads, fast.data());
+        EXPECT_EQ(fast, ref2);
+      }
+    }
+  }
 }
 
 TEST(Fps, EdgeCases) {

@@ -1,6 +1,9 @@
 // Argument checks and dispatch for farthest_point_sample (see fps.h).
 #include "kernels/fps/fps.h"
 
+#include "kernels/fps/fps_fast.h"
+
+#include <algorithm>
 #include <random>
 
 #include <ATen/ATen.h>
@@ -33,11 +36,13 @@ at::Tensor run(const at::Tensor& points, int64_t S, const at::Tensor& starts_cpu
   const float* base = p.data_ptr<float>();
   int64_t* o = out.data_ptr<int64_t>();
   const int64_t* st = starts_cpu.data_ptr<int64_t>();
+  // Clouds in parallel; a batch smaller than the thread count gives each cloud its share of the
+  // threads (one large cloud uses every core).
+  const int64_t threads = at::get_num_threads();
+  const int per_cloud = static_cast<int>(std::max<int64_t>(1, threads / B));
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      if (rule == FpsRule::Pointnet2) farthest_point_sample_pointnet2_cpu(base + b * N * 3, N, S, o + b * S);
-      else farthest_point_sample_cpu(base + b * N * 3, N, S, st[b], o + b * S);
-    }
+    for (int64_t b = b0; b < b1; ++b)
+      farthest_point_sample_fast(base + b * N * 3, N, S, st[b], rule == FpsRule::Pointnet2, per_cloud, o + b * S);
   });
   return out;
 }

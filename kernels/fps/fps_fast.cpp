@@ -1,0 +1,208 @@
+// Fast CPU path of farthest_point_sample (see fps.h): the same answers as the readable twins in
+// fps_cpu.cpp (tests compare them), computed with
+// - coordinates as three arrays and one fused pass per sample: distance to the new sample, the
+//   running minimum, and the running maximum with its index, kept per SIMD lane (16 lanes) and
+//   folded at the end of the pass;
+// - that pass compiled for AVX-512, AVX2 and the baseline, chosen at run time (target_clones);
+// - optionally several threads on one cloud: each scans a contiguous share of the points, the
+//   threads meet at a spinning barrier after every sample and fold their results in a fixed order
+//   (so the answer does not depend on the thread count).
+// No torch headers here.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#include "kernels/fps/fps_fast.h"
+
+namespace ewa::kernels {
+namespace {
+
+constexpr int kLanes = 16;
+typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(kLanes * sizeof(int32_t))));
+
+inline vf load(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+
+// Exact rule, points [lo, hi): nearest = min(nearest, |p - c|^2); returns the largest nearest
+// value and its lowest index in the range (value -1 when the range is empty).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void scan_exact(const float* x, const float* y, const float* z, float* nearest, int64_t lo, int64_t hi, float cx,
+                float cy, float cz, float* best_value, int64_t* best_index) {
+  vf bv = vf{} - 1.0f;
+  vi bi = vi{};
+  vi lane;
+  for (int l = 0; l < kLanes; ++l) lane[l] = l;
+  const vf vcx = vf{} + cx, vcy = vf{} + cy, vcz = vf{} + cz;
+  int64_t j = lo;
+  for (; j + kLanes <= hi; j += kLanes) {
+    const vf dx = load(x + j) - vcx, dy = load(y + j) - vcy, dz = load(z + j) - vcz;
+    const vf d = dx * dx + dy * dy + dz * dz;
+    const vf old = load(nearest + j);
+    const vf m = d < old ? d : old;
+    store(nearest + j, m);
+    const vi gt = m > bv;  // strict: a lane keeps its first maximum
+    bv = gt ? m : bv;
+    bi = gt ? lane + static_cast<int32_t>(j - lo) : bi;
+  }
+  float value = -1.0f;
+  int64_t index = lo;
+  for (int l = 0; l < kLanes; ++l) {  // lowest index among the lanes' maxima
+    const int64_t i = lo + bi[l];
+    if (bv[l] > value || (bv[l] == value && i < index)) value = bv[l], index = i;
+  }
+  for (; j < hi; ++j) {
+    const float dx = x[j] - cx, dy = y[j] - cy, dz = z[j] - cz;
+    const float d = dx * dx + dy * dy + dz * dz;
+    const float m = d < nearest[j] ? d : nearest[j];
+    nearest[j] = m;
+    if (m > value) value = m, index = j;
+  }
+  *best_value = value;
+  *best_index = index;
+}
+
+// pointnet2 rule, points [lo, hi) with lo a multiple of T (>= kLanes, a power of two): point k
+// belongs to "thread" k mod T, which keeps its first maximum in best[k mod T] / best_i.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void scan_pointnet2(const float* x, const float* y, const float* z, float* nearest, int64_t lo, int64_t hi, int64_t T,
+                    float cx, float cy, float cz, float* best, int32_t* best_i) {
+  for (int64_t t = 0; t < T; ++t) best[t] = -1.0f, best_i[t] = 0;
+  vi lane;
+  for (int l = 0; l < kLanes; ++l) lane[l] = l;
+  const vf vcx = vf{} + cx, vcy = vf{} + cy, vcz = vf{} + cz;
+  for (int64_t c = lo; c < hi; c += T) {
+    const int64_t len = std::min(T, hi - c);
+    int64_t t = 0;
+    for (; t + kLanes <= len; t += kLanes) {
+      const int64_t j = c + t;
+      const vf dx = load(x + j) - vcx, dy = load(y + j) - vcy, dz = load(z + j) - vcz;
+      const vf d = dx * dx + dy * dy + dz * dz;
+      const vf old = load(nearest + j);  // -inf for points the rule skips: never a maximum
+      const vf m = d < old ? d : old;
+      store(nearest + j, m);
+      const vf bv = load(best + t);
+      vi bi;
+      std::memcpy(&bi, best_i + t, sizeof bi);
+      const vi gt = m > bv;
+      store(best + t, gt ? m : bv);
+      bi = gt ? lane + static_cast<int32_t>(j) : bi;
+      std::memcpy(best_i + t, &bi, sizeof bi);
+    }
+    for (; t < len; ++t) {
+      const int64_t j = c + t;
+      const float dx = x[j] - cx, dy = y[j] - cy, dz = z[j] - cz;
+      const float d = dx * dx + dy * dy + dz * dz;
+      const float m = d < nearest[j] ? d : nearest[j];
+      nearest[j] = m;
+      if (m > best[t]) best[t] = m, best_i[t] = static_cast<int32_t>(j);
+    }
+  }
+}
+
+// Spinning barrier for a few threads that meet thousands of times a second.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int n) : n_(n) {}
+  void wait() {
+    const int gen = generation_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+      count_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    for (int spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins)
+      if (spins > 4096) std::this_thread::yield();
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> count_{0};
+  std::atomic<int> generation_{0};
+};
+
+}  // namespace
+
+void farthest_point_sample_fast(const float* xyz, int64_t n, int64_t s, int64_t start, bool pointnet2, int threads,
+                                int64_t* out) {
+  std::vector<float> x(n), y(n), z(n), nearest(n);
+  for (int64_t j = 0; j < n; ++j) {
+    x[j] = xyz[3 * j];
+    y[j] = xyz[3 * j + 1];
+    z[j] = xyz[3 * j + 2];
+    // pointnet2 skips points within sqrt(1e-3) of the origin (compared in double, as its source).
+    const bool skipped = pointnet2 && double(x[j] * x[j] + y[j] * y[j] + z[j] * z[j]) <= 1e-3;
+    nearest[j] = skipped ? -std::numeric_limits<float>::infinity() : (pointnet2 ? 1e10f : std::numeric_limits<float>::infinity());
+  }
+  const int64_t T = pointnet2 ? pointnet2_fps_threads(n) : 1;
+  // Shares of whole T-blocks (exact rule: of kLanes-blocks), at least 4096 points each.
+  const int64_t unit = pointnet2 ? T : kLanes;
+  const int64_t units = (n + unit - 1) / unit;
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({threads, units, n / 4096})));
+  std::vector<int64_t> bound(nt + 1);
+  for (int t = 0; t <= nt; ++t) bound[t] = std::min(n, units * t / nt * unit);
+
+  // Per thread and per parity of the sample (a thread never gets two samples ahead).
+  struct Slot {
+    float value = -1;
+    int64_t index = 0;
+    std::vector<float> best;
+    std::vector<int32_t> best_i;
+  };
+  std::vector<Slot> slots(2 * nt);
+  for (auto& sl : slots) sl.best.resize(T), sl.best_i.resize(T);
+  SpinBarrier barrier(nt);
+
+  auto work = [&](int t) {
+    int64_t current = start;
+    for (int64_t k = 0; k < s; ++k) {
+      if (t == 0) out[k] = current;
+      if (k + 1 == s) break;
+      const float cx = x[current], cy = y[current], cz = z[current];
+      Slot& mine = slots[2 * t + (k & 1)];
+      if (pointnet2) scan_pointnet2(x.data(), y.data(), z.data(), nearest.data(), bound[t], bound[t + 1], T, cx, cy, cz,
+                                    mine.best.data(), mine.best_i.data());
+      else scan_exact(x.data(), y.data(), z.data(), nearest.data(), bound[t], bound[t + 1], cx, cy, cz, &mine.value,
+                      &mine.index);
+      if (nt > 1) barrier.wait();
+      // Every thread folds the same slots in the same order.
+      if (pointnet2) {
+        // "Thread" p's first maximum over the shares in order, then the official pairwise fold.
+        float best[512];
+        int64_t best_i[512];
+        for (int64_t p = 0; p < T; ++p) best[p] = -1.0f, best_i[p] = 0;
+        for (int u = 0; u < nt; ++u) {
+          const Slot& sl = slots[2 * u + (k & 1)];
+          for (int64_t p = 0; p < T; ++p)
+            if (sl.best[p] > best[p]) best[p] = sl.best[p], best_i[p] = sl.best_i[p];
+        }
+        for (int64_t offset = T / 2; offset > 0; offset /= 2)
+          for (int64_t p = 0; p < offset; ++p)
+            if (best[p + offset] > best[p]) best[p] = best[p + offset], best_i[p] = best_i[p + offset];
+        current = best_i[0];
+      } else {
+        float value = -1.0f;
+        int64_t index = 0;
+        for (int u = 0; u < nt; ++u) {  // shares in index order: a later one wins only when larger
+          const Slot& sl = slots[2 * u + (k & 1)];
+          if (sl.value > value) value = sl.value, index = sl.index;
+        }
+        current = index;
+      }
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (int t = 1; t < nt; ++t) helpers.emplace_back(work, t);
+  work(0);
+  for (auto& h : helpers) h.join();
+}
+
+}  // namespace ewa::kernels
