@@ -6,6 +6,7 @@
 #include "kernels/fps/fps_fast.h"
 #include "kernels/group/group.h"
 #include "kernels/knn/knn.h"
+#include "kernels/knn/knn_fast.h"
 
 #include <torch/torch.h>
 
@@ -223,31 +224,39 @@ TEST(PointOps, RunOnEveryDevicePresent) {
 }  // namespace
 
 namespace {
-TEST(Knn, GridFastPathEqualsTheReferenceOnSurfacesAndVolumes) {
-  // Uniform volume, a thin surface (most cells empty), duplicates and an off-cloud query set.
+TEST(Knn, FastPathsEqualTheReferenceOnSurfacesVolumesAndTies) {
+  // Uniform volume, a thin surface (most cells empty), duplicates, a lattice (many equal
+  // distances), a tiny cloud, and an off-cloud query set.
   auto volume = torch::rand({5000, 3});
   auto dirs = torch::randn({6000, 3});
   auto sphere = dirs / dirs.norm(2, 1, true);
   auto dup = torch::cat({volume.narrow(0, 0, 2500), volume.narrow(0, 0, 2500)});
-  for (const auto& cloud : {volume, sphere, dup}) {
+  auto lattice = torch::randint(0, 6, {3000, 3}).to(torch::kFloat) * 0.5f;
+  auto tiny = torch::randn({45, 3});
+  for (const auto& cloud : {volume, sphere, dup, lattice, tiny}) {
     const int64_t n = cloud.size(0);
-    auto queries = torch::cat({cloud.narrow(0, 0, 100), torch::randn({50, 3}) * 2});
+    auto queries = torch::cat({cloud.narrow(0, 0, std::min<int64_t>(n, 100)), torch::randn({50, 3}) * 2});
+    const int64_t s = queries.size(0);
+    ewa::kernels::KnnGrid grid(cloud.data_ptr<float>(), n);
     for (int64_t k : {1, 16, 40}) {
-      std::vector<int64_t> fi(150 * k), ri(150 * k);
-      std::vector<float> fd(150 * k), rd(150 * k);
-      ewa::kernels::knn_grid_cpu(queries.data_ptr<float>(), 150, cloud.data_ptr<float>(), n, k, fi.data(), fd.data());
-      ewa::kernels::knn_cpu(queries.data_ptr<float>(), 150, cloud.data_ptr<float>(), n, k, ri.data(), rd.data());
-      EXPECT_EQ(fi, ri) << "n=" << n << " k=" << k;
+      std::vector<int64_t> fi(s * k), bi(s * k), ri(s * k);
+      std::vector<float> fd(s * k), bd(s * k), rd(s * k);
+      grid.query(queries.data_ptr<float>(), s, k, fi.data(), fd.data());
+      ewa::kernels::knn_brute_fast(queries.data_ptr<float>(), s, cloud.data_ptr<float>(), n, k, bi.data(), bd.data());
+      ewa::kernels::knn_cpu(queries.data_ptr<float>(), s, cloud.data_ptr<float>(), n, k, ri.data(), rd.data());
+      EXPECT_EQ(fi, ri) << "grid n=" << n << " k=" << k;
       EXPECT_EQ(fd, rd);
+      EXPECT_EQ(bi, ri) << "brute force n=" << n << " k=" << k;
+      EXPECT_EQ(bd, rd);
     }
   }
-  // And through the dispatcher for a large batch.
-  auto big = torch::randn({2, 3000, 3});
+  // And through the dispatcher for a large batch (the grid path).
+  auto big = torch::randn({2, 5000, 3});
   auto [gi, gd] = knn(big.narrow(1, 0, 200).contiguous(), big, 8);
   std::vector<int64_t> ri(200 * 8);
   std::vector<float> rd(200 * 8);
   auto b1 = big[1].contiguous();
-  ewa::kernels::knn_cpu(b1.data_ptr<float>(), 200, b1.data_ptr<float>(), 3000, 8, ri.data(), rd.data());
+  ewa::kernels::knn_cpu(b1.data_ptr<float>(), 200, b1.data_ptr<float>(), 5000, 8, ri.data(), rd.data());
   EXPECT_TRUE(torch::equal(gi[1].flatten(), torch::tensor(ri, torch::kLong)));
 }
 }  // namespace

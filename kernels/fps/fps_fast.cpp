@@ -185,8 +185,11 @@ void farthest_point_sample_fast(const float* xyz, int64_t n, int64_t s, int64_t 
             if (sl.best[p] > best[p]) best[p] = sl.best[p], best_i[p] = sl.best_i[p];
         }
         for (int64_t offset = T / 2; offset > 0; offset /= 2)
-          for (int64_t p = 0; p < offset; ++p)
-            if (best[p + offset] > best[p]) best[p] = best[p + offset], best_i[p] = best_i[p + offset];
+          for (int64_t p = 0; p < offset; ++p) {  // branch-free, so the compiler vectorises it
+            const bool take = best[p + offset] > best[p];
+            best[p] = take ? best[p + offset] : best[p];
+            best_i[p] = take ? best_i[p + offset] : best_i[p];
+          }
         current = best_i[0];
       } else {
         float value = -1.0f;

@@ -1,6 +1,11 @@
 // Argument checks and dispatch for knn (see knn.h).
 #include "kernels/knn/knn.h"
 
+#include <memory>
+#include <vector>
+
+#include "kernels/knn/knn_fast.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -33,16 +38,22 @@ std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor
   const float* pb = p.data_ptr<float>();
   int64_t* ib = idx.data_ptr<int64_t>();
   float* db = dist.data_ptr<float>();
-  // Parallel over (cloud, block of queries) so one large cloud also uses every core. The grid
-  // path builds its grid per block, so its blocks are large.
-  const bool grid = N >= kKnnGridMinPoints;
-  const auto run = grid ? knn_grid_cpu : knn_cpu;
-  const int64_t chunk = grid ? std::max<int64_t>(64, (S + at::get_num_threads() - 1) / at::get_num_threads()) : 64;
+  // Large clouds: one grid per cloud, built in parallel over clouds; then every (cloud, block of
+  // queries) in parallel, so one large cloud also uses every core.
+  const bool grid = N >= kKnnFastGridMinPoints;
+  std::vector<std::unique_ptr<KnnGrid>> grids(grid ? B : 0);
+  if (grid)
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) grids[b] = std::make_unique<KnnGrid>(pb + b * N * 3, N);
+    });
+  const int64_t chunk = 32;
   const int64_t chunks = (S + chunk - 1) / chunk;
   at::parallel_for(0, B * chunks, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / chunks, s0 = (t % chunks) * chunk, len = std::min(chunk, S - s0);
-      run(qb + (b * S + s0) * 3, len, pb + b * N * 3, N, K, ib + (b * S + s0) * K, db + (b * S + s0) * K);
+      const float* qs = qb + (b * S + s0) * 3;
+      if (grid) grids[b]->query(qs, len, K, ib + (b * S + s0) * K, db + (b * S + s0) * K);
+      else knn_brute_fast(qs, len, pb + b * N * 3, N, K, ib + (b * S + s0) * K, db + (b * S + s0) * K);
     }
   });
   return {idx, dist};

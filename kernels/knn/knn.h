@@ -18,10 +18,8 @@ std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor
 
 // CPU twin for one cloud: q [s, 3], p [n, 3]; writes idx and dist [s, k].
 void knn_cpu(const float* q, int64_t s, const float* p, int64_t n, int64_t k, int64_t* idx, float* dist);
-// Fast CPU path for large clouds (exact, same ranking as knn_cpu): a uniform voxel grid searched
-// in growing shells. knn() uses it when N >= kKnnGridMinPoints.
-void knn_grid_cpu(const float* q, int64_t s, const float* p, int64_t n, int64_t k, int64_t* idx, float* dist);
-constexpr int64_t kKnnGridMinPoints = 512;
+// knn() itself runs the fast CPU paths of knn_fast.h (SIMD brute force for small clouds, a voxel
+// grid for large ones), which give the same answers.
 #ifdef EWA_WITH_CUDA
 constexpr int64_t kKnnCudaMaxK = 128;
 void knn_cuda(const at::Tensor& query, const at::Tensor& points, at::Tensor& idx, at::Tensor& dist);
