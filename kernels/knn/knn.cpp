@@ -48,7 +48,10 @@ std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor
     });
   const int64_t chunk = 32;
   const int64_t chunks = (S + chunk - 1) / chunk;
-  at::parallel_for(0, B * chunks, 1, [&](int64_t t0, int64_t t1) {
+  // Small jobs (under about 2^20 query-point pairs, a fraction of a millisecond) stay on one
+  // thread: waking sleeping OpenMP workers costs more than they would save.
+  const int64_t grain = B * S * N < (int64_t(1) << 20) ? B * chunks : 1;
+  at::parallel_for(0, B * chunks, grain, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / chunks, s0 = (t % chunks) * chunk, len = std::min(chunk, S - s0);
       const float* qs = qb + (b * S + s0) * 3;
