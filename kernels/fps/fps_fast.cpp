@@ -108,6 +108,29 @@ void scan_pointnet2(const float* x, const float* y, const float* z, float* neare
   }
 }
 
+// pointnet2's pairwise fold of the T per-"thread" maxima (t with t + T/2, ..., t with t + 1, the
+// lower position keeping ties); returns the winner's index. Whole vectors while the halves are at
+// least a vector apart.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+int64_t fold_pointnet2(float* best, int32_t* best_i, int64_t T) {
+  int64_t offset = T / 2;
+  for (; offset >= kLanes; offset /= 2)
+    for (int64_t p = 0; p < offset; p += kLanes) {
+      const vf a = load(best + p), b = load(best + p + offset);
+      vi ai, bi;
+      std::memcpy(&ai, best_i + p, sizeof ai);
+      std::memcpy(&bi, best_i + p + offset, sizeof bi);
+      const vi take = b > a;
+      store(best + p, take ? b : a);
+      ai = take ? bi : ai;
+      std::memcpy(best_i + p, &ai, sizeof ai);
+    }
+  for (; offset > 0; offset /= 2)
+    for (int64_t p = 0; p < offset; ++p)
+      if (best[p + offset] > best[p]) best[p] = best[p + offset], best_i[p] = best_i[p + offset];
+  return best_i[0];
+}
+
 // Spinning barrier for a few threads that meet thousands of times a second.
 class SpinBarrier {
  public:
@@ -162,6 +185,8 @@ void farthest_point_sample_fast(const float* xyz, int64_t n, int64_t s, int64_t 
   SpinBarrier barrier(nt);
 
   auto work = [&](int t) {
+    std::vector<float> fold_best(nt > 1 ? T : 0);  // per thread: the merged shares of one sample
+    std::vector<int32_t> fold_i(nt > 1 ? T : 0);
     int64_t current = start;
     for (int64_t k = 0; k < s; ++k) {
       if (t == 0) out[k] = current;
@@ -175,22 +200,25 @@ void farthest_point_sample_fast(const float* xyz, int64_t n, int64_t s, int64_t 
       if (nt > 1) barrier.wait();
       // Every thread folds the same slots in the same order.
       if (pointnet2) {
-        // "Thread" p's first maximum over the shares in order, then the official pairwise fold.
-        float best[512];
-        int64_t best_i[512];
-        for (int64_t p = 0; p < T; ++p) best[p] = -1.0f, best_i[p] = 0;
-        for (int u = 0; u < nt; ++u) {
-          const Slot& sl = slots[2 * u + (k & 1)];
-          for (int64_t p = 0; p < T; ++p)
-            if (sl.best[p] > best[p]) best[p] = sl.best[p], best_i[p] = sl.best_i[p];
-        }
-        for (int64_t offset = T / 2; offset > 0; offset /= 2)
-          for (int64_t p = 0; p < offset; ++p) {  // branch-free, so the compiler vectorises it
-            const bool take = best[p + offset] > best[p];
-            best[p] = take ? best[p + offset] : best[p];
-            best_i[p] = take ? best_i[p + offset] : best_i[p];
+        // "Thread" p's first maximum over the shares in order, then the official pairwise fold,
+        // both branch-free so that they vectorise. One share folds its own slot in place.
+        float* best = mine.best.data();
+        int32_t* best_i = mine.best_i.data();
+        if (nt > 1) {
+          best = fold_best.data(), best_i = fold_i.data();
+          const Slot& first = slots[k & 1];
+          std::copy(first.best.begin(), first.best.end(), best);
+          std::copy(first.best_i.begin(), first.best_i.end(), best_i);
+          for (int u = 1; u < nt; ++u) {
+            const Slot& sl = slots[2 * u + (k & 1)];
+            for (int64_t p = 0; p < T; ++p) {
+              const bool take = sl.best[p] > best[p];
+              best[p] = take ? sl.best[p] : best[p];
+              best_i[p] = take ? sl.best_i[p] : best_i[p];
+            }
           }
-        current = best_i[0];
+        }
+        current = fold_pointnet2(best, best_i, T);
       } else {
         float value = -1.0f;
         int64_t index = 0;
