@@ -181,6 +181,9 @@ void gradient_sync_case(bool overlap) {
     }
     expected.push_back(sum);
   }
+  // Both ranks' networks are built here, before the threads start: make() seeds torch's global
+  // generator, which two threads must not share.
+  std::vector<std::vector<torch::nn::Linear>> nets = {make(), make()};
   std::vector<std::vector<torch::Tensor>> got(2);
   std::vector<int64_t> buckets(2), in_backward(2);
   std::vector<std::string> errors(2);
@@ -192,7 +195,7 @@ void gradient_sync_case(bool overlap) {
       env.master_port = port;
       env.prefix = "t/";
       auto group = ewa::dist::Group::join(env, std::chrono::milliseconds(30000));
-      auto net = make();
+      auto& net = nets[r];
       std::vector<torch::Tensor> params;
       for (auto& l : net)
         for (auto& p : l->parameters()) params.push_back(p);
