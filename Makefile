@@ -76,6 +76,7 @@ bench: build
 
 bench-reference: build
 	EWA=$(EWA) bash bench/vs_reference.sh 3
+	EWA=$(EWA) bash bench/vs_reference.sh --pretrain 3
 
 bench-dist: build
 	test -f $(SYNTH)/train_files.txt || $(EWA) data synth -o $(SYNTH)

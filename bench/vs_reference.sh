@@ -5,7 +5,12 @@
 # the same LibTorch and threads, alternating the two sides process by process over ROUNDS rounds.
 # Prints the medians and ranges of the per-round medians, and the speed-up, as a Markdown table.
 # Usage: bash bench/vs_reference.sh [ROUNDS] (default 3; about 8 minutes on 2 cores).
+#        bash bench/vs_reference.sh --pretrain [ROUNDS]: the Point-MAE pretraining step (dense,
+#        configs/shapenet55_pointmae_pretrain.json) against bench/ref_pointmae_pretrain.py, which
+#        builds the masked autoencoder from the reference's modules (about 5 minutes).
 set -euo pipefail
+PRETRAIN=0
+if [ "${1:-}" = "--pretrain" ]; then PRETRAIN=1; shift; fi
 ROUNDS=${1:-3}
 EWA=${EWA:-build/ewa}
 PY=${EWA_VENV:-/opt/ewa-venv}/bin/python
@@ -23,6 +28,27 @@ ref() {  # none|rup -> median ms/step
   "$PY" "$REF" --size pointmae --mode train --batch 32 --threads "$THREADS" --warmup 2 --iters "$STEPS" --moe "$1" \
     --experts 4 --beta 0.3 2>/dev/null | "$PY" -c 'import json,sys; print(round(1000*json.loads(sys.stdin.readlines()[-1])["train_step"]["median_s"],1))'
 }
+if [ "$PRETRAIN" = 1 ]; then
+  for r in $(seq "$ROUNDS"); do
+    "$EWA" --threads "$THREADS" bench train-step --config configs/shapenet55_pointmae_pretrain.json --batch-size 32 \
+      --warmup 2 --steps "$STEPS" --rounds 1 --variants dense | awk -F'|' 'index($2, " dense ") == 1 {gsub(/ /, "", $4); print $4}' >> "$tmp/ours"
+    REF="$REF" "$PY" "$(dirname "$0")/ref_pointmae_pretrain.py" --batch 32 --threads "$THREADS" --warmup 2 --iters "$STEPS" 2>/dev/null |
+      "$PY" -c 'import json,sys; print(round(1000*json.loads(sys.stdin.readlines()[-1])["train_step"]["median_s"],1))' >> "$tmp/ref"
+    echo "round $r: ours $(tail -1 "$tmp/ours"), reference $(tail -1 "$tmp/ref") ms" >&2
+  done
+  echo "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1); $THREADS threads; $ROUNDS rounds of $STEPS timed steps per side; $(date -u +%Y-%m-%d)"
+  echo
+  "$PY" - "$tmp" <<'PY'
+import statistics, sys, os
+d = sys.argv[1]
+o = [float(x) for x in open(os.path.join(d, "ours")).read().split()]
+r = [float(x) for x in open(os.path.join(d, "ref")).read().split()]
+print("| Point-MAE pretraining step (dense) | ewa ms/step: median of rounds (range) | reference ms/step | reference / ewa |")
+print("|---|---:|---:|---:|")
+print(f"| batch 32, mask ratio 0.6 | {statistics.median(o):.0f} ({min(o):.0f}-{max(o):.0f}) | {statistics.median(r):.0f} ({min(r):.0f}-{max(r):.0f}) | {statistics.median(r) / statistics.median(o):.2f}x |")
+PY
+  exit 0
+fi
 for r in $(seq "$ROUNDS"); do
   echo "$(ours dense)" >> "$tmp/ours_dense"
   echo "$(ref none)" >> "$tmp/ref_dense"
