@@ -197,8 +197,9 @@ KnnGrid::KnnGrid(const float* p, int64_t n) : n_(n) {
       lo_[a] = std::min(lo_[a], p[3 * j + a]);
       hi[a] = std::max(hi[a], p[3 * j + a]);
     }
-  // About one point per cell if the cloud filled its box (surfaces put more in the occupied ones).
-  g_ = std::max<int64_t>(1, static_cast<int64_t>(std::cbrt(static_cast<double>(n))));
+  // About half a point per cell if the cloud filled its box (surfaces put more in the occupied ones);
+  // measured on surface clouds: 1.2-1.5x faster at 8k points than one point per cell.
+  g_ = std::max<int64_t>(1, static_cast<int64_t>(std::cbrt(static_cast<double>(n) * 2.0)));
   for (int a = 0; a < 3; ++a) {
     cell_[a] = std::max((hi[a] - lo_[a]) / static_cast<float>(g_), 1e-12f);
     inv_[a] = 1.0f / cell_[a];
