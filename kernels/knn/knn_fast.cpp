@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <utility>
+#include <vector>
 
 namespace ewa::kernels {
 namespace {
@@ -17,22 +18,29 @@ constexpr int kLanes = 16;
 typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(kLanes * sizeof(int32_t))));
 
+// op over all lanes of v, folding halves (the vector stays in registers); the result is lane 0.
+template <typename V, typename Op>
+inline V fold_lanes(V m, Op op) {
+  m = op(m, __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+  m = op(m, __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11));
+  m = op(m, __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
+  return op(m, __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
+}
+inline vf vmax(vf a, vf b) { return b > a ? b : a; }
+inline vf vmin(vf a, vf b) { return b < a ? b : a; }
+
 // Bit l set where lane l of a comparison result is true (a portable movemask).
 inline uint32_t lane_bits(vi v) {
   vi bits;
   for (int l = 0; l < kLanes; ++l) bits[l] = 1 << l;
-  vi m = v & bits;
-  m |= __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-  m |= __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-  m |= __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  m |= __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-  return static_cast<uint32_t>(m[0]);
+  return static_cast<uint32_t>(fold_lanes(v & bits, [](vi a, vi b) { return a | b; })[0]);
 }
 
 // The K best candidates so far by (distance, index), unsorted, with the worst of them tracked:
 // a better candidate overwrites the worst, and the new worst is found with SIMD maxima over the
 // kept distances (padded to whole vectors with -inf). `tau` is the worst kept distance once K are
-// kept (infinity before): a point farther than tau cannot enter. write() sorts the K.
+// kept (infinity before): a point farther than tau cannot enter. write() sorts the K (through
+// `order`, a caller's scratch of K pairs reused across queries).
 struct TopK {
   int64_t k, kp;  // kp: k rounded up to whole vectors
   float* d;       // [kp]
@@ -59,18 +67,9 @@ struct TopK {
     for (int64_t t = kLanes; t < kp; t += kLanes) {
       vf v;
       std::memcpy(&v, d + t, sizeof v);
-      m = v > m ? v : m;
+      m = vmax(m, v);
     }
-    // Horizontal maximum by halving (stays in registers).
-    vf h = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-    m = h > m ? h : m;
-    h = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-    m = h > m ? h : m;
-    h = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-    m = h > m ? h : m;
-    h = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-    m = h > m ? h : m;
-    const float mx = m[0];
+    const float mx = fold_lanes(m, vmax)[0];
     tau = mx;
     int64_t w = -1;  // among the kept at distance mx, the largest index is the worst
     for (int64_t t = 0; t < kp; t += kLanes) {
@@ -83,17 +82,17 @@ struct TopK {
     }
     worst = w;
   }
-  void write(int64_t* idx, float* dist) {
-    std::vector<std::pair<float, int64_t>> order(count);
+  void write(int64_t* idx, float* dist, std::vector<std::pair<float, int64_t>>& order) const {
+    order.resize(count);
     for (int64_t t = 0; t < count; ++t) order[t] = {d[t], i[t]};
     std::sort(order.begin(), order.end());
     for (int64_t t = 0; t < count; ++t) dist[t] = order[t].first, idx[t] = order[t].second;
   }
 };
 
-// Offers the points [lo, hi) of the coordinate arrays to `top`; point t is reported as index
-// (index ? index[t] : t). SIMD distances; only lanes at or under the current threshold are
-// offered (ties are settled by insert()).
+// Offers the grid's points [lo, hi) (coordinate arrays in cell order) to `top`, point t as its
+// original index[t]. SIMD distances; only lanes at or under the current K-th distance are
+// offered (ties are settled by offer()).
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void scan(const float* x, const float* y, const float* z, const int32_t* index, int64_t lo, int64_t hi, float qx,
           float qy, float qz, TopK& top) {
@@ -108,13 +107,13 @@ void scan(const float* x, const float* y, const float* z, const int32_t* index, 
     const vf d = dx * dx + dy * dy + dz * dz;
     for (uint32_t pass = lane_bits(d <= (vf{} + top.tau)); pass; pass &= pass - 1) {
       const int l = __builtin_ctz(pass);
-      top.offer(d[l], index ? index[t + l] : t + l);
+      top.offer(d[l], index[t + l]);
     }
   }
   for (; t < hi; ++t) {
     const float dx = x[t] - qx, dy = y[t] - qy, dz = z[t] - qz;
     const float d = dx * dx + dy * dy + dz * dz;
-    if (d <= top.tau) top.offer(d, index ? index[t] : t);
+    if (d <= top.tau) top.offer(d, index[t]);
   }
 }
 
@@ -135,17 +134,9 @@ void brute_one(const float* x, const float* y, const float* z, int64_t n, float 
     std::memcpy(&py, y + t, sizeof py);
     std::memcpy(&pz, z + t, sizeof pz);
     const vf dx = px - vqx, dy = py - vqy, dz = pz - vqz;
-    vf m = dx * dx + dy * dy + dz * dz;
-    std::memcpy(dd + t, &m, sizeof m);
-    vf h = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-    m = h < m ? h : m;
-    h = __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-    m = h < m ? h : m;
-    h = __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-    m = h < m ? h : m;
-    h = __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-    m = h < m ? h : m;
-    bmin[b] = m[0];
+    const vf d = dx * dx + dy * dy + dz * dz;
+    std::memcpy(dd + t, &d, sizeof d);
+    bmin[b] = fold_lanes(d, vmin)[0];
   }
   for (int64_t t = full * kLanes; t < n; ++t) {
     const float dx = x[t] - qx, dy = y[t] - qy, dz = z[t] - qz;
@@ -189,7 +180,7 @@ void knn_brute_fast(const float* q, int64_t s, const float* p, int64_t n, int64_
               idx + i * k, dist + i * k);
 }
 
-KnnGrid::KnnGrid(const float* p, int64_t n) : n_(n) {
+KnnGrid::KnnGrid(const float* p, int64_t n) {
   float hi[3];
   for (int a = 0; a < 3; ++a) lo_[a] = hi[a] = p[a];
   for (int64_t j = 1; j < n; ++j)
@@ -229,6 +220,7 @@ void KnnGrid::query(const float* q, int64_t s, int64_t k, int64_t* idx, float* d
   const int64_t kp = (k + kLanes - 1) / kLanes * kLanes;
   std::vector<float> td(kp);
   std::vector<int64_t> ti(kp);
+  std::vector<std::pair<float, int64_t>> order;
   for (int64_t i = 0; i < s; ++i) {
     TopK top(k, td.data(), ti.data());
     const float qs[3] = {q[3 * i], q[3 * i + 1], q[3 * i + 2]};
@@ -267,7 +259,7 @@ void KnnGrid::query(const float* q, int64_t s, int64_t k, int64_t* idx, float* d
         if (margin > 0 && kth < margin * margin) break;
       }
     }
-    top.write(idx + i * k, dist + i * k);
+    top.write(idx + i * k, dist + i * k, order);
   }
 }
 

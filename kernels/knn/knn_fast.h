@@ -7,8 +7,8 @@
 namespace ewa::kernels {
 
 // Brute force for small clouds: the same answer as knn_cpu (ranking by squared distance, then
-// index), with SIMD distances and a SIMD test against the current K-th best, so that only the
-// few points that can enter the top K are inserted.
+// index). Per query, SIMD distances and block minima give a bound within which at least K points
+// lie; only the few points within it are ranked (knn_fast.cpp, brute_one).
 void knn_brute_fast(const float* q, int64_t s, const float* p, int64_t n, int64_t k, int64_t* idx, float* dist);
 
 // A uniform voxel grid over one cloud, built once and then queried (from several threads at
@@ -21,7 +21,7 @@ class KnnGrid {
   void query(const float* q, int64_t s, int64_t k, int64_t* idx, float* dist) const;
 
  private:
-  int64_t n_ = 0, g_ = 1;
+  int64_t g_ = 1;
   float lo_[3], cell_[3], inv_[3];
   std::vector<float> x_, y_, z_;     // coordinates in cell order
   std::vector<int32_t> index_;       // original index of each sorted point
