@@ -148,14 +148,14 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
        << ", seed " << cfg.train.seed << ", device " << device << ", threads " << at::get_num_threads() << ", "
        << precision_description(cfg.train.precision, device);
   std::unique_ptr<dist::GradientSync> gradient_sync;
-  if (group)
+  if (group) {
     gradient_sync = std::make_unique<dist::GradientSync>(*group, model.parameters(), cfg.train.overlap_allreduce,
                                                          cfg.train.bucket_mb << 20);
-  if (group)
     head << "\nprocesses  " << world << " ranks (" << group->env().source << ", " << group->backend() << ", rendezvous " << group->env().master_addr << ":"
          << group->env().master_port << "); each takes its share of every global batch of " << cfg.data.batch_size << "; gradients in "
          << gradient_sync->num_buckets() << " buckets of " << cfg.train.bucket_mb << " MiB, all-reduced "
          << (cfg.train.overlap_allreduce ? "during backward" : "after backward");
+  }
   report(head.str());
 
   const std::string log_path = dir + "/log.jsonl";
