@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/precision.h"
 #include "common/runtime.h"
+#include "kernels/common/simd.h"
 #include "train/trainer.h"
 
 namespace ewa::app {
@@ -109,13 +110,17 @@ void add_bench_command(CLI::App& app) {
     const int threads = at::get_num_threads();
     const std::string head = "ops: FPS to min(1024, N/8) samples, kNN (k = " + std::to_string(ops->options.k) +
                              ") of those samples, median of " + std::to_string(ops->options.repeats) + " runs, " +
-                             std::to_string(threads) + " threads";
+                             std::to_string(threads) + " threads, SIMD " +
+                             kernels::simd::name(kernels::simd::level()) + " (of " +
+                             kernels::simd::name(kernels::simd::supported()) + " on this CPU)";
     print_line(head);
     const std::string table = bench::point_ops_markdown(bench::bench_point_ops(ops->options), threads);
     print_line(table);
     if (!ops->record.empty()) {
       std::string command = "ewa bench ops --k " + std::to_string(ops->options.k) + " --repeats " + std::to_string(ops->options.repeats) + " --sizes";
       for (auto n : ops->options.sizes) command += " " + std::to_string(n);
+      if (kernels::simd::level() != kernels::simd::supported())
+        command = std::string("EWA_SIMD=") + kernels::simd::name(kernels::simd::level()) + " " + command;
       record(ops->record, "ops", command, head, table);
     }
   });

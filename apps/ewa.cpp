@@ -11,6 +11,7 @@
 #include "apps/commands.h"
 #include "common/error.h"
 #include "common/runtime.h"
+#include "kernels/common/simd.h"
 #include "config/schema.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
@@ -116,6 +117,11 @@ static void ensure_passive_openmp(char** argv) {
 int main(int argc, char** argv) {
   ensure_passive_openmp(argv);
   ewa::tune_allocator();
+  if (const char* simd = std::getenv("EWA_SIMD"); simd && !ewa::kernels::simd::parse_level(simd, nullptr)) {
+    std::cerr << "ewa: error: environment variable EWA_SIMD='" << simd << "': expected baseline, avx2 or avx512"
+              << std::endl;
+    return 1;
+  }
   ewa::app::set_program_args(argc, argv);
   CLI::App app{"ewa: train vision transformers with Experts Weights Averaging (EWA)", "ewa"};
   app.require_subcommand(1);

@@ -37,6 +37,16 @@ TEST(Cli, HelpListsOptionsWithDefaults) {
   EXPECT_NE(run_command(kEwa).exit_code, 0);  // a subcommand is required
 }
 
+TEST(Cli, SimdLevelFromTheEnvironment) {
+  // EWA_SIMD lowers the kernels' instruction set (the bench header says which ran); a value that
+  // is not a level is refused before anything runs.
+  auto r = run_command("EWA_SIMD=baseline " + kEwa + " bench ops --sizes 64 --repeats 1 --k 4");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("SIMD baseline (of "), std::string::npos) << r.output;
+  expect_one_line_error(run_command("EWA_SIMD=sse9 " + kEwa + " bench ops --sizes 64 --repeats 1"),
+                        "EWA_SIMD='sse9': expected baseline, avx2 or avx512");
+}
+
 TEST(Cli, BadConfigsStopWithTheKeyNamed) {
   TempDir dir;
   ewa::testing::write_file(dir / "unknown.json", R"({"ewa": {"share": 0.3}})");

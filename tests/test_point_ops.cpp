@@ -2,6 +2,7 @@
 // clouds, plus edge cases.
 #include <gtest/gtest.h>
 
+#include "kernels/common/simd.h"
 #include "kernels/fps/fps.h"
 #include "kernels/fps/fps_fast.h"
 #include "kernels/group/group.h"
@@ -12,6 +13,18 @@
 
 namespace {
 using namespace ewa::kernels;
+
+// Every SIMD level this CPU runs (kernels/common/simd.h), the widest last; the level is restored
+// when the test ends.
+struct EachSimdLevel {
+  simd::Level saved = simd::level();
+  ~EachSimdLevel() { simd::set_level(saved); }
+  std::vector<simd::Level> levels() const {
+    std::vector<simd::Level> out;
+    for (int l = 0; l <= static_cast<int>(simd::supported()); ++l) out.push_back(static_cast<simd::Level>(l));
+    return out;
+  }
+};
 
 // The textbook algorithm with tensor ops: distances to the nearest chosen sample, argmax
 // (first maximum on ties).
@@ -95,13 +108,17 @@ TEST(Fps, FastPathEqualsTheReferenceTwinsForAnyThreadCount) {
       const int64_t start = n / 3;
       farthest_point_sample_cpu(p, n, s, start, ref.data());
       farthest_point_sample_pointnet2_cpu(p, n, s, ref2.data());
-      for (int threads : {1, 2, 3}) {
-        SCOPED_TRACE("n " + std::to_string(n) + (lattice ? " lattice" : " gaussian") + ", threads " + std::to_string(threads));
-        farthest_point_sample_fast(p, n, s, start, /*pointnet2=*/false, threads, fast.data());
-        EXPECT_EQ(fast, ref);
-        farthest_point_sample_fast(p, n, s, 0, /*pointnet2=*/true, threads, fast.data());
-        EXPECT_EQ(fast, ref2);
-      }
+      EachSimdLevel simd_levels;
+      for (simd::Level level : simd_levels.levels())
+        for (int threads : {1, 2, 3}) {
+          simd::set_level(level);
+          SCOPED_TRACE("n " + std::to_string(n) + (lattice ? " lattice" : " gaussian") + ", threads " +
+                       std::to_string(threads) + ", " + simd::name(level));
+          farthest_point_sample_fast(p, n, s, start, /*pointnet2=*/false, threads, fast.data());
+          EXPECT_EQ(fast, ref);
+          farthest_point_sample_fast(p, n, s, 0, /*pointnet2=*/true, threads, fast.data());
+          EXPECT_EQ(fast, ref2);
+        }
     }
   }
 }
@@ -225,29 +242,40 @@ TEST(PointOps, RunOnEveryDevicePresent) {
 
 namespace {
 TEST(Knn, FastPathsEqualTheReferenceOnSurfacesVolumesAndTies) {
-  // Uniform volume, a thin surface (most cells empty), duplicates, a lattice (many equal
-  // distances), a tiny cloud, and an off-cloud query set.
+  // Uniform volume, thin surfaces (most cells empty; 1024 points is the Point-MAE size, where the
+  // candidates are ranked without sorting), duplicates, a lattice (many equal distances: more
+  // candidates than are ranked, so sorted), a tiny cloud, and an off-cloud query set; at every
+  // SIMD level this CPU runs.
   auto volume = torch::rand({5000, 3});
-  auto dirs = torch::randn({6000, 3});
-  auto sphere = dirs / dirs.norm(2, 1, true);
+  auto sphere_of = [](int64_t n) {
+    auto dirs = torch::randn({n, 3});
+    return (dirs / dirs.norm(2, 1, true)).contiguous();
+  };
   auto dup = torch::cat({volume.narrow(0, 0, 2500), volume.narrow(0, 0, 2500)});
   auto lattice = torch::randint(0, 6, {3000, 3}).to(torch::kFloat) * 0.5f;
   auto tiny = torch::randn({45, 3});
-  for (const auto& cloud : {volume, sphere, dup, lattice, tiny}) {
+  EachSimdLevel simd_levels;
+  for (const auto& cloud : {volume, sphere_of(6000), sphere_of(1024), sphere_of(1031), dup, lattice, tiny}) {
     const int64_t n = cloud.size(0);
     auto queries = torch::cat({cloud.narrow(0, 0, std::min<int64_t>(n, 100)), torch::randn({50, 3}) * 2});
     const int64_t s = queries.size(0);
     ewa::kernels::KnnGrid grid(cloud.data_ptr<float>(), n);
-    for (int64_t k : {1, 16, 40}) {
-      std::vector<int64_t> fi(s * k), bi(s * k), ri(s * k);
-      std::vector<float> fd(s * k), bd(s * k), rd(s * k);
-      grid.query(queries.data_ptr<float>(), s, k, fi.data(), fd.data());
-      ewa::kernels::knn_brute_fast(queries.data_ptr<float>(), s, cloud.data_ptr<float>(), n, k, bi.data(), bd.data());
+    for (int64_t k : {1, 16, 32, 40}) {
+      std::vector<int64_t> ri(s * k);
+      std::vector<float> rd(s * k);
       ewa::kernels::knn_cpu(queries.data_ptr<float>(), s, cloud.data_ptr<float>(), n, k, ri.data(), rd.data());
-      EXPECT_EQ(fi, ri) << "grid n=" << n << " k=" << k;
-      EXPECT_EQ(fd, rd);
-      EXPECT_EQ(bi, ri) << "brute force n=" << n << " k=" << k;
-      EXPECT_EQ(bd, rd);
+      for (simd::Level level : simd_levels.levels()) {
+        simd::set_level(level);
+        SCOPED_TRACE("n " + std::to_string(n) + ", k " + std::to_string(k) + ", " + simd::name(level));
+        std::vector<int64_t> fi(s * k), bi(s * k);
+        std::vector<float> fd(s * k), bd(s * k);
+        grid.query(queries.data_ptr<float>(), s, k, fi.data(), fd.data());
+        ewa::kernels::knn_brute_fast(queries.data_ptr<float>(), s, cloud.data_ptr<float>(), n, k, bi.data(), bd.data());
+        EXPECT_EQ(fi, ri) << "grid";
+        EXPECT_EQ(fd, rd) << "grid";
+        EXPECT_EQ(bi, ri) << "brute force";
+        EXPECT_EQ(bd, rd) << "brute force";
+      }
     }
   }
   // And through the dispatcher for a large batch (the grid path).

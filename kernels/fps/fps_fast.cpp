@@ -1,9 +1,10 @@
 // Fast CPU path of farthest_point_sample (see fps.h): the same answers as the readable twins in
 // fps_cpu.cpp (tests compare them), computed with
 // - coordinates as three arrays and one fused pass per sample: distance to the new sample, the
-//   running minimum, and the running maximum with its index, kept per SIMD lane (16 lanes) and
-//   folded at the end of the pass;
-// - that pass compiled for AVX-512, AVX2 and the baseline, chosen at run time (target_clones);
+//   running minimum, and the running maximum with its index, kept per SIMD lane and folded at
+//   the end of the pass;
+// - that pass compiled for AVX-512 (16 lanes), AVX2 (8) and the baseline (4), chosen at run time
+//   (simd::level(), kernels/common/simd.h);
 // - optionally several threads on one cloud: each scans a contiguous share of the points, the
 //   threads meet at a spinning barrier after every sample and fold their results in a fixed order
 //   (so the answer does not depend on the thread count).
@@ -16,37 +17,35 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/common/simd.h"
 #include "kernels/fps/fps_fast.h"
 
 namespace ewa::kernels {
 namespace {
 
-constexpr int kLanes = 16;
-typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
-typedef int32_t vi __attribute__((vector_size(kLanes * sizeof(int32_t))));
+using simd::load;
+using simd::store;
+using simd::Vec;
 
-inline vf load(const float* p) {
-  vf v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+// Threads share the points in whole blocks of this many (a multiple of every lane count).
+constexpr int64_t kShareUnit = 16;
 
 // Exact rule, points [lo, hi): nearest = min(nearest, |p - c|^2); returns the largest nearest
 // value and its lowest index in the range (value -1 when the range is empty).
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void scan_exact(const float* x, const float* y, const float* z, float* nearest, int64_t lo, int64_t hi, float cx,
-                float cy, float cz, float* best_value, int64_t* best_index) {
+template <int L>
+EWA_SIMD_INLINE void scan_exact(const float* x, const float* y, const float* z, float* nearest, int64_t lo, int64_t hi,
+                                float cx, float cy, float cz, float* best_value, int64_t* best_index) {
+  using vf = typename Vec<L>::f;
+  using vi = typename Vec<L>::i;
   vf bv = vf{} - 1.0f;
   vi bi = vi{};
-  vi lane;
-  for (int l = 0; l < kLanes; ++l) lane[l] = l;
+  const vi lane = simd::iota<L>();
   const vf vcx = vf{} + cx, vcy = vf{} + cy, vcz = vf{} + cz;
   int64_t j = lo;
-  for (; j + kLanes <= hi; j += kLanes) {
-    const vf dx = load(x + j) - vcx, dy = load(y + j) - vcy, dz = load(z + j) - vcz;
+  for (; j + L <= hi; j += L) {
+    const vf dx = load<vf>(x + j) - vcx, dy = load<vf>(y + j) - vcy, dz = load<vf>(z + j) - vcz;
     const vf d = dx * dx + dy * dy + dz * dz;
-    const vf old = load(nearest + j);
+    const vf old = load<vf>(nearest + j);
     const vf m = d < old ? d : old;
     store(nearest + j, m);
     const vi gt = m > bv;  // strict: a lane keeps its first maximum
@@ -55,7 +54,7 @@ void scan_exact(const float* x, const float* y, const float* z, float* nearest, 
   }
   float value = -1.0f;
   int64_t index = lo;
-  for (int l = 0; l < kLanes; ++l) {  // lowest index among the lanes' maxima
+  for (int l = 0; l < L; ++l) {  // lowest index among the lanes' maxima
     const int64_t i = lo + bi[l];
     if (bv[l] > value || (bv[l] == value && i < index)) value = bv[l], index = i;
   }
@@ -69,33 +68,34 @@ void scan_exact(const float* x, const float* y, const float* z, float* nearest, 
   *best_value = value;
   *best_index = index;
 }
+EWA_SIMD_VARIANTS(scan_exact_at_level, scan_exact)
 
-// pointnet2 rule, points [lo, hi) with lo a multiple of T (>= kLanes, a power of two): point k
-// belongs to "thread" k mod T, which keeps its first maximum in best[k mod T] / best_i.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void scan_pointnet2(const float* x, const float* y, const float* z, float* nearest, int64_t lo, int64_t hi, int64_t T,
-                    float cx, float cy, float cz, float* best, int32_t* best_i) {
+// pointnet2 rule, points [lo, hi) with lo a multiple of T (a power of two): point k belongs to
+// "thread" k mod T, which keeps its first maximum in best[k mod T] / best_i.
+template <int L>
+EWA_SIMD_INLINE void scan_pointnet2(const float* x, const float* y, const float* z, float* nearest, int64_t lo,
+                                    int64_t hi, int64_t T, float cx, float cy, float cz, float* best, int32_t* best_i) {
+  using vf = typename Vec<L>::f;
+  using vi = typename Vec<L>::i;
   for (int64_t t = 0; t < T; ++t) best[t] = -1.0f, best_i[t] = 0;
-  vi lane;
-  for (int l = 0; l < kLanes; ++l) lane[l] = l;
+  const vi lane = simd::iota<L>();
   const vf vcx = vf{} + cx, vcy = vf{} + cy, vcz = vf{} + cz;
   for (int64_t c = lo; c < hi; c += T) {
     const int64_t len = std::min(T, hi - c);
     int64_t t = 0;
-    for (; t + kLanes <= len; t += kLanes) {
+    for (; t + L <= len; t += L) {
       const int64_t j = c + t;
-      const vf dx = load(x + j) - vcx, dy = load(y + j) - vcy, dz = load(z + j) - vcz;
+      const vf dx = load<vf>(x + j) - vcx, dy = load<vf>(y + j) - vcy, dz = load<vf>(z + j) - vcz;
       const vf d = dx * dx + dy * dy + dz * dz;
-      const vf old = load(nearest + j);  // -inf for points the rule skips: never a maximum
+      const vf old = load<vf>(nearest + j);  // -inf for points the rule skips: never a maximum
       const vf m = d < old ? d : old;
       store(nearest + j, m);
-      const vf bv = load(best + t);
-      vi bi;
-      std::memcpy(&bi, best_i + t, sizeof bi);
+      const vf bv = load<vf>(best + t);
+      vi bi = load<vi>(best_i + t);
       const vi gt = m > bv;
       store(best + t, gt ? m : bv);
       bi = gt ? lane + static_cast<int32_t>(j) : bi;
-      std::memcpy(best_i + t, &bi, sizeof bi);
+      store(best_i + t, bi);
     }
     for (; t < len; ++t) {
       const int64_t j = c + t;
@@ -107,29 +107,30 @@ void scan_pointnet2(const float* x, const float* y, const float* z, float* neare
     }
   }
 }
+EWA_SIMD_VARIANTS(scan_pointnet2_at_level, scan_pointnet2)
 
 // pointnet2's pairwise fold of the T per-"thread" maxima (t with t + T/2, ..., t with t + 1, the
 // lower position keeping ties); returns the winner's index. Whole vectors while the halves are at
 // least a vector apart.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-int64_t fold_pointnet2(float* best, int32_t* best_i, int64_t T) {
+template <int L>
+EWA_SIMD_INLINE int64_t fold_pointnet2(float* best, int32_t* best_i, int64_t T) {
+  using vf = typename Vec<L>::f;
+  using vi = typename Vec<L>::i;
   int64_t offset = T / 2;
-  for (; offset >= kLanes; offset /= 2)
-    for (int64_t p = 0; p < offset; p += kLanes) {
-      const vf a = load(best + p), b = load(best + p + offset);
-      vi ai, bi;
-      std::memcpy(&ai, best_i + p, sizeof ai);
-      std::memcpy(&bi, best_i + p + offset, sizeof bi);
+  for (; offset >= L; offset /= 2)
+    for (int64_t p = 0; p < offset; p += L) {
+      const vf a = load<vf>(best + p), b = load<vf>(best + p + offset);
+      const vi ai = load<vi>(best_i + p), bi = load<vi>(best_i + p + offset);
       const vi take = b > a;
       store(best + p, take ? b : a);
-      ai = take ? bi : ai;
-      std::memcpy(best_i + p, &ai, sizeof ai);
+      store(best_i + p, take ? bi : ai);
     }
   for (; offset > 0; offset /= 2)
     for (int64_t p = 0; p < offset; ++p)
       if (best[p + offset] > best[p]) best[p] = best[p + offset], best_i[p] = best_i[p + offset];
   return best_i[0];
 }
+EWA_SIMD_VARIANTS(fold_pointnet2_at_level, fold_pointnet2)
 
 // Spinning barrier for a few threads that meet thousands of times a second.
 class SpinBarrier {
@@ -166,8 +167,8 @@ void farthest_point_sample_fast(const float* xyz, int64_t n, int64_t s, int64_t 
     nearest[j] = skipped ? -std::numeric_limits<float>::infinity() : (pointnet2 ? 1e10f : std::numeric_limits<float>::infinity());
   }
   const int64_t T = pointnet2 ? pointnet2_fps_threads(n) : 1;
-  // Shares of whole T-blocks (exact rule: of kLanes-blocks), at least 4096 points each.
-  const int64_t unit = pointnet2 ? T : kLanes;
+  // Shares of whole T-blocks (exact rule: of kShareUnit-blocks), at least 4096 points each.
+  const int64_t unit = pointnet2 ? T : kShareUnit;
   const int64_t units = (n + unit - 1) / unit;
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({threads, units, n / 4096})));
   std::vector<int64_t> bound(nt + 1);
@@ -193,9 +194,9 @@ void farthest_point_sample_fast(const float* xyz, int64_t n, int64_t s, int64_t 
       if (k + 1 == s) break;
       const float cx = x[current], cy = y[current], cz = z[current];
       Slot& mine = slots[2 * t + (k & 1)];
-      if (pointnet2) scan_pointnet2(x.data(), y.data(), z.data(), nearest.data(), bound[t], bound[t + 1], T, cx, cy, cz,
+      if (pointnet2) scan_pointnet2_at_level(x.data(), y.data(), z.data(), nearest.data(), bound[t], bound[t + 1], T, cx, cy, cz,
                                     mine.best.data(), mine.best_i.data());
-      else scan_exact(x.data(), y.data(), z.data(), nearest.data(), bound[t], bound[t + 1], cx, cy, cz, &mine.value,
+      else scan_exact_at_level(x.data(), y.data(), z.data(), nearest.data(), bound[t], bound[t + 1], cx, cy, cz, &mine.value,
                       &mine.index);
       if (nt > 1) barrier.wait();
       // Every thread folds the same slots in the same order.
@@ -218,7 +219,7 @@ void farthest_point_sample_fast(const float* xyz, int64_t n, int64_t s, int64_t 
             }
           }
         }
-        current = fold_pointnet2(best, best_i, T);
+        current = fold_pointnet2_at_level(best, best_i, T);
       } else {
         float value = -1.0f;
         int64_t index = 0;
