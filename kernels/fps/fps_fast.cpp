@@ -30,34 +30,50 @@ using simd::Vec;
 // Threads share the points in whole blocks of this many (a multiple of every lane count).
 constexpr int64_t kShareUnit = 16;
 
+// One vector of the exact rule at point j: nearest updated, the running arg-max (bv, bi) too.
+// (A helper, not a lambda: a lambda would be compiled outside the variant's target.)
+template <int L>
+EWA_SIMD_INLINE void exact_step(const float* x, const float* y, const float* z, float* nearest, int64_t j, int64_t lo,
+                                float cx, float cy, float cz, typename Vec<L>::f& bv, typename Vec<L>::i& bi) {
+  using vf = typename Vec<L>::f;
+  using vi = typename Vec<L>::i;
+  const vf dx = load<vf>(x + j) - cx, dy = load<vf>(y + j) - cy, dz = load<vf>(z + j) - cz;
+  const vf d = dx * dx + dy * dy + dz * dz;
+  const vf old = load<vf>(nearest + j);
+  const vf m = d < old ? d : old;
+  store(nearest + j, m);
+  const vi gt = m > bv;  // strict: a lane keeps its first maximum
+  bv = gt ? m : bv;
+  bi = gt ? simd::iota<L>() + static_cast<int32_t>(j - lo) : bi;
+}
+
 // Exact rule, points [lo, hi): nearest = min(nearest, |p - c|^2); returns the largest nearest
-// value and its lowest index in the range (value -1 when the range is empty).
+// value and its lowest index in the range (value -1 when the range is empty). Two running
+// arg-maxima, for even and odd vectors, halve the loop-carried compare-and-select chain; each
+// keeps its lanes' first maxima, and the fold at the end takes the lowest index among equal ones.
 template <int L>
 EWA_SIMD_INLINE void scan_exact(const float* x, const float* y, const float* z, float* nearest, int64_t lo, int64_t hi,
                                 float cx, float cy, float cz, float* best_value, int64_t* best_index) {
   using vf = typename Vec<L>::f;
   using vi = typename Vec<L>::i;
-  vf bv = vf{} - 1.0f;
-  vi bi = vi{};
-  const vi lane = simd::iota<L>();
-  const vf vcx = vf{} + cx, vcy = vf{} + cy, vcz = vf{} + cz;
+  vf bv[2] = {vf{} - 1.0f, vf{} - 1.0f};
+  vi bi[2] = {vi{}, vi{}};
   int64_t j = lo;
-  for (; j + L <= hi; j += L) {
-    const vf dx = load<vf>(x + j) - vcx, dy = load<vf>(y + j) - vcy, dz = load<vf>(z + j) - vcz;
-    const vf d = dx * dx + dy * dy + dz * dz;
-    const vf old = load<vf>(nearest + j);
-    const vf m = d < old ? d : old;
-    store(nearest + j, m);
-    const vi gt = m > bv;  // strict: a lane keeps its first maximum
-    bv = gt ? m : bv;
-    bi = gt ? lane + static_cast<int32_t>(j - lo) : bi;
+  for (; j + 2 * L <= hi; j += 2 * L) {
+    exact_step<L>(x, y, z, nearest, j, lo, cx, cy, cz, bv[0], bi[0]);
+    exact_step<L>(x, y, z, nearest, j + L, lo, cx, cy, cz, bv[1], bi[1]);
+  }
+  if (j + L <= hi) {
+    exact_step<L>(x, y, z, nearest, j, lo, cx, cy, cz, bv[0], bi[0]);
+    j += L;
   }
   float value = -1.0f;
   int64_t index = lo;
-  for (int l = 0; l < L; ++l) {  // lowest index among the lanes' maxima
-    const int64_t i = lo + bi[l];
-    if (bv[l] > value || (bv[l] == value && i < index)) value = bv[l], index = i;
-  }
+  for (int a = 0; a < 2; ++a)
+    for (int l = 0; l < L; ++l) {  // lowest index among the lanes' maxima
+      const int64_t i = lo + bi[a][l];
+      if (bv[a][l] > value || (bv[a][l] == value && i < index)) value = bv[a][l], index = i;
+    }
   for (; j < hi; ++j) {
     const float dx = x[j] - cx, dy = y[j] - cy, dz = z[j] - cz;
     const float d = dx * dx + dy * dy + dz * dz;
