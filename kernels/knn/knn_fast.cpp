@@ -46,6 +46,31 @@ void write_best_sorted(uint64_t* cand, int64_t m, int64_t k, int64_t* idx, float
   for (int64_t t = 0; t < k; ++t) write_key(cand[t], idx + t, dist + t);
 }
 
+// Counting ranks costs m * m / (L / 2) compares; beyond this many candidates keys are sorted instead.
+constexpr int64_t kMaxRankCount = 128;
+
+// The K smallest of m candidate keys (K <= m <= kMaxRankCount), in order, without sorting: each key
+// goes straight to its rank (how many keys are smaller: compares of L / 2 keys against every key)
+// when that rank is under K. Ranks are all different because keys are. Keys are below 2^63
+// (non-negative distances), so signed compares order them; `cand` has room to pad to whole vectors.
+template <int L>
+EWA_SIMD_INLINE void write_best_ranked(uint64_t* cand, int64_t m, int64_t k, int64_t* idx, float* dist) {
+  using vl = typename Vec<L>::l;
+  constexpr int W = L / 2;
+  const int64_t mp = (m + W - 1) / W * W;
+  for (int64_t j = m; j < mp; ++j) cand[j] = uint64_t(std::numeric_limits<int64_t>::max());
+  const auto* key = reinterpret_cast<const int64_t*>(cand);
+  uint64_t best[kMaxRankCount];
+  for (int64_t v = 0; v < mp; v += W) {
+    const vl a = load<vl>(key + v);
+    vl rank = {};
+    for (int64_t j = 0; j < m; ++j) rank -= (a > (vl{} + key[j]));  // true lanes are -1
+    for (int l = 0; l < W; ++l)
+      if (rank[l] < k) best[rank[l]] = uint64_t(a[l]);
+  }
+  for (int64_t t = 0; t < k; ++t) write_key(best[t], idx + t, dist + t);
+}
+
 // ---- grid ----
 
 // The K best candidates so far by (distance, index), unsorted, with the worst of them tracked:
@@ -133,7 +158,7 @@ EWA_SIMD_INLINE void grid_query(const KnnGrid* grid_ptr, const float* q, int64_t
   const int64_t kp = (k + L - 1) / L * L;
   std::vector<float> td(kp);
   std::vector<int64_t> ti(kp);
-  std::vector<uint64_t> keys(k);
+  std::vector<uint64_t> keys(k + 16);  // room to pad to whole vectors
   for (int64_t i = 0; i < s; ++i) {
     TopK<L> top(k, td.data(), ti.data());
     const float qs[3] = {q[3 * i], q[3 * i + 1], q[3 * i + 2]};
@@ -169,8 +194,13 @@ EWA_SIMD_INLINE void grid_query(const KnnGrid* grid_ptr, const float* q, int64_t
       }
     }
     for (int64_t t = 0; t < top.count; ++t) keys[t] = cand_key(td[t], ti[t]);
-    std::sort(keys.begin(), keys.begin() + top.count);
-    for (int64_t t = 0; t < top.count; ++t) write_key(keys[t], idx + i * k + t, dist + i * k + t);
+    if constexpr (L >= 8) {  // 64-bit compares need SSE4.2: not in the baseline
+      if (top.count <= kMaxRankCount) {
+        write_best_ranked<L>(keys.data(), top.count, top.count, idx + i * k, dist + i * k);
+        continue;
+      }
+    }
+    write_best_sorted(keys.data(), top.count, top.count, idx + i * k, dist + i * k);
   }
 }
 EWA_SIMD_VARIANTS(grid_query_at_level, grid_query)
@@ -252,31 +282,6 @@ struct BruteCloud {
     for (int64_t j = 0; j < n; ++j) x[j] = p[3 * j], y[j] = p[3 * j + 1], z[j] = p[3 * j + 2];
   }
 };
-
-// Counting ranks costs m * m / (L / 2) compares; beyond this many candidates keys are sorted instead.
-constexpr int64_t kMaxRankCount = 128;
-
-// The K smallest of m candidate keys (K <= m <= kMaxRankCount), in order, without sorting: each key
-// goes straight to its rank (how many keys are smaller: compares of L / 2 keys against every key)
-// when that rank is under K. Ranks are all different because keys are. Keys are below 2^63
-// (non-negative distances), so signed compares order them; `cand` has room to pad to whole vectors.
-template <int L>
-EWA_SIMD_INLINE void write_best_ranked(uint64_t* cand, int64_t m, int64_t k, int64_t* idx, float* dist) {
-  using vl = typename Vec<L>::l;
-  constexpr int W = L / 2;
-  const int64_t mp = (m + W - 1) / W * W;
-  for (int64_t j = m; j < mp; ++j) cand[j] = uint64_t(std::numeric_limits<int64_t>::max());
-  const auto* key = reinterpret_cast<const int64_t*>(cand);
-  uint64_t best[kMaxRankCount];
-  for (int64_t v = 0; v < mp; v += W) {
-    const vl a = load<vl>(key + v);
-    vl rank = {};
-    for (int64_t j = 0; j < m; ++j) rank -= (a > (vl{} + key[j]));  // true lanes are -1
-    for (int l = 0; l < W; ++l)
-      if (rank[l] < k) best[rank[l]] = uint64_t(a[l]);
-  }
-  for (int64_t t = 0; t < k; ++t) write_key(best[t], idx + t, dist + t);
-}
 
 // Brute force, query by query, in three passes: (1) every distance and (2) tau, a bound within
 // which at least K points lie (distances_and_bound); (3) the points within tau (a few more than K
