@@ -38,25 +38,29 @@ std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor
   const float* pb = p.data_ptr<float>();
   int64_t* ib = idx.data_ptr<int64_t>();
   float* db = dist.data_ptr<float>();
-  // Large clouds: one grid per cloud, built in parallel over clouds; then every (cloud, block of
-  // queries) in parallel, so one large cloud also uses every core.
+  // One search structure per cloud (a grid for large clouds, the coordinates as three arrays for
+  // brute force), built in parallel over clouds; then every (cloud, block of queries) in
+  // parallel, so one large cloud also uses every core.
   const bool grid = N >= kKnnFastGridMinPoints;
   std::vector<std::unique_ptr<KnnGrid>> grids(grid ? B : 0);
-  if (grid)
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) grids[b] = std::make_unique<KnnGrid>(pb + b * N * 3, N);
-    });
-  const int64_t chunk = 32;
-  const int64_t chunks = (S + chunk - 1) / chunk;
+  std::vector<std::unique_ptr<KnnBrute>> brutes(grid ? 0 : B);
   // Small jobs (under about 2^20 query-point pairs, a fraction of a millisecond) stay on one
   // thread: waking sleeping OpenMP workers costs more than they would save.
-  const int64_t grain = B * S * N < (int64_t(1) << 20) ? B * chunks : 1;
-  at::parallel_for(0, B * chunks, grain, [&](int64_t t0, int64_t t1) {
+  const bool serial = B * S * N < (int64_t(1) << 20);
+  at::parallel_for(0, B, serial ? B : 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      if (grid) grids[b] = std::make_unique<KnnGrid>(pb + b * N * 3, N);
+      else brutes[b] = std::make_unique<KnnBrute>(pb + b * N * 3, N);
+    }
+  });
+  const int64_t chunk = 32;
+  const int64_t chunks = (S + chunk - 1) / chunk;
+  at::parallel_for(0, B * chunks, serial ? B * chunks : 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / chunks, s0 = (t % chunks) * chunk, len = std::min(chunk, S - s0);
       const float* qs = qb + (b * S + s0) * 3;
       if (grid) grids[b]->query(qs, len, K, ib + (b * S + s0) * K, db + (b * S + s0) * K);
-      else knn_brute_fast(qs, len, pb + b * N * 3, N, K, ib + (b * S + s0) * K, db + (b * S + s0) * K);
+      else brutes[b]->query(qs, len, K, ib + (b * S + s0) * K, db + (b * S + s0) * K);
     }
   });
   return {idx, dist};

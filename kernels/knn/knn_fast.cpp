@@ -271,30 +271,27 @@ EWA_SIMD_INLINE float distances_and_bound(const float* x, const float* y, const 
   return threshold_with_k<L>(bmin, nmin, k, std::max(l, t1 - (h - l) / 16.0f), t1);
 }
 
-// The work buffers of one cloud in brute force: coordinates as three arrays, and per query the
-// distances, the minima (n + 16) and the candidate keys (n + 16).
-struct BruteCloud {
-  int64_t n;
-  std::vector<float> x, y, z, dd, bmin;
+// The work buffers of brute-force queries on one cloud: per query the distances, the minima
+// (n + 16) and the candidate keys (n + 16).
+struct BruteWork {
+  const KnnBrute* cloud;
+  std::vector<float> dd, bmin;
   std::vector<uint64_t> cand;
-  BruteCloud(const float* p, int64_t n_)
-      : n(n_), x(n_), y(n_), z(n_), dd(n_), bmin(n_ + 16), cand(n_ + 16) {
-    for (int64_t j = 0; j < n; ++j) x[j] = p[3 * j], y[j] = p[3 * j + 1], z[j] = p[3 * j + 2];
-  }
+  explicit BruteWork(const KnnBrute* c) : cloud(c), dd(c->n), bmin(c->n + 16), cand(c->n + 16) {}
 };
 
 // Brute force, query by query, in three passes: (1) every distance and (2) tau, a bound within
 // which at least K points lie (distances_and_bound); (3) the points within tau (a few more than K
 // on real clouds) become keys, and the K smallest are written in order (ranked or sorted).
 template <int L>
-EWA_SIMD_INLINE void brute(BruteCloud* cloud, const float* q, int64_t s, int64_t k, int64_t* idx, float* dist) {
+EWA_SIMD_INLINE void brute(BruteWork* work, const float* q, int64_t s, int64_t k, int64_t* idx, float* dist) {
   using vf = typename Vec<L>::f;
-  BruteCloud& c = *cloud;
-  const int64_t n = c.n, full = n / L;
+  BruteWork& c = *work;
+  const int64_t n = c.cloud->n, full = n / L;
   const float* dd = c.dd.data();
   uint64_t* cand = c.cand.data();
   for (int64_t i = 0; i < s; ++i) {
-    const float tau = distances_and_bound<L>(c.x.data(), c.y.data(), c.z.data(), n, q + 3 * i, k, c.dd.data(),
+    const float tau = distances_and_bound<L>(c.cloud->x.data(), c.cloud->y.data(), c.cloud->z.data(), n, q + 3 * i, k, c.dd.data(),
                                              c.bmin.data());
     int64_t m = 0;
     const vf vt = vf{} + tau;
@@ -328,9 +325,9 @@ EWA_SIMD_VARIANTS(brute_at_level, brute)
 // for up to kMaxRankCount candidates (sorting beyond: lattices, duplicates).
 
 __attribute__((target("avx512f,avx512dq,popcnt")))
-void brute_avx512_ranks(BruteCloud* cloud, const float* q, int64_t s, int64_t k, int64_t* idx, float* dist) {
-  BruteCloud& c = *cloud;
-  const int64_t n = c.n, full = n / 16;
+void brute_avx512_ranks(BruteWork* work, const float* q, int64_t s, int64_t k, int64_t* idx, float* dist) {
+  BruteWork& c = *work;
+  const int64_t n = c.cloud->n, full = n / 16;
   const float* dd = c.dd.data();
   uint64_t* cand = c.cand.data();
   auto* cd = reinterpret_cast<uint32_t*>(c.bmin.data());  // free after pass (2): n + 16 entries
@@ -339,7 +336,7 @@ void brute_avx512_ranks(BruteCloud* cloud, const float* q, int64_t s, int64_t k,
   const __m512i one = _mm512_set1_epi64(1), vk = _mm512_set1_epi64(k);
   uint64_t best[kMaxRankCount];
   for (int64_t i = 0; i < s; ++i, idx += k, dist += k) {
-    const float tau = distances_and_bound<16>(c.x.data(), c.y.data(), c.z.data(), n, q + 3 * i, k, c.dd.data(),
+    const float tau = distances_and_bound<16>(c.cloud->x.data(), c.cloud->y.data(), c.cloud->z.data(), n, q + 3 * i, k, c.dd.data(),
                                               c.bmin.data());
     // Compress the distance bits and indices of the points within tau, 16 at a time (each store
     // writes a whole vector: cd and ci have 16 entries to spare).
@@ -384,12 +381,20 @@ void brute_avx512_ranks(BruteCloud* cloud, const float* q, int64_t s, int64_t k,
 
 }  // namespace
 
-void knn_brute_fast(const float* q, int64_t s, const float* p, int64_t n, int64_t k, int64_t* idx, float* dist) {
-  BruteCloud cloud(p, n);
+KnnBrute::KnnBrute(const float* p, int64_t n_) : n(n_), x(n_), y(n_), z(n_) {
+  for (int64_t j = 0; j < n; ++j) x[j] = p[3 * j], y[j] = p[3 * j + 1], z[j] = p[3 * j + 2];
+}
+
+void KnnBrute::query(const float* q, int64_t s, int64_t k, int64_t* idx, float* dist) const {
+  BruteWork work(this);
 #if defined(__x86_64__)
-  if (simd::level() == simd::Level::Avx512) return brute_avx512_ranks(&cloud, q, s, k, idx, dist);
+  if (simd::level() == simd::Level::Avx512) return brute_avx512_ranks(&work, q, s, k, idx, dist);
 #endif
-  brute_at_level(&cloud, q, s, k, idx, dist);
+  brute_at_level(&work, q, s, k, idx, dist);
+}
+
+void knn_brute_fast(const float* q, int64_t s, const float* p, int64_t n, int64_t k, int64_t* idx, float* dist) {
+  KnnBrute(p, n).query(q, s, k, idx, dist);
 }
 
 KnnGrid::KnnGrid(const float* p, int64_t n) {

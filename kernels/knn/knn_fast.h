@@ -9,7 +9,16 @@ namespace ewa::kernels {
 // Brute force for small clouds: the same answer as knn_cpu (ranking by squared distance, then
 // index). Per query, SIMD distances and minima over groups of points give a bound within which
 // at least K points lie; only the few points within it are ranked (knn_fast.cpp). Runs at
-// simd::level() (kernels/common/simd.h); with AVX-512 the ranking uses 512-bit masks.
+// simd::level() (kernels/common/simd.h); with AVX-512 the ranking uses 512-bit masks. Built once
+// per cloud (the coordinates as three arrays), then queried, from several threads at once.
+struct KnnBrute {
+  KnnBrute(const float* p, int64_t n);
+  void query(const float* q, int64_t s, int64_t k, int64_t* idx, float* dist) const;
+
+  int64_t n;
+  std::vector<float> x, y, z;
+};
+// KnnBrute(p, n).query(q, s, k, idx, dist).
 void knn_brute_fast(const float* q, int64_t s, const float* p, int64_t n, int64_t k, int64_t* idx, float* dist);
 
 // A uniform voxel grid over one cloud, built once and then queried (from several threads at
