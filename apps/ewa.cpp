@@ -11,6 +11,7 @@
 #include "apps/commands.h"
 #include "common/error.h"
 #include "common/runtime.h"
+#include "common/signals.h"
 #include "kernels/common/simd.h"
 #include "config/schema.h"
 #include "train/checkpoint.h"
@@ -146,6 +147,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const ewa::Interrupted& e) {  // SIGINT / SIGTERM, after the checkpoint
+    if (*e.what()) std::cerr << "ewa: " << e.what() << std::endl;
+    return e.exit_code();
   } catch (const ewa::Error& e) {
     std::cerr << "ewa: error: " << e.what() << std::endl;
     return 1;

@@ -126,7 +126,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, 
                                    reconstructions)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FinetuneConfig, init, allow_missing, freeze_encoder, layer_decay)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device, precision,
-                                   overlap_allreduce, bucket_mb)
+                                   overlap_allreduce, bucket_mb, checkpoint_every)
 
 const char* mlp_kind_name(MlpKind kind) {
   switch (kind) {

@@ -67,6 +67,7 @@ struct TrainConfig {
   std::string runs_dir = "runs", device = "auto", precision = "fp32";
   bool overlap_allreduce = true;
   int64_t bucket_mb = 8;
+  int64_t checkpoint_every = 500;
 };
 
 struct Config {

@@ -133,6 +133,9 @@ const std::vector<FieldSpec>& config_schema() {
       I("train.epochs", 10, 1, 100000, "Training epochs."),
       I("train.seed", 0, 0, kBig, "Seed for initialisation, data order, augmentation, dropout and partitions."),
       I("train.log_every", 50, 1, kBig, "Progress line and log.jsonl record every N optimizer steps."),
+      I("train.checkpoint_every", 500, 0, kBig,
+        "Also write last.pt every N optimizer steps within an epoch (with the data position and random state, so "
+        "--resume continues exactly); 0 = at epoch ends only."),
       S("train.runs_dir", "runs", {}, "Parent directory of run directories."),
       I("train.threads", 0, 0, 1024, "Torch intra-op threads; 0 = the number of cores."),
       S("train.device", "auto", {"auto", "cpu", "cuda"}, "Device; auto = cuda when a GPU is present, else cpu."),

@@ -1,11 +1,14 @@
 #include "dist/dist.h"
 
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <map>
 #include <mutex>
@@ -100,7 +103,18 @@ std::pair<int64_t, int64_t> shard(int64_t batch, int64_t rank, int64_t world) {
   return {begin, begin + base + (rank < extra ? 1 : 0)};
 }
 
+namespace {
+// The launcher's workers, for its signal handler (async-signal-safe: a fixed array).
+constexpr int kMaxLocalWorkers = 1024;
+pid_t g_workers[kMaxLocalWorkers];
+std::atomic<int> g_num_workers{0};
+extern "C" void forward_to_workers(int sig) {
+  for (int i = 0; i < g_num_workers.load(); ++i) ::kill(g_workers[i], sig);
+}
+}  // namespace
+
 int run_local_workers(int64_t nproc, const std::vector<std::string>& argv) {
+  if (nproc > kMaxLocalWorkers) fail("--nproc: at most " + std::to_string(kMaxLocalWorkers) + " local workers");
   // A free port for the rendezvous: bound by the kernel, then released for rank 0's store.
   const int sock = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -137,22 +151,42 @@ int run_local_workers(int64_t nproc, const std::vector<std::string>& argv) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The workers get their own process group, so a Ctrl-C at the terminal reaches this launcher
+  // only, which passes every SIGINT / SIGTERM on exactly once (a worker stops cleanly at the
+  // first and at once at the second); a worker whose launcher dies gets SIGTERM.
+  struct sigaction sa {};
+  sa.sa_handler = forward_to_workers;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  const pid_t launcher = ::getpid();
   std::vector<pid_t> pids;
   for (int64_t r = 0; r < nproc; ++r) {
     const pid_t pid = ::fork();
     if (pid < 0) fail("--nproc: fork failed");
     if (pid == 0) {
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher) ::_exit(143);  // the launcher died before prctl took effect
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
       ::execve("/proc/self/exe", args.data(), envps[r].data());
       ::_exit(127);
     }
     pids.push_back(pid);
+    g_workers[g_num_workers.load()] = pid;
+    g_num_workers.fetch_add(1);
   }
   // A failed worker dooms the job: the others stop at their next collective (at once when the
   // peer is gone, else after the timeout) and report which rank failed.
   int first_failure = 0;
   for (const pid_t pid : pids) {
     int status = 0;
-    if (::waitpid(pid, &status, 0) < 0) continue;
+    pid_t got;
+    while ((got = ::waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+    }
+    if (got < 0) continue;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (code != 0 && first_failure == 0) first_failure = code;
   }

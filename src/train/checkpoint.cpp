@@ -1,5 +1,7 @@
 #include "train/checkpoint.h"
 
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -83,7 +85,21 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
     for (const auto& n : ckpt.class_names) names.push_back(n);
     root.insert(std::string("class_names"), names);
   }
+  if (!ckpt.progress.empty()) root.insert(std::string("progress"), ckpt.progress.dump());
   const std::vector<char> bytes = torch::pickle_save(at::IValue(root));
+  // Test hook: EWA_TEST_KILL_DURING_CHECKPOINT=N kills this process (SIGKILL, as kill -9) halfway
+  // through writing its N-th checkpoint, so tests can show that a crash mid-write loses nothing.
+  static const int64_t kill_at = std::getenv("EWA_TEST_KILL_DURING_CHECKPOINT")
+                                     ? std::atoll(std::getenv("EWA_TEST_KILL_DURING_CHECKPOINT"))
+                                     : 0;
+  static int64_t written = 0;
+  if (kill_at > 0 && ++written == kill_at)
+    write_atomically(path, [&](const std::string& tmp) {
+      std::ofstream out(tmp, std::ios::binary);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+      out.flush();
+      std::raise(SIGKILL);
+    });
   write_bytes_atomically(path, bytes.data(), bytes.size());
 }
 
@@ -122,6 +138,15 @@ Checkpoint read_checkpoint(const std::string& path) {
   if (root.contains("rng_cpu")) c.rng_cpu = root.at("rng_cpu").toTensor();
   if (root.contains("rng_cuda") && root.at("rng_cuda").isTensorList())
     for (const auto& t : root.at("rng_cuda").toTensorList()) c.rng_cuda.push_back(t);
+  if (root.contains("progress")) {
+    if (!root.at("progress").isString()) bad("field 'progress' is not text");
+    try {
+      c.progress = nlohmann::json::parse(root.at("progress").toStringRef());
+    } catch (const nlohmann::json::exception&) {
+      bad("field 'progress' is not valid JSON");
+    }
+    if (!c.progress.is_object()) bad("field 'progress' is not a JSON object");
+  }
   if (root.contains("class_names") && root.at("class_names").isList())
     for (const auto& n : root.at("class_names").toListRef())
       if (n.isString()) c.class_names.push_back(n.toStringRef());

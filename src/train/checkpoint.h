@@ -7,7 +7,11 @@
 //   "rng_cpu": torch's default CPU generator state (train checkpoints),
 //   "rng_cuda": the default CUDA generator state of every visible GPU (train checkpoints
 //     written where CUDA is available), so a GPU run resumes with the same random stream,
-//   "class_names": the dataset's class names, in label order (when known).
+//   "class_names": the dataset's class names, in label order (when known),
+//   "progress": JSON text of where a train checkpoint stands within its epoch (absent = at an epoch
+//     end): "position" (batches of epoch `epoch` already done), the epoch's running sums
+//     ("epoch_loss", "epoch_correct", "epoch_seen", "has_accuracy") and the best validation score
+//     so far ("best_val", "best_val_epoch"), so a run resumed mid-epoch continues exactly.
 #pragma once
 #include <optional>
 #include <string>
@@ -27,6 +31,7 @@ struct Checkpoint {
   std::optional<torch::Tensor> rng_cpu;
   std::vector<torch::Tensor> rng_cuda;   // one state per GPU; empty without CUDA
   std::vector<std::string> class_names;  // empty when unknown (older checkpoints)
+  nlohmann::json progress = nlohmann::json::object();  // see above; empty when absent
 };
 
 // Parameters and buffers of `model` by name, detached, on the CPU.

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/precision.h"
+#include "common/signals.h"
 #include "models/classifier.h"
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
@@ -34,6 +36,26 @@ std::string duration_text(double seconds) {
   std::snprintf(b, sizeof b, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60), (long long)(s % 60));
   return b;
 }
+
+// A well-mixed seed for (seed, rank, step) (splitmix64 over the three), so that no two ranks or
+// steps share a random stream.
+uint64_t stream_seed(uint64_t seed, int64_t rank, int64_t step) {
+  uint64_t h = seed;
+  for (const uint64_t v : {uint64_t(rank), uint64_t(step)}) {
+    h += 0x9e3779b97f4a7c15ull + v;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    h ^= h >> 31;
+  }
+  return h;
+}
+
+// The running sums of the epoch in progress (for its summary line and log record).
+struct EpochSums {
+  double loss = 0;
+  int64_t correct = 0, seen = 0;
+  bool has_accuracy = false;
+};
 
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<ParamGroup>& groups, const OptimConfig& o) {
   auto base = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay);
@@ -103,15 +125,33 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   const int64_t total_steps = steps_per_epoch * cfg.train.epochs;
   const std::string eval_label = task.eval_label();
 
-  int64_t step = 0, start_epoch = 0;
+  int64_t step = 0, start_epoch = 0, start_position = 0;
   double best_val = -INFINITY;
+  EpochSums resumed_sums;
   if (!options.resume.empty()) {
     auto ckpt = read_checkpoint(options.resume);
     load_model_state(model, ckpt, options.resume);
     load_training_state(*optimizer, ckpt, options.resume);
     step = ckpt.step;
     start_epoch = ckpt.epoch;
-    report("resumed from " + options.resume + " at epoch " + std::to_string(start_epoch) + ", step " + std::to_string(step));
+    const auto& pr = ckpt.progress;
+    try {
+      start_position = pr.value("position", int64_t(0));
+      if (pr.contains("best_val") && !pr["best_val"].is_null()) {
+        best_val = pr["best_val"].get<double>();
+        result.best_val_epoch = pr.value("best_val_epoch", int64_t(0));
+      }
+      resumed_sums = {pr.value("epoch_loss", 0.0), pr.value("epoch_correct", int64_t(0)), pr.value("epoch_seen", int64_t(0)),
+                      pr.value("has_accuracy", false)};
+    } catch (const nlohmann::json::exception&) {
+      fail("checkpoint " + options.resume + ": field 'progress' has a value of the wrong type");
+    }
+    if (start_position < 0 || start_position > steps_per_epoch || step != start_epoch * steps_per_epoch + start_position)
+      fail("checkpoint " + options.resume + ": stopped at step " + std::to_string(step) + " = batch " +
+           std::to_string(start_position) + " of epoch " + std::to_string(start_epoch + 1) + ", which does not fit " +
+           std::to_string(steps_per_epoch) + " batches per epoch (data.batch_size or the dataset changed)");
+    report("resumed from " + options.resume + " at epoch " + std::to_string(start_epoch) +
+           (start_position ? " + " + std::to_string(start_position) + " batches" : "") + ", step " + std::to_string(step));
   }
   if (group) {
     // Every rank starts from rank 0's weights and buffers (the same seed gives the same ones;
@@ -175,16 +215,50 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   std::vector<torch::Tensor> float_buffers;  // running statistics; step counters agree on every rank anyway
   for (const auto& b : model.buffers())
     if (b.is_floating_point()) float_buffers.push_back(b.data());
+  install_stop_handlers();
+  // Where the run stands, as a checkpoint's "progress" (see checkpoint.h).
+  const auto progress = [&](int64_t position, const EpochSums& sums) {
+    nlohmann::json p = {{"position", position}};
+    if (position > 0)
+      p.update({{"epoch_loss", sums.loss}, {"epoch_correct", sums.correct}, {"epoch_seen", sums.seen},
+                {"has_accuracy", sums.has_accuracy}});
+    if (std::isfinite(best_val)) p.update({{"best_val", best_val}, {"best_val_epoch", result.best_val_epoch}});
+    return p;
+  };
+  const auto save_last = [&](int64_t epochs_done, const nlohmann::json& where) {
+    auto ckpt = make_checkpoint(model, optimizer.get(), cfg.json, step, epochs_done);
+    ckpt.class_names = data.class_names;
+    ckpt.progress = where;
+    save_checkpoint(last_path, ckpt);
+    return ckpt;
+  };
+  // A stop requested on any rank stops every rank after the same step.
+  const auto agreed_stop = [&]() -> int {
+    int sig = stop_signal();
+    if (!group) return sig;
+    std::vector<torch::Tensor> t = {torch::tensor({sig ? 1.0 : 0.0, sig == SIGTERM ? 1.0 : 0.0}, torch::kDouble)};
+    group->allreduce_sum(t);
+    if (t[0][0].item<double>() == 0) return 0;
+    return t[0][1].item<double>() > 0 ? SIGTERM : SIGINT;
+  };
+  // After the checkpoint of a stop: rank 0 says how to continue, every rank ends with the signal.
+  const auto stop = [&](int sig, const std::string& after) {
+    throw Interrupted(sig, !main_rank ? std::string() : "stopped by " + signal_name(sig) + " after " + after +
+                                                            "; its state is in " + last_path +
+                                                            ": run the same command with --resume " + last_path +
+                                                            " to continue");
+  };
   for (int64_t epoch = start_epoch; epoch < cfg.train.epochs; ++epoch) {
     task.set_training();
     batches.start_epoch(epoch);
-    // Several ranks: each draws its own RUP partitions, dropout and augmentation, from a stream
-    // fixed by (seed, rank, epoch), so a run resumed at an epoch boundary continues exactly.
-    if (group) torch::manual_seed(static_cast<uint64_t>(cfg.train.seed) * 1000003ull + 7919ull * uint64_t(rank + 1) + uint64_t(epoch));
-    double epoch_loss = 0;
-    int64_t epoch_correct = 0, epoch_seen = 0;
-    bool has_accuracy = false;
-    for (int64_t b = 0; b < steps_per_epoch; ++b) {
+    const int64_t first_batch = epoch == start_epoch ? start_position : 0;
+    // A checkpoint holds the job's sums: rank 0 carries them on, the other ranks add their own.
+    EpochSums sums = first_batch > 0 && main_rank ? resumed_sums : EpochSums{};
+    for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
+      // Several ranks: each draws its own RUP partitions, dropout and augmentation, from a stream
+      // fixed by (seed, rank, step), so a run resumed after any step continues exactly (one
+      // process restores its generator from the checkpoint instead).
+      if (group) torch::manual_seed(stream_seed(static_cast<uint64_t>(cfg.train.seed), rank, step));
       auto [x, y] = batches.batch(b, /*augment=*/true);
       const int64_t global_count = x.size(0);
       if (group) {
@@ -218,12 +292,12 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       if (group) group->heartbeat(step);
       const double loss_v = out.loss.item<double>();
       if (!std::isfinite(loss_v)) fail("training diverged: loss is " + std::to_string(loss_v) + " at step " + std::to_string(step));
-      epoch_loss += loss_v * double(out.count);
+      sums.loss += loss_v * double(out.count);
       if (out.correct >= 0) {
-        has_accuracy = true;
-        epoch_correct += out.correct;
+        sums.has_accuracy = true;
+        sums.correct += out.correct;
       }
-      epoch_seen += out.count;
+      sums.seen += out.count;
       window_loss += loss_v;
       ++window_steps;
       window_samples += out.count;
@@ -254,25 +328,44 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
         window_steps = window_samples = 0;
         window_loss = 0;
       }
+
+      // Mid-epoch checkpoints: every train.checkpoint_every steps, and on SIGINT / SIGTERM, after
+      // which the run stops (the epoch-end checkpoint below covers the last batch otherwise).
+      const int sig = agreed_stop();
+      const bool periodic = cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0;
+      if (sig || (periodic && b + 1 < steps_per_epoch)) {
+        EpochSums job = sums;
+        if (group) {
+          std::vector<torch::Tensor> t = {torch::tensor({sums.loss, double(sums.correct), double(sums.seen)}, torch::kDouble)};
+          group->allreduce_sum(t);
+          job.loss = t[0][0].item<double>();
+          job.correct = static_cast<int64_t>(t[0][1].item<double>());
+          job.seen = static_cast<int64_t>(t[0][2].item<double>());
+        }
+        if (main_rank) save_last(epoch, progress(b + 1, job));
+        if (sig)
+          stop(sig, "step " + std::to_string(step) + " (epoch " + std::to_string(epoch + 1) + ", batch " +
+                        std::to_string(b + 1) + " of " + std::to_string(steps_per_epoch) + ")");
+      }
     }
 
     if (group) {  // the epoch's training loss and accuracy over every rank's samples
-      std::vector<torch::Tensor> t = {torch::tensor({epoch_loss, double(epoch_correct), double(epoch_seen)}, torch::kDouble)};
+      std::vector<torch::Tensor> t = {torch::tensor({sums.loss, double(sums.correct), double(sums.seen)}, torch::kDouble)};
       group->allreduce_sum(t);
-      epoch_loss = t[0][0].item<double>();
-      epoch_correct = static_cast<int64_t>(t[0][1].item<double>());
-      epoch_seen = static_cast<int64_t>(t[0][2].item<double>());
+      sums.loss = t[0][0].item<double>();
+      sums.correct = static_cast<int64_t>(t[0][1].item<double>());
+      sums.seen = static_cast<int64_t>(t[0][2].item<double>());
     }
     // End of epoch: evaluate, log, checkpoint.
     result.test = evaluate(*data.test);
     nlohmann::json rec = {{"type", "epoch"},
                           {"epoch", epoch + 1},
                           {"step", step},
-                          {"train_loss", epoch_loss / double(std::max<int64_t>(1, epoch_seen))},
+                          {"train_loss", sums.loss / double(std::max<int64_t>(1, sums.seen))},
                           {"test", result.test.json}};
     std::string line = "epoch " + std::to_string(epoch + 1) + " done: train loss " + fmt("%.4f", rec["train_loss"].get<double>());
-    if (has_accuracy) {
-      rec["train_acc"] = double(epoch_correct) / double(std::max<int64_t>(1, epoch_seen));
+    if (sums.has_accuracy) {
+      rec["train_acc"] = double(sums.correct) / double(std::max<int64_t>(1, sums.seen));
       line += " acc " + fmt("%.4f", rec["train_acc"].get<double>());
     }
     line += " | test " + result.test.text;
@@ -290,11 +383,11 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     if (main_rank) {
       append_line(log_path, rec.dump());
       report(line);
-      auto ckpt = make_checkpoint(model, optimizer.get(), cfg.json, step, epoch + 1);
-      ckpt.class_names = data.class_names;
-      save_checkpoint(last_path, ckpt);
+      const auto ckpt = save_last(epoch + 1, progress(0, {}));
       if (is_best) save_checkpoint(best_path, ckpt);
     }
+    if (const int sig = agreed_stop(); sig && epoch + 1 < cfg.train.epochs)
+      stop(sig, "epoch " + std::to_string(epoch + 1) + " (step " + std::to_string(step) + ")");
   }
 
   result.steps = step;
