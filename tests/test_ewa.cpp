@@ -1,6 +1,8 @@
 // EWA averaging, schedules and collapse: the oracles of PAPER.md.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "common/error.h"
 #include "moe/ewa.h"
 #include "moe/routed_moe.h"
@@ -34,6 +36,41 @@ TEST(Ewa, PreservesTheExpertMeanAndShrinksDeviationsByOneMinusLambda) {
   }
 }
 
+TEST(Ewa, AveragesEveryParameterOfTheExpertsAndNothingElse) {
+  // Iterates the module's own named parameters (not expert_parameters(), the list under test), so
+  // a parameter that EWA forgot would show up: every expert tensor [N, ...] keeps its mean and
+  // shrinks its deviations by 1 - lambda; the routed gate is left alone.
+  const int64_t n = 4;
+  const double beta = 0.45, lambda = beta * double(n) / double(n - 1);
+  ewa::moe::RupMoE rup(ExpertsOptions(6, 10, n));
+  ewa::moe::RoutedMoE routed(ExpertsOptions(6, 10, n), ewa::moe::RoutingOptions());
+  for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(rup.ptr().get()), static_cast<torch::nn::Module*>(routed.ptr().get())}) {
+    {
+      torch::NoGradGuard g;
+      for (auto& p : m->parameters()) p.normal_();
+    }
+    std::map<std::string, torch::Tensor> before;
+    for (const auto& p : m->named_parameters()) before[p.key()] = p.value().detach().clone();
+    ASSERT_GE(before.size(), 4u);
+    ASSERT_EQ(ewa::moe::ewa_average(*m, beta), 1);
+    int64_t averaged = 0;
+    for (const auto& p : m->named_parameters()) {
+      const auto& old = before.at(p.key());
+      if (p.key().rfind("gate", 0) == 0) {
+        EXPECT_TRUE(torch::equal(p.value(), old)) << p.key() << " is not an expert parameter but changed";
+        continue;
+      }
+      ++averaged;
+      ASSERT_EQ(p.value().size(0), n) << p.key();
+      auto mean_b = old.mean(0, true), mean_a = p.value().mean(0, true);
+      EXPECT_TRUE(torch::allclose(mean_a, mean_b, 1e-5, 1e-6)) << p.key() << ": mean moved";
+      EXPECT_TRUE(torch::allclose(p.value() - mean_a, (1.0 - lambda) * (old - mean_b), 1e-5, 1e-6))
+          << p.key() << ": not averaged";
+    }
+    EXPECT_EQ(averaged, 4);  // w1, b1, w2, b2
+  }
+}
+
 TEST(Ewa, HandComputedTwoAndThreeExperts) {
   // N = 2, beta = 0.25: W1 = 0.75*1 + 0.25*3 = 1.5, W2 = 0.75*3 + 0.25*1 = 2.5.
   ewa::moe::RupMoE two(ExpertsOptions(1, 1, 2));
@@ -60,7 +97,10 @@ TEST(Ewa, MaximalShareRateCollapsesToTheMeanAndLargerIsRejected) {
   auto m = random_rup(4);
   auto mean = m->w2.detach().mean(0).clone();
   ewa::moe::ewa_average(*m, 0.75);
-  for (int64_t i = 0; i < 4; ++i) EXPECT_TRUE(torch::allclose(m->w2[i], mean, 1e-5, 1e-6));
+  for (int64_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(torch::equal(m->w2[i], m->w2[0]));  // identical, not merely close
+    EXPECT_TRUE(torch::allclose(m->w2[i], mean, 1e-5, 1e-6));
+  }
   EXPECT_THROW(ewa::moe::ewa_average(*m, 0.76), ewa::Error);
   EXPECT_THROW(ewa::moe::ewa_average(*m, -0.1), ewa::Error);
 }

@@ -45,6 +45,34 @@ TEST(ExpertAverageKernel, RejectsBadArguments) {
   EXPECT_THROW(ewa::kernels::expert_average_(ints, 0.5), c10::Error);
 }
 
+TEST(ExpertAverageKernel, BumpsTheVersionCounterAsInPlaceOpsDo) {
+  // The update writes through raw pointers; autograd must still see it: one version per call, and
+  // a backward through a graph that saved the old values is refused, as after torch's own in-place ops.
+  auto w = torch::randn({3, 4}, torch::requires_grad());
+  auto loss = (w * w).sum();  // saves w for its gradient
+  const auto version = w._version();
+  {
+    torch::NoGradGuard no_grad;
+    ewa::kernels::expert_average_(w, 0.5);
+  }
+  EXPECT_EQ(w._version(), version + 1);
+  EXPECT_THROW(loss.backward(), c10::Error);
+  auto bad = torch::randn({1, 4});
+  const auto bad_version = bad._version();
+  EXPECT_THROW(ewa::kernels::expert_average_(bad, 0.5), c10::Error);
+  EXPECT_EQ(bad._version(), bad_version);  // a refused call changes nothing
+}
+
+TEST(ExpertAverageKernel, LambdaOneSetsEveryExpertToExactlyTheMean) {
+  for (auto dtype : {torch::kFloat, torch::kDouble}) {
+    auto w = torch::randn({3, 7, 5}, dtype);
+    auto mean = w.sum(0) * (1.0 / 3.0);  // the kernel's own order: sum, then times 1/N
+    ewa::kernels::expert_average_(w, 1.0);
+    for (int64_t i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(w[i], w[0])) << "expert " << i;
+    EXPECT_TRUE(torch::allclose(w[0], mean, 1e-6, 1e-6));
+  }
+}
+
 TEST(ExpertAverageKernel, RunsOnEveryDevicePresent) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   auto w = torch::randn({4, 1000}, torch::kDouble);

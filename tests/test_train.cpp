@@ -162,6 +162,53 @@ TEST(Train, ResumeReproducesAnUninterruptedRun) {
     EXPECT_TRUE(torch::allclose(item.value(), *b.model.find(item.key()), 1e-5, 1e-6)) << item.key();
 }
 
+TEST(Train, AppliesTheEwaStepAfterEveryOptimizerStep) {
+  // Share rate (N-1)/N sets every expert to the mean after each step, so the experts in the final
+  // checkpoint are identical; without EWA they have drifted apart (each trained on other tokens).
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 96, 20, false);
+  auto expert_spread = [&](bool ewa_on, const std::string& name) {
+    auto cfg = tiny_cfg(data.path(), runs.path(), "rup", 1);
+    cfg.name = name;
+    cfg.json["name"] = name;
+    cfg.ewa.enabled = ewa_on;
+    cfg.ewa.share_rate = 0.5;  // N = 2: (N-1)/N
+    cfg.json["ewa"]["enabled"] = ewa_on;
+    cfg.json["ewa"]["share_rate"] = 0.5;
+    ewa::train::train_classifier(cfg, {}, [](const std::string&) {});
+    auto ckpt = ewa::train::read_checkpoint(runs / (name + "/last.pt"));
+    EXPECT_GT(ckpt.step, 1);
+    double spread = 0;
+    int64_t experts = 0;
+    for (const auto& item : ckpt.model) {
+      const auto& key = item.key();
+      if (key.find(".mlp.w") == std::string::npos && key.find(".mlp.b") == std::string::npos) continue;
+      ++experts;
+      spread = std::max(spread, (item.value()[0] - item.value()[1]).abs().max().item<double>());
+    }
+    EXPECT_EQ(experts, 8);  // 2 blocks x w1, b1, w2, b2
+    return spread;
+  };
+  EXPECT_EQ(expert_spread(true, "ewa"), 0.0);
+  EXPECT_GT(expert_spread(false, "no_ewa"), 1e-4);
+}
+
+TEST(Train, RoutedMoEWithEwaOnWarns) {
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 64, 10, false);
+  for (bool ewa_on : {true, false}) {
+    auto cfg = tiny_cfg(data.path(), runs.path(), "routed", 1);
+    cfg.name = ewa_on ? "on" : "off";
+    cfg.json["name"] = cfg.name;
+    cfg.ewa.enabled = ewa_on;
+    cfg.json["ewa"]["enabled"] = ewa_on;
+    std::string out;
+    ewa::train::train_classifier(cfg, {}, [&](const std::string& l) { out += l + "\n"; });
+    EXPECT_EQ(out.find("warning: EWA is on (ewa.enabled defaults to true) with moe.kind = routed") != std::string::npos, ewa_on)
+        << out;
+  }
+}
+
 TEST(Train, UnwritableRunDirectoryIsAnError) {
   TempDir data, runs;
   ewa::testing::write_pattern_idx(data.path(), 40, 10, false);

@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAException.h>
 
 namespace ewa::kernels {
@@ -71,6 +72,7 @@ void chamfer_nearest_cuda(const at::Tensor& a, const at::Tensor& b, at::Tensor& 
                           at::Tensor& dist_b, at::Tensor& idx_b) {
   const int64_t B = a.size(0), N = a.size(1), M = b.size(1);
   if (B == 0) return;
+  const c10::cuda::CUDAGuard device_guard(a.device());  // launch on the tensors' GPU
   auto stream = at::cuda::getCurrentCUDAStream();
   nearest_kernel<<<grid_for(N, B), kThreads, 0, stream>>>(a.data_ptr<float>(), N, b.data_ptr<float>(), M,
                                                           dist_a.data_ptr<float>(), idx_a.data_ptr<int64_t>());
@@ -85,6 +87,7 @@ void chamfer_backward_cuda(const at::Tensor& a, const at::Tensor& b, const at::T
                            at::Tensor& grad_b) {
   const int64_t B = a.size(0), N = a.size(1), M = b.size(1);
   if (B == 0) return;
+  const c10::cuda::CUDAGuard device_guard(a.device());  // launch on the tensors' GPU
   auto stream = at::cuda::getCurrentCUDAStream();
   backward_kernel<<<grid_for(N, B), kThreads, 0, stream>>>(a.data_ptr<float>(), N, b.data_ptr<float>(), M,
                                                            idx_a.data_ptr<int64_t>(), grad_dist_a.data_ptr<float>(),

@@ -1,6 +1,7 @@
 // Argument checks and device dispatch for expert_average (see expert_average.h).
 #include "kernels/expert_average/expert_average.h"
 
+#include <c10/core/TensorImpl.h>
 #include <c10/util/Exception.h>
 
 namespace ewa::kernels {
@@ -13,6 +14,8 @@ void expert_average_(at::Tensor& experts, double lambda) {
   TORCH_CHECK(lambda >= 0.0 && lambda <= 1.0, "expert_average_: lambda must be in [0, 1], got ", lambda);
   const int64_t n = experts.size(0);
   const int64_t inner = experts.numel() / n;
+  // As every in-place op: a graph that saved the old values must not backpropagate through them.
+  experts.unsafeGetTensorImpl()->bump_version();
   if (experts.is_cuda()) {
 #ifdef EWA_WITH_CUDA
     expert_average_cuda(experts, lambda);

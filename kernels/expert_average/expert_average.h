@@ -6,7 +6,10 @@
 // For every element position k, with M_k = mean_i experts[i, k]:
 //   experts[i, k] <- experts[i, k] - lambda * (experts[i, k] - M_k)
 // which equals Eq. (6): W_i <- (1 - beta) W_i + sum_{j != i} beta / (N - 1) W_j.
-// The expert mean is unchanged; every deviation from it shrinks by (1 - lambda).
+// The expert mean is unchanged; every deviation from it shrinks by (1 - lambda); lambda = 1
+// (beta = (N-1)/N) sets every expert to exactly the mean. The update writes through raw
+// pointers, so it bumps the tensor's version counter as torch's in-place ops do: autograd then
+// refuses a backward through a graph that saved the old values.
 //
 // CPU and CUDA tensors (float32 or float64, contiguous) are accepted; a CUDA tensor in a build
 // without CUDA fails at call time with "built without CUDA".

@@ -17,7 +17,11 @@ void expert_average_cpu(T* data, int64_t n_experts, int64_t inner, T lambda) {
   for (int64_t k = 0; k < inner; ++k) mean[k] *= inv_n;
   for (int64_t i = 0; i < n_experts; ++i) {
     T* row = data + i * inner;
-    for (int64_t k = 0; k < inner; ++k) row[k] -= lambda * (row[k] - mean[k]);
+    if (lambda == T(1)) {  // the maximal share rate: every expert becomes exactly the mean
+      for (int64_t k = 0; k < inner; ++k) row[k] = mean[k];
+    } else {
+      for (int64_t k = 0; k < inner; ++k) row[k] -= lambda * (row[k] - mean[k]);
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
 
 namespace ewa::kernels {
 namespace {
@@ -17,7 +18,7 @@ __global__ void expert_average_kernel(T* __restrict__ data, int64_t n_experts, i
     const T mean = sum / static_cast<T>(n_experts);
     for (int64_t i = 0; i < n_experts; ++i) {
       T& w = data[i * inner + k];
-      w -= lambda * (w - mean);
+      w = lambda == T(1) ? mean : w - lambda * (w - mean);  // lambda 1: exactly the mean, as the CPU twin
     }
   }
 }
@@ -28,6 +29,7 @@ void expert_average_cuda(at::Tensor& experts, double lambda) {
   const int64_t n = experts.size(0);
   const int64_t inner = experts.numel() / n;
   if (inner == 0) return;
+  const c10::cuda::CUDAGuard device_guard(experts.device());  // launch on the tensor's GPU, not the current one
   constexpr int kThreads = 256;
   const int64_t blocks = std::min<int64_t>((inner + kThreads - 1) / kThreads, 65535);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();

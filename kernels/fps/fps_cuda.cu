@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAException.h>
 
 namespace ewa::kernels {
@@ -71,6 +72,7 @@ __global__ void fps_kernel(const float* __restrict__ points, int64_t n, int64_t 
 }  // namespace
 
 void farthest_point_sample_cuda(const at::Tensor& points, const at::Tensor& starts, at::Tensor& out, FpsRule rule) {
+  const c10::cuda::CUDAGuard device_guard(points.device());  // launch on the tensors' GPU
   const int64_t B = points.size(0), N = points.size(1), S = out.size(1);
   if (B == 0) return;
   auto nearest = at::empty({B, N}, points.options());

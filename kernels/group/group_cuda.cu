@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAException.h>
 
 namespace ewa::kernels {
@@ -25,6 +26,7 @@ __global__ void group_kernel(const float* __restrict__ points, const int64_t* __
 }  // namespace
 
 void group_points_cuda(const at::Tensor& points, const at::Tensor& idx, const at::Tensor& centers, at::Tensor& out) {
+  const c10::cuda::CUDAGuard device_guard(points.device());  // launch on the tensors' GPU
   const int64_t total = out.numel();
   if (total == 0) return;
   constexpr int kThreads = 256;

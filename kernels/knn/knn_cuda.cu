@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAException.h>
 
 namespace ewa::kernels {
@@ -57,6 +58,7 @@ __global__ void knn_kernel(const float* __restrict__ query, const float* __restr
 }  // namespace
 
 void knn_cuda(const at::Tensor& query, const at::Tensor& points, at::Tensor& idx, at::Tensor& dist) {
+  const c10::cuda::CUDAGuard device_guard(query.device());  // launch on the tensors' GPU
   const int64_t B = query.size(0), S = query.size(1), N = points.size(1);
   const int K = static_cast<int>(idx.size(2));
   if (B == 0 || S == 0) return;

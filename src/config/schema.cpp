@@ -63,7 +63,9 @@ const std::vector<FieldSpec>& config_schema() {
       F("moe.capacity_factor", 1.25, 0.01, 64, "RoutedMoE: expert capacity = ceil(factor * top_k * tokens / N) in training."),
       F("moe.eval_capacity_factor", 2.0, 0.01, 64, "RoutedMoE: capacity factor in evaluation."),
       F("moe.aux_loss_weight", 0.01, 0, 100, "RoutedMoE: weight of the load-balancing loss N * sum_i f_i P_i."),
-      B("ewa.enabled", true, "Run Experts Weights Averaging after every optimizer step (MoE layers only)."),
+      B("ewa.enabled", true,
+        "Run Experts Weights Averaging after every optimizer step (MoE layers only). Also on for moe.kind = routed, "
+        "with a warning at start-up: the paper's routed-MoE baseline sets it false."),
       F("ewa.share_rate", 0.3, 0, 1,
         "Share rate beta of Eq. (6); must lie in [0, (N-1)/N]: (N-1)/N sets every expert to the mean."),
       S("ewa.schedule", "constant", {"constant", "linear", "cosine"},

@@ -197,6 +197,10 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
          << (cfg.train.overlap_allreduce ? "during backward" : "after backward");
   }
   report(head.str());
+  if (cfg.moe.kind == MlpKind::Routed && cfg.ewa.enabled && moe_count)
+    report("warning: EWA is on (ewa.enabled defaults to true) with moe.kind = routed: it will average the "
+           "learned-gate experts toward each other after every step. The paper's routed-MoE baseline has EWA off: "
+           "set ewa.enabled=false for it.");
 
   const std::string log_path = dir + "/log.jsonl";
   auto window_start = Clock::now();
