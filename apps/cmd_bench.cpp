@@ -53,10 +53,10 @@ void add_bench_command(CLI::App& app) {
                                     "MLPs, RupMoE + EWA and RoutedMoE, interleaved in one run");
   cmd->add_option("-c,--config", args->config, "Config that defines the model")->capture_default_str();
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
-  cmd->add_option("--batch-size", args->options.batch_size, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", args->options.warmup, "Untimed steps per variant")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--steps", args->options.steps, "Timed steps per variant and round")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--rounds", args->options.rounds, "Rounds (variants alternate within a round)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", args->options.batch_size, "Batch size")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--warmup", args->options.warmup, "Untimed steps per variant")->capture_default_str()->check(at_least(0));
+  cmd->add_option("--steps", args->options.steps, "Timed steps per variant and round")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--rounds", args->options.rounds, "Rounds (variants alternate within a round)")->capture_default_str()->check(at_least(1));
   cmd->add_option("--variants", args->options.variants, "Only these variants (default: all)")
       ->check(CLI::IsMember({"dense", "rup+ewa", "routed"}));
   cmd->add_option("--record", args->record,
@@ -101,8 +101,8 @@ void add_bench_command(CLI::App& app) {
   auto* ops_cmd = bench->add_subcommand(
       "ops", "Our CPU farthest point sampling and kNN against Open3D's FarthestPointDownSample and KD-tree search");
   ops_cmd->add_option("--sizes", ops->options.sizes, "Cloud sizes (points)")->capture_default_str();
-  ops_cmd->add_option("--k", ops->options.k, "Neighbours per query")->capture_default_str()->check(CLI::PositiveNumber);
-  ops_cmd->add_option("--repeats", ops->options.repeats, "Timed repeats (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  ops_cmd->add_option("--k", ops->options.k, "Neighbours per query")->capture_default_str()->check(at_least(1));
+  ops_cmd->add_option("--repeats", ops->options.repeats, "Timed repeats (median reported)")->capture_default_str()->check(at_least(1));
   ops_cmd->add_option("--record", ops->record, "Also append the table, the exact command and the machine to this Markdown file");
   ops_cmd->callback([ops] {
     for (auto n : ops->options.sizes)

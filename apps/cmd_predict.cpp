@@ -23,11 +23,11 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("inputs", args->inputs, "Point files and folders (searched recursively)")->required();
   cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config (official checkpoints)");
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
-  cmd->add_option("-k,--top-k", args->options.top_k, "Classes listed per file")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("-k,--top-k", args->options.top_k, "Classes listed per file")->capture_default_str()->check(at_least(1));
   cmd->add_option("--votes", args->options.votes, "Test-time voting: probabilities averaged over 1 clean + N-1 augmented passes")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
-  cmd->add_option("--batch-size", args->options.batch_size, "Clouds per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", args->options.batch_size, "Clouds per forward pass")->capture_default_str()->check(at_least(1));
   cmd->add_flag("--upsample", args->options.upsample,
                 "Fill clouds with fewer points than data.num_points up by repeating points (default: refuse them)");
   cmd->add_flag("--json", args->json, "One JSON object per file instead of the table");

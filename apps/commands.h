@@ -26,6 +26,9 @@ void add_plot_command(CLI::App& app);
 void add_show_command(CLI::App& app);
 void add_gallery_command(CLI::App& app);
 
+// Flag checks with plain messages ("expected an integer >= 1, got '0'"), for CLI11's check().
+CLI::Validator at_least(int64_t minimum);
+
 // Loads `config_path` (or the defaults when empty), applies --set overrides, and parses it.
 Config load_config(const std::string& config_path, const std::vector<std::string>& overrides);
 

@@ -19,6 +19,23 @@
 
 namespace ewa::app {
 
+CLI::Validator at_least(int64_t minimum) {
+  return CLI::Validator(
+      [minimum](std::string& text) -> std::string {
+        int64_t v = 0;
+        size_t used = 0;
+        try {
+          v = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size() || v < minimum)
+          return "expected an integer >= " + std::to_string(minimum) + ", got '" + text + "'";
+        return "";
+      },
+      "INT>=" + std::to_string(minimum));
+}
+
 Config load_config(const std::string& config_path, const std::vector<std::string>& overrides) {
   nlohmann::json cfg = config_path.empty() ? default_config() : load_config_file(config_path);
   for (const auto& o : overrides) apply_override(cfg, o);
@@ -144,9 +161,32 @@ int main(int argc, char** argv) {
   ewa::app::add_gallery_command(app);
   app.parse_complete_callback([&] { ewa::init_threads(threads); });
   try {
+    // A first word that is no command: say so (CLI11 would only ask for a subcommand).
+    for (int i = 1; i < argc; ++i) {
+      const std::string word = argv[i];
+      if (word == "--threads") {
+        ++i;
+        continue;
+      }
+      if (word.empty() || word[0] == '-') continue;
+      std::string names;
+      bool known = false;
+      for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+        known = known || sub->get_name() == word;
+      }
+      if (!known) ewa::fail("unknown command '" + word + "' (commands: " + names + ")");
+      break;
+    }
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version print and succeed; every other flag error is one line, exit code 1.
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    std::string msg = e.what();
+    for (auto& c : msg)
+      if (c == '\n') c = ' ';
+    std::cerr << "ewa: error: " << msg << " (`ewa <command> --help` lists the options)" << std::endl;
+    return 1;
   } catch (const ewa::Interrupted& e) {  // SIGINT / SIGTERM, after the checkpoint
     if (*e.what()) std::cerr << "ewa: " << e.what() << std::endl;
     return e.exit_code();

@@ -33,8 +33,18 @@ TEST(Cli, HelpListsOptionsWithDefaults) {
   EXPECT_NE(r.output.find("--steps"), std::string::npos);
   EXPECT_NE(r.output.find("20"), std::string::npos) << r.output;  // the default is shown
   EXPECT_EQ(run_command(kEwa + " train --help").exit_code, 0);
-  EXPECT_NE(run_command(kEwa + " train --no-such-flag").exit_code, 0);
-  EXPECT_NE(run_command(kEwa).exit_code, 0);  // a subcommand is required
+  EXPECT_EQ(run_command(kEwa + " --version").output, "ewa 0.1.0\n");
+}
+
+TEST(Cli, FlagErrorsAreOneLineWithExitCodeOne) {
+  // Flag errors read like every other error, not the parser library's text and exit codes.
+  expect_one_line_error(run_command(kEwa + " train --no-such-flag"), "--no-such-flag");
+  expect_one_line_error(run_command(kEwa), "A subcommand is required");
+  expect_one_line_error(run_command(kEwa + " frobnicate"), "unknown command 'frobnicate' (commands: train, ");
+  expect_one_line_error(run_command(kEwa + " bench ops --k 0"), "--k: expected an integer >= 1, got '0'");
+  expect_one_line_error(run_command(kEwa + " bench ops --repeats many"), "--repeats");
+  expect_one_line_error(run_command(kEwa + " train --config"), "--config");
+  expect_one_line_error(run_command(kEwa + " --threads x train"), "--threads");
 }
 
 TEST(Cli, SimdLevelFromTheEnvironment) {
