@@ -47,6 +47,17 @@ class GzFile {
   gzFile f_;
 };
 
+// Deflate expands at most about 1032:1, so a (possibly gzipped) file of `file_bytes` holds at most
+// this many bytes of data: header counts that claim more are refused before anything is allocated.
+constexpr uint64_t kMaxInflation = 1040;
+
+uint64_t bytes_on_disk(const std::string& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) fail(path + ": cannot open file (" + ec.message() + ")");
+  return size;
+}
+
 void check_labels(const torch::Tensor& labels, int64_t num_classes, const std::string& path) {
   if (labels.numel() == 0) return;
   const int64_t mx = labels.max().item<int64_t>();
@@ -77,8 +88,14 @@ ImageDataset read_idx(const std::string& images_path, const std::string& labels_
     fail(images_path + ": not an IDX image file: expected magic 0x00000803 (ubyte, 3 dims), found 0x" +
          [&] { char b[16]; std::snprintf(b, sizeof b, "%08x", img_magic); return std::string(b); }());
   const int64_t n = img.read_be32("header"), rows = img.read_be32("header"), cols = img.read_be32("header");
-  if (rows == 0 || cols == 0 || rows != cols)
-    fail(images_path + ": expected square images, header says " + std::to_string(rows) + "x" + std::to_string(cols));
+  if (rows == 0 || cols == 0 || rows != cols || rows > 65536)
+    fail(images_path + ": expected square images of at most 65536x65536, header says " + std::to_string(rows) + "x" +
+         std::to_string(cols));
+  const uint64_t claimed = uint64_t(n) * uint64_t(rows) * uint64_t(cols);  // < 2^64: n < 2^32, rows * cols <= 2^32
+  if (claimed / kMaxInflation > bytes_on_disk(images_path))
+    fail(images_path + ": header claims " + std::to_string(n) + " images of " + std::to_string(rows) + "x" +
+         std::to_string(cols) + " (" + std::to_string(claimed) + " bytes) but the file has only " +
+         std::to_string(bytes_on_disk(images_path)) + " bytes: truncated or corrupt");
   ds.images = torch::empty({n, 1, rows, cols}, torch::kUInt8);
   img.read(ds.images.data_ptr<uint8_t>(), static_cast<size_t>(n * rows * cols), "pixel data");
 

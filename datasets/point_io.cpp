@@ -99,6 +99,9 @@ torch::Tensor read_npy(const std::string& path) {
   const int len_size = major == 1 ? 2 : 4;
   if (!in.read(reinterpret_cast<char*>(len_bytes), len_size)) fail(path + ": truncated .npy header");
   for (int i = len_size - 1; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
+  std::error_code header_ec;
+  if (header_len > (1u << 20) || header_len > fs::file_size(path, header_ec))
+    fail(path + ": truncated or corrupt .npy header: it claims " + std::to_string(header_len) + " bytes");
   std::string header(header_len, '\0');
   if (!in.read(header.data(), header_len)) fail(path + ": truncated .npy header");
   const std::string descr = npy_header_value(header, "descr");
@@ -126,8 +129,24 @@ torch::Tensor read_npy(const std::string& path) {
       sizes.push_back(v);
     }
   }
-  int64_t count = 1;
-  for (auto s : sizes) count *= s;
+  // The shape must fit in the file before anything is allocated (and its product in 64 bits).
+  std::error_code size_ec;
+  const uint64_t file_bytes = fs::file_size(path, size_ec);
+  const uint64_t data_bytes = size_ec ? 0 : file_bytes - std::min<uint64_t>(file_bytes, uint64_t(in.tellg()));
+  const bool empty = std::find(sizes.begin(), sizes.end(), int64_t(0)) != sizes.end();
+  uint64_t need = empty ? 0 : uint64_t(item), count_u = empty ? 0 : 1;
+  for (auto s : sizes) {
+    if (empty) break;
+    if (need > data_bytes / uint64_t(s)) {
+      need = data_bytes + 1;  // more than the file holds (and no overflow)
+      break;
+    }
+    need *= uint64_t(s);
+    count_u *= uint64_t(s);
+  }
+  if (need > data_bytes)
+    fail(path + ": truncated: shape " + shape + " needs more bytes of data than the file's " + std::to_string(data_bytes));
+  const int64_t count = static_cast<int64_t>(count_u);
   std::vector<char> body(static_cast<size_t>(count) * item);
   if (!in.read(body.data(), static_cast<std::streamsize>(body.size())))
     fail(path + ": truncated: shape " + shape + " needs " + std::to_string(body.size()) + " bytes of data, the file has fewer");
@@ -223,6 +242,13 @@ Mesh read_off(const std::string& path) {
     fail(path + ": malformed OFF header: expected vertex, face and edge counts");
   }
   if (nv <= 0 || nf <= 0) fail(path + ": empty mesh: " + std::to_string(nv) + " vertices, " + std::to_string(nf) + " faces");
+  // Counts are checked against the file before allocating: a vertex takes at least 6 bytes
+  // ("0 0 0\n"), a face at least 8 ("3 0 1 2\n").
+  std::error_code size_ec;
+  const int64_t file_bytes = static_cast<int64_t>(fs::file_size(path, size_ec));
+  if (!size_ec && (nv > file_bytes / 6 + 1 || nf > file_bytes / 8 + 1))
+    fail(path + ": header claims " + std::to_string(nv) + " vertices and " + std::to_string(nf) +
+         " faces but the file has only " + std::to_string(file_bytes) + " bytes: truncated or corrupt");
   auto v = torch::empty({nv, 3}, torch::kFloat);
   auto va = v.accessor<float, 2>();
   for (int64_t i = 0; i < nv; ++i)
@@ -235,7 +261,8 @@ Mesh read_off(const std::string& path) {
   std::vector<int64_t> tris;
   for (int64_t f = 0; f < nf; ++f) {
     int64_t n = 0;
-    if (!(in >> n) || n < 3) fail(path + ": truncated or malformed face " + std::to_string(f) + " of " + std::to_string(nf));
+    if (!(in >> n) || n < 3 || n > file_bytes / 2 + 1)
+      fail(path + ": truncated or malformed face " + std::to_string(f) + " of " + std::to_string(nf));
     std::vector<int64_t> ids(n);
     for (auto& id : ids)
       if (!(in >> id) || id < 0 || id >= nv)
@@ -432,8 +459,40 @@ Mesh read_mesh(const std::string& path) {
 #endif
 }
 
+// The element and point counts in a .ply or .pcd header, checked against the file's size before
+// Open3D or PCL allocate for them (each element takes at least one byte; PCD's compressed form
+// expands at most ~1040:1). A 40-byte file claiming 10^12 points is refused here.
+void check_header_counts(const std::string& path, const std::string& ext) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path + ": cannot open file");
+  std::error_code ec;
+  const long double file_bytes = static_cast<long double>(fs::file_size(path, ec));
+  long double claimed = 0, limit = file_bytes;
+  std::string line;
+  for (int i = 0; i < 2000 && std::getline(in, line); ++i) {
+    std::istringstream words(line);
+    std::string key, name;
+    words >> key;
+    long double count = -1;
+    if (ext == ".ply" && key == "element") {
+      words >> name >> count;
+    } else if (ext == ".pcd" && key == "POINTS") {
+      words >> count;
+      limit = file_bytes * 1040.0L;
+    }
+    if (count < 0 && (key == "element" || key == "POINTS")) fail(path + ": malformed header line '" + line.substr(0, 60) + "'");
+    if (count > 0) claimed += count;
+    if ((ext == ".ply" && key == "end_header") || (ext == ".pcd" && key == "DATA")) break;
+  }
+  if (claimed > limit)
+    fail(path + ": header claims " + [&] { char b[64]; std::snprintf(b, sizeof b, "%.0Lf", claimed); return std::string(b); }() +
+         " points or elements but the file has only " +
+         std::to_string(static_cast<uint64_t>(file_bytes)) + " bytes: truncated or corrupt");
+}
+
 torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed) {
   const std::string ext = lower_extension(path);
+  if (ext == ".ply" || ext == ".pcd") check_header_counts(path, ext);
   if (ext == ".txt" || ext == ".xyz" || ext == ".pts" || ext == ".csv") return read_text_points(path);
   // Meshes (.obj, .ply with faces) are sampled on their surface; vertex-only files are points.
   if (ext == ".obj" || (ext == ".ply" && built_with_open3d() && ply_has_faces(path))) {
@@ -474,6 +533,13 @@ H5Clouds read_h5_clouds(const std::string& path) {
       for (auto d : ddims) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
       fail(path + ": dataset 'data' has shape [" + shape + "], expected [N, P, 3] (or more channels) with N, P > 0");
     }
+    // Dimensions must fit the file (deflate expands at most ~1032:1) before anything is allocated.
+    const uint64_t file_bytes = fs::file_size(path);
+    const long double claimed = (long double)ddims[0] * (long double)ddims[1] * (long double)ddims[2] * 4.0L;
+    if (claimed > (long double)file_bytes * 1040.0L + (1 << 20))
+      fail(path + ": dataset 'data' claims [" + std::to_string(ddims[0]) + ", " + std::to_string(ddims[1]) + ", " +
+           std::to_string(ddims[2]) + "] floats but the file has only " + std::to_string(file_bytes) +
+           " bytes: truncated or corrupt");
     out.points = torch::empty({int64_t(ddims[0]), int64_t(ddims[1]), int64_t(ddims[2])}, torch::kFloat);
     data.read(out.points.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
     auto [label, ldims] = read_dataset("label");
