@@ -1,0 +1,464 @@
+// The catalogue of bad inputs (docs/errors.md): every row is run here, as a user would run it,
+// and must end with its one-line "ewa: error: ..." message and exit code 1. The table in
+// docs/errors.md is written from these runs (EWA_ERRORS_DOC=docs/errors.md ewa_tests
+// --gtest_filter='Errors.*'), and a test checks that it is current.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <regex>
+
+#include "datasets/point_io.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+namespace {
+using ewa::testing::run_command;
+using ewa::testing::TempDir;
+using ewa::testing::write_file;
+namespace fs = std::filesystem;
+
+const std::string kEwa = EWA_BINARY;
+
+// What every case may use: a small synthetic point dataset, a trained tiny point classifier
+// (train checkpoint and its dense conversion) and a small IDX image dataset. Built once.
+struct Fixture {
+  TempDir dir;
+  std::string synth, ckpt, dense, images;
+  Fixture() {
+    auto r = ewa::testing::train_tiny_point_classifier(kEwa, dir.path(), "tiny", R"({"kind": "rup", "num_experts": 2})");
+    if (r.exit_code != 0) throw std::runtime_error("fixture: " + r.output);
+    synth = dir / "synth";
+    ckpt = dir / "runs/tiny/last.pt";
+    dense = dir / "dense.pt";
+    r = run_command(kEwa + " convert " + ckpt + " -o " + dense);
+    if (r.exit_code != 0) throw std::runtime_error("fixture: " + r.output);
+    images = dir / "images";
+    fs::create_directories(images);
+    ewa::testing::write_pattern_idx(images, 40, 10, false);
+  }
+  // A config for the tiny point classifier on `root`, with `extra` JSON members appended to "train".
+  std::string point_config(const std::string& path, const std::string& root, const std::string& train_extra = "") const {
+    write_file(path, R"({"name": "e", "model": {"name": "point_transformer", "embed_dim": 32, "depth": 2, "num_heads": 2,
+      "num_groups": 8, "group_size": 8, "head_hidden": 32}, "moe": {"kind": "rup", "num_experts": 2},
+      "data": {"dataset": "modelnet_h5", "root": ")" + root + R"(", "num_points": 64, "batch_size": 16},
+      "train": {"epochs": 1, "runs_dir": ")" + fs::path(path).parent_path().string() + R"(/runs")" + train_extra + "}}");
+    return path;
+  }
+};
+
+Fixture& fixture() {
+  static Fixture f;
+  return f;
+}
+
+// One bad input: `setup` writes it into the case's own directory and returns the command to run.
+struct Case {
+  std::string id, area, input;
+  std::function<std::string(const Fixture&, const std::string& dir)> setup;
+  std::string fragment;        // part of the expected message
+  bool one_line = true;        // predict adds a summary line after the file's own error
+};
+
+std::string npy_bytes(const std::string& descr, const std::string& shape, size_t data_bytes, int version = 1) {
+  std::string h = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  while ((10 + h.size() + 1) % 64) h += ' ';
+  h += '\n';
+  std::string out = "\x93NUMPY";
+  out += char(version);
+  out += char(0);
+  out += char(h.size() & 0xff);
+  out += char(h.size() >> 8);
+  return out + h + std::string(data_bytes, '\0');
+}
+
+std::string copy_synth(const Fixture& f, const std::string& dir) {
+  const std::string root = dir + "/synth";
+  fs::copy(f.synth, root, fs::copy_options::recursive);
+  return root;
+}
+
+std::string predict(const Fixture& f, const std::string& file) { return kEwa + " predict " + f.dense + " " + file; }
+
+std::string train_images(const std::string& root, const std::string& extra = "") {
+  return kEwa + " train --set data.root=" + root + " --set train.runs_dir=" + root + "/runs --set model.embed_dim=16 " +
+         "--set model.depth=1 --set model.num_heads=2 --set model.patch_size=7 " + extra;
+}
+
+std::string copy_images(const Fixture& f, const std::string& dir) {
+  const std::string root = dir + "/images";
+  fs::copy(f.images, root, fs::copy_options::recursive);
+  return root;
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> c;
+  // ---- point files (one reader entry point for training, evaluation and prediction) ----
+  c.push_back({"P01", "point file", ".off that does not start with OFF", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.off", "PLY\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n");
+                 return predict(f, d + "/a.off");
+               }, "not an OFF file: expected 'OFF' at the start", false});
+  c.push_back({"P02", "point file", ".off cut off in its vertices", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.off", "OFF\n3 1 0\n0 0 0\n1 0\n");
+                 return predict(f, d + "/a.off");
+               }, "truncated or malformed vertex 1 of 3", false});
+  c.push_back({"P03", "point file", ".off of 28 bytes whose header claims 10^12 vertices", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.off", "OFF\n1000000000000 1 0\n0 0 0\n");
+                 return predict(f, d + "/a.off");
+               }, "header claims 1000000000000 vertices and 1 faces but the file has only 28 bytes", false});
+  c.push_back({"P04", "point file", ".off with a face index past the vertices", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n");
+                 return predict(f, d + "/a.off");
+               }, "face 0 has a vertex index outside [0, 3)", false});
+  c.push_back({"P05", "point file", ".off with 'nan' for a coordinate", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.off", "OFF\n3 1 0\n0 0 0\nnan 0 0\n0 1 0\n3 0 1 2\n");
+                 return predict(f, d + "/a.off");
+               }, "truncated or malformed vertex 1 of 3", false});
+  c.push_back({"P06", "point file", ".off with no faces", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.off", "OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n");
+                 return predict(f, d + "/a.off");
+               }, "empty mesh: 3 vertices, 0 faces", false});
+  c.push_back({"P07", "point file", "empty .xyz file", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.xyz", "");
+                 return predict(f, d + "/a.xyz");
+               }, "empty point cloud (no points)", false});
+  c.push_back({"P08", "point file", ".xyz with 2 values per point", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.xyz", "0 0\n1 1\n");
+                 return predict(f, d + "/a.xyz");
+               }, "expected at least 3 coordinates per point, got 2", false});
+  c.push_back({"P09", "point file", ".xyz whose rows differ in length", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.xyz", "0 0 0\n1 1 1 1\n");
+                 return predict(f, d + "/a.xyz");
+               }, "expected 3 values like line 1, got 4", false});
+  c.push_back({"P10", "point file", ".xyz with a word among the numbers", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.xyz", "0 0 0\n1 one 1\n");
+                 return predict(f, d + "/a.xyz");
+               }, "a.xyz:2:", false});
+  c.push_back({"P11", "point file", ".npy without the NumPy magic", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.npy", "NUMPY 1.0 but not really");
+                 return predict(f, d + "/a.npy");
+               }, "not a NumPy .npy file", false});
+  c.push_back({"P12", "point file", ".npy of int32", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.npy", npy_bytes("<i4", "(4, 3)", 48));
+                 return predict(f, d + "/a.npy");
+               }, "unsupported dtype '<i4': expected float32 ('<f4') or float64 ('<f8')", false});
+  c.push_back({"P13", "point file", ".npy with fewer data bytes than its shape needs", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.npy", npy_bytes("<f4", "(100, 3)", 40));
+                 return predict(f, d + "/a.npy");
+               }, "truncated: shape (100, 3) needs more bytes of data than the file's 40", false});
+  c.push_back({"P14", "point file", ".npy whose shape claims 10^12 points", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.npy", npy_bytes("<f4", "(1000000000000, 3)", 0));
+                 return predict(f, d + "/a.npy");
+               }, "truncated: shape (1000000000000, 3) needs more bytes", false});
+  c.push_back({"P15", "point file", ".npy of one dimension", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.npy", npy_bytes("<f4", "(6,)", 24));
+                 return predict(f, d + "/a.npy");
+               }, "expected a point array [P, C] with C >= 3 columns, got shape (6,)", false});
+  c.push_back({"P16", "point file", ".npy version 2 header claiming 4 GB", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.npy", std::string("\x93NUMPY\x02\x00\x00\x28\x6b\xee", 12) + "{}");
+                 return predict(f, d + "/a.npy");
+               }, "truncated or corrupt .npy header: it claims 4000000000 bytes", false});
+  c.push_back({"P17", "point file", ".npy format version 9", [](const Fixture& f, const std::string& d) {
+                 std::string b = npy_bytes("<f4", "(2, 3)", 24);
+                 b[6] = 9;
+                 write_file(d + "/a.npy", b);
+                 return predict(f, d + "/a.npy");
+               }, "unsupported .npy format version 9 (expected 1, 2 or 3)", false});
+  c.push_back({"P18", "point file", ".ply whose header claims 10^12 vertices", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.ply", "ply\nformat ascii 1.0\nelement vertex 1000000000000\nproperty float x\nend_header\n");
+                 return predict(f, d + "/a.ply");
+               }, "header claims 1000000000000 points or elements but the file has only 78 bytes", false});
+  c.push_back({"P19", "point file", ".pcd whose header claims 10^12 points", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.pcd", "VERSION .7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 1000000000000\n"
+                                          "HEIGHT 1\nPOINTS 1000000000000\nDATA ascii\n");
+                 return predict(f, d + "/a.pcd");
+               }, "header claims 1000000000000 points or elements", false});
+  c.push_back({"P20", "point file", "file with an unknown extension", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.stl", "solid x\n");
+                 return predict(f, d + "/a.stl");
+               }, "unsupported point file extension '.stl'", false});
+  c.push_back({"P21", "point file", "a path that does not exist", [](const Fixture& f, const std::string& d) {
+                 return predict(f, d + "/absent.xyz");
+               }, "absent.xyz", false});
+  // ---- image datasets (IDX, CIFAR) ----
+  c.push_back({"I01", "image data", "IDX image file with the wrong magic", [](const Fixture& f, const std::string& d) {
+                 const auto root = copy_images(f, d);
+                 write_file(root + "/train-images-idx3-ubyte", ewa::testing::be32(0x00000801) + std::string(12, '\0'));
+                 return train_images(root);
+               }, "not an IDX image file: expected magic 0x00000803"});
+  c.push_back({"I02", "image data", "IDX images that are not square", [](const Fixture& f, const std::string& d) {
+                 const auto root = copy_images(f, d);
+                 write_file(root + "/train-images-idx3-ubyte", ewa::testing::idx_bytes(torch::zeros({40, 28, 14})));
+                 return train_images(root);
+               }, "expected square images of at most 65536x65536, header says 28x14"});
+  c.push_back({"I03", "image data", "40-byte IDX file whose header claims 4e9 images", [](const Fixture& f, const std::string& d) {
+                 const auto root = copy_images(f, d);
+                 write_file(root + "/train-images-idx3-ubyte", ewa::testing::be32(0x803) + ewa::testing::be32(4000000000u) +
+                                                                   ewa::testing::be32(28) + ewa::testing::be32(28) + std::string(24, '\0'));
+                 return train_images(root);
+               }, "header claims 4000000000 images of 28x28 (3136000000000 bytes) but the file has only 40 bytes"});
+  c.push_back({"I04", "image data", "IDX image file cut off in its pixels", [](const Fixture& f, const std::string& d) {
+                 const auto root = copy_images(f, d);
+                 auto bytes = ewa::testing::idx_bytes(torch::zeros({40, 28, 28}));
+                 write_file(root + "/train-images-idx3-ubyte", bytes.substr(0, bytes.size() - 100));
+                 return train_images(root);
+               }, "truncated: expected 31360 bytes of pixel data, found 31260"});
+  c.push_back({"I05", "image data", "IDX labels fewer than images", [](const Fixture& f, const std::string& d) {
+                 const auto root = copy_images(f, d);
+                 write_file(root + "/train-labels-idx1-ubyte", ewa::testing::idx_bytes(torch::zeros({39})));
+                 return train_images(root);
+               }, "has 39 labels but"});
+  c.push_back({"I06", "image data", "IDX label 12 in a 10-class dataset", [](const Fixture& f, const std::string& d) {
+                 const auto root = copy_images(f, d);
+                 write_file(root + "/train-labels-idx1-ubyte", ewa::testing::idx_bytes(torch::full({40}, 12)));
+                 return train_images(root);
+               }, "label 12 out of range: expected labels in [0, 10)"});
+  c.push_back({"I07", "image data", "IDX labels file missing", [](const Fixture& f, const std::string& d) {
+                 const auto root = copy_images(f, d);
+                 fs::remove(root + "/train-labels-idx1-ubyte");
+                 return train_images(root);
+               }, "missing file train-labels-idx1-ubyte(.gz)"});
+  c.push_back({"I08", "image data", "empty IDX image file", [](const Fixture& f, const std::string& d) {
+                 const auto root = copy_images(f, d);
+                 write_file(root + "/train-images-idx3-ubyte", "");
+                 return train_images(root);
+               }, "truncated: expected 4 bytes of header, found 0"});
+  c.push_back({"I09", "image data", "CIFAR-10 batch whose size is not a whole number of records", [](const Fixture&, const std::string& d) {
+                 for (int i = 1; i <= 5; ++i) write_file(d + "/data_batch_" + std::to_string(i) + ".bin", std::string(3073 * 2, '\0'));
+                 write_file(d + "/test_batch.bin", std::string(3073 * 2 + 5, '\0'));
+                 return train_images(d, "--set data.dataset=cifar10 --set model.patch_size=8");
+               }, "not a positive multiple of the record size 3073"});
+  c.push_back({"I10", "image data", "CIFAR-10 label 10", [](const Fixture&, const std::string& d) {
+                 std::string batch(3073, '\0');
+                 batch[0] = 10;
+                 for (int i = 1; i <= 5; ++i) write_file(d + "/data_batch_" + std::to_string(i) + ".bin", batch);
+                 write_file(d + "/test_batch.bin", std::string(3073, '\0'));
+                 return train_images(d, "--set data.dataset=cifar10 --set model.patch_size=8");
+               }, "label 10 out of range: expected labels in [0, 10)"});
+  // ---- point datasets (HDF5) ----
+  auto h5_case = [](const std::string& file_text, const std::function<void(const std::string&)>& corrupt) {
+    return [file_text, corrupt](const Fixture& f, const std::string& d) {
+      const auto root = copy_synth(f, d);
+      corrupt(root);
+      return kEwa + " train --config " + f.point_config(d + "/c.json", root);
+    };
+  };
+  c.push_back({"H01", "point data", "a training .h5 that is not HDF5", h5_case("", [](const std::string& r) {
+                 write_file(r + "/ply_data_train0.h5", "not hdf5 at all");
+               }), "not a readable HDF5 file (truncated or corrupt)"});
+  c.push_back({"H02", "point data", "an empty (0-byte) training .h5", h5_case("", [](const std::string& r) {
+                 write_file(r + "/ply_data_train0.h5", "");
+               }), "not a readable HDF5 file"});
+  c.push_back({"H03", "point data", ".h5 'data' of 2 channels", h5_case("", [](const std::string& r) {
+                 ewa::data::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 64, 2}), torch::zeros({4}, torch::kLong));
+               }), "dataset 'data' has shape [4, 64, 2], expected [N, P, 3]"});
+  c.push_back({"H04", "point data", ".h5 with NaN coordinates", h5_case("", [](const std::string& r) {
+                 auto pts = torch::rand({4, 64, 3});
+                 pts[1][5][0] = NAN;
+                 ewa::data::write_h5_clouds(r + "/ply_data_train0.h5", pts, torch::zeros({4}, torch::kLong));
+               }), "dataset 'data' contains NaN or infinite coordinates"});
+  c.push_back({"H05", "point data", ".h5 with label -1 (stored as uint8, so 255)", h5_case("", [](const std::string& r) {
+                 ewa::data::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 64, 3}), torch::tensor({0, -1, 0, 0}, torch::kLong));
+               }), "label 255 out of range: expected labels in [0, 8)"});
+  c.push_back({"H06", "point data", ".h5 label beyond shape_names.txt", h5_case("", [](const std::string& r) {
+                 ewa::data::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 64, 3}), torch::tensor({0, 99, 0, 0}, torch::kLong));
+               }), "99"});
+  c.push_back({"H07", "point data", "train_files.txt lists a file that is absent", h5_case("", [](const std::string& r) {
+                 write_file(r + "/train_files.txt", "data/synth/ply_data_train7.h5\n");
+               }), "ply_data_train7.h5"});
+  c.push_back({"H08", "point data", "clouds of fewer points than data.num_points", h5_case("", [](const std::string& r) {
+                 ewa::data::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 16, 3}), torch::zeros({4}, torch::kLong));
+               }), "16"});
+  // ---- configs and --set ----
+  auto config_case = [](const std::string& json) {
+    return [json](const Fixture&, const std::string& d) {
+      write_file(d + "/c.json", json);
+      return kEwa + " train --config " + d + "/c.json";
+    };
+  };
+  auto set_case = [](const std::string& sets) {
+    return [sets](const Fixture& f, const std::string& d) {
+      return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " " + sets;
+    };
+  };
+  c.push_back({"C01", "config", "an unknown key", config_case(R"({"ewa": {"share": 0.3}})"), "unknown key 'ewa.share'"});
+  c.push_back({"C02", "config", "a string where an integer belongs", config_case(R"({"train": {"epochs": "ten"}})"),
+               "'train.epochs': expected an integer"});
+  c.push_back({"C03", "config", "a value below its range", config_case(R"({"train": {"epochs": 0}})"), "'train.epochs'"});
+  c.push_back({"C04", "config", "a value outside its choices", config_case(R"({"moe": {"kind": "sparse"}})"), "'moe.kind'"});
+  c.push_back({"C05", "config", "not JSON", config_case("{\"train\": {\"epochs\": 3,,}}"), "invalid JSON"});
+  c.push_back({"C06", "config", "JSON that is a list, not an object", config_case("[1, 2]"), "the top level must be a JSON object"});
+  c.push_back({"C07", "config", "a config file that does not exist", [](const Fixture&, const std::string& d) {
+                 return kEwa + " train --config " + d + "/absent.json";
+               }, "absent.json: cannot open file"});
+  c.push_back({"C08", "config", "share rate above (N-1)/N", set_case("--set ewa.share_rate=0.9"),
+               "share rate must be in [0, (N-1)/N] = [0, 0.5] for N = 2 experts, got 0.9"});
+  c.push_back({"C09", "config", "num_heads that does not divide embed_dim", set_case("--set model.num_heads=3"),
+               "'model.num_heads': must divide model.embed_dim (32), got 3"});
+  c.push_back({"C10", "config", "group_size larger than num_points", set_case("--set model.group_size=128"), "model.group_size"});
+  c.push_back({"C11", "config", "moe.blocks index past the depth", set_case("--set moe.blocks=[5]"),
+               "'moe.blocks': block index 5 is outside 0..1"});
+  c.push_back({"C12", "config", "moe.top_k above moe.num_experts", set_case("--set moe.kind=routed --set moe.top_k=2 --set moe.num_experts=2 --set moe.top_k=3"),
+               "moe.top_k"});
+  c.push_back({"C13", "config", "moe.last_k above the depth", set_case("--set moe.blocks=last_k --set moe.last_k=4"),
+               "'moe.last_k': must not exceed model.depth (2)"});
+  c.push_back({"C14", "config", "data.scale_low above data.scale_high", set_case("--set data.scale_low=2 --set data.scale_high=1"),
+               "'data.scale_low': must not exceed data.scale_high"});
+  c.push_back({"C15", "config", "scanobjectnn without a variant", set_case("--set data.dataset=scanobjectnn"),
+               "'data.variant': required for scanobjectnn"});
+  c.push_back({"C16", "config", "an image model on a point dataset", set_case("--set model.name=vit"), "cannot read dataset 'modelnet_h5'"});
+  c.push_back({"C17", "config", "a dataset without data.root", config_case(R"({"data": {"dataset": "cifar10"}})"),
+               "'data.root': required for dataset cifar10"});
+  c.push_back({"C18", "config", "--set without '='", set_case("--set ewa.share_rate"), "expected key=value"});
+  c.push_back({"C19", "config", "--set of an unknown key", set_case("--set ewa.sharerate=0.1"), "unknown key 'ewa.sharerate'"});
+  c.push_back({"C20", "config", "--set of the wrong type", set_case("--set train.seed=abc"), "train.seed"});
+  // ---- flags and environment ----
+  auto flag_case = [](const std::string& args) {
+    return [args](const Fixture&, const std::string&) { return kEwa + (args.empty() ? "" : " " + args); };
+  };
+  c.push_back({"F01", "flags", "an unknown flag", flag_case("train --no-such-flag"), "--no-such-flag"});
+  c.push_back({"F02", "flags", "no command", flag_case(""), "A subcommand is required"});
+  c.push_back({"F03", "flags", "an unknown command", flag_case("frobnicate"), "unknown command 'frobnicate'"});
+  c.push_back({"F04", "flags", "an integer flag of 0 where 1 is the least", flag_case("bench ops --k 0"),
+               "--k: expected an integer >= 1, got '0'"});
+  c.push_back({"F05", "flags", "a word where an integer belongs", flag_case("bench ops --repeats many"),
+               "--repeats: expected an integer >= 1, got 'many'"});
+  c.push_back({"F06", "flags", "a flag without its value", flag_case("train --config"), "--config"});
+  c.push_back({"F07", "flags", "--nproc 0", flag_case("train --nproc 0"), "--nproc"});
+  c.push_back({"F08", "flags", "an unknown EWA_SIMD", [](const Fixture&, const std::string&) {
+                 return "EWA_SIMD=sse9 " + kEwa + " bench ops";
+               }, "environment variable EWA_SIMD='sse9': expected baseline, avx2 or avx512"});
+  c.push_back({"F09", "flags", "bench ops with a size under 64 points", flag_case("bench ops --sizes 8"),
+               "--sizes: every size must be at least 64 points, got 8"});
+  // ---- checkpoints and weights ----
+  c.push_back({"K01", "checkpoint", "--resume of a file that does not exist", [](const Fixture& f, const std::string& d) {
+                 return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --resume " + d + "/absent.pt";
+               }, "absent.pt: cannot open file"});
+  c.push_back({"K02", "checkpoint", "a checkpoint cut off halfway", [](const Fixture& f, const std::string& d) {
+                 std::ifstream in(f.ckpt, std::ios::binary);
+                 std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+                 write_file(d + "/half.pt", bytes.substr(0, bytes.size() / 2));
+                 return kEwa + " eval " + d + "/half.pt";
+               }, "half.pt: not a readable torch.save file (truncated, or not a zip archive written by torch.save)"});
+  c.push_back({"K03", "checkpoint", "a text file named .pt", [](const Fixture&, const std::string& d) {
+                 write_file(d + "/notes.pt", "these are my notes\n");
+                 return kEwa + " eval " + d + "/notes.pt";
+               }, "notes.pt"});
+  c.push_back({"K04", "checkpoint", "--resume into a model of another architecture", [](const Fixture& f, const std::string& d) {
+                 return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --set model.embed_dim=48 --resume " + f.ckpt;
+               }, "does not match the model architecture"});
+  c.push_back({"K05", "checkpoint", "a checkpoint of another format version", [](const Fixture& f, const std::string& d) {
+                 c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
+                 root.insert(std::string("format"), std::string("ewa-checkpoint-0"));
+                 const auto bytes = torch::pickle_save(at::IValue(root));
+                 write_file(d + "/old.pt", std::string(bytes.begin(), bytes.end()));
+                 return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --resume " + d + "/old.pt";
+               }, "old.pt: unsupported format: expected 'ewa-checkpoint-1'"});
+  c.push_back({"K06", "checkpoint", "--resume from a converted (dense) model", [](const Fixture& f, const std::string& d) {
+                 return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --set moe.kind=dense --resume " + f.dense;
+               }, "has no optimizer state (a converted model cannot be resumed)"});
+  c.push_back({"K07", "checkpoint", "--resume with another batch size (the stop position no longer fits)", [](const Fixture& f, const std::string& d) {
+                 // A mid-epoch checkpoint after step 2 of 3 (batches of 16 of 48 clouds): killed while
+                 // writing the third; then resumed with one batch of 48 per epoch.
+                 const auto cfg = f.point_config(d + "/c.json", f.synth, R"(, "checkpoint_every": 1)");
+                 run_command("EWA_TEST_KILL_DURING_CHECKPOINT=3 " + kEwa + " train --config " + cfg);
+                 return kEwa + " train --config " + cfg + " --set data.batch_size=48 --resume " + d + "/runs/e/last.pt";
+               }, "which does not fit"});
+  c.push_back({"K08", "checkpoint", "safetensors file shorter than its 8-byte header length", [](const Fixture&, const std::string& d) {
+                 write_file(d + "/w.safetensors", "abc");
+                 return kEwa + " eval " + d + "/w.safetensors";
+               }, "truncated safetensors file (no header)"});
+  c.push_back({"K09", "checkpoint", "safetensors header length beyond the file", [](const Fixture&, const std::string& d) {
+                 write_file(d + "/w.safetensors", std::string("\xff\xff\xff\xff\x00\x00\x00\x00", 8) + "{}");
+                 return kEwa + " eval " + d + "/w.safetensors";
+               }, "corrupt safetensors file: header length"});
+  c.push_back({"K10", "checkpoint", "a weights file with an unknown extension", [](const Fixture&, const std::string& d) {
+                 write_file(d + "/w.h5", "x");
+                 return kEwa + " eval " + d + "/w.h5";
+               }, "unsupported weights file extension '.h5'"});
+  // ---- the run directory ----
+  c.push_back({"R01", "run directory", "train.runs_dir is a file", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/file", "x");
+                 return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --set train.runs_dir=" + d + "/file";
+               }, "cannot create it (Not a directory)"});
+  c.push_back({"R02", "run directory", "a run directory that already holds a checkpoint, without --resume", [](const Fixture& f, const std::string& d) {
+                 const auto cfg = f.point_config(d + "/c.json", f.synth);
+                 run_command(kEwa + " train --config " + cfg);
+                 return kEwa + " train --config " + cfg;
+               }, "already holds a checkpoint (last.pt): pass --resume to continue it or choose another --name"});
+  c.push_back({"R03", "run directory", "a disk too small for the next checkpoint (file-size limit)", [](const Fixture& f, const std::string& d) {
+                 const auto cfg = f.point_config(d + "/c.json", f.synth, R"(, "checkpoint_every": 1)");
+                 return "ulimit -f 8 && " + kEwa + " train --config " + cfg;
+               }, "cannot write"});
+  return c;
+}
+
+// The one-line messages of the runs, with the case directory shown as <dir>.
+struct Outcome {
+  int exit_code;
+  std::string first_line;
+  int error_lines;
+};
+
+std::string clean(std::string s, const std::string& dir, const std::string& fixture_dir) {
+  for (const auto& [from, to] : {std::pair{dir, std::string("<dir>")}, std::pair{fixture_dir, std::string("<fixture>")}})
+    for (size_t p; (p = s.find(from)) != std::string::npos;) s.replace(p, from.size(), to);
+  return s;
+}
+
+Outcome run_case(const Case& c, const std::string& dir) {
+  auto r = run_command(c.setup(fixture(), dir));
+  Outcome o{r.exit_code, "", 0};
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("ewa: error: ", 0) == 0) {
+      if (o.error_lines++ == 0) o.first_line = clean(line, dir, fixture().dir.path());
+    }
+  return o;
+}
+
+TEST(Errors, EveryCatalogueRowEndsWithItsOneLineErrorAndExitCodeOne) {
+  const auto all = cases();
+  ASSERT_GE(all.size(), 60u);
+  std::ostringstream table;
+  table << "| id | area | bad input | message (first line; `<dir>` is the case's directory) | exit |\n"
+        << "|---|---|---|---|---:|\n";
+  for (const auto& c : all) {
+    SCOPED_TRACE(c.id + ": " + c.input);
+    TempDir dir;
+    const Outcome o = run_case(c, dir.path());
+    EXPECT_EQ(o.exit_code, 1);
+    EXPECT_NE(o.first_line.find(c.fragment), std::string::npos) << o.first_line;
+    if (c.one_line) {
+      EXPECT_EQ(o.error_lines, 1);
+    }
+    std::string msg = o.first_line;
+    for (size_t p; (p = msg.find('|')) != std::string::npos;) msg.replace(p, 1, "\\|");
+    table << "| " << c.id << " | " << c.area << " | " << c.input << " | `` " << msg << " `` | " << o.exit_code << " |\n";
+  }
+  if (const char* out = std::getenv("EWA_ERRORS_DOC")) {
+    std::ifstream in(out);
+    std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string begin = "<!-- table: written by tests/test_errors.cpp -->\n", end = "<!-- end of table -->";
+    const auto a = doc.find(begin), b = doc.find(end);
+    ASSERT_TRUE(a != std::string::npos && b != std::string::npos) << out << " lacks the table markers";
+    doc = doc.substr(0, a + begin.size()) + table.str() + doc.substr(b);
+    std::ofstream(out) << doc;
+  }
+}
+
+TEST(Errors, DocsCatalogueListsEveryRow) {
+  std::ifstream in(std::string(EWA_SOURCE_DIR) + "/docs/errors.md");
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& c : cases()) {
+    const auto row = doc.find("| " + c.id + " | ");
+    ASSERT_NE(row, std::string::npos) << c.id << " is missing from docs/errors.md: regenerate it (see its top)";
+    const auto line = doc.substr(row, doc.find('\n', row) - row);
+    EXPECT_NE(line.find(c.fragment), std::string::npos) << c.id << ": docs/errors.md is stale: " << line;
+  }
+}
+
+}  // namespace
