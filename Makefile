@@ -11,6 +11,8 @@
 #   make bench  ewa bench train-step (the numbers of docs/benchmarks.md)
 #   make doc-images  the PNGs of docs/guide.md "Predict and visualize" (after make demo)
 #   make bench-dist  1 vs 2 data-parallel processes (bench/dist_scaling.sh, after make demo's data)
+#   make sanitize  the test suite built with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)
+#   make fuzz   libFuzzer targets for each of our parsers (clang, build-fuzz), FUZZ_SECONDS each
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -21,7 +23,7 @@ export PATH := /usr/local/cuda/bin:$(PATH)
 
 SYNTH = data/synthetic_shapes
 
-.PHONY: deps configure build test demo demo-2d demo-pretrain bench bench-dist bench-reference doc-images clean
+.PHONY: deps configure build test demo demo-2d demo-pretrain bench bench-dist bench-reference doc-images clean sanitize fuzz
 
 deps:
 	bash scripts/install-deps.sh
@@ -73,6 +75,28 @@ bench: build
 	$(EWA) bench train-step --config configs/synth_points_ewa.json --batch-size 32
 	$(EWA) bench train-step --config configs/synth_pretrain.json --batch-size 32
 	$(EWA) bench ops
+
+# Our code instrumented (LibTorch is not). Leaks are not checked: LibTorch keeps allocations alive
+# at exit; alloc/dealloc pairs across its allocator are not ours to judge.
+SAN_BUILD ?= build-asan
+SAN_ENV = ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:protect_shadow_gap=0:abort_on_error=1 \
+          UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+sanitize: deps
+	cmake -S . -B $(SAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEWA_SANITIZE=address,undefined \
+	  -DEWA_WITH_CUDA=OFF $(CMAKE_FLAGS)
+	cmake --build $(SAN_BUILD) -j $(JOBS)
+	cd $(SAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer (clang) on each parser of ours, FUZZ_SECONDS each, from seed corpora written by
+# fuzz/make_corpus.py; crashes land in fuzz/artifacts/<target>/ (see fuzz/README.md).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DEWA_FUZZ=ON -DEWA_SANITIZE=address,undefined -DEWA_WITH_CUDA=OFF \
+	  -DEWA_WITH_OPEN3D=OFF -DEWA_WITH_PCL=OFF -DEWA_BUILD_TESTS=OFF $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target ewa_fuzz_targets
+	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 bench-reference: build
 	EWA=$(EWA) bash bench/vs_reference.sh 3

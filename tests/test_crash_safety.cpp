@@ -83,9 +83,15 @@ TEST(CrashSafety, KilledWhileWritingACheckpointKeepsThePreviousOne) {
   const auto ckpt = ewa::train::read_checkpoint(job.last("cut"));
   EXPECT_EQ(ckpt.step, 6);
   EXPECT_EQ(ckpt.progress.value("position", -1), 6);
+  bool half_written = false;  // the killed writer's temporary file
+  for (const auto& f : std::filesystem::directory_iterator(job.run_dir("cut")))
+    half_written = half_written || f.path().filename().string().rfind("last.pt.tmp.", 0) == 0;
+  EXPECT_TRUE(half_written);
   r = run_command(job.train("cut", "--resume " + job.last("cut")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_same_weights(job.last("whole"), job.last("cut"));
+  for (const auto& f : std::filesystem::directory_iterator(job.run_dir("cut")))  // removed by the resumed run
+    EXPECT_EQ(f.path().filename().string().find(".tmp."), std::string::npos) << "left behind: " << f.path();
 }
 
 TEST(CrashSafety, SigtermAndSigintCheckpointAndExitWithTheSignalsCode) {

@@ -65,7 +65,9 @@ torch::OrderedDict<std::string, torch::Tensor> read_safetensors(const std::strin
   if (!in.read(data.data(), static_cast<std::streamsize>(data_size))) fail(path + ": truncated safetensors file");
   // Tensors in file order (by offset), as writers lay them out.
   std::vector<std::tuple<uint64_t, std::string, nlohmann::json>> entries;
-  for (const auto& [name, e] : j.items()) {
+  for (const auto& item : j.items()) {
+    const std::string name = item.key();
+    const auto& e = item.value();
     if (name == "__metadata__") continue;
     auto bad = [&](const std::string& what) { fail(path + ": tensor '" + name + "': " + what); };
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
@@ -77,7 +79,10 @@ torch::OrderedDict<std::string, torch::Tensor> read_safetensors(const std::strin
   }
   std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return std::get<0>(a) < std::get<0>(b); });
   torch::OrderedDict<std::string, torch::Tensor> out;
-  for (const auto& [begin, name, e] : entries) {
+  for (const auto& entry : entries) {
+    const uint64_t begin = std::get<0>(entry);
+    const std::string& name = std::get<1>(entry);
+    const nlohmann::json& e = std::get<2>(entry);
     auto bad = [&](const std::string& what) { fail(path + ": tensor '" + name + "': " + what); };
     const SafeDtype* dt = nullptr;
     for (const auto& d : kSafeDtypes)
@@ -89,6 +94,9 @@ torch::OrderedDict<std::string, torch::Tensor> read_safetensors(const std::strin
     for (const auto& s : e["shape"]) {
       if (!s.is_number_unsigned()) bad("shape must hold non-negative integers");
       shape.push_back(s.get<int64_t>());
+      // The product must fit the data (checked before it could overflow).
+      if (shape.back() != 0 && (shape.back() < 0 || count > static_cast<int64_t>(data_size) / shape.back()))
+        bad("shape " + e["shape"].dump() + " holds more elements than the file's " + std::to_string(data_size) + " data bytes");
       count *= shape.back();
     }
     const uint64_t end = e["data_offsets"][1].get<uint64_t>();

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cerrno>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -111,6 +112,17 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     ensure_writable_dir(dir);
     if (options.resume.empty() && fs::exists(last_path))
       fail("run directory " + dir + " already holds a checkpoint (last.pt): pass --resume to continue it or choose another --name");
+    // Half-written files of a process killed while writing (<file>.tmp.<pid>, see write_atomically)
+    // whose writer is gone.
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      const auto at = name.rfind(".tmp.");
+      if (at == std::string::npos || name.size() == at + 5) continue;
+      const std::string pid = name.substr(at + 5);
+      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove(entry.path(), ec);
+    }
   }
 
   auto& model = task.model();
@@ -236,6 +248,17 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     save_checkpoint(last_path, ckpt);
     return ckpt;
   };
+  // Running sums over every rank's samples (a collective: every rank calls it at the same step).
+  const auto job_sums = [&](const EpochSums& mine) {
+    EpochSums job = mine;
+    if (!group) return job;
+    std::vector<torch::Tensor> t = {torch::tensor({mine.loss, double(mine.correct), double(mine.seen)}, torch::kDouble)};
+    group->allreduce_sum(t);
+    job.loss = t[0][0].item<double>();
+    job.correct = static_cast<int64_t>(t[0][1].item<double>());
+    job.seen = static_cast<int64_t>(t[0][2].item<double>());
+    return job;
+  };
   // A stop requested on any rank stops every rank after the same step.
   const auto agreed_stop = [&]() -> int {
     int sig = stop_signal();
@@ -338,14 +361,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       const int sig = agreed_stop();
       const bool periodic = cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0;
       if (sig || (periodic && b + 1 < steps_per_epoch)) {
-        EpochSums job = sums;
-        if (group) {
-          std::vector<torch::Tensor> t = {torch::tensor({sums.loss, double(sums.correct), double(sums.seen)}, torch::kDouble)};
-          group->allreduce_sum(t);
-          job.loss = t[0][0].item<double>();
-          job.correct = static_cast<int64_t>(t[0][1].item<double>());
-          job.seen = static_cast<int64_t>(t[0][2].item<double>());
-        }
+        const EpochSums job = job_sums(sums);
         if (main_rank) save_last(epoch, progress(b + 1, job));
         if (sig)
           stop(sig, "step " + std::to_string(step) + " (epoch " + std::to_string(epoch + 1) + ", batch " +
@@ -353,13 +369,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       }
     }
 
-    if (group) {  // the epoch's training loss and accuracy over every rank's samples
-      std::vector<torch::Tensor> t = {torch::tensor({sums.loss, double(sums.correct), double(sums.seen)}, torch::kDouble)};
-      group->allreduce_sum(t);
-      sums.loss = t[0][0].item<double>();
-      sums.correct = static_cast<int64_t>(t[0][1].item<double>());
-      sums.seen = static_cast<int64_t>(t[0][2].item<double>());
-    }
+    sums = job_sums(sums);  // the epoch's training loss and accuracy over every rank's samples
     // End of epoch: evaluate, log, checkpoint.
     result.test = evaluate(*data.test);
     nlohmann::json rec = {{"type", "epoch"},

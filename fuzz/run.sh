@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target of fuzz/ for SECONDS each (make fuzz): seeds from make_corpus.py,
+# the growing corpus in BUILD/corpus/<target>, crashes in fuzz/artifacts/<target>/, and one
+# summary line per target in BUILD/fuzz_results.md. Exits non-zero when any target found a crash.
+set -uo pipefail
+BUILD=${1:-build-fuzz}
+SECONDS_EACH=${2:-600}
+HERE=$(cd "$(dirname "$0")" && pwd)
+PY=${EWA_VENV:-/opt/ewa-venv}/bin/python
+"$PY" "$HERE/make_corpus.py" "$BUILD/seeds" >/dev/null
+export ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:protect_shadow_gap=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+failed=0
+results="$BUILD/fuzz_results.md"
+echo "| target | seconds | runs | coverage (edges) | corpus | result |" > "$results"
+echo "|---|---:|---:|---:|---:|---|" >> "$results"
+for t in off text_points npy idx cifar config checkpoint weights; do
+  mkdir -p "$BUILD/corpus/$t" "$HERE/artifacts/$t"
+  case $t in checkpoint|weights) max_len=65536 ;; *) max_len=16384 ;; esac
+  log="$BUILD/fuzz_$t.log"
+  "$BUILD/fuzz/fuzz_$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=4096 -max_len=$max_len \
+    -print_final_stats=1 -artifact_prefix="$HERE/artifacts/$t/" "$BUILD/corpus/$t" "$BUILD/seeds/$t" >"$log" 2>&1
+  rc=$?
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+  corpus=$(ls "$BUILD/corpus/$t" | wc -l)
+  if [ $rc -eq 0 ]; then result="no crash"; else result="CRASH (exit $rc; see $log and fuzz/artifacts/$t/)"; failed=1; fi
+  echo "| $t | $SECONDS_EACH | ${runs:-?} | ${cov:-?} | $corpus | $result |" >> "$results"
+  echo "fuzz_$t: ${runs:-?} runs, coverage ${cov:-?}: $result"
+done
+cat "$results"
+exit $failed
