@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "io/torch_pickle.h"
 #include "common/fs.h"
 #include "datasets/point_io.h"
 #include "kernels/fps/fps.h"
@@ -284,9 +285,7 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
   bool cached = false;
   if (fs::exists(cache)) {
     try {
-      std::ifstream in(cache, std::ios::binary);
-      std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      auto dict = torch::pickle_load(bytes).toGenericDict();
+      auto dict = io::load_pickle_archive(cache).toGenericDict();
       out.train = {dict.at("train_points").toTensor(), dict.at("train_labels").toTensor()};
       out.test = {dict.at("test_points").toTensor(), dict.at("test_labels").toTensor()};
       for (const auto& n : dict.at("class_names").toListRef()) out.class_names.push_back(n.toStringRef());

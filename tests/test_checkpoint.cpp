@@ -1,6 +1,8 @@
 // Checkpoints: round trip, atomic writes, and errors for foreign or broken files.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "common/error.h"
 #include "models/registry.h"
 #include "test_util.h"
@@ -90,6 +92,17 @@ TEST(Checkpoint, TruncatedOrForeignFilesAreErrors) {
   ewa::testing::write_file(dir / "foreign.pt", std::string(foreign.begin(), foreign.end()));
   EXPECT_NE(error_of([&] { ewa::train::read_checkpoint(dir / "foreign.pt"); }).find("not an ewa checkpoint"), std::string::npos);
   EXPECT_NE(error_of([&] { ewa::train::read_checkpoint(dir / "absent.pt"); }).find("cannot open"), std::string::npos);
+}
+
+TEST(Checkpoint, ZipWithACorruptDirectoryIsAnErrorNotAnOverflow) {
+  // Found by fuzz/fuzz_checkpoint: a zip whose central directory lies past the end of the file
+  // made torch::pickle_load copy beyond its buffer (AddressSanitizer: heap-buffer-overflow). The
+  // checkpoint reader now reads through bounds-checked file reads; under make sanitize this test
+  // would report the overflow.
+  const std::string path = std::string(EWA_SOURCE_DIR) + "/tests/data/fuzz_crash_zip_directory.bin";
+  ASSERT_TRUE(std::filesystem::exists(path));
+  const std::string msg = ewa::testing::error_of([&] { ewa::train::read_checkpoint(path); });
+  EXPECT_NE(msg.find("not a readable checkpoint"), std::string::npos) << msg;
 }
 
 TEST(Checkpoint, AFailedWriteLeavesTheOldFileIntact) {

@@ -1,5 +1,7 @@
 #include "io/torch_pickle.h"
 
+#include <torch/csrc/jit/serialization/import_read.h>
+
 #include <caffe2/serialize/inline_container.h>
 
 #include <cstring>
@@ -333,6 +335,11 @@ PyRef PyValue::get(const std::string& key) const {
   for (const auto& [k, v] : dict)
     if (k->kind == Kind::Str && k->s == key) return v;
   return nullptr;
+}
+
+at::IValue load_pickle_archive(const std::string& path) {
+  caffe2::serialize::PyTorchStreamReader reader(path);  // a FileAdapter: reads clamped to the file
+  return torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, reader);
 }
 
 PyRef read_torch_archive(const std::string& path) {

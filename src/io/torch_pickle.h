@@ -38,4 +38,10 @@ struct PyValue {
 // is not a torch.save zip archive (including the pre-1.6 legacy format) or is corrupt.
 PyRef read_torch_archive(const std::string& path);
 
+// LibTorch's own reading of a zip archive written by torch::pickle_save or torch.save (an IValue),
+// but through bounds-checked file reads: torch::pickle_load's in-memory reader copies past its
+// buffer on a corrupt zip directory (found by fuzz/fuzz_checkpoint). Throws c10::Error or
+// std::exception for a file that is not such an archive.
+at::IValue load_pickle_archive(const std::string& path);
+
 }  // namespace ewa::io

@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "io/torch_pickle.h"
 
 namespace ewa::train {
 namespace {
@@ -104,12 +105,10 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("checkpoint " + path + ": cannot open file");
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!std::ifstream(path, std::ios::binary)) fail("checkpoint " + path + ": cannot open file");
   at::IValue v;
   try {
-    v = torch::pickle_load(bytes);
+    v = io::load_pickle_archive(path);
   } catch (const std::exception&) {
     fail("checkpoint " + path + ": not a readable checkpoint (truncated or not written by ewa)");
   }
