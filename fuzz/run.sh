@@ -7,7 +7,9 @@ BUILD=${1:-build-fuzz}
 SECONDS_EACH=${2:-600}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${EWA_VENV:-/opt/ewa-venv}/bin/python
-"$PY" "$HERE/make_corpus.py" "$BUILD/seeds" >/dev/null
+"$PY" "$HERE/make_corpus.py" "$BUILD/seeds" >/dev/null 2>&1
+# Inputs that once crashed a parser (now regression tests) are seeds too.
+cp "$HERE"/../tests/data/fuzz_*.bin "$BUILD/seeds/checkpoint/" 2>/dev/null
 export ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:protect_shadow_gap=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 failed=0
@@ -18,7 +20,7 @@ for t in off text_points npy idx cifar config checkpoint weights; do
   mkdir -p "$BUILD/corpus/$t" "$HERE/artifacts/$t"
   case $t in checkpoint|weights) max_len=65536 ;; *) max_len=16384 ;; esac
   log="$BUILD/fuzz_$t.log"
-  "$BUILD/fuzz/fuzz_$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=4096 -max_len=$max_len \
+  "$BUILD/fuzz/fuzz_$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 -max_len=$max_len \
     -print_final_stats=1 -artifact_prefix="$HERE/artifacts/$t/" "$BUILD/corpus/$t" "$BUILD/seeds/$t" >"$log" 2>&1
   rc=$?
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)

@@ -105,6 +105,17 @@ TEST(Checkpoint, ZipWithACorruptDirectoryIsAnErrorNotAnOverflow) {
   EXPECT_NE(msg.find("not a readable checkpoint"), std::string::npos) << msg;
 }
 
+TEST(Checkpoint, APickleLengthBeyondTheDataIsRefusedBeforeAllocating) {
+  // Found by fuzz/fuzz_checkpoint: in a 7 KB archive, a pickle opcode claiming a 3.3 GB string
+  // made torch::pickle_load reserve 3.3 GB first (libFuzzer: out-of-memory). Checkpoints are now
+  // read with our own unpickler, which bounds every length by the data left; this input is also a
+  // seed of fuzz_checkpoint (fuzz/run.sh), whose -malloc_limit_mb would catch a regression.
+  const std::string path = std::string(EWA_SOURCE_DIR) + "/tests/data/fuzz_oom_pickle_length.bin";
+  ASSERT_LT(std::filesystem::file_size(path), 10000u);
+  const std::string msg = ewa::testing::error_of([&] { ewa::train::read_checkpoint(path); });
+  EXPECT_NE(msg.find("not a readable checkpoint"), std::string::npos) << msg;
+}
+
 TEST(Checkpoint, AFailedWriteLeavesTheOldFileIntact) {
   TempDir dir;
   auto model = ewa::models::build_model(vit_cfg(8));

@@ -264,7 +264,7 @@ TEST_F(PretrainRun, LinearProbingTrainsOnlyTheHeadAndLayerDecayScalesBlocks) {
   auto groups = ewa::train::layer_decay_groups(*model, decay, model->num_layers(),
                                                [&](const std::string& n) { return model->layer_of(n); });
   auto scale_of = [&](const std::string& name) {
-    const auto& t = model->named_parameters()[name];
+    const torch::Tensor t = model->named_parameters()[name];  // a copy: the dict is a temporary
     for (const auto& g : groups)
       for (const auto& p : g.params)
         if (p.is_same(t)) return g.lr_scale;

@@ -1,5 +1,7 @@
 #include "io/torch_pickle.h"
 
+#include <filesystem>
+
 #include <torch/csrc/jit/serialization/import_read.h>
 
 #include <caffe2/serialize/inline_container.h>
@@ -337,8 +339,21 @@ PyRef PyValue::get(const std::string& key) const {
   return nullptr;
 }
 
+// Record sizes come from the zip's own directory, and reading a record allocates that much
+// first: every record must fit in the file (torch.save and torch::pickle_save store records
+// uncompressed; deflate would expand at most ~1032:1).
+static void check_record_sizes(caffe2::serialize::PyTorchStreamReader& reader, const std::string& path) {
+  std::error_code ec;
+  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
+  for (const auto& name : reader.getAllRecords())
+    if (ec || reader.getRecordSize(name) > file_bytes * 1040)
+      fail(path + ": corrupt zip archive: record '" + name + "' claims " + std::to_string(reader.getRecordSize(name)) +
+           " bytes, more than the " + std::to_string(file_bytes) + "-byte file holds");
+}
+
 at::IValue load_pickle_archive(const std::string& path) {
   caffe2::serialize::PyTorchStreamReader reader(path);  // a FileAdapter: reads clamped to the file
+  check_record_sizes(reader, path);
   return torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, reader);
 }
 
@@ -355,6 +370,7 @@ PyRef read_torch_archive(const std::string& path) {
     fail(path + ": not a readable torch.save file (truncated, or not a zip archive written by torch.save)");
   }
   try {
+    check_record_sizes(*reader, path);
     if (!reader->hasRecord("data.pkl")) fail(path + ": a zip archive without data.pkl: not a torch.save file");
     auto [data, size] = reader->getRecord("data.pkl");
     Unpickler u(static_cast<const char*>(data.get()), size, *reader);

@@ -39,9 +39,11 @@ struct PyValue {
 PyRef read_torch_archive(const std::string& path);
 
 // LibTorch's own reading of a zip archive written by torch::pickle_save or torch.save (an IValue),
-// but through bounds-checked file reads: torch::pickle_load's in-memory reader copies past its
-// buffer on a corrupt zip directory (found by fuzz/fuzz_checkpoint). Throws c10::Error or
-// std::exception for a file that is not such an archive.
+// but through bounds-checked file reads (torch::pickle_load's in-memory reader copies past its
+// buffer on a corrupt zip directory, found by fuzz/fuzz_checkpoint) and with every record's size
+// checked against the file. LibTorch's unpickler still trusts the lengths in the pickle, so this
+// is for files we wrote (the dataset cache); checkpoints and weights use read_torch_archive.
+// Throws c10::Error or std::exception for a file that is not such an archive.
 at::IValue load_pickle_archive(const std::string& path);
 
 }  // namespace ewa::io

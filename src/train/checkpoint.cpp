@@ -106,49 +106,65 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
 
 Checkpoint read_checkpoint(const std::string& path) {
   if (!std::ifstream(path, std::ios::binary)) fail("checkpoint " + path + ": cannot open file");
-  at::IValue v;
+  // Our own unpickler (io/torch_pickle.h), not torch::pickle_load: fuzz/fuzz_checkpoint found that
+  // LibTorch's copies past its buffer on a corrupt zip directory and reserves whatever length a
+  // pickle opcode claims (3 GB from a 7 KB file); ours bounds every length by the data.
+  io::PyRef root;
   try {
-    v = io::load_pickle_archive(path);
+    root = io::read_torch_archive(path);
   } catch (const std::exception&) {
     fail("checkpoint " + path + ": not a readable checkpoint (truncated or not written by ewa)");
   }
+  using Kind = io::PyValue::Kind;
   auto bad = [&](const std::string& what) -> void { fail("checkpoint " + path + ": " + what); };
-  if (!v.isGenericDict()) bad("not an ewa checkpoint (expected a dict)");
-  auto root = v.toGenericDict();
-  auto get = [&](const std::string& key) -> at::IValue {
-    auto it = root.find(key);
-    if (it == root.end()) bad("missing field '" + key + "'");
-    return it->value();
+  if (!root || root->kind != Kind::Dict) bad("not an ewa checkpoint (expected a dict)");
+  // Field `key` of kind `kind`; null when absent and optional.
+  auto field = [&](const std::string& key, Kind kind, const char* what, bool required) -> io::PyRef {
+    io::PyRef v = root->get(key);
+    if (!v) {
+      if (required) bad("missing field '" + key + "'");
+      return nullptr;
+    }
+    if (v->kind != kind) bad("field '" + key + "' is not " + what);
+    return v;
   };
-  if (!get("format").isString() || get("format").toStringRef() != kFormat)
+  auto json_field = [&](const std::string& key, bool required) -> nlohmann::json {
+    const io::PyRef v = field(key, Kind::Str, "text", required);
+    if (!v) return nlohmann::json::object();
+    try {
+      return nlohmann::json::parse(v->s);
+    } catch (const nlohmann::json::exception&) {
+      bad("field '" + key + "' is not valid JSON");
+    }
+    return {};
+  };
+  const io::PyRef format = root->get("format");
+  if (!format || format->kind != Kind::Str || format->s != kFormat)
     bad(std::string("unsupported format: expected '") + kFormat + "'");
   Checkpoint c;
-  c.kind = get("kind").toStringRef();
-  try {
-    c.config = nlohmann::json::parse(get("config").toStringRef());
-  } catch (const nlohmann::json::exception&) {
-    bad("field 'config' is not valid JSON");
+  c.kind = field("kind", Kind::Str, "text", true)->s;
+  c.config = json_field("config", true);
+  c.step = field("step", Kind::Int, "an integer", true)->i;
+  c.epoch = field("epoch", Kind::Int, "an integer", true)->i;
+  for (const auto& [k, v] : field("model", Kind::Dict, "a dict of tensors", true)->dict) {
+    if (k->kind != Kind::Str || v->kind != Kind::Tensor) bad("field 'model' is not a dict of tensors");
+    c.model.insert(k->s, v->tensor);
   }
-  c.step = get("step").toInt();
-  c.epoch = get("epoch").toInt();
-  if (!get("model").isGenericDict()) bad("field 'model' is not a dict of tensors");
-  for (const auto& item : get("model").toGenericDict()) c.model.insert(item.key().toStringRef(), item.value().toTensor());
-  if (root.contains("optimizer")) c.optimizer = tensor_to_bytes(root.at("optimizer").toTensor());
-  if (root.contains("rng_cpu")) c.rng_cpu = root.at("rng_cpu").toTensor();
-  if (root.contains("rng_cuda") && root.at("rng_cuda").isTensorList())
-    for (const auto& t : root.at("rng_cuda").toTensorList()) c.rng_cuda.push_back(t);
-  if (root.contains("progress")) {
-    if (!root.at("progress").isString()) bad("field 'progress' is not text");
-    try {
-      c.progress = nlohmann::json::parse(root.at("progress").toStringRef());
-    } catch (const nlohmann::json::exception&) {
-      bad("field 'progress' is not valid JSON");
+  if (const auto v = field("optimizer", Kind::Tensor, "a byte tensor", false)) {
+    if (v->tensor.scalar_type() != torch::kUInt8) bad("field 'optimizer' is not a byte tensor");
+    c.optimizer = tensor_to_bytes(v->tensor);
+  }
+  if (const auto v = field("rng_cpu", Kind::Tensor, "a tensor", false)) c.rng_cpu = v->tensor;
+  if (const auto v = field("rng_cuda", Kind::List, "a list of tensors", false))
+    for (const auto& t : v->items) {
+      if (t->kind != Kind::Tensor) bad("field 'rng_cuda' is not a list of tensors");
+      c.rng_cuda.push_back(t->tensor);
     }
-    if (!c.progress.is_object()) bad("field 'progress' is not a JSON object");
-  }
-  if (root.contains("class_names") && root.at("class_names").isList())
-    for (const auto& n : root.at("class_names").toListRef())
-      if (n.isString()) c.class_names.push_back(n.toStringRef());
+  c.progress = json_field("progress", false);
+  if (!c.progress.is_object()) bad("field 'progress' is not a JSON object");
+  if (const auto v = field("class_names", Kind::List, "a list of names", false))
+    for (const auto& n : v->items)
+      if (n->kind == Kind::Str) c.class_names.push_back(n->s);
   return c;
 }
 
