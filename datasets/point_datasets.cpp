@@ -285,10 +285,21 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
   bool cached = false;
   if (fs::exists(cache)) {
     try {
-      auto dict = io::load_pickle_archive(cache).toGenericDict();
-      out.train = {dict.at("train_points").toTensor(), dict.at("train_labels").toTensor()};
-      out.test = {dict.at("test_points").toTensor(), dict.at("test_labels").toTensor()};
-      for (const auto& n : dict.at("class_names").toListRef()) out.class_names.push_back(n.toStringRef());
+      // Our own bounded unpickler, as for checkpoints (a cache file may be cut off or corrupt).
+      const io::PyRef root = io::read_torch_archive(cache);
+      auto tensor = [&](const char* key) {
+        const io::PyRef v = root->get(key);
+        if (!v || v->kind != io::PyValue::Kind::Tensor) throw std::runtime_error(std::string("no tensor ") + key);
+        return v->tensor;
+      };
+      out.train = {tensor("train_points"), tensor("train_labels")};
+      out.test = {tensor("test_points"), tensor("test_labels")};
+      const io::PyRef names = root->get("class_names");
+      if (!names || names->kind != io::PyValue::Kind::List) throw std::runtime_error("no class_names");
+      for (const auto& n : names->items) {
+        if (n->kind != io::PyValue::Kind::Str) throw std::runtime_error("class_names holds a non-string");
+        out.class_names.push_back(n->s);
+      }
       cached = true;
     } catch (const std::exception&) {
       out = PointSplits{};  // unreadable cache: parse again and overwrite it

@@ -203,6 +203,29 @@ TEST(PointData, ModelNet40ResampledLayout) {
   auto again = ewa::data::load_point_splits(cfg, 0);
   EXPECT_TRUE(torch::equal(again.train.points, n.train.points));
   EXPECT_TRUE(fs::exists(dir / ".ewa_cache"));
+  {
+    // Proof that the second load read the cache: a point file changed behind its back (same size,
+    // same time, so the cache key holds) is not read again.
+    std::string victim;
+    for (const auto& e : fs::recursive_directory_iterator(dir.path()))
+      if (e.path().extension() == ".txt" && e.path().parent_path() != fs::path(dir.path())) {
+        victim = e.path().string();
+        break;
+      }
+    ASSERT_FALSE(victim.empty());
+    const auto when = fs::last_write_time(victim);
+    std::ifstream in(victim);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    in.close();
+    for (auto& c : text)
+      if (c >= '1' && c <= '8') ++c;
+    write_file(victim, text);
+    fs::last_write_time(victim, when);
+    auto cached = ewa::data::load_point_splits(cfg, 0);
+    EXPECT_TRUE(torch::equal(cached.train.points, n.train.points));
+    EXPECT_TRUE(torch::equal(cached.test.points, n.test.points));
+    EXPECT_EQ(cached.class_names, n.class_names);
+  }
   // An entry naming an unknown class.
   write_file(dir / "modelnet40_test.txt", "chair_0001\n");
   cfg.use_normals = false;

@@ -2,7 +2,6 @@
 
 #include <filesystem>
 
-#include <torch/csrc/jit/serialization/import_read.h>
 
 #include <caffe2/serialize/inline_container.h>
 
@@ -349,12 +348,6 @@ static void check_record_sizes(caffe2::serialize::PyTorchStreamReader& reader, c
     if (ec || reader.getRecordSize(name) > file_bytes * 1040)
       fail(path + ": corrupt zip archive: record '" + name + "' claims " + std::to_string(reader.getRecordSize(name)) +
            " bytes, more than the " + std::to_string(file_bytes) + "-byte file holds");
-}
-
-at::IValue load_pickle_archive(const std::string& path) {
-  caffe2::serialize::PyTorchStreamReader reader(path);  // a FileAdapter: reads clamped to the file
-  check_record_sizes(reader, path);
-  return torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, reader);
 }
 
 PyRef read_torch_archive(const std::string& path) {

@@ -34,16 +34,12 @@ struct PyValue {
   PyRef get(const std::string& key) const;
 };
 
-// Reads the archive's data.pkl and its tensors. Throws ewa::Error naming `path` for a file that
-// is not a torch.save zip archive (including the pre-1.6 legacy format) or is corrupt.
+// Reads the archive's data.pkl and its tensors: official weights, ewa's checkpoints and its
+// dataset cache (all written by torch.save or torch::pickle_save). Every length in the pickle is
+// bounded by the data left and every zip record's size by the file's, so a corrupt file cannot
+// make it allocate more than the file could hold (LibTorch's torch::pickle_load trusts both:
+// fuzz/fuzz_checkpoint). Throws ewa::Error naming `path` for a file that is not a torch.save zip
+// archive (including the pre-1.6 legacy format) or is corrupt.
 PyRef read_torch_archive(const std::string& path);
-
-// LibTorch's own reading of a zip archive written by torch::pickle_save or torch.save (an IValue),
-// but through bounds-checked file reads (torch::pickle_load's in-memory reader copies past its
-// buffer on a corrupt zip directory, found by fuzz/fuzz_checkpoint) and with every record's size
-// checked against the file. LibTorch's unpickler still trusts the lengths in the pickle, so this
-// is for files we wrote (the dataset cache); checkpoints and weights use read_torch_archive.
-// Throws c10::Error or std::exception for a file that is not such an archive.
-at::IValue load_pickle_archive(const std::string& path);
 
 }  // namespace ewa::io
