@@ -116,6 +116,19 @@ TEST(Checkpoint, APickleLengthBeyondTheDataIsRefusedBeforeAllocating) {
   EXPECT_NE(msg.find("not a readable checkpoint"), std::string::npos) << msg;
 }
 
+TEST(Checkpoint, AnEmptyTensorStorageRecordIsRead) {
+  // Found by fuzz/fuzz_checkpoint after 10 minutes: a storage record of 0 bytes made our unpickler
+  // call memcpy with a null source (UBSan: undefined behaviour). It is a regression test under
+  // make sanitize; here it must end in a clean error or a checkpoint, whichever the file says.
+  const std::string path = std::string(EWA_SOURCE_DIR) + "/tests/data/fuzz_ubsan_empty_storage.bin";
+  ASSERT_TRUE(std::filesystem::exists(path));
+  try {
+    ewa::train::read_checkpoint(path);
+  } catch (const ewa::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("checkpoint " + path + ": "), std::string::npos) << e.what();
+  }
+}
+
 TEST(Checkpoint, AFailedWriteLeavesTheOldFileIntact) {
   TempDir dir;
   auto model = ewa::models::build_model(vit_cfg(8));

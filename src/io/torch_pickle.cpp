@@ -315,7 +315,8 @@ class Unpickler {
     const int64_t item = static_cast<int64_t>(c10::elementSize(dtype));
     auto v = make(Kind::Tensor);
     v->tensor = torch::empty({static_cast<int64_t>(nbytes) / item}, torch::TensorOptions().dtype(dtype));
-    std::memcpy(v->tensor.data_ptr(), data.get(), (nbytes / item) * item);
+    if (nbytes >= static_cast<size_t>(item))  // an empty record has no buffer to copy from (memcpy of null: UB)
+      std::memcpy(v->tensor.data_ptr(), data.get(), (nbytes / item) * item);
     storages_[key] = v;
     return v;
   }
