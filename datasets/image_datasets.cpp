@@ -92,10 +92,10 @@ ImageDataset read_idx(const std::string& images_path, const std::string& labels_
     fail(images_path + ": expected square images of at most 65536x65536, header says " + std::to_string(rows) + "x" +
          std::to_string(cols));
   const uint64_t claimed = uint64_t(n) * uint64_t(rows) * uint64_t(cols);  // < 2^64: n < 2^32, rows * cols <= 2^32
-  if (claimed / kMaxInflation > bytes_on_disk(images_path))
+  if (const uint64_t on_disk = bytes_on_disk(images_path); claimed / kMaxInflation > on_disk)
     fail(images_path + ": header claims " + std::to_string(n) + " images of " + std::to_string(rows) + "x" +
          std::to_string(cols) + " (" + std::to_string(claimed) + " bytes) but the file has only " +
-         std::to_string(bytes_on_disk(images_path)) + " bytes: truncated or corrupt");
+         std::to_string(on_disk) + " bytes: truncated or corrupt");
   ds.images = torch::empty({n, 1, rows, cols}, torch::kUInt8);
   img.read(ds.images.data_ptr<uint8_t>(), static_cast<size_t>(n * rows * cols), "pixel data");
 

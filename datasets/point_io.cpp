@@ -134,7 +134,7 @@ torch::Tensor read_npy(const std::string& path) {
   const uint64_t file_bytes = fs::file_size(path, size_ec);
   const uint64_t data_bytes = size_ec ? 0 : file_bytes - std::min<uint64_t>(file_bytes, uint64_t(in.tellg()));
   const bool empty = std::find(sizes.begin(), sizes.end(), int64_t(0)) != sizes.end();
-  uint64_t need = empty ? 0 : uint64_t(item), count_u = empty ? 0 : 1;
+  uint64_t need = empty ? 0 : uint64_t(item);  // bytes of data the shape needs
   for (auto s : sizes) {
     if (empty) break;
     if (need > data_bytes / uint64_t(s)) {
@@ -142,11 +142,10 @@ torch::Tensor read_npy(const std::string& path) {
       break;
     }
     need *= uint64_t(s);
-    count_u *= uint64_t(s);
   }
   if (need > data_bytes)
     fail(path + ": truncated: shape " + shape + " needs more bytes of data than the file's " + std::to_string(data_bytes));
-  const int64_t count = static_cast<int64_t>(count_u);
+  const int64_t count = static_cast<int64_t>(need / uint64_t(item));
   std::vector<char> body(static_cast<size_t>(count) * item);
   if (!in.read(body.data(), static_cast<std::streamsize>(body.size())))
     fail(path + ": truncated: shape " + shape + " needs " + std::to_string(body.size()) + " bytes of data, the file has fewer");

@@ -1,11 +1,9 @@
 #include "io/torch_pickle.h"
 
-#include <filesystem>
-
-
 #include <caffe2/serialize/inline_container.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 
