@@ -133,10 +133,12 @@ TEST(CrashSafety, FullDiskEndsWithAnErrorAndThePreviousCheckpointIntact) {
 
 TEST(CrashSafety, VanishedRunDirectoryIsAnError) {
   Job job;
-  auto r = run_command(job.run_until(job.train("gone"), "gone", 4, "rm -rf " + job.run_dir("gone")));
+  // Renamed away in one step (rm -rf alone races with the files the run keeps creating), then removed.
+  const std::string gone = job.run_dir("gone");
+  auto r = run_command(job.run_until(job.train("gone"), "gone", 4, "mv " + gone + " " + gone + ".moved && rm -rf " + gone + ".moved"));
   EXPECT_NE(r.output.find("exit=1"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ewa: error: "), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find(job.run_dir("gone") + "/"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(gone + "/"), std::string::npos) << r.output;
 }
 
 }  // namespace
