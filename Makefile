@@ -13,6 +13,7 @@
 #   make bench-dist  1 vs 2 data-parallel processes (bench/dist_scaling.sh, after make demo's data)
 #   make sanitize  the test suite built with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)
 #   make fuzz   libFuzzer targets for each of our parsers (clang, build-fuzz), FUZZ_SECONDS each
+#               (FUZZ_TARGETS="off npy" runs only those)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -91,12 +92,13 @@ sanitize: deps
 # fuzz/make_corpus.py; crashes land in fuzz/artifacts/<target>/ (see fuzz/README.md).
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
 fuzz: deps
 	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_CXX_COMPILER=clang++ -DEWA_FUZZ=ON -DEWA_SANITIZE=address,undefined -DEWA_WITH_CUDA=OFF \
 	  -DEWA_WITH_OPEN3D=OFF -DEWA_WITH_PCL=OFF -DEWA_BUILD_TESTS=OFF $(CMAKE_FLAGS)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target ewa_fuzz_targets
-	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench-reference: build
 	EWA=$(EWA) bash bench/vs_reference.sh 3

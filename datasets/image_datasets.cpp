@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "common/error.h"
+#include "common/limits.h"
 
 namespace ewa::data {
 namespace fs = std::filesystem;
@@ -46,10 +47,6 @@ class GzFile {
   std::string path_;
   gzFile f_;
 };
-
-// Deflate expands at most about 1032:1, so a (possibly gzipped) file of `file_bytes` holds at most
-// this many bytes of data: header counts that claim more are refused before anything is allocated.
-constexpr uint64_t kMaxInflation = 1040;
 
 uint64_t bytes_on_disk(const std::string& path) {
   std::error_code ec;

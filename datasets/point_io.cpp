@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/limits.h"
 
 #ifdef EWA_HAS_HDF5
 #include <H5Cpp.h>
@@ -460,7 +461,7 @@ Mesh read_mesh(const std::string& path) {
 
 // The element and point counts in a .ply or .pcd header, checked against the file's size before
 // Open3D or PCL allocate for them (each element takes at least one byte; PCD's compressed form
-// expands at most ~1040:1). A 40-byte file claiming 10^12 points is refused here.
+// expands at most kMaxInflation:1). A 40-byte file claiming 10^12 points is refused here.
 void check_header_counts(const std::string& path, const std::string& ext) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path + ": cannot open file");
@@ -477,7 +478,7 @@ void check_header_counts(const std::string& path, const std::string& ext) {
       words >> name >> count;
     } else if (ext == ".pcd" && key == "POINTS") {
       words >> count;
-      limit = file_bytes * 1040.0L;
+      limit = file_bytes * static_cast<long double>(kMaxInflation);
     }
     if (count < 0 && (key == "element" || key == "POINTS")) fail(path + ": malformed header line '" + line.substr(0, 60) + "'");
     if (count > 0) claimed += count;
@@ -532,10 +533,10 @@ H5Clouds read_h5_clouds(const std::string& path) {
       for (auto d : ddims) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
       fail(path + ": dataset 'data' has shape [" + shape + "], expected [N, P, 3] (or more channels) with N, P > 0");
     }
-    // Dimensions must fit the file (deflate expands at most ~1032:1) before anything is allocated.
+    // Dimensions must fit the file (deflate expands at most kMaxInflation:1) before anything is allocated.
     const uint64_t file_bytes = fs::file_size(path);
     const long double claimed = (long double)ddims[0] * (long double)ddims[1] * (long double)ddims[2] * 4.0L;
-    if (claimed > (long double)file_bytes * 1040.0L + (1 << 20))
+    if (claimed > (long double)file_bytes * kMaxInflation + (1 << 20))
       fail(path + ": dataset 'data' claims [" + std::to_string(ddims[0]) + ", " + std::to_string(ddims[1]) + ", " +
            std::to_string(ddims[2]) + "] floats but the file has only " + std::to_string(file_bytes) +
            " bytes: truncated or corrupt");

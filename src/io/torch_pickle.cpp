@@ -8,6 +8,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "common/limits.h"
 
 namespace ewa::io {
 namespace {
@@ -339,12 +340,12 @@ PyRef PyValue::get(const std::string& key) const {
 
 // Record sizes come from the zip's own directory, and reading a record allocates that much
 // first: every record must fit in the file (torch.save and torch::pickle_save store records
-// uncompressed; deflate would expand at most ~1032:1).
+// uncompressed; deflate would expand at most kMaxInflation:1).
 static void check_record_sizes(caffe2::serialize::PyTorchStreamReader& reader, const std::string& path) {
   std::error_code ec;
   const uint64_t file_bytes = std::filesystem::file_size(path, ec);
   for (const auto& name : reader.getAllRecords())
-    if (ec || reader.getRecordSize(name) > file_bytes * 1040)
+    if (ec || reader.getRecordSize(name) / kMaxInflation > file_bytes)
       fail(path + ": corrupt zip archive: record '" + name + "' claims " + std::to_string(reader.getRecordSize(name)) +
            " bytes, more than the " + std::to_string(file_bytes) + "-byte file holds");
 }
