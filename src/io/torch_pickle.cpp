@@ -1,14 +1,11 @@
 #include "io/torch_pickle.h"
 
-#include <caffe2/serialize/inline_container.h>
-
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
 
 #include "common/error.h"
-#include "common/limits.h"
+#include "io/zip_archive.h"
 
 namespace ewa::io {
 namespace {
@@ -51,8 +48,7 @@ std::vector<int64_t> int_tuple(const PyRef& v, const char* what) {
 
 class Unpickler {
  public:
-  Unpickler(const char* data, size_t size, caffe2::serialize::PyTorchStreamReader& reader)
-      : p_(data), end_(data + size), reader_(reader) {}
+  Unpickler(const char* data, size_t size, ZipArchive& archive) : p_(data), end_(data + size), archive_(archive) {}
 
   PyRef run() {
     while (true) {
@@ -310,19 +306,22 @@ class Unpickler {
     auto it = storages_.find(key);
     if (it != storages_.end()) return it->second;
     const auto dtype = storage_dtype(t[1]->s);
-    auto [data, nbytes] = reader_.getRecord("data/" + key);
-    const int64_t item = static_cast<int64_t>(c10::elementSize(dtype));
+    // The record is read straight into the tensor (its size checked against the file already).
+    const std::string record = "data/" + key;
+    const uint64_t nbytes = archive_.size(record), item = c10::elementSize(dtype);
+    if (nbytes % item != 0)
+      throw std::runtime_error("storage '" + record + "' has " + std::to_string(nbytes) + " bytes, not a multiple of its " +
+                               std::to_string(item) + "-byte element type");
     auto v = make(Kind::Tensor);
-    v->tensor = torch::empty({static_cast<int64_t>(nbytes) / item}, torch::TensorOptions().dtype(dtype));
-    if (nbytes >= static_cast<size_t>(item))  // an empty record has no buffer to copy from (memcpy of null: UB)
-      std::memcpy(v->tensor.data_ptr(), data.get(), (nbytes / item) * item);
+    v->tensor = torch::empty({static_cast<int64_t>(nbytes / item)}, torch::TensorOptions().dtype(dtype));
+    archive_.read(record, v->tensor.data_ptr());
     storages_[key] = v;
     return v;
   }
 
   const char* p_;
   const char* end_;
-  caffe2::serialize::PyTorchStreamReader& reader_;
+  ZipArchive& archive_;
   std::vector<PyRef> stack_;
   std::vector<size_t> marks_;
   std::map<size_t, PyRef> memo_;
@@ -338,23 +337,11 @@ PyRef PyValue::get(const std::string& key) const {
   return nullptr;
 }
 
-// Record sizes come from the zip's own directory, and reading a record allocates that much
-// first: every record must fit in the file (torch.save and torch::pickle_save store records
-// uncompressed; deflate would expand at most kMaxInflation:1).
-static void check_record_sizes(caffe2::serialize::PyTorchStreamReader& reader, const std::string& path) {
-  std::error_code ec;
-  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
-  for (const auto& name : reader.getAllRecords())
-    if (ec || reader.getRecordSize(name) / kMaxInflation > file_bytes)
-      fail(path + ": corrupt zip archive: record '" + name + "' claims " + std::to_string(reader.getRecordSize(name)) +
-           " bytes, more than the " + std::to_string(file_bytes) + "-byte file holds");
-}
-
 PyRef read_torch_archive(const std::string& path) {
-  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
+  std::unique_ptr<ZipArchive> archive;
   try {
-    reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
-  } catch (const c10::Error&) {
+    archive = std::make_unique<ZipArchive>(path);
+  } catch (const ZipArchive::NotAZip&) {
     std::ifstream in(path, std::ios::binary);
     char magic[2] = {0, 0};
     in.read(magic, 2);
@@ -362,11 +349,10 @@ PyRef read_torch_archive(const std::string& path) {
       fail(path + ": a legacy (pre-1.6) torch.save file: re-save it with torch.save in PyTorch 1.6 or newer");
     fail(path + ": not a readable torch.save file (truncated, or not a zip archive written by torch.save)");
   }
+  if (!archive->has("data.pkl")) fail(path + ": a zip archive without data.pkl: not a torch.save file");
+  const std::vector<char> pickle = archive->read("data.pkl");
   try {
-    check_record_sizes(*reader, path);
-    if (!reader->hasRecord("data.pkl")) fail(path + ": a zip archive without data.pkl: not a torch.save file");
-    auto [data, size] = reader->getRecord("data.pkl");
-    Unpickler u(static_cast<const char*>(data.get()), size, *reader);
+    Unpickler u(pickle.data(), pickle.size(), *archive);
     return u.run();
   } catch (const Error&) {
     throw;

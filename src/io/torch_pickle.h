@@ -36,10 +36,11 @@ struct PyValue {
 
 // Reads the archive's data.pkl and its tensors: official weights, ewa's checkpoints and its
 // dataset cache (all written by torch.save or torch::pickle_save). Every length in the pickle is
-// bounded by the data left and every zip record's size by the file's, so a corrupt file cannot
-// make it allocate more than the file could hold (LibTorch's torch::pickle_load trusts both:
-// fuzz/fuzz_checkpoint). Throws ewa::Error naming `path` for a file that is not a torch.save zip
-// archive (including the pre-1.6 legacy format) or is corrupt.
+// bounded by the data left and every zip record's size and offset by the file's (io::ZipArchive),
+// so a corrupt file cannot make it allocate more than the file could hold (LibTorch's
+// torch::pickle_load and its zip reader trust both: fuzz/fuzz_checkpoint). Throws ewa::Error
+// naming `path` for a file that is not a torch.save zip archive (including the pre-1.6 legacy
+// format), is damaged (a record failing its CRC-32) or is corrupt.
 PyRef read_torch_archive(const std::string& path);
 
 }  // namespace ewa::io

@@ -106,14 +106,20 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
 
 Checkpoint read_checkpoint(const std::string& path) {
   if (!std::ifstream(path, std::ios::binary)) fail("checkpoint " + path + ": cannot open file");
-  // Our own unpickler (io/torch_pickle.h), not torch::pickle_load: fuzz/fuzz_checkpoint found that
-  // LibTorch's copies past its buffer on a corrupt zip directory and reserves whatever length a
-  // pickle opcode claims (3 GB from a 7 KB file); ours bounds every length by the data.
+  // Our own zip reader and unpickler (io/torch_pickle.h), not torch::pickle_load:
+  // fuzz/fuzz_checkpoint found that LibTorch's copies past its buffer on a corrupt zip directory,
+  // reserves whatever length a pickle opcode claims (3 GB from a 7 KB file) and allocates whatever
+  // size a zip entry claims (4 GB); ours bound every length by the data.
   io::PyRef root;
   try {
     root = io::read_torch_archive(path);
-  } catch (const std::exception&) {
-    fail("checkpoint " + path + ": not a readable checkpoint (truncated or not written by ewa)");
+  } catch (const std::exception& e) {
+    // The reader's reason (a damaged zip record, a corrupt pickle) unless it only repeats this one.
+    std::string why = e.what();
+    if (why.rfind(path + ": ", 0) == 0) why.erase(0, path.size() + 2);
+    if (why.rfind("not a readable torch.save file", 0) == 0) why.clear();
+    fail("checkpoint " + path + ": not a readable checkpoint (truncated or not written by ewa)" +
+         (why.empty() ? "" : ": " + why));
   }
   using Kind = io::PyValue::Kind;
   auto bad = [&](const std::string& what) -> void { fail("checkpoint " + path + ": " + what); };
