@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -379,6 +380,20 @@ std::vector<Case> cases() {
                  write_file(d + "/w.h5", "x");
                  return kEwa + " eval " + d + "/w.h5";
                }, "unsupported weights file extension '.h5'"});
+  c.push_back({"K11", "checkpoint", "a checkpoint with one damaged byte", [](const Fixture& f, const std::string& d) {
+                 std::ifstream in(f.ckpt, std::ios::binary);
+                 std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+                 // The first record (a tensor, data/0) begins after its 30-byte local header, name and extra field.
+                 const auto u16 = [&](size_t at) { return size_t(uint8_t(bytes[at])) | size_t(uint8_t(bytes[at + 1])) << 8; };
+                 bytes.at(30 + u16(26) + u16(28) + 5) ^= 0x04;
+                 write_file(d + "/flipped.pt", bytes);
+                 return kEwa + " eval " + d + "/flipped.pt";
+               }, "flipped.pt: corrupt zip archive: record 'data/0' fails its CRC-32 check (the file is damaged)"});
+  c.push_back({"K12", "checkpoint", "a 7 KB checkpoint whose zip directory claims a 4 GB record", [](const Fixture&, const std::string& d) {
+                 std::ifstream in(std::string(EWA_SOURCE_DIR) + "/tests/data/fuzz_oom_zip_record_size.bin", std::ios::binary);
+                 write_file(d + "/huge.pt", std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+                 return kEwa + " eval " + d + "/huge.pt";
+               }, "huge.pt: corrupt zip archive: record 'tmp/version' claims 4294967295 bytes from 2 stored bytes"});
   // ---- the run directory ----
   c.push_back({"R01", "run directory", "train.runs_dir is a file", [](const Fixture& f, const std::string& d) {
                  write_file(d + "/file", "x");
@@ -396,7 +411,7 @@ std::vector<Case> cases() {
   return c;
 }
 
-// The one-line messages of the runs, with the case directory shown as <dir>.
+// The one-line messages of the runs, with the case directory shown as <dir> (process ids as <pid>).
 struct Outcome {
   int exit_code;
   std::string first_line;
@@ -406,6 +421,12 @@ struct Outcome {
 std::string clean(std::string s, const std::string& dir, const std::string& fixture_dir) {
   for (const auto& [from, to] : {std::pair{dir, std::string("<dir>")}, std::pair{fixture_dir, std::string("<fixture>")}})
     for (size_t p; (p = s.find(from)) != std::string::npos;) s.replace(p, from.size(), to);
+  // Temporary files are named after the writer's process id: shown as <pid>.
+  for (size_t p = s.find(".tmp."); p != std::string::npos; p = s.find(".tmp.", p + 1)) {
+    size_t e = p + 5;
+    while (e < s.size() && std::isdigit(static_cast<unsigned char>(s[e]))) ++e;
+    if (e > p + 5) s.replace(p + 5, e - p - 5, "<pid>");
+  }
   return s;
 }
 
