@@ -161,7 +161,6 @@ int run_local_workers(int64_t nproc, const std::vector<std::string>& argv) {
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
   const pid_t launcher = ::getpid();
-  std::vector<pid_t> pids;
   for (int64_t r = 0; r < nproc; ++r) {
     const pid_t pid = ::fork();
     if (pid < 0) fail("--nproc: fork failed");
@@ -174,14 +173,14 @@ int run_local_workers(int64_t nproc, const std::vector<std::string>& argv) {
       ::execve("/proc/self/exe", args.data(), envps[r].data());
       ::_exit(127);
     }
-    pids.push_back(pid);
     g_workers[g_num_workers.load()] = pid;
     g_num_workers.fetch_add(1);
   }
   // A failed worker dooms the job: the others stop at their next collective (at once when the
   // peer is gone, else after the timeout) and report which rank failed.
   int first_failure = 0;
-  for (const pid_t pid : pids) {
+  for (int w = 0; w < g_num_workers.load(); ++w) {
+    const pid_t pid = g_workers[w];
     int status = 0;
     pid_t got;
     while ((got = ::waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
