@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/limits.h"
 
 namespace ewa::data {
@@ -47,13 +48,6 @@ class GzFile {
   std::string path_;
   gzFile f_;
 };
-
-uint64_t bytes_on_disk(const std::string& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  if (ec) fail(path + ": cannot open file (" + ec.message() + ")");
-  return size;
-}
 
 void check_labels(const torch::Tensor& labels, int64_t num_classes, const std::string& path) {
   if (labels.numel() == 0) return;
@@ -114,9 +108,7 @@ ImageDataset read_cifar(const std::vector<std::string>& files, int64_t label_byt
   const int64_t pixels = 3 * 32 * 32, record = label_bytes + pixels;
   std::vector<torch::Tensor> images, labels;
   for (const auto& path : files) {
-    std::error_code ec;
-    const auto bytes = fs::file_size(path, ec);
-    if (ec) fail(path + ": cannot open file (" + ec.message() + ")");
+    const uint64_t bytes = bytes_on_disk(path);
     if (bytes == 0 || bytes % record != 0)
       fail(path + ": truncated or not a CIFAR binary file: size " + std::to_string(bytes) +
            " is not a positive multiple of the record size " + std::to_string(record));

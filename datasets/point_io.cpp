@@ -100,8 +100,8 @@ torch::Tensor read_npy(const std::string& path) {
   const int len_size = major == 1 ? 2 : 4;
   if (!in.read(reinterpret_cast<char*>(len_bytes), len_size)) fail(path + ": truncated .npy header");
   for (int i = len_size - 1; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
-  std::error_code header_ec;
-  if (header_len > (1u << 20) || header_len > fs::file_size(path, header_ec))
+  const uint64_t file_bytes = bytes_on_disk(path);
+  if (header_len > (1u << 20) || header_len > file_bytes)
     fail(path + ": truncated or corrupt .npy header: it claims " + std::to_string(header_len) + " bytes");
   std::string header(header_len, '\0');
   if (!in.read(header.data(), header_len)) fail(path + ": truncated .npy header");
@@ -131,9 +131,7 @@ torch::Tensor read_npy(const std::string& path) {
     }
   }
   // The shape must fit in the file before anything is allocated (and its product in 64 bits).
-  std::error_code size_ec;
-  const uint64_t file_bytes = fs::file_size(path, size_ec);
-  const uint64_t data_bytes = size_ec ? 0 : file_bytes - std::min<uint64_t>(file_bytes, uint64_t(in.tellg()));
+  const uint64_t data_bytes = file_bytes - std::min<uint64_t>(file_bytes, uint64_t(in.tellg()));
   const bool empty = std::find(sizes.begin(), sizes.end(), int64_t(0)) != sizes.end();
   uint64_t need = empty ? 0 : uint64_t(item);  // bytes of data the shape needs
   for (auto s : sizes) {
@@ -244,9 +242,8 @@ Mesh read_off(const std::string& path) {
   if (nv <= 0 || nf <= 0) fail(path + ": empty mesh: " + std::to_string(nv) + " vertices, " + std::to_string(nf) + " faces");
   // Counts are checked against the file before allocating: a vertex takes at least 6 bytes
   // ("0 0 0\n"), a face at least 8 ("3 0 1 2\n").
-  std::error_code size_ec;
-  const int64_t file_bytes = static_cast<int64_t>(fs::file_size(path, size_ec));
-  if (!size_ec && (nv > file_bytes / 6 + 1 || nf > file_bytes / 8 + 1))
+  const int64_t file_bytes = static_cast<int64_t>(bytes_on_disk(path));
+  if (nv > file_bytes / 6 + 1 || nf > file_bytes / 8 + 1)
     fail(path + ": header claims " + std::to_string(nv) + " vertices and " + std::to_string(nf) +
          " faces but the file has only " + std::to_string(file_bytes) + " bytes: truncated or corrupt");
   auto v = torch::empty({nv, 3}, torch::kFloat);
@@ -465,8 +462,7 @@ Mesh read_mesh(const std::string& path) {
 void check_header_counts(const std::string& path, const std::string& ext) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path + ": cannot open file");
-  std::error_code ec;
-  const long double file_bytes = static_cast<long double>(fs::file_size(path, ec));
+  const long double file_bytes = static_cast<long double>(bytes_on_disk(path));
   long double claimed = 0, limit = file_bytes;
   std::string line;
   for (int i = 0; i < 2000 && std::getline(in, line); ++i) {
@@ -534,7 +530,7 @@ H5Clouds read_h5_clouds(const std::string& path) {
       fail(path + ": dataset 'data' has shape [" + shape + "], expected [N, P, 3] (or more channels) with N, P > 0");
     }
     // Dimensions must fit the file (deflate expands at most kMaxInflation:1) before anything is allocated.
-    const uint64_t file_bytes = fs::file_size(path);
+    const uint64_t file_bytes = bytes_on_disk(path);
     const long double claimed = (long double)ddims[0] * (long double)ddims[1] * (long double)ddims[2] * 4.0L;
     if (claimed > (long double)file_bytes * kMaxInflation + (1 << 20))
       fail(path + ": dataset 'data' claims [" + std::to_string(ddims[0]) + ", " + std::to_string(ddims[1]) + ", " +

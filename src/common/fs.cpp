@@ -1,6 +1,7 @@
 #include "common/fs.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -32,8 +33,12 @@ static void fsync_path(const std::string& path) {
   }
 }
 
+namespace {
+constexpr const char* kTmpInfix = ".tmp.";  // write_atomically's temporaries: <path>.tmp.<pid>
+}
+
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& writer) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = path + kTmpInfix + std::to_string(::getpid());
   try {
     writer(tmp);
   } catch (const std::exception& e) {
@@ -47,6 +52,19 @@ void write_atomically(const std::string& path, const std::function<void(const st
     fail("cannot write " + path + ": rename failed (" + why + ")");
   }
   fsync_path(fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path().string());
+}
+
+void remove_orphaned_temporaries(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto at = name.rfind(kTmpInfix);
+    const size_t digits = at == std::string::npos ? 0 : at + std::strlen(kTmpInfix);
+    if (at == std::string::npos || name.size() == digits) continue;
+    const std::string pid = name.substr(digits);
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove(entry.path(), ec);
+  }
 }
 
 void write_bytes_atomically(const std::string& path, const char* data, size_t size) {
@@ -68,6 +86,13 @@ void append_line(const std::string& path, const std::string& line) {
   if (!out) fail("cannot append to " + path + " (" + std::strerror(errno) + ")");
   out << line << '\n';
   if (!out) fail("write to " + path + " failed");
+}
+
+uint64_t bytes_on_disk(const std::string& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) fail(path + ": cannot open file (" + ec.message() + ")");
+  return size;
 }
 
 std::string lower_extension(const std::string& path) {

@@ -1,6 +1,7 @@
 // Small filesystem helpers that keep what is already on disk intact.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -15,11 +16,19 @@ void ensure_writable_dir(const std::string& dir);
 // its old content.
 void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& writer);
 
+// Removes the temporary files that write_atomically left in `dir` when their writing process was
+// killed (<file>.tmp.<pid>, that process gone); those of live processes stay.
+void remove_orphaned_temporaries(const std::string& dir);
+
 // write_atomically for a buffer of bytes (a pickle, an .npy file, ...).
 void write_bytes_atomically(const std::string& path, const char* data, size_t size);
 
 // write_atomically for a string.
 void write_text_atomically(const std::string& path, const std::string& text);
+
+// The size of the file `path` in bytes (readers bound header counts by it); throws ewa::Error
+// "<path>: cannot open file (<reason>)" when it cannot be read.
+uint64_t bytes_on_disk(const std::string& path);
 
 // The extension of `path` in lower case, with its dot: "a/B.PLY" -> ".ply"; "" when none.
 std::string lower_extension(const std::string& path);

@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/limits.h"
 
 namespace ewa::io {
@@ -39,9 +39,8 @@ void ZipArchive::read_at(uint64_t offset, void* out, uint64_t n, const char* wha
 }
 
 ZipArchive::ZipArchive(const std::string& path) : path_(path), in_(path, std::ios::binary) {
-  std::error_code ec;
-  file_bytes_ = std::filesystem::file_size(path, ec);
-  if (!in_ || ec) fail(path + ": cannot open file" + (ec ? " (" + ec.message() + ")" : std::string()));
+  file_bytes_ = bytes_on_disk(path);
+  if (!in_) fail(path + ": cannot open file");
 
   // The end-of-central-directory record: the last one within the final 64 KiB + 22 bytes (its
   // comment is at most 65535 bytes), whose comment ends inside the file.

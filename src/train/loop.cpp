@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
-#include <cerrno>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -112,17 +111,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     ensure_writable_dir(dir);
     if (options.resume.empty() && fs::exists(last_path))
       fail("run directory " + dir + " already holds a checkpoint (last.pt): pass --resume to continue it or choose another --name");
-    // Half-written files of a process killed while writing (<file>.tmp.<pid>, see write_atomically)
-    // whose writer is gone.
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      const std::string name = entry.path().filename().string();
-      const auto at = name.rfind(".tmp.");
-      if (at == std::string::npos || name.size() == at + 5) continue;
-      const std::string pid = name.substr(at + 5);
-      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-      if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove(entry.path(), ec);
-    }
+    remove_orphaned_temporaries(dir);  // of a run killed while writing its checkpoint
   }
 
   auto& model = task.model();
