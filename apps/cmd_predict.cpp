@@ -14,6 +14,8 @@ void add_predict_command(CLI::App& app) {
     std::string checkpoint, config;
     std::vector<std::string> inputs, set;
     train::PredictOptions options;
+    std::string protocol;
+    int64_t votes = 1, views = 0;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
@@ -24,9 +26,16 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config (official checkpoints)");
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
   cmd->add_option("-k,--top-k", args->options.top_k, "Classes listed per file")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--votes", args->options.votes, "Test-time voting: probabilities averaged over 1 clean + N-1 augmented passes")
+  cmd->add_option("--protocol", args->protocol,
+                  "Evaluation protocol (docs/protocols.md): single, tta (logits of 1 clean + N-1 augmented passes "
+                  "averaged, N = --votes) or vote (the official vote's views, N = --views); default single, or tta "
+                  "when --votes > 1")
+      ->check(CLI::IsMember({"single", "tta", "vote"}));
+  cmd->add_option("--votes", args->votes, "Passes of the tta protocol (1 clean + N-1 augmented)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
+  cmd->add_option("--views", args->views, "Views of the vote protocol (default: the config's eval.vote_views)")
+      ->check(at_least(1));
   cmd->add_option("--batch-size", args->options.batch_size, "Clouds per forward pass")->capture_default_str()->check(at_least(1));
   cmd->add_flag("--upsample", args->options.upsample,
                 "Fill clouds with fewer points than data.num_points up by repeating points (default: refuse them)");
@@ -36,14 +45,20 @@ void add_predict_command(CLI::App& app) {
     const auto clf = load_point_classifier(args->checkpoint, weights,
                                          config_for_weights(args->checkpoint, weights, args->config, args->set),
                                          "predict classifies point clouds");
+    Config cfg = clf.cfg;
+    cfg.data.votes = args->votes;
+    if (args->views > 0) cfg.eval.vote_views = args->views;
+    const std::string protocol = !args->protocol.empty() ? args->protocol : args->votes > 1 ? "tta" : "single";
+    args->options.protocol = train::protocol_named(protocol, cfg, "--protocol");
     const auto files = train::expand_point_inputs(args->inputs);
     if (files.empty()) fail("predict: no point files found in the given folders");
     const auto preds = train::predict_point_files(*clf.model, clf.cfg, files, args->options, clf.device);
     auto name_of = [&](int64_t k) {
       return k < static_cast<int64_t>(clf.class_names.size()) ? clf.class_names[k] : "class_" + std::to_string(k);
     };
-    const std::string label = args->options.votes > 1 ? "voting over " + std::to_string(args->options.votes) + " passes"
-                                                       : "single pass, no voting";
+    const std::string label = args->options.protocol.kind == train::EvalProtocol::Kind::Vote
+                                  ? "official vote: " + std::to_string(cfg.eval.vote_views) + " views, logits averaged"
+                                  : args->options.protocol.label();
     int64_t failed = 0;
     for (const auto& p : preds) {
       if (!p.error.empty()) {

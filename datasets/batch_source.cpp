@@ -1,11 +1,17 @@
 #include "datasets/batch_source.h"
 
+#include "dist/dist.h"
+
 namespace ewa::data {
 
-IndexedBatchSource::IndexedBatchSource(int64_t size, int64_t batch_size, bool shuffle, uint64_t seed)
-    : size_(size), batch_size_(batch_size), shuffle_(shuffle), seed_(seed), order_(torch::arange(size)) {}
+IndexedBatchSource::IndexedBatchSource(int64_t size, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last)
+    : size_(size), batch_size_(batch_size), shuffle_(shuffle), drop_last_(drop_last), seed_(seed), order_(torch::arange(size)) {}
 
-int64_t IndexedBatchSource::num_batches() const { return (size_ + batch_size_ - 1) / batch_size_; }
+int64_t IndexedBatchSource::num_batches() const {
+  return drop_last_ ? size_ / batch_size_ : (size_ + batch_size_ - 1) / batch_size_;
+}
+
+int64_t IndexedBatchSource::global_batch_size(int64_t i) const { return std::min(batch_size_, size_ - i * batch_size_); }
 
 void IndexedBatchSource::start_epoch(int64_t epoch) {
   if (!shuffle_) return;
@@ -13,9 +19,18 @@ void IndexedBatchSource::start_epoch(int64_t epoch) {
   order_ = torch::randperm(size_, gen, torch::kLong);
 }
 
+void IndexedBatchSource::place(torch::Device device, int64_t rank, int64_t world) {
+  device_ = device;
+  rank_ = rank;
+  world_ = world;
+}
+
 torch::Tensor IndexedBatchSource::indices(int64_t i) const {
   const int64_t start = i * batch_size_;
-  return order_.narrow(0, start, std::min(batch_size_, size_ - start));
+  auto rows = order_.narrow(0, start, global_batch_size(i));
+  if (world_ <= 1) return rows;
+  const auto [lo, hi] = dist::shard(rows.size(0), rank_, world_);
+  return rows.narrow(0, lo, hi - lo);
 }
 
 }  // namespace ewa::data

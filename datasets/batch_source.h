@@ -1,5 +1,5 @@
 // What the trainer needs from any dataset split: batches of (inputs, labels) in an order fixed
-// by (seed, epoch), optionally augmented.
+// by (seed, epoch), in one of the views below.
 #pragma once
 #include <memory>
 #include <string>
@@ -10,36 +10,58 @@
 
 namespace ewa::data {
 
+// How a batch is drawn from the stored samples (docs/protocols.md).
+enum class View {
+  Plain,      // as stored: images normalised; point clouds the first data.num_points points of their FPS order
+  Augmented,  // Plain plus the split's augmentation (test-time augmentation, protocol "tta")
+  Training,   // what a training step sees: Augmented, and point clouds resampled every step when
+              // data.pipeline = "resample" (shuffle, FPS to data.fps_points, a random num_points of them)
+  VoteView,   // one view of the official vote: a random num_points of the first data.fps_points FPS
+              // points of each test cloud (one subset for the batch), plus the augmentation; point clouds only
+};
+
 class BatchSource {
  public:
   virtual ~BatchSource() = default;
   virtual int64_t size() const = 0;
   virtual int64_t num_batches() const = 0;
+  // Samples in global batch i (of every rank together).
+  virtual int64_t global_batch_size(int64_t i) const = 0;
   // Fixes the order of the coming epoch (a no-op for unshuffled sources).
   virtual void start_epoch(int64_t epoch) = 0;
-  // Batch i of the current epoch: inputs (float, model-ready) and int64 labels [B]. With
-  // `augment` the split's augmentation is applied (drawing from torch's default generator).
-  virtual std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, bool augment) const = 0;
+  // Where batches go: a source builds them on `device` where it can (point clouds are resampled
+  // there, with our FPS kernel on a GPU), and with `world` > 1 ranks batch(i) holds only rank
+  // `rank`'s share of global batch i (dist::shard).
+  virtual void place(torch::Device device, int64_t rank = 0, int64_t world = 1) = 0;
+  // Batch i of the current epoch in `view`: inputs (float, model-ready) and int64 labels [B].
+  // Random draws (augmentation, resampling, vote subsets) come from torch's default CPU generator.
+  virtual std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, View view) const = 0;
 };
 
 // The batching every in-memory split shares: batch i holds rows order[i*B, (i+1)*B) where the
-// order is a permutation fixed by (seed, epoch) when shuffled, and the identity otherwise.
+// order is a permutation fixed by (seed, epoch) when shuffled, and the identity otherwise. With
+// drop_last the last partial batch is left out (as the official training loaders do).
 class IndexedBatchSource : public BatchSource {
  public:
-  IndexedBatchSource(int64_t size, int64_t batch_size, bool shuffle, uint64_t seed);
+  IndexedBatchSource(int64_t size, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last = false);
   int64_t size() const override { return size_; }
   int64_t num_batches() const override;
+  int64_t global_batch_size(int64_t i) const override;
   void start_epoch(int64_t epoch) override;
+  void place(torch::Device device, int64_t rank = 0, int64_t world = 1) override;
 
  protected:
-  // Row indices (int64) of batch i of the current epoch.
+  // Row indices (int64) of this rank's share of batch i of the current epoch.
   torch::Tensor indices(int64_t i) const;
+  torch::Device device() const { return device_; }
 
  private:
   int64_t size_, batch_size_;
-  bool shuffle_;
+  bool shuffle_, drop_last_;
   uint64_t seed_;
   torch::Tensor order_;
+  torch::Device device_ = torch::kCPU;
+  int64_t rank_ = 0, world_ = 1;
 };
 
 // A dataset ready for training: its splits and the facts a model config is resolved from.
@@ -50,6 +72,7 @@ struct TaskData {
   int64_t img_size = 0;     // images: height = width; 0 for point clouds
   int64_t in_chans = 0;     // image channels, or point channels (3 or 6)
   int64_t num_points = 0;   // point clouds: points per sample fed to the model
+  std::vector<std::string> notes;  // what loading did worth saying (cache read or written, ...)
   std::unique_ptr<BatchSource> train;  // shuffled
   std::unique_ptr<BatchSource> val;    // null when there is no validation split
   std::unique_ptr<BatchSource> test;

@@ -1,14 +1,18 @@
 #include "datasets/image_loader.h"
 
+#include "common/error.h"
+
 namespace ewa::data {
 
-ImageBatcher::ImageBatcher(ImageDataset ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment)
-    : IndexedBatchSource(ds.size(), batch_size, shuffle, seed), ds_(std::move(ds)), augment_(augment) {
+ImageBatcher::ImageBatcher(ImageDataset ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment, bool drop_last)
+    : IndexedBatchSource(ds.size(), batch_size, shuffle, seed, drop_last), ds_(std::move(ds)), augment_(augment) {
   mean_ = torch::tensor(ds_.mean).view({1, -1, 1, 1});
   inv_std_ = 1.0 / torch::tensor(ds_.std).view({1, -1, 1, 1});
 }
 
-std::pair<torch::Tensor, torch::Tensor> ImageBatcher::batch(int64_t i, bool augment) const {
+std::pair<torch::Tensor, torch::Tensor> ImageBatcher::batch(int64_t i, View view) const {
+  if (view == View::VoteView) fail("the official vote (eval protocol 'vote') resamples point clouds; images have the protocols single and tta");
+  const bool augment = view != View::Plain;
   auto idx = indices(i);
   auto x = ds_.images.index_select(0, idx).to(torch::kFloat).div_(255.0f);
   if (augment && augment_.crop_padding > 0) x = random_crop(x, augment_.crop_padding);
@@ -26,7 +30,7 @@ TaskData load_image_task(const DataConfig& cfg, uint64_t seed) {
   t.img_size = splits.train.image_size();
   t.in_chans = splits.train.channels();
   const Augment augment{cfg.random_crop_padding, cfg.hflip};
-  t.train = std::make_unique<ImageBatcher>(splits.train, cfg.batch_size, true, seed, augment);
+  t.train = std::make_unique<ImageBatcher>(splits.train, cfg.batch_size, true, seed, augment, cfg.drop_last);
   if (splits.val.size() > 0) t.val = std::make_unique<ImageBatcher>(splits.val, cfg.eval_batch_size, false, seed, augment);
   t.test = std::make_unique<ImageBatcher>(splits.test, cfg.eval_batch_size, false, seed, augment);
   return t;

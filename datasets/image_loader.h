@@ -17,10 +17,13 @@ struct Augment {
 
 class ImageBatcher : public IndexedBatchSource {
  public:
-  ImageBatcher(ImageDataset ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment = {});
+  ImageBatcher(ImageDataset ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment = {},
+               bool drop_last = false);
 
-  // Batch i of the current epoch: images float [B, C, H, W] (normalised), labels int64 [B].
-  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, bool augment) const override;
+  // Batch i of the current epoch: images float [B, C, H, W] (normalised), labels int64 [B];
+  // View::Augmented and View::Training apply the crop and flip; View::VoteView is an error (the
+  // official vote resamples point clouds).
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, View view) const override;
 
  private:
   ImageDataset ds_;

@@ -15,6 +15,7 @@
 #include "io/torch_pickle.h"
 #include "common/fs.h"
 #include "datasets/point_io.h"
+#include "datasets/point_sampling.h"
 #include "kernels/fps/fps.h"
 
 namespace ewa::data {
@@ -24,7 +25,18 @@ const std::vector<std::string> kScanObjectNNClasses = {"bag",   "bin",   "box", 
                                                        "desk",  "display", "door", "shelf", "table",
                                                        "bed",   "pillow", "sink", "sofa",   "toilet"};
 
+const std::vector<std::string> kModelNet40Classes = {
+    "airplane", "bathtub",  "bed",    "bench",      "bookshelf", "bottle", "bowl",  "car",   "chair",   "cone",
+    "cup",      "curtain",  "desk",   "door",       "dresser",   "flower_pot", "glass_box", "guitar", "keyboard", "lamp",
+    "laptop",   "mantel",   "monitor", "night_stand", "person",  "piano",  "plant", "radio", "range_hood", "sink",
+    "sofa",     "stairs",   "stool",  "table",      "tent",      "toilet", "tv_stand", "vase", "wardrobe", "xbox"};
+
 namespace {
+
+// Bumped whenever what a cache file holds changes meaning, so older cache files are not read.
+constexpr int kCacheVersion = 2;
+// Seeds of the random FPS starts of a data.source_points reduction (cloud i of a split: + i).
+constexpr uint64_t kReductionSeed = 8192;
 
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path);
@@ -79,6 +91,8 @@ struct Listing {
   std::vector<int64_t> labels[2];      // point-file datasets: the label of each file
   std::vector<std::string> extra;      // list files, also fingerprinted
   bool h5 = false;
+  bool pickle = false;                 // modelnet_fewshot: files[0] = files[1] = the fold's .pkl
+  bool meshes = false;                 // some files are meshes, sampled with the seed
 };
 
 std::vector<std::string> h5_list(const DataConfig& cfg, const std::string& split) {
@@ -189,15 +203,92 @@ Listing list_inputs(const DataConfig& cfg) {
         l.labels[sp].push_back(std::distance(taxonomies.begin(), taxonomies.find(entry.substr(0, entry.find('-')))));
       }
     }
+  } else if (cfg.dataset == "modelnet_fewshot") {
+    // The released layout is <root>/<way>way_<shot>shot/<fold>.pkl (what the official loader opens
+    // and generate_few_shot_data.py writes); the upstream DATASET.md draws it as 5way10shot/.
+    l.pickle = true;
+    const std::string stem = std::to_string(cfg.way) + "way", shot = std::to_string(cfg.shot) + "shot";
+    const std::string file = std::to_string(cfg.fold) + ".pkl";
+    std::string path;
+    for (const auto& dir : {stem + "_" + shot, stem + shot}) {
+      const auto p = fs::path(cfg.root) / dir / file;
+      if (fs::exists(p)) {
+        path = p.string();
+        break;
+      }
+    }
+    if (path.empty()) {
+      std::string folds;
+      for (const auto& dir : {stem + "_" + shot, stem + shot})
+        if (fs::is_directory(fs::path(cfg.root) / dir))
+          for (const auto& e : fs::directory_iterator(fs::path(cfg.root) / dir))
+            if (e.path().extension() == ".pkl") folds += (folds.empty() ? "" : ", ") + e.path().filename().string();
+      fail("data.fold: " + (fs::path(cfg.root) / (stem + "_" + shot) / file).string() + " does not exist (" +
+           (folds.empty() ? "no " + stem + "_" + shot + "/ folder of .pkl folds in " + cfg.root
+                          : "the folds there: " + folds) + ")");
+    }
+    l.files[0] = l.files[1] = {path};
   } else {
     fail("data.dataset: '" + cfg.dataset + "' is not a point-cloud dataset");
   }
+  for (int sp = 0; sp < 2; ++sp)
+    for (const auto& f : l.files[sp]) {
+      const auto ext = lower_extension(f);
+      l.meshes = l.meshes || ext == ".off" || ext == ".obj" || ext == ".ply";
+    }
   return l;
 }
 
-// Parses one split of the listing into raw clouds.
-RawSplit parse_split(const DataConfig& cfg, const Listing& l, int sp, int64_t limit, uint64_t seed) {
+// One split of a released few-shot pickle: {'train': [...], 'test': [...]}, each item
+// (points float32 [8192, 6], label in [0, way), original ModelNet40 class).
+RawSplit parse_fewshot(const DataConfig& cfg, const std::string& path, const std::string& split, int64_t limit,
+                       std::map<int64_t, int64_t>& class_of_label) {
+  const io::PyRef root = io::read_pickle_file(path);
+  auto bad = [&](const std::string& where, const std::string& expected, const io::PyRef& got) {
+    fail(path + ": " + where + ": expected " + expected + ", got " + io::describe_value(got) +
+         " (the released few-shot layout: {'train': [...], 'test': [...]} of (points, label, class))");
+  };
+  if (root->kind != io::PyValue::Kind::Dict) bad("top level", "a dict with keys 'train' and 'test'", root);
+  const io::PyRef items = root->get(split);
+  if (!items) fail(path + ": has no key '" + split + "' (the released few-shot layout: {'train': [...], 'test': [...]})");
+  if (items->kind != io::PyValue::Kind::List) bad("field '" + split + "'", "a list", items);
   RawSplit raw;
+  for (size_t k = 0; k < items->items.size(); ++k) {
+    if (limit > 0 && static_cast<int64_t>(raw.labels.size()) >= limit) break;
+    const auto& item = items->items[k];
+    const std::string where = "field '" + split + "' item " + std::to_string(k);
+    if ((item->kind != io::PyValue::Kind::Tuple && item->kind != io::PyValue::Kind::List) || item->items.size() != 3)
+      bad(where, "a tuple (points, label, class)", item);
+    const auto& points = item->items[0];
+    if (points->kind != io::PyValue::Kind::Tensor || points->tensor.dim() != 2 || points->tensor.size(1) < 3 ||
+        !points->tensor.is_floating_point())
+      bad(where + " points", "a float array [P, 3 or 6]", points);
+    for (int e = 1; e < 3; ++e)
+      if (item->items[e]->kind != io::PyValue::Kind::Int) bad(where + (e == 1 ? " label" : " class"), "an int", item->items[e]);
+    const int64_t label = item->items[1]->i, cls = item->items[2]->i;
+    if (label < 0 || label >= cfg.way)
+      fail(path + ": " + where + " label: " + std::to_string(label) + " is outside [0, data.way = " + std::to_string(cfg.way) +
+           ") (a fold of another way?)");
+    const auto [it, fresh] = class_of_label.emplace(label, cls);
+    if (!fresh && it->second != cls)
+      fail(path + ": " + where + ": label " + std::to_string(label) + " stands for class " + std::to_string(cls) +
+           " here and for class " + std::to_string(it->second) + " before");
+    const int64_t channels = cfg.use_normals ? 6 : 3;
+    if (points->tensor.size(1) < channels)
+      fail(path + ": " + where + " points: data.use_normals needs 6 columns, found " + std::to_string(points->tensor.size(1)));
+    raw.clouds.push_back(points->tensor.to(torch::kFloat).narrow(1, 0, channels));
+    raw.labels.push_back(label);
+    raw.names.push_back(path + " " + where);
+  }
+  if (raw.clouds.empty()) fail(path + ": field '" + split + "' holds no samples");
+  return raw;
+}
+
+// Parses one split of the listing into raw clouds.
+RawSplit parse_split(const DataConfig& cfg, const Listing& l, int sp, int64_t limit, uint64_t seed,
+                     std::map<int64_t, int64_t>& class_of_label) {
+  RawSplit raw;
+  if (l.pickle) return parse_fewshot(cfg, l.files[sp][0], sp == 0 ? "train" : "test", limit, class_of_label);
   if (l.h5) {
     const int64_t num_classes = static_cast<int64_t>(l.class_names.size());
     for (const auto& path : l.files[sp]) {
@@ -231,12 +322,47 @@ RawSplit parse_split(const DataConfig& cfg, const Listing& l, int sp, int64_t li
   return raw;
 }
 
-PointCloudSet finish(const RawSplit& raw, int64_t keep, const std::string& what) {
+// A stored training cloud of `keep` points under data.pipeline (see point_datasets.h): fixed =
+// normalised, the first `keep` of its FPS order; resample = reduced to `keep` points by FPS from
+// a random start when it has more (the official .dat preprocessing), then normalised.
+torch::Tensor train_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed,
+                          const std::string& what) {
+  if (cfg.pipeline == "fixed" && cfg.normalize) return prepare_cloud(cloud, keep, what);
+  if (cloud.size(0) < keep)
+    fail(what + ": has " + std::to_string(cloud.size(0)) + " points, fewer than data.num_points = " + std::to_string(keep));
+  auto c = cloud.to(torch::kFloat);
+  if (c.size(0) > keep || cfg.pipeline == "fixed") {
+    auto xyz = c.narrow(1, 0, 3).unsqueeze(0).contiguous();
+    auto order = cfg.pipeline == "fixed" ? kernels::farthest_point_sample(xyz, keep)[0]
+                                         : kernels::farthest_point_sample_seeded(xyz, keep, seed)[0];
+    c = c.index_select(0, order);
+  }
+  if (cfg.normalize) return normalize_unit_sphere(c, what);
+  if (!torch::isfinite(c).all().item<bool>()) fail(what + ": contains NaN or infinite coordinates");
+  return c.contiguous();
+}
+
+// Points every training cloud of `raw` is stored with.
+int64_t train_points(const RawSplit& raw, const DataConfig& cfg) {
+  if (cfg.pipeline == "fixed") return cfg.num_points;
+  int64_t smallest = INT64_MAX;
+  for (const auto& c : raw.clouds) smallest = std::min(smallest, c.size(0));
+  return cfg.source_points > 0 ? std::min(cfg.source_points, smallest) : smallest;
+}
+
+PointCloudSet finish(const RawSplit& raw, const DataConfig& cfg, bool training, uint64_t seed, const std::string& what) {
   if (raw.clouds.empty()) fail(what + ": the split is empty");
+  int64_t keep = training ? train_points(raw, cfg) : eval_points(cfg);
+  if (!training)
+    for (const auto& c : raw.clouds) keep = std::min(keep, std::max(c.size(0), cfg.num_points));
   std::vector<torch::Tensor> prepared(raw.clouds.size());
   at::parallel_for(0, static_cast<int64_t>(raw.clouds.size()), 8, [&](int64_t a, int64_t b) {
     at::NoGradGuard guard;
-    for (int64_t i = a; i < b; ++i) prepared[i] = prepare_cloud(raw.clouds[i], keep, raw.names[i]);
+    for (int64_t i = a; i < b; ++i) {
+      const uint64_t s = seed + static_cast<uint64_t>(i);
+      prepared[i] = training ? train_cloud(raw.clouds[i], cfg, keep, s, raw.names[i])
+                             : eval_cloud(raw.clouds[i], cfg, keep, s, raw.names[i]);
+    }
   });
   return {torch::stack(prepared), torch::tensor(raw.labels, torch::kLong)};
 }
@@ -265,17 +391,45 @@ torch::Tensor prepare_cloud(const torch::Tensor& cloud, int64_t keep, const std:
   return c.index_select(0, order);
 }
 
+int64_t eval_points(const DataConfig& cfg) { return std::max(cfg.num_points, fps_points_of(cfg)); }
+
+torch::Tensor eval_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed, const std::string& what) {
+  if (cfg.pipeline == "fixed") {
+    if (cloud.size(0) < cfg.num_points)
+      fail(what + ": has " + std::to_string(cloud.size(0)) + " points, fewer than data.num_points = " + std::to_string(cfg.num_points));
+    return train_cloud(cloud, cfg, std::min(keep, cloud.size(0)), seed, what);
+  }
+  // As the official test clouds: reduced to data.source_points (the .dat files), normalised,
+  // then the first `keep` of pointnet2_ops' FPS from point 0 (validate()'s misc.fps).
+  const int64_t source = cfg.source_points > 0 ? std::min(cfg.source_points, cloud.size(0)) : cloud.size(0);
+  auto c = train_cloud(cloud, cfg, source, seed, what);
+  keep = std::min(keep, c.size(0));
+  auto order = kernels::farthest_point_sample(c.narrow(1, 0, 3).unsqueeze(0).contiguous(), keep, 0,
+                                              kernels::FpsRule::Pointnet2)[0];
+  return c.index_select(0, order);
+}
+
 PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
   if (!fs::is_directory(cfg.root)) fail("data.root: dataset directory " + cfg.root + " does not exist");
   const int64_t channels = cfg.use_normals ? 6 : 3;
-  if (cfg.use_normals && cfg.dataset != "modelnet40_resampled")
-    fail("data.use_normals: only modelnet40_resampled files carry normals, dataset is " + cfg.dataset);
+  if (cfg.use_normals && cfg.dataset != "modelnet40_resampled" && cfg.dataset != "modelnet_fewshot")
+    fail("data.use_normals: only modelnet40_resampled and modelnet_fewshot files carry normals, dataset is " + cfg.dataset);
+  if (cfg.pipeline == "resample") require_fps_points(cfg, "data.pipeline = resample");
   PointSplits out;
   const Listing listing = list_inputs(cfg);
-  const std::string key = cfg.dataset + (cfg.variant.empty() ? "" : "_" + cfg.variant) + "_" +
-                          std::to_string(cfg.num_points) + "pts_c" + std::to_string(channels) + "_tr" +
-                          std::to_string(cfg.train_limit) + "_te" + std::to_string(cfg.test_limit);
+  // The cache key: every setting that shapes the stored clouds, the seed where it draws them
+  // (mesh surface samples), the format version, and the input files. The random FPS starts of a
+  // data.source_points reduction come from fixed seeds (kReductionSeed), so every training seed
+  // reads the same clouds, as every official run reads the same .dat files.
+  const bool seeded = listing.meshes;
+  const std::string key = cfg.dataset + (cfg.variant.empty() ? "" : "_" + cfg.variant) + "_" + cfg.pipeline + "_" +
+                          std::to_string(cfg.num_points) + "pts";
   std::vector<std::string> inputs = listing.extra;
+  inputs.push_back(nlohmann::json{{"version", kCacheVersion}, {"channels", channels}, {"eval_points", eval_points(cfg)},
+                                  {"source_points", cfg.source_points}, {"normalize", cfg.normalize},
+                                  {"train_limit", cfg.train_limit}, {"test_limit", cfg.test_limit}, {"way", cfg.way},
+                                  {"shot", cfg.shot}, {"fold", cfg.fold}, {"seed", seeded ? int64_t(seed) : int64_t(-1)}}
+                       .dump());
   for (int sp = 0; sp < 2; ++sp) {
     inputs.insert(inputs.end(), listing.files[sp].begin(), listing.files[sp].end());
     for (auto label : listing.labels[sp]) inputs.push_back(std::to_string(label));
@@ -301,14 +455,27 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
         out.class_names.push_back(n->s);
       }
       cached = true;
-    } catch (const std::exception&) {
+      out.notes.push_back("data cache: read " + cache);
+    } catch (const std::exception& e) {
       out = PointSplits{};  // unreadable cache: parse again and overwrite it
+      std::string why = e.what();
+      if (why.rfind(cache + ": ", 0) == 0) why = why.substr(cache.size() + 2);
+      out.notes.push_back("data cache: " + cache + " cannot be read (" + why + "); the dataset is parsed again");
     }
   }
   if (!cached) {
-    RawSplit train = parse_split(cfg, listing, 0, cfg.train_limit, seed);
-    RawSplit test = parse_split(cfg, listing, 1, cfg.test_limit, seed + 7919);
+    std::map<int64_t, int64_t> class_of_label;  // few-shot: label -> original ModelNet40 class
+    RawSplit train = parse_split(cfg, listing, 0, cfg.train_limit, seed, class_of_label);
+    RawSplit test = parse_split(cfg, listing, 1, cfg.test_limit, seed + 7919, class_of_label);
     out.class_names = listing.class_names;
+    if (listing.pickle) {
+      for (int64_t i = 0; i < cfg.way; ++i) {
+        const auto it = class_of_label.find(i);
+        const int64_t cls = it == class_of_label.end() ? -1 : it->second;
+        out.class_names.push_back(cls >= 0 && cls < int64_t(kModelNet40Classes.size()) ? kModelNet40Classes[cls]
+                                                                                       : "class_" + std::to_string(i));
+      }
+    }
     if (out.class_names.empty()) {  // h5 without shape_names.txt
       int64_t n = 0;
       for (auto l : train.labels) n = std::max(n, l + 1);
@@ -320,9 +487,9 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
         if (split->labels[i] >= static_cast<int64_t>(out.class_names.size()))
           fail(split->names[i] + ": label " + std::to_string(split->labels[i]) + " out of range: the dataset names " +
                std::to_string(out.class_names.size()) + " classes");
-    out.train = finish(train, cfg.num_points, "train split of " + cfg.root);
-    out.test = finish(test, cfg.num_points, "test split of " + cfg.root);
-    // Cache for the next run; a cache that cannot be written only costs time.
+    out.train = finish(train, cfg, /*training=*/true, kReductionSeed, "train split of " + cfg.root);
+    out.test = finish(test, cfg, /*training=*/false, kReductionSeed + 7919, "test split of " + cfg.root);
+    // Cache for the next run; a cache that cannot be written only costs time, and says so.
     try {
       c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
       dict.insert(std::string("train_points"), out.train.points);
@@ -335,7 +502,9 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
       const auto bytes = torch::pickle_save(at::IValue(dict));
       fs::create_directories(fs::path(cache).parent_path());
       write_bytes_atomically(cache, bytes.data(), bytes.size());
-    } catch (const std::exception&) {
+      out.notes.push_back("data cache: written " + cache);
+    } catch (const std::exception& e) {
+      out.notes.push_back("data cache: cannot write " + cache + " (" + e.what() + "); the next run parses the dataset again");
     }
   }
   if (cfg.val_fraction > 0) {
@@ -346,12 +515,24 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
     auto vi = std::get<0>(perm.narrow(0, 0, n_val).sort()), ti = std::get<0>(perm.narrow(0, n_val, n - n_val).sort());
     out.val = {out.train.points.index_select(0, vi), out.train.labels.index_select(0, vi)};
     out.train = {out.train.points.index_select(0, ti), out.train.labels.index_select(0, ti)};
+    if (cfg.pipeline == "resample") {  // evaluated as the test split: the first eval_points of its FPS order
+      std::vector<torch::Tensor> clouds(n_val);
+      const int64_t keep = std::min(eval_points(cfg), out.val.points.size(1));
+      for (int64_t i = 0; i < n_val; ++i) {
+        auto c = out.val.points[i];
+        auto order = kernels::farthest_point_sample(c.narrow(1, 0, 3).unsqueeze(0).contiguous(), keep, 0,
+                                                    kernels::FpsRule::Pointnet2)[0];
+        clouds[i] = c.index_select(0, order);
+      }
+      out.val.points = torch::stack(clouds);
+    }
   }
   return out;
 }
 
 torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg) {
   const int64_t B = points.size(0);
+  const auto dev = points.device();
   auto out = points.clone();
   auto xyz = out.narrow(2, 0, 3);
   if (cfg.rotate_up) {
@@ -359,7 +540,7 @@ torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg)
     auto c = torch::cos(theta), s = torch::sin(theta);
     auto z = torch::zeros({B}), o = torch::ones({B});
     // rotation about y: x' = c x + s z, z' = -s x + c z
-    auto rot = torch::stack({c, z, -s, z, o, z, s, z, c}, 1).view({B, 3, 3});
+    auto rot = torch::stack({c, z, -s, z, o, z, s, z, c}, 1).view({B, 3, 3}).to(dev);
     for (int64_t ch = 0; ch + 3 <= out.size(2); ch += 3) {
       auto part = out.narrow(2, ch, 3);
       part.copy_(torch::bmm(part, rot));
@@ -367,19 +548,30 @@ torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg)
   }
   auto scale = torch::rand({B, 1, 3}) * (cfg.scale_high - cfg.scale_low) + cfg.scale_low;
   auto shift = (torch::rand({B, 1, 3}) * 2 - 1) * cfg.translate;
-  xyz.mul_(scale).add_(shift);
-  if (cfg.jitter > 0) xyz.add_((torch::randn(xyz.sizes()) * cfg.jitter).clamp(-5 * cfg.jitter, 5 * cfg.jitter));
+  xyz.mul_(scale.to(dev)).add_(shift.to(dev));
+  if (cfg.jitter > 0) xyz.add_((torch::randn(xyz.sizes()) * cfg.jitter).clamp(-5 * cfg.jitter, 5 * cfg.jitter).to(dev));
   return out;
 }
 
-PointBatcher::PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed)
-    : IndexedBatchSource(set.size(), batch_size, shuffle, seed), set_(std::move(set)), cfg_(std::move(cfg)) {}
+PointBatcher::PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last)
+    : IndexedBatchSource(set.size(), batch_size, shuffle, seed, drop_last), set_(std::move(set)), cfg_(std::move(cfg)) {}
 
-std::pair<torch::Tensor, torch::Tensor> PointBatcher::batch(int64_t i, bool augment) const {
+torch::Tensor view_of_clouds(const torch::Tensor& stored, View view, const DataConfig& cfg, torch::Device device) {
+  const int64_t n = cfg.num_points;
+  torch::Tensor x;
+  if (view == View::VoteView) {
+    x = vote_view(stored.to(device), n, require_fps_points(cfg, "the official vote (eval protocol vote)"));
+  } else if (view == View::Training && cfg.pipeline == "resample") {
+    x = resample_for_training(stored.to(device), n, fps_points_of(cfg));
+  } else {
+    x = stored.narrow(1, 0, n).contiguous().to(device);
+  }
+  return view == View::Plain ? x : augment_points(x, cfg);
+}
+
+std::pair<torch::Tensor, torch::Tensor> PointBatcher::batch(int64_t i, View view) const {
   auto idx = indices(i);
-  auto x = set_.points.index_select(0, idx);
-  if (augment) x = augment_points(x, cfg_);
-  return {x, set_.labels.index_select(0, idx)};
+  return {view_of_clouds(set_.points.index_select(0, idx), view, cfg_, device()), set_.labels.index_select(0, idx).to(device())};
 }
 
 TaskData load_point_task(const DataConfig& cfg, uint64_t seed) {
@@ -389,8 +581,9 @@ TaskData load_point_task(const DataConfig& cfg, uint64_t seed) {
   t.num_classes = static_cast<int64_t>(splits.class_names.size());
   t.class_names = splits.class_names;
   t.in_chans = splits.train.points.size(2);
-  t.num_points = splits.train.points.size(1);
-  t.train = std::make_unique<PointBatcher>(splits.train, cfg, cfg.batch_size, true, seed);
+  t.num_points = cfg.num_points;
+  t.notes = splits.notes;
+  t.train = std::make_unique<PointBatcher>(splits.train, cfg, cfg.batch_size, true, seed, cfg.drop_last);
   if (splits.val.size() > 0) t.val = std::make_unique<PointBatcher>(splits.val, cfg, cfg.eval_batch_size, false, seed);
   t.test = std::make_unique<PointBatcher>(splits.test, cfg, cfg.eval_batch_size, false, seed);
   return t;

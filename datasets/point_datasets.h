@@ -8,9 +8,17 @@
 //   modelnet_folder: <root>/<class>/{train,test}/<name>.{off,txt,xyz,pcd,ply} (ModelNet10/40
 //     meshes or point files; classes are the sorted folder names).
 //   scanobjectnn: h5_files/main_split(_nobg)/ files of the three variants; 15 classes.
-// Every cloud is centred and scaled into the unit sphere and reordered by farthest point
-// sampling (start at point 0), keeping data.num_points points: the model sees the FPS subset, as
-// Point-MAE. Parsed splits are cached as .pt files so a dataset is parsed once.
+//   modelnet_fewshot: the released ModelNetFewshot/<way>way_<shot>shot/<fold>.pkl pickles.
+// How clouds are stored depends on data.pipeline (docs/protocols.md):
+//   fixed: each cloud centred and scaled into the unit sphere (data.normalize) and reordered by
+//     farthest point sampling from point 0; training clouds keep data.num_points points (each
+//     step only augments them), evaluation clouds the first eval_points(cfg).
+//   resample (Point-MAE / Point-BERT): training clouds keep every point (or data.source_points of
+//     them, FPS from a seeded random start, as the official .dat files), normalised when
+//     data.normalize, and are resampled every step (datasets/point_sampling.h); evaluation clouds
+//     the first eval_points(cfg) of pointnet2_ops' FPS from point 0, as the official validate().
+// Parsed splits are cached as .pt files (keyed on everything that shapes them), so a dataset is
+// parsed once.
 #pragma once
 #include <string>
 #include <vector>
@@ -29,6 +37,7 @@ struct PointCloudSet {
 };
 
 extern const std::vector<std::string> kScanObjectNNClasses;
+extern const std::vector<std::string> kModelNet40Classes;  // modelnet40_shape_names.txt order
 
 // Centres on the centroid and divides by the largest distance to it (xyz channels only).
 // Throws ewa::Error naming `what` for an empty cloud, NaN/inf coordinates or a single repeated point.
@@ -37,28 +46,45 @@ torch::Tensor normalize_unit_sphere(const torch::Tensor& cloud, const std::strin
 // Points sampled from a mesh surface (.off) when it feeds a model of cfg.num_points points.
 int64_t mesh_sample_points(const DataConfig& cfg);
 
-// Normalises and FPS-orders one cloud [P, C] to `keep` points; `what` names it in errors
-// (a cloud with fewer than `keep` points is an error).
+// Normalises and FPS-orders one cloud [P, C] to `keep` points (pipeline fixed); `what` names it
+// in errors (a cloud with fewer than `keep` points is an error).
 torch::Tensor prepare_cloud(const torch::Tensor& cloud, int64_t keep, const std::string& what);
+
+// Points an evaluation cloud is stored with: max(data.num_points, data.fps_points resolved), so
+// that the single pass (the first num_points) and the vote (a random num_points of the first
+// fps_points) read the same stored FPS order.
+int64_t eval_points(const DataConfig& cfg);
+
+// One cloud [P, C] as the evaluation splits store it and `ewa predict` reads a file: [keep, C]
+// (keep <= P), the first `keep` points of its FPS order after the pipeline's preparation (see
+// above); `seed` draws the random FPS start of a data.source_points reduction.
+torch::Tensor eval_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed, const std::string& what);
 
 struct PointSplits {
   PointCloudSet train, val, test;
   std::vector<std::string> class_names;
+  std::vector<std::string> notes;  // what the cache did ("data cache: read ...")
 };
 
 // Loads (or reads from the cache) the splits of cfg.dataset.
 PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed);
 
-// Point-MAE's training augmentation on a batch [B, P, C]: per-cloud anisotropic scale in
-// [scale_low, scale_high] and translation in [-translate, translate] on xyz; optional rotation
-// about the y axis (normals rotate too) and clipped Gaussian jitter.
+// Point-MAE's training augmentation on a batch [B, P, C] (any device; drawn from the CPU
+// generator): per-cloud anisotropic scale in [scale_low, scale_high] and translation in
+// [-translate, translate] on xyz; optional rotation about the y axis (normals rotate too) and
+// clipped Gaussian jitter.
 torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg);
+
+// The model input of `view` (batch_source.h) from stored clouds [B, S, C] (evaluation splits:
+// their FPS order; training split, pipeline resample: source resolution) on `device`: one
+// implementation for the batches of training and evaluation and for `ewa predict`.
+torch::Tensor view_of_clouds(const torch::Tensor& stored, View view, const DataConfig& cfg, torch::Device device);
 
 class PointBatcher : public IndexedBatchSource {
  public:
-  PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed);
-  // Batch i: points float [B, P, C], labels int64 [B]; `augment` applies augment_points.
-  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, bool augment) const override;
+  PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last = false);
+  // Batch i: points float [B, data.num_points, C] on the placed device, labels int64 [B] (see View).
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, View view) const override;
 
  private:
   PointCloudSet set_;

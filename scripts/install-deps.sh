@@ -5,8 +5,12 @@
 #     nlohmann-json, CLI11, GoogleTest, Google Benchmark), cairo (plots), ccache, Xvfb and Mesa
 #     (headless Open3D rendering), a font for plot text, Gloo headers (multi-process training),
 #     the Fashion-MNIST data.
+#     liblinear (the linear SVM probe, `ewa svm`; its command-line tools are the tests' oracle).
 #   LibTorch: the pinned `torch` wheel from PyPI (CUDA 13 build) in a virtual environment outside
 #     the source tree: $EWA_VENV (default /opt/ewa-venv), so every clone on the machine shares it.
+#     Beside it, for the tests' fixtures and oracles only (users never need Python): numpy (the
+#     released few-shot pickles are numpy pickles) and timm 0.4.5's scheduler (the official LR
+#     schedule), installed without its dependencies.
 # The CUDA toolkit is not installed here: CMake uses /usr/local/cuda when it exists.
 set -euo pipefail
 
@@ -18,7 +22,10 @@ PACKAGES=(
   libhdf5-dev libpcl-dev libopen3d-dev nlohmann-json3-dev libcli11-dev
   googletest libgtest-dev libbenchmark-dev
   dataset-fashion-mnist xvfb libcairo2-dev fonts-dejavu-core libgl1-mesa-dri libgloo-dev
+  liblinear-dev liblinear-tools
 )
+NUMPY_VERSION=2.3.5
+TIMM_VERSION=0.4.5
 
 die() { echo "install-deps: error: $*" >&2; exit 1; }
 
@@ -53,6 +60,16 @@ else
   "$EWA_VENV/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION" \
     || die "pip install torch==$TORCH_VERSION failed"
   have_torch || die "torch $TORCH_VERSION does not import from $EWA_VENV"
+fi
+have_oracles() {
+  "$EWA_VENV/bin/python" -c "import numpy,importlib.metadata as m,sys; sys.exit(0 if numpy.__version__=='$NUMPY_VERSION' and m.version('timm')=='$TIMM_VERSION' else 1)" 2>/dev/null
+}
+if have_oracles; then
+  echo "install-deps: numpy $NUMPY_VERSION and timm $TIMM_VERSION present in $EWA_VENV (test oracles)"
+else
+  echo "install-deps: installing numpy==$NUMPY_VERSION and timm==$TIMM_VERSION (test oracles) into $EWA_VENV"
+  "$EWA_VENV/bin/pip" install -q --disable-pip-version-check "numpy==$NUMPY_VERSION" || die "pip install numpy failed"
+  "$EWA_VENV/bin/pip" install -q --disable-pip-version-check --no-deps "timm==$TIMM_VERSION" || die "pip install timm failed"
 fi
 prefix=$("$EWA_VENV/bin/python" -c 'import torch;print(torch.utils.cmake_prefix_path)' 2>/dev/null)
 cuda=$("$EWA_VENV/bin/python" -c 'import torch;print(torch.version.cuda)' 2>/dev/null)

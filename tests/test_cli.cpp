@@ -138,7 +138,8 @@ TEST(Cli, PointCloudSynthTrainConvertEvalEndToEnd) {
     "train": {"epochs": 1, "runs_dir": ")" + (dir / "runs") + R"("}})");
   r = run_command(kEwa + " train --config " + (dir / "p.json"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("voting over 2 passes"), std::string::npos) << r.output;  // voting is labelled
+  EXPECT_NE(r.output.find("test-time augmentation: logits of 1 clean + 1 augmented passes averaged"), std::string::npos)
+      << r.output;  // test-time augmentation is labelled
   r = run_command(kEwa + " convert " + (dir / "runs/pts/last.pt") + " -o " + (dir / "dense.pt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("converted 2 MoE layers"), std::string::npos) << r.output;

@@ -173,14 +173,14 @@ TEST(Batcher, EpochOrderIsAPermutationFixedBySeedAndEpoch) {
   b.start_epoch(1);
   std::vector<torch::Tensor> labels;
   for (int64_t i = 0; i < a.num_batches(); ++i) {
-    EXPECT_TRUE(torch::equal(a.batch(i, false).second, b.batch(i, false).second));
-    labels.push_back(a.batch(i, false).second);
+    EXPECT_TRUE(torch::equal(a.batch(i, ewa::data::View::Plain).second, b.batch(i, ewa::data::View::Plain).second));
+    labels.push_back(a.batch(i, ewa::data::View::Plain).second);
   }
   auto all = torch::cat(labels);
   EXPECT_EQ(all.size(0), 50);
   EXPECT_TRUE(torch::equal(std::get<0>(all.sort()), std::get<0>(s.train.labels.sort())));
   b.start_epoch(2);
-  EXPECT_FALSE(torch::equal(a.batch(0, false).second, b.batch(0, false).second) && torch::equal(a.batch(1, false).second, b.batch(1, false).second));
+  EXPECT_FALSE(torch::equal(a.batch(0, ewa::data::View::Plain).second, b.batch(0, ewa::data::View::Plain).second) && torch::equal(a.batch(1, ewa::data::View::Plain).second, b.batch(1, ewa::data::View::Plain).second));
 }
 
 }  // namespace

@@ -51,7 +51,7 @@ TEST(Dist, EveryRankTogetherSeesEachSampleOncePerEpoch) {
       batches.start_epoch(epoch);
       std::multiset<int64_t> seen;
       for (int64_t b = 0; b < batches.num_batches(); ++b) {
-        auto x = batches.batch(b, false).first;
+        auto x = batches.batch(b, ewa::data::View::Plain).first;
         for (int64_t r = 0; r < world; ++r) {
           auto [lo, hi] = ewa::dist::shard(x.size(0), r, world);
           for (int64_t i = lo; i < hi; ++i) seen.insert(static_cast<int64_t>(x[i][0][0].item<float>()));

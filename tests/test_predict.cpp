@@ -169,7 +169,7 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
       sum += last;
     }
     EXPECT_NEAR(sum, 1.0, 1e-4);  // all 8 classes listed
-    EXPECT_EQ(j["evaluation"], "voting over 3 passes");
+    EXPECT_EQ(j["evaluation"], "test-time augmentation: logits of 1 clean + 2 augmented passes averaged (not the official vote)");
   }
   EXPECT_EQ(objects, 2);
 

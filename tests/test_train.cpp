@@ -39,11 +39,11 @@ TEST(Schedule, WarmupThenCosine) {
   o.lr = 1.0;
   o.min_lr = 0.0;
   o.warmup_epochs = 1;
-  EXPECT_DOUBLE_EQ(ewa::train::lr_at(o, 0, 10, 110), 0.1);
-  EXPECT_DOUBLE_EQ(ewa::train::lr_at(o, 9, 10, 110), 1.0);
-  EXPECT_DOUBLE_EQ(ewa::train::lr_at(o, 10, 10, 110), 1.0);
-  EXPECT_NEAR(ewa::train::lr_at(o, 60, 10, 110), 0.5, 1e-12);
-  EXPECT_NEAR(ewa::train::lr_at(o, 110, 10, 110), 0.0, 1e-12);
+  EXPECT_DOUBLE_EQ(ewa::train::lr_at(o, 0, 10, 110, 11), 0.1);
+  EXPECT_DOUBLE_EQ(ewa::train::lr_at(o, 9, 10, 110, 11), 1.0);
+  EXPECT_DOUBLE_EQ(ewa::train::lr_at(o, 10, 10, 110, 11), 1.0);
+  EXPECT_NEAR(ewa::train::lr_at(o, 60, 10, 110, 11), 0.5, 1e-12);
+  EXPECT_NEAR(ewa::train::lr_at(o, 110, 10, 110, 11), 0.0, 1e-12);
 }
 
 // The fused AdamW step against LibTorch's AdamW::step() on the same parameters and gradients:
@@ -126,7 +126,7 @@ TEST(Train, LearnsAndWritesTheRunDirectory) {
   auto model = ewa::models::build_model(c2);
   ewa::train::load_model_state(*model, ckpt, "last.pt");
   auto task = ewa::train::load_task(c2);
-  auto m = ewa::train::evaluate(*model, *task.test, task.num_classes, torch::kCPU);
+  auto m = ewa::train::evaluate_protocol(*model, *task.test, task.num_classes, torch::kCPU, {}).metrics;
   EXPECT_DOUBLE_EQ(m.overall_accuracy, result.test.overall_accuracy);
 
   // A second run into the same directory without --resume must not overwrite it.

@@ -112,16 +112,18 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, variant, num_groups, group
                                    head_dropout, img_size, in_chans, num_classes, patch_size, embed_dim, depth,
                                    num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EwaConfig, enabled, share_rate, schedule, ramp_steps, until_step)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, variant, cache_dir, batch_size, eval_batch_size,
-                                   train_limit, test_limit, random_crop_padding, num_points, votes, val_fraction,
-                                   scale_low, scale_high, translate, jitter, hflip, use_normals, rotate_up)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, variant, cache_dir, pipeline, batch_size, eval_batch_size,
+                                   train_limit, test_limit, random_crop_padding, num_points, votes, fps_points,
+                                   source_points, way, shot, fold, val_fraction, scale_low, scale_high, translate,
+                                   jitter, hflip, use_normals, rotate_up, normalize, drop_last)
 
 bool DataConfig::is_point_cloud() const {
   return dataset == "modelnet40_resampled" || dataset == "modelnet_h5" || dataset == "modelnet_folder" ||
-         dataset == "scanobjectnn" || dataset == "shapenet55";
+         dataset == "scanobjectnn" || dataset == "shapenet55" || dataset == "modelnet_fewshot";
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1, beta2, warmup_epochs, label_smoothing,
-                                   grad_clip)
+                                   grad_clip, schedule, warmup_lr_init, cosine_epochs)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EvalConfig, vote_views, vote_repeats, final_vote, save_best_on_test)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, decoder_depth, decoder_num_heads,
                                    reconstructions)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FinetuneConfig, init, allow_missing, freeze_encoder, layer_decay)
@@ -195,6 +197,7 @@ Config parse_config(const json& j, const std::string& source) {
   Config c;
   c.json = j;
   c.name = j["name"];
+  c.description = j["description"];
   c.model = j["model"].get<ModelConfig>();
   auto bad = [&](const std::string& key, const std::string& why) { fail(source + ": key '" + key + "': " + why); };
   if (c.model.embed_dim % c.model.num_heads != 0)
@@ -265,8 +268,23 @@ Config parse_config(const json& j, const std::string& source) {
                                   std::to_string(c.model.num_groups));
   }
 
+  if (c.data.dataset == "modelnet_fewshot") {
+    if (c.data.way < 1) bad("data.way", "required for modelnet_fewshot: the classes of the few-shot task (5 or 10 as released)");
+    if (c.data.shot < 1) bad("data.shot", "required for modelnet_fewshot: the training samples per class (10 or 20 as released)");
+    if (c.data.fold < 0) bad("data.fold", "required for modelnet_fewshot: the fold, 0 to 9 as released");
+  }
+  if (c.data.pipeline == "resample" && !points_model)
+    bad("data.pipeline", "'resample' resamples point clouds; image datasets have 'fixed' only");
+  if (c.data.fps_points > 0 && c.data.fps_points < c.data.num_points)
+    bad("data.fps_points", "must be at least data.num_points (" + std::to_string(c.data.num_points) + "), got " +
+                               std::to_string(c.data.fps_points));
+  if (c.data.source_points > 0 && c.data.source_points < c.data.num_points)
+    bad("data.source_points", "must be at least data.num_points (" + std::to_string(c.data.num_points) + ") or 0, got " +
+                                  std::to_string(c.data.source_points));
+
   c.optim = j["optim"].get<OptimConfig>();
   if (c.optim.min_lr > c.optim.lr) bad("optim.min_lr", "must not exceed optim.lr");
+  c.eval = j["eval"].get<EvalConfig>();
 
   c.pretrain = j["pretrain"].get<PretrainConfig>();
   if (c.model.name == "point_mae") {

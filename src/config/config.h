@@ -36,11 +36,12 @@ struct EwaConfig {
 };
 
 struct DataConfig {
-  std::string dataset = "fashion_mnist", root, variant, cache_dir;
+  std::string dataset = "fashion_mnist", root, variant, cache_dir, pipeline = "fixed";
   int64_t batch_size = 128, eval_batch_size = 500, train_limit = 0, test_limit = 0, random_crop_padding = 2;
-  int64_t num_points = 1024, votes = 1;
+  int64_t num_points = 1024, votes = 1, fps_points = 0, source_points = 0;
+  int64_t way = 0, shot = 0, fold = -1;  // modelnet_fewshot
   double val_fraction = 0, scale_low = 2.0 / 3.0, scale_high = 1.5, translate = 0.2, jitter = 0;
-  bool hflip = false, use_normals = false, rotate_up = false;
+  bool hflip = false, use_normals = false, rotate_up = false, normalize = true, drop_last = true;
 
   bool is_point_cloud() const;
 };
@@ -48,6 +49,14 @@ struct DataConfig {
 struct OptimConfig {
   double lr = 1e-3, min_lr = 1e-5, weight_decay = 0.05, beta1 = 0.9, beta2 = 0.999;
   double warmup_epochs = 1, label_smoothing = 0.1, grad_clip = 1.0;
+  std::string schedule = "step_cosine";  // or "timm_epoch" (Point-MAE / Point-BERT)
+  double warmup_lr_init = 1e-6;          // timm_epoch
+  int64_t cosine_epochs = 0;             // timm_epoch: t_initial; 0 = train.epochs
+};
+
+struct EvalConfig {
+  int64_t vote_views = 10, vote_repeats = 10;
+  bool final_vote = false, save_best_on_test = false;
 };
 
 struct PretrainConfig {
@@ -71,7 +80,7 @@ struct TrainConfig {
 };
 
 struct Config {
-  std::string name;
+  std::string name, description;
   ModelConfig model;
   MoeConfig moe;
   EwaConfig ewa;
@@ -80,6 +89,7 @@ struct Config {
   PretrainConfig pretrain;
   FinetuneConfig finetune;
   TrainConfig train;
+  EvalConfig eval;
   nlohmann::json json;  // the resolved configuration these fields came from
 };
 

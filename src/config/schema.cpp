@@ -24,6 +24,9 @@ FieldSpec S(std::string k, std::string d, std::vector<std::string> choices, std:
 const std::vector<FieldSpec>& config_schema() {
   static const std::vector<FieldSpec> schema = {
       S("name", "run", {}, "Run name: the run directory is <train.runs_dir>/<name>."),
+      S("description", "", {},
+        "What the config is for. Configs that reproduce a paper's recipe name the upstream file they follow and "
+        "say where they differ (docs/protocols.md)."),
       S("model.name", "vit", {"vit", "point_transformer", "point_mae"},
         "Model family from the registry: vit (2D images), point_transformer (point-cloud classifier, Point-MAE / "
         "Point-BERT style) or point_mae (Point-MAE masked-autoencoder pretraining: `ewa pretrain`)."),
@@ -74,12 +77,35 @@ const std::vector<FieldSpec>& config_schema() {
       I("ewa.until_step", -1, -1, kBig, "Early EWA: no averaging after this optimizer step; -1 = never stop."),
       S("data.dataset", "fashion_mnist",
         {"fashion_mnist", "mnist", "cifar10", "cifar100", "modelnet40_resampled", "modelnet_h5", "modelnet_folder",
-         "scanobjectnn", "shapenet55"},
+         "scanobjectnn", "shapenet55", "modelnet_fewshot"},
         "Dataset reader (datasets/README.md): images, or point clouds: ModelNet40 resampled txt, ModelNet40-style "
         "hdf5 (also the synthetic shapes), ModelNet10/40 class folders (.off meshes, .txt/.xyz/.npy/.pcd/.ply points), "
-        "ScanObjectNN hdf5, ShapeNet-55 in Point-MAE's layout (shapenet_pc/*.npy; for pretraining)."),
+        "ScanObjectNN hdf5, ShapeNet-55 in Point-MAE's layout (shapenet_pc/*.npy; for pretraining), the released "
+        "ModelNet40 few-shot pickles (<root>/<way>way_<shot>shot/<fold>.pkl)."),
       S("data.variant", "", {"", "obj_bg", "obj_only", "pb_t50_rs"}, "scanobjectnn: which variant to read."),
       I("data.num_points", 1024, 1, 1 << 20, "Points per cloud fed to the model (the first ones of the FPS order)."),
+      S("data.pipeline", "fixed", {"fixed", "resample"},
+        "Point clouds: fixed = every cloud FPS-reduced once to data.num_points (cached), each training step only "
+        "augments; resample = Point-MAE / Point-BERT's training pipeline: clouds kept at source resolution, every "
+        "step shuffled, FPS to data.fps_points, then one random data.num_points of those FPS ranks for the batch "
+        "(docs/protocols.md). Evaluation reads the first num_points of each test cloud's FPS order in both."),
+      I("data.fps_points", 0, 0, 1 << 20,
+        "Point clouds: FPS points a training step (pipeline resample) and a vote view draw num_points from "
+        "(Point-MAE's point_all); 0 = the official value for data.num_points (1024 -> 1200, 2048 -> 2400, "
+        "4096 -> 4800, 8192 -> 8192). Clamped to the points a cloud has."),
+      I("data.source_points", 0, 0, 1 << 20,
+        "Point clouds, pipeline resample: points kept per stored cloud, by FPS from a random (seeded) start, as "
+        "Point-MAE's modelnet40_*_8192pts_fps.dat hold 8192 of the 10000 points of each file; 0 = every point "
+        "(clouds of different sizes are reduced to the smallest)."),
+      B("data.normalize", true,
+        "Point clouds: centre each stored cloud and scale it into the unit sphere. The official ScanObjectNN "
+        "pipeline uses the stored coordinates as they are (false)."),
+      B("data.drop_last", true,
+        "Leave out the last partial training batch every epoch (the official loaders do; a last batch of one "
+        "sample breaks BatchNorm, and with several processes a rank could get none)."),
+      I("data.way", 0, 0, 40, "modelnet_fewshot: classes of the task (the released sets: 5 or 10)."),
+      I("data.shot", 0, 0, 100000, "modelnet_fewshot: training samples per class (the released sets: 10 or 20)."),
+      I("data.fold", -1, -1, 100000, "modelnet_fewshot: fold (the released sets: 0 to 9); `ewa fewshot` runs them all."),
       B("data.use_normals", false, "Feed normals as channels 4-6 where the files have them (modelnet40_resampled)."),
       F("data.scale_low", 2.0 / 3.0, 0.01, 100, "Point augmentation: anisotropic scale, lower bound (Point-MAE: 2/3)."),
       F("data.scale_high", 1.5, 0.01, 100, "Point augmentation: anisotropic scale, upper bound (Point-MAE: 3/2)."),
@@ -87,8 +113,9 @@ const std::vector<FieldSpec>& config_schema() {
       B("data.rotate_up", false, "Point augmentation: random rotation about the up axis (y)."),
       F("data.jitter", 0.0, 0, 1, "Point augmentation: Gaussian jitter sigma, clipped at 5 sigma; 0 = off."),
       I("data.votes", 1, 1, 100,
-        "Test-time voting: logits averaged over 1 clean + (votes - 1) augmented passes; 1 = single pass. Labelled in "
-        "every report."),
+        "Test-time augmentation (protocol tta) of every evaluation: logits averaged over 1 clean + (votes - 1) "
+        "augmented passes of the same points; 1 = single pass. Not the official vote (eval.vote_views). Labelled "
+        "in every report."),
       S("data.root", "", {},
         "Dataset directory; empty = /usr/share/datasets/fashion-mnist for fashion_mnist, required otherwise."),
       S("data.cache_dir", "", {},
@@ -110,6 +137,15 @@ const std::vector<FieldSpec>& config_schema() {
       F("optim.warmup_epochs", 1.0, 0, kBig, "Linear learning-rate warmup length in epochs (may be fractional)."),
       F("optim.label_smoothing", 0.1, 0, 0.99, "Label smoothing of the cross-entropy loss."),
       F("optim.grad_clip", 1.0, 0, kBig, "Clip the global gradient norm to this; 0 = off."),
+      S("optim.schedule", "step_cosine", {"step_cosine", "timm_epoch"},
+        "Learning-rate schedule: step_cosine = linear warmup over optim.warmup_epochs then cosine to optim.min_lr, "
+        "updated every step; timm_epoch = timm's CosineLRScheduler as Point-MAE / Point-BERT step it, once per "
+        "epoch: epoch 0 at warmup_lr_init, epoch e >= 1 at f(e - 1), f linear from warmup_lr_init over "
+        "warmup_epochs then cosine over optim.cosine_epochs to min_lr (docs/protocols.md)."),
+      F("optim.warmup_lr_init", 1e-6, 0, 10, "timm_epoch: learning rate warmup starts from (the official builders: 1e-6)."),
+      I("optim.cosine_epochs", 0, 0, kBig,
+        "timm_epoch: the cosine's length t_initial in epochs; 0 = train.epochs. The official configs run "
+        "train.epochs = 301 (epochs 0..300) with t_initial 300."),
       F("pretrain.mask_ratio", 0.6, 0, 0.95,
         "point_mae: share of the groups masked per cloud (Point-MAE: 0.6); int(ratio * num_groups) are masked."),
       S("pretrain.mask_type", "rand", {"rand", "block"},
@@ -132,6 +168,16 @@ const std::vector<FieldSpec>& config_schema() {
       B("finetune.freeze_encoder", false,
         "Linear probing: train only the classification head; the backbone keeps its initial weights (and BatchNorm "
         "statistics)."),
+      I("eval.vote_views", 10, 1, 1000,
+        "Official vote (protocol vote): views per cloud, each a random data.num_points of its first data.fps_points "
+        "FPS points plus the training augmentation; logits averaged over the views."),
+      I("eval.vote_repeats", 10, 1, 100000,
+        "Official vote: how often the whole vote is repeated; the maximum is what upstream reports (Point-MAE "
+        "299, Point-BERT 9); ewa reports the mean and spread beside it."),
+      B("eval.final_vote", false, "Run the official vote on the final model after training (metrics.json: protocols.vote)."),
+      B("eval.save_best_on_test", false,
+        "Keep the checkpoint of the best test accuracy as best_on_test.pt (the official runs' ckpt-best: selected on "
+        "the test set). The best-on-test figure is reported either way."),
       I("train.epochs", 10, 1, 100000, "Training epochs."),
       I("train.seed", 0, 0, kBig, "Seed for initialisation, data order, augmentation, dropout and partitions."),
       I("train.log_every", 50, 1, kBig, "Progress line and log.jsonl record every N optimizer steps."),

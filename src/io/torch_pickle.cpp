@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 
 #include "common/error.h"
@@ -46,9 +47,26 @@ std::vector<int64_t> int_tuple(const PyRef& v, const char* what) {
   return out;
 }
 
+// numpy's dtype codes ("f4", "<i8", ...) as torch dtypes.
+torch::ScalarType numpy_dtype(const std::string& code) {
+  static const std::map<std::string, torch::ScalarType> types = {
+      {"f4", torch::kFloat}, {"f8", torch::kDouble}, {"f2", torch::kHalf}, {"i1", torch::kChar},
+      {"u1", torch::kByte},  {"i2", torch::kShort},  {"i4", torch::kInt},  {"i8", torch::kLong},
+      {"b1", torch::kBool}};
+  auto it = types.find(code);
+  if (it == types.end()) throw std::runtime_error("unsupported numpy dtype '" + code + "'");
+  return it->second;
+}
+
+bool is_numpy(const std::string& global, const char* name) {
+  // numpy 1.x pickles name numpy.core.*, numpy 2.x numpy._core.*
+  return global == std::string("numpy.core.") + name || global == std::string("numpy._core.") + name;
+}
+
 class Unpickler {
  public:
-  Unpickler(const char* data, size_t size, ZipArchive& archive) : p_(data), end_(data + size), archive_(archive) {}
+  // `archive` holds the tensors' storages of a torch.save file; null for a plain pickle.
+  Unpickler(const char* data, size_t size, ZipArchive* archive) : p_(data), end_(data + size), archive_(archive) {}
 
   PyRef run() {
     while (true) {
@@ -142,6 +160,7 @@ class Unpickler {
         }
         case 'c': {                                            // GLOBAL "module\nname\n"
           std::string module = line(), name = line();
+          if (module == "__builtin__") module = "builtins";    // protocol 2's Python 2 names
           push(make_str(Kind::Global, module + "." + name));
           break;
         }
@@ -169,7 +188,11 @@ class Unpickler {
           push(reduce(cls, args));
           break;
         }
-        case 'b': pop(); break;                                // BUILD: object state (OrderedDict._metadata, ...) is dropped
+        case 'b': {                                            // BUILD: numpy arrays and dtypes take their state;
+          auto state = pop();                                  // other objects' state (OrderedDict._metadata, ...) is dropped
+          build(top(), state);
+          break;
+        }
         case 'Q': push(persistent(pop())); break;              // BINPERSID
         case 'q': memo_[static_cast<size_t>(le(1))] = top(); break;  // BINPUT
         case 'r': memo_[static_cast<size_t>(le(4))] = top(); break;  // LONG_BINPUT
@@ -288,6 +311,37 @@ class Unpickler {
           if (pair->kind == Kind::Tuple && pair->items.size() == 2) d->dict.emplace_back(pair->items[0], pair->items[1]);
       return d;
     }
+    if (is_numpy(name, "multiarray._reconstruct")) return make_str(Kind::Opaque, "numpy.ndarray");  // BUILD fills it
+    if (name == "numpy.dtype") {
+      if (a.empty() || a[0]->kind != Kind::Str) throw std::runtime_error("malformed numpy dtype record");
+      auto d = make_str(Kind::Opaque, "numpy.dtype");
+      d->items = {a[0], make_str(Kind::Str, "|")};
+      return d;
+    }
+    if (is_numpy(name, "multiarray.scalar")) {  // (dtype, bytes of one element)
+      if (a.size() < 2 || a[1]->kind != Kind::Bytes) throw std::runtime_error("malformed numpy scalar record");
+      auto t = numpy_array(a[0], {}, a[1]->s, false);
+      if (t.is_floating_point()) {
+        auto v = make(Kind::Float);
+        v->f = t.item<double>();
+        return v;
+      }
+      auto v = make(Kind::Int);
+      v->i = t.to(torch::kLong).item<int64_t>();
+      return v;
+    }
+    if (is_numpy(name, "numeric._frombuffer")) {  // protocol 5: (buffer, dtype, shape, order)
+      if (a.size() < 4 || a[0]->kind != Kind::Bytes || a[3]->kind != Kind::Str)
+        throw std::runtime_error("malformed numpy array record");
+      auto v = make(Kind::Tensor);
+      v->tensor = numpy_array(a[1], int_tuple(a[2], "numpy array shape"), a[0]->s, a[3]->s == "F");
+      return v;
+    }
+    if (name == "builtins.bytes" && a.empty()) return make_str(Kind::Bytes, "");  // b'' under protocol 2
+    if (name == "_codecs.encode") {  // bytes under protocol 2: codecs.encode(latin-1 text, 'latin1')
+      if (a.empty() || a[0]->kind != Kind::Str) throw std::runtime_error("malformed _codecs.encode record");
+      return make_str(Kind::Bytes, utf8_to_latin1(a[0]->s));
+    }
     if (name == "builtins.set" || name == "builtins.frozenset" || name == "builtins.list") {
       auto l = make(Kind::List);
       if (!a.empty() && (a[0]->kind == Kind::List || a[0]->kind == Kind::Tuple)) l->items = a[0]->items;
@@ -296,8 +350,73 @@ class Unpickler {
     return make_str(Kind::Opaque, name.empty() ? "object" : name);  // numpy scalars, namespaces, ...
   }
 
+  // A numpy array's state: (version, shape, dtype, is_fortran, data bytes); a dtype's:
+  // (version, byte order, ...).
+  static void build(const PyRef& obj, const PyRef& state) {
+    if (obj->kind != Kind::Opaque) return;
+    const auto& st = state->items;
+    if (obj->s == "numpy.dtype") {
+      if (state->kind == Kind::Tuple && st.size() >= 2 && st[1]->kind == Kind::Str) obj->items[1] = st[1];
+    } else if (obj->s == "numpy.ndarray") {
+      if (state->kind != Kind::Tuple || st.size() < 5 || st[3]->kind != Kind::Bool)
+        throw std::runtime_error("malformed numpy array state");
+      if (st[4]->kind != Kind::Bytes) throw std::runtime_error("numpy object arrays are not supported");
+      obj->tensor = numpy_array(st[2], int_tuple(st[1], "numpy array shape"), st[4]->s, st[3]->b);
+      obj->kind = Kind::Tensor;
+      obj->s.clear();
+    }
+  }
+
+  // The tensor of numpy data `bytes` of `shape` in `dtype` (a numpy.dtype value).
+  static torch::Tensor numpy_array(const PyRef& dtype, std::vector<int64_t> shape, const std::string& bytes, bool fortran) {
+    if (dtype->kind != Kind::Opaque || dtype->s != "numpy.dtype") throw std::runtime_error("numpy array without a dtype");
+    std::string code = dtype->items[0]->s;
+    std::string order = dtype->items[1]->s;
+    if (!code.empty() && (code[0] == '<' || code[0] == '>' || code[0] == '|' || code[0] == '=')) {
+      order = code.substr(0, 1);
+      code = code.substr(1);
+    }
+    const auto type = numpy_dtype(code);
+    const uint64_t item = c10::elementSize(type);
+    uint64_t count = 1;
+    for (const int64_t d : shape) {
+      if (d < 0 || (d > 0 && count > (uint64_t(1) << 62) / uint64_t(d))) throw std::runtime_error("numpy array shape out of range");
+      count *= uint64_t(d);
+    }
+    if (count * item != bytes.size())
+      throw std::runtime_error("numpy array of " + std::to_string(count) + " " + code + " elements holds " +
+                               std::to_string(bytes.size()) + " bytes");
+    auto flat = torch::empty({static_cast<int64_t>(count)}, torch::TensorOptions().dtype(type));
+    if (count > 0) std::memcpy(flat.data_ptr(), bytes.data(), bytes.size());
+    if (order == ">" && item > 1) {  // big-endian data: reverse each element's bytes
+      auto raw = flat.view(torch::kByte).view({static_cast<int64_t>(count), static_cast<int64_t>(item)});
+      flat = raw.flip({1}).contiguous().view(type).view({static_cast<int64_t>(count)});
+    }
+    if (!fortran) return flat.view(shape);
+    std::vector<int64_t> reversed(shape.rbegin(), shape.rend());
+    std::vector<int64_t> perm;
+    for (int64_t k = static_cast<int64_t>(shape.size()) - 1; k >= 0; --k) perm.push_back(k);
+    return flat.view(reversed).permute(perm).contiguous();
+  }
+
+  static std::string utf8_to_latin1(const std::string& s) {
+    std::string out;
+    for (size_t k = 0; k < s.size(); ++k) {
+      const auto c = static_cast<uint8_t>(s[k]);
+      if (c < 0x80) {
+        out += static_cast<char>(c);
+      } else if ((c & 0xe0) == 0xc0 && k + 1 < s.size() && c <= 0xc3) {
+        out += static_cast<char>(((c & 0x03) << 6) | (static_cast<uint8_t>(s[++k]) & 0x3f));
+      } else {
+        throw std::runtime_error("_codecs.encode text is not latin-1");
+      }
+    }
+    return out;
+  }
+
   // ('storage', storage type, key, location, numel): the archive's data/<key>, on the CPU.
   PyRef persistent(const PyRef& pid) {
+    if (!archive_) throw std::runtime_error("a persistent id (torch storage) in a plain pickle");
     const auto& t = pid->items;
     if (pid->kind != Kind::Tuple || t.size() < 5 || t[0]->s != "storage" || t[1]->kind != Kind::Global ||
         t[2]->kind != Kind::Str)
@@ -308,20 +427,20 @@ class Unpickler {
     const auto dtype = storage_dtype(t[1]->s);
     // The record is read straight into the tensor (its size checked against the file already).
     const std::string record = "data/" + key;
-    const uint64_t nbytes = archive_.size(record), item = c10::elementSize(dtype);
+    const uint64_t nbytes = archive_->size(record), item = c10::elementSize(dtype);
     if (nbytes % item != 0)
       throw std::runtime_error("storage '" + record + "' has " + std::to_string(nbytes) + " bytes, not a multiple of its " +
                                std::to_string(item) + "-byte element type");
     auto v = make(Kind::Tensor);
     v->tensor = torch::empty({static_cast<int64_t>(nbytes / item)}, torch::TensorOptions().dtype(dtype));
-    archive_.read(record, v->tensor.data_ptr());
+    archive_->read(record, v->tensor.data_ptr());
     storages_[key] = v;
     return v;
   }
 
   const char* p_;
   const char* end_;
-  ZipArchive& archive_;
+  ZipArchive* archive_;
   std::vector<PyRef> stack_;
   std::vector<size_t> marks_;
   std::map<size_t, PyRef> memo_;
@@ -352,7 +471,7 @@ PyRef read_torch_archive(const std::string& path) {
   if (!archive->has("data.pkl")) fail(path + ": a zip archive without data.pkl: not a torch.save file");
   const std::vector<char> pickle = archive->read("data.pkl");
   try {
-    Unpickler u(pickle.data(), pickle.size(), *archive);
+    Unpickler u(pickle.data(), pickle.size(), archive.get());
     return u.run();
   } catch (const Error&) {
     throw;
@@ -361,6 +480,48 @@ PyRef read_torch_archive(const std::string& path) {
     const auto nl = what.find('\n');
     fail(path + ": corrupt torch.save file: " + (nl == std::string::npos ? what : what.substr(0, nl)));
   }
+}
+
+PyRef read_pickle_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path + ": cannot open file");
+  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (data.size() < 2 || static_cast<uint8_t>(data[0]) != 0x80 || static_cast<uint8_t>(data[1]) < 2 ||
+      static_cast<uint8_t>(data[1]) > 5)
+    fail(path + ": not a pickle file of protocol 2 to 5 (as Python's pickle.dump writes)");
+  try {
+    Unpickler u(data.data(), data.size(), nullptr);
+    return u.run();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    const auto nl = what.find('\n');
+    fail(path + ": corrupt pickle file: " + (nl == std::string::npos ? what : what.substr(0, nl)));
+  }
+}
+
+std::string describe_value(const PyRef& v) {
+  if (!v) return "nothing";
+  switch (v->kind) {
+    case Kind::None: return "None";
+    case Kind::Bool: return "a bool";
+    case Kind::Int: return "an int";
+    case Kind::Float: return "a float";
+    case Kind::Str: return "a str";
+    case Kind::Bytes: return "bytes";
+    case Kind::List: return "a list of " + std::to_string(v->items.size());
+    case Kind::Tuple: return "a tuple of " + std::to_string(v->items.size());
+    case Kind::Dict: return "a dict";
+    case Kind::Tensor: {
+      std::string shape;
+      for (const auto d : v->tensor.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+      return std::string("an array of ") + c10::toString(v->tensor.scalar_type()) + " [" + shape + "]";
+    }
+    case Kind::Global: return "the global " + v->s;
+    case Kind::Opaque: return "an object of " + v->s;
+  }
+  return "?";
 }
 
 }  // namespace ewa::io

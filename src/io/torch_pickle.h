@@ -1,4 +1,5 @@
-// A reader for torch.save zip archives that does not need the Python classes the file names.
+// A reader for torch.save zip archives, and for plain pickle files of numpy arrays, that does not
+// need the Python classes the file names.
 // LibTorch's own unpickler stops at objects it does not know (the `_metadata` state of an
 // nn.Module.state_dict() OrderedDict, numpy scalars in a metrics dict, argparse namespaces); this
 // one keeps every such object as an opaque value and still returns every tensor. It reads pickle
@@ -42,5 +43,17 @@ struct PyValue {
 // naming `path` for a file that is not a torch.save zip archive (including the pre-1.6 legacy
 // format), is damaged (a record failing its CRC-32) or is corrupt.
 PyRef read_torch_archive(const std::string& path);
+
+// Reads a plain pickle file (protocols 2 to 5, as pickle.dump writes them), such as the released
+// ModelNet40 few-shot sets and Point-MAE's modelnet40_*_8192pts_fps.dat. numpy arrays (the
+// _reconstruct + BUILD form of protocols 2 to 4 and protocol 5's in-band _frombuffer, numpy 1 and 2
+// module names; dtypes bool, int8/16/32/64, uint8, float16/32/64, either byte order, C or Fortran
+// order) become CPU tensors of their dtype and shape; numpy scalars become Int or Float values.
+// Lengths are bounded by the file; an array whose data does not match its shape and dtype is an
+// error. Throws ewa::Error naming `path` for a file that is not such a pickle.
+PyRef read_pickle_file(const std::string& path);
+
+// "a list", "a tuple", "a float32 array [8192, 6]", "an int" ...: a value's kind for error messages.
+std::string describe_value(const PyRef& v);
 
 }  // namespace ewa::io

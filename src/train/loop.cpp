@@ -122,12 +122,35 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   auto optimizer = make_optimizer(groups, cfg.optim);
 
   data::BatchSource& batches = *data.train;
+  batches.place(device, rank, world);
+  data.test->place(device);
+  if (data.val) data.val->place(device);
   const int64_t steps_per_epoch = batches.num_batches();
+  if (steps_per_epoch == 0)
+    fail("data.batch_size: " + std::to_string(cfg.data.batch_size) + " exceeds the " + std::to_string(batches.size()) +
+         " training samples, and data.drop_last leaves out the partial batch: lower data.batch_size or set data.drop_last=false");
+  if (const int64_t last = batches.global_batch_size(steps_per_epoch - 1); last < world) {
+    fail("data.drop_last=false leaves a last batch of " + std::to_string(last) + " samples for " + std::to_string(world) +
+         " processes, so a rank would have none: set data.drop_last=true or change data.batch_size");
+  } else if (last < 2 * world) {
+    for (const auto& m : model.modules(/*include_self=*/false))
+      if (dynamic_cast<torch::nn::BatchNormImplBase<1, torch::nn::BatchNorm1dImpl>*>(m.get()))
+        fail("data.drop_last=false leaves a last batch of " + std::to_string(last) + " samples" +
+             (world > 1 ? " for " + std::to_string(world) + " processes" : "") +
+             ", so a training BatchNorm layer would see a single sample: set data.drop_last=true or change data.batch_size");
+  }
   const int64_t total_steps = steps_per_epoch * cfg.train.epochs;
+  const auto lr_of_group = [&](int64_t at_step, size_t g) {
+    return lr_at(cfg.optim, at_step, steps_per_epoch, total_steps, cfg.train.epochs, groups[g].lr_scale);
+  };
   const std::string eval_label = task.eval_label();
 
   int64_t step = 0, start_epoch = 0, start_position = 0;
   double best_val = -INFINITY;
+  // The best test score over the epochs: the official runs' "best" (selected on the test set).
+  double best_test = -INFINITY;
+  int64_t best_test_epoch = 0;
+  nlohmann::json best_test_json;
   EpochSums resumed_sums;
   if (!options.resume.empty()) {
     auto ckpt = read_checkpoint(options.resume);
@@ -141,6 +164,11 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       if (pr.contains("best_val") && !pr["best_val"].is_null()) {
         best_val = pr["best_val"].get<double>();
         result.best_val_epoch = pr.value("best_val_epoch", int64_t(0));
+      }
+      if (pr.contains("best_test") && !pr["best_test"].is_null()) {
+        best_test = pr["best_test"].get<double>();
+        best_test_epoch = pr.value("best_test_epoch", int64_t(0));
+        best_test_json = pr.value("best_test_record", nlohmann::json());
       }
       resumed_sums = {pr.value("epoch_loss", 0.0), pr.value("epoch_correct", int64_t(0)), pr.value("epoch_seen", int64_t(0)),
                       pr.value("has_accuracy", false)};
@@ -183,9 +211,16 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
        << "; EWA " << (cfg.ewa.enabled && moe_count ? "on" : "off") << " (share rate " << cfg.ewa.share_rate << ", "
        << cfg.ewa.schedule << (cfg.ewa.until_step >= 0 ? ", until step " + std::to_string(cfg.ewa.until_step) : "") << ")\n"
        << "optimizer  AdamW lr=" << cfg.optim.lr << " wd=" << cfg.optim.weight_decay << " warmup=" << cfg.optim.warmup_epochs
-       << " epochs, cosine to " << cfg.optim.min_lr << ", label smoothing " << cfg.optim.label_smoothing
+       << " epochs"
+       << (cfg.optim.schedule == "timm_epoch"
+               ? " from " + fmt("%.3g", cfg.optim.warmup_lr_init) + ", cosine over " +
+                     std::to_string(cfg.optim.cosine_epochs > 0 ? cfg.optim.cosine_epochs : cfg.train.epochs) +
+                     " epochs to " + fmt("%.3g", cfg.optim.min_lr) + ", stepped per epoch (timm)"
+               : ", cosine to " + fmt("%.3g", cfg.optim.min_lr) + " per step")
+       << ", label smoothing " << cfg.optim.label_smoothing
        << (cfg.finetune.layer_decay < 1 ? ", layer decay " + fmt("%.3g", cfg.finetune.layer_decay) : "") << "\n"
        << "schedule   " << cfg.train.epochs << " epochs x " << steps_per_epoch << " steps, batch " << cfg.data.batch_size
+       << (cfg.data.drop_last && batches.size() % cfg.data.batch_size ? " (last partial batch dropped)" : "")
        << ", seed " << cfg.train.seed << ", device " << device << ", threads " << at::get_num_threads() << ", "
        << precision_description(cfg.train.precision, device);
   std::unique_ptr<dist::GradientSync> gradient_sync;
@@ -197,6 +232,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
          << gradient_sync->num_buckets() << " buckets of " << cfg.train.bucket_mb << " MiB, all-reduced "
          << (cfg.train.overlap_allreduce ? "during backward" : "after backward");
   }
+  for (const auto& note : data.notes) head << "\n" << note;
   report(head.str());
   if (cfg.moe.kind == MlpKind::Routed && cfg.ewa.enabled && moe_count)
     report("warning: EWA is on (ewa.enabled defaults to true) with moe.kind = routed: it will average the "
@@ -228,6 +264,8 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       p.update({{"epoch_loss", sums.loss}, {"epoch_correct", sums.correct}, {"epoch_seen", sums.seen},
                 {"has_accuracy", sums.has_accuracy}});
     if (std::isfinite(best_val)) p.update({{"best_val", best_val}, {"best_val_epoch", result.best_val_epoch}});
+    if (std::isfinite(best_test))
+      p.update({{"best_test", best_test}, {"best_test_epoch", best_test_epoch}, {"best_test_record", best_test_json}});
     return p;
   };
   const auto save_last = [&](int64_t epochs_done, const nlohmann::json& where) {
@@ -275,18 +313,15 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       // fixed by (seed, rank, step), so a run resumed after any step continues exactly (one
       // process restores its generator from the checkpoint instead).
       if (group) torch::manual_seed(stream_seed(static_cast<uint64_t>(cfg.train.seed), rank, step));
-      auto [x, y] = batches.batch(b, /*augment=*/true);
-      const int64_t global_count = x.size(0);
-      if (group) {
-        const auto [lo, hi] = dist::shard(global_count, rank, world);
-        x = x.narrow(0, lo, hi - lo);
-        y = y.narrow(0, lo, hi - lo);
-      }
+      // This rank's share of the global batch, built on the device (resampled there when
+      // data.pipeline = resample).
+      auto [x, y] = batches.batch(b, data::View::Training);
+      const int64_t global_count = batches.global_batch_size(b);
       x = x.to(device);
       y = y.to(device);
-      const double lr = lr_at(cfg.optim, step, steps_per_epoch, total_steps);
+      const double lr = lr_at(cfg.optim, step, steps_per_epoch, total_steps, cfg.train.epochs);
       for (size_t g = 0; g < optimizer->param_groups().size(); ++g)
-        static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[g].options()).lr(lr * groups[g].lr_scale);
+        static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[g].options()).lr(lr_of_group(step, g));
 
       StepOutput out;
       {
@@ -372,6 +407,12 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       line += " acc " + fmt("%.4f", rec["train_acc"].get<double>());
     }
     line += " | test " + result.test.text;
+    const bool is_best_test = result.test.score > best_test;
+    if (is_best_test) {
+      best_test = result.test.score;
+      best_test_epoch = epoch + 1;
+      best_test_json = result.test.json;
+    }
     bool is_best = false;
     if (data.val) {
       result.val = evaluate(*data.val);
@@ -388,6 +429,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       report(line);
       const auto ckpt = save_last(epoch + 1, progress(0, {}));
       if (is_best) save_checkpoint(best_path, ckpt);
+      if (is_best_test && cfg.eval.save_best_on_test) save_checkpoint(dir + "/best_on_test.pt", ckpt);
     }
     if (const int sig = agreed_stop(); sig && epoch + 1 < cfg.train.epochs)
       stop(sig, "epoch " + std::to_string(epoch + 1) + " (step " + std::to_string(step) + ")");
@@ -424,7 +466,20 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     metrics["best_val_epoch"] = result.best_val_epoch;
     metrics["best_val_score"] = best_val;
   }
-  metrics.update(task.extra_metrics());
+  // Every figure with its protocol: the final epoch (ewa's report), the best epoch on the test
+  // set (what the official runs report), the official vote when run.
+  nlohmann::json protocols = {{"final", {{"epoch", cfg.train.epochs}, {"label", "final epoch, " + eval_label}, {"test", result.test.json}}}};
+  if (std::isfinite(best_test))
+    protocols["best_on_test"] = {{"epoch", best_test_epoch},
+                                 {"label", "best epoch selected on the test set (as the official runs report; optimistic), " + eval_label},
+                                 {"test", best_test_json}};
+  auto extra = task.extra_metrics();
+  if (extra.contains("vote")) {
+    protocols["vote"] = extra["vote"];
+    extra.erase("vote");
+  }
+  metrics["protocols"] = protocols;
+  metrics.update(extra);
   if (group) metrics["distributed"] = dist_json;
   write_text_atomically(dir + "/metrics.json", metrics.dump(2) + "\n");
   if (viz::built_with_cairo()) {
@@ -438,6 +493,10 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   }
   report("done in " + duration_text(result.seconds) + ": final test " + result.test.text + " (" +
          std::to_string(data.test->size()) + " samples, final epoch, " + eval_label + "); run directory " + dir);
+  if (std::isfinite(best_test))
+    report("best on test: " + (best_test_json.contains("oa") ? fmt("OA %.4f", best_test_json["oa"].get<double>()) : fmt("score %.4f", best_test)) +
+           " at epoch " + std::to_string(best_test_epoch) + " of " + std::to_string(cfg.train.epochs) +
+           " (selected on the test set, as the official runs report; not an unbiased estimate)");
   return result;
 }
 

@@ -8,6 +8,7 @@
 #include "common/fs.h"
 #include "datasets/point_datasets.h"
 #include "datasets/point_io.h"
+#include "datasets/point_sampling.h"
 
 namespace ewa::train {
 namespace fs = std::filesystem;
@@ -16,8 +17,9 @@ namespace {
 const std::set<std::string> kPointExtensions = {".txt", ".xyz", ".pts", ".csv", ".npy", ".off", ".obj", ".pcd", ".ply"};
 }  // namespace
 
-torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool upsample, FilePrediction& p) {
-  const int64_t keep = cfg.data.num_points, channels = cfg.model.in_chans;
+torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool upsample, FilePrediction& p, int64_t keep) {
+  if (keep <= 0) keep = cfg.data.num_points;
+  const int64_t channels = cfg.model.in_chans;
   auto cloud = data::read_point_file(path, data::mesh_sample_points(cfg.data), 0);
   p.points_read = cloud.size(0);
   if (cloud.size(1) < channels)
@@ -32,7 +34,7 @@ torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool 
   if (usable < keep) {
     if (!upsample || usable < cfg.model.num_groups)
       fail(path + ": " + std::to_string(usable) + " usable points, the model needs " + std::to_string(keep) +
-           " (data.num_points)" +
+           (keep == cfg.data.num_points ? " (data.num_points)" : " (data.fps_points, for the vote)") +
            (upsample ? ", and upsampling needs at least model.num_groups = " + std::to_string(cfg.model.num_groups)
                      : "; --upsample fills it up by repeating points"));
     auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(usable));
@@ -40,7 +42,7 @@ torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool 
     cloud = torch::cat({cloud, cloud.index_select(0, extra)}, 0);
     p.upsampled_from = usable;
   }
-  return data::prepare_cloud(cloud, keep, path);
+  return data::eval_cloud(cloud, cfg.data, keep, 0, path);
 }
 
 std::vector<std::string> expand_point_inputs(const std::vector<std::string>& files_or_folders) {
@@ -62,7 +64,7 @@ std::vector<std::string> expand_point_inputs(const std::vector<std::string>& fil
 
 std::vector<FilePrediction> for_each_point_batch(
     const std::vector<std::string>& files, const Config& cfg, bool upsample, int64_t batch_size,
-    const std::function<void(const torch::Tensor& clouds, const std::vector<size_t>& indices)>& on_batch) {
+    const std::function<void(const torch::Tensor& clouds, const std::vector<size_t>& indices)>& on_batch, int64_t keep) {
   std::vector<FilePrediction> out(files.size());
   std::vector<size_t> ready;
   std::vector<torch::Tensor> clouds;
@@ -75,7 +77,7 @@ std::vector<FilePrediction> for_each_point_batch(
   for (size_t i = 0; i < files.size(); ++i) {
     out[i].path = files[i];
     try {
-      clouds.push_back(load_point_input(files[i], cfg, upsample, out[i]));
+      clouds.push_back(load_point_input(files[i], cfg, upsample, out[i], keep));
       ready.push_back(i);
     } catch (const Error& e) {
       out[i].error = e.what();
@@ -94,19 +96,19 @@ std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, c
   torch::NoGradGuard guard;
   model.eval();
   std::vector<std::vector<std::pair<int64_t, double>>> tops(files.size());
+  const bool vote = o.protocol.kind == EvalProtocol::Kind::Vote;
+  const int64_t keep = vote ? data::eval_points(cfg.data) : cfg.data.num_points;
+  if (vote) data::require_fps_points(cfg.data, "predict --protocol vote");
   auto out = for_each_point_batch(files, cfg, o.upsample, o.batch_size, [&](const torch::Tensor& x, const std::vector<size_t>& idx) {
-    torch::Tensor prob;
-    for (int64_t v = 0; v < o.votes; ++v) {
-      auto in = v == 0 ? x : data::augment_points(x, cfg.data);
-      auto p = torch::softmax(model.forward(in.to(device)), 1).cpu();
-      prob = prob.defined() ? prob + p : p;
-    }
-    prob = prob / double(o.votes);
+    auto logits = averaged_logits(model, o.protocol.passes_per_batch(), [&](int64_t pass) {
+      return data::view_of_clouds(x, o.protocol.view(pass), cfg.data, device);
+    });
+    auto prob = torch::softmax(logits, 1).cpu();
     const int64_t k = std::min<int64_t>(o.top_k, prob.size(1));
     auto [values, indices] = prob.topk(k, 1);
     for (size_t i = 0; i < idx.size(); ++i)
       for (int64_t j = 0; j < k; ++j) tops[idx[i]].emplace_back(indices[i][j].item<int64_t>(), values[i][j].item<double>());
-  });
+  }, keep);
   for (size_t i = 0; i < out.size(); ++i) out[i].top = std::move(tops[i]);
   return out;
 }

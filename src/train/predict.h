@@ -1,8 +1,10 @@
 // Predictions on users' own point files (`ewa predict`): every file goes through the one point
 // reader (datasets/point_io.h: read_point_file), non-finite points are dropped and counted, the
-// cloud is normalised and FPS-reduced as the training loader does, and the classifier's top-k
-// classes come back with their probabilities. A file that cannot be used gets its own error;
-// the others are still predicted.
+// cloud is prepared as the evaluation splits are (data::eval_cloud: normalised and FPS-ordered
+// under the model's data.pipeline), the classifier runs an evaluation protocol
+// (train/evaluation.h: single, tta or the official vote) and its top-k classes come back with
+// their probabilities (softmax of the protocol's averaged logits). A file that cannot be used
+// gets its own error; the others are still predicted.
 #pragma once
 #include <functional>
 #include <string>
@@ -11,12 +13,13 @@
 
 #include "config/config.h"
 #include "models/classifier.h"
+#include "train/evaluation.h"
 
 namespace ewa::train {
 
 struct PredictOptions {
   int64_t top_k = 5;
-  int64_t votes = 1;        // > 1: probabilities averaged over 1 clean + votes - 1 augmented passes
+  EvalProtocol protocol;    // single, tta (protocol.passes) or vote (protocol.views; repeats do not apply)
   int64_t batch_size = 32;  // clouds per forward pass
   // Clouds with fewer usable points than data.num_points (but at least model.num_groups): true =
   // filled up by repeating randomly chosen points (seeded by the file's point count), false = refused.
@@ -31,16 +34,19 @@ struct FilePrediction {
   std::vector<std::pair<int64_t, double>> top;  // (class, probability), most probable first
 };
 
-// The model-ready cloud [data.num_points, model.in_chans] of one point file, as predict uses it
-// (non-finite points dropped, upsampled or refused, normalised, FPS-reduced); fills the counts of `info`.
-torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool upsample, FilePrediction& info);
+// The stored form [keep, model.in_chans] of one point file, as predict uses it (non-finite points
+// dropped, upsampled or refused, then data::eval_cloud: the first `keep` points of its FPS order;
+// keep = data.num_points by default); fills the counts of `info`.
+torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool upsample, FilePrediction& info,
+                               int64_t keep = 0);
 
 // Reads `files` with load_point_input and hands the readable ones to `on_batch` in batches of
-// up to `batch_size`: clouds [B, P, C] and the files' indices. Returns one record per file with
+// up to `batch_size`: clouds [B, keep, C] and the files' indices. Returns one record per file with
 // its counts, or its error (naming the file, also for a reader library's own exceptions).
 std::vector<FilePrediction> for_each_point_batch(
     const std::vector<std::string>& files, const Config& cfg, bool upsample, int64_t batch_size,
-    const std::function<void(const torch::Tensor& clouds, const std::vector<size_t>& indices)>& on_batch);
+    const std::function<void(const torch::Tensor& clouds, const std::vector<size_t>& indices)>& on_batch,
+    int64_t keep = 0);
 
 // Files given and point files inside given folders (recursively, sorted; by extension
 // .txt .xyz .pts .csv .npy .off .obj .pcd .ply). A path that does not exist is kept, so it reports its error.

@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "common/error.h"
+#include "common/random.h"
 #include "common/fs.h"
 #include "datasets/point_io.h"
 #include "train/trainer.h"
@@ -13,21 +14,6 @@ namespace ewa::train {
 namespace {
 
 constexpr uint64_t kEvalMaskSeed = 20220711;  // fixed masks for evaluation and reconstructions
-
-// Runs `fn` with torch's default CPU generator seeded to `seed`, then restores its state, so
-// evaluation does not change the training run's random stream.
-template <typename Fn>
-auto with_seed(uint64_t seed, Fn fn) {
-  at::Generator gen = at::detail::getDefaultCPUGenerator();
-  const auto saved = gen.get_state();
-  gen.set_current_seed(seed);
-  struct Restore {
-    at::Generator& g;
-    const at::Tensor& s;
-    ~Restore() { g.set_state(s); }
-  } restore{gen, saved};
-  return fn();
-}
 
 class PretrainTask : public Task {
  public:
@@ -101,7 +87,7 @@ auto with_eval_masks(models::PointMaeImpl& model, Fn fn) {
   torch::NoGradGuard guard;
   const bool was_training = model.is_training();
   model.eval();
-  auto result = with_seed(kEvalMaskSeed, fn);
+  auto result = with_cpu_seed(kEvalMaskSeed, fn);
   model.train(was_training);
   return result;
 }
@@ -112,7 +98,7 @@ double reconstruction_loss(models::PointMaeImpl& model, data::BatchSource& sourc
     double sum = 0;
     int64_t count = 0;
     for (int64_t i = 0; i < source.num_batches(); ++i) {
-      auto x = source.batch(i, /*augment=*/false).first.to(device);
+      auto x = source.batch(i, data::View::Plain).first.to(device);
       sum += model.forward(x).loss.item<double>() * double(x.size(0));
       count += x.size(0);
     }
@@ -131,7 +117,7 @@ int64_t write_reconstructions(models::PointMaeImpl& model, data::BatchSource& so
   return with_eval_masks(model, [&] {
     int64_t written = 0;
     for (int64_t b = 0; b < source.num_batches() && written < count; ++b)
-      for (const auto& v : views_of_batch(model, source.batch(b, /*augment=*/false).first, device)) {
+      for (const auto& v : views_of_batch(model, source.batch(b, data::View::Plain).first, device)) {
         if (written >= count) break;
         const std::string stem = dir + "/" + std::to_string(written++);
         data::write_ply_points(stem + "_input.ply", v.input);

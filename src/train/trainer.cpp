@@ -46,43 +46,13 @@ Config resolve_for_dataset(Config cfg, const data::TaskData& task) {
   };
   if (task.img_size > 0) settle(cfg.model.img_size, task.img_size, "img_size");
   settle(cfg.model.in_chans, task.in_chans, "in_chans");
-  settle(cfg.model.num_classes, task.num_classes, "num_classes");
+  // A head wider than the dataset's classes is allowed, as the official few-shot and Point-BERT
+  // ScanObjectNN configs train 40 outputs (cls_dim 40) for 5, 10 or 15 classes.
+  if (cfg.model.num_classes <= task.num_classes) settle(cfg.model.num_classes, task.num_classes, "num_classes");
   if (task.img_size > 0 && cfg.model.img_size % cfg.model.patch_size != 0)
     fail("model.patch_size: " + std::to_string(cfg.model.patch_size) + " does not divide the image size " +
          std::to_string(cfg.model.img_size));
   return cfg;
-}
-
-ClassificationMetrics evaluate(models::ClassifierImpl& model, data::BatchSource& source, int64_t num_classes,
-                               torch::Device device, int64_t votes, dist::Group* group) {
-  torch::NoGradGuard guard;
-  const bool was_training = model.is_training();
-  model.eval();
-  auto confusion = torch::zeros({num_classes, num_classes}, torch::kLong);
-  double loss_sum = 0;
-  const bool shared = group && group->size() > 1;
-  for (int64_t i = 0; i < source.num_batches(); ++i) {
-    if (shared && i % group->size() != group->rank()) continue;  // batches are dealt round-robin over ranks
-    torch::Tensor logits, y;
-    for (int64_t v = 0; v < votes; ++v) {
-      auto [x, labels] = source.batch(i, /*augment=*/v > 0);
-      auto out = model.forward(x.to(device));
-      logits = logits.defined() ? logits + out : out;
-      y = labels.to(device);
-    }
-    logits = logits / static_cast<double>(votes);
-    loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
-    accumulate_confusion(confusion, y, logits.argmax(1));
-  }
-  model.train(was_training);
-  if (shared) {
-    std::vector<torch::Tensor> t = {confusion, torch::tensor({loss_sum}, torch::kDouble)};
-    group->allreduce_sum(t);
-    loss_sum = t[1].item<double>();
-  }
-  auto m = metrics_from_confusion(confusion);
-  m.loss = source.size() > 0 ? loss_sum / double(source.size()) : 0.0;
-  return m;
 }
 
 namespace {
@@ -91,10 +61,10 @@ namespace {
 // OA / mAcc / confusion on the evaluation splits.
 class ClassificationTask : public Task {
  public:
-  ClassificationTask(const Config& cfg, std::shared_ptr<models::ClassifierImpl> model, int64_t num_classes,
-                     std::vector<std::string> class_names, torch::Device device)
-      : cfg_(cfg), model_(std::move(model)), num_classes_(num_classes), class_names_(std::move(class_names)),
-        device_(device), loss_options_(F::CrossEntropyFuncOptions().label_smoothing(cfg.optim.label_smoothing)) {
+  ClassificationTask(const Config& cfg, std::shared_ptr<models::ClassifierImpl> model, std::vector<std::string> class_names,
+                     data::BatchSource* test, torch::Device device)
+      : cfg_(cfg), model_(std::move(model)), class_names_(std::move(class_names)), test_(test), device_(device),
+        loss_options_(F::CrossEntropyFuncOptions().label_smoothing(cfg.optim.label_smoothing)) {
     if (cfg.finetune.freeze_encoder)
       for (const auto& p : model_->named_parameters()) p.value().set_requires_grad(model_->is_head(p.key()));
   }
@@ -106,6 +76,8 @@ class ClassificationTask : public Task {
     s += m.name == "vit" ? " patch=" + std::to_string(m.patch_size)
                          : " groups=" + std::to_string(m.num_groups) + "x" + std::to_string(m.group_size);
     if (cfg_.finetune.freeze_encoder) s += ", linear probe (backbone frozen)";
+    if (m.num_classes > int64_t(class_names_.size()))
+      s += ", head of " + std::to_string(m.num_classes) + " outputs for " + std::to_string(class_names_.size()) + " classes";
     return s;
   }
   std::vector<ParamGroup> parameter_groups() override {
@@ -126,27 +98,34 @@ class ClassificationTask : public Task {
     return {loss, logits.argmax(1).eq(y).sum().item<int64_t>(), y.size(0)};
   }
   EvalResult evaluate(data::BatchSource& source) override {
-    const auto m = train::evaluate(*model_, source, num_classes_, device_, cfg_.data.votes, group());
+    const auto r = evaluate_protocol(*model_, source, cfg_.model.num_classes, device_, epoch_protocol(cfg_), group());
+    const auto& m = r.metrics;
     last_[&source] = m;
-    char text[128];
-    std::snprintf(text, sizeof text, "OA %.4f mAcc %.4f", m.overall_accuracy, m.mean_class_accuracy);
-    return {m.to_json(), m.to_json(true), text, m.overall_accuracy};
+    return {m.to_json(), m.to_json(true), r.text(), m.overall_accuracy};
   }
-  std::string eval_label() const override {
-    const int64_t votes = cfg_.data.votes;
-    return votes > 1 ? "voting over " + std::to_string(votes) + " passes" : "single pass, no voting";
+  std::string eval_label() const override { return epoch_protocol(cfg_).label(); }
+  void finish(const std::string& run_dir, const Reporter& report) override {
+    if (!cfg_.eval.final_vote) return;
+    // Rank 0 alone (the loop calls finish there only): no collective.
+    const auto protocol = protocol_named("vote", cfg_, "eval.final_vote");
+    report("official vote of the final model on the test split (" + protocol.label() + ") ...");
+    const auto r = evaluate_protocol(*model_, *test_, cfg_.model.num_classes, device_, protocol, nullptr);
+    vote_ = r.to_json();
+    report("final test " + r.text() + " (final epoch, " + protocol.label() + ")");
   }
   nlohmann::json extra_metrics() const override {
     nlohmann::json j = {{"votes", cfg_.data.votes}, {"class_names", class_names_}};
+    if (!vote_.is_null()) j["vote"] = vote_;
     if (!cfg_.finetune.init.empty()) j["init"] = cfg_.finetune.init;
     return j;
   }
  private:
   Config cfg_;
   std::shared_ptr<models::ClassifierImpl> model_;
-  int64_t num_classes_;
   std::vector<std::string> class_names_;
+  data::BatchSource* test_;
   torch::Device device_;
+  nlohmann::json vote_;
   F::CrossEntropyFuncOptions loss_options_;
   std::map<const data::BatchSource*, ClassificationMetrics> last_;
 
@@ -210,7 +189,7 @@ TrainResult train_classifier(Config cfg, const TrainOptions& options, const Repo
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
   auto model = models::build_model(cfg);
   if (!cfg.finetune.init.empty() && options.resume.empty()) report(init_from_pretrained(*model, cfg).table());
-  ClassificationTask classification(cfg, model, task.num_classes, task.class_names, device);
+  ClassificationTask classification(cfg, model, task.class_names, task.test.get(), device);
   auto loop = run_training(cfg, classification, task, options, report, device);
   TrainResult result;
   result.run_dir = loop.run_dir;

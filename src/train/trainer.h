@@ -10,6 +10,7 @@
 #include "io/pretrained.h"
 #include "models/classifier.h"
 #include "train/loop.h"
+#include "train/evaluation.h"
 #include "train/metrics.h"
 
 namespace ewa::train {
@@ -27,7 +28,8 @@ struct TrainResult {
 data::TaskData load_task(const Config& cfg);
 
 // Resolves model sizes from the dataset (model.img_size/in_chans/num_classes = 0) and
-// checks given ones against it; returns the updated config.
+// checks given ones against it (a head with more outputs than the dataset has classes is
+// allowed: the official few-shot configs); returns the updated config.
 Config resolve_for_dataset(Config cfg, const data::TaskData& task);
 
 // Picks the device of train.device ("auto": cuda when available). A rank of a job with several
@@ -54,10 +56,5 @@ std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifi
 // and finetune.freeze_encoder shape what is trained.
 TrainResult train_classifier(Config cfg, const TrainOptions& options, const Reporter& report);
 
-// Accuracy and loss of `model` (eval mode) on `source`. votes > 1: logits averaged over one clean
-// and votes - 1 augmented passes (test-time voting). With a group of several ranks each rank
-// evaluates every size()-th batch and the counts are summed over ranks (same result on all).
-ClassificationMetrics evaluate(models::ClassifierImpl& model, data::BatchSource& source, int64_t num_classes,
-                               torch::Device device, int64_t votes = 1, dist::Group* group = nullptr);
 
 }  // namespace ewa::train

@@ -164,7 +164,7 @@ GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& c
   if (!source) fail("--split val: dataset " + cfg.data.dataset + " has no validation split");
   std::vector<torch::Tensor> xs, ys;
   for (int64_t b = 0; b < source->num_batches(); ++b) {
-    auto [x, y] = source->batch(b, /*augment=*/false);
+    auto [x, y] = source->batch(b, data::View::Plain);
     xs.push_back(x), ys.push_back(y);
   }
   auto x = torch::cat(xs), y = torch::cat(ys);
