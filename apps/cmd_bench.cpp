@@ -6,6 +6,7 @@
 
 #include "apps/commands.h"
 #include "bench/point_ops.h"
+#include "bench/resample.h"
 #include "bench/train_step.h"
 #include "common/error.h"
 #include "common/precision.h"
@@ -90,6 +91,50 @@ void add_bench_command(CLI::App& app) {
                  std::to_string(o.steps) + " --rounds " + std::to_string(o.rounds);
       for (const auto& v : o.variants) command += " --variants " + v;
       record(args->record, "train-step", command, head, table);
+    }
+  });
+
+  struct ResampleArgs {
+    std::string config = "configs/finetune_modelnet40_pointmae_dense.json";
+    std::vector<std::string> set;
+    std::string record;
+    bench::ResampleOptions options;
+  };
+  auto rs = std::make_shared<ResampleArgs>();
+  auto* rs_cmd = bench->add_subcommand(
+      "resample", "The official per-step resampling (shuffle, FPS, random subset, augmentation) against the training step it feeds");
+  rs_cmd->add_option("-c,--config", rs->config, "Config of the model (Point-MAE size)")->capture_default_str();
+  rs_cmd->add_option("--set", rs->set, "Override a config key (repeatable), e.g. --set train.device=cuda");
+  rs_cmd->add_option("--batch-size", rs->options.batch_size, "Clouds per step")->capture_default_str()->check(at_least(1));
+  rs_cmd->add_option("--repeats", rs->options.repeats, "Timed resampling repeats (median)")->capture_default_str()->check(at_least(1));
+  rs_cmd->add_option("--step-repeats", rs->options.step_repeats, "Timed training steps per model (median)")
+      ->capture_default_str()
+      ->check(at_least(1));
+  rs_cmd->add_option("--settings", rs->options.settings, "Only these settings (default: all)")
+      ->check(CLI::IsMember({"mn40-1k", "mn40-8k", "scan-pb", "scan-pm"}));
+  rs_cmd->add_option("--record", rs->record, "Also append the table, the exact command and the machine to this Markdown file");
+  rs_cmd->callback([rs] {
+    Config cfg = load_config(rs->config, rs->set);
+    if (cfg.model.in_chans == 0) cfg.model.in_chans = 3;
+    if (cfg.model.num_classes == 0) cfg.model.num_classes = 40;
+    if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
+    const auto device = train::select_device(cfg.train.device);
+    char head[512];
+    std::snprintf(head, sizeof head, "resample: %s, D=%lld depth=%lld, batch %lld, %d threads, %s, %s, SIMD %s", rs->config.c_str(),
+                  (long long)cfg.model.embed_dim, (long long)cfg.model.depth, (long long)rs->options.batch_size,
+                  at::get_num_threads(), device.str().c_str(), precision_description(cfg.train.precision, device).c_str(),
+                  kernels::simd::name(kernels::simd::level()));
+    print_line(head);
+    const std::string table = bench::resample_markdown(bench::bench_resample(cfg, rs->options));
+    print_line(table);
+    if (!rs->record.empty()) {
+      std::string command = "ewa bench resample --config " + rs->config;
+      for (const auto& o : rs->set) command += " --set " + o;
+      const auto& o = rs->options;
+      command += " --batch-size " + std::to_string(o.batch_size) + " --repeats " + std::to_string(o.repeats) +
+                 " --step-repeats " + std::to_string(o.step_repeats);
+      for (const auto& v : o.settings) command += " --settings " + v;
+      record(rs->record, "resample", command, head, table);
     }
   });
 

@@ -25,6 +25,8 @@ void add_predict_command(CLI::App& app);
 void add_plot_command(CLI::App& app);
 void add_show_command(CLI::App& app);
 void add_gallery_command(CLI::App& app);
+void add_svm_command(CLI::App& app);
+void add_fewshot_command(CLI::App& app);
 
 // Flag checks with plain messages ("expected an integer >= 1, got '0'"), for CLI11's check().
 CLI::Validator at_least(int64_t minimum);

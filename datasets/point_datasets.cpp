@@ -323,20 +323,20 @@ RawSplit parse_split(const DataConfig& cfg, const Listing& l, int sp, int64_t li
 }
 
 // A stored training cloud of `keep` points under data.pipeline (see point_datasets.h): fixed =
-// normalised, the first `keep` of its FPS order; resample = reduced to `keep` points by FPS from
-// a random start when it has more (the official .dat preprocessing), then normalised.
+// normalised, the first `keep` of its FPS order; resample = `keep` points in the order of an FPS
+// from a seeded random start (a reduction when it has more: the official .dat preprocessing),
+// then normalised.
 torch::Tensor train_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed,
                           const std::string& what) {
   if (cfg.pipeline == "fixed" && cfg.normalize) return prepare_cloud(cloud, keep, what);
   if (cloud.size(0) < keep)
     fail(what + ": has " + std::to_string(cloud.size(0)) + " points, fewer than data.num_points = " + std::to_string(keep));
+  // resample: FPS from a seeded random start also when every point is kept, so that the first
+  // num_points of a training cloud are an FPS subset too (the SVM probe's training features).
   auto c = cloud.to(torch::kFloat);
-  if (c.size(0) > keep || cfg.pipeline == "fixed") {
-    auto xyz = c.narrow(1, 0, 3).unsqueeze(0).contiguous();
-    auto order = cfg.pipeline == "fixed" ? kernels::farthest_point_sample(xyz, keep)[0]
-                                         : kernels::farthest_point_sample_seeded(xyz, keep, seed)[0];
-    c = c.index_select(0, order);
-  }
+  auto xyz = c.narrow(1, 0, 3).unsqueeze(0).contiguous();
+  c = c.index_select(0, cfg.pipeline == "fixed" ? kernels::farthest_point_sample(xyz, keep)[0]
+                                                : kernels::farthest_point_sample_seeded(xyz, keep, seed)[0]);
   if (cfg.normalize) return normalize_unit_sphere(c, what);
   if (!torch::isfinite(c).all().item<bool>()) fail(what + ": contains NaN or infinite coordinates");
   return c.contiguous();

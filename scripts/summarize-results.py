@@ -3,7 +3,11 @@
 scripts/run-results-3d.sh) as a Markdown table for docs/results.md: final-epoch test OA per seed,
 mean and sample standard deviation over seeds, mean mAcc.
 
-usage: summarize-results.py [runs_dir] [2d|3d|pretrain]"""
+usage: summarize-results.py [runs_dir] [2d|3d|pretrain|protocols]
+
+protocols (scripts/run-results-protocols.sh): per pipeline and variant, the mean and sample
+standard deviation over seeds of the final-epoch single-pass OA, the best-on-test OA, and the
+official vote's maximum and mean over its repeats, with the mean spread of the repeats."""
 import json
 import statistics
 import sys
@@ -11,6 +15,42 @@ from pathlib import Path
 
 runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/results")
 kind = sys.argv[2] if len(sys.argv) > 2 else "2d"
+
+
+def protocols_table():
+    def cell(values):
+        if not values:
+            return "-"
+        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+        return f"{statistics.mean(values):.2f} +- {sd:.2f}"
+
+    print("| pipeline | variant | seeds | final, single pass | best epoch on test (epoch) | vote max | vote mean | vote sd over repeats |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for pipeline, plabel in (("fixed", "fixed (FPS once, per-step cosine)"), ("official", "official (resample, timm per epoch)")):
+        for variant, vlabel in (("dense", "dense"), ("ewa", "RupMoE + EWA (converted)")):
+            final, best, epochs, vmax, vmean, vsd = [], [], [], [], [], []
+            for seed in range(3):
+                f = runs / f"{pipeline}_{variant}_s{seed}" / "metrics.json"
+                if not f.exists():
+                    continue
+                p = json.loads(f.read_text())["protocols"]
+                final.append(100 * p["final"]["test"]["oa"])
+                best.append(100 * p["best_on_test"]["test"]["oa"])
+                epochs.append(str(p["best_on_test"]["epoch"]))
+                if "vote" in p:
+                    vmax.append(100 * p["vote"]["vote_max"])
+                    vmean.append(100 * p["vote"]["vote_mean"])
+                    vsd.append(100 * p["vote"]["vote_std"])
+            if not final:
+                continue
+            sd = f"{statistics.mean(vsd):.2f}" if vsd else "-"
+            print(f"| {plabel} | {vlabel} | {len(final)} | {cell(final)} | {cell(best)} ({', '.join(epochs)}) | "
+                  f"{cell(vmax)} | {cell(vmean)} | {sd} |")
+
+
+if kind == "protocols":
+    protocols_table()
+    sys.exit(0)
 labels = {
     "dense": "dense ViT (configs/fmnist_vit_dense.json)",
     "ewa": "RupMoE + EWA, converted to dense (configs/fmnist_vit_ewa.json)",

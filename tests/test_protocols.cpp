@@ -16,6 +16,7 @@
 #include "test_util.h"
 #include "train/evaluation.h"
 #include "train/schedule.h"
+#include "train/svm_probe.h"
 
 namespace {
 using ewa::testing::TempDir;
@@ -293,7 +294,13 @@ TEST(PointPipeline, ScanObjectNNCoordinatesReachTheModelUnchanged) {
   cfg.num_points = 64;
   cfg.fps_points = 80;
   auto s = ewa::data::load_point_splits(cfg, 0);
-  EXPECT_TRUE(torch::equal(s.train.points, points));  // stored as in the file
+  // Stored as in the file, every point (in FPS order from a random start: a permutation of the rows).
+  for (int64_t b = 0; b < 4; ++b) {
+    std::set<int64_t> rows;
+    for (int64_t k = 0; k < 150; ++k) rows.insert(row_of(points[b], s.train.points[b][k]));
+    EXPECT_EQ(rows.size(), 150u);
+    EXPECT_EQ(rows.count(-1), 0u);
+  }
   // A training batch with the augmentation at identity: rows of the file, unchanged.
   cfg.scale_low = cfg.scale_high = 1.0;
   cfg.translate = 0;
@@ -308,7 +315,7 @@ TEST(PointPipeline, ScanObjectNNCoordinatesReachTheModelUnchanged) {
   ewa::data::PointBatcher augmented(s.train, cfg, 4, false, 0);
   torch::manual_seed(9);
   auto draw = ewa::data::draw_resample(4, 150, 64, 80);
-  auto expected_raw = ewa::data::apply_resample(points, draw);
+  auto expected_raw = ewa::data::apply_resample(s.train.points, draw);
   auto scale = torch::rand({4, 1, 3}) * (1.5 - 2.0 / 3.0) + 2.0 / 3.0;
   auto shift = (torch::rand({4, 1, 3}) * 2 - 1) * 0.2;
   torch::manual_seed(9);
@@ -615,4 +622,140 @@ TEST(FewShot, BadPicklesAndMissingFoldsAreOneLineErrors) {
   expect_error("", "(no 10way_10shot/ folder of .pkl folds in " + dir.path() + ")");
 }
 
+namespace svm_tests {
+const std::string kEwa = EWA_BINARY;
+
+// Predictions of liblinear's own command-line tools (Debian liblinear-tools) trained with
+// LinearSVC()'s settings on the features in `train_txt`, for `test_txt`; empty when absent.
+std::vector<int64_t> liblinear_tools_predict(const TempDir& dir, const std::string& train_txt, const std::string& test_txt) {
+  if (run_command("command -v liblinear-train && command -v liblinear-predict").exit_code != 0) return {};
+  auto r = run_command("liblinear-train -s 1 -c 1 -e 0.0001 -B 1 -q " + train_txt + " " + (dir / "model.txt"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_command("liblinear-predict " + test_txt + " " + (dir / "model.txt") + " " + (dir / "predicted.txt"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(dir / "predicted.txt");
+  std::vector<int64_t> out;
+  for (int64_t v; in >> v;) out.push_back(v);
+  return out;
+}
+
+TEST(Svm, MatchesLiblinearsOwnTools) {
+  if (!ewa::train::built_with_liblinear()) GTEST_SKIP() << "built without liblinear";
+  TempDir dir;
+  torch::manual_seed(12);
+  auto centres = torch::randn({3, 8}) * 2;
+  auto make = [&](int64_t n) {
+    auto y = torch::arange(n) % 3;
+    return std::make_pair(centres.index_select(0, y) + torch::randn({n, 8}) * 1.5, y);
+  };
+  auto [train_x, train_y] = make(90);
+  auto [test_x, test_y] = make(45);
+  const auto svm = ewa::train::LinearSvm::fit(train_x, train_y, 1.0, 1e-4);
+  const auto ours = svm.predict(test_x);
+  ewa::train::write_liblinear_text(dir / "train.txt", train_x, train_y);
+  ewa::train::write_liblinear_text(dir / "test.txt", test_x, test_y);
+  const auto tools = liblinear_tools_predict(dir, dir / "train.txt", dir / "test.txt");
+  if (tools.empty()) GTEST_SKIP() << "liblinear-train / liblinear-predict not installed (liblinear-tools)";
+  ASSERT_EQ(tools.size(), 45u);
+  int64_t agree = 0;
+  for (int64_t i = 0; i < 45; ++i) agree += tools[i] == ours[i].item<int64_t>();
+  EXPECT_EQ(agree, 45);
+  const double acc = ours.eq(test_y).to(torch::kDouble).mean().item<double>();
+  EXPECT_GT(acc, 0.6);  // the blobs are separable enough to be learnt at all
+}
+
+TEST(Svm, ProbeCommandAgreesWithLiblinearOnItsOwnFeatures) {
+  if (!ewa::train::built_with_liblinear()) GTEST_SKIP() << "built without liblinear";
+  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
+  TempDir dir;
+  auto r = ewa::testing::train_tiny_point_classifier(kEwa, dir.path(), "enc", R"({"kind": "dense"})");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string cfg = dir / "enc.json", ckpt = dir / "runs/enc/last.pt";
+  r = run_command(kEwa + " svm " + ckpt + " -c " + cfg + " --write-features " + (dir / "f"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto at = r.output.find("SVM test accuracy ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const double ours = std::stod(r.output.substr(at + 18, 6));
+  EXPECT_NE(r.output.find("48 training, 16 test clouds, 64-d features"), std::string::npos) << r.output;
+  const auto tools = liblinear_tools_predict(dir, dir / "f_train.txt", dir / "f_test.txt");
+  if (tools.empty()) GTEST_SKIP() << "liblinear-train / liblinear-predict not installed (liblinear-tools)";
+  std::ifstream in(dir / "f_test.txt");
+  int64_t correct = 0, n = 0;
+  for (std::string line; std::getline(in, line); ++n) correct += std::stoll(line) == tools[n];
+  EXPECT_NEAR(ours, double(correct) / double(n), 1e-4);
+  // max_mean features and a file without Point-BERT's cls_head.
+  r = run_command(kEwa + " svm " + ckpt + " -c " + cfg + " --feature max_mean");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(kEwa + " svm " + ckpt + " -c " + cfg + " --feature pb_cls_head");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--feature pb_cls_head needs transformer_q.cls_head.0.weight"), std::string::npos) << r.output;
+}
+
+TEST(FewShotCli, RunsTheFoldsAndReportsMeanAndSampleSd) {
+  if (kPython.empty()) GTEST_SKIP() << "no Python with torch found at configure time";
+  TempDir dir;
+  for (int fold : {0, 1}) {
+    auto r = run_command(kPython + " " + kFixtures + " fewshot " + (dir / "fs") + " 5 10 " + std::to_string(fold));
+    if (r.output.find("No module named 'numpy'") != std::string::npos) GTEST_SKIP() << "numpy is not installed";
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  write_file(dir / "fs.json", R"({"name": "fs", "model": {"name": "point_transformer", "embed_dim": 16, "depth": 1,
+    "num_heads": 2, "num_groups": 8, "group_size": 8, "head_hidden": 8, "num_classes": 40},
+    "moe": {"kind": "dense"}, "data": {"dataset": "modelnet_fewshot", "root": ")" + (dir / "fs") + R"(",
+    "pipeline": "resample", "num_points": 64, "fps_points": 100, "batch_size": 16},
+    "optim": {"schedule": "timm_epoch", "warmup_epochs": 1, "cosine_epochs": 2},
+    "train": {"epochs": 3, "runs_dir": ")" + (dir / "runs") + R"(", "log_every": 100}})");
+  auto r = run_command(kEwa + " fewshot -c " + (dir / "fs.json") + " --way 5 --shot 10 --folds 0 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("head of 40 outputs for 5 classes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("5-way 10-shot over 2 folds"), std::string::npos) << r.output;
+  // The summary is the mean and sample sd of the folds' own metrics.
+  std::vector<double> final_oa;
+  for (int fold : {0, 1}) {
+    std::ifstream in(dir / ("runs/fs_5w10s_fold" + std::to_string(fold) + "/metrics.json"));
+    final_oa.push_back(nlohmann::json::parse(in)["protocols"]["final"]["test"]["oa"].get<double>());
+  }
+  std::ifstream in(dir / "runs/fs_5w10s_summary.json");
+  const auto summary = nlohmann::json::parse(in);
+  EXPECT_NEAR(summary["final"]["mean"].get<double>(), (final_oa[0] + final_oa[1]) / 2, 1e-12);
+  EXPECT_NEAR(summary["final"]["sd"].get<double>(), std::abs(final_oa[0] - final_oa[1]) / std::sqrt(2.0), 1e-12);
+  EXPECT_NEAR(summary["final"]["sd_population"].get<double>(), std::abs(final_oa[0] - final_oa[1]) / 2, 1e-12);
+  // Finished folds are read, not trained again; a fold that does not exist is a one-line error.
+  r = run_command(kEwa + " fewshot -c " + (dir / "fs.json") + " --way 5 --shot 10 --folds 0 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("fold 1: finished before"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("epoch 1/3"), std::string::npos) << r.output;
+  r = run_command(kEwa + " fewshot -c " + (dir / "fs.json") + " --way 5 --shot 10 --folds 7");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("ewa: error: data.fold: " + (dir / "fs/5way_10shot/7.pkl") + " does not exist (the folds there: "),
+            std::string::npos)
+      << r.output;
+}
+}  // namespace svm_tests
+
+}  // namespace
+
+namespace {
+TEST(Configs, EveryShippedConfigParsesAndTheOfficialOnesNameTheirUpstreamFile) {
+  int official = 0;
+  for (const auto& e : fs::directory_iterator(std::string(EWA_SOURCE_DIR) + "/configs")) {
+    if (e.path().extension() != ".json") continue;
+    const std::string path = e.path().string(), stem = e.path().stem().string();
+    ewa::Config cfg;
+    ASSERT_NO_THROW(cfg = ewa::parse_config(ewa::load_config_file(path), path)) << path;
+    const bool pointmae_or_bert_recipe = stem.rfind("finetune_", 0) == 0 || stem.rfind("fewshot_", 0) == 0;
+    if (!pointmae_or_bert_recipe) continue;
+    ++official;
+    EXPECT_TRUE(cfg.description.find("PM:cfgs/") != std::string::npos || cfg.description.find("PB:cfgs/") != std::string::npos)
+        << path << ": the description names no upstream config";
+    // The official pipeline and schedule: per-step resampling, timm's per-epoch cosine over
+    // epochs 0..E with t_initial E, drop_last.
+    EXPECT_EQ(cfg.data.pipeline, "resample") << path;
+    EXPECT_EQ(cfg.optim.schedule, "timm_epoch") << path;
+    EXPECT_EQ(cfg.train.epochs, cfg.optim.cosine_epochs + 1) << path;
+    EXPECT_TRUE(cfg.data.drop_last) << path;
+    EXPECT_EQ(cfg.data.normalize, cfg.data.dataset != "scanobjectnn") << path;
+  }
+  EXPECT_GE(official, 20);
+}
 }  // namespace

@@ -107,14 +107,18 @@ PointTransformerImpl::PointTransformerImpl(const Config& cfg)
   nn::trunc_normal_(cls_pos, 0.02);
 }
 
-torch::Tensor PointTransformerImpl::forward_features(const torch::Tensor& points) {
+torch::Tensor PointTransformerImpl::forward_tokens(const torch::Tensor& points) {
   auto groups = group_point_cloud(points, num_groups_, group_size_);
   auto tokens = encoder(groups.neighborhoods);
   if (!reduce_dim.is_empty()) tokens = reduce_dim(tokens);
   const int64_t B = tokens.size(0);
   auto x = torch::cat({cls_token.expand({B, 1, -1}), tokens}, 1);
   auto pos = torch::cat({cls_pos.expand({B, 1, -1}), pos_embed->forward(groups.centers)}, 1);
-  x = norm(blocks(x, pos));
+  return norm(blocks(x, pos));
+}
+
+torch::Tensor PointTransformerImpl::forward_features(const torch::Tensor& points) {
+  auto x = forward_tokens(points);
   return torch::cat({x.select(1, 0), std::get<0>(x.narrow(1, 1, x.size(1) - 1).max(1))}, 1);
 }
 

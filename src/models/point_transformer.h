@@ -68,8 +68,10 @@ class PointTransformerImpl : public ClassifierImpl {
  public:
   // cfg.model.in_chans (3 = xyz, 6 = xyz + normals) and num_classes must be resolved.
   explicit PointTransformerImpl(const Config& cfg);
-  // points [B, P, C] -> [B, 2D]
+  // points [B, P, C] -> [B, 2D]: [class token, max over the group tokens] of forward_tokens
   torch::Tensor forward_features(const torch::Tensor& points) override;
+  // points [B, P, C] -> the final norm's output [B, 1 + G, D]: the class token, then the G group tokens
+  torch::Tensor forward_tokens(const torch::Tensor& points);
   torch::Tensor forward_head(const torch::Tensor& features) override;
   // The forward pass (no gradients, eval mode is the caller's) with the patches, the class
   // token's attention and routed experts.
