@@ -34,7 +34,7 @@ const std::vector<std::string> kModelNet40Classes = {
 namespace {
 
 // Bumped whenever what a cache file holds changes meaning, so older cache files are not read.
-constexpr int kCacheVersion = 2;
+constexpr int kCacheVersion = 5;
 // Seeds of the random FPS starts of a data.source_points reduction (cloud i of a split: + i).
 constexpr uint64_t kReductionSeed = 8192;
 
@@ -92,6 +92,8 @@ struct Listing {
   std::vector<std::string> extra;      // list files, also fingerprinted
   bool h5 = false;
   bool pickle = false;                 // modelnet_fewshot: files[0] = files[1] = the fold's .pkl
+  bool dat = false;                    // modelnet40_resampled from Point-MAE's *_<N>pts_fps.dat files
+  std::string dat_files[2];
   bool meshes = false;                 // some files are meshes, sampled with the seed
 };
 
@@ -137,6 +139,20 @@ Listing list_inputs(const DataConfig& cfg) {
     l.extra.push_back(names);
     std::map<std::string, int64_t> index;
     for (size_t i = 0; i < l.class_names.size(); ++i) index[l.class_names[i]] = static_cast<int64_t>(i);
+    // Point-MAE's preprocessed splits (modelnet40_{train,test}_8192pts_fps.dat: every file's
+    // data.source_points points by FPS from a random start), read instead of the text files when
+    // both are there: the very clouds the official runs train and test on.
+    if (cfg.source_points > 0) {
+      std::string dats[2];
+      for (int sp = 0; sp < 2; ++sp)
+        dats[sp] = (fs::path(cfg.root) / (prefix + "_" + splits[sp] + "_" + std::to_string(cfg.source_points) + "pts_fps.dat")).string();
+      l.dat = fs::exists(dats[0]) && fs::exists(dats[1]);
+      if (l.dat)
+        for (int sp = 0; sp < 2; ++sp) {
+          l.extra.push_back(dats[sp]);
+          l.dat_files[sp] = dats[sp];
+        }
+    }
     for (int sp = 0; sp < 2; ++sp) {
       const std::string list = (fs::path(cfg.root) / (prefix + "_" + splits[sp] + ".txt")).string();
       l.extra.push_back(list);
@@ -284,11 +300,55 @@ RawSplit parse_fewshot(const DataConfig& cfg, const std::string& path, const std
   return raw;
 }
 
+// One split from Point-MAE's .dat pickle: [list of points float32 [N, 6], list of labels
+// int32 [1]], in the order of modelnet40_<split>.txt.
+RawSplit parse_dat(const DataConfig& cfg, const Listing& l, int sp, int64_t limit) {
+  const std::string path = l.dat_files[sp];
+  const io::PyRef root = io::read_pickle_file(path);
+  auto bad = [&](const std::string& where, const std::string& expected, const io::PyRef& got) {
+    fail(path + ": " + where + ": expected " + expected + ", got " + io::describe_value(got) +
+         " (Point-MAE's layout: [list of points, list of labels])");
+  };
+  if ((root->kind != io::PyValue::Kind::List && root->kind != io::PyValue::Kind::Tuple) || root->items.size() != 2)
+    bad("top level", "a list of 2", root);
+  const auto& points = root->items[0];
+  const auto& labels = root->items[1];
+  if (points->kind != io::PyValue::Kind::List) bad("item 0", "a list of point arrays", points);
+  if (labels->kind != io::PyValue::Kind::List || labels->items.size() != points->items.size())
+    bad("item 1", "a list of " + std::to_string(points->items.size()) + " labels", labels);
+  const size_t listed = l.labels[sp].size();
+  const size_t expected = limit > 0 ? std::min<size_t>(size_t(limit), points->items.size()) : points->items.size();
+  if (listed != expected)
+    fail(path + ": holds " + std::to_string(points->items.size()) + " clouds, the split's list names " + std::to_string(listed));
+  const int64_t channels = cfg.use_normals ? 6 : 3;
+  RawSplit raw;
+  for (size_t k = 0; k < expected; ++k) {
+    const auto& p = points->items[k];
+    const std::string where = "cloud " + std::to_string(k);
+    if (p->kind != io::PyValue::Kind::Tensor || p->tensor.dim() != 2 || p->tensor.size(1) < channels || !p->tensor.is_floating_point())
+      bad(where, "a float array [P, " + std::to_string(channels) + " or more]", p);
+    const auto& y = labels->items[k];
+    int64_t label = -1;
+    if (y->kind == io::PyValue::Kind::Int) label = y->i;
+    else if (y->kind == io::PyValue::Kind::Tensor && y->tensor.numel() == 1 && !y->tensor.is_floating_point())
+      label = y->tensor.reshape({-1})[0].item<int64_t>();
+    else bad(where + " label", "an int array of shape (1,)", y);
+    if (label != l.labels[sp][k])
+      fail(path + ": " + where + " has label " + std::to_string(label) + ", the split's list says " +
+           std::to_string(l.labels[sp][k]) + " (" + l.files[sp][k] + ")");
+    raw.clouds.push_back(p->tensor.to(torch::kFloat).narrow(1, 0, channels));
+    raw.labels.push_back(label);
+    raw.names.push_back(path + " " + where);
+  }
+  return raw;
+}
+
 // Parses one split of the listing into raw clouds.
 RawSplit parse_split(const DataConfig& cfg, const Listing& l, int sp, int64_t limit, uint64_t seed,
                      std::map<int64_t, int64_t>& class_of_label) {
   RawSplit raw;
   if (l.pickle) return parse_fewshot(cfg, l.files[sp][0], sp == 0 ? "train" : "test", limit, class_of_label);
+  if (l.dat) return parse_dat(cfg, l, sp, limit);
   if (l.h5) {
     const int64_t num_classes = static_cast<int64_t>(l.class_names.size());
     for (const auto& path : l.files[sp]) {
@@ -323,20 +383,19 @@ RawSplit parse_split(const DataConfig& cfg, const Listing& l, int sp, int64_t li
 }
 
 // A stored training cloud of `keep` points under data.pipeline (see point_datasets.h): fixed =
-// normalised, the first `keep` of its FPS order; resample = `keep` points in the order of an FPS
-// from a seeded random start (a reduction when it has more: the official .dat preprocessing),
-// then normalised.
+// normalised, the first `keep` of its FPS order; resample = reduced to `keep` points by FPS from
+// a seeded random start when it has more (the official .dat preprocessing), then normalised.
 torch::Tensor train_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed,
                           const std::string& what) {
   if (cfg.pipeline == "fixed" && cfg.normalize) return prepare_cloud(cloud, keep, what);
   if (cloud.size(0) < keep)
     fail(what + ": has " + std::to_string(cloud.size(0)) + " points, fewer than data.num_points = " + std::to_string(keep));
-  // resample: FPS from a seeded random start also when every point is kept, so that the first
-  // num_points of a training cloud are an FPS subset too (the SVM probe's training features).
   auto c = cloud.to(torch::kFloat);
-  auto xyz = c.narrow(1, 0, 3).unsqueeze(0).contiguous();
-  c = c.index_select(0, cfg.pipeline == "fixed" ? kernels::farthest_point_sample(xyz, keep)[0]
-                                                : kernels::farthest_point_sample_seeded(xyz, keep, seed)[0]);
+  if (c.size(0) > keep || cfg.pipeline == "fixed") {
+    auto xyz = c.narrow(1, 0, 3).unsqueeze(0).contiguous();
+    c = c.index_select(0, cfg.pipeline == "fixed" ? kernels::farthest_point_sample(xyz, keep)[0]
+                                                  : kernels::farthest_point_sample_seeded(xyz, keep, seed)[0]);
+  }
   if (cfg.normalize) return normalize_unit_sphere(c, what);
   if (!torch::isfinite(c).all().item<bool>()) fail(what + ": contains NaN or infinite coordinates");
   return c.contiguous();
@@ -393,16 +452,31 @@ torch::Tensor prepare_cloud(const torch::Tensor& cloud, int64_t keep, const std:
 
 int64_t eval_points(const DataConfig& cfg) { return std::max(cfg.num_points, fps_points_of(cfg)); }
 
+torch::Tensor fps_prefix(const torch::Tensor& clouds, int64_t keep) {
+  keep = std::min(keep, clouds.size(1));
+  auto order = kernels::farthest_point_sample(clouds.narrow(2, 0, 3).contiguous(), keep, 0, kernels::FpsRule::Pointnet2);
+  return clouds.gather(1, order.unsqueeze(2).expand({clouds.size(0), keep, clouds.size(2)}));
+}
+
 torch::Tensor eval_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed, const std::string& what) {
   if (cfg.pipeline == "fixed") {
     if (cloud.size(0) < cfg.num_points)
       fail(what + ": has " + std::to_string(cloud.size(0)) + " points, fewer than data.num_points = " + std::to_string(cfg.num_points));
     return train_cloud(cloud, cfg, std::min(keep, cloud.size(0)), seed, what);
   }
-  // As the official test clouds: reduced to data.source_points (the .dat files), normalised,
+  // As the official test clouds: reduced to data.source_points by FPS from a random start when
+  // larger (the .dat files, whose point 0 is that start), else in the file's order; normalised;
   // then the first `keep` of pointnet2_ops' FPS from point 0 (validate()'s misc.fps).
-  const int64_t source = cfg.source_points > 0 ? std::min(cfg.source_points, cloud.size(0)) : cloud.size(0);
-  auto c = train_cloud(cloud, cfg, source, seed, what);
+  if (cloud.size(0) < cfg.num_points)
+    fail(what + ": has " + std::to_string(cloud.size(0)) + " points, fewer than data.num_points = " + std::to_string(cfg.num_points));
+  torch::Tensor c = cloud.to(torch::kFloat);
+  if (cfg.source_points > 0 && cloud.size(0) > cfg.source_points) {
+    c = train_cloud(cloud, cfg, cfg.source_points, seed, what);
+  } else if (cfg.normalize) {
+    c = normalize_unit_sphere(c, what);
+  } else if (!torch::isfinite(c).all().item<bool>()) {
+    fail(what + ": contains NaN or infinite coordinates");
+  }
   keep = std::min(keep, c.size(0));
   auto order = kernels::farthest_point_sample(c.narrow(1, 0, 3).unsqueeze(0).contiguous(), keep, 0,
                                               kernels::FpsRule::Pointnet2)[0];
@@ -515,17 +589,8 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
     auto vi = std::get<0>(perm.narrow(0, 0, n_val).sort()), ti = std::get<0>(perm.narrow(0, n_val, n - n_val).sort());
     out.val = {out.train.points.index_select(0, vi), out.train.labels.index_select(0, vi)};
     out.train = {out.train.points.index_select(0, ti), out.train.labels.index_select(0, ti)};
-    if (cfg.pipeline == "resample") {  // evaluated as the test split: the first eval_points of its FPS order
-      std::vector<torch::Tensor> clouds(n_val);
-      const int64_t keep = std::min(eval_points(cfg), out.val.points.size(1));
-      for (int64_t i = 0; i < n_val; ++i) {
-        auto c = out.val.points[i];
-        auto order = kernels::farthest_point_sample(c.narrow(1, 0, 3).unsqueeze(0).contiguous(), keep, 0,
-                                                    kernels::FpsRule::Pointnet2)[0];
-        clouds[i] = c.index_select(0, order);
-      }
-      out.val.points = torch::stack(clouds);
-    }
+    // Evaluated as the test split: the first eval_points of its FPS order.
+    if (cfg.pipeline == "resample") out.val.points = fps_prefix(out.val.points, eval_points(cfg));
   }
   return out;
 }

@@ -60,6 +60,11 @@ int64_t eval_points(const DataConfig& cfg);
 // above); `seed` draws the random FPS start of a data.source_points reduction.
 torch::Tensor eval_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed, const std::string& what);
 
+// The first `keep` points (at most S) of pointnet2_ops' FPS from point 0 of each cloud
+// [N, S, C] -> [N, keep, C]: how stored training clouds are read for evaluation (a validation
+// split carved from them, the SVM probe's training features), as the official misc.fps.
+torch::Tensor fps_prefix(const torch::Tensor& clouds, int64_t keep);
+
 struct PointSplits {
   PointCloudSet train, val, test;
   std::vector<std::string> class_names;

@@ -12,7 +12,8 @@ EWA=${EWA:-./build/ewa}
 RUNS=${RUNS:-runs/results_protocols}
 VOTE_REPEATS=${VOTE_REPEATS:-30}
 [ -f data/synthetic_shapes/train_files.txt ] || "$EWA" data synth -o data/synthetic_shapes
-official=(--set data.pipeline=resample --set data.fps_points=600 --set optim.schedule=timm_epoch --set optim.cosine_epochs=14)
+# Both keep the first 600 FPS points of each test cloud for the vote (data.fps_points; 1200 for 1024 upstream).
+official=(--set data.pipeline=resample --set optim.schedule=timm_epoch --set optim.cosine_epochs=14)
 for seed in 0 1 2; do
   for pipeline in fixed official; do
     for variant in dense ewa; do
@@ -23,7 +24,7 @@ for seed in 0 1 2; do
       [ "$pipeline" = official ] && extra=("${official[@]}")
       "$EWA" train --config configs/synth_points_${variant}.json --name "$name" --set train.seed=$seed \
         --set train.runs_dir="$RUNS" --set train.log_every=1000 --set eval.final_vote=true \
-        --set eval.vote_repeats=$VOTE_REPEATS ${extra[@]+"${extra[@]}"}
+        --set eval.vote_repeats=$VOTE_REPEATS --set data.fps_points=600 ${extra[@]+"${extra[@]}"}
     done
   done
 done

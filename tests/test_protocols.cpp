@@ -232,6 +232,40 @@ TEST(PointPipeline, ResampleKeepsSourceResolutionAndTestCloudsInFpsOrder) {
   EXPECT_EQ(starts.count(-1), 0u);
 }
 
+TEST(PointPipeline, ReadsPointMaesDatFilesAsTheOfficialRunsDo) {
+  if (kPython.empty()) GTEST_SKIP() << "no Python with torch found at configure time";
+  TempDir dir;
+  auto r = run_command(kPython + " " + kFixtures + " dat " + (dir / "mn") + " 256");
+  if (r.output.find("No module named 'numpy'") != std::string::npos) GTEST_SKIP() << "numpy is not installed";
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto cfg = resample_cfg(dir / "mn");
+  cfg.source_points = 256;  // the .dat's point count: read them (there are no .txt clouds at all)
+  auto s = ewa::data::load_point_splits(cfg, 0);
+  EXPECT_TRUE(torch::equal(s.train.labels, torch::tensor({0, 1, 1}, torch::kLong)));
+  const auto test_raw = ewa::data::read_npy(dir / "mn/test_points.npy");
+  const auto train_raw = ewa::data::read_npy(dir / "mn/train_points.npy");
+  for (int64_t i = 0; i < 2; ++i) {
+    // pc_normalize of the .dat cloud (xyz), then validate()'s misc.fps: pointnet2 FPS from its point 0.
+    auto xyz = test_raw[i].narrow(1, 0, 3);
+    xyz = (xyz - xyz.mean(0, true));
+    xyz = (xyz / xyz.norm(2, 1).max()).contiguous();
+    const auto fps = naive_pointnet2_fps(xyz, 100);
+    for (int64_t k = 0; k < 100; ++k) EXPECT_LT((s.test.points[i][k] - xyz[fps[k]]).abs().max().item<double>(), 1e-6);
+  }
+  // Training clouds: the .dat's points as they are (in its order), normalised.
+  auto xyz = train_raw[2].narrow(1, 0, 3);
+  xyz = (xyz - xyz.mean(0, true));
+  xyz = xyz / xyz.norm(2, 1).max();
+  EXPECT_LT((s.train.points[2] - xyz).abs().max().item<double>(), 1e-6);
+  // A .dat whose labels disagree with the lists is a one-line error.
+  r = run_command(kPython + " " + kFixtures + " dat " + (dir / "bad") + " 256 --wrong-label");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  cfg.root = dir / "bad";
+  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); })
+                .find("modelnet40_test_256pts_fps.dat: cloud 0 has label 1, the split's list says 0"),
+            std::string::npos);
+}
+
 TEST(PointPipeline, TrainingBatchesAreDrawnFromTheFpsSetAndDifferBetweenEpochs) {
   TempDir dir;
   torch::manual_seed(7);
@@ -321,8 +355,11 @@ TEST(PointPipeline, ScanObjectNNCoordinatesReachTheModelUnchanged) {
   torch::manual_seed(9);
   auto got = augmented.batch(0, ewa::data::View::Training).first;
   EXPECT_TRUE(torch::allclose(got, expected_raw * scale + shift, 1e-6, 1e-6));
-  // The test clouds: the file's points too, in FPS order.
-  for (int64_t b = 0; b < 4; ++b) EXPECT_GE(row_of(points[b], s.test.points[b][10]), 0);
+  // The test clouds: the first 80 of pointnet2_ops' FPS from the file's point 0 (validate()'s misc.fps).
+  for (int64_t b = 0; b < 4; ++b) {
+    const auto fps = naive_pointnet2_fps(points[b].contiguous(), 80);
+    for (int64_t k = 0; k < 80; ++k) ASSERT_TRUE(torch::equal(s.test.points[b][k], points[b][fps[k]])) << b << " " << k;
+  }
 }
 
 TEST(PointPipeline, CacheIsKeyedOnTheSeedWhereItDrawsAndSaysWhatItDid) {

@@ -180,7 +180,10 @@ SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOption
   if (cfg.model.in_chans == 0) cfg.model.in_chans = splits.train.points.size(2);
   if (cfg.model.num_classes == 0) cfg.model.num_classes = static_cast<int64_t>(splits.class_names.size());
   const auto device = select_device(cfg.train.device);
-  // Every training cloud (no shuffle, no dropped batch) and every test cloud, single pass.
+  // Every training cloud (no shuffle, no dropped batch; read as the test clouds are: the first
+  // num_points of pointnet2_ops' FPS from point 0, the official misc.fps) and every test cloud,
+  // single pass.
+  if (cfg.data.pipeline == "resample") splits.train.points = data::fps_prefix(splits.train.points, cfg.data.num_points);
   data::PointBatcher train_source(splits.train, cfg.data, o.batch_size, false, seed);
   data::PointBatcher test_source(splits.test, cfg.data, o.batch_size, false, seed);
   train_source.place(device);

@@ -11,6 +11,7 @@
 #include "common/fs.h"
 #include "datasets/image_loader.h"
 #include "datasets/point_datasets.h"
+#include "datasets/point_sampling.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "io/pretrained.h"
@@ -67,6 +68,10 @@ class ClassificationTask : public Task {
         loss_options_(F::CrossEntropyFuncOptions().label_smoothing(cfg.optim.label_smoothing)) {
     if (cfg.finetune.freeze_encoder)
       for (const auto& p : model_->named_parameters()) p.value().set_requires_grad(model_->is_head(p.key()));
+    if (cfg.eval.final_vote) {  // refused now, not after the last epoch
+      if (!cfg.data.is_point_cloud()) fail("eval.final_vote: the official vote resamples point clouds; images have no vote");
+      data::require_fps_points(cfg.data, "eval.final_vote");
+    }
   }
   torch::nn::Module& model() override { return *model_; }
   std::string describe_model() override {
