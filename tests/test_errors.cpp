@@ -334,6 +334,54 @@ std::vector<Case> cases() {
                }, "environment variable EWA_SIMD='sse9': expected baseline, avx2 or avx512"});
   c.push_back({"F09", "flags", "bench ops with a size under 64 points", flag_case("bench ops --sizes 8"),
                "--sizes: every size must be at least 64 points, got 8"});
+  // ---- protocols: votes, few-shot folds, the official pipeline ----
+  auto fewshot_root = [](const std::string& d, const std::string& fold_bytes) {
+    fs::create_directories(d + "/fs/5way_10shot");
+    write_file(d + "/fs/5way_10shot/0.pkl", fold_bytes);
+    write_file(d + "/fs.json", R"({"model": {"name": "point_transformer", "embed_dim": 16, "depth": 1, "num_heads": 2,
+      "num_groups": 8, "group_size": 8, "num_classes": 40}, "data": {"dataset": "modelnet_fewshot", "root": ")" + d +
+                                      R"(/fs", "pipeline": "resample", "num_points": 64, "fps_points": 100},
+      "train": {"runs_dir": ")" + d + R"(/runs"}})");
+    return d + "/fs.json";
+  };
+  c.push_back({"V01", "protocols", "a few-shot fold that does not exist", [fewshot_root](const Fixture&, const std::string& d) {
+                 return kEwa + " fewshot -c " + fewshot_root(d, "x") + " --way 5 --shot 10 --folds 12";
+               }, "data.fold: <dir>/fs/5way_10shot/12.pkl does not exist (the folds there: 0.pkl)"});
+  c.push_back({"V02", "protocols", "a few-shot pickle of another layout (a list, not {'train', 'test'})",
+               [fewshot_root](const Fixture&, const std::string& d) {
+                 return kEwa + " fewshot -c " + fewshot_root(d, std::string("\x80\x02]q\x00.", 6)) + " --way 5 --shot 10 --folds 0";
+               }, "0.pkl: top level: expected a dict with keys 'train' and 'test', got a list of 0"});
+  c.push_back({"V03", "protocols", "a few-shot fold that is not a pickle", [fewshot_root](const Fixture&, const std::string& d) {
+                 return kEwa + " fewshot -c " + fewshot_root(d, "way,shot\n5,10\n") + " --way 5 --shot 10 --folds 0";
+               }, "0.pkl: not a pickle file of protocol 2 to 5 (as Python's pickle.dump writes)"});
+  c.push_back({"V04", "protocols", "a vote of 0 views", [](const Fixture& f, const std::string&) {
+                 return kEwa + " eval " + f.ckpt + " --protocol vote --views 0";
+               }, "--views"});
+  c.push_back({"V05", "protocols", "eval.vote_repeats = 0 in a config", [](const Fixture& f, const std::string&) {
+                 return kEwa + " eval " + f.ckpt + " --set eval.vote_repeats=0";
+               }, "key 'eval.vote_repeats': expected an integer in [1, 100000], got 0"});
+  c.push_back({"V06", "protocols", "the vote for a point count without an official fps_points", [](const Fixture& f, const std::string&) {
+                 return kEwa + " eval " + f.ckpt + " --protocol vote";
+               }, "data.fps_points: the official vote (eval protocol vote) draws data.num_points = 64 of the first fps_points FPS points"});
+  c.push_back({"V07", "protocols", "eval.final_vote that could not run, refused before training", [](const Fixture& f, const std::string& d) {
+                 return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --set eval.final_vote=true";
+               }, "data.fps_points: eval.final_vote draws data.num_points = 64"});
+  c.push_back({"V08", "protocols", "data.fps_points below data.num_points", [](const Fixture& f, const std::string& d) {
+                 return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --set data.fps_points=32";
+               }, "key 'data.fps_points': must be at least data.num_points (64), got 32"});
+  c.push_back({"V09", "protocols", "--protocol tta with data.votes = 1", [](const Fixture& f, const std::string&) {
+                 return kEwa + " eval " + f.ckpt + " --protocol tta";
+               }, "--protocol tta: averages 1 clean and data.votes - 1 augmented passes; data.votes is 1"});
+  c.push_back({"V10", "protocols", "data.pipeline = resample for images", [](const Fixture& f, const std::string& d) {
+                 return train_images(copy_images(f, d), "--set data.pipeline=resample");
+               }, "key 'data.pipeline': 'resample' resamples point clouds; image datasets have 'fixed' only"});
+  c.push_back({"V11", "protocols", "a batch size larger than the training split, with drop_last", [](const Fixture& f, const std::string& d) {
+                 return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --set data.batch_size=100";
+               }, "data.batch_size: 100 exceeds the 48 training samples, and data.drop_last leaves out the partial batch"});
+  c.push_back({"V12", "protocols", "drop_last = false leaving a BatchNorm head a batch of one", [](const Fixture& f, const std::string& d) {
+                 return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) +
+                        " --set data.batch_size=47 --set data.drop_last=false";
+               }, "data.drop_last=false leaves a last batch of 1 samples, so a training BatchNorm layer would see a single sample"});
   // ---- checkpoints and weights ----
   c.push_back({"K01", "checkpoint", "--resume of a file that does not exist", [](const Fixture& f, const std::string& d) {
                  return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --resume " + d + "/absent.pt";
