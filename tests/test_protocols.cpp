@@ -15,6 +15,7 @@
 #include "models/registry.h"
 #include "test_util.h"
 #include "train/evaluation.h"
+#include "train/checkpoint.h"
 #include "train/schedule.h"
 #include "train/svm_probe.h"
 
@@ -726,6 +727,39 @@ TEST(Svm, ProbeCommandAgreesWithLiblinearOnItsOwnFeatures) {
   r = run_command(kEwa + " svm " + ckpt + " -c " + cfg + " --feature pb_cls_head");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--feature pb_cls_head needs transformer_q.cls_head.0.weight"), std::string::npos) << r.output;
+}
+
+// The resampled pipeline and timm's schedule resume exactly: 1 epoch, then --resume to 2, equals
+// 2 epochs straight (the resampling draws from the generator the checkpoint stores).
+TEST(ResampleRun, ResumeIsBitIdenticalAndTheLogShowsTimmsRates) {
+  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
+  TempDir dir;
+  auto r = run_command(kEwa + " data synth -o " + (dir / "synth") + " --train-per-class 4 --test-per-class 2 --points 256");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  write_file(dir / "r.json", R"({"name": "r", "model": {"name": "point_transformer", "embed_dim": 16, "depth": 1,
+    "num_heads": 2, "num_groups": 8, "group_size": 8, "head_hidden": 8}, "moe": {"kind": "rup", "blocks": "all", "num_experts": 2},
+    "data": {"dataset": "modelnet_h5", "root": ")" + (dir / "synth") + R"(", "pipeline": "resample", "num_points": 64,
+    "fps_points": 80, "batch_size": 10},
+    "optim": {"schedule": "timm_epoch", "lr": 0.01, "warmup_epochs": 1, "cosine_epochs": 2, "min_lr": 0.001},
+    "train": {"epochs": 2, "log_every": 1, "runs_dir": ")" + (dir / "runs") + R"("}})");
+  r = run_command(kEwa + " train --config " + (dir / "r.json") + " --name straight");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // 32 clouds, batches of 10 with drop_last: 3 steps an epoch; epoch 1 at 1e-6, epoch 2 at f(0) = 1e-6.
+  EXPECT_NE(r.output.find("2 epochs x 3 steps, batch 10 (last partial batch dropped)"), std::string::npos) << r.output;
+  const auto at = r.output.find("epoch 2/2 step 4/6 loss");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const std::string line = r.output.substr(at, r.output.find('\n', at) - at);
+  EXPECT_NE(line.find(" lr 1.00e-06 "), std::string::npos) << line;  // timm: epoch 1 runs at f(0) = warmup_lr_init
+  EXPECT_NE(r.output.find("best on test: OA"), std::string::npos) << r.output;
+  r = run_command(kEwa + " train --config " + (dir / "r.json") + " --name split --set train.epochs=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(kEwa + " train --config " + (dir / "r.json") + " --name split --resume " + (dir / "runs/split/last.pt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto a = ewa::train::read_checkpoint(dir / "runs/straight/last.pt");
+  auto b = ewa::train::read_checkpoint(dir / "runs/split/last.pt");
+  EXPECT_EQ(a.step, 6);
+  EXPECT_EQ(b.step, 6);
+  for (const auto& item : a.model) EXPECT_TRUE(torch::equal(item.value(), *b.model.find(item.key()))) << item.key();
 }
 
 TEST(FewShotCli, RunsTheFoldsAndReportsMeanAndSampleSd) {
