@@ -10,21 +10,8 @@ namespace {
 using ewa::testing::TempDir;
 using ewa::testing::error_of;
 using ewa::testing::write_file;
+using ewa::testing::cloud_text;
 namespace fs = std::filesystem;
-
-std::string cloud_text(const torch::Tensor& pts, const std::string& sep) {
-  std::string s;
-  auto a = pts.accessor<float, 2>();
-  char buf[64];
-  for (int64_t i = 0; i < pts.size(0); ++i) {
-    for (int64_t k = 0; k < pts.size(1); ++k) {
-      std::snprintf(buf, sizeof buf, "%.6e", a[i][k]);
-      s += (k ? sep : "") + std::string(buf);
-    }
-    s += "\n";
-  }
-  return s;
-}
 
 TEST(PointFiles, TextPointsCommaAndBlankSeparated) {
   TempDir dir;

@@ -24,6 +24,7 @@ using ewa::testing::TempDir;
 using ewa::testing::error_of;
 using ewa::testing::run_command;
 using ewa::testing::write_file;
+using ewa::testing::cloud_text;
 namespace fs = std::filesystem;
 const std::string kPython = EWA_PYTHON;
 const std::string kFixtures = std::string(EWA_SOURCE_DIR) + "/tests/fixtures/protocol_fixtures.py";
@@ -143,20 +144,6 @@ TEST(Sampling, VoteViewTakesOneSubsetOfTheFpsPrefixForTheBatch) {
     for (int64_t k = 0; k < 16; ++k) EXPECT_EQ(row_of(prefix[b], view[b][k]), cols[k]);  // the same columns
 }
 
-std::string cloud_text(const torch::Tensor& pts) {
-  std::string s;
-  auto a = pts.accessor<float, 2>();
-  char buf[64];
-  for (int64_t i = 0; i < pts.size(0); ++i) {
-    for (int64_t k = 0; k < pts.size(1); ++k) {
-      std::snprintf(buf, sizeof buf, "%.6e", a[i][k]);
-      s += (k ? "," : "") + std::string(buf);
-    }
-    s += "\n";
-  }
-  return s;
-}
-
 // ModelNet40 normal_resampled layout: 2 classes, `points` points per file.
 void write_resampled(const std::string& root, int64_t points) {
   write_file(root + "/modelnet40_shape_names.txt", "airplane\nbathtub\n");
@@ -167,7 +154,7 @@ void write_resampled(const std::string& root, int64_t points) {
     for (int i = 1; i <= 3; ++i) {
       char name[64];
       std::snprintf(name, sizeof name, "%s/%s/%s_%04d.txt", root.c_str(), cls.c_str(), cls.c_str(), i);
-      write_file(name, cloud_text(torch::randn({points, 6}) * 3 + 1));
+      write_file(name, cloud_text(torch::randn({points, 6}) * 3 + 1, ","));
     }
   }
 }
@@ -373,7 +360,7 @@ TEST(PointPipeline, CacheIsKeyedOnTheSeedWhereItDrawsAndSaysWhatItDid) {
   off += "4 0 1 3 2\n4 4 5 7 6\n4 0 1 5 4\n4 2 3 7 6\n4 0 2 6 4\n4 1 3 7 5\n";
   for (const std::string split : {"train", "test"}) {
     write_file(dir / ("data/cube/" + split + "/c.off"), off);
-    write_file(dir / ("data/blob/" + split + "/b.xyz"), cloud_text(torch::randn({3000, 3})));
+    write_file(dir / ("data/blob/" + split + "/b.xyz"), cloud_text(torch::randn({3000, 3}), " "));
   }
   ewa::DataConfig cfg;
   cfg.dataset = "modelnet_folder";

@@ -108,6 +108,22 @@ inline CommandResult train_tiny_point_classifier(const std::string& ewa, const s
   return run_command(ewa + " train --config " + dir + "/" + name + ".json");
 }
 
+// A cloud [P, C] as text: one point per line, values separated by `sep` ("," for ModelNet40's
+// resampled files, " " for .xyz).
+inline std::string cloud_text(const torch::Tensor& pts, const std::string& sep) {
+  std::string s;
+  auto a = pts.accessor<float, 2>();
+  char buf[64];
+  for (int64_t i = 0; i < pts.size(0); ++i) {
+    for (int64_t k = 0; k < pts.size(1); ++k) {
+      std::snprintf(buf, sizeof buf, "%.6e", a[i][k]);
+      s += (k ? sep : "") + std::string(buf);
+    }
+    s += "\n";
+  }
+  return s;
+}
+
 // The message of the ewa::Error that `f` throws; empty when it throws none.
 inline std::string error_of(const std::function<void()>& f) {
   try {

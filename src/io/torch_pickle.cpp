@@ -449,6 +449,22 @@ class Unpickler {
 
 }  // namespace
 
+namespace {
+// Runs the unpickler over `data`; its failures become one line naming `path` as a corrupt `kind`.
+PyRef unpickle(const std::vector<char>& data, ZipArchive* archive, const std::string& path, const char* kind) {
+  try {
+    Unpickler u(data.data(), data.size(), archive);
+    return u.run();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    const auto nl = what.find('\n');
+    fail(path + ": corrupt " + kind + ": " + (nl == std::string::npos ? what : what.substr(0, nl)));
+  }
+}
+}  // namespace
+
 PyRef PyValue::get(const std::string& key) const {
   if (kind != Kind::Dict) return nullptr;
   for (const auto& [k, v] : dict)
@@ -469,17 +485,7 @@ PyRef read_torch_archive(const std::string& path) {
     fail(path + ": not a readable torch.save file (truncated, or not a zip archive written by torch.save)");
   }
   if (!archive->has("data.pkl")) fail(path + ": a zip archive without data.pkl: not a torch.save file");
-  const std::vector<char> pickle = archive->read("data.pkl");
-  try {
-    Unpickler u(pickle.data(), pickle.size(), archive.get());
-    return u.run();
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    const auto nl = what.find('\n');
-    fail(path + ": corrupt torch.save file: " + (nl == std::string::npos ? what : what.substr(0, nl)));
-  }
+  return unpickle(archive->read("data.pkl"), archive.get(), path, "torch.save file");
 }
 
 PyRef read_pickle_file(const std::string& path) {
@@ -489,16 +495,7 @@ PyRef read_pickle_file(const std::string& path) {
   if (data.size() < 2 || static_cast<uint8_t>(data[0]) != 0x80 || static_cast<uint8_t>(data[1]) < 2 ||
       static_cast<uint8_t>(data[1]) > 5)
     fail(path + ": not a pickle file of protocol 2 to 5 (as Python's pickle.dump writes)");
-  try {
-    Unpickler u(data.data(), data.size(), nullptr);
-    return u.run();
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    const auto nl = what.find('\n');
-    fail(path + ": corrupt pickle file: " + (nl == std::string::npos ? what : what.substr(0, nl)));
-  }
+  return unpickle(data, nullptr, path, "pickle file");
 }
 
 std::string describe_value(const PyRef& v) {
