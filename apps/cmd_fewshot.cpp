@@ -17,20 +17,21 @@ void add_fewshot_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
       "fewshot", "Few-shot classification: train every fold of a released ModelNet40 few-shot task, report mean +- sd");
-  cmd->add_option("-c,--config", args->config, "A modelnet_fewshot config (configs/fewshot_pointmae.json)")->required();
-  cmd->add_option("--way", args->way, "Classes of the task (released: 5 or 10)")->required()->check(at_least(1));
-  cmd->add_option("--shot", args->shot, "Training clouds per class (released: 10 or 20)")->required()->check(at_least(1));
+  cmd->add_option("-c,--config", args->config, "A modelnet_fewshot config (configs/fewshot_5w10s_pointmae.json, ...)")->required();
+  cmd->add_option("--way", args->way, "Classes of the task (released: 5 or 10; default: the config's data.way)")->check(at_least(1));
+  cmd->add_option("--shot", args->shot, "Training clouds per class (released: 10 or 20; default: the config's data.shot)")
+      ->check(at_least(1));
   cmd->add_option("--folds", args->folds, "Folds to run")->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   cmd->add_option("--init", args->init, "Pretrained weights to fine-tune every fold from (sets finetune.init)");
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
   cmd->callback([args] {
     auto set = args->set;
     if (!args->init.empty()) set.push_back("finetune.init=" + args->init);
-    set.push_back("data.way=" + std::to_string(args->way));  // each fold sets its own data.fold
-    set.push_back("data.shot=" + std::to_string(args->shot));
-    set.push_back("data.fold=" + std::to_string(args->folds.empty() ? 0 : args->folds.front()));
+    if (args->way > 0) set.push_back("data.way=" + std::to_string(args->way));
+    if (args->shot > 0) set.push_back("data.shot=" + std::to_string(args->shot));
+    set.push_back("data.fold=" + std::to_string(args->folds.empty() ? 0 : args->folds.front()));  // each fold sets its own
     Config cfg = load_config(args->config, set);
-    const auto s = train::run_fewshot(cfg, args->way, args->shot, args->folds, print_line);
+    const auto s = train::run_fewshot(cfg, cfg.data.way, cfg.data.shot, args->folds, print_line);
     char line[512];
     std::snprintf(line, sizeof line,
                   "%lld-way %lld-shot over %zu folds: final epoch OA %.2f +- %.2f, best epoch on test OA %.2f +- %.2f "

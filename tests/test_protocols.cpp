@@ -778,8 +778,9 @@ TEST(FewShotCli, RunsTheFoldsAndReportsMeanAndSampleSd) {
   EXPECT_NEAR(summary["final"]["mean"].get<double>(), (final_oa[0] + final_oa[1]) / 2, 1e-12);
   EXPECT_NEAR(summary["final"]["sd"].get<double>(), std::abs(final_oa[0] - final_oa[1]) / std::sqrt(2.0), 1e-12);
   EXPECT_NEAR(summary["final"]["sd_population"].get<double>(), std::abs(final_oa[0] - final_oa[1]) / 2, 1e-12);
-  // Finished folds are read, not trained again; a fold that does not exist is a one-line error.
-  r = run_command(kEwa + " fewshot -c " + (dir / "fs.json") + " --way 5 --shot 10 --folds 0 1");
+  // Finished folds are read, not trained again (way and shot from the config this time); a fold
+  // that does not exist is a one-line error.
+  r = run_command(kEwa + " fewshot -c " + (dir / "fs.json") + " --set data.way=5 --set data.shot=10 --folds 0 1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("fold 1: finished before"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("epoch 1/3"), std::string::npos) << r.output;
