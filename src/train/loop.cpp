@@ -140,9 +140,6 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
              ", so a training BatchNorm layer would see a single sample: set data.drop_last=true or change data.batch_size");
   }
   const int64_t total_steps = steps_per_epoch * cfg.train.epochs;
-  const auto lr_of_group = [&](int64_t at_step, size_t g) {
-    return lr_at(cfg.optim, at_step, steps_per_epoch, total_steps, cfg.train.epochs, groups[g].lr_scale);
-  };
   const std::string eval_label = task.eval_label();
 
   int64_t step = 0, start_epoch = 0, start_position = 0;
@@ -151,6 +148,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   double best_test = -INFINITY;
   int64_t best_test_epoch = 0;
   nlohmann::json best_test_json;
+  std::string best_test_text;
   EpochSums resumed_sums;
   if (!options.resume.empty()) {
     auto ckpt = read_checkpoint(options.resume);
@@ -169,6 +167,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
         best_test = pr["best_test"].get<double>();
         best_test_epoch = pr.value("best_test_epoch", int64_t(0));
         best_test_json = pr.value("best_test_record", nlohmann::json());
+        best_test_text = pr.value("best_test_text", std::string());
       }
       resumed_sums = {pr.value("epoch_loss", 0.0), pr.value("epoch_correct", int64_t(0)), pr.value("epoch_seen", int64_t(0)),
                       pr.value("has_accuracy", false)};
@@ -265,7 +264,8 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
                 {"has_accuracy", sums.has_accuracy}});
     if (std::isfinite(best_val)) p.update({{"best_val", best_val}, {"best_val_epoch", result.best_val_epoch}});
     if (std::isfinite(best_test))
-      p.update({{"best_test", best_test}, {"best_test_epoch", best_test_epoch}, {"best_test_record", best_test_json}});
+      p.update({{"best_test", best_test}, {"best_test_epoch", best_test_epoch}, {"best_test_record", best_test_json},
+                {"best_test_text", best_test_text}});
     return p;
   };
   const auto save_last = [&](int64_t epochs_done, const nlohmann::json& where) {
@@ -321,7 +321,8 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       y = y.to(device);
       const double lr = lr_at(cfg.optim, step, steps_per_epoch, total_steps, cfg.train.epochs);
       for (size_t g = 0; g < optimizer->param_groups().size(); ++g)
-        static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[g].options()).lr(lr_of_group(step, g));
+        static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[g].options())
+            .lr(lr_at(cfg.optim, step, steps_per_epoch, total_steps, cfg.train.epochs, groups[g].lr_scale));
 
       StepOutput out;
       {
@@ -412,6 +413,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       best_test = result.test.score;
       best_test_epoch = epoch + 1;
       best_test_json = result.test.json;
+      best_test_text = result.test.text;
     }
     bool is_best = false;
     if (data.val) {
@@ -473,13 +475,9 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     protocols["best_on_test"] = {{"epoch", best_test_epoch},
                                  {"label", "best epoch selected on the test set (as the official runs report; optimistic), " + eval_label},
                                  {"test", best_test_json}};
-  auto extra = task.extra_metrics();
-  if (extra.contains("vote")) {
-    protocols["vote"] = extra["vote"];
-    extra.erase("vote");
-  }
+  protocols.update(task.extra_protocols());
   metrics["protocols"] = protocols;
-  metrics.update(extra);
+  metrics.update(task.extra_metrics());
   if (group) metrics["distributed"] = dist_json;
   write_text_atomically(dir + "/metrics.json", metrics.dump(2) + "\n");
   if (viz::built_with_cairo()) {
@@ -494,9 +492,8 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   report("done in " + duration_text(result.seconds) + ": final test " + result.test.text + " (" +
          std::to_string(data.test->size()) + " samples, final epoch, " + eval_label + "); run directory " + dir);
   if (std::isfinite(best_test))
-    report("best on test: " + (best_test_json.contains("oa") ? fmt("OA %.4f", best_test_json["oa"].get<double>()) : fmt("score %.4f", best_test)) +
-           " at epoch " + std::to_string(best_test_epoch) + " of " + std::to_string(cfg.train.epochs) +
-           " (selected on the test set, as the official runs report; not an unbiased estimate)");
+    report("best on test: " + best_test_text + " at epoch " + std::to_string(best_test_epoch) + " of " +
+           std::to_string(cfg.train.epochs) + " (selected on the test set: optimistic; the official fine-tuning runs report it)");
   return result;
 }
 

@@ -73,6 +73,9 @@ class Task {
   virtual std::string eval_label() const = 0;
   // Extra fields of metrics.json.
   virtual nlohmann::json extra_metrics() const { return nlohmann::json::object(); }
+  // Figures of further evaluation protocols for metrics.json's "protocols" (beside "final" and
+  // "best_on_test", which the loop writes), e.g. {"vote": ...}.
+  virtual nlohmann::json extra_protocols() const { return nlohmann::json::object(); }
   // Called once after the last epoch (e.g. to write reconstructions into the run directory).
   virtual void finish(const std::string& run_dir, const Reporter& report) {}
 

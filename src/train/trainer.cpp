@@ -120,9 +120,11 @@ class ClassificationTask : public Task {
   }
   nlohmann::json extra_metrics() const override {
     nlohmann::json j = {{"votes", cfg_.data.votes}, {"class_names", class_names_}};
-    if (!vote_.is_null()) j["vote"] = vote_;
     if (!cfg_.finetune.init.empty()) j["init"] = cfg_.finetune.init;
     return j;
+  }
+  nlohmann::json extra_protocols() const override {
+    return vote_.is_null() ? nlohmann::json::object() : nlohmann::json{{"vote", vote_}};
   }
  private:
   Config cfg_;
