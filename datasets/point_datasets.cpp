@@ -618,16 +618,24 @@ torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg)
   return out;
 }
 
-PointBatcher::PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last)
-    : IndexedBatchSource(set.size(), batch_size, shuffle, seed, drop_last), set_(std::move(set)), cfg_(std::move(cfg)) {}
+PointBatcher::PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last,
+                           bool fps_ordered)
+    : IndexedBatchSource(set.size(), batch_size, shuffle, seed, drop_last),
+      set_(std::move(set)),
+      cfg_(std::move(cfg)),
+      fps_ordered_(fps_ordered) {}
 
-torch::Tensor view_of_clouds(const torch::Tensor& stored, View view, const DataConfig& cfg, torch::Device device) {
+torch::Tensor view_of_clouds(const torch::Tensor& stored, View view, const DataConfig& cfg, torch::Device device,
+                             bool fps_ordered) {
   const int64_t n = cfg.num_points;
   torch::Tensor x;
   if (view == View::VoteView) {
-    x = vote_view(stored.to(device), n, require_fps_points(cfg, "the official vote (eval protocol vote)"));
+    const int64_t p = require_fps_points(cfg, "the official vote (eval protocol vote)");
+    x = vote_view(fps_ordered ? stored.to(device) : fps_prefix(stored.to(device), p), n, p);
   } else if (view == View::Training && cfg.pipeline == "resample") {
     x = resample_for_training(stored.to(device), n, fps_points_of(cfg));
+  } else if (!fps_ordered) {
+    x = fps_prefix(stored.to(device), n);
   } else {
     x = stored.narrow(1, 0, n).contiguous().to(device);
   }
@@ -636,7 +644,8 @@ torch::Tensor view_of_clouds(const torch::Tensor& stored, View view, const DataC
 
 std::pair<torch::Tensor, torch::Tensor> PointBatcher::batch(int64_t i, View view) const {
   auto idx = indices(i);
-  return {view_of_clouds(set_.points.index_select(0, idx), view, cfg_, device()), set_.labels.index_select(0, idx).to(device())};
+  return {view_of_clouds(set_.points.index_select(0, idx), view, cfg_, device(), fps_ordered_),
+          set_.labels.index_select(0, idx).to(device())};
 }
 
 TaskData load_point_task(const DataConfig& cfg, uint64_t seed) {
@@ -648,7 +657,8 @@ TaskData load_point_task(const DataConfig& cfg, uint64_t seed) {
   t.in_chans = splits.train.points.size(2);
   t.num_points = cfg.num_points;
   t.notes = splits.notes;
-  t.train = std::make_unique<PointBatcher>(splits.train, cfg, cfg.batch_size, true, seed, cfg.drop_last);
+  t.train = std::make_unique<PointBatcher>(splits.train, cfg, cfg.batch_size, true, seed, cfg.drop_last,
+                                           /*fps_ordered=*/cfg.pipeline != "resample");
   if (splits.val.size() > 0) t.val = std::make_unique<PointBatcher>(splits.val, cfg, cfg.eval_batch_size, false, seed);
   t.test = std::make_unique<PointBatcher>(splits.test, cfg, cfg.eval_batch_size, false, seed);
   return t;

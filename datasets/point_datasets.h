@@ -80,20 +80,26 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed);
 // clipped Gaussian jitter.
 torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg);
 
-// The model input of `view` (batch_source.h) from stored clouds [B, S, C] (evaluation splits:
-// their FPS order; training split, pipeline resample: source resolution) on `device`: one
-// implementation for the batches of training and evaluation and for `ewa predict`.
-torch::Tensor view_of_clouds(const torch::Tensor& stored, View view, const DataConfig& cfg, torch::Device device);
+// The model input of `view` (batch_source.h) from stored clouds [B, S, C] on `device`: one
+// implementation for the batches of training and evaluation and for `ewa predict`. `fps_ordered`:
+// the clouds are in FPS order from point 0 (evaluation storage, and every split under the fixed
+// pipeline), so a single pass reads their first num_points; otherwise (training clouds at source
+// resolution under resample) View::Plain and View::Augmented take fps_prefix first.
+torch::Tensor view_of_clouds(const torch::Tensor& stored, View view, const DataConfig& cfg, torch::Device device,
+                             bool fps_ordered = true);
 
 class PointBatcher : public IndexedBatchSource {
  public:
-  PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last = false);
+  // `fps_ordered`: see view_of_clouds (false for a training split under data.pipeline = resample).
+  PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last = false,
+               bool fps_ordered = true);
   // Batch i: points float [B, data.num_points, C] on the placed device, labels int64 [B] (see View).
   std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, View view) const override;
 
  private:
   PointCloudSet set_;
   DataConfig cfg_;
+  bool fps_ordered_;
 };
 
 TaskData load_point_task(const DataConfig& cfg, uint64_t seed);

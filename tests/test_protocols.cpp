@@ -296,6 +296,14 @@ TEST(PointPipeline, TrainingBatchesAreDrawnFromTheFpsSetAndDifferBetweenEpochs) 
   // Plain batches of the test split are the first num_points of the stored FPS order.
   ewa::data::PointBatcher test(splits.test, cfg, 2, false, 0);
   EXPECT_TRUE(torch::equal(test.batch(0, ewa::data::View::Plain).first, splits.test.points.narrow(1, 0, 64)));
+  // Plain batches of training clouds kept at source resolution: misc.fps of each (pointnet2 FPS
+  // from its stored point 0), as the SVM probe and a gallery of the training split read them.
+  ewa::data::PointBatcher train_plain(splits.train, cfg, 4, false, 0, false, /*fps_ordered=*/false);
+  const auto plain = train_plain.batch(0, ewa::data::View::Plain).first;
+  for (int64_t b = 0; b < 4; ++b) {
+    const auto fps = naive_pointnet2_fps(splits.train.points[b].contiguous(), 64);
+    for (int64_t k = 0; k < 64; ++k) ASSERT_TRUE(torch::equal(plain[b][k], splits.train.points[b][fps[k]])) << b << " " << k;
+  }
 }
 
 TEST(PointPipeline, ScanObjectNNCoordinatesReachTheModelUnchanged) {

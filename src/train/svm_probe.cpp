@@ -183,8 +183,8 @@ SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOption
   // Every training cloud (no shuffle, no dropped batch; read as the test clouds are: the first
   // num_points of pointnet2_ops' FPS from point 0, the official misc.fps) and every test cloud,
   // single pass.
-  if (cfg.data.pipeline == "resample") splits.train.points = data::fps_prefix(splits.train.points, cfg.data.num_points);
-  data::PointBatcher train_source(splits.train, cfg.data, o.batch_size, false, seed);
+  data::PointBatcher train_source(splits.train, cfg.data, o.batch_size, false, seed, /*drop_last=*/false,
+                                  /*fps_ordered=*/cfg.data.pipeline != "resample");
   data::PointBatcher test_source(splits.test, cfg.data, o.batch_size, false, seed);
   train_source.place(device);
   test_source.place(device);
