@@ -15,6 +15,7 @@
 #include "models/registry.h"
 #include "test_util.h"
 #include "train/evaluation.h"
+#include "train/predict.h"
 #include "train/checkpoint.h"
 #include "train/schedule.h"
 #include "train/svm_probe.h"
@@ -537,6 +538,39 @@ TEST(Protocols, SingleAndVoteMatchANaiveLoop) {
   nlohmann::json j = {{"eval", {{"vote_views", 0}}}};
   EXPECT_NE(error_of([&] { ewa::resolve_config(j, "config x.json"); }).find("key 'eval.vote_views': expected an integer in [1, 1000], got 0"),
             std::string::npos);
+}
+
+// ewa predict's vote: softmax of the logits averaged over views of the file's FPS prefix.
+TEST(Protocols, PredictVotesOverViewsOfTheFilesFpsPrefix) {
+  TempDir dir;
+  torch::manual_seed(13);
+  auto cfg = tiny_point_cfg();
+  auto model = ewa::models::build_model(cfg);
+  model->eval();
+  write_file(dir / "a.xyz", cloud_text(torch::randn({300, 3}), " "));
+  ewa::train::PredictOptions o;
+  o.top_k = 3;
+  o.protocol = ewa::train::protocol_named("vote", cfg, "--protocol");
+  torch::manual_seed(21);
+  const auto preds = ewa::train::predict_point_files(*model, cfg, {dir / "a.xyz"}, o, torch::kCPU);
+  ASSERT_TRUE(preds[0].error.empty()) << preds[0].error;
+  // The oracle: the file's first 48 FPS points (eval_points), 3 views, logits averaged.
+  torch::NoGradGuard guard;
+  ewa::train::FilePrediction info;
+  const auto stored = ewa::train::load_point_input(dir / "a.xyz", cfg, false, info, 48).unsqueeze(0);
+  torch::manual_seed(21);
+  torch::Tensor sum;
+  for (int v = 0; v < 3; ++v) {
+    auto cols = torch::randperm(48, torch::kLong).narrow(0, 0, 32);
+    auto x = stored.index_select(1, cols);
+    auto scale = torch::rand({1, 1, 3}) * (1.5 - 2.0 / 3.0) + 2.0 / 3.0;
+    auto shift = (torch::rand({1, 1, 3}) * 2 - 1) * 0.2;
+    auto out = model->forward(x * scale + shift);
+    sum = sum.defined() ? sum + out : out;
+  }
+  const auto prob = torch::softmax(sum / 3.0, 1)[0];
+  ASSERT_EQ(preds[0].top.size(), 3u);
+  for (const auto& [cls, p] : preds[0].top) EXPECT_NEAR(p, prob[cls].item<double>(), 1e-6);
 }
 
 TEST(Pickle, NumpyArraysOfEveryLayoutAndProtocol) {
