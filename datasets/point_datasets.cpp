@@ -412,6 +412,13 @@ int64_t train_points(const RawSplit& raw, const DataConfig& cfg) {
 PointCloudSet finish(const RawSplit& raw, const DataConfig& cfg, bool training, uint64_t seed, const std::string& what) {
   if (raw.clouds.empty()) fail(what + ": the split is empty");
   int64_t keep = training ? train_points(raw, cfg) : eval_points(cfg);
+  if (training && keep < cfg.num_points) {
+    size_t smallest = 0;
+    for (size_t i = 1; i < raw.clouds.size(); ++i)
+      if (raw.clouds[i].size(0) < raw.clouds[smallest].size(0)) smallest = i;
+    fail(raw.names[smallest] + ": has " + std::to_string(raw.clouds[smallest].size(0)) +
+         " points, fewer than data.num_points = " + std::to_string(cfg.num_points));
+  }
   if (!training)
     for (const auto& c : raw.clouds) keep = std::min(keep, std::max(c.size(0), cfg.num_points));
   std::vector<torch::Tensor> prepared(raw.clouds.size());
