@@ -8,7 +8,8 @@
 #       of our Debian libraries (e.g. through the device tool, carrying DIR): builds GoogleTest,
 #       configures the CUDA variant (HDF5, PCL, Open3D, cairo off), builds, runs the CUDA-vs-CPU
 #       kernel tests and the multi-process tests, `ewa bench ops`, the train-step benchmark of the
-#       Point-MAE-size classifier dense vs EWA, and a short training run on the GPU, then prints
+#       Point-MAE-size classifier dense vs EWA, the official per-step resampling against that
+#       step (`ewa bench resample`), and a short training run on the GPU, then prints
 #       one table. Output goes to DIR/results/ as well.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,8 @@ run() {
     2>&1 | tee "$out/bench_train_step.txt"
   build-gpu/ewa bench train-step --config configs/modelnet40_pointmae_ewa.json --set train.device=cuda --batch-size 32 \
     --set train.precision=bf16 2>&1 | tee "$out/bench_train_step_bf16.txt"
+  build-gpu/ewa bench resample --set train.device=cuda --step-repeats 10 --record "$out/bench_resample.md" \
+    2>&1 | tee "$out/bench_resample.txt"
   build-gpu/ewa data synth -o "$abs/synth" >/dev/null
   local gpu=(--set data.root="$abs/synth" --set train.device=cuda --set train.runs_dir="$abs/runs" --set train.epochs=3)
   build-gpu/ewa train --config configs/synth_points_ewa.json "${gpu[@]}" 2>&1 | tee "$out/train.txt" | tail -3
@@ -81,6 +84,7 @@ run() {
   echo "| pretraining (2 epochs, cuda) | $(grep -E '^done in' "$out/pretrain.txt" || echo 'see pretrain.txt') |"
   echo "| eval on cuda | $(tail -1 "$out/eval.txt") |"
   echo "| predict on cuda | $(grep -c '' "$out/predict.txt") lines, see predict.txt |"
+  echo "| per-step resampling, share of the step (goal < 5%) | $(grep -E '^\| (mn40|scan)' "$out/bench_resample.txt" | awk -F'|' '{printf "%s%s", sep, $2 ":" $9; sep=","}') |"
   echo "(bench ops and train-step tables above; every output in $out/)"
 }
 
