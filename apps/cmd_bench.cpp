@@ -134,6 +134,8 @@ void add_bench_command(CLI::App& app) {
       command += " --batch-size " + std::to_string(o.batch_size) + " --repeats " + std::to_string(o.repeats) +
                  " --step-repeats " + std::to_string(o.step_repeats);
       for (const auto& v : o.settings) command += " --settings " + v;
+      if (kernels::simd::level() != kernels::simd::supported())
+        command = std::string("EWA_SIMD=") + kernels::simd::name(kernels::simd::level()) + " " + command;
       record(rs->record, "resample", command, head, table);
     }
   });
