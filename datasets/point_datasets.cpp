@@ -38,6 +38,12 @@ constexpr int kCacheVersion = 5;
 // Seeds of the random FPS starts of a data.source_points reduction (cloud i of a split: + i).
 constexpr uint64_t kReductionSeed = 8192;
 
+// A cloud with fewer than `needed` points (data.num_points) is a one-line error naming it.
+void require_points(int64_t points, int64_t needed, const std::string& what) {
+  if (points < needed)
+    fail(what + ": has " + std::to_string(points) + " points, fewer than data.num_points = " + std::to_string(needed));
+}
+
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path);
   if (!in) fail(path + ": cannot open file");
@@ -382,45 +388,43 @@ RawSplit parse_split(const DataConfig& cfg, const Listing& l, int sp, int64_t li
   return raw;
 }
 
+// The cloud normalised into the unit sphere under data.normalize, else as it is once its
+// coordinates are checked finite.
+torch::Tensor normalized_or_checked(const torch::Tensor& c, const DataConfig& cfg, const std::string& what) {
+  if (cfg.normalize) return normalize_unit_sphere(c, what);
+  if (!torch::isfinite(c).all().item<bool>()) fail(what + ": contains NaN or infinite coordinates");
+  return c.contiguous();
+}
+
 // A stored training cloud of `keep` points under data.pipeline (see point_datasets.h): fixed =
 // normalised, the first `keep` of its FPS order; resample = reduced to `keep` points by FPS from
 // a seeded random start when it has more (the official .dat preprocessing), then normalised.
 torch::Tensor train_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed,
                           const std::string& what) {
   if (cfg.pipeline == "fixed" && cfg.normalize) return prepare_cloud(cloud, keep, what);
-  if (cloud.size(0) < keep)
-    fail(what + ": has " + std::to_string(cloud.size(0)) + " points, fewer than data.num_points = " + std::to_string(keep));
+  require_points(cloud.size(0), keep, what);
   auto c = cloud.to(torch::kFloat);
   if (c.size(0) > keep || cfg.pipeline == "fixed") {
     auto xyz = c.narrow(1, 0, 3).unsqueeze(0).contiguous();
     c = c.index_select(0, cfg.pipeline == "fixed" ? kernels::farthest_point_sample(xyz, keep)[0]
                                                   : kernels::farthest_point_sample_seeded(xyz, keep, seed)[0]);
   }
-  if (cfg.normalize) return normalize_unit_sphere(c, what);
-  if (!torch::isfinite(c).all().item<bool>()) fail(what + ": contains NaN or infinite coordinates");
-  return c.contiguous();
-}
-
-// Points every training cloud of `raw` is stored with.
-int64_t train_points(const RawSplit& raw, const DataConfig& cfg) {
-  if (cfg.pipeline == "fixed") return cfg.num_points;
-  int64_t smallest = INT64_MAX;
-  for (const auto& c : raw.clouds) smallest = std::min(smallest, c.size(0));
-  return cfg.source_points > 0 ? std::min(cfg.source_points, smallest) : smallest;
+  return normalized_or_checked(c, cfg, what);
 }
 
 PointCloudSet finish(const RawSplit& raw, const DataConfig& cfg, bool training, uint64_t seed, const std::string& what) {
   if (raw.clouds.empty()) fail(what + ": the split is empty");
-  int64_t keep = training ? train_points(raw, cfg) : eval_points(cfg);
-  if (training && keep < cfg.num_points) {
-    size_t smallest = 0;
-    for (size_t i = 1; i < raw.clouds.size(); ++i)
-      if (raw.clouds[i].size(0) < raw.clouds[smallest].size(0)) smallest = i;
-    fail(raw.names[smallest] + ": has " + std::to_string(raw.clouds[smallest].size(0)) +
-         " points, fewer than data.num_points = " + std::to_string(cfg.num_points));
+  size_t smallest = 0;
+  for (size_t i = 1; i < raw.clouds.size(); ++i)
+    if (raw.clouds[i].size(0) < raw.clouds[smallest].size(0)) smallest = i;
+  const int64_t fewest = raw.clouds[smallest].size(0);
+  int64_t keep;
+  if (training) {  // every training cloud keeps the same number of points (see train_cloud)
+    keep = cfg.pipeline == "fixed" ? cfg.num_points : cfg.source_points > 0 ? std::min(cfg.source_points, fewest) : fewest;
+    if (cfg.pipeline == "resample") require_points(fewest, cfg.num_points, raw.names[smallest]);
+  } else {  // at most eval_points, no more than the smallest cloud has (one below num_points fails in eval_cloud)
+    keep = std::min(eval_points(cfg), std::max(fewest, cfg.num_points));
   }
-  if (!training)
-    for (const auto& c : raw.clouds) keep = std::min(keep, std::max(c.size(0), cfg.num_points));
   std::vector<torch::Tensor> prepared(raw.clouds.size());
   at::parallel_for(0, static_cast<int64_t>(raw.clouds.size()), 8, [&](int64_t a, int64_t b) {
     at::NoGradGuard guard;
@@ -451,8 +455,7 @@ torch::Tensor normalize_unit_sphere(const torch::Tensor& cloud, const std::strin
 
 torch::Tensor prepare_cloud(const torch::Tensor& cloud, int64_t keep, const std::string& what) {
   auto c = normalize_unit_sphere(cloud, what);
-  if (c.size(0) < keep)
-    fail(what + ": has " + std::to_string(c.size(0)) + " points, fewer than data.num_points = " + std::to_string(keep));
+  require_points(c.size(0), keep, what);
   auto order = kernels::farthest_point_sample(c.narrow(1, 0, 3).unsqueeze(0).contiguous(), keep)[0];
   return c.index_select(0, order);
 }
@@ -466,24 +469,14 @@ torch::Tensor fps_prefix(const torch::Tensor& clouds, int64_t keep) {
 }
 
 torch::Tensor eval_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed, const std::string& what) {
-  if (cfg.pipeline == "fixed") {
-    if (cloud.size(0) < cfg.num_points)
-      fail(what + ": has " + std::to_string(cloud.size(0)) + " points, fewer than data.num_points = " + std::to_string(cfg.num_points));
-    return train_cloud(cloud, cfg, std::min(keep, cloud.size(0)), seed, what);
-  }
+  require_points(cloud.size(0), cfg.num_points, what);
+  if (cfg.pipeline == "fixed") return train_cloud(cloud, cfg, std::min(keep, cloud.size(0)), seed, what);
   // As the official test clouds: reduced to data.source_points by FPS from a random start when
   // larger (the .dat files, whose point 0 is that start), else in the file's order; normalised;
   // then the first `keep` of pointnet2_ops' FPS from point 0 (validate()'s misc.fps).
-  if (cloud.size(0) < cfg.num_points)
-    fail(what + ": has " + std::to_string(cloud.size(0)) + " points, fewer than data.num_points = " + std::to_string(cfg.num_points));
-  torch::Tensor c = cloud.to(torch::kFloat);
-  if (cfg.source_points > 0 && cloud.size(0) > cfg.source_points) {
-    c = train_cloud(cloud, cfg, cfg.source_points, seed, what);
-  } else if (cfg.normalize) {
-    c = normalize_unit_sphere(c, what);
-  } else if (!torch::isfinite(c).all().item<bool>()) {
-    fail(what + ": contains NaN or infinite coordinates");
-  }
+  const auto c = cfg.source_points > 0 && cloud.size(0) > cfg.source_points
+                     ? train_cloud(cloud, cfg, cfg.source_points, seed, what)
+                     : normalized_or_checked(cloud.to(torch::kFloat), cfg, what);
   keep = std::min(keep, c.size(0));
   auto order = kernels::farthest_point_sample(c.narrow(1, 0, 3).unsqueeze(0).contiguous(), keep, 0,
                                               kernels::FpsRule::Pointnet2)[0];
