@@ -13,7 +13,8 @@ void add_data_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* synth = data->add_subcommand(
-      "synth", "Write the synthetic shapes dataset (8 classes) in the ModelNet40 ply_hdf5_2048 layout");
+      "synth", "Write the synthetic shapes dataset (8 classes): the ModelNet40 ply_hdf5_2048 layout (--format h5), "
+               "or .npy files in class folders (--format npy, needs no optional library)");
   synth->add_option("-o,--out", args->out, "Output directory")->capture_default_str();
   synth->add_option("--train-per-class", args->options.train_per_class, "Training clouds per class")->capture_default_str();
   synth->add_option("--test-per-class", args->options.test_per_class, "Test clouds per class")->capture_default_str();
@@ -22,13 +23,16 @@ void add_data_command(CLI::App& app) {
   synth->add_option("--occlusion", args->options.max_occlusion, "Largest share of the surface cut away by a random plane")
       ->capture_default_str();
   synth->add_option("--seed", args->options.seed, "Random seed")->capture_default_str();
+  synth->add_option("--format", args->options.format, "h5 (read with data.dataset = modelnet_h5) or npy (modelnet_folder); "
+                    "default: h5 when ewa is built with HDF5 (this build: " + data::default_synth_format() + ")");
   synth->callback([args] {
     const int64_t n = data::write_synthetic_dataset(args->out, args->options);
     std::string classes;
     for (const auto& c : data::kSynthClasses) classes += (classes.empty() ? "" : ", ") + c;
+    const std::string format = args->options.format.empty() ? data::default_synth_format() : args->options.format;
     print_line("wrote " + std::to_string(n) + " clouds of " + std::to_string(args->options.points) + " points (" + classes +
-               ") to " + args->out + " (ModelNet40 hdf5 layout; train with data.dataset = \"modelnet_h5\", data.root = " +
-               args->out + ")");
+               ") to " + args->out + " (" + (format == "h5" ? "ModelNet40 hdf5 layout" : ".npy files in class folders") +
+               "; train with data.dataset = \"" + data::synth_dataset_for(format) + "\", data.root = " + args->out + ")");
   });
 
   struct FileArgs {

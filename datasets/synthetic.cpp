@@ -163,7 +163,16 @@ torch::Tensor synth_shape(int64_t cls, const SynthOptions& o, at::Generator& gen
   return p + torch::randn(p.sizes(), gen, torch::kFloat) * (o.noise * scale);
 }
 
+std::string default_synth_format() { return built_with_hdf5() ? "h5" : "npy"; }
+
+std::string synth_dataset_for(const std::string& format) { return format == "h5" ? "modelnet_h5" : "modelnet_folder"; }
+
 int64_t write_synthetic_dataset(const std::string& dir, const SynthOptions& o) {
+  const std::string format = o.format.empty() ? default_synth_format() : o.format;
+  if (format != "h5" && format != "npy") fail("ewa data synth: --format must be h5 or npy, got '" + format + "'");
+  if (format == "h5" && !built_with_hdf5())
+    fail("ewa data synth: --format h5: ewa was built without HDF5 (EWA_WITH_HDF5=ON and libhdf5-dev are needed); "
+         "--format npy needs no optional library");
   if (o.train_per_class < 1 || o.test_per_class < 1) fail("ewa data synth: --train-per-class and --test-per-class must be >= 1");
   if (o.points < 16) fail("ewa data synth: --points must be >= 16");
   if (!(o.max_occlusion >= 0 && o.max_occlusion < 0.9)) fail("ewa data synth: --occlusion must be in [0, 0.9)");
@@ -179,9 +188,20 @@ int64_t write_synthetic_dataset(const std::string& dir, const SynthOptions& o) {
         clouds.push_back(synth_shape(c, o, gen));
         labels.push_back(c);
       }
-    const std::string name = "ply_data_" + split + "0.h5";
-    write_h5_clouds((fs::path(dir) / name).string(), torch::stack(clouds), torch::tensor(labels, torch::kLong));
-    write_text_atomically((fs::path(dir) / (split + "_files.txt")).string(), "data/synthetic_shapes/" + name + "\n");
+    if (format == "h5") {
+      const std::string name = "ply_data_" + split + "0.h5";
+      write_h5_clouds((fs::path(dir) / name).string(), torch::stack(clouds), torch::tensor(labels, torch::kLong));
+      write_text_atomically((fs::path(dir) / (split + "_files.txt")).string(), "data/synthetic_shapes/" + name + "\n");
+    } else {
+      for (size_t k = 0; k < clouds.size(); ++k) {
+        const int64_t c = labels[k], i = static_cast<int64_t>(k) / classes;
+        const fs::path folder = fs::path(dir) / kSynthClasses[c] / split;
+        if (i == 0) ensure_writable_dir(folder.string());
+        char name[32];
+        std::snprintf(name, sizeof name, "_%04lld.npy", static_cast<long long>(i));
+        write_npy((folder / (kSynthClasses[c] + name)).string(), clouds[k]);
+      }
+    }
     total += static_cast<int64_t>(labels.size());
   }
   std::string names;

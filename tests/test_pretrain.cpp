@@ -31,7 +31,7 @@ ewa::Config mae_config(const json& extra = json::object()) {
                        {"group_size", 8}, {"qkv_bias", false}, {"drop_path_rate", 0.0}}},
             {"moe", {{"kind", "dense"}}},
             {"pretrain", {{"decoder_depth", 1}, {"decoder_num_heads", 2}, {"reconstructions", 3}}},
-            {"data", {{"dataset", "modelnet_h5"}, {"root", "unused"}, {"num_points", 128}, {"batch_size", 16},
+            {"data", {{"dataset", ewa::testing::synth_dataset()}, {"root", "unused"}, {"num_points", 128}, {"batch_size", 16},
                       {"eval_batch_size", 20}}},
             {"optim", {{"lr", 2e-3}, {"warmup_epochs", 0.5}, {"label_smoothing", 0.0}}},
             {"train", {{"epochs", 1}, {"log_every", 5}, {"device", "cpu"}}}};

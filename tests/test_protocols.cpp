@@ -733,7 +733,6 @@ TEST(Svm, MatchesLiblinearsOwnTools) {
 
 TEST(Svm, ProbeCommandAgreesWithLiblinearOnItsOwnFeatures) {
   if (!ewa::train::built_with_liblinear()) GTEST_SKIP() << "built without liblinear";
-  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
   TempDir dir;
   auto r = ewa::testing::train_tiny_point_classifier(kEwa, dir.path(), "enc", R"({"kind": "dense"})");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -761,13 +760,12 @@ TEST(Svm, ProbeCommandAgreesWithLiblinearOnItsOwnFeatures) {
 // The resampled pipeline and timm's schedule resume exactly: 1 epoch, then --resume to 2, equals
 // 2 epochs straight (the resampling draws from the generator the checkpoint stores).
 TEST(ResampleRun, ResumeIsBitIdenticalAndTheLogShowsTimmsRates) {
-  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
   TempDir dir;
   auto r = run_command(kEwa + " data synth -o " + (dir / "synth") + " --train-per-class 4 --test-per-class 2 --points 256");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   write_file(dir / "r.json", R"({"name": "r", "model": {"name": "point_transformer", "embed_dim": 16, "depth": 1,
     "num_heads": 2, "num_groups": 8, "group_size": 8, "head_hidden": 8}, "moe": {"kind": "rup", "blocks": "all", "num_experts": 2},
-    "data": {"dataset": "modelnet_h5", "root": ")" + (dir / "synth") + R"(", "pipeline": "resample", "num_points": 64,
+    "data": {"dataset": ")" + ewa::testing::synth_dataset() + R"(", "root": ")" + (dir / "synth") + R"(", "pipeline": "resample", "num_points": 64,
     "fps_points": 80, "batch_size": 10},
     "optim": {"schedule": "timm_epoch", "lr": 0.01, "warmup_epochs": 1, "cosine_epochs": 2, "min_lr": 0.001},
     "train": {"epochs": 2, "log_every": 1, "runs_dir": ")" + (dir / "runs") + R"("}})");

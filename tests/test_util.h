@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "datasets/synthetic.h"
 
 #include <cmath>
 
@@ -77,6 +78,10 @@ inline void write_pattern_idx(const std::string& dir, int64_t n_train, int64_t n
   make(n_test, "t10k");
 }
 
+// The data.dataset that reads what `ewa data synth` writes in this build: "modelnet_h5" with HDF5,
+// "modelnet_folder" (.npy files in class folders) without.
+inline std::string synth_dataset() { return ewa::data::synth_dataset_for(ewa::data::default_synth_format()); }
+
 struct CommandResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr
@@ -103,7 +108,7 @@ inline CommandResult train_tiny_point_classifier(const std::string& ewa, const s
   if (r.exit_code != 0) return r;
   write_file(dir + "/" + name + ".json", R"({"name": ")" + name + R"(", "model": {"name": "point_transformer", "embed_dim": 32,
     "depth": 2, "num_heads": 2, "num_groups": 8, "group_size": 8, "head_hidden": 32}, "moe": )" + moe_json + R"(,
-    "data": {"dataset": "modelnet_h5", "root": ")" + dir + R"(/synth", "num_points": 64, "batch_size": 16},
+    "data": {"dataset": ")" + synth_dataset() + R"(", "root": ")" + dir + R"(/synth", "num_points": 64, "batch_size": 16},
     "train": {"epochs": 1, "runs_dir": ")" + dir + R"(/runs", "log_every": 100}})");
   return run_command(ewa + " train --config " + dir + "/" + name + ".json");
 }

@@ -397,7 +397,7 @@ TEST(ShowCli, PretrainingCheckpointShowsVisibleMaskedAndReconstructedPatches) {
   ewa::testing::write_file(dir / "p.json", R"({"name": "m", "model": {"name": "point_mae", "embed_dim": 32, "depth": 1,
     "num_heads": 2, "num_groups": 8, "group_size": 8}, "moe": {"kind": "dense"},
     "pretrain": {"decoder_depth": 1, "decoder_num_heads": 2, "reconstructions": 0},
-    "data": {"dataset": "modelnet_h5", "root": ")" + (dir / "synth") + R"(", "num_points": 64, "batch_size": 16},
+    "data": {"dataset": ")" + ewa::testing::synth_dataset() + R"(", "root": ")" + (dir / "synth") + R"(", "num_points": 64, "batch_size": 16},
     "train": {"epochs": 1, "runs_dir": ")" + (dir / "runs") + R"(", "log_every": 100}})");
   r = run_command(kEwa + " pretrain --config " + (dir / "p.json"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
