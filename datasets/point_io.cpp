@@ -17,9 +17,7 @@
 #include <H5Cpp.h>
 #endif
 #ifdef EWA_HAS_OPEN3D
-#include <open3d/geometry/PointCloud.h>
 #include <open3d/geometry/TriangleMesh.h>
-#include <open3d/io/PointCloudIO.h>
 #include <open3d/io/TriangleMeshIO.h>
 #include <open3d/utility/Logging.h>
 #endif
@@ -309,23 +307,7 @@ bool built_with_hdf5() {
 }
 
 torch::Tensor read_pcl_points(const std::string& path) {
-#ifdef EWA_HAS_OPEN3D
-  // PLY through Open3D, which reads float and double vertices alike (PCL reads double as zeros).
-  if (lower_extension(path) == ".ply") {
-    if (!fs::exists(path)) fail(path + ": cannot open file");
-    open3d::geometry::PointCloud pc;
-    open3d::io::ReadPointCloudOption options;
-    options.format = "ply";
-    if (!open3d::io::ReadPointCloud(path, pc, options))
-      fail(path + ": Open3D could not read the file (truncated or not a valid ply)");
-    if (pc.points_.empty()) fail(path + ": empty point cloud (no points)");
-    auto t = torch::empty({static_cast<int64_t>(pc.points_.size()), 3}, torch::kFloat);
-    auto acc = t.accessor<float, 2>();
-    for (size_t i = 0; i < pc.points_.size(); ++i)
-      for (int c = 0; c < 3; ++c) acc[i][c] = static_cast<float>(pc.points_[i](c));
-    return t;
-  }
-#endif
+  if (lower_extension(path) == ".ply") return read_ply(path).vertices;  // our own reader, every build
 #ifdef EWA_HAS_PCL
   pcl::PointCloud<pcl::PointXYZ> cloud;
   const std::string ext = lower_extension(path);
@@ -351,26 +333,20 @@ torch::Tensor read_pcl_points(const std::string& path) {
   int rc = -1;
   {
     // PCL prints its own diagnostics to stderr; the error we throw says what went wrong.
-    rc = ext == ".pcd" ? pcl::io::loadPCDFile(path, cloud) : pcl::io::loadPLYFile(path, cloud);
+    rc = pcl::io::loadPCDFile(path, cloud);
   }
   if (rc != 0) fail(path + ": PCL could not read the file (missing, truncated or not a valid " + ext.substr(1) + ")");
   if (cloud.empty()) fail(path + ": empty point cloud (no points)");
   auto t = torch::empty({static_cast<int64_t>(cloud.size()), 3}, torch::kFloat);
   auto acc = t.accessor<float, 2>();
-  bool any_nonzero = false;
   for (size_t i = 0; i < cloud.size(); ++i) {
     const auto& p = cloud[i];
     // Organized clouds mark missing points with NaN: kept here, dropped or refused by the caller.
     acc[i][0] = p.x, acc[i][1] = p.y, acc[i][2] = p.z;
-    const bool finite = std::isfinite(p.x) && std::isfinite(p.y) && std::isfinite(p.z);
-    any_nonzero = any_nonzero || (finite && (p.x != 0 || p.y != 0 || p.z != 0));
   }
-  if (!any_nonzero && ext == ".ply")
-    fail(path + ": every coordinate reads as 0: PCL reads PLY vertices stored as double as zeros; save the file with "
-                "float coordinates (e.g. Open3D: write_point_cloud(..., write_ascii=True) or convert to .pcd)");
   return t;
 #else
-  fail(path + ": ewa was built without PCL, so .pcd/.ply files cannot be read (reconfigure with EWA_WITH_PCL=ON and libpcl-dev)");
+  fail(path + ": ewa was built without PCL, so .pcd files cannot be read (reconfigure with EWA_WITH_PCL=ON and libpcl-dev)");
 #endif
 }
 
@@ -385,23 +361,10 @@ torch::Tensor sample_mesh_file(const std::string& path, const Mesh& mesh, int64_
 }
 }  // namespace
 
-bool ply_has_faces(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path + ": cannot open file");
-  std::string line;
-  for (int n = 0; n < 1000 && std::getline(in, line); ++n) {
-    if (line.rfind("end_header", 0) == 0) return false;
-    std::istringstream words(line);
-    std::string element, name;
-    long long count = 0;
-    if (words >> element >> name >> count && element == "element" && name == "face") return count > 0;
-  }
-  return false;
-}
-
 Mesh read_mesh(const std::string& path) {
   if (!fs::exists(path)) fail(path + ": cannot open file");
   const std::string ext = lower_extension(path);
+  if (ext == ".ply") return read_ply(path);
   if (ext == ".obj") {
     // PCL's OBJ reader: Open3D's (through Assimp, as Debian builds it) silently skips every face
     // that is not a triangle, leaving an empty mesh for quad-meshed files.
@@ -491,12 +454,12 @@ torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint
   if (ext == ".ply" || ext == ".pcd") check_header_counts(path, ext);
   if (ext == ".txt" || ext == ".xyz" || ext == ".pts" || ext == ".csv") return read_text_points(path);
   // Meshes (.obj, .ply with faces) are sampled on their surface; vertex-only files are points.
-  if (ext == ".obj" || (ext == ".ply" && built_with_open3d() && ply_has_faces(path))) {
-    Mesh mesh = read_mesh(path);
-    if (mesh.faces.size(0) == 0) return mesh.vertices;  // an .obj of bare vertices
+  if (ext == ".obj" || ext == ".ply") {
+    Mesh mesh = ext == ".ply" ? read_ply(path) : read_mesh(path);
+    if (mesh.faces.size(0) == 0) return mesh.vertices;  // bare vertices: a point cloud
     return sample_mesh_file(path, mesh, mesh_points, seed);
   }
-  if (ext == ".pcd" || ext == ".ply") return read_pcl_points(path);
+  if (ext == ".pcd") return read_pcl_points(path);
   if (ext == ".npy") {
     auto a = read_npy(path);
     if (a.dim() != 2 || a.size(1) < 3)

@@ -1,5 +1,5 @@
 // Point-cloud and mesh files: parsers of our own for .txt/.xyz (ModelNet40 resampled), .off and
-// .npy-free text formats; .pcd/.ply through PCL (when built with it); HDF5 classification files
+// .npy-free text formats, .npy and .ply; .pcd and .obj through PCL (when built with it); HDF5 classification files
 // (ModelNet40 ply_hdf5_2048, ScanObjectNN) through the HDF5 C++ API (when built with it).
 // Every reader throws ewa::Error naming the file, the line where it applies, and the problem.
 #pragma once
@@ -21,15 +21,19 @@ struct Mesh {
   torch::Tensor faces;     // int64 [F, 3] (polygons fan-triangulated)
 };
 
+// PLY (ascii or binary, any numeric vertex type): the vertex element's x, y, z and, when there is
+// a face element, its polygons fan-triangulated (faces [0, 3] when there are none). Our own
+// reader, in every build (datasets/ply.cpp).
+Mesh read_ply(const std::string& path);
+
 // OFF mesh (Princeton ModelNet). Tolerates the header glued to the counts ("OFF1046 900 0").
 Mesh read_off(const std::string& path);
 
 // n points uniformly on the surface (triangles picked by area, uniform barycentric points).
 torch::Tensor sample_surface(const Mesh& mesh, int64_t n, uint64_t seed);
 
-// .pcd through PCL, .ply through Open3D (float and double vertices; PCL when built without
-// Open3D, refusing all-zero coordinates, since PCL reads double-precision PLY vertices as zeros).
-// NaN points (organized clouds) are kept: callers drop them (predict) or refuse them (datasets).
+// .pcd through PCL; .ply through read_ply (its vertices; in every build). NaN points (organized
+// clouds) are kept: callers drop them (predict) or refuse them (datasets).
 torch::Tensor read_pcl_points(const std::string& path);
 
 // NumPy .npy array (format versions 1.0, 2.0, 3.0): dtype float32 or float64, little- or
@@ -44,13 +48,12 @@ void write_npy(const std::string& path, const torch::Tensor& array);
 // readable by Open3D, PCL, MeshLab and read_point_file.
 void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors = {});
 
-// A triangle mesh: .obj through PCL (polygons fan-triangulated), .ply with faces through Open3D.
+// A triangle mesh: .obj through PCL (polygons fan-triangulated), .ply through read_ply, other
+// mesh formats through Open3D.
 Mesh read_mesh(const std::string& path);
-// Whether a PLY header declares a non-empty face element.
-bool ply_has_faces(const std::string& path);
 
 // Any point file by extension: .txt .xyz .pts .csv -> read_text_points; .npy -> read_npy ([P, C >= 3]);
-// .pcd and vertex-only .ply -> read_pcl_points; .off, .obj and .ply with faces -> surface sample
+// .pcd -> read_pcl_points; vertex-only .ply -> its vertices; .off, .obj and .ply with faces -> surface sample
 // of `mesh_points` points (an .obj without faces gives its vertices).
 torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed);
 

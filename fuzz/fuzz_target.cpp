@@ -29,6 +29,8 @@ std::string write(const std::string& name, const uint8_t* data, size_t size) {
 void parse(const uint8_t* data, size_t size) {
 #if defined(EWA_FUZZ_PARSER_off)
   ewa::data::read_off(write("in.off", data, size));
+#elif defined(EWA_FUZZ_PARSER_ply)
+  ewa::data::read_ply(write("in.ply", data, size));
 #elif defined(EWA_FUZZ_PARSER_text_points)
   ewa::data::read_text_points(write("in.xyz", data, size));
 #elif defined(EWA_FUZZ_PARSER_npy)

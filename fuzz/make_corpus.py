@@ -29,6 +29,14 @@ put("text_points", "header.csv", "x,y,z\n1,2,3\n4,5,6\n")
 put("text_points", "count.pts", "2\n1 2 3\n4 5 6\n")
 
 
+put("ply", "ascii.ply", "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+    "element face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
+put("ply", "binary_le.ply", b"ply\nformat binary_little_endian 1.0\nelement vertex 2\nproperty double x\nproperty double y\n"
+    b"property double z\nproperty uchar red\nend_header\n" + struct.pack("<3dB3dB", 1, 2, 3, 9, 4, 5, 6, 7))
+put("ply", "binary_be.ply", b"ply\nformat binary_big_endian 1.0\nelement vertex 1\nproperty short x\nproperty int y\n"
+    b"property float z\nend_header\n" + struct.pack(">hif", -2, 70000, 0.5))
+
+
 def npy(descr, shape, payload, version=1, fortran=False):
     h = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, "True" if fortran else "False", shape)
     pad = 64 - (10 + len(h) + 1) % 64

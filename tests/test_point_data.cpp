@@ -1,6 +1,9 @@
 // Point-cloud files and datasets, written by the tests in each exact layout.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <tuple>
+
 #include "datasets/point_datasets.h"
 #include "datasets/point_io.h"
 #include "datasets/synthetic.h"
@@ -62,7 +65,76 @@ TEST(PointFiles, OffMeshesAndAreaUniformSurfaceSampling) {
   EXPECT_NE(error_of([&] { ewa::data::read_off(dir / "nooff.off"); }).find("not an OFF file"), std::string::npos);
 }
 
-TEST(PointFiles, PcdAndPlyThroughPcl) {
+// Our PLY reader, in every build: the same points in ascii (float, double), binary little-endian
+// (double, with a colour property and an extra element to skip) and big-endian (short, int,
+// float: integer coordinates are numbers too); a quad face fan-triangulated; bad files refused.
+TEST(PointFiles, PlyReaderTakesEveryEncodingAndNumericType) {
+  TempDir dir;
+  auto pts = torch::tensor({{1.5f, -2.0f, 0.25f}, {3.0f, 4.0f, -5.0f}, {0.0f, 1.0f, 2.0f}, {-1.0f, -1.0f, 8.0f}});
+  const std::string head = "ply\nformat ascii 1.0\ncomment made by hand\nelement vertex 4\n";
+  write_file(dir / "f.ply", head + "property float x\nproperty float y\nproperty float z\nend_header\n" + cloud_text(pts, " "));
+  write_file(dir / "d.ply", head + "property double z\nproperty double x\nproperty uchar red\nproperty double y\nend_header\n"
+                                   "0.25 1.5 9 -2\n-5 3 9 4\n2 0 9 1\n8 -1 9 -1\n");
+  EXPECT_TRUE(torch::equal(ewa::data::read_ply(dir / "f.ply").vertices, pts));
+  EXPECT_TRUE(torch::equal(ewa::data::read_ply(dir / "d.ply").vertices, pts));
+  EXPECT_EQ(ewa::data::read_ply(dir / "d.ply").faces.size(0), 0);
+  // Binary little-endian doubles with a colour byte per vertex, an unknown element skipped, and
+  // one quad (two triangles 0 1 2, 0 2 3).
+  std::string le = "ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty double x\nproperty double y\n"
+                   "property double z\nproperty uchar red\nelement material 1\nproperty float shine\nelement face 1\n"
+                   "property list uchar int vertex_indices\nend_header\n";
+  auto acc = pts.accessor<float, 2>();
+  for (int i = 0; i < 4; ++i) {
+    for (int k = 0; k < 3; ++k) {
+      const double v = acc[i][k];
+      le.append(reinterpret_cast<const char*>(&v), 8);
+    }
+    le += char(200);
+  }
+  const float shine = 0.5f;
+  le.append(reinterpret_cast<const char*>(&shine), 4);
+  le += char(4);
+  for (int32_t id : {0, 1, 2, 3}) le.append(reinterpret_cast<const char*>(&id), 4);
+  write_file(dir / "le.ply", le);
+  auto mesh = ewa::data::read_ply(dir / "le.ply");
+  EXPECT_TRUE(torch::equal(mesh.vertices, pts));
+  EXPECT_TRUE(torch::equal(mesh.faces, torch::tensor({{0, 1, 2}, {0, 2, 3}}, torch::kLong)));
+  // A file with faces is a mesh: read_point_file samples its surface.
+  EXPECT_EQ(ewa::data::read_point_file(dir / "le.ply", 100, 0).size(0), 100);
+  // Big-endian integers and a float.
+  std::string be = "ply\nformat binary_big_endian 1.0\nelement vertex 2\nproperty short x\nproperty int y\nproperty float z\nend_header\n";
+  for (auto [x, y, z] : {std::tuple<int16_t, int32_t, float>{-2, 70000, 0.5f}, {7, -3, -1.25f}}) {
+    uint32_t zb;
+    std::memcpy(&zb, &z, 4);
+    be += {char((x >> 8) & 0xff), char(x & 0xff)};
+    be += {char((y >> 24) & 0xff), char((y >> 16) & 0xff), char((y >> 8) & 0xff), char(y & 0xff)};
+    be += {char(zb >> 24), char((zb >> 16) & 0xff), char((zb >> 8) & 0xff), char(zb & 0xff)};
+  }
+  write_file(dir / "be.ply", be);
+  EXPECT_TRUE(torch::equal(ewa::data::read_ply(dir / "be.ply").vertices, torch::tensor({{-2.0f, 70000.0f, 0.5f}, {7.0f, -3.0f, -1.25f}})));
+  // What we write, we read back (predict's and pretraining's outputs).
+  ewa::data::write_ply_points(dir / "w.ply", pts * 0.1);
+  EXPECT_TRUE(torch::allclose(ewa::data::read_point_file(dir / "w.ply", 0, 0), pts * 0.1, 0, 1e-6));
+  // Bad files: each names the file and the problem.
+  auto bad = [&](const std::string& name, const std::string& text) {
+    write_file(dir / name, text);
+    return error_of([&] { ewa::data::read_point_file(dir / name, 100, 0); });
+  };
+  EXPECT_NE(bad("n.ply", head + "property float a\nproperty float b\nproperty float c\nend_header\n1 2 3\n")
+                .find("n.ply: PLY vertex properties are 'a b c'; expected properties x, y and z"), std::string::npos);
+  EXPECT_NE(bad("t.ply", le.substr(0, le.size() - 20)).find("t.ply: truncated: "), std::string::npos);
+  EXPECT_NE(bad("i.ply", "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\nelement face 1\n"
+                         "property list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 1 0\n3 0 1 5\n")
+                .find("face 0 has a vertex index outside [0, 3)"), std::string::npos);
+  EXPECT_NE(bad("h.ply", "ply\nformat ascii 1.0\nelement vertex 1000000000\nproperty float x\nend_header\n")
+                .find("header claims"), std::string::npos);
+  EXPECT_NE(bad("x.ply", "PLY?\n").find("x.ply: not a PLY file"), std::string::npos);
+  EXPECT_NE(bad("w2.ply", head + "property float x\nproperty float y\nproperty float z\nend_header\n1 2 three\n")
+                .find("'three' is not a number"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::data::read_ply(dir / "missing.ply"); }).find("missing.ply: cannot open file"), std::string::npos);
+}
+
+TEST(PointFiles, PcdThroughPcl) {
   if (!ewa::data::built_with_pcl()) GTEST_SKIP() << "built without PCL";
   TempDir dir;
   auto pts = torch::randn({10, 3});
@@ -70,17 +142,6 @@ TEST(PointFiles, PcdAndPlyThroughPcl) {
   write_file(dir / "a.pcd", "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 10\nHEIGHT 1\n"
                             "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 10\nDATA ascii\n" + body);
   EXPECT_TRUE(torch::allclose(ewa::data::read_pcl_points(dir / "a.pcd"), pts, 1e-5, 1e-5));
-  write_file(dir / "a.ply", "ply\nformat ascii 1.0\nelement vertex 10\nproperty float x\nproperty float y\nproperty float z\n"
-                            "end_header\n" + body);
-  EXPECT_TRUE(torch::allclose(ewa::data::read_pcl_points(dir / "a.ply"), pts, 1e-5, 1e-5));
-  // Double-precision PLY vertices: Open3D reads them; a build with PCL alone refuses the zeros PCL
-  // returns for them.
-  write_file(dir / "d.ply", "ply\nformat ascii 1.0\nelement vertex 10\nproperty double x\nproperty double y\nproperty double z\n"
-                            "end_header\n" + body);
-  if (ewa::data::built_with_open3d())
-    EXPECT_TRUE(torch::allclose(ewa::data::read_pcl_points(dir / "d.ply"), pts, 1e-5, 1e-5));
-  else
-    EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "d.ply"); }).find("every coordinate reads as 0"), std::string::npos);
   // An organized PCD marks missing points with NaN: they are kept for the caller to drop.
   write_file(dir / "org.pcd", "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 4\nHEIGHT 3\n"
                               "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 12\nDATA ascii\n" + cloud_text(pts.narrow(0, 0, 9), " ") +
@@ -92,7 +153,6 @@ TEST(PointFiles, PcdAndPlyThroughPcl) {
   write_file(dir / "garbage.pcd", "this is not a point cloud\n");
   const std::string garbage = error_of([&] { ewa::data::read_pcl_points(dir / "garbage.pcd"); });
   EXPECT_NE(garbage.find("garbage.pcd: not a valid .pcd file (its header has no FIELDS)"), std::string::npos) << garbage;
-  EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "missing.ply"); }).find("missing.ply"), std::string::npos);
 }
 
 TEST(PointFiles, Hdf5RoundTripAndCorruptFiles) {
@@ -249,6 +309,55 @@ TEST(PointData, SyntheticShapesInModelNetH5Layout) {
   // A list naming a file that is not there.
   write_file(dir / "test_files.txt", "data/modelnet40_ply_hdf5_2048/ply_data_test9.h5\n");
   EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 1); }).find("ply_data_test9.h5 does not exist"), std::string::npos);
+}
+
+// Without HDF5 (and with --format npy) the synthetic set is .npy files in class folders: the
+// generator's clouds in its order (train first, then test; sample-major, class-minor), read back by
+// the modelnet_folder loader; with HDF5 the same clouds as the .h5 layout.
+TEST(PointData, SyntheticShapesAsNpyClassFolders) {
+  TempDir dir;
+  ewa::data::SynthOptions o;
+  o.train_per_class = 2;
+  o.test_per_class = 1;
+  o.points = 64;
+  o.seed = 5;
+  o.format = "npy";
+  EXPECT_EQ(ewa::data::write_synthetic_dataset(dir.path(), o), 8 * 3);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  std::vector<torch::Tensor> expected;
+  for (const auto& [split, per_class] : std::vector<std::pair<std::string, int64_t>>{{"train", 2}, {"test", 1}})
+    for (int64_t i = 0; i < per_class; ++i)
+      for (int64_t c = 0; c < 8; ++c) {
+        expected.push_back(ewa::data::synth_shape(c, o, gen));
+        const auto& name = ewa::data::kSynthClasses[c];
+        const std::string file = dir / (name + "/" + split + "/" + name + "_000" + std::to_string(i) + ".npy");
+        ASSERT_TRUE(fs::exists(file)) << file;
+        EXPECT_TRUE(torch::equal(ewa::data::read_npy(file), expected.back())) << file;
+      }
+  ewa::DataConfig cfg;
+  cfg.dataset = ewa::data::synth_dataset_for("npy");
+  cfg.root = dir.path();
+  cfg.num_points = 64;
+  auto s = ewa::data::load_point_splits(cfg, 0);
+  auto sorted = ewa::data::kSynthClasses;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(s.class_names, sorted);  // the folder loader numbers classes by name
+  EXPECT_EQ(s.train.size(), 16);
+  EXPECT_EQ(s.test.points.sizes(), (std::vector<int64_t>{8, 64, 3}));
+  if (ewa::data::built_with_hdf5()) {
+    TempDir h5;
+    o.format = "h5";
+    ewa::data::write_synthetic_dataset(h5.path(), o);
+    auto test = ewa::data::read_h5_clouds(h5 / "ply_data_test0.h5").points;
+    for (int64_t c = 0; c < 8; ++c) EXPECT_TRUE(torch::equal(test[c], expected[16 + c])) << c;
+  } else {
+    o.format = "h5";
+    EXPECT_NE(error_of([&] { ewa::data::write_synthetic_dataset(dir / "h5", o); }).find("--format npy needs no optional library"),
+              std::string::npos);
+  }
+  o.format = "ply";
+  EXPECT_NE(error_of([&] { ewa::data::write_synthetic_dataset(dir / "x", o); }).find("--format must be h5 or npy, got 'ply'"),
+            std::string::npos);
 }
 
 TEST(PointData, ScanObjectNNVariants) {
