@@ -146,7 +146,8 @@ void add_bench_command(CLI::App& app) {
   };
   auto ops = std::make_shared<OpsArgs>();
   auto* ops_cmd = bench->add_subcommand(
-      "ops", "Our CPU farthest point sampling and kNN against Open3D's FarthestPointDownSample and KD-tree search");
+      "ops", "Our FPS, kNN and grouping (CPU, and CUDA on a GPU) against plain LibTorch formulations and, when built with "
+             "Open3D, its FarthestPointDownSample and KD-tree search");
   ops_cmd->add_option("--sizes", ops->options.sizes, "Cloud sizes (points)")->capture_default_str();
   ops_cmd->add_option("--k", ops->options.k, "Neighbours per query")->capture_default_str()->check(at_least(1));
   ops_cmd->add_option("--repeats", ops->options.repeats, "Timed repeats (median reported)")->capture_default_str()->check(at_least(1));
@@ -161,7 +162,7 @@ void add_bench_command(CLI::App& app) {
                              kernels::simd::name(kernels::simd::level()) + " (of " +
                              kernels::simd::name(kernels::simd::supported()) + " on this CPU)";
     print_line(head);
-    const std::string table = bench::point_ops_markdown(bench::bench_point_ops(ops->options), threads);
+    const std::string table = bench::point_ops_markdown(bench::bench_point_ops(ops->options));
     print_line(table);
     if (!ops->record.empty()) {
       std::string command = "ewa bench ops --k " + std::to_string(ops->options.k) + " --repeats " + std::to_string(ops->options.repeats) + " --sizes";

@@ -2,19 +2,21 @@
 
 #include <algorithm>
 #include <array>
-#include <iterator>
 #include <chrono>
 #include <cstdio>
+#include <iterator>
+#include <limits>
 #include <sstream>
 
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
 #include "datasets/synthetic.h"
 #include "kernels/fps/fps.h"
-#include "models/point_transformer.h"
 #include "kernels/knn/knn.h"
+#include "models/point_transformer.h"
 
 #ifdef EWA_HAS_OPEN3D
 #include <open3d/geometry/KDTreeFlann.h>
@@ -22,35 +24,145 @@
 #endif
 
 namespace ewa::bench {
-
-bool bench_ops_available() {
-#ifdef EWA_HAS_OPEN3D
-  return true;
-#else
-  return false;
-#endif
-}
-
-#ifdef EWA_HAS_OPEN3D
 namespace {
 
 template <typename F>
-double median_ms(int64_t repeats, F&& f) {
+double median_ms(int64_t repeats, bool cuda, F&& f) {
+  f();  // warm-up: CUDA context and kernels, caches, allocator
+  if (cuda) torch::cuda::synchronize();
   std::vector<double> ms;
   for (int64_t r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     f();
+    if (cuda) torch::cuda::synchronize();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
 }
 
+// Farthest point sampling as plain tensor ops (start at point 0, ties to the lowest index as
+// torch.argmax): points [B, N, 3] -> indices [B, S].
+torch::Tensor torch_fps(const torch::Tensor& points, int64_t s) {
+  const int64_t b = points.size(0), n = points.size(1);
+  auto opts = points.options();
+  auto idx = torch::empty({b, s}, opts.dtype(torch::kLong));
+  auto nearest = torch::full({b, n}, std::numeric_limits<float>::infinity(), opts);
+  auto last = torch::zeros({b}, opts.dtype(torch::kLong));
+  for (int64_t k = 0; k < s; ++k) {
+    idx.select(1, k).copy_(last);
+    auto p = points.gather(1, last.view({b, 1, 1}).expand({b, 1, 3}));
+    nearest = torch::minimum(nearest, (points - p).pow(2).sum(-1));
+    last = nearest.argmax(1);
+  }
+  return idx;
+}
+
+// kNN as plain tensor ops: squared distances of every query to every point, smallest k. Queries
+// in chunks so the [chunk, N, 3] difference stays near 16M floats.
+std::tuple<torch::Tensor, torch::Tensor> torch_knn(const torch::Tensor& query, const torch::Tensor& points, int64_t k) {
+  const int64_t s = query.size(1), n = points.size(1);
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 24) / (3 * n * query.size(0)));
+  std::vector<torch::Tensor> idx, dist;
+  for (int64_t a = 0; a < s; a += chunk) {
+    auto q = query.narrow(1, a, std::min(chunk, s - a));
+    auto d = (q.unsqueeze(2) - points.unsqueeze(1)).pow(2).sum(-1);  // [B, c, N]
+    auto top = d.topk(k, -1, /*largest=*/false, /*sorted=*/true);
+    dist.push_back(std::get<0>(top));
+    idx.push_back(std::get<1>(top));
+  }
+  return {torch::cat(idx, 1), torch::cat(dist, 1)};
+}
+
+// Point-MAE's grouping as plain tensor ops: FPS centres, kNN, gathered and centred.
+torch::Tensor torch_group(const torch::Tensor& points, int64_t groups, int64_t size) {
+  const int64_t b = points.size(0);
+  auto centres = points.gather(1, torch_fps(points, groups).unsqueeze(-1).expand({b, groups, 3}));
+  auto idx = std::get<0>(torch_knn(centres, points, size));  // [B, G, K]
+  auto nb = points.gather(1, idx.reshape({b, groups * size, 1}).expand({b, groups * size, 3})).view({b, groups, size, 3});
+  return nb - centres.unsqueeze(2);
+}
+
+std::string same_indices(const torch::Tensor& a, const torch::Tensor& b) {
+  const auto same = a.cpu().eq(b.cpu()).sum().item<int64_t>();
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%lld/%lld indices as ewa on cpu", (long long)same, (long long)a.numel());
+  return buf;
+}
+
+std::string distance_gap(const torch::Tensor& d, const torch::Tensor& ref) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "distances within %.1e of ewa on cpu", (d.cpu() - ref.cpu()).abs().max().item<double>());
+  return buf;
+}
+
+bool cuda_present(const PointOpsOptions& o) {
+#ifdef EWA_WITH_CUDA
+  return o.cuda && torch::cuda::is_available();
+#else
+  return false;
+#endif
+}
+
+#ifdef EWA_HAS_OPEN3D
+// Open3D on the same cloud: FPS (compared as a set: Open3D returns the points in cloud order) and
+// a KD-tree kNN of the FPS centres (its time includes building the tree).
+void open3d_rows(const PointOpsOptions& o, const torch::Tensor& cloud, const torch::Tensor& ours_fps,
+                 const torch::Tensor& centers, const torch::Tensor& ours_d, int64_t s, std::vector<PointOpsRow>& rows) {
+  const int64_t n = cloud.size(0);
+  open3d::geometry::PointCloud pcd;
+  auto acc = cloud.accessor<float, 2>();
+  for (int64_t i = 0; i < n; ++i) pcd.points_.emplace_back(acc[i][0], acc[i][1], acc[i][2]);
+  std::shared_ptr<open3d::geometry::PointCloud> theirs;
+  PointOpsRow fps{"fps", "Open3D", "cpu", n, s};
+  fps.ms = median_ms(o.repeats, false, [&] { theirs = pcd.FarthestPointDownSample(static_cast<size_t>(s)); });
+  std::vector<std::array<float, 3>> mine, other, common;
+  auto oi = ours_fps.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < s; ++i) mine.push_back({acc[oi[i]][0], acc[oi[i]][1], acc[oi[i]][2]});
+  for (const auto& tp : theirs->points_) other.push_back({float(tp.x()), float(tp.y()), float(tp.z())});
+  std::sort(mine.begin(), mine.end());
+  std::sort(other.begin(), other.end());
+  std::set_intersection(mine.begin(), mine.end(), other.begin(), other.end(), std::back_inserter(common));
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%lld/%lld sampled points shared with ewa", (long long)common.size(), (long long)s);
+  fps.agreement = buf;
+  rows.push_back(fps);
+
+  PointOpsRow knn{"knn", "Open3D", "cpu", n, s};
+  std::vector<std::vector<double>> their_d2(static_cast<size_t>(s));
+  auto ca = centers.accessor<float, 2>();
+  knn.ms = median_ms(o.repeats, false, [&] {
+    open3d::geometry::KDTreeFlann tree(pcd);
+    std::vector<int> idx;
+    std::vector<double> d2;
+    for (int64_t i = 0; i < s; ++i) {
+      tree.SearchKNN(Eigen::Vector3d(ca[i][0], ca[i][1], ca[i][2]), static_cast<int>(o.k), idx, d2);
+      their_d2[i] = d2;
+    }
+  });
+  double worst = 0;
+  auto da = ours_d.accessor<float, 2>();
+  for (int64_t i = 0; i < s; ++i)
+    for (int64_t t = 0; t < o.k; ++t) worst = std::max(worst, std::abs(double(da[i][t]) - their_d2[i][t]));
+  std::snprintf(buf, sizeof buf, "distances within %.1e of ewa on cpu", worst);
+  knn.agreement = buf;
+  rows.push_back(knn);
+}
+#endif
+
 }  // namespace
 
 std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions& o) {
   std::vector<PointOpsRow> rows;
   const int threads = at::get_num_threads();
+  const bool cuda = cuda_present(o);
+  const std::string all_threads = "cpu, " + std::to_string(threads) + " threads";
+  auto one_thread = [&](auto&& f) {
+    at::set_num_threads(1);
+    const double ms = f();
+    at::set_num_threads(threads);
+    return ms;
+  };
   for (const int64_t n : o.sizes) {
     // A torus surface from the synthetic shapes generator: a realistic surface cloud.
     data::SynthOptions so;
@@ -58,71 +170,66 @@ std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions& o) {
     so.max_occlusion = 0;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + static_cast<uint64_t>(n));
     auto cloud = data::synth_shape(4, so, gen).contiguous();  // [n, 3]
-    const int64_t s = std::min<int64_t>(1024, n / 8);
-    open3d::geometry::PointCloud pcd;
-    auto acc = cloud.accessor<float, 2>();
-    for (int64_t i = 0; i < n; ++i) pcd.points_.emplace_back(acc[i][0], acc[i][1], acc[i][2]);
+    const int64_t s = std::min<int64_t>(1024, n / 8), k = std::min(o.k, n);
     auto batch = cloud.unsqueeze(0);
 
-    // FPS
-    PointOpsRow fps;
-    fps.op = "fps", fps.points = n, fps.samples = s;
-    torch::Tensor ours;
-    fps.ours_ms = median_ms(o.repeats, [&] { ours = kernels::farthest_point_sample(batch, s); });
-    at::set_num_threads(1);
-    fps.ours_1t_ms = median_ms(o.repeats, [&] { kernels::farthest_point_sample(batch, s); });
-    at::set_num_threads(threads);
-    std::shared_ptr<open3d::geometry::PointCloud> theirs;
-    fps.open3d_ms = median_ms(o.repeats, [&] { theirs = pcd.FarthestPointDownSample(static_cast<size_t>(s)); });
-    // Open3D returns the sampled points in cloud order, not in selection order: compare the sets.
-    int64_t same = 0;
-    std::vector<std::array<float, 3>> mine, other;
-    const torch::Tensor ours0 = ours[0];
-    auto oi = ours0.accessor<int64_t, 1>();
-    for (int64_t i = 0; i < s; ++i) mine.push_back({acc[oi[i]][0], acc[oi[i]][1], acc[oi[i]][2]});
-    for (const auto& tp : theirs->points_) other.push_back({float(tp.x()), float(tp.y()), float(tp.z())});
-    std::sort(mine.begin(), mine.end());
-    std::sort(other.begin(), other.end());
-    std::vector<std::array<float, 3>> common;
-    std::set_intersection(mine.begin(), mine.end(), other.begin(), other.end(), std::back_inserter(common));
-    same = static_cast<int64_t>(common.size());
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%lld/%lld sampled points shared", (long long)same, (long long)s);
-    fps.agreement = buf;
+    // FPS: ewa on the CPU is the reference every other row is compared with.
+    torch::Tensor ours, other;
+    PointOpsRow fps{"fps", "ewa", all_threads, n, s};
+    fps.ms = median_ms(o.repeats, false, [&] { ours = kernels::farthest_point_sample(batch, s); });
+    fps.agreement = "reference";
     rows.push_back(fps);
+    PointOpsRow fps1 = fps;
+    fps1.device = "cpu, 1 thread";
+    fps1.ms = one_thread([&] { return median_ms(o.repeats, false, [&] { kernels::farthest_point_sample(batch, s); }); });
+    fps1.agreement = "same code";
+    rows.push_back(fps1);
+    PointOpsRow fpst{"fps", "LibTorch ops", all_threads, n, s};
+    fpst.ms = median_ms(o.repeats, false, [&] { other = torch_fps(batch, s); });
+    fpst.agreement = same_indices(other, ours);
+    rows.push_back(fpst);
 
-    // kNN of the s FPS centers, k neighbours each; Open3D's time includes building its tree.
+    // kNN (k neighbours) of the s FPS centres.
     auto centers = cloud.index_select(0, ours[0]).unsqueeze(0).contiguous();
-    PointOpsRow knn;
-    knn.op = "knn", knn.points = n, knn.samples = s;
-    torch::Tensor dist;
-    knn.ours_ms = median_ms(o.repeats, [&] { dist = std::get<1>(kernels::knn(centers, batch, o.k)); });
-    at::set_num_threads(1);
-    knn.ours_1t_ms = median_ms(o.repeats, [&] { kernels::knn(centers, batch, o.k); });
-    at::set_num_threads(threads);
-    std::vector<std::vector<double>> their_d2(static_cast<size_t>(s));
-    knn.open3d_ms = median_ms(o.repeats, [&] {
-      open3d::geometry::KDTreeFlann tree(pcd);
-      std::vector<int> idx;
-      std::vector<double> d2;
-      const torch::Tensor c0 = centers[0];
-      auto ca = c0.accessor<float, 2>();
-      for (int64_t i = 0; i < s; ++i) {
-        tree.SearchKNN(Eigen::Vector3d(ca[i][0], ca[i][1], ca[i][2]), static_cast<int>(o.k), idx, d2);
-        their_d2[i] = d2;
-      }
-    });
-    double worst = 0;
-    const torch::Tensor d0 = dist[0];
-    auto da = d0.accessor<float, 2>();
-    for (int64_t i = 0; i < s; ++i)
-      for (int64_t t = 0; t < o.k; ++t) worst = std::max(worst, std::abs(double(da[i][t]) - their_d2[i][t]));
-    std::snprintf(buf, sizeof buf, "neighbour distances differ by <= %.1e", worst);
-    knn.agreement = buf;
+    torch::Tensor dist, other_d;
+    PointOpsRow knn{"knn", "ewa", all_threads, n, s};
+    knn.ms = median_ms(o.repeats, false, [&] { dist = std::get<1>(kernels::knn(centers, batch, k)); });
+    knn.agreement = "reference";
     rows.push_back(knn);
+    PointOpsRow knn1 = knn;
+    knn1.device = "cpu, 1 thread";
+    knn1.ms = one_thread([&] { return median_ms(o.repeats, false, [&] { kernels::knn(centers, batch, k); }); });
+    knn1.agreement = "same code";
+    rows.push_back(knn1);
+    PointOpsRow knnt{"knn", "LibTorch ops", all_threads, n, s};
+    knnt.ms = median_ms(o.repeats, false, [&] { other_d = std::get<1>(torch_knn(centers, batch, k)); });
+    knnt.agreement = distance_gap(other_d, dist);
+    rows.push_back(knnt);
+#ifdef EWA_HAS_OPEN3D
+    open3d_rows(o, cloud, ours[0].contiguous(), centers[0].contiguous(), dist[0].contiguous(), s, rows);
+#endif
+    if (cuda) {
+      auto gbatch = batch.to(torch::kCUDA), gcenters = centers.to(torch::kCUDA);
+      PointOpsRow g{"fps", "ewa", "cuda:0", n, s};
+      g.ms = median_ms(o.repeats, true, [&] { other = kernels::farthest_point_sample(gbatch, s); });
+      g.agreement = same_indices(other, ours);
+      rows.push_back(g);
+      PointOpsRow gt{"fps", "LibTorch ops", "cuda:0", n, s};
+      gt.ms = median_ms(o.repeats, true, [&] { other = torch_fps(gbatch, s); });
+      gt.agreement = same_indices(other, ours);
+      rows.push_back(gt);
+      PointOpsRow gk{"knn", "ewa", "cuda:0", n, s};
+      gk.ms = median_ms(o.repeats, true, [&] { other_d = std::get<1>(kernels::knn(gcenters, gbatch, k)); });
+      gk.agreement = distance_gap(other_d, dist);
+      rows.push_back(gk);
+      PointOpsRow gkt{"knn", "LibTorch ops", "cuda:0", n, s};
+      gkt.ms = median_ms(o.repeats, true, [&] { other_d = std::get<1>(torch_knn(gcenters, gbatch, k)); });
+      gkt.agreement = distance_gap(other_d, dist);
+      rows.push_back(gkt);
+    }
   }
-  // Point-MAE's grouping of one training batch: 32 clouds of 1024 points, FPS to 64 centres
-  // (pointnet2 rule), kNN (k = 32) and the centred neighbourhoods, as the model runs it.
+  // Point-MAE's grouping of one training batch: 32 clouds of 1024 points, FPS to 64 centres, kNN
+  // (k = 32) and the centred neighbourhoods, as the model runs it.
   {
     data::SynthOptions so;
     so.points = 1024;
@@ -131,36 +238,58 @@ std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions& o) {
     std::vector<torch::Tensor> clouds;
     for (int64_t b = 0; b < 32; ++b) clouds.push_back(data::synth_shape(b % 8, so, gen));
     auto batch = torch::stack(clouds).contiguous();
-    PointOpsRow group;
-    group.op = "group (Point-MAE batch)", group.points = 1024, group.samples = 32 * 64;
-    group.ours_ms = median_ms(o.repeats, [&] { models::group_point_cloud(batch, 64, 32); });
-    at::set_num_threads(1);
-    group.ours_1t_ms = median_ms(o.repeats, [&] { models::group_point_cloud(batch, 64, 32); });
-    at::set_num_threads(threads);
-    group.agreement = "32 clouds: FPS to 64 centres, 32 neighbours each, centred (no Open3D counterpart)";
-    rows.push_back(group);
+    const std::string op = "group (Point-MAE batch)";
+    torch::Tensor ours, other;
+    const auto gap = [&](const torch::Tensor& t) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "neighbourhoods within %.1e of ewa on cpu", (t.cpu() - ours).abs().max().item<double>());
+      return std::string(buf);
+    };
+    PointOpsRow g{op, "ewa", all_threads, 1024, 32 * 64};
+    g.ms = median_ms(o.repeats, false, [&] { ours = models::group_point_cloud(batch, 64, 32).neighborhoods; });
+    g.agreement = "reference";
+    rows.push_back(g);
+    PointOpsRow g1 = g;
+    g1.device = "cpu, 1 thread";
+    g1.ms = one_thread([&] { return median_ms(o.repeats, false, [&] { models::group_point_cloud(batch, 64, 32); }); });
+    g1.agreement = "same code";
+    rows.push_back(g1);
+    PointOpsRow gt{op, "LibTorch ops", all_threads, 1024, 32 * 64};
+    gt.ms = median_ms(o.repeats, false, [&] { other = torch_group(batch, 64, 32); });
+    gt.agreement = gap(other);
+    rows.push_back(gt);
+    if (cuda) {
+      auto gbatch = batch.to(torch::kCUDA);
+      PointOpsRow c{op, "ewa", "cuda:0", 1024, 32 * 64};
+      c.ms = median_ms(o.repeats, true, [&] { other = models::group_point_cloud(gbatch, 64, 32).neighborhoods; });
+      c.agreement = gap(other);
+      rows.push_back(c);
+      PointOpsRow ct{op, "LibTorch ops", "cuda:0", 1024, 32 * 64};
+      ct.ms = median_ms(o.repeats, true, [&] { other = torch_group(gbatch, 64, 32); });
+      ct.agreement = gap(other);
+      rows.push_back(ct);
+    }
   }
   return rows;
 }
-#else
-std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions&) {
-  fail("ewa bench ops: ewa was built without Open3D (EWA_WITH_OPEN3D=ON and libopen3d-dev are needed to compare with it)");
-}
-#endif
 
-std::string point_ops_markdown(const std::vector<PointOpsRow>& rows, int threads) {
+std::string point_ops_markdown(const std::vector<PointOpsRow>& rows) {
+  const auto on_cuda = [](const PointOpsRow& r) { return r.device.rfind("cuda", 0) == 0; };
   std::ostringstream os;
-  os << "| op | points | samples / queries | ours, " << threads << " threads (ms) | ours, 1 thread (ms) | Open3D (ms) | "
-     << "Open3D / ours (" << threads << " threads) | agreement |\n|---|---:|---:|---:|---:|---:|---:|---|\n";
+  os << "| op | points | samples / queries | implementation | device | ms | time / ewa's | agreement |\n"
+     << "|---|---:|---:|---|---|---:|---:|---|\n";
   for (const auto& r : rows) {
-    char line[320];
-    if (r.open3d_ms > 0)
-      std::snprintf(line, sizeof line, "| %s | %lld | %lld | %.2f | %.2f | %.2f | %.1fx | %s |\n", r.op.c_str(),
-                    (long long)r.points, (long long)r.samples, r.ours_ms, r.ours_1t_ms, r.open3d_ms,
-                    r.open3d_ms / r.ours_ms, r.agreement.c_str());
-    else
-      std::snprintf(line, sizeof line, "| %s | %lld | %lld | %.2f | %.2f | - | - | %s |\n", r.op.c_str(),
-                    (long long)r.points, (long long)r.samples, r.ours_ms, r.ours_1t_ms, r.agreement.c_str());
+    // ewa on the same device (all threads on the CPU), same op and cloud size.
+    double ref = 0;
+    for (const auto& q : rows)
+      if (q.op == r.op && q.points == r.points && q.impl == "ewa" && on_cuda(q) == on_cuda(r) &&
+          q.device.find("1 thread") == std::string::npos)
+        ref = q.ms;
+    char ratio[32] = "-";
+    if (ref > 0 && r.ms > 0) std::snprintf(ratio, sizeof ratio, "%.2fx", r.ms / ref);
+    char line[400];
+    std::snprintf(line, sizeof line, "| %s | %lld | %lld | %s | %s | %.2f | %s | %s |\n", r.op.c_str(), (long long)r.points,
+                  (long long)r.samples, r.impl.c_str(), r.device.c_str(), r.ms, ratio, r.agreement.c_str());
     os << line;
   }
   return os.str();

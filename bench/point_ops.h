@@ -1,6 +1,9 @@
-// `ewa bench ops`: our CPU farthest point sampling and kNN against Open3D's
-// PointCloud::FarthestPointDownSample and KDTreeFlann (build + SearchKNN) on the same clouds,
-// measured side by side in one run. Needs a build with Open3D (EWA_WITH_OPEN3D).
+// `ewa bench ops`: our farthest point sampling, kNN and Point-MAE grouping against plain LibTorch
+// formulations of the same operations (the loop of tensor ops a PyTorch user writes) and, when ewa
+// is built with Open3D, against PointCloud::FarthestPointDownSample and KDTreeFlann (build +
+// SearchKNN); on the CPU (all threads, and one thread for ours), and on the GPU when there is one
+// (our CUDA kernels and LibTorch on CUDA). All on the same clouds, side by side in one run; every
+// row says how far its answer agrees with our CPU twin.
 #pragma once
 #include <string>
 #include <vector>
@@ -12,18 +15,21 @@ struct PointOpsOptions {
   int64_t k = 32;
   int64_t repeats = 5;
   uint64_t seed = 0;
+  bool cuda = true;  // also time on cuda:0 when a GPU is present
 };
 
 struct PointOpsRow {
-  std::string op;   // "fps" or "knn"
+  std::string op;      // "fps", "knn" or "group (Point-MAE batch)"
+  std::string impl;    // "ewa", "LibTorch ops" or "Open3D"
+  std::string device;  // "cpu", "cpu, 1 thread" or "cuda:0"
   int64_t points = 0, samples = 0;
-  double ours_ms = 0, ours_1t_ms = 0, open3d_ms = 0;
-  std::string agreement;  // how far the two answers agree
+  double ms = 0;
+  std::string agreement;  // against ewa's CPU answer
 };
 
 std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions& options);
-std::string point_ops_markdown(const std::vector<PointOpsRow>& rows, int threads);
-
-bool bench_ops_available();
+// One table; "ewa / this" is how many times faster ewa on the same device is (cpu rows against
+// ewa on all threads).
+std::string point_ops_markdown(const std::vector<PointOpsRow>& rows);
 
 }  // namespace ewa::bench
