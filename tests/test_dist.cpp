@@ -122,9 +122,9 @@ void write_job(const TempDir& dir, const std::string& moe) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ewa::testing::write_file(dir / "c.json", R"({"name": "d", "model": {"name": "point_transformer", "embed_dim": 32, "depth": 2,
     "num_heads": 2, "num_groups": 8, "group_size": 8, "head_hidden": 32, "drop_path_rate": 0.0},
-    "moe": )" + moe + R"(, "data": {"dataset": "modelnet_h5", "root": ")" + (dir / "synth") +
+    "moe": )" + moe + R"(, "data": {"dataset": ")" + ewa::testing::synth_dataset() + R"(", "root": ")" + (dir / "synth") +
                                R"(", "num_points": 64, "batch_size": 12, "eval_batch_size": 7, "scale_low": 1.0,
-    "scale_high": 1.0, "translate": 0.0}, "train": {"epochs": 2, "log_every": 2, "threads": 1}})");
+    "scale_high": 1.0, "translate": 0.0}, "train": {"epochs": 2, "log_every": 2, "threads": 1, "device": "cpu"}})");
 }
 
 // A small ViT on IDX gratings: LayerNorm only (no batch statistics), no dropout, no drop path,
@@ -135,7 +135,7 @@ void write_vit_job(const TempDir& dir) {
     "num_heads": 2, "drop_path_rate": 0.0}, "moe": {"kind": "dense"},
     "data": {"dataset": "fashion_mnist", "root": ")" + dir.path() + R"(", "batch_size": 20, "eval_batch_size": 7,
     "random_crop_padding": 0, "hflip": false}, "optim": {"label_smoothing": 0.0},
-    "train": {"epochs": 2, "log_every": 2, "threads": 1}})");
+    "train": {"epochs": 2, "log_every": 2, "threads": 1, "device": "cpu"}})");
 }
 
 bool have_gloo() { return ewa::dist::built_with_gloo(); }
@@ -240,6 +240,78 @@ TEST(Dist, GradientSyncSumsScaledGradientsOverRanksWithAndWithoutOverlap) {
   if (!have_gloo()) GTEST_SKIP() << "built without the Gloo headers";
   gradient_sync_case(true);
   gradient_sync_case(false);
+}
+
+// More ranks on a node than it has GPUs: NCCL would fail with "invalid usage" (two ranks on one
+// GPU). The check runs over Gloo before NCCL, so every rank stops with the same error. Three
+// ranks as threads, on "nodes" of 1, 2 and 2 GPUs by their own count.
+TEST(Dist, RanksWithoutAGpuOfTheirOwnStopEveryRankBeforeNccl) {
+  EXPECT_EQ(ewa::dist::gpu_per_rank_error({0, 1, 0, 1}, {2, 2, 2, 2}), "");  // 2 nodes x 2 GPUs
+  EXPECT_EQ(ewa::dist::gpu_per_rank_error({0, 1}, {1, 1}),
+            "rank 1 has no GPU of its own (LOCAL_RANK 1 on a node with 1 GPU): NCCL needs one GPU per rank; start at "
+            "most as many processes per node as it has GPUs, or set train.device=cpu to train every rank on the CPU over Gloo");
+  EXPECT_EQ(ewa::dist::gpu_per_rank_error({0, 1, 2, 0}, {1, 1, 1, 3}).substr(0, 70),
+            "ranks 1 and 2 have no GPU of their own (LOCAL_RANK 1 and 2 on a node w");
+  if (!have_gloo()) GTEST_SKIP() << "built without the Gloo headers";
+  const int port = 23000 + ::getpid() % 20000;
+  std::vector<std::string> errors(3);
+  auto rank_main = [&](int r, int64_t local, int64_t gpus) {
+    try {
+      ewa::dist::Env env;
+      env.rank = r;
+      env.world_size = 3;
+      env.local_rank = local;
+      env.master_port = port;
+      env.prefix = "g/";
+      auto group = ewa::dist::Group::join(env, std::chrono::milliseconds(30000));
+      group->require_gpu_per_rank(gpus);
+    } catch (const std::exception& e) {
+      errors[r] = e.what();
+    }
+  };
+  std::thread t1(rank_main, 1, 1, 1), t2(rank_main, 2, 0, 2);  // rank 1: second process on a 1-GPU node
+  rank_main(0, 0, 1);
+  t1.join();
+  t2.join();
+  for (int r = 0; r < 3; ++r)
+    EXPECT_EQ(errors[r].rfind("train.device: rank 1 has no GPU of its own (LOCAL_RANK 1 on a node with 1 GPU)", 0), 0u)
+        << "rank " << r << ": " << errors[r];
+}
+
+// On a GPU machine: `--nproc` of one more rank than there are GPUs is refused by that check, at
+// once, with exit code 1 and our one-line error on every rank (no NCCL error, no crash at exit).
+TEST(DistCli, MoreRanksThanGpusIsRefusedBeforeNcclIsTouched) {
+  if (!have_gloo()) GTEST_SKIP() << "built without the Gloo headers";
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU";
+  TempDir dir;
+  write_vit_job(dir);
+  const int64_t n = static_cast<int64_t>(torch::cuda::device_count()) + 1;
+  auto r = run_command(kEwa + " train --config " + (dir / "v.json") + " --set train.runs_dir=" + (dir / "runs") +
+                       " --set train.device=cuda --nproc " + std::to_string(n));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("has no GPU of its own"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("NCCL error"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("crashed"), std::string::npos) << r.output;
+  const auto count = [&](const std::string& needle) {
+    int64_t c = 0;
+    for (size_t at = r.output.find(needle); at != std::string::npos; at = r.output.find(needle, at + 1)) ++c;
+    return c;
+  };
+  EXPECT_EQ(count("ewa: error: "), n) << r.output;  // one line per rank, each the same
+  EXPECT_EQ(count("has no GPU of its own"), n) << r.output;
+}
+
+// Two GPUs: two NCCL ranks train as Gloo does (the same weights on both ranks).
+TEST(DistCli, TwoNcclRanksOnTwoGpusTrainBitIdenticalWeights) {
+  if (!have_gloo() || !ewa::dist::built_with_nccl()) GTEST_SKIP() << "built without Gloo or NCCL";
+  if (!torch::cuda::is_available() || torch::cuda::device_count() < 2) GTEST_SKIP() << "needs two GPUs";
+  TempDir dir;
+  write_vit_job(dir);
+  auto r = run_command(kEwa + " train --config " + (dir / "v.json") + " --set train.runs_dir=" + (dir / "runs") +
+                       " --set train.device=cuda --nproc 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("NCCL for GPU tensors"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("weights bit-identical across ranks"), std::string::npos) << r.output;
 }
 
 TEST(DistCli, TwoGlooProcessesTrainTheSameWeightsAsOneProcess) {

@@ -206,7 +206,60 @@ struct Group::Impl {
 struct Group::Impl {};
 #endif
 
-Group::~Group() = default;
+namespace {
+std::atomic<bool> g_joined{false};
+}  // namespace
+
+bool joined_a_job() { return g_joined.load(); }
+
+Group::~Group() {
+#ifdef EWA_HAS_GLOO
+  // As destroy_process_group(): NCCL shut down cleanly, or aborted after a failed collective (its
+  // communicator may be wedged: a plain destruction can hang or crash at exit).
+  if (impl_ && impl_->cuda_pg) {
+    try {
+      if (failed_) impl_->cuda_pg->abort();
+      else impl_->cuda_pg->shutdown();
+    } catch (const std::exception&) {
+    }
+  }
+#endif
+}
+
+std::string gpu_per_rank_error(const std::vector<int64_t>& local_ranks, const std::vector<int64_t>& gpus) {
+  std::vector<size_t> without;
+  for (size_t r = 0; r < local_ranks.size(); ++r)
+    if (local_ranks[r] >= gpus[r]) without.push_back(r);
+  if (without.empty()) return "";
+  const auto list = [&](auto&& item) {
+    std::string s;
+    for (size_t i = 0; i < without.size(); ++i)
+      s += (i == 0 ? "" : i + 1 == without.size() ? " and " : ", ") + item(without[i]);
+    return s;
+  };
+  const bool one = without.size() == 1;
+  const int64_t fewest = gpus[without[0]];
+  return std::string(one ? "rank " : "ranks ") + list([](size_t r) { return std::to_string(r); }) + (one ? " has no GPU of its own" : " have no GPU of their own") +
+         " (LOCAL_RANK " + list([&](size_t r) { return std::to_string(local_ranks[r]); }) + " on a node with " +
+         std::to_string(fewest) + (fewest == 1 ? " GPU" : " GPUs") +
+         "): NCCL needs one GPU per rank; start at most as many processes per node as it has GPUs, or set "
+         "train.device=cpu to train every rank on the CPU over Gloo";
+}
+
+void Group::require_gpu_per_rank(int64_t gpus_on_this_node) {
+  if (size() <= 1) return;
+  std::vector<torch::Tensor> t = {torch::zeros({size(), 2}, torch::kLong)};
+  t[0][rank()][0] = env_.local_rank;
+  t[0][rank()][1] = gpus_on_this_node;
+  allreduce_sum(t);
+  std::vector<int64_t> local(size()), gpus(size());
+  for (int64_t r = 0; r < size(); ++r) {
+    local[r] = t[0][r][0].item<int64_t>();
+    gpus[r] = t[0][r][1].item<int64_t>();
+  }
+  const std::string error = gpu_per_rank_error(local, gpus);
+  if (!error.empty()) fail("train.device: " + error);
+}
 
 std::shared_ptr<Group> Group::join(const Env& env, std::chrono::milliseconds timeout) {
   auto g = std::make_shared<Group>();
@@ -236,6 +289,7 @@ std::shared_ptr<Group> Group::join(const Env& env, std::chrono::milliseconds tim
     g->impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->impl_->store, static_cast<int>(env.rank),
                                                                static_cast<int>(env.world_size), opts);
     g->backend_ = "Gloo";
+    g_joined = true;
   } catch (const std::exception& e) {
     std::string what = e.what();
     what = what.substr(0, what.find('\n'));
@@ -315,6 +369,7 @@ void Group::guarded(const char* what, F&& f) {
   try {
     f();
   } catch (const std::exception& e) {
+    failed_ = true;
     std::string msg = e.what();
     msg = msg.substr(0, msg.find('\n'));
     fail("rank " + std::to_string(rank()) + ": " + what + " failed (" + msg + "): " + diagnose() + " (timeout " +

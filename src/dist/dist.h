@@ -60,6 +60,10 @@ class Group {
   // store) for the collectives on its tensors, as PyTorch's "cpu:gloo,cuda:nccl"; CPU tensors stay
   // on Gloo. Without NCCL in the build, GPU tensors are staged through the CPU for Gloo.
   void bind_device(const torch::Device& device);
+  // Before NCCL is touched: every rank of the job needs a GPU of its own on its node (LOCAL_RANK <
+  // `gpus_on_this_node`), as NCCL refuses two ranks on one GPU ("invalid usage"). Collective (over
+  // Gloo), so every rank stops with the same one-line error naming the ranks without one.
+  void require_gpu_per_rank(int64_t gpus_on_this_node);
   // The backends in use, for the start-up table (e.g. "Gloo").
   const std::string& backend() const { return backend_; }
 
@@ -80,6 +84,7 @@ class Group {
   Env env_;
   std::chrono::milliseconds timeout_{0};
   double comm_seconds_ = 0;
+  bool failed_ = false;  // a collective failed: the destructor aborts NCCL instead of shutting it down
   std::string backend_ = "none";
   friend class GradientSync;
   // Runs a collective; turns c10d's failure into ewa::Error naming the lagging ranks.
@@ -87,6 +92,14 @@ class Group {
   void guarded(const char* what, F&& f);
   std::string diagnose();
 };
+
+// True after a Group of several ranks was joined in this process (main ends such a process
+// without running static destructors once it has reported an error: see apps/ewa.cpp).
+bool joined_a_job();
+
+// The message of require_gpu_per_rank for `local_ranks` [world] on nodes of `gpus` [world] GPUs;
+// empty when every rank has a GPU of its own.
+std::string gpu_per_rank_error(const std::vector<int64_t>& local_ranks, const std::vector<int64_t>& gpus);
 
 // Data-parallel gradient averaging for a model's trainable parameters, in the manner of DDP's
 // Reducer: the parameters go into buckets of about `bucket_bytes` in reverse registration order

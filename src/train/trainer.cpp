@@ -20,14 +20,17 @@
 namespace ewa::train {
 namespace F = torch::nn::functional;
 
-torch::Device select_device(const std::string& device, const dist::Group* group) {
+torch::Device select_device(const std::string& device, dist::Group* group) {
   if (device == "cpu") return torch::kCPU;
   if (device == "cuda" && !torch::cuda::is_available())
     fail("train.device: 'cuda' requested but no CUDA device is available");
   if (!torch::cuda::is_available()) return torch::kCPU;
-  // Ranks of a job on one machine take one GPU each, by LOCAL_RANK (as torchrun's users do).
+  // Ranks of a job on one machine take one GPU each, by LOCAL_RANK (as torchrun's users do); a rank
+  // without a GPU of its own stops the job here, before NCCL is set up.
+  const int64_t gpus = static_cast<int64_t>(torch::cuda::device_count());
+  if (group && group->size() > 1) group->require_gpu_per_rank(gpus);
   const int64_t local = group && group->size() > 1 ? group->env().local_rank : 0;
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local % int64_t(torch::cuda::device_count())));
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local));
 }
 
 data::TaskData load_task(const Config& cfg) {

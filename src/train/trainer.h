@@ -33,8 +33,9 @@ data::TaskData load_task(const Config& cfg);
 Config resolve_for_dataset(Config cfg, const data::TaskData& task);
 
 // Picks the device of train.device ("auto": cuda when available). A rank of a job with several
-// processes takes GPU LOCAL_RANK (modulo the GPUs it sees).
-torch::Device select_device(const std::string& device, const dist::Group* group = nullptr);
+// processes takes GPU LOCAL_RANK; a job with a rank that has no GPU of its own stops with one
+// error on every rank (Group::require_gpu_per_rank) before NCCL is set up.
+torch::Device select_device(const std::string& device, dist::Group* group = nullptr);
 
 // Loads cfg.finetune.init into `model` (head fresh when its shape differs); returns the report
 // whose table() the trainer prints.
