@@ -14,10 +14,42 @@
 #include "common/signals.h"
 #include "kernels/common/simd.h"
 #include "config/schema.h"
+#include "datasets/point_io.h"
+#include "dist/dist.h"
+#include "train/svm_probe.h"
+#include "viz/plot.h"
+#include <torch/version.h>
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace ewa::app {
+
+// The exit of a failed command. A process of a multi-process job ends without running static
+// destructors once its error is out: after a failed collective the communication libraries'
+// own teardown (NCCL's above all) can hang or crash, which would turn our one-line error and exit
+// code 1 into a crash report. Our own state is already written or cleaned up by then.
+int finish(int code) {
+  if (code != 0 && dist::joined_a_job()) {
+    std::cout.flush();
+    std::cerr.flush();
+    std::_Exit(code);
+  }
+  return code;
+}
+
+// `ewa --version`: the version and what this build can do (the optional libraries it was built
+// with), so a bug report or a script can tell the variants apart.
+std::string version_text() {
+  const auto on = [](bool b) { return b ? "on" : "off"; };
+  bool cuda = false;
+#ifdef EWA_WITH_CUDA
+  cuda = true;
+#endif
+  return std::string("ewa 0.1.0\nbuilt with: CUDA kernels ") + on(cuda) + ", HDF5 " + on(data::built_with_hdf5()) + ", PCL " +
+         on(data::built_with_pcl()) + ", Open3D " + on(data::built_with_open3d()) + ", cairo " + on(viz::built_with_cairo()) +
+         ", liblinear " + on(train::built_with_liblinear()) + ", Gloo " + on(dist::built_with_gloo()) + ", NCCL " +
+         on(dist::built_with_nccl()) + "; LibTorch " + TORCH_VERSION;
+}
 
 CLI::Validator at_least(int64_t minimum) {
   return CLI::Validator(
@@ -134,6 +166,7 @@ static void ensure_passive_openmp(char** argv) {
 
 int main(int argc, char** argv) {
   ensure_passive_openmp(argv);
+  ewa::install_crash_handler();
   ewa::tune_allocator();
   if (const char* simd = std::getenv("EWA_SIMD"); simd && !ewa::kernels::simd::parse_level(simd, nullptr)) {
     std::cerr << "ewa: error: environment variable EWA_SIMD='" << simd << "': expected baseline, avx2 or avx512"
@@ -143,7 +176,7 @@ int main(int argc, char** argv) {
   ewa::app::set_program_args(argc, argv);
   CLI::App app{"ewa: train vision transformers with Experts Weights Averaging (EWA)", "ewa"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "ewa 0.1.0");
+  app.set_version_flag("--version", ewa::app::version_text());
   int threads = 0;
   app.add_option("--threads", threads, "Torch intra-op threads (0 = number of cores; train.threads overrides)")
       ->capture_default_str();
@@ -191,16 +224,16 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const ewa::Interrupted& e) {  // SIGINT / SIGTERM, after the checkpoint
     if (*e.what()) std::cerr << "ewa: " << e.what() << std::endl;
-    return e.exit_code();
+    return ewa::app::finish(e.exit_code());
   } catch (const ewa::Error& e) {
     std::cerr << "ewa: error: " << e.what() << std::endl;
-    return 1;
+    return ewa::app::finish(1);
   } catch (const c10::Error& e) {
     std::cerr << "ewa: error: " << e.what_without_backtrace() << std::endl;
-    return 1;
+    return ewa::app::finish(1);
   } catch (const std::exception& e) {
     std::cerr << "ewa: error: " << e.what() << std::endl;
-    return 1;
+    return ewa::app::finish(1);
   }
   return 0;
 }

@@ -45,7 +45,7 @@ struct Fixture {
   std::string point_config(const std::string& path, const std::string& root, const std::string& train_extra = "") const {
     write_file(path, R"({"name": "e", "model": {"name": "point_transformer", "embed_dim": 32, "depth": 2, "num_heads": 2,
       "num_groups": 8, "group_size": 8, "head_hidden": 32}, "moe": {"kind": "rup", "num_experts": 2},
-      "data": {"dataset": "modelnet_h5", "root": ")" + root + R"(", "num_points": 64, "batch_size": 16},
+      "data": {"dataset": ")" + ewa::testing::synth_dataset() + R"(", "root": ")" + root + R"(", "num_points": 64, "batch_size": 16},
       "train": {"epochs": 1, "runs_dir": ")" + fs::path(path).parent_path().string() + R"(/runs")" + train_extra + "}}");
     return path;
   }
@@ -63,6 +63,9 @@ struct Case {
   std::string fragment;        // part of the expected message
   bool one_line = true;        // predict adds a summary line after the file's own error
 };
+
+// Rows that corrupt .h5 files need HDF5; a build without it skips them (and says so).
+bool needs_hdf5(const Case& c) { return c.id[0] == 'H'; }
 
 std::string npy_bytes(const std::string& descr, const std::string& shape, size_t data_bytes, int version = 1) {
   std::string h = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
@@ -310,7 +313,8 @@ std::vector<Case> cases() {
                "'data.scale_low': must not exceed data.scale_high"});
   c.push_back({"C15", "config", "scanobjectnn without a variant", set_case("--set data.dataset=scanobjectnn"),
                "'data.variant': required for scanobjectnn"});
-  c.push_back({"C16", "config", "an image model on a point dataset", set_case("--set model.name=vit"), "cannot read dataset 'modelnet_h5'"});
+  c.push_back({"C16", "config", "an image model on a point dataset", set_case("--set model.name=vit"),
+               "cannot read dataset '"});
   c.push_back({"C17", "config", "a dataset without data.root", config_case(R"({"data": {"dataset": "cifar10"}})"),
                "'data.root': required for dataset cifar10"});
   c.push_back({"C18", "config", "--set without '='", set_case("--set ewa.share_rate"), "expected key=value"});
@@ -495,7 +499,12 @@ TEST(Errors, EveryCatalogueRowEndsWithItsOneLineErrorAndExitCodeOne) {
   std::ostringstream table;
   table << "| id | area | bad input | message (first line; `<dir>` is the case's directory) | exit |\n"
         << "|---|---|---|---|---:|\n";
+  std::vector<std::string> skipped;
   for (const auto& c : all) {
+    if (needs_hdf5(c) && !ewa::data::built_with_hdf5()) {
+      skipped.push_back(c.id);
+      continue;
+    }
     SCOPED_TRACE(c.id + ": " + c.input);
     TempDir dir;
     const Outcome o = run_case(c, dir.path());
@@ -507,6 +516,11 @@ TEST(Errors, EveryCatalogueRowEndsWithItsOneLineErrorAndExitCodeOne) {
     std::string msg = o.first_line;
     for (size_t p; (p = msg.find('|')) != std::string::npos;) msg.replace(p, 1, "\\|");
     table << "| " << c.id << " | " << c.area << " | " << c.input << " | `` " << msg << " `` | " << o.exit_code << " |\n";
+  }
+  if (!skipped.empty()) {
+    std::string ids;
+    for (const auto& id : skipped) ids += " " + id;
+    GTEST_SKIP() << "built without HDF5: rows" << ids << " not run (every other row passed or failed above)";
   }
   if (const char* out = std::getenv("EWA_ERRORS_DOC")) {
     std::ifstream in(out);

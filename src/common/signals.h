@@ -13,6 +13,11 @@ namespace ewa {
 // limit fails with an error we report instead of killing the process.
 void install_stop_handlers();
 
+// On SIGSEGV, SIGBUS, SIGILL or SIGFPE: one line naming the signal and the native backtrace on
+// stderr, then the default action (core dump, exit status of the signal). Not installed in
+// sanitizer builds, whose own reports are better.
+void install_crash_handler();
+
 // 0 while no stop was requested, else the first signal received (SIGINT or SIGTERM).
 int stop_signal();
 // Forgets a received signal (tests).
