@@ -24,6 +24,7 @@ struct Variant {
   std::shared_ptr<torch::nn::Module> model;
   std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)> loss;  // the task's training loss
   std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::vector<torch::Tensor> params;
   Config cfg;
   std::vector<double> ms;
 };
@@ -36,8 +37,8 @@ void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
   }
   v.optimizer->zero_grad();
   loss.backward();
-  torch::nn::utils::clip_grad_norm_(v.model->parameters(), 1.0);
-  train::fused_adamw_step(*v.optimizer);  // as the training loop
+  if (v.cfg.optim.grad_clip > 0) train::clip_grad_norm(v.params, v.cfg.optim.grad_clip);  // as the training loop
+  train::fused_adamw_step(*v.optimizer);
   if (v.cfg.moe.kind != MlpKind::Dense && v.cfg.ewa.enabled) moe::ewa_average(*v.model, v.cfg.ewa.share_rate);
   if (x.is_cuda()) torch::cuda::synchronize();  // the step's kernels finish inside its timing
 }
@@ -80,6 +81,7 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
     v.model->to(device);
     v.model->train();
     v.optimizer = std::make_unique<torch::optim::AdamW>(v.model->parameters(), torch::optim::AdamWOptions(1e-4));
+    v.params = v.model->parameters();
     variants.push_back(std::move(v));
   }
   const auto& m = base.model;

@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 
+#include "common/device_copy.h"
 #include "common/error.h"
 #include "io/torch_pickle.h"
 #include "common/fs.h"
@@ -605,7 +606,7 @@ torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg)
     auto c = torch::cos(theta), s = torch::sin(theta);
     auto z = torch::zeros({B}), o = torch::ones({B});
     // rotation about y: x' = c x + s z, z' = -s x + c z
-    auto rot = torch::stack({c, z, -s, z, o, z, s, z, c}, 1).view({B, 3, 3}).to(dev);
+    auto rot = to_device(torch::stack({c, z, -s, z, o, z, s, z, c}, 1).view({B, 3, 3}), dev);
     for (int64_t ch = 0; ch + 3 <= out.size(2); ch += 3) {
       auto part = out.narrow(2, ch, 3);
       part.copy_(torch::bmm(part, rot));
@@ -613,8 +614,8 @@ torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg)
   }
   auto scale = torch::rand({B, 1, 3}) * (cfg.scale_high - cfg.scale_low) + cfg.scale_low;
   auto shift = (torch::rand({B, 1, 3}) * 2 - 1) * cfg.translate;
-  xyz.mul_(scale.to(dev)).add_(shift.to(dev));
-  if (cfg.jitter > 0) xyz.add_((torch::randn(xyz.sizes()) * cfg.jitter).clamp(-5 * cfg.jitter, 5 * cfg.jitter).to(dev));
+  xyz.mul_(to_device(scale, dev)).add_(to_device(shift, dev));
+  if (cfg.jitter > 0) xyz.add_(to_device((torch::randn(xyz.sizes()) * cfg.jitter).clamp(-5 * cfg.jitter, 5 * cfg.jitter), dev));
   return out;
 }
 
@@ -631,21 +632,30 @@ torch::Tensor view_of_clouds(const torch::Tensor& stored, View view, const DataC
   torch::Tensor x;
   if (view == View::VoteView) {
     const int64_t p = require_fps_points(cfg, "the official vote (eval protocol vote)");
-    x = vote_view(fps_ordered ? stored.to(device) : fps_prefix(stored.to(device), p), n, p);
+    x = vote_view(fps_ordered ? to_device(stored, device) : fps_prefix(to_device(stored, device), p), n, p);
   } else if (view == View::Training && cfg.pipeline == "resample") {
-    x = resample_for_training(stored.to(device), n, fps_points_of(cfg));
+    x = resample_for_training(to_device(stored, device), n, fps_points_of(cfg));
   } else if (!fps_ordered) {
-    x = fps_prefix(stored.to(device), n);
+    x = fps_prefix(to_device(stored, device), n);
   } else {
-    x = stored.narrow(1, 0, n).contiguous().to(device);
+    x = to_device(stored.narrow(1, 0, n).contiguous(), device);
   }
   return view == View::Plain ? x : augment_points(x, cfg);
 }
 
+void PointBatcher::place(torch::Device device, int64_t rank, int64_t world) {
+  IndexedBatchSource::place(device, rank, world);
+  const int64_t bytes = set_.points.numel() * int64_t(set_.points.element_size());
+  if (device.is_cuda() && bytes <= kResidentBytes) {
+    set_.points = set_.points.to(device);
+    set_.labels = set_.labels.to(device);
+  }
+}
+
 std::pair<torch::Tensor, torch::Tensor> PointBatcher::batch(int64_t i, View view) const {
-  auto idx = indices(i);
+  auto idx = to_device(indices(i), set_.points.device());
   return {view_of_clouds(set_.points.index_select(0, idx), view, cfg_, device(), fps_ordered_),
-          set_.labels.index_select(0, idx).to(device())};
+          to_device(set_.labels.index_select(0, idx), device())};
 }
 
 TaskData load_point_task(const DataConfig& cfg, uint64_t seed) {

@@ -95,6 +95,12 @@ class PointBatcher : public IndexedBatchSource {
                bool fps_ordered = true);
   // Batch i: points float [B, data.num_points, C] on the placed device, labels int64 [B] (see View).
   std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, View view) const override;
+  // On a GPU the stored clouds and labels move there once (when they take at most
+  // kResidentBytes), so a batch is gathered, resampled and augmented there with no host copy
+  // but its few random draws; a larger set stays in host memory and each batch is copied over
+  // through page-locked memory.
+  void place(torch::Device device, int64_t rank = 0, int64_t world = 1) override;
+  static constexpr int64_t kResidentBytes = int64_t(2) << 30;
 
  private:
   PointCloudSet set_;

@@ -1,5 +1,6 @@
 #include "datasets/point_sampling.h"
 
+#include "common/device_copy.h"
 #include "common/error.h"
 #include "kernels/fps/fps.h"
 
@@ -51,17 +52,17 @@ torch::Tensor gather_points(const torch::Tensor& clouds, const torch::Tensor& ro
 torch::Tensor apply_resample(const torch::Tensor& clouds, const ResampleDraw& draw) {
   const int64_t B = clouds.size(0), S = clouds.size(1);
   const auto dev = clouds.device();
-  if (draw.fps_points >= S) return gather_points(clouds, draw.columns.to(dev));
+  if (draw.fps_points >= S) return gather_points(clouds, to_device(draw.columns, dev));
   // Swap point 0 and point starts[b] of each cloud: pointnet2_ops' FPS starts at point 0.
   auto order = torch::arange(S, torch::kLong).unsqueeze(0).repeat({B, 1});
   auto rows = torch::arange(B, torch::kLong);
   order.index_put_({rows, draw.starts}, torch::zeros({B}, torch::kLong));
   order.select(1, 0).copy_(draw.starts);
-  order = order.to(dev);
+  order = to_device(order, dev);
   auto swapped = gather_points(clouds, order);
   auto xyz = swapped.narrow(2, 0, 3).contiguous();
   auto fps = kernels::farthest_point_sample(xyz, draw.fps_points, 0, kernels::FpsRule::Pointnet2);
-  return gather_points(swapped, fps.index_select(1, draw.columns.to(dev)));
+  return gather_points(swapped, fps.index_select(1, to_device(draw.columns, dev)));
 }
 
 torch::Tensor resample_for_training(const torch::Tensor& clouds, int64_t num_points, int64_t fps_points) {
@@ -71,7 +72,8 @@ torch::Tensor resample_for_training(const torch::Tensor& clouds, int64_t num_poi
 torch::Tensor vote_view(const torch::Tensor& fps_ordered, int64_t num_points, int64_t fps_points) {
   const int64_t p = std::min(std::max(fps_points, num_points), fps_ordered.size(1));
   TORCH_CHECK(num_points <= p, "vote_view: num_points ", num_points, " exceeds the ", p, " FPS points given");
-  auto columns = torch::randperm(p, torch::kLong).narrow(0, 0, num_points).to(fps_ordered.device());
+  auto columns = torch::randperm(p, torch::kLong).narrow(0, 0, num_points);
+  columns = to_device(columns, fps_ordered.device());
   return fps_ordered.index_select(1, columns);
 }
 

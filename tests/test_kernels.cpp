@@ -83,4 +83,60 @@ TEST(ExpertAverageKernel, RunsOnEveryDevicePresent) {
   EXPECT_TRUE(torch::allclose(g.cpu(), expected, 1e-12, 1e-12));
 }
 
+// Tensors of different shapes, N, dtypes and lambdas, as a model's EWA layers hand them over.
+std::vector<torch::Tensor> mixed_experts() {
+  return {torch::randn({4, 384, 96}), torch::randn({4, 384}), torch::randn({2, 7}, torch::kDouble),
+          torch::randn({3, 1}), torch::randn({4, 96, 384}), torch::randn({5, 33, 3})};
+}
+
+TEST(ExpertAverageKernel, ManyAtOnceEqualsOneAtATimeBitForBit) {
+  auto many = mixed_experts();
+  std::vector<torch::Tensor> one;
+  for (const auto& t : many) one.push_back(t.clone());
+  const std::vector<double> lambdas = {0.3, 0.3, 1.0, 0.0, 0.75, 0.125};
+  const auto versions = many[0]._version();
+  ewa::kernels::expert_average_many_(many, lambdas);
+  for (size_t i = 0; i < one.size(); ++i) {
+    ewa::kernels::expert_average_(one[i], lambdas[i]);
+    EXPECT_TRUE(torch::equal(many[i], one[i])) << "tensor " << i;
+  }
+  EXPECT_GT(many[0]._version(), versions);
+}
+
+TEST(ExpertAverageKernel, ManyChecksEveryTensorBeforeChangingAny) {
+  auto many = mixed_experts();
+  std::vector<torch::Tensor> before;
+  for (const auto& t : many) before.push_back(t.clone());
+  std::vector<double> lambdas(many.size(), 0.5);
+  lambdas.back() = 1.5;  // the last one is refused
+  EXPECT_THROW(ewa::kernels::expert_average_many_(many, lambdas), c10::Error);
+  many.push_back(torch::randn({1, 4}));  // N = 1
+  lambdas = std::vector<double>(many.size(), 0.5);
+  EXPECT_THROW(ewa::kernels::expert_average_many_(many, lambdas), c10::Error);
+  EXPECT_THROW(ewa::kernels::expert_average_many_(many, std::vector<double>(2, 0.5)), c10::Error);  // count mismatch
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(many[i], before[i])) << "tensor " << i;
+}
+
+TEST(ExpertAverageKernel, ManyAtOnceOnEveryDevicePresent) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  // More float tensors than one launch takes, plus a double one (which goes through the single kernel).
+  std::vector<torch::Tensor> cpu, gpu, single;
+  std::vector<double> lambdas;
+  for (int i = 0; i < ewa::kernels::kExpertAverageBatch + 9; ++i) {
+    cpu.push_back(torch::randn({2 + i % 3, 17 + 5 * i}, i == 3 ? torch::kDouble : torch::kFloat));
+    lambdas.push_back(i % 7 == 0 ? 1.0 : 0.05 * (i % 10));
+  }
+  for (const auto& t : cpu) {
+    gpu.push_back(t.cuda());
+    single.push_back(t.cuda());
+  }
+  ewa::kernels::expert_average_many_(gpu, lambdas);
+  ewa::kernels::expert_average_many_(cpu, lambdas);
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    ewa::kernels::expert_average_(single[i], lambdas[i]);
+    EXPECT_TRUE(torch::equal(gpu[i], single[i])) << "tensor " << i << ": one launch differs from the single kernel";
+    EXPECT_TRUE(torch::allclose(gpu[i].cpu(), cpu[i], 1e-6, 1e-6)) << "tensor " << i << ": GPU differs from the CPU twin";
+  }
+}
+
 }  // namespace

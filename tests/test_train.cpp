@@ -6,6 +6,7 @@
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/fused_adamw.h"
+#include "train/loop.h"
 #include "train/metrics.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
@@ -96,6 +97,37 @@ TEST(Optimizer, FusedAdamWStepMatchesLibTorchAdamW) {
   }
 }
 
+TEST(Optimizer, ClipGradNormOnTheDeviceMatchesLibTorch) {
+  for (double max_norm : {0.5, 3.0, 1e6}) {  // clipped hard, clipped a little, not clipped
+    std::vector<torch::Tensor> a, b;
+    for (auto shape : {std::vector<int64_t>{7, 5}, {11}, {2, 3, 4}, {1}}) {
+      auto g = torch::randn(shape);
+      a.push_back(torch::zeros(shape).requires_grad_(true));
+      b.push_back(torch::zeros(shape).requires_grad_(true));
+      a.back().mutable_grad() = g.clone();
+      b.back().mutable_grad() = g.clone();
+    }
+    a.push_back(torch::zeros({3}).requires_grad_(true));  // no gradient: left out of the norm
+    b.push_back(torch::zeros({3}).requires_grad_(true));
+    // The oracle: the norm of every gradient entry at once, by hand.
+    double sq = 0;
+    for (size_t i = 0; i + 1 < a.size(); ++i) sq += a[i].grad().to(torch::kDouble).pow(2).sum().item<double>();
+    const auto total = ewa::train::clip_grad_norm(a, max_norm);
+    const double libtorch_total = torch::nn::utils::clip_grad_norm_(b, max_norm);
+    EXPECT_NEAR(total.item<double>(), std::sqrt(sq), 1e-5 * std::sqrt(sq));
+    EXPECT_NEAR(total.item<double>(), libtorch_total, 1e-5 * libtorch_total);
+    double clipped_sq = 0;
+    for (size_t i = 0; i + 1 < a.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(a[i].grad(), b[i].grad(), 1e-6, 1e-7)) << "max_norm " << max_norm << " tensor " << i;
+      clipped_sq += a[i].grad().to(torch::kDouble).pow(2).sum().item<double>();
+    }
+    EXPECT_NEAR(std::sqrt(clipped_sq), std::min(max_norm, std::sqrt(sq)), 1e-4 * std::sqrt(sq)) << max_norm;
+    EXPECT_FALSE(a.back().grad().defined());
+  }
+  std::vector<torch::Tensor> none = {torch::zeros({2}).requires_grad_(true)};
+  EXPECT_FALSE(ewa::train::clip_grad_norm(none, 1.0).defined());
+}
+
 TEST(Train, LearnsAndWritesTheRunDirectory) {
   TempDir data, runs;
   ewa::testing::write_pattern_idx(data.path(), 800, 100, true);
@@ -160,6 +192,84 @@ TEST(Train, ResumeReproducesAnUninterruptedRun) {
   EXPECT_EQ(a.step, b.step);
   for (const auto& item : a.model)
     EXPECT_TRUE(torch::allclose(item.value(), *b.model.find(item.key()), 1e-5, 1e-6)) << item.key();
+}
+
+TEST(Train, ResumeOnTheGpuReproducesAnUninterruptedRun) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device (scripts/gpu-check.sh runs this where one is)";
+  TempDir data, runs_a, runs_a2, runs_b;
+  ewa::testing::write_pattern_idx(data.path(), 160, 40, false);
+  auto on_gpu = [](ewa::Config c) {
+    c.optim.warmup_epochs = 0;
+    c.optim.min_lr = c.optim.lr;
+    c.train.device = "cuda";
+    c.json["train"]["device"] = "cuda";
+    return c;
+  };
+  auto quiet = [](const std::string&) {};
+  ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_a.path(), "rup", 2)), {}, quiet);
+  ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_a2.path(), "rup", 2)), {}, quiet);
+  auto half = on_gpu(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
+  half.train.epochs = 1;
+  half.json["train"]["epochs"] = 1;
+  ewa::train::train_classifier(half, {}, quiet);
+  ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_b.path(), "rup", 2)), {runs_b / "t/last.pt"}, quiet);
+  auto a = ewa::train::read_checkpoint(runs_a / "t/last.pt");
+  auto a2 = ewa::train::read_checkpoint(runs_a2 / "t/last.pt");
+  auto b = ewa::train::read_checkpoint(runs_b / "t/last.pt");
+  ASSERT_EQ(a.step, b.step);
+  // The oracle: two uninterrupted runs differ only by the GPU's own nondeterminism (atomics);
+  // a resumed run must differ by no more. A lost CUDA generator state (other RUP partitions,
+  // other dropout) would differ by orders of magnitude more.
+  double same = 0, resumed = 0;
+  for (const auto& item : a.model) {
+    same = std::max(same, (item.value() - *a2.model.find(item.key())).abs().max().item<double>());
+    resumed = std::max(resumed, (item.value() - *b.model.find(item.key())).abs().max().item<double>());
+  }
+  EXPECT_LE(resumed, 10 * same + 1e-5) << "uninterrupted runs differ by " << same << ", the resumed one by " << resumed;
+}
+
+// A task whose loss turns NaN at one step, to see the loop stop there although it reads the
+// losses back only every log_every steps.
+struct NanAtStepTask : ewa::train::Task {
+  explicit NanAtStepTask(int64_t nan_step) : nan_step(nan_step) {}
+  torch::nn::Linear lin{784, 10};
+  int64_t nan_step, calls = 0;
+  torch::nn::Module& model() override { return *lin; }
+  std::string describe_model() override { return "linear"; }
+  ewa::train::StepOutput training_step(const torch::Tensor& x, const torch::Tensor& y) override {
+    auto logits = lin(x.flatten(1));
+    auto loss = torch::nn::functional::cross_entropy(logits, y);
+    if (++calls == nan_step) loss = loss * std::numeric_limits<float>::quiet_NaN();
+    return {loss, logits.argmax(1).eq(y).sum(), x.size(0)};
+  }
+  ewa::train::EvalResult evaluate(ewa::data::BatchSource&) override { return {json::object(), json::object(), "-", 0}; }
+  std::string eval_label() const override { return "none"; }
+};
+
+TEST(Train, ADivergedStepStopsTheRunAtThatStepBeforeAnyCheckpoint) {
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 320, 20, false);
+  auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 1);  // 9 steps of 32 (val takes 10%)
+  cfg.train.log_every = 100;  // the losses are read back only at the epoch's end
+  NanAtStepTask task(3);
+  auto task_data = ewa::train::load_task(cfg);
+  const std::string message = ewa::testing::error_of([&] {
+    ewa::train::run_training(cfg, task, task_data, {}, [](const std::string&) {}, torch::kCPU);
+  });
+  EXPECT_NE(message.find("training diverged: loss is "), std::string::npos) << message;
+  EXPECT_NE(message.find("nan at step 3"), std::string::npos) << message;
+  EXPECT_FALSE(std::filesystem::exists(runs / "t/last.pt"));
+  // With a periodic checkpoint after step 2 the loop reads steps 1-2 (finite) and saves; step 3
+  // is caught before the next save.
+  TempDir runs2;
+  cfg.train.runs_dir = runs2.path();
+  cfg.train.checkpoint_every = 2;
+  NanAtStepTask again(3);
+  const std::string second = ewa::testing::error_of([&] {
+    ewa::train::run_training(cfg, again, task_data, {}, [](const std::string&) {}, torch::kCPU);
+  });
+  EXPECT_NE(second.find("at step 3"), std::string::npos) << second;
+  EXPECT_EQ(ewa::train::read_checkpoint(runs2 / "t/last.pt").step, 2);
 }
 
 TEST(Train, AppliesTheEwaStepAfterEveryOptimizerStep) {

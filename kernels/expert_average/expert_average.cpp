@@ -6,12 +6,21 @@
 
 namespace ewa::kernels {
 
-void expert_average_(at::Tensor& experts, double lambda) {
+namespace {
+void check(const at::Tensor& experts, double lambda) {
   TORCH_CHECK(experts.defined(), "expert_average_: argument 'experts' is undefined");
   TORCH_CHECK(experts.dim() >= 1 && experts.size(0) >= 2,
               "expert_average_: argument 'experts' must be [N, ...] with N >= 2, got ", experts.sizes());
   TORCH_CHECK(experts.is_contiguous(), "expert_average_: argument 'experts' must be contiguous");
   TORCH_CHECK(lambda >= 0.0 && lambda <= 1.0, "expert_average_: lambda must be in [0, 1], got ", lambda);
+  TORCH_CHECK(experts.is_cuda() || experts.device().is_cpu(), "expert_average_: unsupported device ", experts.device());
+  TORCH_CHECK(experts.scalar_type() == at::kFloat || experts.scalar_type() == at::kDouble,
+              "expert_average_: argument 'experts' must be float32 or float64, got ", experts.scalar_type());
+}
+}  // namespace
+
+void expert_average_(at::Tensor& experts, double lambda) {
+  check(experts, lambda);
   const int64_t n = experts.size(0);
   const int64_t inner = experts.numel() / n;
   // As every in-place op: a graph that saved the old values must not backpropagate through them.
@@ -36,6 +45,41 @@ void expert_average_(at::Tensor& experts, double lambda) {
       TORCH_CHECK(false, "expert_average_: argument 'experts' must be float32 or float64, got ",
                   experts.scalar_type());
   }
+}
+
+void expert_average_many_(std::vector<at::Tensor>& experts, const std::vector<double>& lambdas) {
+  TORCH_CHECK(experts.size() == lambdas.size(), "expert_average_many_: ", experts.size(), " tensors but ", lambdas.size(),
+              " lambdas");
+  for (size_t i = 0; i < experts.size(); ++i) check(experts[i], lambdas[i]);
+#ifdef EWA_WITH_CUDA
+  // float32 CUDA tensors: one launch per device and batch of kExpertAverageBatch.
+  std::vector<at::Tensor> batch;
+  std::vector<double> batch_lambdas;
+  const auto launch = [&] {
+    if (!batch.empty()) expert_average_many_cuda(batch, batch_lambdas);
+    batch.clear();
+    batch_lambdas.clear();
+  };
+  std::vector<bool> done(experts.size(), false);
+  for (size_t first = 0; first < experts.size(); ++first) {
+    if (done[first] || !experts[first].is_cuda() || experts[first].scalar_type() != at::kFloat) continue;
+    for (size_t i = first; i < experts.size(); ++i) {
+      auto& e = experts[i];
+      if (done[i] || !e.is_cuda() || e.scalar_type() != at::kFloat || e.device() != experts[first].device()) continue;
+      done[i] = true;
+      if (lambdas[i] == 0.0 || e.numel() == 0) continue;
+      e.unsafeGetTensorImpl()->bump_version();
+      batch.push_back(e);
+      batch_lambdas.push_back(lambdas[i]);
+      if (batch.size() == size_t(kExpertAverageBatch)) launch();
+    }
+    launch();
+  }
+  for (size_t i = 0; i < experts.size(); ++i)
+    if (!done[i]) expert_average_(experts[i], lambdas[i]);
+#else
+  for (size_t i = 0; i < experts.size(); ++i) expert_average_(experts[i], lambdas[i]);
+#endif
 }
 
 }  // namespace ewa::kernels

@@ -17,15 +17,27 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <vector>
+
 namespace ewa::kernels {
 
 void expert_average_(at::Tensor& experts, double lambda);
+
+// The same update on many tensors at once (every expert parameter of every EWA layer of a
+// model, each with its own N and lambda): on a GPU the float32 tensors of one device take one
+// kernel launch (up to kExpertAverageBatch tensors per launch) instead of one per tensor; on the
+// CPU each goes through the CPU twin. Every tensor is checked as expert_average_ checks it,
+// before any is changed. Results equal expert_average_ on each tensor, bit for bit.
+void expert_average_many_(std::vector<at::Tensor>& experts, const std::vector<double>& lambdas);
+constexpr int kExpertAverageBatch = 64;
 
 // The twins, over a contiguous row-major [n_experts, inner] buffer.
 template <typename T>
 void expert_average_cpu(T* data, int64_t n_experts, int64_t inner, T lambda);
 #ifdef EWA_WITH_CUDA
 void expert_average_cuda(at::Tensor& experts, double lambda);
+// float32 CUDA tensors of one device, at most kExpertAverageBatch of them.
+void expert_average_many_cuda(std::vector<at::Tensor>& experts, const std::vector<double>& lambdas);
 #endif
 
 }  // namespace ewa::kernels

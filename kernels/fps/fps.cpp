@@ -26,7 +26,8 @@ at::Tensor run(const at::Tensor& points, int64_t S, const at::Tensor& starts_cpu
   if (points.is_cuda()) {
 #ifdef EWA_WITH_CUDA
     auto p = points.contiguous();
-    farthest_point_sample_cuda(p, starts_cpu.to(points.device()), out, rule);
+    // Page-locked and asynchronous: a copy from pageable memory would wait for the GPU's queue.
+    farthest_point_sample_cuda(p, starts_cpu.pin_memory().to(points.device(), /*non_blocking=*/true), out, rule);
     return out;
 #else
     TORCH_CHECK(false, "farthest_point_sample: ewa was built without CUDA; got a CUDA tensor");

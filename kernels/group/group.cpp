@@ -20,7 +20,9 @@ at::Tensor group_points(const at::Tensor& points, const at::Tensor& idx, const a
   TORCH_CHECK(points.device() == idx.device() && points.device() == centers.device(),
               "group_points: arguments are on different devices");
   const int64_t B = points.size(0), N = points.size(1), C = points.size(2), S = idx.size(1), K = idx.size(2);
-  if (idx.numel() > 0) {
+  // On the CPU the indices are checked here; on a GPU the kernel asserts them (reading them back
+  // first would stall the host on every training step).
+  if (idx.numel() > 0 && !idx.is_cuda()) {
     TORCH_CHECK(idx.min().item<int64_t>() >= 0 && idx.max().item<int64_t>() < N,
                 "group_points: argument 'idx' has indices outside [0, N = ", N, ")");
   }

@@ -2,7 +2,8 @@
 // (Point-BERT / Point-MAE grouping after FPS + kNN).
 //
 //   points:  [B, N, C] float32, C >= 3 (xyz first; extra channels such as normals are copied)
-//   idx:     [B, S, K] int64 in [0, N), e.g. from knn(centers, points, K)
+//   idx:     [B, S, K] int64 in [0, N), e.g. from knn(centers, points, K); checked on the CPU
+//            before the work, asserted inside the CUDA kernel (a device-side assert)
 //   centers: [B, S, 3] float32
 // Returns [B, S, K, C]: out[b, s, k, c] = points[b, idx[b, s, k], c] - (c < 3 ? centers[b, s, c] : 0).
 // No gradient flows (the inputs are data, not parameters).

@@ -18,7 +18,9 @@ __global__ void group_kernel(const float* __restrict__ points, const int64_t* __
     const int64_t row = e / C;            // (b, s, k) flattened
     const int64_t bs = row / K;           // (b, s) flattened
     const int64_t b = bs / S;
-    const float v = points[(b * N + idx[row]) * C + ch];
+    const int64_t i = idx[row];
+    CUDA_KERNEL_ASSERT(i >= 0 && i < N && "group_points: argument 'idx' has indices outside [0, N)");
+    const float v = points[(b * N + i) * C + ch];
     out[e] = ch < 3 ? v - centers[bs * 3 + ch] : v;
   }
 }

@@ -1,5 +1,6 @@
 #include "models/point_mae.h"
 
+#include "common/device_copy.h"
 #include "common/error.h"
 #include "kernels/chamfer/chamfer.h"
 #include "models/registry.h"
@@ -39,14 +40,14 @@ torch::nn::Sequential position_mlp(int64_t dim) {
 
 torch::Tensor make_group_mask(const torch::Tensor& centers, double ratio, const std::string& type) {
   const int64_t B = centers.size(0), G = centers.size(1);
-  const int64_t M = static_cast<int64_t>(ratio * double(G));
+  const int64_t M = masked_group_count(ratio, G);
   auto mask = torch::zeros({B, G}, torch::TensorOptions().dtype(torch::kBool).device(centers.device()));
   if (M == 0) return mask;
   torch::Tensor order;  // [B, G]: the first M of each row are masked
   if (type == "rand") {
-    order = torch::rand({B, G}).argsort(/*stable=*/false, /*dim=*/1).to(centers.device());
+    order = to_device(torch::rand({B, G}).argsort(/*stable=*/false, /*dim=*/1), centers.device());
   } else if (type == "block") {
-    auto pick = torch::randint(G, {B}, torch::kLong).to(centers.device());
+    auto pick = to_device(torch::randint(G, {B}, torch::kLong), centers.device());
     auto seed = centers.gather(1, pick.view({B, 1, 1}).expand({B, 1, 3}));  // [B, 1, 3]
     order = (centers - seed).norm(2, 2).argsort(/*stable=*/false, /*dim=*/1);
   } else {
@@ -108,10 +109,15 @@ MaeOutput PointMaeImpl::forward(const torch::Tensor& points, torch::Tensor mask)
   out.centers = groups.centers;
   out.neighborhoods = groups.neighborhoods;
   const int64_t B = points.size(0), G = num_groups_, K = group_size_;
-  if (!mask.defined()) mask = make_group_mask(groups.centers, mask_ratio_, mask_type_);
-  if (mask.sizes() != torch::IntArrayRef({B, G}) || mask.scalar_type() != torch::kBool)
-    fail("point_mae: mask must be bool [B, G]");
-  const int64_t M = mask[0].sum().item<int64_t>();
+  int64_t M = 0;
+  if (!mask.defined()) {  // a training step: the count is known without reading the mask back from the GPU
+    mask = make_group_mask(groups.centers, mask_ratio_, mask_type_);
+    M = masked_group_count(mask_ratio_, G);
+  } else {
+    if (mask.sizes() != torch::IntArrayRef({B, G}) || mask.scalar_type() != torch::kBool)
+      fail("point_mae: mask must be bool [B, G]");
+    M = mask[0].sum().item<int64_t>();
+  }
   if (M == 0 || M == G) fail("pretrain.mask_ratio: masks " + std::to_string(M) + " of " + std::to_string(G) +
                              " groups; pretraining needs at least one masked and one visible group");
   out.mask = mask;

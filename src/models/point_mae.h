@@ -20,6 +20,8 @@ namespace ewa::models {
 // "rand": uniform without replacement; "block": the int(ratio * G) centers nearest (Euclidean) to
 // one center drawn uniformly per cloud. Draws from torch's default generator.
 torch::Tensor make_group_mask(const torch::Tensor& centers, double ratio, const std::string& type);
+// int(ratio * G): the groups make_group_mask masks per cloud.
+inline int64_t masked_group_count(double ratio, int64_t G) { return static_cast<int64_t>(ratio * double(G)); }
 
 // Point-MAE's MaskTransformer: the backbone that fine-tuning copies into PointTransformer.
 class PointMaeEncoderImpl : public torch::nn::Module {

@@ -23,6 +23,9 @@ double shrink_factor(double beta, int64_t num_experts) {
 int64_t ewa_average(torch::nn::Module& model, double beta) {
   torch::NoGradGuard guard;
   int64_t count = 0;
+  // Every expert tensor of every layer in one call: one kernel launch on a GPU.
+  std::vector<torch::Tensor> tensors;
+  std::vector<double> lambdas;
   for (const auto& layer : moe_layers(model)) {
     const int64_t n = layer->num_experts();
     const double beta_max = double(n - 1) / double(n);
@@ -33,9 +36,13 @@ int64_t ewa_average(torch::nn::Module& model, double beta) {
     }
     const double lambda = std::min(1.0, shrink_factor(beta, n));
     if (lambda == 0.0) continue;
-    for (auto p : layer->expert_parameters()) kernels::expert_average_(p, lambda);
+    for (auto p : layer->expert_parameters()) {
+      tensors.push_back(p);
+      lambdas.push_back(lambda);
+    }
     ++count;
   }
+  if (!tensors.empty()) kernels::expert_average_many_(tensors, lambdas);
   return count;
 }
 

@@ -36,14 +36,14 @@ torch::Tensor RoutedMoEImpl::forward(const torch::Tensor& x) {
   auto used = torch::zeros({n}, opts);
   std::vector<torch::Tensor> slots;
   std::vector<torch::Tensor> keeps;
-  int64_t dropped = 0;
+  torch::Tensor dropped = torch::zeros({}, opts);  // on the device: counted without a host sync
   for (int64_t j = 0; j < k; ++j) {
     auto e = top_e.select(1, j);                                  // [m]
     auto onehot = torch::one_hot(e, n);                           // [m, n] long
     auto pos = (onehot.cumsum(0) - 1 + used.unsqueeze(0)).gather(1, e.unsqueeze(1)).squeeze(1);
     used = used + onehot.sum(0);
     auto keep = pos < cap;
-    dropped += (m - keep.sum().item<int64_t>());
+    dropped = dropped + (m - keep.sum());
     slots.push_back(torch::where(keep, e * cap + pos, torch::full_like(pos, n * cap)));  // n*cap = dummy
     keeps.push_back(keep);
   }

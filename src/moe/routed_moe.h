@@ -28,7 +28,7 @@ class RoutedMoEImpl : public ExpertsFeedForwardImpl {
   torch::Tensor aux_loss() const override { return aux_loss_; }
 
   // Number of token choices dropped for capacity in the last forward pass.
-  int64_t last_dropped() const { return last_dropped_; }
+  int64_t last_dropped() const { return last_dropped_.defined() ? last_dropped_.item<int64_t>() : 0; }
   // First-choice expert of every token of the last forward pass: int64, x's shape without D.
   const torch::Tensor& last_choice() const { return last_choice_; }
 
@@ -39,7 +39,7 @@ class RoutedMoEImpl : public ExpertsFeedForwardImpl {
  private:
   RoutingOptions routing_;
   torch::Tensor aux_loss_;
-  int64_t last_dropped_ = 0;
+  torch::Tensor last_dropped_;  // int64 scalar on the layer's device (read back only when asked)
   torch::Tensor last_choice_;
 };
 TORCH_MODULE(RoutedMoE);

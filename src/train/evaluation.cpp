@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "common/device_copy.h"
 #include "common/error.h"
 #include "common/random.h"
 
@@ -116,27 +117,30 @@ namespace {
 // One pass of the protocol over the source: the confusion matrix and the summed loss.
 ClassificationMetrics run_once(models::ClassifierImpl& model, data::BatchSource& source, int64_t num_classes,
                                torch::Device device, const EvalProtocol& protocol, dist::Group* group) {
-  auto confusion = torch::zeros({num_classes, num_classes}, torch::kLong);
-  double loss_sum = 0;
+  // Accumulated on the device and read back once, after the last batch.
+  auto confusion = torch::zeros({num_classes, num_classes}, torch::TensorOptions(torch::kLong).device(device));
+  auto loss_sum = torch::zeros({}, torch::TensorOptions(torch::kDouble).device(device));
   const bool shared = group && group->size() > 1;
   for (int64_t i = 0; i < source.num_batches(); ++i) {
     if (shared && i % group->size() != group->rank()) continue;  // batches are dealt round-robin over ranks
     torch::Tensor y;
     auto logits = averaged_logits(model, protocol.passes_per_batch(), [&](int64_t pass) {
       auto [x, labels] = source.batch(i, protocol.view(pass));
-      y = labels.to(device);
-      return x.to(device);
+      y = to_device(labels, device);
+      return to_device(x, device);
     });
-    loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
-    accumulate_confusion(confusion, y.cpu(), logits.argmax(1).cpu());
+    loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum)).to(torch::kDouble);
+    accumulate_confusion(confusion, y, logits.argmax(1));
   }
+  confusion = confusion.cpu();
+  double loss = loss_sum.item<double>();
   if (shared) {
-    std::vector<torch::Tensor> t = {confusion, torch::tensor({loss_sum}, torch::kDouble)};
+    std::vector<torch::Tensor> t = {confusion, torch::tensor({loss}, torch::kDouble)};
     group->allreduce_sum(t);
-    loss_sum = t[1].item<double>();
+    loss = t[1].item<double>();
   }
   auto m = metrics_from_confusion(confusion);
-  m.loss = source.size() > 0 ? loss_sum / double(source.size()) : 0.0;
+  m.loss = source.size() > 0 ? loss / double(source.size()) : 0.0;
   return m;
 }
 

@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/device_copy.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/precision.h"
@@ -55,6 +56,45 @@ struct EpochSums {
   double loss = 0;
   int64_t correct = 0, seen = 0;
   bool has_accuracy = false;
+};
+
+// The losses and correct counts of the steps not yet read back from the device. Reading a GPU
+// scalar waits for every kernel queued before it, so the loop reads the steps together: every
+// train.log_every steps, before a checkpoint and at the end of an epoch. The sums come out as
+// a read after every step would give them (same values, same order).
+class PendingSteps {
+ public:
+  void add(const StepOutput& out, int64_t step) {
+    losses_.push_back(out.loss.detach());
+    if (out.correct.defined()) correct_.push_back(out.correct.detach());
+    counts_.push_back(out.count);
+    steps_.push_back(step);
+  }
+  // Adds the pending steps to `sums` and `window_loss`; fails at the first non-finite loss.
+  void flush(EpochSums& sums, double& window_loss) {
+    if (losses_.empty()) return;
+    const auto loss = torch::stack(losses_).to(torch::kDouble).cpu();  // one read for all of them
+    const auto correct = correct_.empty() ? torch::Tensor() : torch::stack(correct_).to(torch::kLong).cpu();
+    const double* l = loss.data_ptr<double>();
+    for (size_t i = 0; i < losses_.size(); ++i) {
+      if (!std::isfinite(l[i])) fail("training diverged: loss is " + std::to_string(l[i]) + " at step " + std::to_string(steps_[i]));
+      sums.loss += l[i] * double(counts_[i]);
+      if (correct.defined()) {
+        sums.has_accuracy = true;
+        sums.correct += correct.data_ptr<int64_t>()[i];
+      }
+      sums.seen += counts_[i];
+      window_loss += l[i];
+    }
+    losses_.clear();
+    correct_.clear();
+    counts_.clear();
+    steps_.clear();
+  }
+
+ private:
+  std::vector<torch::Tensor> losses_, correct_;
+  std::vector<int64_t> counts_, steps_;
 };
 
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<ParamGroup>& groups, const OptimConfig& o) {
@@ -120,6 +160,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   const auto groups = task.parameter_groups();
   if (groups.empty()) fail("nothing to train: every parameter is frozen");
   auto optimizer = make_optimizer(groups, cfg.optim);
+  const std::vector<torch::Tensor> parameters = model.parameters();
 
   data::BatchSource& batches = *data.train;
   batches.place(device, rank, world);
@@ -308,6 +349,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     const int64_t first_batch = epoch == start_epoch ? start_position : 0;
     // A checkpoint holds the job's sums: rank 0 carries them on, the other ranks add their own.
     EpochSums sums = first_batch > 0 && main_rank ? resumed_sums : EpochSums{};
+    PendingSteps pending;
     for (int64_t b = first_batch; b < steps_per_epoch; ++b) {
       // Several ranks: each draws its own RUP partitions, dropout and augmentation, from a stream
       // fixed by (seed, rank, step), so a run resumed after any step continues exactly (one
@@ -317,8 +359,8 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       // data.pipeline = resample).
       auto [x, y] = batches.batch(b, data::View::Training);
       const int64_t global_count = batches.global_batch_size(b);
-      x = x.to(device);
-      y = y.to(device);
+      x = to_device(x, device);  // (a no-op for a batch built there; else page-locked and asynchronous)
+      y = to_device(y, device);
       const double lr = lr_at(cfg.optim, step, steps_per_epoch, total_steps, cfg.train.epochs);
       for (size_t g = 0; g < optimizer->param_groups().size(); ++g)
         static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[g].options())
@@ -334,7 +376,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       if (gradient_sync) gradient_sync->begin(double(out.count) / double(global_count));
       out.loss.backward();
       if (gradient_sync) gradient_sync->finish();
-      if (cfg.optim.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), cfg.optim.grad_clip);
+      if (cfg.optim.grad_clip > 0) clip_grad_norm(parameters, cfg.optim.grad_clip);  // on the device, no sync
       fused_adamw_step(*optimizer);
       ++step;
       const double beta = moe_count > 0 ? moe::share_rate_at(cfg.ewa, step, total_steps) : 0.0;
@@ -342,19 +384,12 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       if (group && !float_buffers.empty()) group->broadcast(float_buffers);  // BatchNorm statistics: rank 0's, as DDP
 
       if (group) group->heartbeat(step);
-      const double loss_v = out.loss.item<double>();
-      if (!std::isfinite(loss_v)) fail("training diverged: loss is " + std::to_string(loss_v) + " at step " + std::to_string(step));
-      sums.loss += loss_v * double(out.count);
-      if (out.correct >= 0) {
-        sums.has_accuracy = true;
-        sums.correct += out.correct;
-      }
-      sums.seen += out.count;
-      window_loss += loss_v;
+      pending.add(out, step);  // read back with the others below, not now
       ++window_steps;
       window_samples += out.count;
 
       if (step % cfg.train.log_every == 0 || b + 1 == steps_per_epoch) {
+        pending.flush(sums, window_loss);
         if (group) {  // the logged loss and sample count are those of the whole job
           std::vector<torch::Tensor> t = {torch::tensor({window_loss, double(window_samples)}, torch::kDouble)};
           group->allreduce_sum(t);
@@ -386,6 +421,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       const int sig = agreed_stop();
       const bool periodic = cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0;
       if (sig || (periodic && b + 1 < steps_per_epoch)) {
+        pending.flush(sums, window_loss);
         const EpochSums job = job_sums(sums);
         if (main_rank) save_last(epoch, progress(b + 1, job));
         if (sig)
@@ -394,6 +430,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       }
     }
 
+    pending.flush(sums, window_loss);  // (the epoch's last step was read with its progress line)
     sums = job_sums(sums);  // the epoch's training loss and accuracy over every rank's samples
     // End of epoch: evaluate, log, checkpoint.
     result.test = evaluate(*data.test);

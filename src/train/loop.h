@@ -30,10 +30,11 @@ struct TrainOptions {
   std::shared_ptr<dist::Group> group;
 };
 
-// The loss of one training batch, and optionally how many predictions were right.
+// The loss of one training batch, and optionally how many predictions were right. Both stay on
+// the device: the loop reads them back every train.log_every steps, not every step.
 struct StepOutput {
   torch::Tensor loss;     // scalar, differentiable
-  int64_t correct = -1;   // -1 when the task has no accuracy
+  torch::Tensor correct;  // int64 scalar; undefined when the task has no accuracy
   int64_t count = 0;      // samples in the batch
 };
 

@@ -4,8 +4,9 @@ namespace ewa::train {
 
 void accumulate_confusion(torch::Tensor& confusion, const torch::Tensor& labels, const torch::Tensor& predictions) {
   const int64_t c = confusion.size(0);
-  auto flat = (labels.to(torch::kCPU) * c + predictions.to(torch::kCPU)).to(torch::kLong);
-  confusion += torch::bincount(flat, {}, c * c).view({c, c});
+  // On the confusion matrix's device, without a read back (bincount on a GPU reads the maximum).
+  auto flat = (labels.to(confusion.device()) * c + predictions.to(confusion.device())).to(torch::kLong);
+  confusion.view({c * c}).index_add_(0, flat, torch::ones_like(flat));
 }
 
 ClassificationMetrics metrics_from_confusion(const torch::Tensor& confusion) {

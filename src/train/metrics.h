@@ -16,7 +16,8 @@ struct ClassificationMetrics {
   nlohmann::json to_json(bool with_confusion = false) const;
 };
 
-// Adds predictions (int64 [B]) against labels (int64 [B]) into confusion [C, C].
+// Adds predictions (int64 [B]) against labels (int64 [B]) into confusion (int64 [C, C], contiguous, on
+// any device; labels and predictions are moved to it).
 void accumulate_confusion(torch::Tensor& confusion, const torch::Tensor& labels, const torch::Tensor& predictions);
 
 // OA and mAcc of a confusion matrix (classes with no samples are left out of mAcc).

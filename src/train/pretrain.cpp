@@ -31,7 +31,7 @@ class PretrainTask : public Task {
     return b;
   }
   StepOutput training_step(const torch::Tensor& x, const torch::Tensor&) override {
-    return {model_->forward(x).loss, -1, x.size(0)};
+    return {model_->forward(x).loss, torch::Tensor(), x.size(0)};
   }
   EvalResult evaluate(data::BatchSource& source) override {
     last_loss_ = reconstruction_loss(*model_, source, device_);
@@ -95,14 +95,14 @@ auto with_eval_masks(models::PointMaeImpl& model, Fn fn) {
 
 double reconstruction_loss(models::PointMaeImpl& model, data::BatchSource& source, torch::Device device) {
   return with_eval_masks(model, [&] {
-    double sum = 0;
+    auto sum = torch::zeros({}, torch::TensorOptions(torch::kDouble).device(device));  // read back once, at the end
     int64_t count = 0;
     for (int64_t i = 0; i < source.num_batches(); ++i) {
       auto x = source.batch(i, data::View::Plain).first.to(device);
-      sum += model.forward(x).loss.item<double>() * double(x.size(0));
+      sum += model.forward(x).loss.to(torch::kDouble) * double(x.size(0));
       count += x.size(0);
     }
-    return count > 0 ? sum / double(count) : 0.0;
+    return count > 0 ? sum.item<double>() / double(count) : 0.0;
   });
 }
 

@@ -103,7 +103,7 @@ class ClassificationTask : public Task {
     auto loss = F::cross_entropy(logits, y, loss_options_);
     if (auto aux = model_->aux_loss(); aux.defined() && cfg_.moe.aux_loss_weight > 0)
       loss = loss + cfg_.moe.aux_loss_weight * aux;
-    return {loss, logits.argmax(1).eq(y).sum().item<int64_t>(), y.size(0)};
+    return {loss, logits.argmax(1).eq(y).sum(), y.size(0)};
   }
   EvalResult evaluate(data::BatchSource& source) override {
     const auto r = evaluate_protocol(*model_, source, cfg_.model.num_classes, device_, epoch_protocol(cfg_), group());
