@@ -6,7 +6,9 @@
 #   make demo-2d the same with a small ViT on Fashion-MNIST
 #   make demo-pretrain  Point-MAE pretraining on unlabelled synthetic shapes, then EWA fine-tuning
 #               from it on the labelled ones, converted to dense and evaluated
-#   make test   install dependencies, build, run every test (ctest)
+#   make test   install dependencies, build, run every test (ctest), then the same for the minimal
+#               variant (build-min: no HDF5, PCL, Open3D, cairo, liblinear or CUDA, as on a bare GPU image)
+#   make test-minimal  only the minimal variant
 #   make build  configure and compile only (no dependency install)
 #   make bench  ewa bench train-step (the numbers of docs/benchmarks.md)
 #   make doc-images  the PNGs of docs/guide.md "Predict and visualize" (after make demo)
@@ -24,7 +26,18 @@ export PATH := /usr/local/cuda/bin:$(PATH)
 
 SYNTH = data/synthetic_shapes
 
-.PHONY: deps configure build test demo demo-2d demo-pretrain bench bench-dist bench-reference doc-images clean sanitize fuzz
+# The minimal variant: none of the optional libraries (what a bare GPU image has, Gloo's headers
+# aside), CPU only. Commands that can work without them must work there; CI tests it.
+MIN_BUILD ?= build-min
+MIN_FLAGS = -DEWA_WITH_HDF5=OFF -DEWA_WITH_PCL=OFF -DEWA_WITH_OPEN3D=OFF -DEWA_WITH_CAIRO=OFF \
+            -DEWA_WITH_LIBLINEAR=OFF -DEWA_WITH_CUDA=OFF
+# What this build has (from `ewa --version`), for the demos: the synthetic shapes as HDF5 where it
+# is built in, else as .npy class folders (data.dataset modelnet_folder); plots only with cairo.
+has = $(shell $(EWA) --version 2>/dev/null | grep -q '$(1) on' && echo yes)
+SYNTH_SET = $(if $(call has,HDF5),modelnet_h5,modelnet_folder)
+SYNTH_DIR = $(if $(call has,HDF5),$(SYNTH),$(SYNTH)_npy)
+
+.PHONY: deps configure build test test-minimal test-minimal-only demo demo-run demo-pretrain-run bench-dist-run demo-2d demo-pretrain bench bench-dist bench-reference doc-images clean sanitize fuzz
 
 deps:
 	bash scripts/install-deps.sh
@@ -40,16 +53,29 @@ build: configure
 test: deps
 	$(MAKE) build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) test-minimal-only
+
+test-minimal: deps
+	$(MAKE) test-minimal-only
+
+test-minimal-only:
+	$(MAKE) build BUILD=$(MIN_BUILD) CMAKE_FLAGS="$(MIN_FLAGS) $(CMAKE_FLAGS)"
+	cd $(MIN_BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: deps
 	$(MAKE) build
-	test -f $(SYNTH)/train_files.txt || $(EWA) data synth -o $(SYNTH)
+	$(MAKE) demo-run
+
+# (a sub-make, so `has` asks the ewa just built)
+demo-run:
+	test -f $(SYNTH_DIR)/shape_names.txt || $(EWA) data synth -o $(SYNTH_DIR)
 	rm -rf $(DEMO_RUNS)/synth_points_ewa
-	$(EWA) train --config configs/synth_points_ewa.json --set train.runs_dir=$(DEMO_RUNS)
+	$(EWA) train --config configs/synth_points_ewa.json --set train.runs_dir=$(DEMO_RUNS) \
+	  --set data.dataset=$(SYNTH_SET) --set data.root=$(SYNTH_DIR)
 	$(EWA) convert $(DEMO_RUNS)/synth_points_ewa/last.pt -o $(DEMO_RUNS)/synth_points_ewa/dense.pt
 	$(EWA) eval $(DEMO_RUNS)/synth_points_ewa/dense.pt
-	$(EWA) plot $(DEMO_RUNS)/synth_points_ewa
-	$(EWA) gallery $(DEMO_RUNS)/synth_points_ewa/dense.pt --split test -n 16
+	$(if $(call has,cairo),$(EWA) plot $(DEMO_RUNS)/synth_points_ewa,@echo "plots and gallery skipped: this build has no cairo")
+	$(if $(call has,cairo),$(EWA) gallery $(DEMO_RUNS)/synth_points_ewa/dense.pt --split test -n 16)
 
 demo-2d: deps
 	$(MAKE) build
@@ -59,15 +85,20 @@ demo-2d: deps
 	$(EWA) eval $(DEMO_RUNS)/fmnist_vit_ewa/dense.pt
 
 UNLABELLED = data/synthetic_unlabelled
+UNLABELLED_DIR = $(if $(call has,HDF5),$(UNLABELLED),$(UNLABELLED)_npy)
 
 demo-pretrain: deps
 	$(MAKE) build
-	test -f $(SYNTH)/train_files.txt || $(EWA) data synth -o $(SYNTH)
-	test -f $(UNLABELLED)/train_files.txt || $(EWA) data synth -o $(UNLABELLED) --train-per-class 500 --test-per-class 25 --seed 7
+	$(MAKE) demo-pretrain-run
+
+demo-pretrain-run:
+	test -f $(SYNTH_DIR)/shape_names.txt || $(EWA) data synth -o $(SYNTH_DIR)
+	test -f $(UNLABELLED_DIR)/shape_names.txt || $(EWA) data synth -o $(UNLABELLED_DIR) --train-per-class 500 --test-per-class 25 --seed 7
 	rm -rf $(DEMO_RUNS)/synth_pretrain $(DEMO_RUNS)/synth_finetune_ewa
-	$(EWA) pretrain --config configs/synth_pretrain.json --set train.runs_dir=$(DEMO_RUNS)
+	$(EWA) pretrain --config configs/synth_pretrain.json --set train.runs_dir=$(DEMO_RUNS) \
+	  --set data.dataset=$(SYNTH_SET) --set data.root=$(UNLABELLED_DIR)
 	$(EWA) finetune --init $(DEMO_RUNS)/synth_pretrain/last.pt --config configs/synth_points_ewa.json \
-	  --name synth_finetune_ewa --set train.runs_dir=$(DEMO_RUNS)
+	  --name synth_finetune_ewa --set train.runs_dir=$(DEMO_RUNS) --set data.dataset=$(SYNTH_SET) --set data.root=$(SYNTH_DIR)
 	$(EWA) convert $(DEMO_RUNS)/synth_finetune_ewa/last.pt -o $(DEMO_RUNS)/synth_finetune_ewa/dense.pt
 	$(EWA) eval $(DEMO_RUNS)/synth_finetune_ewa/dense.pt
 
@@ -105,7 +136,10 @@ bench-reference: build
 	EWA=$(EWA) bash bench/vs_reference.sh --pretrain 3
 
 bench-dist: build
-	test -f $(SYNTH)/train_files.txt || $(EWA) data synth -o $(SYNTH)
+	$(MAKE) bench-dist-run
+
+bench-dist-run:
+	test -f $(SYNTH_DIR)/shape_names.txt || $(EWA) data synth -o $(SYNTH_DIR)
 	EWA=$(EWA) bash bench/dist_scaling.sh
 
 doc-images: build

@@ -445,6 +445,9 @@ namespace {
 // CI's check of the GPU script's preparation step: the folder it writes lets CMake find every
 // dependency a bare GPU image lacks, with the system's own paths switched off.
 TEST(GpuCheck, PrepareWritesAFolderCMakeFindsEverythingIn) {
+  if (!fs::exists("/usr/include/gloo") || !fs::exists("/usr/src/googletest/CMakeLists.txt"))
+    GTEST_SKIP() << "no /usr/include/gloo or /usr/src/googletest: the preparation runs where scripts/install-deps.sh "
+                    "ran (on a bare GPU image this test is the one thing it cannot do)";
   TempDir dir;
   const std::string src = EWA_SOURCE_DIR;
   auto r = run_command("bash " + src + "/scripts/gpu-check.sh prepare " + (dir / "deps"));
@@ -473,5 +476,16 @@ message(STATUS "probe: json=${J} cli=${C} gloo=${GLOO} zlib=${ZLIB_A}")
   r = run_command("bash " + src + "/scripts/gpu-check.sh run " + (dir / "nothing"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("is not prepared"), std::string::npos) << r.output;
+}
+
+// The check's step runner (its `selftest`: made-up steps that pass, fail, time out and are
+// skipped): a failing step does not stop the ones after it, and the table reports each.
+TEST(GpuCheck, EveryStepRunsWhateverFailsAndTheTableReportsEach) {
+  auto r = run_command("bash " + std::string(EWA_SOURCE_DIR) + "/scripts/gpu-check.sh selftest");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* row : {"| passes | ok |", "| fails | FAILED (exit 3) |", "| slow | TIMEOUT (1 s) |",
+                          "| after_fails | skipped (needs fails) |", "| still_runs | ok | 0 | value 1.5"})
+    EXPECT_NE(r.output.find(row), std::string::npos) << row << "\n" << r.output;
+  EXPECT_LT(r.output.find("| fails |"), r.output.find("| still_runs |"));
 }
 }  // namespace
