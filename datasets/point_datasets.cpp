@@ -121,6 +121,10 @@ Listing list_inputs(const DataConfig& cfg) {
   Listing l;
   const char* splits[2] = {"train", "test"};
   const int64_t limits[2] = {cfg.train_limit, cfg.test_limit};
+  if ((cfg.dataset == "modelnet_h5" || cfg.dataset == "scanobjectnn") && !built_with_hdf5())
+    fail("data.dataset: '" + cfg.dataset + "' is stored as HDF5 and ewa was built without HDF5 (reconfigure with "
+         "EWA_WITH_HDF5=ON and libhdf5-dev); class folders of point files train with data.dataset=modelnet_folder "
+         "(`ewa data synth` writes the synthetic shapes so in this build)");
   if (cfg.dataset == "modelnet_h5") {
     l.h5 = true;
     for (int sp = 0; sp < 2; ++sp) {

@@ -314,6 +314,20 @@ TEST(PointData, SyntheticShapesInModelNetH5Layout) {
 // Without HDF5 (and with --format npy) the synthetic set is .npy files in class folders: the
 // generator's clouds in its order (train first, then test; sample-major, class-minor), read back by
 // the modelnet_folder loader; with HDF5 the same clouds as the .h5 layout.
+TEST(PointData, Hdf5DatasetsInABuildWithoutHdf5SayWhatToUseInstead) {
+  if (ewa::data::built_with_hdf5()) GTEST_SKIP() << "this build reads HDF5 (the minimal variant runs this test)";
+  TempDir dir;
+  for (const char* dataset : {"modelnet_h5", "scanobjectnn"}) {
+    ewa::DataConfig cfg;
+    cfg.dataset = dataset;
+    cfg.root = dir.path();
+    const std::string e = ewa::testing::error_of([&] { ewa::data::load_point_splits(cfg, 0); });
+    EXPECT_NE(e.find(std::string("data.dataset: '") + dataset + "' is stored as HDF5 and ewa was built without HDF5"),
+              std::string::npos) << e;
+    EXPECT_NE(e.find("data.dataset=modelnet_folder"), std::string::npos) << e;
+  }
+}
+
 TEST(PointData, SyntheticShapesAsNpyClassFolders) {
   TempDir dir;
   ewa::data::SynthOptions o;
