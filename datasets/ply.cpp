@@ -52,17 +52,19 @@ class Reader {
  public:
   Reader(const std::string& path, std::ifstream& in, Format f) : path_(path), in_(in), format_(f) {}
 
-  double value(int bytes, char kind, const std::string& what) {
+  // `what()` names the value in an error (called only then: building it per value is slow).
+  template <typename What>
+  double value(int bytes, char kind, const What& what) {
     if (format_ == Format::Ascii) {
       std::string token;
-      if (!(in_ >> token)) fail(path_ + ": truncated: " + what);
+      if (!(in_ >> token)) fail(path_ + ": truncated: " + what());
       char* end = nullptr;
       const double v = std::strtod(token.c_str(), &end);
-      if (end == token.c_str() || *end) fail(path_ + ": " + what + ": '" + token.substr(0, 20) + "' is not a number");
+      if (end == token.c_str() || *end) fail(path_ + ": " + what() + ": '" + token.substr(0, 20) + "' is not a number");
       return v;
     }
     unsigned char b[8];
-    if (!in_.read(reinterpret_cast<char*>(b), bytes)) fail(path_ + ": truncated: " + what);
+    if (!in_.read(reinterpret_cast<char*>(b), bytes)) fail(path_ + ": truncated: " + what());
     if (format_ == Format::Big) std::reverse(b, b + bytes);
     if (kind == 'f') {
       if (bytes == 4) {
@@ -171,18 +173,18 @@ Mesh read_ply(const std::string& path) {
         const auto& p = e.props[k];
         const auto what = [&] { return e.name + " " + std::to_string(i) + " of " + std::to_string(e.count) + " (" + p.name + ")"; };
         if (!p.list) {
-          const double v = r.value(p.type, p.kind, what());
+          const double v = r.value(p.type, p.kind, what);
           if (is_vertex)
             for (int c = 0; c < 3; ++c)
               if (xyz[c] == static_cast<int>(k)) va[i][c] = static_cast<float>(v);
           continue;
         }
-        const double count = r.value(p.count_bytes, p.count_kind, what());
+        const double count = r.value(p.count_bytes, p.count_kind, what);
         if (count < 0 || count > static_cast<double>(file_bytes)) fail(path + ": " + what() + ": list of " + std::to_string(count) + " items");
         const bool indices = is_face && (p.name == "vertex_indices" || p.name == "vertex_index");
         std::vector<int64_t> ids;
         for (int64_t j = 0; j < static_cast<int64_t>(count); ++j) {
-          const double id = r.value(p.type, p.kind, what());
+          const double id = r.value(p.type, p.kind, what);
           if (indices) {
             if (!(id >= 0 && id < static_cast<double>(vertex->count)) || id != std::floor(id))
               fail(path + ": face " + std::to_string(i) + " has a vertex index outside [0, " + std::to_string(vertex->count) + ")");

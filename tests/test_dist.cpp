@@ -420,6 +420,7 @@ TEST(DistCli, AKilledRankEndsTheOthersWithAnErrorNamingIt) {
       << r.output;
   EXPECT_NE(r.output.find("rank 1 (last finished step"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("died or hangs"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("crashed with"), std::string::npos) << r.output;  // no crash at exit after the failure
 }
 
 TEST(DistCli, AHungRankEndsTheOthersAfterTheTimeout) {
@@ -436,6 +437,7 @@ TEST(DistCli, AHungRankEndsTheOthersAfterTheTimeout) {
   EXPECT_NE(r.output.find("ewa: error: rank 0: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank 1 (last finished step"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("(timeout 3 s)"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("crashed with"), std::string::npos) << r.output;
   EXPECT_LT(s, 60);
 }
 
