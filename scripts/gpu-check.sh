@@ -3,7 +3,8 @@
 #   bash scripts/gpu-check.sh prepare [DIR]   on this machine (Debian, scripts/install-deps.sh done):
 #       copies what a bare GPU image lacks into DIR (default gpu-deps/, git-ignored): the
 #       header-only libraries (nlohmann-json, CLI11, Gloo's headers) with their CMake configs,
-#       zlib (headers and static library) and GoogleTest's sources.
+#       zlib (headers and static library), GoogleTest's sources and the eager reference
+#       (../shared/bench/ref_pointmae.py, copied unchanged).
 #   bash scripts/gpu-check.sh run [DIR]        on a machine with a GPU, nvcc and PyTorch (CUDA 13) but
 #       none of our Debian libraries (e.g. through the device tool, carrying DIR). Every step runs
 #       whatever the earlier ones gave (a step that needs the build is marked skipped when the build
@@ -14,12 +15,16 @@
 #       resume, pretrain, fine-tune from an official-layout checkpoint, eval with every protocol,
 #       predict. Everything lands in DIR/results/ (results.tar.gz there holds it all).
 #   bash scripts/gpu-check.sh selftest         the step runner on three made-up steps (tests/test_dist.cpp).
-# Env: GPU_CHECK_REF (the eager reference script, default ../shared/bench/ref_pointmae.py),
+# Env: GPU_CHECK_REF (the eager reference script; default DIR/ref/ref_pointmae.py, which prepare
+#      copies unchanged from ../shared/bench/),
 #      GPU_CHECK_PYTHON (python3), GPU_CHECK_PEAK_TFLOPS (dense bf16 peak for the share column;
 #      default 989, the H200 SXM's), GPU_CHECK_TESTS (ctest -R regex; default: every test). For a
 #      dry run of the script on a machine without a GPU: GPU_CHECK_DEVICE=cpu (every cuda becomes
 #      cpu) and GPU_CHECK_PREBUILT=<build dir> (no build step: that build's ewa and tests are used).
-#      GPU_CHECK_SKIP="step ..." leaves those steps out (e.g. a rerun of the rest).
+#      GPU_CHECK_SKIP="step ..." leaves those steps out (e.g. a rerun of the rest); GPU_CHECK_DEADLINE
+#      (seconds, default 540). Through the device tool: carry gpu-deps, run
+#      `bash scripts/gpu-check.sh run gpu-deps` with timeout_s 600; summary.md, results.tar.gz and
+#      table-so-far.md (rewritten after every step) land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-}
@@ -42,6 +47,13 @@ prepare() {
   [ -f /usr/src/googletest/CMakeLists.txt ] || die "/usr/src/googletest missing (googletest package)"
   rm -rf "$DIR/src/googletest"
   cp -r /usr/src/googletest "$DIR/src/googletest"
+  # The eager reference, unchanged: ../shared beside the checkout does not travel to a device machine.
+  if [ -f ../shared/bench/ref_pointmae.py ]; then
+    mkdir -p "$DIR/ref"
+    cp ../shared/bench/ref_pointmae.py "$DIR/ref/"
+  else
+    echo "gpu-check: warning: ../shared/bench/ref_pointmae.py not found: the side-by-side step will fail" >&2
+  fi
   echo "gpu-check: prepared $DIR ($(du -sh "$DIR" | cut -f1)); carry it to the GPU machine and run: bash scripts/gpu-check.sh run $DIR"
 }
 
@@ -50,12 +62,20 @@ prepare() {
 # and records status (ok, FAILED rc, TIMEOUT, skipped) and seconds; never stops the script.
 # needs NAME...: true when every named step passed (else the step is recorded as skipped).
 # figure NAME TEXT: the figures column of NAME's row.
+# A whole-run deadline (GPU_CHECK_DEADLINE seconds from the start, default 540: the device tool
+# kills a command at 600 s): a step's limit is cut to the time left, and a step with under 10 s
+# left is skipped, so the table is always written. The table so far is rewritten after every step
+# (and copied to $OUT when set), so even a killed run brings back what it measured.
 declare -a ORDER=()
 declare -A STATUS=() SECONDS_OF=() FIGURES=()
+DEADLINE=$(( $(date +%s) + ${GPU_CHECK_DEADLINE:-540} ))
 step() {
   local name=$1 limit=$2
   shift 2
   case " ${GPU_CHECK_SKIP:-} " in *" $name "*) skip "$name" "GPU_CHECK_SKIP"; return 0 ;; esac
+  local left=$(( DEADLINE - $(date +%s) ))
+  if [ "$left" -lt "${MIN_STEP_S:-10}" ]; then skip "$name" "no time left before GPU_CHECK_DEADLINE"; return 0; fi
+  [ "$left" -lt "$limit" ] && limit=$left
   ORDER+=("$name")
   local t0 rc
   t0=$(date +%s.%N)
@@ -66,6 +86,13 @@ step() {
   elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then STATUS[$name]="TIMEOUT (${limit} s)"
   else STATUS[$name]="FAILED (exit $rc)"; fi
   echo "gpu-check: $name: ${STATUS[$name]} in ${SECONDS_OF[$name]} s" >&2
+  save_table
+  return 0
+}
+save_table() {
+  [ -n "${SAVE_TABLE_TO:-}" ] || return 0
+  table >"$SAVE_TABLE_TO"
+  [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ] && cp "$SAVE_TABLE_TO" "$OUT/" 2>/dev/null
   return 0
 }
 skip() {
@@ -92,6 +119,9 @@ selftest() {
   if passed fails; then step after_fails 10 true; else skip after_fails "needs fails"; fi
   step still_runs 10 bash -c 'echo "| row | 1.5 |"'
   figure still_runs "$(awk -F'|' '/row/ {print "value" $3}' "$OUTDIR/still_runs.txt" | tr -s ' ')"
+  MIN_STEP_S=1 DEADLINE=$(( $(date +%s) + 2 ))
+  step cut_to_the_deadline 100 sleep 10
+  step past_the_deadline 100 true
   table
   rm -rf "$OUTDIR"
 }
@@ -114,10 +144,11 @@ run() {
   OUTDIR="$abs/results"
   rm -rf "$OUTDIR" "$abs/work"
   mkdir -p "$OUTDIR" "$abs/work"
+  SAVE_TABLE_TO="$OUTDIR/table-so-far.md"
   local work="$abs/work" src
   src=$(pwd)
   PY=${GPU_CHECK_PYTHON:-python3}
-  local ref=${GPU_CHECK_REF:-$src/../shared/bench/ref_pointmae.py}
+  local ref=${GPU_CHECK_REF:-$abs/ref/ref_pointmae.py}
   local peak=${GPU_CHECK_PEAK_TFLOPS:-989}
   local jobs
   jobs=$(nproc)
@@ -265,6 +296,8 @@ finish_run() {
     echo "share of peak against GPU_CHECK_PEAK_TFLOPS=$2 (dense bf16). Outputs of every step: $OUTDIR/<step>.txt"
   } | tee "$OUTDIR/summary.md"
   tar -czf "$OUTDIR/../results.tar.gz" -C "$OUTDIR" . 2>/dev/null && mv "$OUTDIR/../results.tar.gz" "$OUTDIR/results.tar.gz"
+  # The device tool brings back what is under $OUT.
+  if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then cp "$OUTDIR/summary.md" "$OUTDIR/results.tar.gz" "$OUT/"; fi
 }
 
 case "$MODE" in

@@ -486,7 +486,9 @@ TEST(GpuCheck, EveryStepRunsWhateverFailsAndTheTableReportsEach) {
   auto r = run_command("bash " + std::string(EWA_SOURCE_DIR) + "/scripts/gpu-check.sh selftest");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* row : {"| passes | ok |", "| fails | FAILED (exit 3) |", "| slow | TIMEOUT (1 s) |",
-                          "| after_fails | skipped (needs fails) |", "| still_runs | ok | 0 | value 1.5"})
+                          "| after_fails | skipped (needs fails) |", "| still_runs | ok | 0 | value 1.5",
+                          "| cut_to_the_deadline | TIMEOUT (",
+                          "| past_the_deadline | skipped (no time left before GPU_CHECK_DEADLINE) |"})
     EXPECT_NE(r.output.find(row), std::string::npos) << row << "\n" << r.output;
   EXPECT_LT(r.output.find("| fails |"), r.output.find("| still_runs |"));
 }
