@@ -8,31 +8,42 @@
 #        bash bench/vs_reference.sh --pretrain [ROUNDS]: the Point-MAE pretraining step (dense,
 #        configs/shapenet55_pointmae_pretrain.json) against bench/ref_pointmae_pretrain.py, which
 #        builds the masked autoencoder from the reference's modules (about 5 minutes).
+# Env: DEVICE=cuda times both sides of the fine-tuning step on the GPU (REF_DEVICE=cuda for the
+#      reference, train.device=cuda for ewa; not with --pretrain; scripts/gpu-check.sh runs the GPU comparison with bf16 and larger batches too),
+#      STEPS (timed steps per side and round, default 5), WARMUP (default 2), THREADS (2), EWA
+#      (build/ewa), REF (the reference), PY (its Python; default $EWA_VENV's).
 set -euo pipefail
 PRETRAIN=0
 if [ "${1:-}" = "--pretrain" ]; then PRETRAIN=1; shift; fi
 ROUNDS=${1:-3}
 EWA=${EWA:-build/ewa}
-PY=${EWA_VENV:-/opt/ewa-venv}/bin/python
+PY=${PY:-${EWA_VENV:-/opt/ewa-venv}/bin/python}
 REF=${REF:-$(dirname "$0")/../../shared/bench/ref_pointmae.py}
 STEPS=${STEPS:-5}
 THREADS=${THREADS:-2}
+WARMUP=${WARMUP:-2}
+DEVICE=${DEVICE:-cpu}
+export REF_DEVICE=$DEVICE
 [ -f "$REF" ] || { echo "vs_reference: $REF not found (set REF=)" >&2; exit 2; }
+if [ "$PRETRAIN" = 1 ] && [ "$DEVICE" != cpu ]; then
+  echo "vs_reference: --pretrain compares on the CPU only (bench/ref_pointmae_pretrain.py has no GPU mode)" >&2
+  exit 2
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ours() {  # config variant -> median ms/step
-  "$EWA" --threads "$THREADS" bench train-step --config "$1" --batch-size 32 --warmup 2 --steps "$STEPS" --rounds 1 \
-    --variants "$2" | awk -F'|' -v v=" $2 " 'index($2, v) == 1 {gsub(/ /, "", $4); print $4}'
+  "$EWA" --threads "$THREADS" bench train-step --config "$1" --batch-size 32 --warmup "$WARMUP" --steps "$STEPS" --rounds 1 \
+    --set train.device="$DEVICE" --variants "$2" | awk -F'|' -v v=" $2 " 'index($2, v) == 1 {gsub(/ /, "", $4); print $4}'
 }
 ms() {  # the last JSON line of a reference run on stdin -> its median ms/step
   "$PY" -c 'import json,sys; print(round(1000*json.loads(sys.stdin.readlines()[-1])["train_step"]["median_s"],1))'
 }
 ref() {  # none|rup -> median ms/step
-  "$PY" "$REF" --size pointmae --mode train --batch 32 --threads "$THREADS" --warmup 2 --iters "$STEPS" --moe "$1" \
+  "$PY" "$REF" --size pointmae --mode train --batch 32 --threads "$THREADS" --warmup "$WARMUP" --iters "$STEPS" --moe "$1" \
     --experts 4 --beta 0.3 2>/dev/null | ms
 }
 ref_pretrain() {  # -> median ms/step
-  REF="$REF" "$PY" "$(dirname "$0")/ref_pointmae_pretrain.py" --batch 32 --threads "$THREADS" --warmup 2 --iters "$STEPS" \
+  REF="$REF" "$PY" "$(dirname "$0")/ref_pointmae_pretrain.py" --batch 32 --threads "$THREADS" --warmup "$WARMUP" --iters "$STEPS" \
     2>/dev/null | ms
 }
 finetune=configs/finetune_modelnet40_pointmae_ewa.json
@@ -60,7 +71,8 @@ for r in $(seq "$ROUNDS"); do
 done
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 torch=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)
-echo "CPU: $cpu; torch $torch; $THREADS threads; $ROUNDS rounds of $STEPS timed steps per side (after 2 warm-up steps); $(date -u +%Y-%m-%d)"
+gpu=$([ "$DEVICE" = cpu ] || nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+echo "CPU: $cpu;${gpu:+ GPU: $gpu;} device $DEVICE; torch $torch; $THREADS threads; $ROUNDS rounds of $STEPS timed steps per side (after $WARMUP warm-up steps); $(date -u +%Y-%m-%d)"
 echo
 "$PY" - "$tmp" "${rows[@]}" <<'PY'
 import statistics, sys, os
