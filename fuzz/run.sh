@@ -6,7 +6,7 @@
 set -uo pipefail
 BUILD=${1:-build-fuzz}
 SECONDS_EACH=${2:-600}
-ALL="off text_points npy idx cifar config checkpoint weights"
+ALL="off text_points npy ply idx cifar config checkpoint weights"
 shift 2 2>/dev/null || shift $#
 TARGETS=${*:-$ALL}
 HERE=$(cd "$(dirname "$0")" && pwd)
