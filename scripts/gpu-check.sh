@@ -33,6 +33,8 @@ die() { echo "gpu-check: error: $*" >&2; exit 1; }
 
 prepare() {
   set -e
+  # What an earlier run left (its data and builds) must not travel with the folder.
+  rm -rf "$DIR/results" "$DIR/work" "$DIR/gtest" "$DIR/gtest-build"
   mkdir -p "$DIR/include" "$DIR/share/cmake" "$DIR/lib" "$DIR/src"
   for h in /usr/include/nlohmann /usr/include/CLI /usr/include/gloo /usr/include/zlib.h /usr/include/zconf.h; do
     [ -e "$h" ] || die "$h missing: run scripts/install-deps.sh first"
