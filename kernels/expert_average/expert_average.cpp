@@ -52,7 +52,9 @@ void expert_average_many_(std::vector<at::Tensor>& experts, const std::vector<do
               " lambdas");
   for (size_t i = 0; i < experts.size(); ++i) check(experts[i], lambdas[i]);
 #ifdef EWA_WITH_CUDA
-  // float32 CUDA tensors: one launch per device and batch of kExpertAverageBatch.
+  // Runs of float32 tensors on one GPU go out together, up to kExpertAverageBatch per launch (a
+  // model on one GPU: one launch); any other tensor takes the single kernel. The tensors are
+  // independent, so the order does not matter.
   std::vector<at::Tensor> batch;
   std::vector<double> batch_lambdas;
   const auto launch = [&] {
@@ -60,23 +62,18 @@ void expert_average_many_(std::vector<at::Tensor>& experts, const std::vector<do
     batch.clear();
     batch_lambdas.clear();
   };
-  std::vector<bool> done(experts.size(), false);
-  for (size_t first = 0; first < experts.size(); ++first) {
-    if (done[first] || !experts[first].is_cuda() || experts[first].scalar_type() != at::kFloat) continue;
-    for (size_t i = first; i < experts.size(); ++i) {
-      auto& e = experts[i];
-      if (done[i] || !e.is_cuda() || e.scalar_type() != at::kFloat || e.device() != experts[first].device()) continue;
-      done[i] = true;
-      if (lambdas[i] == 0.0 || e.numel() == 0) continue;
-      e.unsafeGetTensorImpl()->bump_version();
-      batch.push_back(e);
-      batch_lambdas.push_back(lambdas[i]);
-      if (batch.size() == size_t(kExpertAverageBatch)) launch();
+  for (size_t i = 0; i < experts.size(); ++i) {
+    auto& e = experts[i];
+    if (!e.is_cuda() || e.scalar_type() != at::kFloat) {
+      expert_average_(e, lambdas[i]);
+      continue;
     }
-    launch();
+    if (!batch.empty() && (e.device() != batch[0].device() || batch.size() == size_t(kExpertAverageBatch))) launch();
+    e.unsafeGetTensorImpl()->bump_version();  // as expert_average_
+    batch.push_back(e);
+    batch_lambdas.push_back(lambdas[i]);
   }
-  for (size_t i = 0; i < experts.size(); ++i)
-    if (!done[i]) expert_average_(experts[i], lambdas[i]);
+  launch();
 #else
   for (size_t i = 0; i < experts.size(); ++i) expert_average_(experts[i], lambdas[i]);
 #endif
