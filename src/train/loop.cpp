@@ -60,7 +60,8 @@ struct EpochSums {
 
 // The losses and correct counts of the steps not yet read back from the device. Reading a GPU
 // scalar waits for every kernel queued before it, so the loop reads the steps together: every
-// train.log_every steps, before a checkpoint and at the end of an epoch. The sums come out as
+// train.log_every steps, before a checkpoint and with the epoch's last step (whose progress line
+// always prints). The sums come out as
 // a read after every step would give them (same values, same order).
 class PendingSteps {
  public:
@@ -430,7 +431,6 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       }
     }
 
-    pending.flush(sums, window_loss);  // (the epoch's last step was read with its progress line)
     sums = job_sums(sums);  // the epoch's training loss and accuracy over every rank's samples
     // End of epoch: evaluate, log, checkpoint.
     result.test = evaluate(*data.test);
