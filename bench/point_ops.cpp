@@ -4,6 +4,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <sstream>
@@ -114,7 +115,7 @@ void open3d_rows(const PointOpsOptions& o, const torch::Tensor& cloud, const tor
   auto acc = cloud.accessor<float, 2>();
   for (int64_t i = 0; i < n; ++i) pcd.points_.emplace_back(acc[i][0], acc[i][1], acc[i][2]);
   std::shared_ptr<open3d::geometry::PointCloud> theirs;
-  PointOpsRow fps{"fps", "Open3D", "cpu", n, s};
+  PointOpsRow fps{"fps", "Open3D", "cpu", n, s, 0.0, ""};
   fps.ms = median_ms(o.repeats, false, [&] { theirs = pcd.FarthestPointDownSample(static_cast<size_t>(s)); });
   std::vector<std::array<float, 3>> mine, other, common;
   auto oi = ours_fps.accessor<int64_t, 1>();
@@ -128,7 +129,7 @@ void open3d_rows(const PointOpsOptions& o, const torch::Tensor& cloud, const tor
   fps.agreement = buf;
   rows.push_back(fps);
 
-  PointOpsRow knn{"knn", "Open3D", "cpu", n, s};
+  PointOpsRow knn{"knn", "Open3D", "cpu", n, s, 0.0, ""};
   std::vector<std::vector<double>> their_d2(static_cast<size_t>(s));
   auto ca = centers.accessor<float, 2>();
   knn.ms = median_ms(o.repeats, false, [&] {
@@ -156,13 +157,21 @@ std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions& o) {
   std::vector<PointOpsRow> rows;
   const int threads = at::get_num_threads();
   const bool cuda = cuda_present(o);
-  const std::string all_threads = "cpu, " + std::to_string(threads) + " threads";
-  auto one_thread = [&](auto&& f) {
-    at::set_num_threads(1);
-    const double ms = f();
+  const std::string all_threads = "cpu, " + std::to_string(threads) + " threads", one_thread = "cpu, 1 thread",
+                    gpu = "cuda:0";
+  // One row: `run` timed (median of o.repeats, each ended by a synchronize on the GPU), then
+  // `agree()` on what its last repeat left.
+  const auto add = [&](const std::string& op, const std::string& impl, const std::string& device, int64_t n, int64_t s,
+                       const std::function<void()>& run, const std::function<std::string()>& agree) {
+    PointOpsRow r{op, impl, device, n, s, 0.0, ""};
+    if (device == one_thread) at::set_num_threads(1);
+    r.ms = median_ms(o.repeats, device == gpu, run);
     at::set_num_threads(threads);
-    return ms;
+    r.agreement = agree();
+    rows.push_back(r);
   };
+  const auto reference = [] { return std::string("reference"); };  // ewa on the CPU: what every row is compared with
+  const auto same_code = [] { return std::string("same code"); };
   for (const int64_t n : o.sizes) {
     // A torus surface from the synthetic shapes generator: a realistic surface cloud.
     data::SynthOptions so;
@@ -172,60 +181,27 @@ std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions& o) {
     auto cloud = data::synth_shape(4, so, gen).contiguous();  // [n, 3]
     const int64_t s = std::min<int64_t>(1024, n / 8), k = std::min(o.k, n);
     auto batch = cloud.unsqueeze(0);
+    torch::Tensor ours, dist, other;
+    const auto indices_agree = [&] { return same_indices(other, ours); };
+    const auto distances_agree = [&] { return distance_gap(other, dist); };
 
-    // FPS: ewa on the CPU is the reference every other row is compared with.
-    torch::Tensor ours, other;
-    PointOpsRow fps{"fps", "ewa", all_threads, n, s};
-    fps.ms = median_ms(o.repeats, false, [&] { ours = kernels::farthest_point_sample(batch, s); });
-    fps.agreement = "reference";
-    rows.push_back(fps);
-    PointOpsRow fps1 = fps;
-    fps1.device = "cpu, 1 thread";
-    fps1.ms = one_thread([&] { return median_ms(o.repeats, false, [&] { kernels::farthest_point_sample(batch, s); }); });
-    fps1.agreement = "same code";
-    rows.push_back(fps1);
-    PointOpsRow fpst{"fps", "LibTorch ops", all_threads, n, s};
-    fpst.ms = median_ms(o.repeats, false, [&] { other = torch_fps(batch, s); });
-    fpst.agreement = same_indices(other, ours);
-    rows.push_back(fpst);
-
-    // kNN (k neighbours) of the s FPS centres.
+    // FPS to s samples, then the kNN (k neighbours) of those s centres.
+    add("fps", "ewa", all_threads, n, s, [&] { ours = kernels::farthest_point_sample(batch, s); }, reference);
+    add("fps", "ewa", one_thread, n, s, [&] { kernels::farthest_point_sample(batch, s); }, same_code);
+    add("fps", "LibTorch ops", all_threads, n, s, [&] { other = torch_fps(batch, s); }, indices_agree);
     auto centers = cloud.index_select(0, ours[0]).unsqueeze(0).contiguous();
-    torch::Tensor dist, other_d;
-    PointOpsRow knn{"knn", "ewa", all_threads, n, s};
-    knn.ms = median_ms(o.repeats, false, [&] { dist = std::get<1>(kernels::knn(centers, batch, k)); });
-    knn.agreement = "reference";
-    rows.push_back(knn);
-    PointOpsRow knn1 = knn;
-    knn1.device = "cpu, 1 thread";
-    knn1.ms = one_thread([&] { return median_ms(o.repeats, false, [&] { kernels::knn(centers, batch, k); }); });
-    knn1.agreement = "same code";
-    rows.push_back(knn1);
-    PointOpsRow knnt{"knn", "LibTorch ops", all_threads, n, s};
-    knnt.ms = median_ms(o.repeats, false, [&] { other_d = std::get<1>(torch_knn(centers, batch, k)); });
-    knnt.agreement = distance_gap(other_d, dist);
-    rows.push_back(knnt);
+    add("knn", "ewa", all_threads, n, s, [&] { dist = std::get<1>(kernels::knn(centers, batch, k)); }, reference);
+    add("knn", "ewa", one_thread, n, s, [&] { kernels::knn(centers, batch, k); }, same_code);
+    add("knn", "LibTorch ops", all_threads, n, s, [&] { other = std::get<1>(torch_knn(centers, batch, k)); }, distances_agree);
 #ifdef EWA_HAS_OPEN3D
     open3d_rows(o, cloud, ours[0].contiguous(), centers[0].contiguous(), dist[0].contiguous(), s, rows);
 #endif
     if (cuda) {
       auto gbatch = batch.to(torch::kCUDA), gcenters = centers.to(torch::kCUDA);
-      PointOpsRow g{"fps", "ewa", "cuda:0", n, s};
-      g.ms = median_ms(o.repeats, true, [&] { other = kernels::farthest_point_sample(gbatch, s); });
-      g.agreement = same_indices(other, ours);
-      rows.push_back(g);
-      PointOpsRow gt{"fps", "LibTorch ops", "cuda:0", n, s};
-      gt.ms = median_ms(o.repeats, true, [&] { other = torch_fps(gbatch, s); });
-      gt.agreement = same_indices(other, ours);
-      rows.push_back(gt);
-      PointOpsRow gk{"knn", "ewa", "cuda:0", n, s};
-      gk.ms = median_ms(o.repeats, true, [&] { other_d = std::get<1>(kernels::knn(gcenters, gbatch, k)); });
-      gk.agreement = distance_gap(other_d, dist);
-      rows.push_back(gk);
-      PointOpsRow gkt{"knn", "LibTorch ops", "cuda:0", n, s};
-      gkt.ms = median_ms(o.repeats, true, [&] { other_d = std::get<1>(torch_knn(gcenters, gbatch, k)); });
-      gkt.agreement = distance_gap(other_d, dist);
-      rows.push_back(gkt);
+      add("fps", "ewa", gpu, n, s, [&] { other = kernels::farthest_point_sample(gbatch, s); }, indices_agree);
+      add("fps", "LibTorch ops", gpu, n, s, [&] { other = torch_fps(gbatch, s); }, indices_agree);
+      add("knn", "ewa", gpu, n, s, [&] { other = std::get<1>(kernels::knn(gcenters, gbatch, k)); }, distances_agree);
+      add("knn", "LibTorch ops", gpu, n, s, [&] { other = std::get<1>(torch_knn(gcenters, gbatch, k)); }, distances_agree);
     }
   }
   // Point-MAE's grouping of one training batch: 32 clouds of 1024 points, FPS to 64 centres, kNN
@@ -239,35 +215,20 @@ std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions& o) {
     for (int64_t b = 0; b < 32; ++b) clouds.push_back(data::synth_shape(b % 8, so, gen));
     auto batch = torch::stack(clouds).contiguous();
     const std::string op = "group (Point-MAE batch)";
+    const int64_t n = 1024, s = 32 * 64;
     torch::Tensor ours, other;
-    const auto gap = [&](const torch::Tensor& t) {
+    const auto gap = [&] {
       char buf[96];
-      std::snprintf(buf, sizeof buf, "neighbourhoods within %.1e of ewa on cpu", (t.cpu() - ours).abs().max().item<double>());
+      std::snprintf(buf, sizeof buf, "neighbourhoods within %.1e of ewa on cpu", (other.cpu() - ours).abs().max().item<double>());
       return std::string(buf);
     };
-    PointOpsRow g{op, "ewa", all_threads, 1024, 32 * 64};
-    g.ms = median_ms(o.repeats, false, [&] { ours = models::group_point_cloud(batch, 64, 32).neighborhoods; });
-    g.agreement = "reference";
-    rows.push_back(g);
-    PointOpsRow g1 = g;
-    g1.device = "cpu, 1 thread";
-    g1.ms = one_thread([&] { return median_ms(o.repeats, false, [&] { models::group_point_cloud(batch, 64, 32); }); });
-    g1.agreement = "same code";
-    rows.push_back(g1);
-    PointOpsRow gt{op, "LibTorch ops", all_threads, 1024, 32 * 64};
-    gt.ms = median_ms(o.repeats, false, [&] { other = torch_group(batch, 64, 32); });
-    gt.agreement = gap(other);
-    rows.push_back(gt);
+    add(op, "ewa", all_threads, n, s, [&] { ours = models::group_point_cloud(batch, 64, 32).neighborhoods; }, reference);
+    add(op, "ewa", one_thread, n, s, [&] { models::group_point_cloud(batch, 64, 32); }, same_code);
+    add(op, "LibTorch ops", all_threads, n, s, [&] { other = torch_group(batch, 64, 32); }, gap);
     if (cuda) {
       auto gbatch = batch.to(torch::kCUDA);
-      PointOpsRow c{op, "ewa", "cuda:0", 1024, 32 * 64};
-      c.ms = median_ms(o.repeats, true, [&] { other = models::group_point_cloud(gbatch, 64, 32).neighborhoods; });
-      c.agreement = gap(other);
-      rows.push_back(c);
-      PointOpsRow ct{op, "LibTorch ops", "cuda:0", 1024, 32 * 64};
-      ct.ms = median_ms(o.repeats, true, [&] { other = torch_group(gbatch, 64, 32); });
-      ct.agreement = gap(other);
-      rows.push_back(ct);
+      add(op, "ewa", gpu, n, s, [&] { other = models::group_point_cloud(gbatch, 64, 32).neighborhoods; }, gap);
+      add(op, "LibTorch ops", gpu, n, s, [&] { other = torch_group(gbatch, 64, 32); }, gap);
     }
   }
   return rows;

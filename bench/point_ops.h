@@ -28,8 +28,8 @@ struct PointOpsRow {
 };
 
 std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions& options);
-// One table; "ewa / this" is how many times faster ewa on the same device is (cpu rows against
-// ewa on all threads).
+// One table; "time / ewa's" is the row's time over ewa's on the same device (CPU rows against ewa
+// on all threads).
 std::string point_ops_markdown(const std::vector<PointOpsRow>& rows);
 
 }  // namespace ewa::bench
