@@ -138,6 +138,9 @@ ref_flops() { "$PY" -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().s
 tflops() { awk -v f="$1" -v b="$2" -v ms="$3" 'BEGIN { if (ms > 0 && f > 0) printf "%.1f", 3 * f * b / (ms / 1000) / 1e12 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b }'; }
 last_line_with() { grep -E "$2" "$1" 2>/dev/null | tail -1 | cut -c1-160; }
+# A run's "done in ...: final test ..." (its time and final figure), and its last ms/step and samples/s.
+run_result() { last_line_with "$OUTDIR/$1.txt" '^done in' | grep -oE 'done in [0-9:]+: final test [^(]*'; }
+run_speed() { last_line_with "$OUTDIR/$1.txt" 'ms/step' | grep -oE '[0-9.]+ ms/step [0-9]+ samples/s'; }
 
 run() {
   [ -d "$DIR/include/nlohmann" ] || die "$DIR is not prepared: run 'bash scripts/gpu-check.sh prepare $DIR' where install-deps ran"
@@ -244,12 +247,12 @@ run() {
   local on_gpu=(--set data.dataset=modelnet_folder --set data.root="$data" --set train.device=$dev --set train.runs_dir="$runs")
   step synth 120 "$ewa" data synth -o "$data" --format npy
   step train_fp32 150 "$ewa" train --config configs/synth_points_ewa.json "${on_gpu[@]}" --set train.epochs=8 --name fp32
-  figure train_fp32 "$(last_line_with "$OUTDIR/train_fp32.txt" '^done in' | grep -oE 'done in [0-9:]+: final test [^(]*')"
-  figure train_fp32 "$(last_line_with "$OUTDIR/train_fp32.txt" 'ms/step' | grep -oE '[0-9.]+ ms/step [0-9]+ samples/s')"
+  figure train_fp32 "$(run_result train_fp32)"
+  figure train_fp32 "$(run_speed train_fp32)"
   step train_bf16 150 "$ewa" train --config configs/synth_points_ewa.json "${on_gpu[@]}" --set train.epochs=4 \
     --set train.precision=bf16 --name bf16
-  figure train_bf16 "$(last_line_with "$OUTDIR/train_bf16.txt" '^done in' | grep -oE 'done in [0-9:]+: final test [^(]*')"
-  figure train_bf16 "$(last_line_with "$OUTDIR/train_bf16.txt" 'ms/step' | grep -oE '[0-9.]+ ms/step [0-9]+ samples/s')"
+  figure train_bf16 "$(run_result train_bf16)"
+  figure train_bf16 "$(run_speed train_bf16)"
   # Resume as a user does: the fp32 run again, stopped with Ctrl-C (SIGINT) after its second
   # epoch (it checkpoints and exits 130), then the same command with --resume. It ends where the
   # uninterrupted run did, up to the GPU's own nondeterminism (Train.ResumeOnTheGpu... in the
@@ -266,14 +269,14 @@ run() {
   figure resume "$(last_line_with "$OUTDIR/resume.txt" '^done in' | grep -oE 'final test [^(]*')"
   if passed train_fp32; then figure resume "uninterrupted: $(last_line_with "$OUTDIR/train_fp32.txt" '^done in' | grep -oE 'final test [^(]*')"; fi
   step pretrain 150 "$ewa" pretrain --config configs/synth_pretrain.json "${on_gpu[@]}" --set train.epochs=2
-  figure pretrain "$(last_line_with "$OUTDIR/pretrain.txt" '^done in' | grep -oE 'done in [0-9:]+: final test [^(]*')"
+  figure pretrain "$(run_result pretrain)"
   step finetune_official 180 bash -c "
     set -e
     '$PY' tests/fixtures/official_point_models.py make '$work/official' --variant point_mae --dim 128 --depth 4 --heads 4 \
       --groups 32 --group-size 16 --points 512 --classes 8
     '$ewa' finetune --init '$work/official/pretrain.pth' --config configs/synth_points_ewa.json ${on_gpu[*]@Q} \
       --set train.epochs=2 --name from_official"
-  figure finetune_official "$(last_line_with "$OUTDIR/finetune_official.txt" '^done in' | grep -oE 'done in [0-9:]+: final test [^(]*')"
+  figure finetune_official "$(run_result finetune_official)"
   local ckpt="$runs/fp32/last.pt"
   step eval 120 bash -c "
     set -e

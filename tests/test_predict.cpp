@@ -77,7 +77,6 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   // Meshes: a binary PLY cube with colours and faces (sampled on the surface; our reader), an .obj
   // cube of quads (PCL), and PCD files with extra fields in binary and binary_compressed encodings.
   {
-    {
     std::ofstream ply(dir / "in/j_cube_binary.ply", std::ios::binary);
     ply << "ply\nformat binary_little_endian 1.0\nelement vertex 8\nproperty float x\nproperty float y\nproperty float z\n"
            "property uchar red\nproperty uchar green\nproperty uchar blue\nelement face 12\nproperty list uchar int vertex_indices\n"
@@ -93,13 +92,12 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
       unsigned char three = 3;
       ply.write(reinterpret_cast<const char*>(&three), 1).write(reinterpret_cast<const char*>(f), sizeof f);
     }
-    }  // closed: written out before it is read
-    // The surface sample covers the cube's faces, not only its 8 corners.
-    auto pts = ewa::data::read_point_file(dir / "in/j_cube_binary.ply", 2048, 0);
-    EXPECT_EQ(pts.size(0), 2048);
-    EXPECT_NEAR(pts.abs().amax(1).min().item<float>(), 1.0f, 1e-5);  // every point on a face
-    EXPECT_LT(pts.abs().amin(1).max().item<float>(), 1.0f);           // not all at corners
-  }
+  }  // closed: written out before it is read
+  // The surface sample covers the cube's faces, not only its 8 corners.
+  auto pts = ewa::data::read_point_file(dir / "in/j_cube_binary.ply", 2048, 0);
+  EXPECT_EQ(pts.size(0), 2048);
+  EXPECT_NEAR(pts.abs().amax(1).min().item<float>(), 1.0f, 1e-5);  // every point on a face
+  EXPECT_LT(pts.abs().amin(1).max().item<float>(), 1.0f);           // not all at corners
   if (ewa::data::built_with_pcl()) {
     ewa::testing::write_file(dir / "in/i_cube.obj", "# cube\nv -1 -1 -1\nv 1 -1 -1\nv 1 1 -1\nv -1 1 -1\nv -1 -1 1\nv 1 -1 1\n"
                                                     "v 1 1 1\nv -1 1 1\nf 1 2 3 4\nf 5 6 7 8\nf 1 2 6 5\nf 3 4 8 7\nf 1 4 8 5\nf 2 3 7 6\n");
