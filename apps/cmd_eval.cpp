@@ -5,6 +5,7 @@
 #include "common/precision.h"
 #include "train/evaluation.h"
 #include "train/trainer.h"
+#include "datasets/registry.h"
 
 namespace ewa::app {
 
@@ -38,7 +39,7 @@ void add_eval_command(CLI::App& app) {
     if (args->repeats > 0) cfg.eval.vote_repeats = args->repeats;
     const auto protocol = args->protocol.empty() ? train::epoch_protocol(cfg)
                                                  : train::protocol_named(args->protocol, cfg, "--protocol");
-    auto task = train::load_task(cfg);
+    auto task = data::load_task(cfg);
     cfg = train::resolve_for_dataset(cfg, task);
     const auto device = train::select_device(cfg.train.device);
     auto [model, report] = train::load_classifier(cfg, weights, args->checkpoint);

@@ -4,6 +4,7 @@
 #include "apps/commands.h"
 #include "common/error.h"
 #include "train/fewshot.h"
+#include "datasets/registry.h"
 
 namespace ewa::app {
 
@@ -31,7 +32,7 @@ void add_fewshot_command(CLI::App& app) {
     if (args->shot > 0) set.push_back("data.shot=" + std::to_string(args->shot));
     set.push_back("data.fold=" + std::to_string(args->folds.empty() ? 0 : args->folds.front()));  // each fold sets its own
     Config cfg = load_config(args->config, set);
-    const auto s = train::run_fewshot(cfg, cfg.data.way, cfg.data.shot, args->folds, print_line);
+    const auto s = train::run_fewshot(cfg, cfg.data.way, cfg.data.shot, args->folds, data::load_task, print_line);
     char line[512];
     std::snprintf(line, sizeof line,
                   "%lld-way %lld-shot over %zu folds: final epoch OA %.2f +- %.2f, best epoch on test OA %.2f +- %.2f "

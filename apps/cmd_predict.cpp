@@ -4,7 +4,7 @@
 
 #include "apps/commands.h"
 #include "common/error.h"
-#include "train/predict.h"
+#include "infer/predict.h"
 #include "train/trainer.h"
 
 namespace ewa::app {

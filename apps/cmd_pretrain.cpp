@@ -9,6 +9,7 @@
 #include "train/checkpoint.h"
 #include "train/pretrain.h"
 #include "train/trainer.h"
+#include "datasets/registry.h"
 
 namespace ewa::app {
 
@@ -35,11 +36,11 @@ void add_pretrain_command(CLI::App& app) {
     const std::string from = !args->reconstruct.empty() ? args->reconstruct : args->resume;
     Config cfg = run_config(args->config, from, args->set, args->name);
     if (args->reconstruct.empty()) {
-      train::pretrain_point_mae(cfg, train::TrainOptions{args->resume, join_job(args->dist)}, print_line);
+      train::pretrain_point_mae(cfg, data::load_task, train::TrainOptions{args->resume, join_job(args->dist)}, print_line);
       return;
     }
     if (cfg.model.name != "point_mae") fail("checkpoint " + from + ": holds a " + cfg.model.name + ", not a point_mae model");
-    auto data = train::load_task(cfg);
+    auto data = data::load_task(cfg);
     cfg = train::resolve_for_dataset(cfg, data);
     const auto device = train::select_device(cfg.train.device);
     models::PointMae model(cfg);

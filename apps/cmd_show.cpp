@@ -7,9 +7,10 @@
 #include "apps/commands.h"
 #include "common/error.h"
 #include "train/checkpoint.h"
-#include "train/predict.h"
+#include "infer/predict.h"
 #include "train/trainer.h"
-#include "train/visualize.h"
+#include "infer/visualize.h"
+#include "datasets/registry.h"
 
 namespace ewa::app {
 namespace {
@@ -156,7 +157,7 @@ void add_gallery_command(CLI::App& app) {
                                 : args->out;
     const std::string note = viz::ensure_display();
     if (!note.empty()) print_line(note);
-    auto r = train::write_gallery(*c.points, c.cfg, args->split, args->count, args->view.columns, args->view.camera, out, c.device);
+    auto r = train::write_gallery(*c.points, c.cfg, data::load_task, args->split, args->count, args->view.columns, args->view.camera, out, c.device);
     print_line("wrote " + out + ": " + std::to_string(r.shown) + " " + args->split + " samples, " + std::to_string(r.wrong) +
                " wrong (marked red)");
   });

@@ -14,7 +14,8 @@
 #include "common/signals.h"
 #include "kernels/common/simd.h"
 #include "config/schema.h"
-#include "datasets/point_io.h"
+#include "datasets/hdf5.h"
+#include "io/point_io.h"
 #include "dist/dist.h"
 #include "train/svm_probe.h"
 #include "viz/plot.h"
@@ -46,7 +47,7 @@ std::string version_text() {
   cuda = true;
 #endif
   return std::string("ewa 0.1.0\nbuilt with: CUDA kernels ") + on(cuda) + ", HDF5 " + on(data::built_with_hdf5()) + ", PCL " +
-         on(data::built_with_pcl()) + ", Open3D " + on(data::built_with_open3d()) + ", cairo " + on(viz::built_with_cairo()) +
+         on(io::built_with_pcl()) + ", Open3D " + on(io::built_with_open3d()) + ", cairo " + on(viz::built_with_cairo()) +
          ", liblinear " + on(train::built_with_liblinear()) + ", Gloo " + on(dist::built_with_gloo()) + ", NCCL " +
          on(dist::built_with_nccl()) + "; LibTorch " + TORCH_VERSION;
 }

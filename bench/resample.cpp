@@ -9,7 +9,7 @@
 #include "bench/train_step.h"
 #include "common/error.h"
 #include "datasets/point_datasets.h"
-#include "datasets/point_sampling.h"
+#include "data/point_sampling.h"
 #include "train/trainer.h"
 
 namespace ewa::bench {

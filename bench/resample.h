@@ -1,5 +1,5 @@
 // `ewa bench resample`: what the official per-step resampling (data.pipeline = resample:
-// datasets/point_sampling.h, plus the scale-and-translate augmentation) costs per training step,
+// data/point_sampling.h, plus the scale-and-translate augmentation) costs per training step,
 // against the training step of the model it feeds, for the official settings: ModelNet40 1k
 // (8192 stored -> FPS 1200 -> 1024), ModelNet40 8k (8192 -> all 8192 in a new order), ScanObjectNN
 // as Point-BERT (2048 -> FPS 1200 -> 1024) and as Point-MAE (2048 -> all 2048). The goal: under 5%.

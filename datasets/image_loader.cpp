@@ -21,7 +21,7 @@ std::pair<torch::Tensor, torch::Tensor> ImageBatcher::batch(int64_t i, View view
   return {x, ds_.labels.index_select(0, idx)};
 }
 
-TaskData load_image_task(const DataConfig& cfg, uint64_t seed) {
+TaskData load_image_task(const DataConfig& cfg, uint64_t seed, Use use) {
   auto splits = load_image_splits(cfg, seed);
   TaskData t;
   t.description = cfg.dataset + " (" + cfg.root + ")";
@@ -30,7 +30,9 @@ TaskData load_image_task(const DataConfig& cfg, uint64_t seed) {
   t.img_size = splits.train.image_size();
   t.in_chans = splits.train.channels();
   const Augment augment{cfg.random_crop_padding, cfg.hflip};
-  t.train = std::make_unique<ImageBatcher>(splits.train, cfg.batch_size, true, seed, augment, cfg.drop_last);
+  const bool training = use == Use::Training;
+  t.train = std::make_unique<ImageBatcher>(splits.train, cfg.batch_size, /*shuffle=*/training, seed, augment,
+                                           /*drop_last=*/training && cfg.drop_last);
   if (splits.val.size() > 0) t.val = std::make_unique<ImageBatcher>(splits.val, cfg.eval_batch_size, false, seed, augment);
   t.test = std::make_unique<ImageBatcher>(splits.test, cfg.eval_batch_size, false, seed, augment);
   return t;

@@ -5,7 +5,7 @@
 #pragma once
 #include <torch/torch.h>
 
-#include "datasets/batch_source.h"
+#include "data/batch_source.h"
 #include "datasets/image_datasets.h"
 
 namespace ewa::data {
@@ -32,7 +32,7 @@ class ImageBatcher : public IndexedBatchSource {
 };
 
 // Loads an image dataset (data.dataset of images) as train / val / test sources.
-TaskData load_image_task(const DataConfig& cfg, uint64_t seed);
+TaskData load_image_task(const DataConfig& cfg, uint64_t seed, Use use = Use::Training);
 
 // Random crop of each image from its zero-padded copy (shifts in [-pad, pad]), [B, C, H, W].
 torch::Tensor random_crop(const torch::Tensor& images, int64_t pad);

@@ -15,8 +15,9 @@
 #include "common/error.h"
 #include "io/torch_pickle.h"
 #include "common/fs.h"
-#include "datasets/point_io.h"
-#include "datasets/point_sampling.h"
+#include "datasets/hdf5.h"
+#include "io/point_io.h"
+#include "data/point_sampling.h"
 #include "kernels/fps/fps.h"
 
 namespace ewa::data {
@@ -38,12 +39,6 @@ namespace {
 constexpr int kCacheVersion = 5;
 // Seeds of the random FPS starts of a data.source_points reduction (cloud i of a split: + i).
 constexpr uint64_t kReductionSeed = 8192;
-
-// A cloud with fewer than `needed` points (data.num_points) is a one-line error naming it.
-void require_points(int64_t points, int64_t needed, const std::string& what) {
-  if (points < needed)
-    fail(what + ": has " + std::to_string(points) + " points, fewer than data.num_points = " + std::to_string(needed));
-}
 
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path);
@@ -384,37 +379,13 @@ RawSplit parse_split(const DataConfig& cfg, const Listing& l, int sp, int64_t li
   const int64_t mesh_points = mesh_sample_points(cfg);
   at::parallel_for(0, n, 16, [&](int64_t a, int64_t b) {
     for (int64_t i = a; i < b; ++i) {
-      auto cloud = read_point_file(raw.names[i], mesh_points, seed + static_cast<uint64_t>(i));
+      auto cloud = io::read_point_file(raw.names[i], mesh_points, seed + static_cast<uint64_t>(i));
       if (cloud.size(1) < channels)
         fail(raw.names[i] + ": data.use_normals needs 6 columns (x,y,z,nx,ny,nz), found " + std::to_string(cloud.size(1)));
       raw.clouds[i] = cloud.narrow(1, 0, channels);
     }
   });
   return raw;
-}
-
-// The cloud normalised into the unit sphere under data.normalize, else as it is once its
-// coordinates are checked finite.
-torch::Tensor normalized_or_checked(const torch::Tensor& c, const DataConfig& cfg, const std::string& what) {
-  if (cfg.normalize) return normalize_unit_sphere(c, what);
-  if (!torch::isfinite(c).all().item<bool>()) fail(what + ": contains NaN or infinite coordinates");
-  return c.contiguous();
-}
-
-// A stored training cloud of `keep` points under data.pipeline (see point_datasets.h): fixed =
-// normalised, the first `keep` of its FPS order; resample = reduced to `keep` points by FPS from
-// a seeded random start when it has more (the official .dat preprocessing), then normalised.
-torch::Tensor train_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed,
-                          const std::string& what) {
-  if (cfg.pipeline == "fixed" && cfg.normalize) return prepare_cloud(cloud, keep, what);
-  require_points(cloud.size(0), keep, what);
-  auto c = cloud.to(torch::kFloat);
-  if (c.size(0) > keep || cfg.pipeline == "fixed") {
-    auto xyz = c.narrow(1, 0, 3).unsqueeze(0).contiguous();
-    c = c.index_select(0, cfg.pipeline == "fixed" ? kernels::farthest_point_sample(xyz, keep)[0]
-                                                  : kernels::farthest_point_sample_seeded(xyz, keep, seed)[0]);
-  }
-  return normalized_or_checked(c, cfg, what);
 }
 
 PointCloudSet finish(const RawSplit& raw, const DataConfig& cfg, bool training, uint64_t seed, const std::string& what) {
@@ -443,50 +414,6 @@ PointCloudSet finish(const RawSplit& raw, const DataConfig& cfg, bool training, 
 }
 
 }  // namespace
-
-int64_t mesh_sample_points(const DataConfig& cfg) { return std::max<int64_t>(cfg.num_points * 2, 2048); }
-
-torch::Tensor normalize_unit_sphere(const torch::Tensor& cloud, const std::string& what) {
-  if (cloud.dim() != 2 || cloud.size(0) == 0 || cloud.size(1) < 3) fail(what + ": empty point cloud (no points)");
-  if (!torch::isfinite(cloud).all().item<bool>()) fail(what + ": contains NaN or infinite coordinates");
-  auto out = cloud.to(torch::kFloat).clone();
-  auto xyz = out.narrow(1, 0, 3);
-  xyz.sub_(xyz.mean(0, true));
-  const double radius = xyz.norm(2, 1).max().item<double>();
-  if (!(radius > 0)) fail(what + ": degenerate point cloud (all points coincide)");
-  xyz.div_(radius);
-  return out;
-}
-
-torch::Tensor prepare_cloud(const torch::Tensor& cloud, int64_t keep, const std::string& what) {
-  auto c = normalize_unit_sphere(cloud, what);
-  require_points(c.size(0), keep, what);
-  auto order = kernels::farthest_point_sample(c.narrow(1, 0, 3).unsqueeze(0).contiguous(), keep)[0];
-  return c.index_select(0, order);
-}
-
-int64_t eval_points(const DataConfig& cfg) { return std::max(cfg.num_points, fps_points_of(cfg)); }
-
-torch::Tensor fps_prefix(const torch::Tensor& clouds, int64_t keep) {
-  keep = std::min(keep, clouds.size(1));
-  auto order = kernels::farthest_point_sample(clouds.narrow(2, 0, 3).contiguous(), keep, 0, kernels::FpsRule::Pointnet2);
-  return clouds.gather(1, order.unsqueeze(2).expand({clouds.size(0), keep, clouds.size(2)}));
-}
-
-torch::Tensor eval_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed, const std::string& what) {
-  require_points(cloud.size(0), cfg.num_points, what);
-  if (cfg.pipeline == "fixed") return train_cloud(cloud, cfg, std::min(keep, cloud.size(0)), seed, what);
-  // As the official test clouds: reduced to data.source_points by FPS from a random start when
-  // larger (the .dat files, whose point 0 is that start), else in the file's order; normalised;
-  // then the first `keep` of pointnet2_ops' FPS from point 0 (validate()'s misc.fps).
-  const auto c = cfg.source_points > 0 && cloud.size(0) > cfg.source_points
-                     ? train_cloud(cloud, cfg, cfg.source_points, seed, what)
-                     : normalized_or_checked(cloud.to(torch::kFloat), cfg, what);
-  keep = std::min(keep, c.size(0));
-  auto order = kernels::farthest_point_sample(c.narrow(1, 0, 3).unsqueeze(0).contiguous(), keep, 0,
-                                              kernels::FpsRule::Pointnet2)[0];
-  return c.index_select(0, order);
-}
 
 PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
   if (!fs::is_directory(cfg.root)) fail("data.root: dataset directory " + cfg.root + " does not exist");
@@ -600,52 +527,12 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
   return out;
 }
 
-torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg) {
-  const int64_t B = points.size(0);
-  const auto dev = points.device();
-  auto out = points.clone();
-  auto xyz = out.narrow(2, 0, 3);
-  if (cfg.rotate_up) {
-    auto theta = torch::rand({B}) * (2 * M_PI);
-    auto c = torch::cos(theta), s = torch::sin(theta);
-    auto z = torch::zeros({B}), o = torch::ones({B});
-    // rotation about y: x' = c x + s z, z' = -s x + c z
-    auto rot = to_device(torch::stack({c, z, -s, z, o, z, s, z, c}, 1).view({B, 3, 3}), dev);
-    for (int64_t ch = 0; ch + 3 <= out.size(2); ch += 3) {
-      auto part = out.narrow(2, ch, 3);
-      part.copy_(torch::bmm(part, rot));
-    }
-  }
-  auto scale = torch::rand({B, 1, 3}) * (cfg.scale_high - cfg.scale_low) + cfg.scale_low;
-  auto shift = (torch::rand({B, 1, 3}) * 2 - 1) * cfg.translate;
-  xyz.mul_(to_device(scale, dev)).add_(to_device(shift, dev));
-  if (cfg.jitter > 0) xyz.add_(to_device((torch::randn(xyz.sizes()) * cfg.jitter).clamp(-5 * cfg.jitter, 5 * cfg.jitter), dev));
-  return out;
-}
-
 PointBatcher::PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last,
                            bool fps_ordered)
     : IndexedBatchSource(set.size(), batch_size, shuffle, seed, drop_last),
       set_(std::move(set)),
       cfg_(std::move(cfg)),
       fps_ordered_(fps_ordered) {}
-
-torch::Tensor view_of_clouds(const torch::Tensor& stored, View view, const DataConfig& cfg, torch::Device device,
-                             bool fps_ordered) {
-  const int64_t n = cfg.num_points;
-  torch::Tensor x;
-  if (view == View::VoteView) {
-    const int64_t p = require_fps_points(cfg, "the official vote (eval protocol vote)");
-    x = vote_view(fps_ordered ? to_device(stored, device) : fps_prefix(to_device(stored, device), p), n, p);
-  } else if (view == View::Training && cfg.pipeline == "resample") {
-    x = resample_for_training(to_device(stored, device), n, fps_points_of(cfg));
-  } else if (!fps_ordered) {
-    x = fps_prefix(to_device(stored, device), n);
-  } else {
-    x = to_device(stored.narrow(1, 0, n).contiguous(), device);
-  }
-  return view == View::Plain ? x : augment_points(x, cfg);
-}
 
 void PointBatcher::place(torch::Device device, int64_t rank, int64_t world) {
   IndexedBatchSource::place(device, rank, world);
@@ -662,7 +549,7 @@ std::pair<torch::Tensor, torch::Tensor> PointBatcher::batch(int64_t i, View view
           to_device(set_.labels.index_select(0, idx), device())};
 }
 
-TaskData load_point_task(const DataConfig& cfg, uint64_t seed) {
+TaskData load_point_task(const DataConfig& cfg, uint64_t seed, Use use) {
   auto splits = load_point_splits(cfg, seed);
   TaskData t;
   t.description = cfg.dataset + (cfg.variant.empty() ? "" : " " + cfg.variant) + " (" + cfg.root + ")";
@@ -671,8 +558,9 @@ TaskData load_point_task(const DataConfig& cfg, uint64_t seed) {
   t.in_chans = splits.train.points.size(2);
   t.num_points = cfg.num_points;
   t.notes = splits.notes;
-  t.train = std::make_unique<PointBatcher>(splits.train, cfg, cfg.batch_size, true, seed, cfg.drop_last,
-                                           /*fps_ordered=*/cfg.pipeline != "resample");
+  const bool training = use == Use::Training;
+  t.train = std::make_unique<PointBatcher>(splits.train, cfg, cfg.batch_size, /*shuffle=*/training, seed,
+                                           /*drop_last=*/training && cfg.drop_last, /*fps_ordered=*/cfg.pipeline != "resample");
   if (splits.val.size() > 0) t.val = std::make_unique<PointBatcher>(splits.val, cfg, cfg.eval_batch_size, false, seed);
   t.test = std::make_unique<PointBatcher>(splits.test, cfg, cfg.eval_batch_size, false, seed);
   return t;

@@ -15,7 +15,7 @@
 //     step only augments them), evaluation clouds the first eval_points(cfg).
 //   resample (Point-MAE / Point-BERT): training clouds keep every point (or data.source_points of
 //     them, FPS from a seeded random start, as the official .dat files), normalised when
-//     data.normalize, and are resampled every step (datasets/point_sampling.h); evaluation clouds
+//     data.normalize, and are resampled every step (data/point_sampling.h); evaluation clouds
 //     the first eval_points(cfg) of pointnet2_ops' FPS from point 0, as the official validate().
 // Parsed splits are cached as .pt files (keyed on everything that shapes them), so a dataset is
 // parsed once.
@@ -26,7 +26,8 @@
 #include <torch/torch.h>
 
 #include "config/config.h"
-#include "datasets/batch_source.h"
+#include "data/batch_source.h"
+#include "data/point_sampling.h"
 
 namespace ewa::data {
 
@@ -39,32 +40,6 @@ struct PointCloudSet {
 extern const std::vector<std::string> kScanObjectNNClasses;
 extern const std::vector<std::string> kModelNet40Classes;  // modelnet40_shape_names.txt order
 
-// Centres on the centroid and divides by the largest distance to it (xyz channels only).
-// Throws ewa::Error naming `what` for an empty cloud, NaN/inf coordinates or a single repeated point.
-torch::Tensor normalize_unit_sphere(const torch::Tensor& cloud, const std::string& what);
-
-// Points sampled from a mesh surface (.off) when it feeds a model of cfg.num_points points.
-int64_t mesh_sample_points(const DataConfig& cfg);
-
-// Normalises and FPS-orders one cloud [P, C] to `keep` points (pipeline fixed); `what` names it
-// in errors (a cloud with fewer than `keep` points is an error).
-torch::Tensor prepare_cloud(const torch::Tensor& cloud, int64_t keep, const std::string& what);
-
-// Points an evaluation cloud is stored with: max(data.num_points, data.fps_points resolved), so
-// that the single pass (the first num_points) and the vote (a random num_points of the first
-// fps_points) read the same stored FPS order.
-int64_t eval_points(const DataConfig& cfg);
-
-// One cloud [P, C] as the evaluation splits store it and `ewa predict` reads a file: [keep, C]
-// (keep <= P), the first `keep` points of its FPS order after the pipeline's preparation (see
-// above); `seed` draws the random FPS start of a data.source_points reduction.
-torch::Tensor eval_cloud(const torch::Tensor& cloud, const DataConfig& cfg, int64_t keep, uint64_t seed, const std::string& what);
-
-// The first `keep` points (at most S) of pointnet2_ops' FPS from point 0 of each cloud
-// [N, S, C] -> [N, keep, C]: how stored training clouds are read for evaluation (a validation
-// split carved from them, the SVM probe's training features), as the official misc.fps.
-torch::Tensor fps_prefix(const torch::Tensor& clouds, int64_t keep);
-
 struct PointSplits {
   PointCloudSet train, val, test;
   std::vector<std::string> class_names;
@@ -73,20 +48,6 @@ struct PointSplits {
 
 // Loads (or reads from the cache) the splits of cfg.dataset.
 PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed);
-
-// Point-MAE's training augmentation on a batch [B, P, C] (any device; drawn from the CPU
-// generator): per-cloud anisotropic scale in [scale_low, scale_high] and translation in
-// [-translate, translate] on xyz; optional rotation about the y axis (normals rotate too) and
-// clipped Gaussian jitter.
-torch::Tensor augment_points(const torch::Tensor& points, const DataConfig& cfg);
-
-// The model input of `view` (batch_source.h) from stored clouds [B, S, C] on `device`: one
-// implementation for the batches of training and evaluation and for `ewa predict`. `fps_ordered`:
-// the clouds are in FPS order from point 0 (evaluation storage, and every split under the fixed
-// pipeline), so a single pass reads their first num_points; otherwise (training clouds at source
-// resolution under resample) View::Plain and View::Augmented take fps_prefix first.
-torch::Tensor view_of_clouds(const torch::Tensor& stored, View view, const DataConfig& cfg, torch::Device device,
-                             bool fps_ordered = true);
 
 class PointBatcher : public IndexedBatchSource {
  public:
@@ -108,6 +69,8 @@ class PointBatcher : public IndexedBatchSource {
   bool fps_ordered_;
 };
 
-TaskData load_point_task(const DataConfig& cfg, uint64_t seed);
+// The splits of cfg.dataset as batch sources (the train split shuffled for Use::Training; in
+// stored order, nothing dropped, for Use::Features).
+TaskData load_point_task(const DataConfig& cfg, uint64_t seed, Use use = Use::Training);
 
 }  // namespace ewa::data

@@ -6,7 +6,8 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "datasets/point_io.h"
+#include "datasets/hdf5.h"
+#include "io/point_io.h"
 
 namespace ewa::data {
 namespace fs = std::filesystem;
@@ -199,7 +200,7 @@ int64_t write_synthetic_dataset(const std::string& dir, const SynthOptions& o) {
         if (i == 0) ensure_writable_dir(folder.string());
         char name[32];
         std::snprintf(name, sizeof name, "_%04lld.npy", static_cast<long long>(i));
-        write_npy((folder / (kSynthClasses[c] + name)).string(), clouds[k]);
+        io::write_npy((folder / (kSynthClasses[c] + name)).string(), clouds[k]);
       }
     }
     total += static_cast<int64_t>(labels.size());
@@ -223,9 +224,9 @@ int64_t write_synthetic_files(const std::string& dir, int64_t per_class, const s
       const std::string path = (folder / (kSynthClasses[c] + "_" + std::to_string(i) + "." + format)).string();
       auto cloud = synth_shape(c, o, gen);
       if (format == "ply") {
-        write_ply_points(path, cloud);
+        io::write_ply_points(path, cloud);
       } else if (format == "npy") {
-        write_npy(path, cloud);
+        io::write_npy(path, cloud);
       } else {
         std::string text;
         auto a = cloud.accessor<float, 2>();

@@ -10,7 +10,7 @@
 
 #include "config/config.h"
 #include "datasets/image_datasets.h"
-#include "datasets/point_io.h"
+#include "io/point_io.h"
 #include "io/state_dict.h"
 #include "train/checkpoint.h"
 
@@ -28,13 +28,13 @@ std::string write(const std::string& name, const uint8_t* data, size_t size) {
 
 void parse(const uint8_t* data, size_t size) {
 #if defined(EWA_FUZZ_PARSER_off)
-  ewa::data::read_off(write("in.off", data, size));
+  ewa::io::read_off(write("in.off", data, size));
 #elif defined(EWA_FUZZ_PARSER_ply)
-  ewa::data::read_ply(write("in.ply", data, size));
+  ewa::io::read_ply(write("in.ply", data, size));
 #elif defined(EWA_FUZZ_PARSER_text_points)
-  ewa::data::read_text_points(write("in.xyz", data, size));
+  ewa::io::read_text_points(write("in.xyz", data, size));
 #elif defined(EWA_FUZZ_PARSER_npy)
-  ewa::data::read_npy(write("in.npy", data, size));
+  ewa::io::read_npy(write("in.npy", data, size));
 #elif defined(EWA_FUZZ_PARSER_idx)
   // The first byte splits the rest into the image file and the label file.
   if (size < 1) return;

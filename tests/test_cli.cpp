@@ -2,7 +2,8 @@
 // train -> convert -> eval works end to end.
 #include <gtest/gtest.h>
 
-#include "datasets/point_io.h"
+#include "datasets/hdf5.h"
+#include "io/point_io.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 
@@ -39,8 +40,8 @@ TEST(Cli, HelpListsOptionsWithDefaults) {
   const auto on = [](bool b) { return std::string(b ? "on" : "off"); };
   const auto version = run_command(kEwa + " --version").output;
   EXPECT_EQ(version.rfind("ewa 0.1.0\nbuilt with: CUDA kernels ", 0), 0u) << version;
-  EXPECT_NE(version.find(", HDF5 " + on(ewa::data::built_with_hdf5()) + ", PCL " + on(ewa::data::built_with_pcl()) +
-                         ", Open3D " + on(ewa::data::built_with_open3d()) + ", "),
+  EXPECT_NE(version.find(", HDF5 " + on(ewa::data::built_with_hdf5()) + ", PCL " + on(ewa::io::built_with_pcl()) +
+                         ", Open3D " + on(ewa::io::built_with_open3d()) + ", "),
             std::string::npos)
       << version;
 }
@@ -68,7 +69,7 @@ TEST(Cli, SimdLevelFromTheEnvironment) {
   EXPECT_NE(r.output.find("8/8 indices as ewa on cpu"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("distances within 0.0e+00 of ewa on cpu"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("neighbourhoods within 0.0e+00 of ewa on cpu"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("Open3D |") != std::string::npos, ewa::data::built_with_open3d()) << r.output;
+  EXPECT_EQ(r.output.find("Open3D |") != std::string::npos, ewa::io::built_with_open3d()) << r.output;
   expect_one_line_error(run_command("EWA_SIMD=sse9 " + kEwa + " bench ops --sizes 64 --repeats 1"),
                         "EWA_SIMD='sse9': expected baseline, avx2 or avx512");
 }

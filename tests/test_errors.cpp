@@ -12,7 +12,8 @@
 #include <functional>
 #include <regex>
 
-#include "datasets/point_io.h"
+#include "datasets/hdf5.h"
+#include "io/point_io.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 

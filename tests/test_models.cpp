@@ -97,30 +97,6 @@ TEST(Vit, TruncNormalStaysWithinTwoSigmaWithTheRightSpread) {
 
 }  // namespace
 
-#include "bench/train_step.h"
-
-namespace {
-TEST(TrainStepBench, MeasuresTheThreeVariantsOfOneModel) {
-  auto cfg = small_vit("rup");  // MoE in blocks 1 and 3, N = 3, D = 24, hidden 96
-  ewa::bench::TrainStepOptions o;
-  o.warmup = 1;
-  o.steps = 2;
-  o.rounds = 1;
-  o.batch_size = 4;
-  auto rows = ewa::bench::bench_train_step(cfg, o);
-  ASSERT_EQ(rows.size(), 3u);
-  EXPECT_EQ(rows[0].variant, "dense");
-  EXPECT_EQ(rows[1].variant, "rup+ewa");
-  EXPECT_EQ(rows[2].variant, "routed");
-  const int64_t ffn = 2 * 24 * 96 + 96 + 24;  // one dense FFN
-  EXPECT_EQ(rows[1].params - rows[0].params, 2 * (3 - 1) * ffn);          // two MoE blocks of 3 experts
-  EXPECT_EQ(rows[2].params - rows[1].params, 2 * 3 * 24);                // plus two gates
-  for (const auto& r : rows) EXPECT_GT(r.ms_median, 0.0);
-  EXPECT_DOUBLE_EQ(rows[0].ratio_to_dense, 1.0);
-  EXPECT_NE(ewa::bench::train_step_markdown(rows).find("| rup+ewa |"), std::string::npos);
-}
-}  // namespace
-
 #include "models/point_transformer.h"
 #include "kernels/fps/fps.h"
 #include "kernels/knn/knn.h"

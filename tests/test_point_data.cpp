@@ -5,7 +5,8 @@
 #include <tuple>
 
 #include "datasets/point_datasets.h"
-#include "datasets/point_io.h"
+#include "datasets/hdf5.h"
+#include "io/point_io.h"
 #include "datasets/synthetic.h"
 #include "test_util.h"
 
@@ -21,17 +22,17 @@ TEST(PointFiles, TextPointsCommaAndBlankSeparated) {
   auto pts = torch::randn({20, 6});
   write_file(dir / "a.txt", cloud_text(pts, ","));
   write_file(dir / "b.xyz", cloud_text(pts.narrow(1, 0, 3).contiguous(), " "));
-  EXPECT_TRUE(torch::allclose(ewa::data::read_text_points(dir / "a.txt"), pts, 1e-5, 1e-6));
-  EXPECT_TRUE(torch::allclose(ewa::data::read_text_points(dir / "b.xyz"), pts.narrow(1, 0, 3), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(ewa::io::read_text_points(dir / "a.txt"), pts, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(ewa::io::read_text_points(dir / "b.xyz"), pts.narrow(1, 0, 3), 1e-5, 1e-6));
   write_file(dir / "ragged.txt", "1,2,3\n4,5\n");
-  EXPECT_NE(error_of([&] { ewa::data::read_text_points(dir / "ragged.txt"); }).find(dir / "ragged.txt" + ":2: expected 3 values"),
+  EXPECT_NE(error_of([&] { ewa::io::read_text_points(dir / "ragged.txt"); }).find(dir / "ragged.txt" + ":2: expected 3 values"),
             std::string::npos);
   write_file(dir / "nan.txt", "1,2,3\nnan,0,0\n");
-  EXPECT_NE(error_of([&] { ewa::data::read_text_points(dir / "nan.txt"); }).find(":2: expected numbers"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_text_points(dir / "nan.txt"); }).find(":2: expected numbers"), std::string::npos);
   write_file(dir / "word.txt", "1,2,x\n");
-  EXPECT_NE(error_of([&] { ewa::data::read_text_points(dir / "word.txt"); }).find(":1:"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_text_points(dir / "word.txt"); }).find(":1:"), std::string::npos);
   write_file(dir / "empty.txt", "\n\n");
-  EXPECT_NE(error_of([&] { ewa::data::read_text_points(dir / "empty.txt"); }).find("empty point cloud"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_text_points(dir / "empty.txt"); }).find("empty point cloud"), std::string::npos);
 }
 
 // A unit cube [-0.5, 0.5]^3 as an OFF mesh of 6 quads.
@@ -47,10 +48,10 @@ TEST(PointFiles, OffMeshesAndAreaUniformSurfaceSampling) {
   TempDir dir;
   for (bool glued : {false, true}) {
     write_file(dir / "cube.off", cube_off(glued));
-    auto mesh = ewa::data::read_off(dir / "cube.off");
+    auto mesh = ewa::io::read_off(dir / "cube.off");
     EXPECT_EQ(mesh.vertices.size(0), 8);
     EXPECT_EQ(mesh.faces.size(0), 12);  // quads fan-triangulated
-    auto pts = ewa::data::sample_surface(mesh, 6000, 1);
+    auto pts = ewa::io::sample_surface(mesh, 6000, 1);
     // On the surface: the largest coordinate magnitude is 0.5.
     EXPECT_TRUE(torch::allclose(pts.abs().amax(1), torch::full({6000}, 0.5f), 1e-5, 1e-6));
     // Area-uniform: each of the 6 equal faces gets about 1/6 of the points.
@@ -58,11 +59,11 @@ TEST(PointFiles, OffMeshesAndAreaUniformSurfaceSampling) {
     EXPECT_NEAR(face_x.to(torch::kDouble).mean().item<double>(), 1.0 / 6.0, 0.02);
   }
   write_file(dir / "bad_index.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n");
-  EXPECT_NE(error_of([&] { ewa::data::read_off(dir / "bad_index.off"); }).find("vertex index outside [0, 3)"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_off(dir / "bad_index.off"); }).find("vertex index outside [0, 3)"), std::string::npos);
   write_file(dir / "short.off", "OFF\n3 1 0\n0 0 0\n1 0\n");
-  EXPECT_NE(error_of([&] { ewa::data::read_off(dir / "short.off"); }).find("truncated or malformed vertex"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_off(dir / "short.off"); }).find("truncated or malformed vertex"), std::string::npos);
   write_file(dir / "nooff.off", "PLY\n");
-  EXPECT_NE(error_of([&] { ewa::data::read_off(dir / "nooff.off"); }).find("not an OFF file"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_off(dir / "nooff.off"); }).find("not an OFF file"), std::string::npos);
 }
 
 // Our PLY reader, in every build: the same points in ascii (float, double), binary little-endian
@@ -75,9 +76,9 @@ TEST(PointFiles, PlyReaderTakesEveryEncodingAndNumericType) {
   write_file(dir / "f.ply", head + "property float x\nproperty float y\nproperty float z\nend_header\n" + cloud_text(pts, " "));
   write_file(dir / "d.ply", head + "property double z\nproperty double x\nproperty uchar red\nproperty double y\nend_header\n"
                                    "0.25 1.5 9 -2\n-5 3 9 4\n2 0 9 1\n8 -1 9 -1\n");
-  EXPECT_TRUE(torch::equal(ewa::data::read_ply(dir / "f.ply").vertices, pts));
-  EXPECT_TRUE(torch::equal(ewa::data::read_ply(dir / "d.ply").vertices, pts));
-  EXPECT_EQ(ewa::data::read_ply(dir / "d.ply").faces.size(0), 0);
+  EXPECT_TRUE(torch::equal(ewa::io::read_ply(dir / "f.ply").vertices, pts));
+  EXPECT_TRUE(torch::equal(ewa::io::read_ply(dir / "d.ply").vertices, pts));
+  EXPECT_EQ(ewa::io::read_ply(dir / "d.ply").faces.size(0), 0);
   // Binary little-endian doubles with a colour byte per vertex, an unknown element skipped, and
   // one quad (two triangles 0 1 2, 0 2 3).
   std::string le = "ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty double x\nproperty double y\n"
@@ -96,11 +97,11 @@ TEST(PointFiles, PlyReaderTakesEveryEncodingAndNumericType) {
   le += char(4);
   for (int32_t id : {0, 1, 2, 3}) le.append(reinterpret_cast<const char*>(&id), 4);
   write_file(dir / "le.ply", le);
-  auto mesh = ewa::data::read_ply(dir / "le.ply");
+  auto mesh = ewa::io::read_ply(dir / "le.ply");
   EXPECT_TRUE(torch::equal(mesh.vertices, pts));
   EXPECT_TRUE(torch::equal(mesh.faces, torch::tensor({{0, 1, 2}, {0, 2, 3}}, torch::kLong)));
   // A file with faces is a mesh: read_point_file samples its surface.
-  EXPECT_EQ(ewa::data::read_point_file(dir / "le.ply", 100, 0).size(0), 100);
+  EXPECT_EQ(ewa::io::read_point_file(dir / "le.ply", 100, 0).size(0), 100);
   // Big-endian integers and a float.
   std::string be = "ply\nformat binary_big_endian 1.0\nelement vertex 2\nproperty short x\nproperty int y\nproperty float z\nend_header\n";
   for (auto [x, y, z] : {std::tuple<int16_t, int32_t, float>{-2, 70000, 0.5f}, {7, -3, -1.25f}}) {
@@ -111,14 +112,14 @@ TEST(PointFiles, PlyReaderTakesEveryEncodingAndNumericType) {
     be += {char(zb >> 24), char((zb >> 16) & 0xff), char((zb >> 8) & 0xff), char(zb & 0xff)};
   }
   write_file(dir / "be.ply", be);
-  EXPECT_TRUE(torch::equal(ewa::data::read_ply(dir / "be.ply").vertices, torch::tensor({{-2.0f, 70000.0f, 0.5f}, {7.0f, -3.0f, -1.25f}})));
+  EXPECT_TRUE(torch::equal(ewa::io::read_ply(dir / "be.ply").vertices, torch::tensor({{-2.0f, 70000.0f, 0.5f}, {7.0f, -3.0f, -1.25f}})));
   // What we write, we read back (predict's and pretraining's outputs).
-  ewa::data::write_ply_points(dir / "w.ply", pts * 0.1);
-  EXPECT_TRUE(torch::allclose(ewa::data::read_point_file(dir / "w.ply", 0, 0), pts * 0.1, 0, 1e-6));
+  ewa::io::write_ply_points(dir / "w.ply", pts * 0.1);
+  EXPECT_TRUE(torch::allclose(ewa::io::read_point_file(dir / "w.ply", 0, 0), pts * 0.1, 0, 1e-6));
   // Bad files: each names the file and the problem.
   auto bad = [&](const std::string& name, const std::string& text) {
     write_file(dir / name, text);
-    return error_of([&] { ewa::data::read_point_file(dir / name, 100, 0); });
+    return error_of([&] { ewa::io::read_point_file(dir / name, 100, 0); });
   };
   EXPECT_NE(bad("n.ply", head + "property float a\nproperty float b\nproperty float c\nend_header\n1 2 3\n")
                 .find("n.ply: PLY vertex properties are 'a b c'; expected properties x, y and z"), std::string::npos);
@@ -131,27 +132,27 @@ TEST(PointFiles, PlyReaderTakesEveryEncodingAndNumericType) {
   EXPECT_NE(bad("x.ply", "PLY?\n").find("x.ply: not a PLY file"), std::string::npos);
   EXPECT_NE(bad("w2.ply", head + "property float x\nproperty float y\nproperty float z\nend_header\n1 2 three\n")
                 .find("'three' is not a number"), std::string::npos);
-  EXPECT_NE(error_of([&] { ewa::data::read_ply(dir / "missing.ply"); }).find("missing.ply: cannot open file"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_ply(dir / "missing.ply"); }).find("missing.ply: cannot open file"), std::string::npos);
 }
 
 TEST(PointFiles, PcdThroughPcl) {
-  if (!ewa::data::built_with_pcl()) GTEST_SKIP() << "built without PCL";
+  if (!ewa::io::built_with_pcl()) GTEST_SKIP() << "built without PCL";
   TempDir dir;
   auto pts = torch::randn({10, 3});
   std::string body = cloud_text(pts, " ");
   write_file(dir / "a.pcd", "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 10\nHEIGHT 1\n"
                             "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 10\nDATA ascii\n" + body);
-  EXPECT_TRUE(torch::allclose(ewa::data::read_pcl_points(dir / "a.pcd"), pts, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(ewa::io::read_pcl_points(dir / "a.pcd"), pts, 1e-5, 1e-5));
   // An organized PCD marks missing points with NaN: they are kept for the caller to drop.
   write_file(dir / "org.pcd", "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 4\nHEIGHT 3\n"
                               "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 12\nDATA ascii\n" + cloud_text(pts.narrow(0, 0, 9), " ") +
                               "nan nan nan\nnan nan nan\nnan nan nan\n");
-  auto org = ewa::data::read_pcl_points(dir / "org.pcd");
+  auto org = ewa::io::read_pcl_points(dir / "org.pcd");
   EXPECT_EQ(org.size(0), 12);
   EXPECT_EQ(torch::isnan(org).any(1).sum().item<int64_t>(), 3);
-  EXPECT_NE(error_of([&] { ewa::data::read_pcl_points(dir / "missing.pcd"); }).find("missing.pcd: cannot open file"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_pcl_points(dir / "missing.pcd"); }).find("missing.pcd: cannot open file"), std::string::npos);
   write_file(dir / "garbage.pcd", "this is not a point cloud\n");
-  const std::string garbage = error_of([&] { ewa::data::read_pcl_points(dir / "garbage.pcd"); });
+  const std::string garbage = error_of([&] { ewa::io::read_pcl_points(dir / "garbage.pcd"); });
   EXPECT_NE(garbage.find("garbage.pcd: not a valid .pcd file (its header has no FIELDS)"), std::string::npos) << garbage;
 }
 
@@ -346,7 +347,7 @@ TEST(PointData, SyntheticShapesAsNpyClassFolders) {
         const auto& name = ewa::data::kSynthClasses[c];
         const std::string file = dir / (name + "/" + split + "/" + name + "_000" + std::to_string(i) + ".npy");
         ASSERT_TRUE(fs::exists(file)) << file;
-        EXPECT_TRUE(torch::equal(ewa::data::read_npy(file), expected.back())) << file;
+        EXPECT_TRUE(torch::equal(ewa::io::read_npy(file), expected.back())) << file;
       }
   ewa::DataConfig cfg;
   cfg.dataset = ewa::data::synth_dataset_for("npy");

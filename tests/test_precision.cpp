@@ -2,6 +2,7 @@
 // self (loss and gradients), and a bf16 training run that learns.
 #include <gtest/gtest.h>
 
+#include "datasets/registry.h"
 #include "common/precision.h"
 #include "models/point_mae.h"
 #include "models/registry.h"
@@ -152,8 +153,8 @@ TEST(Precision, Bf16TrainingLearnsAsWellAsFloat32AndSaysSoInTheStartUpTable) {
                               {"precision", precision}}}});
   };
   std::string lines;
-  auto bf16 = ewa::train::train_classifier(make("bf16"), {}, [&](const std::string& l) { lines += l + "\n"; });
-  auto fp32 = ewa::train::train_classifier(make("fp32"), {}, [](const std::string&) {});
+  auto bf16 = ewa::train::train_classifier(make("bf16"), ewa::data::load_task, {}, [&](const std::string& l) { lines += l + "\n"; });
+  auto fp32 = ewa::train::train_classifier(make("fp32"), ewa::data::load_task, {}, [](const std::string&) {});
   EXPECT_NE(lines.find("bf16 autocast"), std::string::npos) << lines;
   EXPECT_GT(bf16.test.overall_accuracy, 0.5) << lines;  // chance is 0.1
   EXPECT_GT(bf16.test.overall_accuracy, fp32.test.overall_accuracy - 0.1) << lines;

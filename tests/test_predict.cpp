@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "datasets/point_io.h"
+#include "io/point_io.h"
 #include "datasets/synthetic.h"
 #include "test_util.h"
 
@@ -43,8 +43,8 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   }
   auto with_nan = sphere.clone();
   with_nan.narrow(0, 0, 7).fill_(NAN);
-  ewa::data::write_npy(dir / "in/b_sphere.npy", with_nan);
-  ewa::data::write_ply_points(dir / "in/sub/c_sphere.ply", sphere);
+  ewa::io::write_npy(dir / "in/b_sphere.npy", with_nan);
+  ewa::io::write_ply_points(dir / "in/sub/c_sphere.ply", sphere);
   ewa::testing::write_file(dir / "in/sub/d_cube.off", "OFF\n8 6 0\n-1 -1 -1\n1 -1 -1\n1 1 -1\n-1 1 -1\n-1 -1 1\n1 -1 1\n1 1 1\n-1 1 1\n"
                                                       "4 0 1 2 3\n4 4 5 6 7\n4 0 1 5 4\n4 2 3 7 6\n4 0 3 7 4\n4 1 2 6 5\n");
   // A .csv with a header line and a .pts with a point-count line.
@@ -59,7 +59,7 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   }
   // An organized PCD (missing points as NaN) and a PLY with double vertices, where the readers exist.
   int good = 8;  // 6 above, the double PLY and the PLY cube below (our PLY reader: every build)
-  if (ewa::data::built_with_pcl()) {
+  if (ewa::io::built_with_pcl()) {
     std::ofstream pcd(dir / "in/e_scan.pcd");
     pcd << "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 81\nHEIGHT 5\n"
            "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 405\nDATA ascii\n";
@@ -94,15 +94,15 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
     }
   }  // closed: written out before it is read
   // The surface sample covers the cube's faces, not only its 8 corners.
-  auto pts = ewa::data::read_point_file(dir / "in/j_cube_binary.ply", 2048, 0);
+  auto pts = ewa::io::read_point_file(dir / "in/j_cube_binary.ply", 2048, 0);
   EXPECT_EQ(pts.size(0), 2048);
   EXPECT_NEAR(pts.abs().amax(1).min().item<float>(), 1.0f, 1e-5);  // every point on a face
   EXPECT_LT(pts.abs().amin(1).max().item<float>(), 1.0f);           // not all at corners
-  if (ewa::data::built_with_pcl()) {
+  if (ewa::io::built_with_pcl()) {
     ewa::testing::write_file(dir / "in/i_cube.obj", "# cube\nv -1 -1 -1\nv 1 -1 -1\nv 1 1 -1\nv -1 1 -1\nv -1 -1 1\nv 1 -1 1\n"
                                                     "v 1 1 1\nv -1 1 1\nf 1 2 3 4\nf 5 6 7 8\nf 1 2 6 5\nf 3 4 8 7\nf 1 4 8 5\nf 2 3 7 6\n");
     ++good;
-    auto obj = ewa::data::read_point_file(dir / "in/i_cube.obj", 1000, 0);
+    auto obj = ewa::io::read_point_file(dir / "in/i_cube.obj", 1000, 0);
     EXPECT_EQ(obj.size(0), 1000);
     EXPECT_NEAR(obj.abs().amax(1).min().item<float>(), 1.0f, 1e-5);
   }
@@ -118,19 +118,19 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
     ASSERT_EQ(pcl::io::savePCDFileBinary(dir / "in/k_scan_binary.pcd", c), 0);
     ASSERT_EQ(pcl::io::savePCDFileBinaryCompressed(dir / "in/l_scan_compressed.pcd", c), 0);
     good += 2;
-    auto back = ewa::data::read_point_file(dir / "in/l_scan_compressed.pcd", 0, 0);
+    auto back = ewa::io::read_point_file(dir / "in/l_scan_compressed.pcd", 0, 0);
     EXPECT_TRUE(torch::allclose(back, sphere, 0, 1e-6));  // xyz taken from among the extra fields
   }
 #endif
   // Bad files: empty, all-NaN, too few points, garbage, 2 columns.
   fs::create_directories(dir / "bad");
   ewa::testing::write_file(dir / "bad/empty.txt", "");
-  ewa::data::write_npy(dir / "bad/nan.npy", torch::full({100, 3}, NAN));
-  ewa::data::write_npy(dir / "bad/few.npy", torch::randn({20, 3}));
+  ewa::io::write_npy(dir / "bad/nan.npy", torch::full({100, 3}, NAN));
+  ewa::io::write_npy(dir / "bad/few.npy", torch::randn({20, 3}));
   ewa::testing::write_file(dir / "bad/garbage.npy", "not numpy at all");
   ewa::testing::write_file(dir / "bad/flat.xyz", "1 2\n3 4\n");
   int bad = 7;
-  if (ewa::data::built_with_pcl()) {
+  if (ewa::io::built_with_pcl()) {
     ewa::testing::write_file(dir / "bad/face.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n");
     std::string pcd = "# .PCD v0.7\nVERSION 0.7\nFIELDS a b c\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 100\nHEIGHT 1\n"
                       "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 100\nDATA ascii\n";
@@ -144,7 +144,7 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string n = std::to_string(good);
   EXPECT_NE(r.output.find(n + " of " + n + " files predicted (single pass, no voting)"), std::string::npos) << r.output;
-  if (ewa::data::built_with_pcl()) {
+  if (ewa::io::built_with_pcl()) {
     EXPECT_NE(r.output.find("(5 non-finite points dropped)"), std::string::npos) << r.output;
   }
   EXPECT_NE(r.output.find("b_sphere.npy:"), std::string::npos);
@@ -184,7 +184,7 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
     EXPECT_NE(r.output.find(needle), std::string::npos) << needle << "\n" << r.output;
   const std::string summary = std::to_string(bad - 1) + " of " + std::to_string(bad) + " files could not be predicted";
   EXPECT_NE(r.output.find(summary), std::string::npos) << r.output;
-  if (ewa::data::built_with_pcl()) {
+  if (ewa::io::built_with_pcl()) {
     EXPECT_NE(r.output.find("face.obj: face 1 refers to vertex 9 of 3"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("fields.pcd: PCD fields are 'a b c'; expected fields x, y and z"), std::string::npos) << r.output;
   }
@@ -208,7 +208,7 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
 
   // --upsample: 20 points are filled up to 64 (and labelled); 5 points (fewer than the 8 groups)
   // are still refused.
-  ewa::data::write_npy(dir / "bad/tiny.npy", torch::randn({5, 3}));
+  ewa::io::write_npy(dir / "bad/tiny.npy", torch::randn({5, 3}));
   r = run_command(kEwa + " predict " + ckpt + " " + (dir / "bad/few.npy") + " --upsample");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("(upsampled from 20 points)"), std::string::npos) << r.output;

@@ -7,9 +7,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "datasets/registry.h"
 #include "config/config.h"
 #include "datasets/point_datasets.h"
-#include "datasets/point_io.h"
+#include "io/point_io.h"
 #include "datasets/synthetic.h"
 #include "kernels/chamfer/chamfer.h"
 #include "models/point_mae.h"
@@ -137,7 +138,7 @@ class PretrainRun : public ::testing::Test {
                                        {"train", {{"epochs", 4}, {"runs_dir", *dir_ / "runs"}}},
                                        {"moe", {{"kind", "rup"}, {"blocks", json::array({1})}, {"num_experts", 2}}}}));
     lines_ = new std::vector<std::string>();
-    result_ = ewa::train::pretrain_point_mae(*cfg_, {}, [](const std::string& l) { lines_->push_back(l); });
+    result_ = ewa::train::pretrain_point_mae(*cfg_, ewa::data::load_task, {}, [](const std::string& l) { lines_->push_back(l); });
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -166,16 +167,16 @@ TEST_F(PretrainRun, LossFallsAndTheRunDirectoryHasCheckpointAndReconstructions) 
   }
   ASSERT_EQ(test_losses.size(), 4u);
   // Against the same model untrained (same seed, same fixed masks): the loss fell clearly.
-  auto task = ewa::train::load_task(*cfg_);
+  auto task = ewa::data::load_task(*cfg_);
   torch::manual_seed(static_cast<uint64_t>(cfg_->train.seed));
   ewa::models::PointMae untrained(*cfg_);
   EXPECT_LT(test_losses.back(), 0.85 * ewa::train::reconstruction_loss(*untrained, *task.test, torch::kCPU));
   EXPECT_DOUBLE_EQ(result_.test_loss, test_losses.back());
   EXPECT_EQ(result_.steps, 4 * 4);  // 64 clouds / 16 per batch
   // Reconstructions: predicted = M groups of K points, visible = the rest, combined both.
-  const auto pred = ewa::data::read_point_file(run + "/reconstructions/0_predicted.ply", 0, 0);
-  const auto vis = ewa::data::read_point_file(run + "/reconstructions/0_visible.ply", 0, 0);
-  const auto comb = ewa::data::read_point_file(run + "/reconstructions/2_combined.ply", 0, 0);
+  const auto pred = ewa::io::read_point_file(run + "/reconstructions/0_predicted.ply", 0, 0);
+  const auto vis = ewa::io::read_point_file(run + "/reconstructions/0_visible.ply", 0, 0);
+  const auto comb = ewa::io::read_point_file(run + "/reconstructions/2_combined.ply", 0, 0);
   EXPECT_EQ(pred.size(0), 9 * 8);
   EXPECT_EQ(vis.size(0), 7 * 8);
   EXPECT_EQ(comb.size(0), 16 * 8);
@@ -240,7 +241,7 @@ TEST_F(PretrainRun, LinearProbingTrainsOnlyTheHeadAndLayerDecayScalesBlocks) {
   j["train"]["epochs"] = 1;
   auto cfg = ewa::parse_config(j, "test");
   std::vector<std::string> lines;
-  ewa::train::train_classifier(cfg, {}, [&](const std::string& l) { lines.push_back(l); });
+  ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [&](const std::string& l) { lines.push_back(l); });
   std::string all;
   for (const auto& l : lines) all += l + "\n";
   EXPECT_NE(all.find("init       " + ckpt_path), std::string::npos) << all;
@@ -294,9 +295,9 @@ TEST(Pretrain, ResumeReproducesAnUninterruptedRun) {
                        {"train", {{"epochs", epochs}, {"runs_dir", dir / runs}}}});
   };
   auto quiet = [](const std::string&) {};
-  ewa::train::pretrain_point_mae(cfg_for("full", 2), {}, quiet);
-  ewa::train::pretrain_point_mae(cfg_for("half", 1), {}, quiet);
-  ewa::train::pretrain_point_mae(cfg_for("half", 2), {dir / "half/pre/last.pt"}, quiet);
+  ewa::train::pretrain_point_mae(cfg_for("full", 2), ewa::data::load_task, {}, quiet);
+  ewa::train::pretrain_point_mae(cfg_for("half", 1), ewa::data::load_task, {}, quiet);
+  ewa::train::pretrain_point_mae(cfg_for("half", 2), ewa::data::load_task, {dir / "half/pre/last.pt"}, quiet);
   auto a = ewa::train::read_checkpoint(dir / "full/pre/last.pt").model;
   auto b = ewa::train::read_checkpoint(dir / "half/pre/last.pt").model;
   ASSERT_EQ(a.size(), b.size());
@@ -383,10 +384,10 @@ TEST(Npy, ReadsFloat32And64InCAndFortranOrderAndBothByteOrders) {
   TempDir dir;
   auto expect = torch::tensor({0.f, 1.f, 2.f, 3.f, 4.f, 5.f}).view({2, 3});
   ewa::testing::write_file(dir / "c.npy", npy_bytes("<f4", false, "(2, 3)", raw(std::vector<float>{0, 1, 2, 3, 4, 5})));
-  EXPECT_TRUE(torch::equal(ewa::data::read_npy(dir / "c.npy"), expect));
+  EXPECT_TRUE(torch::equal(ewa::io::read_npy(dir / "c.npy"), expect));
   // Fortran order: column-major bytes of the same array.
   ewa::testing::write_file(dir / "f.npy", npy_bytes("<f8", true, "(2, 3)", raw(std::vector<double>{0, 3, 1, 4, 2, 5})));
-  EXPECT_TRUE(torch::equal(ewa::data::read_npy(dir / "f.npy"), expect));
+  EXPECT_TRUE(torch::equal(ewa::io::read_npy(dir / "f.npy"), expect));
   // Big-endian float32, format version 2.
   std::string be;
   for (float v : {0.f, 1.f, 2.f, 3.f, 4.f, 5.f}) {
@@ -394,30 +395,30 @@ TEST(Npy, ReadsFloat32And64InCAndFortranOrderAndBothByteOrders) {
     be += std::string(b.rbegin(), b.rend());
   }
   ewa::testing::write_file(dir / "b.npy", npy_bytes(">f4", false, "(2, 3)", be, 2));
-  EXPECT_TRUE(torch::equal(ewa::data::read_npy(dir / "b.npy"), expect));
+  EXPECT_TRUE(torch::equal(ewa::io::read_npy(dir / "b.npy"), expect));
   // 1-D and a round trip through write_npy.
   ewa::testing::write_file(dir / "v.npy", npy_bytes("<f4", false, "(3,)", raw(std::vector<float>{7, 8, 9})));
-  EXPECT_EQ(ewa::data::read_npy(dir / "v.npy").sizes(), (std::vector<int64_t>{3}));
+  EXPECT_EQ(ewa::io::read_npy(dir / "v.npy").sizes(), (std::vector<int64_t>{3}));
   auto r = torch::randn({5, 3});
-  ewa::data::write_npy(dir / "r.npy", r);
-  EXPECT_TRUE(torch::equal(ewa::data::read_npy(dir / "r.npy"), r));
-  EXPECT_TRUE(torch::equal(ewa::data::read_point_file(dir / "r.npy", 0, 0), r));
+  ewa::io::write_npy(dir / "r.npy", r);
+  EXPECT_TRUE(torch::equal(ewa::io::read_npy(dir / "r.npy"), r));
+  EXPECT_TRUE(torch::equal(ewa::io::read_point_file(dir / "r.npy", 0, 0), r));
 }
 
 TEST(Npy, ErrorsNameTheFileAndTheProblem) {
   TempDir dir;
   using ewa::testing::error_of;
   ewa::testing::write_file(dir / "i.npy", npy_bytes("<i8", false, "(2,)", raw(std::vector<int64_t>{1, 2})));
-  EXPECT_NE(error_of([&] { ewa::data::read_npy(dir / "i.npy"); }).find("unsupported dtype '<i8'"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_npy(dir / "i.npy"); }).find("unsupported dtype '<i8'"), std::string::npos);
   ewa::testing::write_file(dir / "t.npy", npy_bytes("<f4", false, "(4, 3)", raw(std::vector<float>{1, 2, 3})));
-  auto msg = error_of([&] { ewa::data::read_npy(dir / "t.npy"); });
+  auto msg = error_of([&] { ewa::io::read_npy(dir / "t.npy"); });
   EXPECT_NE(msg.find("t.npy: truncated"), std::string::npos) << msg;
   ewa::testing::write_file(dir / "x.npy", "PK\x03\x04 not numpy");
-  EXPECT_NE(error_of([&] { ewa::data::read_npy(dir / "x.npy"); }).find("not a NumPy .npy file"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_npy(dir / "x.npy"); }).find("not a NumPy .npy file"), std::string::npos);
   ewa::testing::write_file(dir / "o.npy", npy_bytes("|O", false, "(2,)", ""));
-  EXPECT_NE(error_of([&] { ewa::data::read_npy(dir / "o.npy"); }).find("unsupported dtype"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::io::read_npy(dir / "o.npy"); }).find("unsupported dtype"), std::string::npos);
   ewa::testing::write_file(dir / "s.npy", npy_bytes("<f4", false, "(4,)", raw(std::vector<float>{1, 2, 3, 4})));
-  EXPECT_NE(error_of([&] { ewa::data::read_point_file(dir / "s.npy", 0, 0); }).find("expected a point array [P, C]"),
+  EXPECT_NE(error_of([&] { ewa::io::read_point_file(dir / "s.npy", 0, 0); }).find("expected a point array [P, C]"),
             std::string::npos);
 }
 
@@ -430,7 +431,7 @@ TEST(ShapeNet55, ReadsPointMaesLayout) {
   const char* synsets[3] = {"02691156", "03001627", "04379243"};
   for (int i = 0; i < 9; ++i) {
     const std::string name = std::string(synsets[i % 3]) + "-model" + std::to_string(i) + ".npy";
-    ewa::data::write_npy(dir / ("shapenet_pc/" + name), torch::randn({300, 3}, gen));
+    ewa::io::write_npy(dir / ("shapenet_pc/" + name), torch::randn({300, 3}, gen));
     (i < 6 ? train : test) << name << "\n";
   }
   train.close();

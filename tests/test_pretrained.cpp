@@ -10,7 +10,8 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "datasets/point_io.h"
+#include "datasets/hdf5.h"
+#include "io/point_io.h"
 #include "io/pretrained.h"
 #include "io/state_dict.h"
 #include "models/point_transformer.h"
@@ -78,8 +79,8 @@ torch::Tensor logits_of(ewa::models::ClassifierImpl& model, const torch::Tensor&
 }
 
 TEST_P(OfficialCheckpoints, ImportedClassifierGivesTheOfficialLogits) {
-  const auto points = ewa::data::read_npy(file("points.npy"));
-  const auto expected = ewa::data::read_npy(file("logits.npy"));
+  const auto points = ewa::io::read_npy(file("points.npy"));
+  const auto expected = ewa::io::read_npy(file("logits.npy"));
   for (const char* name : {"classifier.pth", "classifier_plain.pth"}) {
     const auto weights = ewa::io::read_state_dict(file(name));
     auto cfg = ewa::train::resolve_for_weights(small_config(GetParam()), weights);
@@ -89,7 +90,7 @@ TEST_P(OfficialCheckpoints, ImportedClassifierGivesTheOfficialLogits) {
     EXPECT_TRUE(report.missing.empty() && report.unexpected.empty() && report.fresh.empty()) << report.table();
     const auto got = logits_of(*model, points);
     torch::NoGradGuard guard;
-    EXPECT_LT((model->forward_features(points) - ewa::data::read_npy(file("features.npy"))).abs().max().item<double>(), 1e-4);
+    EXPECT_LT((model->forward_features(points) - ewa::io::read_npy(file("features.npy"))).abs().max().item<double>(), 1e-4);
     EXPECT_LT((got - expected).abs().max().item<double>(), 1e-4) << name << "\n" << got << expected;
   }
 }
@@ -98,7 +99,7 @@ TEST_P(OfficialCheckpoints, ExportLoadsStrictlyInTheOfficialModelWithOurLogits) 
   const auto weights = ewa::io::read_state_dict(file("classifier.pth"));
   auto cfg = ewa::train::resolve_for_weights(small_config(GetParam()), weights);
   auto [model, report] = ewa::train::load_classifier(cfg, weights, file("classifier.pth"));
-  const auto points = ewa::data::read_npy(file("points.npy"));
+  const auto points = ewa::io::read_npy(file("points.npy"));
   const auto ours = logits_of(*model, points);
   TempDir tmp;
   const std::string out = tmp / "exported.pth";
@@ -106,7 +107,7 @@ TEST_P(OfficialCheckpoints, ExportLoadsStrictlyInTheOfficialModelWithOurLogits) 
   auto r = ewa::testing::run_command(kPython + " " + kScript + " check " + variant_dir() + " " + out + " --logits " +
                                      (tmp / "check_logits.npy") + " --variant " + GetParam());
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto theirs = ewa::data::read_npy(tmp / "check_logits.npy");
+  const auto theirs = ewa::io::read_npy(tmp / "check_logits.npy");
   EXPECT_LT((theirs - ours).abs().max().item<double>(), 1e-4);
   // Our own export reads back as well (top-level 'base_model', epoch kept).
   const auto back = ewa::io::read_state_dict(out);
@@ -142,7 +143,7 @@ TEST_P(OfficialCheckpoints, FineTuningStartsFromThePretrainedEncoderWithExpertsE
   // The backbone computes what the official classifier's backbone computes: same pooled features.
   auto [reference, r2] = ewa::train::load_classifier(ewa::train::resolve_for_weights(small_config(GetParam()), classifier),
                                                      classifier, file("classifier.pth"));
-  const auto points = ewa::data::read_npy(file("points.npy"));
+  const auto points = ewa::io::read_npy(file("points.npy"));
   torch::NoGradGuard guard;
   if (GetParam() == "point_mae") {  // Point-MAE pretraining has no class token: fine-tuning starts it fresh
     EXPECT_NE(std::find(report.fresh.begin(), report.fresh.end(), "cls_pos"), report.fresh.end());

@@ -9,13 +9,14 @@
 
 #include "common/random.h"
 #include "datasets/point_datasets.h"
-#include "datasets/point_io.h"
-#include "datasets/point_sampling.h"
+#include "datasets/hdf5.h"
+#include "io/point_io.h"
+#include "data/point_sampling.h"
 #include "io/torch_pickle.h"
 #include "models/registry.h"
 #include "test_util.h"
 #include "train/evaluation.h"
-#include "train/predict.h"
+#include "infer/predict.h"
 #include "train/checkpoint.h"
 #include "train/schedule.h"
 #include "train/svm_probe.h"
@@ -205,7 +206,7 @@ TEST(PointPipeline, ResampleKeepsSourceResolutionAndTestCloudsInFpsOrder) {
   // rows of the file in the order of an exact FPS from a random start (the .dat preprocessing).
   cfg.normalize = false;
   auto plain = ewa::data::load_point_splits(cfg, 0);
-  auto raw = ewa::data::read_text_points(dir / "airplane/airplane_0001.txt").narrow(1, 0, 3).contiguous();
+  auto raw = ewa::io::read_text_points(dir / "airplane/airplane_0001.txt").narrow(1, 0, 3).contiguous();
   auto stored = plain.train.points[0];
   std::vector<int64_t> rows;
   for (int64_t k = 0; k < 200; ++k) rows.push_back(row_of(raw, stored[k]));
@@ -216,7 +217,7 @@ TEST(PointPipeline, ResampleKeepsSourceResolutionAndTestCloudsInFpsOrder) {
   const char* files[4] = {"airplane/airplane_0001.txt", "airplane/airplane_0002.txt", "bathtub/bathtub_0001.txt",
                           "bathtub/bathtub_0002.txt"};
   for (int64_t i = 0; i < 4; ++i)
-    starts.insert(row_of(ewa::data::read_text_points(dir / files[i]).narrow(1, 0, 3).contiguous(), plain.train.points[i][0]));
+    starts.insert(row_of(ewa::io::read_text_points(dir / files[i]).narrow(1, 0, 3).contiguous(), plain.train.points[i][0]));
   EXPECT_GT(starts.size(), 1u);
   EXPECT_EQ(starts.count(-1), 0u);
 }
@@ -231,8 +232,8 @@ TEST(PointPipeline, ReadsPointMaesDatFilesAsTheOfficialRunsDo) {
   cfg.source_points = 256;  // the .dat's point count: read them (there are no .txt clouds at all)
   auto s = ewa::data::load_point_splits(cfg, 0);
   EXPECT_TRUE(torch::equal(s.train.labels, torch::tensor({0, 1, 1}, torch::kLong)));
-  const auto test_raw = ewa::data::read_npy(dir / "mn/test_points.npy");
-  const auto train_raw = ewa::data::read_npy(dir / "mn/train_points.npy");
+  const auto test_raw = ewa::io::read_npy(dir / "mn/test_points.npy");
+  const auto train_raw = ewa::io::read_npy(dir / "mn/train_points.npy");
   for (int64_t i = 0; i < 2; ++i) {
     // pc_normalize of the .dat cloud (xyz), then validate()'s misc.fps: pointnet2 FPS from its point 0.
     auto xyz = test_raw[i].narrow(1, 0, 3);
@@ -585,7 +586,7 @@ TEST(Pickle, NumpyArraysOfEveryLayoutAndProtocol) {
     for (const char* key : {"f32", "f64_fortran", "i32_big", "i64", "u8", "f16", "bool", "empty", "vector"}) {
       const auto v = root->get(key);
       ASSERT_TRUE(v && v->kind == ewa::io::PyValue::Kind::Tensor) << key << " protocol " << protocol;
-      const auto expected = ewa::data::read_npy(out + "." + key + ".npy");
+      const auto expected = ewa::io::read_npy(out + "." + key + ".npy");
       EXPECT_EQ(v->tensor.sizes(), expected.sizes()) << key;
       // read_npy gives float32: compare at that precision
       EXPECT_TRUE(torch::equal(v->tensor.to(torch::kFloat), expected)) << key << " protocol " << protocol;
@@ -633,8 +634,8 @@ TEST(FewShot, ReadsTheReleasedPicklesInBothSpellings) {
     const std::string stem = dir / (folder + "/" + std::to_string(fold));
     for (const char* split : {"train", "test"}) {
       const auto& set = std::string(split) == "train" ? s.train : s.test;
-      const auto points = ewa::data::read_npy(stem + "_" + split + "_points.npy");
-      const auto labels = ewa::data::read_npy(stem + "_" + split + "_labels.npy").to(torch::kLong);
+      const auto points = ewa::io::read_npy(stem + "_" + split + "_points.npy");
+      const auto labels = ewa::io::read_npy(stem + "_" + split + "_labels.npy").to(torch::kLong);
       ASSERT_EQ(set.size(), points.size(0)) << split;
       EXPECT_EQ(set.size(), way * (std::string(split) == "train" ? shot : 3));
       EXPECT_TRUE(torch::equal(set.labels, labels)) << split;
@@ -652,8 +653,8 @@ TEST(FewShot, ReadsTheReleasedPicklesInBothSpellings) {
       }
     }
     // Class names from the original ModelNet40 class of each label.
-    const auto classes = ewa::data::read_npy(stem + "_train_classes.npy").to(torch::kLong);
-    const auto labels = ewa::data::read_npy(stem + "_train_labels.npy").to(torch::kLong);
+    const auto classes = ewa::io::read_npy(stem + "_train_classes.npy").to(torch::kLong);
+    const auto labels = ewa::io::read_npy(stem + "_train_labels.npy").to(torch::kLong);
     ASSERT_EQ(s.class_names.size(), size_t(way));
     for (int64_t i = 0; i < labels.size(0); ++i)
       EXPECT_EQ(s.class_names[labels[i].item<int64_t>()], ewa::data::kModelNet40Classes[classes[i].item<int64_t>()]);

@@ -1,6 +1,7 @@
 // End-to-end training on a small IDX dataset: learning, run directory, resume, bad run dirs.
 #include <gtest/gtest.h>
 
+#include "datasets/registry.h"
 #include "common/error.h"
 #include "models/registry.h"
 #include "test_util.h"
@@ -133,7 +134,7 @@ TEST(Train, LearnsAndWritesTheRunDirectory) {
   ewa::testing::write_pattern_idx(data.path(), 800, 100, true);
   auto cfg = tiny_cfg(data.path(), runs.path(), "rup", 5);
   std::vector<std::string> lines;
-  auto result = ewa::train::train_classifier(cfg, {}, [&](const std::string& l) { lines.push_back(l); });
+  auto result = ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [&](const std::string& l) { lines.push_back(l); });
   EXPECT_GT(result.test.overall_accuracy, 0.9);  // chance is 0.1
   const std::string dir = runs / "t";
   for (const char* f : {"config.json", "log.jsonl", "metrics.json", "last.pt", "best.pt"})
@@ -157,13 +158,13 @@ TEST(Train, LearnsAndWritesTheRunDirectory) {
   auto c2 = ewa::parse_config(ckpt.config, "ckpt");
   auto model = ewa::models::build_model(c2);
   ewa::train::load_model_state(*model, ckpt, "last.pt");
-  auto task = ewa::train::load_task(c2);
+  auto task = ewa::data::load_task(c2);
   auto m = ewa::train::evaluate_protocol(*model, *task.test, task.num_classes, torch::kCPU, {}).metrics;
   EXPECT_DOUBLE_EQ(m.overall_accuracy, result.test.overall_accuracy);
 
   // A second run into the same directory without --resume must not overwrite it.
   try {
-    ewa::train::train_classifier(cfg, {}, [](const std::string&) {});
+    ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [](const std::string&) {});
     FAIL() << "expected an error";
   } catch (const ewa::Error& e) {
     EXPECT_NE(std::string(e.what()).find("already holds a checkpoint"), std::string::npos) << e.what();
@@ -180,13 +181,13 @@ TEST(Train, ResumeReproducesAnUninterruptedRun) {
     return c;
   };
   auto full = flat(tiny_cfg(data.path(), runs_a.path(), "rup", 2));
-  ewa::train::train_classifier(full, {}, [](const std::string&) {});
+  ewa::train::train_classifier(full, ewa::data::load_task, {}, [](const std::string&) {});
   auto half = flat(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
   half.train.epochs = 1;
   half.json["train"]["epochs"] = 1;
-  ewa::train::train_classifier(half, {}, [](const std::string&) {});
+  ewa::train::train_classifier(half, ewa::data::load_task, {}, [](const std::string&) {});
   auto rest = flat(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
-  ewa::train::train_classifier(rest, {runs_b / "t/last.pt"}, [](const std::string&) {});
+  ewa::train::train_classifier(rest, ewa::data::load_task, {runs_b / "t/last.pt"}, [](const std::string&) {});
   auto a = ewa::train::read_checkpoint(runs_a / "t/last.pt");
   auto b = ewa::train::read_checkpoint(runs_b / "t/last.pt");
   EXPECT_EQ(a.step, b.step);
@@ -206,13 +207,13 @@ TEST(Train, ResumeOnTheGpuReproducesAnUninterruptedRun) {
     return c;
   };
   auto quiet = [](const std::string&) {};
-  ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_a.path(), "rup", 2)), {}, quiet);
-  ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_a2.path(), "rup", 2)), {}, quiet);
+  ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_a.path(), "rup", 2)), ewa::data::load_task, {}, quiet);
+  ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_a2.path(), "rup", 2)), ewa::data::load_task, {}, quiet);
   auto half = on_gpu(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
   half.train.epochs = 1;
   half.json["train"]["epochs"] = 1;
-  ewa::train::train_classifier(half, {}, quiet);
-  ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_b.path(), "rup", 2)), {runs_b / "t/last.pt"}, quiet);
+  ewa::train::train_classifier(half, ewa::data::load_task, {}, quiet);
+  ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_b.path(), "rup", 2)), ewa::data::load_task, {runs_b / "t/last.pt"}, quiet);
   auto a = ewa::train::read_checkpoint(runs_a / "t/last.pt");
   auto a2 = ewa::train::read_checkpoint(runs_a2 / "t/last.pt");
   auto b = ewa::train::read_checkpoint(runs_b / "t/last.pt");
@@ -252,7 +253,7 @@ TEST(Train, ADivergedStepStopsTheRunAtThatStepBeforeAnyCheckpoint) {
   auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 1);  // 9 steps of 32 (val takes 10%)
   cfg.train.log_every = 100;  // the losses are read back only at the epoch's end
   NanAtStepTask task(3);
-  auto task_data = ewa::train::load_task(cfg);
+  auto task_data = ewa::data::load_task(cfg);
   const std::string message = ewa::testing::error_of([&] {
     ewa::train::run_training(cfg, task, task_data, {}, [](const std::string&) {}, torch::kCPU);
   });
@@ -285,7 +286,7 @@ TEST(Train, AppliesTheEwaStepAfterEveryOptimizerStep) {
     cfg.ewa.share_rate = 0.5;  // N = 2: (N-1)/N
     cfg.json["ewa"]["enabled"] = ewa_on;
     cfg.json["ewa"]["share_rate"] = 0.5;
-    ewa::train::train_classifier(cfg, {}, [](const std::string&) {});
+    ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [](const std::string&) {});
     auto ckpt = ewa::train::read_checkpoint(runs / (name + "/last.pt"));
     EXPECT_GT(ckpt.step, 1);
     double spread = 0;
@@ -313,7 +314,7 @@ TEST(Train, RoutedMoEWithEwaOnWarns) {
     cfg.ewa.enabled = ewa_on;
     cfg.json["ewa"]["enabled"] = ewa_on;
     std::string out;
-    ewa::train::train_classifier(cfg, {}, [&](const std::string& l) { out += l + "\n"; });
+    ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [&](const std::string& l) { out += l + "\n"; });
     EXPECT_EQ(out.find("warning: EWA is on (ewa.enabled defaults to true) with moe.kind = routed") != std::string::npos, ewa_on)
         << out;
   }
@@ -325,7 +326,7 @@ TEST(Train, UnwritableRunDirectoryIsAnError) {
   ewa::testing::write_file(runs / "file", "not a directory");
   auto cfg = tiny_cfg(data.path(), runs / "file", "dense", 1);
   try {
-    ewa::train::train_classifier(cfg, {}, [](const std::string&) {});
+    ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [](const std::string&) {});
     FAIL() << "expected an error";
   } catch (const ewa::Error& e) {
     EXPECT_NE(std::string(e.what()).find("run directory " + (runs / "file") + "/t"), std::string::npos) << e.what();
@@ -338,7 +339,7 @@ TEST(Train, ConfigSizesMustMatchTheDataset) {
   auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 1);
   cfg.model.num_classes = 7;
   try {
-    ewa::train::train_classifier(cfg, {}, [](const std::string&) {});
+    ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [](const std::string&) {});
     FAIL() << "expected an error";
   } catch (const ewa::Error& e) {
     EXPECT_NE(std::string(e.what()).find("model.num_classes: config says 7 but dataset"), std::string::npos) << e.what();

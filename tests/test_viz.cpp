@@ -11,14 +11,14 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
-#include "datasets/point_io.h"
+#include "io/point_io.h"
 #include "models/point_mae.h"
 #include "models/point_transformer.h"
 #include "models/registry.h"
 #include "moe/routed_moe.h"
 #include "test_util.h"
 #include "train/pretrain.h"
-#include "train/visualize.h"
+#include "infer/visualize.h"
 #include "viz/plot.h"
 #include "viz/render.h"
 
@@ -333,8 +333,8 @@ TEST(ShowCli, ShowGalleryAndPlotWritePngsWithTheExpectedContent) {
   fs::create_directories(dir / "in/sphere");
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   auto sphere = torch::randn({300, 3}, gen);
-  ewa::data::write_npy(dir / "in/sphere/a.npy", sphere / sphere.norm(2, 1, true));
-  ewa::data::write_npy(dir / "in/few.npy", torch::randn({20, 3}, gen));
+  ewa::io::write_npy(dir / "in/sphere/a.npy", sphere / sphere.norm(2, 1, true));
+  ewa::io::write_npy(dir / "in/few.npy", torch::randn({20, 3}, gen));
   const std::string env = "env -u DISPLAY ";  // off-screen through a private Xvfb
   r = run_command(env + kEwa + " show " + ckpt + " " + (dir / "in/sphere/a.npy") + " --png " + (dir / "class.png") +
                   " --size 200x150 --view front");
@@ -403,7 +403,7 @@ TEST(ShowCli, PretrainingCheckpointShowsVisibleMaskedAndReconstructedPatches) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(fs::exists(dir / "runs/m/plots/loss.png"));
   auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
-  ewa::data::write_npy(dir / "a.npy", torch::randn({200, 3}, gen));
+  ewa::io::write_npy(dir / "a.npy", torch::randn({200, 3}, gen));
   r = run_command("env -u DISPLAY " + kEwa + " show " + (dir / "runs/m/last.pt") + " " + (dir / "a.npy") + " --color mae --png " +
                   (dir / "m.png") + " --size 360x160 --view front");
   ASSERT_EQ(r.exit_code, 0) << r.output;

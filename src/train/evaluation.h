@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
-#include "datasets/batch_source.h"
+#include "data/batch_source.h"
 #include "dist/dist.h"
 #include "models/classifier.h"
 #include "train/metrics.h"
@@ -35,7 +35,7 @@ struct EvalProtocol {
 
   const char* name() const;          // "single", "tta", "vote"
   std::string label() const;         // e.g. "single pass, no voting"
-  // The view (datasets/batch_source.h) of pass `pass` of this protocol.
+  // The view (data/batch_source.h) of pass `pass` of this protocol.
   data::View view(int64_t pass) const;
   int64_t passes_per_batch() const;  // single 1, tta passes, vote views
 };

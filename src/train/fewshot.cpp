@@ -60,7 +60,8 @@ FewShotFold read_fold(const std::string& dir, int64_t fold) {
 }
 }  // namespace
 
-FewShotSummary run_fewshot(Config cfg, int64_t way, int64_t shot, const std::vector<int64_t>& folds, const Reporter& report) {
+FewShotSummary run_fewshot(Config cfg, int64_t way, int64_t shot, const std::vector<int64_t>& folds,
+                           const data::TaskLoader& load_data, const Reporter& report) {
   if (cfg.data.dataset != "modelnet_fewshot")
     fail("data.dataset: `ewa fewshot` trains the released few-shot folds (modelnet_fewshot), the config names '" +
          cfg.data.dataset + "'");
@@ -86,7 +87,7 @@ FewShotSummary run_fewshot(Config cfg, int64_t way, int64_t shot, const std::vec
     } else {
       const std::string last = dir + "/last.pt";
       report("fold " + std::to_string(fold) + ": " + (fs::exists(last) ? "resuming " + last : "training " + dir));
-      train_classifier(fold_cfg, TrainOptions(fs::exists(last) ? last : ""), report);
+      train_classifier(fold_cfg, load_data, TrainOptions(fs::exists(last) ? last : ""), report);
       f = read_fold(dir, fold);
     }
     char line[256];

@@ -41,6 +41,7 @@ Spread spread_of(const std::vector<double>& values);
 // <name>_<way>w<shot>s_fold<k> under train.runs_dir. A fold whose run directory already holds
 // metrics.json is read, not trained again; one holding only last.pt is resumed. Writes
 // <runs_dir>/<name>_<way>w<shot>s_summary.json.
-FewShotSummary run_fewshot(Config cfg, int64_t way, int64_t shot, const std::vector<int64_t>& folds, const Reporter& report);
+FewShotSummary run_fewshot(Config cfg, int64_t way, int64_t shot, const std::vector<int64_t>& folds,
+                           const data::TaskLoader& load_data, const Reporter& report);
 
 }  // namespace ewa::train

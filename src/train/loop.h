@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
-#include "datasets/batch_source.h"
+#include "data/batch_source.h"
 #include "dist/dist.h"
 
 namespace ewa::train {

@@ -7,7 +7,7 @@
 #include "common/error.h"
 #include "common/random.h"
 #include "common/fs.h"
-#include "datasets/point_io.h"
+#include "io/point_io.h"
 #include "train/trainer.h"
 
 namespace ewa::train {
@@ -120,21 +120,22 @@ int64_t write_reconstructions(models::PointMaeImpl& model, data::BatchSource& so
       for (const auto& v : views_of_batch(model, source.batch(b, data::View::Plain).first, device)) {
         if (written >= count) break;
         const std::string stem = dir + "/" + std::to_string(written++);
-        data::write_ply_points(stem + "_input.ply", v.input);
-        data::write_ply_points(stem + "_visible.ply", v.visible);
-        data::write_ply_points(stem + "_predicted.ply", v.predicted);
+        io::write_ply_points(stem + "_input.ply", v.input);
+        io::write_ply_points(stem + "_visible.ply", v.visible);
+        io::write_ply_points(stem + "_predicted.ply", v.predicted);
         auto colors = torch::cat({torch::full({v.visible.size(0), 3}, 160, torch::kUInt8),
                                   torch::tensor({220, 40, 40}, torch::kUInt8).expand({v.predicted.size(0), 3})});
-        data::write_ply_points(stem + "_combined.ply", torch::cat({v.visible, v.predicted}), colors);
+        io::write_ply_points(stem + "_combined.ply", torch::cat({v.visible, v.predicted}), colors);
       }
     return written;
   });
 }
 
-PretrainResult pretrain_point_mae(Config cfg, const TrainOptions& options, const Reporter& report) {
+PretrainResult pretrain_point_mae(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
+                                 const Reporter& report) {
   if (cfg.model.name != "point_mae")
     fail("model.name: `ewa pretrain` trains a point_mae model, the config names '" + cfg.model.name + "'");
-  auto data = load_task(cfg);
+  auto data = load_data(cfg, data::Use::Training);
   cfg = resolve_for_dataset(cfg, data);
   const torch::Device device = select_device(cfg.train.device, options.group.get());
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "datasets/batch_source.h"
+#include "data/batch_source.h"
 #include "models/point_mae.h"
 #include "train/loop.h"
 
@@ -21,7 +21,8 @@ struct PretrainResult {
 // Pretrains cfg's point_mae model into <train.runs_dir>/<name>: last.pt each epoch (the
 // checkpoint `ewa finetune` / finetune.init reads), log.jsonl, metrics.json, and at the end
 // cfg.pretrain.reconstructions reconstructions in reconstructions/.
-PretrainResult pretrain_point_mae(Config cfg, const TrainOptions& options, const Reporter& report);
+PretrainResult pretrain_point_mae(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
+                                 const Reporter& report);
 
 // Mean reconstruction loss of `model` over `source` with masks drawn from a fixed seed (the same
 // masks every epoch); torch's default generator is restored afterwards.

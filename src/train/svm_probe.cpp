@@ -4,7 +4,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "datasets/point_datasets.h"
+#include "data/batch_source.h"
 #include "io/pretrained.h"
 #include "io/state_dict.h"
 #include "train/trainer.h"
@@ -167,25 +167,26 @@ std::vector<torch::Tensor> pb_projection(const io::StateDict& sd, const std::str
 }
 }  // namespace
 
-SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOptions& o, const Reporter& report) {
+SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOptions& o, const data::TaskLoader& load_data,
+                    const Reporter& report) {
   if (!built_with_liblinear())
     fail("the SVM probe needs liblinear: ewa was built without it (install Debian's liblinear-dev and rebuild)");
   if (cfg.model.name != "point_transformer")
     fail("model.name: the SVM probe reads a point_transformer encoder, the config names '" + cfg.model.name + "'");
   if (o.feature != "cls_max" && o.feature != "max_mean" && o.feature != "pb_cls_head")
     fail("--feature: '" + o.feature + "' is not a feature kind: expected cls_max, max_mean or pb_cls_head");
-  const auto seed = static_cast<uint64_t>(cfg.train.seed);
-  auto splits = data::load_point_splits(cfg.data, seed);
-  for (const auto& note : splits.notes) report(note);
-  if (cfg.model.in_chans == 0) cfg.model.in_chans = splits.train.points.size(2);
-  if (cfg.model.num_classes == 0) cfg.model.num_classes = static_cast<int64_t>(splits.class_names.size());
-  const auto device = select_device(cfg.train.device);
   // Every training cloud (no shuffle, no dropped batch; read as the test clouds are: the first
   // num_points of pointnet2_ops' FPS from point 0, the official misc.fps) and every test cloud,
   // single pass.
-  data::PointBatcher train_source(splits.train, cfg.data, o.batch_size, false, seed, /*drop_last=*/false,
-                                  /*fps_ordered=*/cfg.data.pipeline != "resample");
-  data::PointBatcher test_source(splits.test, cfg.data, o.batch_size, false, seed);
+  Config data_cfg = cfg;
+  data_cfg.data.batch_size = data_cfg.data.eval_batch_size = o.batch_size;
+  auto splits = load_data(data_cfg, data::Use::Features);
+  for (const auto& note : splits.notes) report(note);
+  if (cfg.model.in_chans == 0) cfg.model.in_chans = splits.in_chans;
+  if (cfg.model.num_classes == 0) cfg.model.num_classes = splits.num_classes;
+  const auto device = select_device(cfg.train.device);
+  data::BatchSource& train_source = *splits.train;
+  data::BatchSource& test_source = *splits.test;
   train_source.place(device);
   test_source.place(device);
 
@@ -202,8 +203,8 @@ SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOption
   std::vector<torch::Tensor> projection;
   if (o.feature == "pb_cls_head") projection = pb_projection(sd, weights_path, cfg.model.embed_dim, device);
 
-  report("features: " + o.feature + " of " + std::to_string(splits.train.size()) + " training and " +
-         std::to_string(splits.test.size()) + " test clouds (single pass, no augmentation) ...");
+  report("features: " + o.feature + " of " + std::to_string(splits.train->size()) + " training and " +
+         std::to_string(splits.test->size()) + " test clouds (single pass, no augmentation) ...");
   auto [train_x, train_y] = encoder_features(*model, train_source, o.feature, projection, device);
   auto [test_x, test_y] = encoder_features(*model, test_source, o.feature, projection, device);
   if (!o.write_features.empty()) {

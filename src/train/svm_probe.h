@@ -12,7 +12,7 @@
 #include <torch/torch.h>
 
 #include "config/config.h"
-#include "datasets/batch_source.h"
+#include "data/batch_source.h"
 #include "models/point_transformer.h"
 #include "train/loop.h"
 
@@ -67,6 +67,7 @@ struct SvmResult {
 
 // The whole probe: the encoder from `weights_path` (an ewa checkpoint, ewa pretraining, or an
 // official Point-MAE / Point-BERT file), the dataset of cfg.data, the SVM. Progress through `report`.
-SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOptions& options, const Reporter& report);
+SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOptions& options, const data::TaskLoader& load_data,
+                    const Reporter& report);
 
 }  // namespace ewa::train

@@ -9,9 +9,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "datasets/image_loader.h"
-#include "datasets/point_datasets.h"
-#include "datasets/point_sampling.h"
+#include "data/point_sampling.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "io/pretrained.h"
@@ -31,11 +29,6 @@ torch::Device select_device(const std::string& device, dist::Group* group) {
   if (group && group->size() > 1) group->require_gpu_per_rank(gpus);
   const int64_t local = group && group->size() > 1 ? group->env().local_rank : 0;
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local));
-}
-
-data::TaskData load_task(const Config& cfg) {
-  const auto seed = static_cast<uint64_t>(cfg.train.seed);
-  return cfg.data.is_point_cloud() ? data::load_point_task(cfg.data, seed) : data::load_image_task(cfg.data, seed);
 }
 
 Config resolve_for_dataset(Config cfg, const data::TaskData& task) {
@@ -192,8 +185,9 @@ io::LoadReport init_from_pretrained(models::ClassifierImpl& model, const Config&
   return io::load_pretrained(model, sd, options, cfg.finetune.init);
 }
 
-TrainResult train_classifier(Config cfg, const TrainOptions& options, const Reporter& report) {
-  auto task = load_task(cfg);
+TrainResult train_classifier(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
+                             const Reporter& report) {
+  auto task = load_data(cfg, data::Use::Training);
   cfg = resolve_for_dataset(cfg, task);
   const torch::Device device = select_device(cfg.train.device, options.group.get());
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "config/config.h"
-#include "datasets/batch_source.h"
+#include "data/batch_source.h"
 #include "io/pretrained.h"
 #include "models/classifier.h"
 #include "train/loop.h"
@@ -23,9 +23,6 @@ struct TrainResult {
   int64_t steps = 0;
   double seconds = 0;
 };
-
-// Loads the dataset of cfg.data (images or point clouds) with its train / val / test sources.
-data::TaskData load_task(const Config& cfg);
 
 // Resolves model sizes from the dataset (model.img_size/in_chans/num_classes = 0) and
 // checks given ones against it (a head with more outputs than the dataset has classes is
@@ -55,7 +52,8 @@ std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifi
 // Full training run into <train.runs_dir>/<name> (see docs/guide.md for its files). With
 // cfg.finetune.init the model starts from that checkpoint (io/pretrained.h); finetune.layer_decay
 // and finetune.freeze_encoder shape what is trained.
-TrainResult train_classifier(Config cfg, const TrainOptions& options, const Reporter& report);
+TrainResult train_classifier(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
+                             const Reporter& report);
 
 
 }  // namespace ewa::train

@@ -1,4 +1,4 @@
-// Our PLY reader (the one codec for .ply, in every build): ascii, binary_little_endian and
+// Our PLY codec (the one reader and writer of .ply, in every build). The reader: ascii, binary_little_endian and
 // binary_big_endian; the vertex element's x, y, z of any numeric type (float and double alike);
 // faces from a list property vertex_indices / vertex_index, fan-triangulated; every other element
 // and property skipped. Counts are checked against the file's size before anything is allocated.
@@ -13,9 +13,9 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "datasets/point_io.h"
+#include "io/point_io.h"
 
-namespace ewa::data {
+namespace ewa::io {
 namespace {
 
 enum class Format { Ascii, Little, Big };
@@ -200,4 +200,25 @@ Mesh read_ply(const std::string& path) {
   return mesh;
 }
 
-}  // namespace ewa::data
+void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors) {
+  auto p = points.to(torch::kFloat).contiguous();
+  if (p.dim() != 2 || p.size(1) != 3) fail(path + ": write_ply_points needs points [P, 3]");
+  const bool with_color = colors.defined();
+  auto c = with_color ? colors.to(torch::kUInt8).contiguous() : colors;
+  std::ostringstream os;
+  os << "ply\nformat ascii 1.0\nelement vertex " << p.size(0) << "\nproperty float x\nproperty float y\nproperty float z\n";
+  if (with_color) os << "property uchar red\nproperty uchar green\nproperty uchar blue\n";
+  os << "end_header\n";
+  const float* d = p.data_ptr<float>();
+  for (int64_t i = 0; i < p.size(0); ++i) {
+    os << d[3 * i] << ' ' << d[3 * i + 1] << ' ' << d[3 * i + 2];
+    if (with_color) {
+      const uint8_t* cc = c.data_ptr<uint8_t>() + 3 * i;
+      os << ' ' << int(cc[0]) << ' ' << int(cc[1]) << ' ' << int(cc[2]);
+    }
+    os << '\n';
+  }
+  write_text_atomically(path, os.str());
+}
+
+}  // namespace ewa::io

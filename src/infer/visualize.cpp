@@ -1,4 +1,4 @@
-#include "train/visualize.h"
+#include "infer/visualize.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -156,10 +156,11 @@ void write_scenes_png(const std::string& path, const std::vector<Scene>& scenes,
   viz::write_grid_png(path, tiles, columns, title);
 }
 
-GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& cfg, const std::string& split, int64_t count,
+GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& cfg, const data::TaskLoader& load_data,
+                            const std::string& split, int64_t count,
                             int columns, const viz::Camera& camera, const std::string& out, torch::Device device) {
   if (split != "train" && split != "val" && split != "test") fail("--split: expected train, val or test, got '" + split + "'");
-  auto data = load_task(cfg);
+  auto data = load_data(cfg, data::Use::Training);
   data::BatchSource* source = split == "train" ? data.train.get() : split == "val" ? data.val.get() : data.test.get();
   if (!source) fail("--split val: dataset " + cfg.data.dataset + " has no validation split");
   std::vector<torch::Tensor> xs, ys;

@@ -1,6 +1,7 @@
-// Point-cloud and mesh files: parsers of our own for .txt/.xyz (ModelNet40 resampled), .off and
-// .npy-free text formats, .npy and .ply; .pcd and .obj through PCL (when built with it); HDF5 classification files
-// (ModelNet40 ply_hdf5_2048, ScanObjectNN) through the HDF5 C++ API (when built with it).
+// Point-cloud and mesh files, one reader each, used by training data, evaluation and prediction
+// alike: parsers of our own for .txt/.xyz/.pts/.csv (ModelNet40 resampled), .off, .npy and .ply
+// (ply.cpp, reader and writer); .pcd and .obj through PCL and other meshes through Open3D when
+// built with them (one backend file each: point_io_backends.h).
 // Every reader throws ewa::Error naming the file, the line where it applies, and the problem.
 #pragma once
 #include <string>
@@ -8,7 +9,7 @@
 
 #include <torch/torch.h>
 
-namespace ewa::data {
+namespace ewa::io {
 
 // Text points: one point per line, numbers separated by commas and/or blanks (ModelNet40
 // resampled "x,y,z,nx,ny,nz"; .xyz "x y z ..."; .csv with an optional header line; .pts with an
@@ -57,17 +58,7 @@ Mesh read_mesh(const std::string& path);
 // of `mesh_points` points (an .obj without faces gives its vertices).
 torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint64_t seed);
 
-// HDF5 classification file: dataset `data` float [N, P, 3+] and `label` integer [N] or [N, 1].
-struct H5Clouds {
-  torch::Tensor points;  // float [N, P, C]
-  torch::Tensor labels;  // int64 [N]
-};
-H5Clouds read_h5_clouds(const std::string& path);
-// Writes the same layout (label as uint8 [N, 1], as ModelNet40's files).
-void write_h5_clouds(const std::string& path, const torch::Tensor& points, const torch::Tensor& labels);
-
-bool built_with_hdf5();
 bool built_with_pcl();
 bool built_with_open3d();
 
-}  // namespace ewa::data
+}  // namespace ewa::io

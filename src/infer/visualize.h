@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "data/batch_source.h"
 #include "models/point_mae.h"
 #include "models/point_transformer.h"
 #include "viz/render.h"
@@ -59,7 +60,8 @@ struct GalleryResult {
 // `count` samples of a dataset split (evenly spaced over it, so that sorted splits show many
 // classes) classified by `model`, coloured by predicted class, captioned "true / predicted p",
 // wrong ones marked, as a grid PNG.
-GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& cfg, const std::string& split, int64_t count,
+GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& cfg, const data::TaskLoader& load_data,
+                            const std::string& split, int64_t count,
                             int columns, const viz::Camera& camera, const std::string& out, torch::Device device);
 
 }  // namespace ewa::train

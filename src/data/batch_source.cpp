@@ -1,4 +1,4 @@
-#include "datasets/batch_source.h"
+#include "data/batch_source.h"
 
 #include "dist/dist.h"
 

@@ -1,4 +1,4 @@
-#include "datasets/point_io.h"
+#include "io/point_io.h"
 
 #include <algorithm>
 #include <cctype>
@@ -13,24 +13,9 @@
 #include "common/fs.h"
 #include "common/limits.h"
 
-#ifdef EWA_HAS_HDF5
-#include <H5Cpp.h>
-#endif
-#ifdef EWA_HAS_OPEN3D
-#include <open3d/geometry/TriangleMesh.h>
-#include <open3d/io/TriangleMeshIO.h>
-#include <open3d/utility/Logging.h>
-#endif
-#ifdef EWA_HAS_PCL
-#include <pcl/PolygonMesh.h>
-#include <pcl/conversions.h>
-#include <pcl/io/obj_io.h>
-#include <pcl/io/pcd_io.h>
-#include <pcl/io/ply_io.h>
-#include <pcl/point_types.h>
-#endif
+#include "io/point_io_backends.h"
 
-namespace ewa::data {
+namespace ewa::io {
 namespace fs = std::filesystem;
 
 namespace {
@@ -171,27 +156,6 @@ void write_npy(const std::string& path, const torch::Tensor& array) {
   write_bytes_atomically(path, bytes.data(), bytes.size());
 }
 
-void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors) {
-  auto p = points.to(torch::kFloat).contiguous();
-  if (p.dim() != 2 || p.size(1) != 3) fail(path + ": write_ply_points needs points [P, 3]");
-  const bool with_color = colors.defined();
-  auto c = with_color ? colors.to(torch::kUInt8).contiguous() : colors;
-  std::ostringstream os;
-  os << "ply\nformat ascii 1.0\nelement vertex " << p.size(0) << "\nproperty float x\nproperty float y\nproperty float z\n";
-  if (with_color) os << "property uchar red\nproperty uchar green\nproperty uchar blue\n";
-  os << "end_header\n";
-  const float* d = p.data_ptr<float>();
-  for (int64_t i = 0; i < p.size(0); ++i) {
-    os << d[3 * i] << ' ' << d[3 * i + 1] << ' ' << d[3 * i + 2];
-    if (with_color) {
-      const uint8_t* cc = c.data_ptr<uint8_t>() + 3 * i;
-      os << ' ' << int(cc[0]) << ' ' << int(cc[1]) << ' ' << int(cc[2]);
-    }
-    os << '\n';
-  }
-  write_text_atomically(path, os.str());
-}
-
 torch::Tensor read_text_points(const std::string& path) {
   std::ifstream in(path);
   if (!in) fail(path + ": cannot open file");
@@ -282,74 +246,6 @@ torch::Tensor sample_surface(const Mesh& mesh, int64_t n, uint64_t seed) {
   return (1 - r1) * fa + r1 * (1 - r2) * fb + r1 * r2 * fc;
 }
 
-bool built_with_pcl() {
-#ifdef EWA_HAS_PCL
-  return true;
-#else
-  return false;
-#endif
-}
-
-bool built_with_open3d() {
-#ifdef EWA_HAS_OPEN3D
-  return true;
-#else
-  return false;
-#endif
-}
-
-bool built_with_hdf5() {
-#ifdef EWA_HAS_HDF5
-  return true;
-#else
-  return false;
-#endif
-}
-
-torch::Tensor read_pcl_points(const std::string& path) {
-  if (lower_extension(path) == ".ply") return read_ply(path).vertices;  // our own reader, every build
-#ifdef EWA_HAS_PCL
-  pcl::PointCloud<pcl::PointXYZ> cloud;
-  const std::string ext = lower_extension(path);
-  if (ext == ".pcd") {
-    // PCL fills x, y, z with zeros and reports success when the file has no such fields.
-    if (!fs::exists(path)) fail(path + ": cannot open file");
-    pcl::PCLPointCloud2 header;
-    Eigen::Vector4f origin;
-    Eigen::Quaternionf orientation;
-    int version = 0, data_type = 0;
-    unsigned int data_index = 0;
-    if (pcl::PCDReader().readHeader(path, header, origin, orientation, version, data_type, data_index) != 0)
-      fail(path + ": PCL could not read the PCD header (truncated or not a .pcd file)");
-    std::string names;
-    int xyz = 0;
-    for (const auto& f : header.fields) {
-      names += (names.empty() ? "" : " ") + f.name;
-      xyz += f.name == "x" || f.name == "y" || f.name == "z";
-    }
-    if (header.fields.empty()) fail(path + ": not a valid .pcd file (its header has no FIELDS)");
-    if (xyz != 3) fail(path + ": PCD fields are '" + names + "'; expected fields x, y and z");
-  }
-  int rc = -1;
-  {
-    // PCL prints its own diagnostics to stderr; the error we throw says what went wrong.
-    rc = pcl::io::loadPCDFile(path, cloud);
-  }
-  if (rc != 0) fail(path + ": PCL could not read the file (missing, truncated or not a valid " + ext.substr(1) + ")");
-  if (cloud.empty()) fail(path + ": empty point cloud (no points)");
-  auto t = torch::empty({static_cast<int64_t>(cloud.size()), 3}, torch::kFloat);
-  auto acc = t.accessor<float, 2>();
-  for (size_t i = 0; i < cloud.size(); ++i) {
-    const auto& p = cloud[i];
-    // Organized clouds mark missing points with NaN: kept here, dropped or refused by the caller.
-    acc[i][0] = p.x, acc[i][1] = p.y, acc[i][2] = p.z;
-  }
-  return t;
-#else
-  fail(path + ": ewa was built without PCL, so .pcd files cannot be read (reconfigure with EWA_WITH_PCL=ON and libpcl-dev)");
-#endif
-}
-
 namespace {
 // sample_surface with errors naming the file.
 torch::Tensor sample_mesh_file(const std::string& path, const Mesh& mesh, int64_t n, uint64_t seed) {
@@ -365,58 +261,15 @@ Mesh read_mesh(const std::string& path) {
   if (!fs::exists(path)) fail(path + ": cannot open file");
   const std::string ext = lower_extension(path);
   if (ext == ".ply") return read_ply(path);
-  if (ext == ".obj") {
-    // PCL's OBJ reader: Open3D's (through Assimp, as Debian builds it) silently skips every face
-    // that is not a triangle, leaving an empty mesh for quad-meshed files.
-#ifdef EWA_HAS_PCL
-    pcl::PolygonMesh m;
-    if (pcl::io::loadOBJFile(path, m) != 0) fail(path + ": PCL could not read the mesh (truncated or not a valid obj)");
-    pcl::PointCloud<pcl::PointXYZ> v;
-    pcl::fromPCLPointCloud2(m.cloud, v);
-    if (v.empty()) fail(path + ": mesh has no vertices");
-    Mesh out{torch::empty({static_cast<int64_t>(v.size()), 3}, torch::kFloat), {}};
-    auto va = out.vertices.accessor<float, 2>();
-    for (size_t i = 0; i < v.size(); ++i) va[i][0] = v[i].x, va[i][1] = v[i].y, va[i][2] = v[i].z;
-    std::vector<int64_t> tri;
-    for (size_t f = 0; f < m.polygons.size(); ++f) {
-      const auto& ids = m.polygons[f].vertices;
-      for (auto id : ids)
-        if (id < 0 || static_cast<size_t>(id) >= v.size())
-          fail(path + ": face " + std::to_string(f + 1) + " refers to vertex " + std::to_string(id + 1) + " of " +
-               std::to_string(v.size()));
-      for (size_t k = 1; k + 1 < ids.size(); ++k) tri.insert(tri.end(), {int64_t(ids[0]), int64_t(ids[k]), int64_t(ids[k + 1])});
-    }
-    out.faces = torch::tensor(tri, torch::kLong).view({-1, 3});
-    return out;
-#else
-    fail(path + ": ewa was built without PCL, so .obj meshes cannot be read (reconfigure with EWA_WITH_PCL=ON and libpcl-dev)");
-#endif
-  }
-#ifdef EWA_HAS_OPEN3D
-  open3d::utility::SetVerbosityLevel(open3d::utility::VerbosityLevel::Error);
-  open3d::geometry::TriangleMesh m;
-  open3d::io::ReadTriangleMeshOptions options;
-  options.enable_post_processing = false;
-  if (!open3d::io::ReadTriangleMesh(path, m, options))
-    fail(path + ": Open3D could not read the mesh (truncated or not a valid " + ext.substr(1) + ")");
-  if (m.vertices_.empty()) fail(path + ": mesh has no vertices");
-  Mesh out{torch::empty({static_cast<int64_t>(m.vertices_.size()), 3}, torch::kFloat),
-           torch::empty({static_cast<int64_t>(m.triangles_.size()), 3}, torch::kLong)};
-  auto v = out.vertices.accessor<float, 2>();
-  for (size_t i = 0; i < m.vertices_.size(); ++i)
-    for (int c = 0; c < 3; ++c) v[i][c] = static_cast<float>(m.vertices_[i](c));
-  auto f = out.faces.accessor<int64_t, 2>();
-  const int64_t nv = out.vertices.size(0);
-  for (size_t i = 0; i < m.triangles_.size(); ++i)
-    for (int c = 0; c < 3; ++c) {
-      f[i][c] = m.triangles_[i](c);
-      if (f[i][c] < 0 || f[i][c] >= nv)
-        fail(path + ": face " + std::to_string(i) + " refers to vertex " + std::to_string(f[i][c]) + " of " + std::to_string(nv));
-    }
-  return out;
-#else
-  fail(path + ": ewa was built without Open3D, so " + ext + " meshes cannot be read (reconfigure with EWA_WITH_OPEN3D=ON and libopen3d-dev)");
-#endif
+  // PCL's OBJ reader: Open3D's (through Assimp, as Debian builds it) silently skips every face
+  // that is not a triangle, leaving an empty mesh for quad-meshed files.
+  if (ext == ".obj") return read_obj_with_pcl(path);
+  return read_mesh_with_open3d(path);
+}
+
+torch::Tensor read_pcl_points(const std::string& path) {
+  if (lower_extension(path) == ".ply") return read_ply(path).vertices;  // our own reader, every build
+  return read_pcd_with_pcl(path);
 }
 
 // The element and point counts in a .ply or .pcd header, checked against the file's size before
@@ -471,73 +324,4 @@ torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint
   fail(path + ": unsupported point file extension '" + ext + "' (expected .txt, .xyz, .pts, .csv, .npy, .off, .obj, .pcd or .ply)");
 }
 
-H5Clouds read_h5_clouds(const std::string& path) {
-#ifdef EWA_HAS_HDF5
-  if (!fs::exists(path)) fail(path + ": cannot open file");
-  H5::Exception::dontPrint();
-  H5Clouds out;
-  try {
-    H5::H5File file(path, H5F_ACC_RDONLY);
-    auto read_dataset = [&](const char* name) -> std::pair<H5::DataSet, std::vector<hsize_t>> {
-      if (!file.nameExists(name)) fail(path + ": missing dataset '" + std::string(name) + "'");
-      H5::DataSet ds = file.openDataSet(name);
-      H5::DataSpace space = ds.getSpace();
-      std::vector<hsize_t> dims(static_cast<size_t>(space.getSimpleExtentNdims()));
-      space.getSimpleExtentDims(dims.data());
-      return {ds, dims};
-    };
-    auto [data, ddims] = read_dataset("data");
-    if (ddims.size() != 3 || ddims[2] < 3 || ddims[0] == 0 || ddims[1] == 0) {
-      std::string shape;
-      for (auto d : ddims) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
-      fail(path + ": dataset 'data' has shape [" + shape + "], expected [N, P, 3] (or more channels) with N, P > 0");
-    }
-    // Dimensions must fit the file (deflate expands at most kMaxInflation:1) before anything is allocated.
-    const uint64_t file_bytes = bytes_on_disk(path);
-    const long double claimed = (long double)ddims[0] * (long double)ddims[1] * (long double)ddims[2] * 4.0L;
-    if (claimed > (long double)file_bytes * kMaxInflation + (1 << 20))
-      fail(path + ": dataset 'data' claims [" + std::to_string(ddims[0]) + ", " + std::to_string(ddims[1]) + ", " +
-           std::to_string(ddims[2]) + "] floats but the file has only " + std::to_string(file_bytes) +
-           " bytes: truncated or corrupt");
-    out.points = torch::empty({int64_t(ddims[0]), int64_t(ddims[1]), int64_t(ddims[2])}, torch::kFloat);
-    data.read(out.points.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
-    auto [label, ldims] = read_dataset("label");
-    if (!((ldims.size() == 1) || (ldims.size() == 2 && ldims[1] == 1)) || ldims[0] != ddims[0])
-      fail(path + ": dataset 'label' must be [N] or [N, 1] with N = " + std::to_string(ddims[0]) + " (the clouds in 'data')");
-    out.labels = torch::empty({int64_t(ldims[0])}, torch::kLong);
-    label.read(out.labels.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
-  } catch (const H5::Exception& e) {
-    fail(path + ": not a readable HDF5 file (truncated or corrupt): " + e.getDetailMsg());
-  }
-  if (!torch::isfinite(out.points).all().item<bool>()) fail(path + ": dataset 'data' contains NaN or infinite coordinates");
-  if (out.labels.numel() > 0 && out.labels.min().item<int64_t>() < 0) fail(path + ": dataset 'label' has negative labels");
-  return out;
-#else
-  fail(path + ": ewa was built without HDF5, so .h5 datasets cannot be read (reconfigure with EWA_WITH_HDF5=ON and libhdf5-dev)");
-#endif
-}
-
-void write_h5_clouds(const std::string& path, const torch::Tensor& points, const torch::Tensor& labels) {
-#ifdef EWA_HAS_HDF5
-  H5::Exception::dontPrint();
-  auto p = points.to(torch::kFloat).contiguous();
-  auto l = labels.to(torch::kUInt8).contiguous();
-  write_atomically(path, [&](const std::string& tmp) {
-    try {
-      H5::H5File file(tmp, H5F_ACC_TRUNC);
-      hsize_t ddims[3] = {hsize_t(p.size(0)), hsize_t(p.size(1)), hsize_t(p.size(2))};
-      H5::DataSpace dspace(3, ddims);
-      file.createDataSet("data", H5::PredType::IEEE_F32LE, dspace).write(p.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
-      hsize_t ldims[2] = {hsize_t(l.size(0)), 1};
-      H5::DataSpace lspace(2, ldims);
-      file.createDataSet("label", H5::PredType::STD_U8LE, lspace).write(l.data_ptr<uint8_t>(), H5::PredType::NATIVE_UINT8);
-    } catch (const H5::Exception& e) {
-      throw std::runtime_error(e.getDetailMsg());
-    }
-  });
-#else
-  fail(path + ": ewa was built without HDF5, so .h5 files cannot be written");
-#endif
-}
-
-}  // namespace ewa::data
+}  // namespace ewa::io

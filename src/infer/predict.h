@@ -1,5 +1,5 @@
 // Predictions on users' own point files (`ewa predict`): every file goes through the one point
-// reader (datasets/point_io.h: read_point_file), non-finite points are dropped and counted, the
+// reader (io/point_io.h: read_point_file), non-finite points are dropped and counted, the
 // cloud is prepared as the evaluation splits are (data::eval_cloud: normalised and FPS-ordered
 // under the model's data.pipeline), the classifier runs an evaluation protocol
 // (train/evaluation.h: single, tta or the official vote) and its top-k classes come back with

@@ -1,4 +1,4 @@
-#include "train/predict.h"
+#include "infer/predict.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -7,8 +7,8 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "datasets/point_datasets.h"
-#include "datasets/point_io.h"
-#include "datasets/point_sampling.h"
+#include "io/point_io.h"
+#include "data/point_sampling.h"
 
 namespace ewa::train {
 namespace fs = std::filesystem;
@@ -20,7 +20,7 @@ const std::set<std::string> kPointExtensions = {".txt", ".xyz", ".pts", ".csv", 
 torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool upsample, FilePrediction& p, int64_t keep) {
   if (keep <= 0) keep = cfg.data.num_points;
   const int64_t channels = cfg.model.in_chans;
-  auto cloud = data::read_point_file(path, data::mesh_sample_points(cfg.data), 0);
+  auto cloud = io::read_point_file(path, data::mesh_sample_points(cfg.data), 0);
   p.points_read = cloud.size(0);
   if (cloud.size(1) < channels)
     fail(path + ": the model takes " + std::to_string(channels) + " channels per point (xyz" +

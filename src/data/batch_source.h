@@ -1,12 +1,18 @@
-// What the trainer needs from any dataset split: batches of (inputs, labels) in an order fixed
+// The data interface of the library (the trainer, evaluation, inference): what they need from
+// any dataset split, and how they ask for a dataset. What the trainer needs from any dataset split: batches of (inputs, labels) in an order fixed
 // by (seed, epoch), in one of the views below.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <torch/torch.h>
+
+namespace ewa {
+struct Config;
+}
 
 namespace ewa::data {
 
@@ -77,5 +83,14 @@ struct TaskData {
   std::unique_ptr<BatchSource> val;    // null when there is no validation split
   std::unique_ptr<BatchSource> test;
 };
+
+// What a dataset is loaded for: training (the train split shuffled, data.drop_last as
+// configured) or features (every training sample in stored order, none dropped, read as the test
+// split is: the SVM probe's training features).
+enum class Use { Training, Features };
+
+// How the library gets a dataset. The library never reads datasets itself: the commands pass it
+// the dataset library's loader (datasets/registry.h: data::load_task), tests may pass their own.
+using TaskLoader = std::function<TaskData(const Config& cfg, Use use)>;
 
 }  // namespace ewa::data

@@ -1,0 +1,23 @@
+// HDF5 classification files (ModelNet40 ply_hdf5_2048, ScanObjectNN h5_files) through the HDF5
+// C++ API: hdf5.cpp when ewa is built with HDF5, no_hdf5.cpp (every call refused with what to
+// install) otherwise; CMake picks one.
+#pragma once
+#include <string>
+
+#include <torch/torch.h>
+
+namespace ewa::data {
+
+// HDF5 classification file: dataset `data` float [N, P, 3+] and `label` integer [N] or [N, 1].
+struct H5Clouds {
+  torch::Tensor points;  // float [N, P, C]
+  torch::Tensor labels;  // int64 [N]
+};
+H5Clouds read_h5_clouds(const std::string& path);
+// Writes the same layout (label as uint8 [N, 1], as ModelNet40's files).
+void write_h5_clouds(const std::string& path, const torch::Tensor& points, const torch::Tensor& labels);
+
+
+bool built_with_hdf5();
+
+}  // namespace ewa::data

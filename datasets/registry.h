@@ -1,0 +1,24 @@
+// The dataset library's entry point: data.dataset name -> its loader. The commands pass
+// data::load_task to the library as its data::TaskLoader (data/batch_source.h); nothing under
+// src/ includes this folder.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "data/batch_source.h"
+
+namespace ewa::data {
+
+struct DatasetLoader {
+  const char* name;  // data.dataset
+  TaskData (*load)(const DataConfig& cfg, uint64_t seed, Use use);
+};
+
+// Every dataset ewa reads, one loader each (the config schema's data.dataset enum names the same).
+const std::vector<DatasetLoader>& dataset_loaders();
+
+// Loads cfg.data's dataset with its train / val / test sources (seeded by train.seed).
+TaskData load_task(const Config& cfg, Use use = Use::Training);
+
+}  // namespace ewa::data
