@@ -36,7 +36,9 @@ void add_pretrain_command(CLI::App& app) {
     const std::string from = !args->reconstruct.empty() ? args->reconstruct : args->resume;
     Config cfg = run_config(args->config, from, args->set, args->name);
     if (args->reconstruct.empty()) {
-      train::pretrain_point_mae(cfg, data::load_task, train::TrainOptions{args->resume, join_job(args->dist)}, print_line);
+      const auto group = join_job(args->dist);
+      const auto result = train::pretrain_point_mae(cfg, data::load_task, train::TrainOptions{args->resume, group}, print_line);
+      if (!group || group->is_main()) plot_finished_run(result.run_dir);
       return;
     }
     if (cfg.model.name != "point_mae") fail("checkpoint " + from + ": holds a " + cfg.model.name + ", not a point_mae model");

@@ -28,6 +28,10 @@ void add_gallery_command(CLI::App& app);
 void add_svm_command(CLI::App& app);
 void add_fewshot_command(CLI::App& app);
 
+// Draws the plots of a run that has just finished into <dir>/plots/ and prints their names (a
+// build without cairo draws none; a plot that fails is reported, not fatal).
+void plot_finished_run(const std::string& dir);
+
 // Flag checks with plain messages ("expected an integer >= 1, got '0'"), for CLI11's check().
 CLI::Validator at_least(int64_t minimum);
 

@@ -1,8 +1,9 @@
 // The one training loop. Classification, fine-tuning and Point-MAE pretraining are Tasks: a
 // task owns the model, computes the training loss of a batch and evaluates a split; the loop
 // does everything else (run directory, start-up table, optimizer and LR schedule, gradient
-// clipping, EWA averaging, progress lines, log.jsonl, atomic checkpoints, resume, best-on-val,
-// metrics.json). Progress goes through a callback; the library never prints.
+// clipping, EWA averaging, resume) and its hooks the rest (progress lines and log.jsonl, atomic
+// checkpoints and stop signals, best-on-val, metrics.json): train/run.h. Progress goes through a
+// callback; the library never prints or plots (the commands draw the curves).
 #pragma once
 #include <functional>
 #include <string>

@@ -1,0 +1,198 @@
+// The hooks of the training loop (train/run.h) and its start-up table.
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/precision.h"
+#include "common/signals.h"
+#include "train/checkpoint.h"
+#include "train/run.h"
+
+namespace ewa::train {
+namespace fs = std::filesystem;
+
+std::string fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+std::string duration_text(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  char b[32];
+  std::snprintf(b, sizeof b, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60), (long long)(s % 60));
+  return b;
+}
+
+std::string Run::startup_table() const {
+  int64_t trainable = 0, total = 0;
+  for (const auto& p : task.model().parameters()) {
+    total += p.numel();
+    if (p.requires_grad()) trainable += p.numel();
+  }
+  const auto& o = cfg.optim;
+  std::ostringstream head;
+  head << "run        " << dir << "\n"
+       << "data       " << data.description << ": train " << data.train->size() << ", val "
+       << (data.val ? data.val->size() : 0) << ", test " << data.test->size() << ", " << data.num_classes << " classes"
+       << (data.num_points ? ", " + std::to_string(data.num_points) + " points x " + std::to_string(data.in_chans) + " channels" : "")
+       << "; evaluation: " << task.eval_label() << "\n"
+       << "model      " << task.describe_model() << ", " << trainable << " training parameters"
+       << (trainable != total ? " (" + std::to_string(total - trainable) + " frozen)" : "") << "\n"
+       << "ffn        " << mlp_kind_name(cfg.moe.kind) << " in " << moe_count << " blocks, N=" << cfg.moe.num_experts
+       << "; EWA " << (cfg.ewa.enabled && moe_count ? "on" : "off") << " (share rate " << cfg.ewa.share_rate << ", "
+       << cfg.ewa.schedule << (cfg.ewa.until_step >= 0 ? ", until step " + std::to_string(cfg.ewa.until_step) : "") << ")\n"
+       << "optimizer  AdamW lr=" << o.lr << " wd=" << o.weight_decay << " warmup=" << o.warmup_epochs << " epochs"
+       << (o.schedule == "timm_epoch"
+               ? " from " + fmt("%.3g", o.warmup_lr_init) + ", cosine over " +
+                     std::to_string(o.cosine_epochs > 0 ? o.cosine_epochs : cfg.train.epochs) + " epochs to " +
+                     fmt("%.3g", o.min_lr) + ", stepped per epoch (timm)"
+               : ", cosine to " + fmt("%.3g", o.min_lr) + " per step")
+       << ", label smoothing " << o.label_smoothing
+       << (cfg.finetune.layer_decay < 1 ? ", layer decay " + fmt("%.3g", cfg.finetune.layer_decay) : "") << "\n"
+       << "schedule   " << cfg.train.epochs << " epochs x " << steps_per_epoch << " steps, batch " << cfg.data.batch_size
+       << (cfg.data.drop_last && data.train->size() % cfg.data.batch_size ? " (last partial batch dropped)" : "")
+       << ", seed " << cfg.train.seed << ", device " << device << ", threads " << at::get_num_threads() << ", "
+       << precision_description(cfg.train.precision, device);
+  if (group)
+    head << "\nprocesses  " << world << " ranks (" << group->env().source << ", " << group->backend() << ", rendezvous "
+         << group->env().master_addr << ":" << group->env().master_port << "); each takes its share of every global batch of "
+         << cfg.data.batch_size << "; gradients in " << gradient_sync->num_buckets() << " buckets of " << cfg.train.bucket_mb
+         << " MiB, all-reduced " << (cfg.train.overlap_allreduce ? "during backward" : "after backward");
+  for (const auto& note : data.notes) head << "\n" << note;
+  return head.str();
+}
+
+namespace {
+
+// A progress line every train.log_every steps and with an epoch's last step (loss, lr, share
+// rate, speed, ETA), each also a "step" record of log.jsonl; the epoch's line and record.
+class ProgressLog : public Hook {
+ public:
+  void after_step(Run& r, int64_t b) override {
+    if (r.step % r.cfg.train.log_every != 0 && b + 1 != r.steps_per_epoch) return;
+    r.flush_pending();
+    if (r.group) {  // the logged loss and sample count are those of the whole job
+      std::vector<torch::Tensor> t = {torch::tensor({r.window_loss, double(r.window_samples)}, torch::kDouble)};
+      r.group->allreduce_sum(t);
+      r.window_loss = t[0][0].item<double>() / double(r.world);
+      r.window_samples = static_cast<int64_t>(t[0][1].item<double>());
+    }
+    const double secs = std::chrono::duration<double>(Clock::now() - r.window_start).count();
+    const double ms = 1000.0 * secs / double(r.window_steps);
+    const double sps = double(r.window_samples) / std::max(secs, 1e-9);
+    const double done = double(r.step - r.steps_at_start);
+    const double elapsed = std::chrono::duration<double>(Clock::now() - r.train_start).count();
+    const double eta = done > 0 ? elapsed / done * double(r.total_steps - r.step) : 0.0;
+    const double mean_loss = r.window_loss / double(r.window_steps);
+    r.report("epoch " + std::to_string(r.epoch + 1) + "/" + std::to_string(r.cfg.train.epochs) + " step " +
+             std::to_string(r.step) + "/" + std::to_string(r.total_steps) + " loss " + fmt("%.4f", mean_loss) + " lr " +
+             fmt("%.2e", r.lr) + " beta " + fmt("%.3f", r.beta) + " " + fmt("%.1f", ms) + " ms/step " + fmt("%.0f", sps) +
+             " samples/s ETA " + duration_text(eta));
+    if (r.main_rank)
+      append_line(r.dir + "/log.jsonl", nlohmann::json{{"type", "step"}, {"epoch", r.epoch + 1}, {"step", r.step},
+                                                       {"loss", mean_loss}, {"lr", r.lr}, {"share_rate", r.beta},
+                                                       {"ms_per_step", ms}, {"samples_per_s", sps}}
+                                            .dump());
+    r.window_start = Clock::now();
+    r.window_steps = r.window_samples = 0;
+    r.window_loss = 0;
+  }
+  void after_epoch(Run& r, const EpochRecord& e) override {
+    if (!r.main_rank) return;
+    append_line(r.dir + "/log.jsonl", e.record.dump());
+    r.report(e.line);
+  }
+};
+
+// last.pt every train.checkpoint_every steps and after every epoch (with best.pt on a better
+// validation score and best_on_test.pt when eval.save_best_on_test), written by rank 0; on
+// SIGINT / SIGTERM on any rank every rank stops after the same step, once last.pt holds it.
+class Checkpointer : public Hook {
+ public:
+  void after_step(Run& r, int64_t b) override {
+    const int sig = r.agreed_stop();
+    const bool periodic = r.cfg.train.checkpoint_every > 0 && r.step % r.cfg.train.checkpoint_every == 0;
+    if (!sig && !(periodic && b + 1 < r.steps_per_epoch)) return;  // the epoch's end covers its last batch
+    r.flush_pending();
+    const EpochSums job = r.job_sums(r.sums);
+    if (r.main_rank) save_last(r, r.epoch, r.progress(b + 1, job));
+    if (sig)
+      stop(r, sig, "step " + std::to_string(r.step) + " (epoch " + std::to_string(r.epoch + 1) + ", batch " +
+                       std::to_string(b + 1) + " of " + std::to_string(r.steps_per_epoch) + ")");
+  }
+  void after_epoch(Run& r, const EpochRecord& e) override {
+    if (r.main_rank) {
+      const auto ckpt = save_last(r, r.epoch + 1, r.progress(0, {}));
+      if (e.best_val) save_checkpoint(r.best_path, ckpt);
+      if (e.best_test && r.cfg.eval.save_best_on_test) save_checkpoint(r.dir + "/best_on_test.pt", ckpt);
+    }
+    if (const int sig = r.agreed_stop(); sig && r.epoch + 1 < r.cfg.train.epochs)
+      stop(r, sig, "epoch " + std::to_string(r.epoch + 1) + " (step " + std::to_string(r.step) + ")");
+  }
+
+ private:
+  static Checkpoint save_last(Run& r, int64_t epochs_done, const nlohmann::json& where) {
+    auto ckpt = make_checkpoint(r.task.model(), r.optimizer.get(), r.cfg.json, r.step, epochs_done);
+    ckpt.class_names = r.data.class_names;
+    ckpt.progress = where;
+    save_checkpoint(r.last_path, ckpt);
+    return ckpt;
+  }
+  // After the checkpoint of a stop: rank 0 says how to continue, every rank ends with the signal.
+  [[noreturn]] static void stop(const Run& r, int sig, const std::string& after) {
+    throw Interrupted(sig, !r.main_rank ? std::string()
+                                        : "stopped by " + signal_name(sig) + " after " + after + "; its state is in " +
+                                              r.last_path + ": run the same command with --resume " + r.last_path +
+                                              " to continue");
+  }
+};
+
+// metrics.json (every figure with the protocol that made it: the final epoch, ewa's report; the
+// best epoch on the test set, what the official runs report; the task's own, such as the vote)
+// and the closing lines.
+class MetricsWriter : public Hook {
+ public:
+  void at_end(Run& r, nlohmann::json& metrics) override {
+    const std::string eval_label = r.task.eval_label();
+    r.result.seconds = std::chrono::duration<double>(Clock::now() - r.run_start).count();
+    metrics.update({{"name", r.cfg.name},
+                    {"final_epoch", r.cfg.train.epochs},
+                    {"steps", r.step},
+                    {"seconds", r.result.seconds},
+                    {"test", r.result.test.detail},
+                    {"evaluation", "final epoch, " + eval_label}});
+    if (r.data.val) {
+      metrics["val"] = r.result.val.json;
+      metrics["best_val_epoch"] = r.result.best_val_epoch;
+      metrics["best_val_score"] = r.best_val;
+    }
+    nlohmann::json protocols = {
+        {"final", {{"epoch", r.cfg.train.epochs}, {"label", "final epoch, " + eval_label}, {"test", r.result.test.json}}}};
+    if (std::isfinite(r.best_test))
+      protocols["best_on_test"] = {
+          {"epoch", r.best_test_epoch},
+          {"label", "best epoch selected on the test set (as the official runs report; optimistic), " + eval_label},
+          {"test", r.best_test_json}};
+    protocols.update(r.task.extra_protocols());
+    metrics["protocols"] = protocols;
+    metrics.update(r.task.extra_metrics());
+    write_text_atomically(r.dir + "/metrics.json", metrics.dump(2) + "\n");
+    r.report("done in " + duration_text(r.result.seconds) + ": final test " + r.result.test.text + " (" +
+             std::to_string(r.data.test->size()) + " samples, final epoch, " + eval_label + "); run directory " + r.dir);
+    if (std::isfinite(r.best_test))
+      r.report("best on test: " + r.best_test_text + " at epoch " + std::to_string(r.best_test_epoch) + " of " +
+               std::to_string(r.cfg.train.epochs) +
+               " (selected on the test set: optimistic; the official fine-tuning runs report it)");
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Hook> progress_log_hook() { return std::make_unique<ProgressLog>(); }
+std::unique_ptr<Hook> checkpoint_hook() { return std::make_unique<Checkpointer>(); }
+std::unique_ptr<Hook> metrics_hook() { return std::make_unique<MetricsWriter>(); }
+
+}  // namespace ewa::train

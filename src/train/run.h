@@ -1,0 +1,116 @@
+// Inside the training loop (train/loop.h): the state of one run, and the hooks the loop calls.
+// The loop (loop.cpp: run_training) reads at a glance: set up, then per epoch every step's
+// forward/backward/optimizer/EWA (Run::train_step) followed by the hooks' after_step, the
+// evaluation of the epoch (Run::evaluate_epoch) followed by their after_epoch, and at the end
+// the metrics. Everything else is a hook (hooks.cpp): progress lines and log.jsonl, checkpoints
+// and the stop signals, metrics.json. Resume and the start-up table are named steps of their own.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "train/loop.h"
+
+namespace ewa::train {
+
+using Clock = std::chrono::steady_clock;
+
+// The running sums of the epoch in progress (for its summary line and log record).
+struct EpochSums {
+  double loss = 0;
+  int64_t correct = 0, seen = 0;
+  bool has_accuracy = false;
+};
+
+// The losses and correct counts of the steps not yet read back from the device. Reading a GPU
+// scalar waits for every kernel queued before it, so the steps are read together: every
+// train.log_every steps, before a checkpoint and with the epoch's last step. The sums come out
+// as a read after every step would give them (same values, same order).
+class PendingSteps {
+ public:
+  void add(const StepOutput& out, int64_t step);
+  // Adds the pending steps to `sums` and `window_loss`; fails at the first non-finite loss.
+  void flush(EpochSums& sums, double& window_loss);
+
+ private:
+  std::vector<torch::Tensor> losses_, correct_;
+  std::vector<int64_t> counts_, steps_;
+};
+
+// What the epoch's evaluation gave: its log.jsonl record and progress line, and whether it is
+// the best so far on the validation split (best.pt) and on the test split (best_on_test.pt).
+struct EpochRecord {
+  nlohmann::json record;
+  std::string line;
+  bool best_val = false, best_test = false;
+};
+
+// One run: its settings, model and optimizer, data, and where it stands.
+struct Run {
+  Run(const Config& cfg, Task& task, data::TaskData& data, const TrainOptions& options, const Reporter& report_all,
+      torch::Device device);
+
+  // Named steps of the loop.
+  void resume(const std::string& path);  // model, optimizer, RNG and progress from a checkpoint
+  void sync_start();                     // every rank starts from rank 0's weights; config.json
+  std::string startup_table() const;
+  void train_step(int64_t batch);        // forward, backward, gradient sync, clipping, AdamW, EWA
+  EpochRecord evaluate_epoch();          // test (and validation) after an epoch; best-so-far
+  EvalResult evaluate(data::BatchSource& source);  // under the configured autocast
+  EpochSums job_sums(const EpochSums& mine) const;  // summed over ranks (a collective)
+  int agreed_stop() const;               // SIGINT/SIGTERM seen on any rank (a collective)
+  nlohmann::json progress(int64_t position, const EpochSums& sums) const;  // a checkpoint's "progress"
+  void flush_pending() { pending.flush(sums, window_loss); }
+  nlohmann::json distributed_summary();  // rank agreement and all-reduce time (several ranks)
+
+  // Settings and parts.
+  const Config& cfg;
+  Task& task;
+  data::TaskData& data;
+  torch::Device device;
+  Reporter report;  // rank 0 only
+  dist::Group* group = nullptr;
+  bool main_rank = true;
+  int64_t world = 1, rank = 0;
+  std::string dir, last_path, best_path;
+  std::vector<ParamGroup> groups;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::vector<torch::Tensor> parameters, float_buffers;
+  std::unique_ptr<dist::GradientSync> gradient_sync;
+  size_t moe_count = 0;
+  int64_t steps_per_epoch = 0, total_steps = 0;
+
+  // Where the run stands.
+  int64_t step = 0, epoch = 0, start_epoch = 0, start_position = 0, steps_at_start = 0;
+  EpochSums sums, resumed_sums;
+  PendingSteps pending;
+  double lr = 0, beta = 0;  // of the last step
+  Clock::time_point window_start, train_start, run_start;
+  int64_t window_steps = 0, window_samples = 0;
+  double window_loss = 0, comm_at_start = 0;
+  double best_val = -INFINITY, best_test = -INFINITY;
+  int64_t best_test_epoch = 0;
+  nlohmann::json best_test_json;
+  std::string best_test_text;
+  LoopResult result;
+};
+
+// Called by the loop at fixed points; a hook may stop the run by throwing (Interrupted).
+class Hook {
+ public:
+  virtual ~Hook() = default;
+  virtual void after_step(Run& run, int64_t batch) {}
+  virtual void after_epoch(Run& run, const EpochRecord& epoch) {}
+  virtual void at_end(Run& run, nlohmann::json& metrics) {}
+};
+
+// The hooks every run has, in the order they are called (hooks.cpp).
+std::unique_ptr<Hook> progress_log_hook();  // progress lines every train.log_every steps; log.jsonl
+std::unique_ptr<Hook> checkpoint_hook();    // last.pt, best.pt, best_on_test.pt; stops on SIGINT/SIGTERM
+std::unique_ptr<Hook> metrics_hook();       // metrics.json and the closing lines
+
+std::string fmt(const char* f, double v);
+std::string duration_text(double seconds);
+
+}  // namespace ewa::train
