@@ -34,10 +34,11 @@ void add_pretrain_command(CLI::App& app) {
   add_dist_options(cmd, args->dist);
   cmd->callback([args] {
     const std::string from = !args->reconstruct.empty() ? args->reconstruct : args->resume;
-    Config cfg = run_config(args->config, from, args->set, args->name);
+    std::shared_ptr<const io::Checkpoint> read;
+    Config cfg = run_config(args->config, from, args->set, args->name, &read);
     if (args->reconstruct.empty()) {
       const auto group = join_job(args->dist);
-      const auto result = train::pretrain_point_mae(cfg, data::load_task, train::TrainOptions{args->resume, group}, print_line);
+      const auto result = train::pretrain_point_mae(cfg, data::load_task, train::TrainOptions{args->resume, group, read}, print_line);
       if (!group || group->is_main()) plot_finished_run(result.run_dir);
       return;
     }
@@ -46,7 +47,7 @@ void add_pretrain_command(CLI::App& app) {
     cfg = train::resolve_for_dataset(cfg, data);
     const auto device = train::select_device(cfg.train.device);
     models::PointMae model(cfg);
-    train::load_model_state(*model, train::read_checkpoint(from), from);
+    train::load_model_state(*model, read ? *read : train::read_checkpoint(from), from);
     model->to(device);
     const std::string out = args->out.empty() ? (std::filesystem::path(from).parent_path() / "reconstructions").string() : args->out;
     const int64_t n = train::write_reconstructions(*model, *data.test, args->count, out, device);

@@ -33,9 +33,10 @@ void run(const TrainArgs& a) {
   if (a.linear_probe) set.push_back("finetune.freeze_encoder=true");
   if (a.allow_missing) set.push_back("finetune.allow_missing=true");
   if (a.layer_decay > 0) set.push_back("finetune.layer_decay=" + std::to_string(a.layer_decay));
-  Config cfg = run_config(a.config, a.resume, set, a.name);
+  std::shared_ptr<const io::Checkpoint> resumed;
+  Config cfg = run_config(a.config, a.resume, set, a.name, &resumed);
   if (cfg.model.name == "point_mae") fail("model.name: point_mae is a pretraining model: run `ewa pretrain` with this config");
-  const auto result = train::train_classifier(cfg, data::load_task, train::TrainOptions{a.resume, group}, print_line);
+  const auto result = train::train_classifier(cfg, data::load_task, train::TrainOptions{a.resume, group, resumed}, print_line);
   if (!group || group->is_main()) plot_finished_run(result.run_dir);
 }
 

@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "dist/dist.h"
+#include "io/checkpoint.h"
 #include "io/state_dict.h"
 #include "models/point_transformer.h"
 
@@ -41,8 +42,9 @@ Config load_config(const std::string& config_path, const std::vector<std::string
 // The config of a training or pretraining run: `config_path` with --set overrides, or, when it is
 // empty and `checkpoint` is given (--resume, --reconstruct), the checkpoint's own config with the
 // overrides; `name` (when not empty) renames the run. Applies train.threads.
+// `read` (optional) receives the checkpoint when it was read for its config, for the run to reuse.
 Config run_config(const std::string& config_path, const std::string& checkpoint, const std::vector<std::string>& overrides,
-                  const std::string& name);
+                  const std::string& name, std::shared_ptr<const io::Checkpoint>* read = nullptr);
 
 // The config of a weights file: its own (ewa checkpoints) with --set overrides, or `config_path`
 // when given (required for official / timm files, which carry none).

@@ -77,11 +77,12 @@ Config load_config(const std::string& config_path, const std::vector<std::string
 }
 
 Config run_config(const std::string& config_path, const std::string& checkpoint, const std::vector<std::string>& overrides,
-                  const std::string& name) {
+                  const std::string& name, std::shared_ptr<const io::Checkpoint>* read) {
   Config cfg;
   if (config_path.empty() && !checkpoint.empty()) {
-    auto ckpt = train::read_checkpoint(checkpoint);
-    nlohmann::json j = resolve_config(ckpt.config, "checkpoint " + checkpoint);
+    auto ckpt = std::make_shared<const io::Checkpoint>(io::read_checkpoint(checkpoint));
+    if (read) *read = ckpt;
+    nlohmann::json j = resolve_config(ckpt->config, "checkpoint " + checkpoint);
     for (const auto& o : overrides) apply_override(j, o);
     cfg = parse_config(j, "checkpoint " + checkpoint);
   } else {
@@ -149,10 +150,20 @@ std::shared_ptr<dist::Group> join_job(const DistArgs& args) {
 void add_config_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("config", "Print the configuration reference (every key, type, default) or the defaults");
   auto* as_json = cmd->add_flag("--defaults", "Print the full default config as JSON instead of the reference table");
-  cmd->callback([as_json] {
+  cmd->callback([as_json, cmd] {
+    if (!cmd->get_subcommands().empty()) return;
     if (*as_json) print_line(default_config().dump(2));
     else std::cout << config_reference_markdown();
   });
+  struct ShowArgs {
+    std::string config;
+    std::vector<std::string> set;
+  };
+  auto args = std::make_shared<ShowArgs>();
+  auto* show = cmd->add_subcommand("show", "Print a config resolved: its bases merged, --set applied, every default filled in");
+  show->add_option("config", args->config, "JSON config file (configs/*.json); the defaults when omitted");
+  show->add_option("--set", args->set, "Override a config key, e.g. --set ewa.share_rate=0.5 (repeatable)");
+  show->callback([args] { print_line(load_config(args->config, args->set).json.dump(2)); });
 }
 
 }  // namespace ewa::app

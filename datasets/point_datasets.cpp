@@ -497,17 +497,16 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
     out.test = finish(test, cfg, /*training=*/false, kReductionSeed + 7919, "test split of " + cfg.root);
     // Cache for the next run; a cache that cannot be written only costs time, and says so.
     try {
-      c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
-      dict.insert(std::string("train_points"), out.train.points);
-      dict.insert(std::string("train_labels"), out.train.labels);
-      dict.insert(std::string("test_points"), out.test.points);
-      dict.insert(std::string("test_labels"), out.test.labels);
-      c10::List<std::string> names;
-      for (const auto& n : out.class_names) names.push_back(n);
-      dict.insert(std::string("class_names"), names);
-      const auto bytes = torch::pickle_save(at::IValue(dict));
+      io::PyRef dict = io::py_dict();
+      dict->set("train_points", io::py_tensor(out.train.points));
+      dict->set("train_labels", io::py_tensor(out.train.labels));
+      dict->set("test_points", io::py_tensor(out.test.points));
+      dict->set("test_labels", io::py_tensor(out.test.labels));
+      io::PyRef names = io::py_list();
+      for (const auto& n : out.class_names) names->items.push_back(io::py_str(n));
+      dict->set("class_names", names);
       fs::create_directories(fs::path(cache).parent_path());
-      write_bytes_atomically(cache, bytes.data(), bytes.size());
+      io::write_torch_archive(cache, dict);
       out.notes.push_back("data cache: written " + cache);
     } catch (const std::exception& e) {
       out.notes.push_back("data cache: cannot write " + cache + " (" + e.what() + "); the next run parses the dataset again");

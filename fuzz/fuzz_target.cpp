@@ -12,7 +12,7 @@
 #include "datasets/image_datasets.h"
 #include "io/point_io.h"
 #include "io/state_dict.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 
 namespace {
 
@@ -48,7 +48,7 @@ void parse(const uint8_t* data, size_t size) {
   const auto json = ewa::load_config_file(write("config.json", data, size));
   ewa::parse_config(json, "fuzz");
 #elif defined(EWA_FUZZ_PARSER_checkpoint)
-  ewa::train::read_checkpoint(write("last.pt", data, size));
+  ewa::io::read_checkpoint(write("last.pt", data, size));
 #elif defined(EWA_FUZZ_PARSER_weights)
   // The first byte picks the format: even = a torch.save archive, odd = safetensors.
   if (size < 1) return;

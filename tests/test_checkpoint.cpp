@@ -6,6 +6,8 @@
 #include "common/error.h"
 #include "models/registry.h"
 #include "test_util.h"
+#include "io/state_dict.h"
+#include "io/torch_pickle.h"
 #include "train/checkpoint.h"
 
 namespace {
@@ -166,6 +168,59 @@ TEST(Checkpoint, AFailedWriteLeavesTheOldFileIntact) {
   e = error_of([&] { ewa::train::save_checkpoint(dir / "missing/last.pt", ckpt); });
   EXPECT_NE(e.find("cannot write"), std::string::npos) << e;
   EXPECT_FALSE(std::filesystem::exists(dir / "missing"));
+}
+
+// Every torch.save-format file ewa writes (checkpoints with their optimizer state, exported
+// .pth weights, any archive past the zip64 limit) loads with torch.load(path, weights_only=True),
+// as the official loaders call it on PyTorch >= 2.6, and holds the values written.
+TEST(Checkpoint, EveryFileWeWriteLoadsWithTorchLoadWeightsOnly) {
+  TempDir dir;
+  auto cfg = vit_cfg(8);
+  auto model = ewa::models::build_model(cfg);
+  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-3));
+  model->forward(torch::randn({2, 1, 8, 8})).sum().backward();
+  opt.step();
+  auto ckpt = ewa::train::make_checkpoint(*model, &opt, cfg.json, 17, 3);
+  ckpt.class_names = {"a", "b", "c"};
+  ckpt.progress = {{"position", 2}};
+  ewa::train::save_checkpoint(dir / "c.pt", ckpt);
+  ewa::io::write_torch_state_dict(dir / "export.pth", ckpt.model, 300);
+  auto values = ewa::io::py_dict();
+  values->set("big", ewa::io::py_int(int64_t(1) << 40));
+  values->set("negative", ewa::io::py_int(-70000));
+  values->set("float", ewa::io::py_float(-0.1));
+  values->set("flags", ewa::io::py_list({ewa::io::py_bool(true), ewa::io::py_none()}));
+  values->set("bf16", ewa::io::py_tensor(torch::arange(6, torch::kBFloat16).view({2, 3}).t()));  // not contiguous
+  ewa::io::write_torch_archive(dir / "zip64.pt", values, /*force_zip64=*/true);
+  const std::string script = dir / "load.py";
+  ewa::testing::write_file(script, R"(import sys, torch
+c = torch.load(sys.argv[1], weights_only=True)
+w = torch.load(sys.argv[2], weights_only=True)
+z = torch.load(sys.argv[3], weights_only=True)
+s = c["optimizer"]["state"][0]
+print("step", c["step"], "epoch", c["epoch"], "names", ",".join(c["class_names"]), "opt_step", s["step"],
+      "groups", len(c["optimizer"]["param_groups"]), "epoch_w", w["epoch"])
+print("model_sum %.9g" % sum(float(t.double().sum()) for t in c["model"].values()))
+print("export_equal", all(torch.equal(w["base_model"][k], v) for k, v in c["model"].items()))
+print("zip64", z["big"], z["negative"], z["float"], z["flags"], z["bf16"].dtype, z["bf16"].tolist())
+)");
+  const auto r = ewa::testing::run_command(std::string(EWA_PYTHON) + " " + script + " " + (dir / "c.pt") + " " +
+                                           (dir / "export.pth") + " " + (dir / "zip64.pt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step 17 epoch 3 names a,b,c opt_step 1 groups 1 epoch_w 300"), std::string::npos) << r.output;
+  double sum = 0;
+  for (const auto& item : ckpt.model) sum += item.value().to(torch::kDouble).sum().item<double>();
+  char expect[64];
+  std::snprintf(expect, sizeof expect, "model_sum %.9g", sum);
+  EXPECT_NE(r.output.find(expect), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("export_equal True"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("zip64 1099511627776 -70000 -0.1 [True, None] torch.bfloat16 [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]]"),
+            std::string::npos)
+      << r.output;
+  // Our own reader reads the zip64 archive back too.
+  const auto back = ewa::io::read_torch_archive(dir / "zip64.pt");
+  EXPECT_EQ(back->get("big")->i, int64_t(1) << 40);
+  EXPECT_TRUE(torch::equal(back->get("bf16")->tensor, torch::arange(6, torch::kBFloat16).view({2, 3}).t()));
 }
 
 }  // namespace

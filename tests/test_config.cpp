@@ -109,6 +109,32 @@ TEST(Config, FilesWithInvalidJsonNameTheFile) {
   EXPECT_NE(e.find("cannot open"), std::string::npos) << e;
 }
 
+// A config names a base and gives only what it changes; objects merge key by key through a chain
+// of bases (a base in a subfolder names its own base relative to itself), the nearest file winning.
+TEST(Config, ABaseChainMergesKeyByKeyTheNearestFileWinning) {
+  ewa::testing::TempDir dir;
+  std::filesystem::create_directories(dir / "bases");
+  ewa::testing::write_file(dir / "root.json", R"({"name": "root", "model": {"depth": 6, "embed_dim": 96, "num_heads": 4},
+                                                 "train": {"epochs": 7, "seed": 3}})");
+  ewa::testing::write_file(dir / "bases/mid.json", R"({"base": "../root.json", "name": "mid", "model": {"depth": 2}})");
+  ewa::testing::write_file(dir / "leaf.json", R"({"base": "bases/mid.json", "train": {"epochs": 1}})");
+  const auto j = ewa::load_config_file(dir / "leaf.json");
+  EXPECT_EQ(j["name"], "mid");
+  EXPECT_EQ(j["model"]["depth"], 2);        // mid over root
+  EXPECT_EQ(j["model"]["embed_dim"], 96);   // root's, kept under mid's partial "model"
+  EXPECT_EQ(j["train"]["epochs"], 1);       // leaf over root
+  EXPECT_EQ(j["train"]["seed"], 3);
+  EXPECT_EQ(j["optim"], ewa::default_config()["optim"]);  // untouched sections: the defaults
+  EXPECT_FALSE(j.contains("base"));
+  // Errors name the file: a base that is not a string, a cycle through two files.
+  ewa::testing::write_file(dir / "num.json", R"({"base": 3})");
+  EXPECT_NE(error_of([&] { ewa::load_config_file(dir / "num.json"); }).find("num.json: key 'base' expects the path"),
+            std::string::npos);
+  ewa::testing::write_file(dir / "a.json", R"({"base": "b.json"})");
+  ewa::testing::write_file(dir / "b.json", R"({"base": "a.json"})");
+  EXPECT_NE(error_of([&] { ewa::load_config_file(dir / "a.json"); }).find("(a cycle)"), std::string::npos);
+}
+
 TEST(Config, ShippedConfigsAreValid) {
   for (const auto& entry : std::filesystem::directory_iterator(std::string(EWA_SOURCE_DIR) + "/configs")) {
     if (entry.path().extension() != ".json") continue;

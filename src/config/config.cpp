@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -139,7 +140,13 @@ const char* mlp_kind_name(MlpKind kind) {
   return "?";
 }
 
-json load_config_file(const std::string& path) {
+namespace {
+
+// A config file's JSON with its "base" chain merged in (mmcv / Pointcept style): the base file
+// (a path relative to this file) is read first, then this file's keys override it, objects
+// merged key by key. `chain` holds the files already on the way down, to refuse a cycle.
+json compose_config_file(const std::string& path, std::vector<std::string>& chain) {
+  if (std::filesystem::is_directory(path)) fail("config " + path + ": is a directory, expected a JSON config file");
   std::ifstream in(path);
   if (!in) fail("config " + path + ": cannot open file");
   json j;
@@ -148,9 +155,31 @@ json load_config_file(const std::string& path) {
   } catch (const json::parse_error& e) {
     std::string what = e.what();
     fail("config " + path + ": invalid JSON (" + what.substr(what.find(']') + 2) + ")");
+  } catch (const std::exception& e) {  // the stream itself failed (a special file)
+    fail("config " + path + ": cannot be read (" + e.what() + "), expected a JSON config file");
   }
-  return resolve_config(j, "config " + path);
+  if (!j.is_object()) fail("config " + path + ": the top level must be a JSON object");
+  if (!j.contains("base")) return j;
+  if (!j["base"].is_string()) fail("config " + path + ": key 'base' expects the path of a config file (a string)");
+  const std::string base = (std::filesystem::path(path).parent_path() / j["base"].get<std::string>()).lexically_normal().string();
+  chain.push_back(std::filesystem::weakly_canonical(path).string());
+  if (std::find(chain.begin(), chain.end(), std::filesystem::weakly_canonical(base).string()) != chain.end())
+    fail("config " + path + ": key 'base' names " + base + ", which is already on its chain of bases (a cycle)");
+  if (!std::filesystem::exists(base)) fail("config " + path + ": key 'base' names " + base + ", which does not exist");
+  json merged = compose_config_file(base, chain);
+  j.erase("base");
+  merged.merge_patch(j);
+  return merged;
 }
+
+}  // namespace
+
+json read_config_file(const std::string& path) {
+  std::vector<std::string> chain;
+  return compose_config_file(path, chain);
+}
+
+json load_config_file(const std::string& path) { return resolve_config(read_config_file(path), "config " + path); }
 
 void apply_override(json& cfg, const std::string& assignment) {
   const auto eq = assignment.find('=');

@@ -93,7 +93,13 @@ struct Config {
   nlohmann::json json;  // the resolved configuration these fields came from
 };
 
-// Reads and resolves a JSON config file. Throws ewa::Error naming the file and key.
+// A config file's own keys with its chain of bases merged in: a file may name another as
+// "base" (a path relative to it) and give only the keys it changes; objects merge key by key,
+// the nearer file winning (as mmcv / Pointcept configs compose). Throws ewa::Error naming the
+// file: not a file, invalid JSON, a missing base, a cycle of bases.
+nlohmann::json read_config_file(const std::string& path);
+
+// Reads (with its bases) and resolves a JSON config file. Throws ewa::Error naming the file and key.
 nlohmann::json load_config_file(const std::string& path);
 
 // Applies "dotted.key=value" to `cfg` (value parsed as JSON, else taken as a string).

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "io/checkpoint.h"
 #include "io/torch_pickle.h"
 
 namespace ewa::io {
@@ -147,13 +148,12 @@ void write_safetensors(const std::string& path, const torch::OrderedDict<std::st
 
 void write_torch_state_dict(const std::string& path, const torch::OrderedDict<std::string, torch::Tensor>& tensors,
                             int64_t epoch) {
-  c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
-  c10::Dict<std::string, at::Tensor> sd;
-  for (const auto& item : tensors) sd.insert(item.key(), item.value().detach().to(torch::kCPU).contiguous());
-  root.insert(std::string("base_model"), sd);
-  root.insert(std::string("epoch"), epoch);
-  const std::vector<char> bytes = torch::pickle_save(at::IValue(root));
-  write_bytes_atomically(path, bytes.data(), bytes.size());
+  PyRef sd = py_dict();
+  for (const auto& item : tensors) sd->set(item.key(), py_tensor(item.value()));
+  PyRef root = py_dict();
+  root->set("base_model", sd);
+  root->set("epoch", py_int(epoch));
+  write_torch_archive(path, root);
 }
 
 StateDict read_state_dict(const std::string& path) {
@@ -173,21 +173,15 @@ StateDict read_state_dict(const std::string& path) {
     return out;
   }
   if (root->kind != PyValue::Kind::Dict) fail(path + ": expected a dict at the top level of the torch.save file");
-  if (auto fmt = root->get("format"); fmt && fmt->kind == PyValue::Kind::Str && fmt->s.rfind("ewa-checkpoint", 0) == 0) {
-    auto kind = root->get("kind");
-    out.origin = "ewa checkpoint (" + (kind && kind->kind == PyValue::Kind::Str ? kind->s : std::string("?")) + ")";
-    if (auto v = root->get("step"); v && v->kind == PyValue::Kind::Int) out.step = v->i;
-    if (auto v = root->get("epoch"); v && v->kind == PyValue::Kind::Int) out.epoch = v->i;
-    if (auto v = root->get("class_names"); v && v->kind == PyValue::Kind::List)
-      for (const auto& n : v->items)
-        if (n->kind == PyValue::Kind::Str) out.class_names.push_back(n->s);
-    if (auto cfg = root->get("config"); cfg && cfg->kind == PyValue::Kind::Str) {
-      try {
-        out.config = nlohmann::json::parse(cfg->s);
-      } catch (const nlohmann::json::exception&) {
-        fail(path + ": field 'config' is not valid JSON");
-      }
-    }
+  if (is_ewa_checkpoint(root)) {  // the checkpoint codec, lenient: what is there and well-formed
+    Checkpoint c = decode_checkpoint(root, path, /*strict=*/false);
+    out.origin = "ewa checkpoint (" + c.kind + ")";
+    out.step = c.step;
+    out.epoch = c.epoch;
+    out.class_names = c.class_names;
+    if (!c.config.empty()) out.config = c.config;
+    out.tensors = std::move(c.model);
+    return out;
   } else if (auto v = root->get("epoch"); v && v->kind == PyValue::Kind::Int) {
     out.epoch = v->i;
   }

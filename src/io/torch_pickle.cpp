@@ -1,11 +1,14 @@
 #include "io/torch_pickle.h"
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <sstream>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "io/zip_archive.h"
 
 namespace ewa::io {
@@ -519,6 +522,179 @@ std::string describe_value(const PyRef& v) {
     case Kind::Opaque: return "an object of " + v->s;
   }
   return "?";
+}
+
+void PyValue::set(const std::string& key, PyRef value) {
+  for (auto& [k, v] : dict)
+    if (k->kind == Kind::Str && k->s == key) {
+      v = std::move(value);
+      return;
+    }
+  dict.emplace_back(py_str(key), std::move(value));
+}
+
+PyRef py_none() { return make(Kind::None); }
+PyRef py_bool(bool b) {
+  auto v = make(Kind::Bool);
+  v->b = b;
+  return v;
+}
+PyRef py_int(int64_t i) {
+  auto v = make(Kind::Int);
+  v->i = i;
+  return v;
+}
+PyRef py_float(double f) {
+  auto v = make(Kind::Float);
+  v->f = f;
+  return v;
+}
+PyRef py_str(std::string s) { return make_str(Kind::Str, std::move(s)); }
+PyRef py_tensor(torch::Tensor t) {
+  auto v = make(Kind::Tensor);
+  v->tensor = std::move(t);
+  return v;
+}
+PyRef py_list(std::vector<PyRef> items) {
+  auto v = make(Kind::List);
+  v->items = std::move(items);
+  return v;
+}
+PyRef py_dict() { return make(Kind::Dict); }
+
+namespace {
+
+// Pickle protocol 2, the opcodes torch.save's pickler emits for these values.
+class Pickler {
+ public:
+  std::string out = std::string("\x80\x02", 2);
+  std::vector<torch::Tensor> storages;  // record data/<i>
+
+  void value(const PyRef& v) {
+    switch (v->kind) {
+      case Kind::None: out += 'N'; break;
+      case Kind::Bool: out += v->b ? '\x88' : '\x89'; break;
+      case Kind::Int: integer(v->i); break;
+      case Kind::Float: {
+        out += 'G';
+        uint64_t bits;
+        std::memcpy(&bits, &v->f, 8);
+        for (int i = 7; i >= 0; --i) out += static_cast<char>((bits >> (8 * i)) & 0xff);  // big-endian
+        break;
+      }
+      case Kind::Str: text(v->s); break;
+      case Kind::List:
+        out += ']';
+        if (!v->items.empty()) {
+          out += '(';
+          for (const auto& e : v->items) value(e);
+          out += 'e';
+        }
+        break;
+      case Kind::Tuple:
+        out += '(';
+        for (const auto& e : v->items) value(e);
+        out += 't';
+        break;
+      case Kind::Dict:
+        out += '}';
+        if (!v->dict.empty()) {
+          out += '(';
+          for (const auto& [k, e] : v->dict) value(k), value(e);
+          out += 'u';
+        }
+        break;
+      case Kind::Tensor: tensor(v->tensor); break;
+      default: throw std::runtime_error("cannot write a value of kind " + describe_value(v));
+    }
+  }
+
+ private:
+  void integer(int64_t i) {
+    if (i >= 0 && i < 256) {
+      out += 'K';
+      out += static_cast<char>(i);
+    } else if (i >= 0 && i < 65536) {
+      out += 'M';
+      out += static_cast<char>(i & 0xff);
+      out += static_cast<char>(i >> 8);
+    } else if (i >= INT32_MIN && i <= INT32_MAX) {
+      out += 'J';
+      for (int b = 0; b < 4; ++b) out += static_cast<char>((static_cast<uint32_t>(i) >> (8 * b)) & 0xff);
+    } else {  // LONG1: 8 bytes, little-endian two's complement
+      out += '\x8a';
+      out += '\x08';
+      for (int b = 0; b < 8; ++b) out += static_cast<char>((static_cast<uint64_t>(i) >> (8 * b)) & 0xff);
+    }
+  }
+  void text(const std::string& s) {
+    out += 'X';
+    for (int b = 0; b < 4; ++b) out += static_cast<char>((s.size() >> (8 * b)) & 0xff);
+    out += s;
+  }
+  void global(const std::string& module, const std::string& name) { out += "c" + module + "\n" + name + "\n"; }
+  void int_tuple(at::IntArrayRef values) {
+    out += '(';
+    for (auto v : values) integer(v);
+    out += 't';
+  }
+  void tensor(const torch::Tensor& t) {
+    static const std::map<torch::ScalarType, std::string> names = {
+        {torch::kFloat, "FloatStorage"}, {torch::kDouble, "DoubleStorage"}, {torch::kHalf, "HalfStorage"},
+        {torch::kBFloat16, "BFloat16Storage"}, {torch::kLong, "LongStorage"}, {torch::kInt, "IntStorage"},
+        {torch::kShort, "ShortStorage"}, {torch::kChar, "CharStorage"}, {torch::kByte, "ByteStorage"},
+        {torch::kBool, "BoolStorage"}};
+    const auto it = names.find(t.scalar_type());
+    if (it == names.end()) throw std::runtime_error(std::string("cannot write a tensor of dtype ") + c10::toString(t.scalar_type()));
+    const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    const std::string key = std::to_string(storages.size());
+    storages.push_back(c);
+    global("torch._utils", "_rebuild_tensor_v2");
+    out += '(';
+    out += '(';  // the persistent id: ('storage', torch.<T>Storage, key, location, numel)
+    text("storage");
+    global("torch", it->second);
+    text(key);
+    text("cpu");
+    integer(c.numel());
+    out += 't';
+    out += 'Q';  // BINPERSID
+    integer(0);  // storage offset
+    int_tuple(c.sizes());
+    int_tuple(c.strides());
+    out += '\x89';  // requires_grad False
+    global("collections", "OrderedDict");
+    out += ')';
+    out += 'R';  // backward hooks: OrderedDict()
+    out += 't';
+    out += 'R';
+  }
+};
+
+}  // namespace
+
+std::string torch_archive_bytes(const PyRef& root, const std::string& top_folder, bool force_zip64) {
+  Pickler pickler;
+  pickler.value(root);
+  pickler.out += '.';
+  std::ostringstream out;
+  ZipWriter zip(out, top_folder, force_zip64);
+  zip.add("data.pkl", pickler.out.data(), pickler.out.size());
+  zip.add("byteorder", "little", 6);
+  for (size_t i = 0; i < pickler.storages.size(); ++i) {
+    const auto& t = pickler.storages[i];
+    zip.add("data/" + std::to_string(i), t.data_ptr(), static_cast<uint64_t>(t.numel()) * t.element_size());
+  }
+  zip.add("version", "3\n", 2);
+  zip.add(".data/serialization_id", "0", 1);
+  zip.finish();
+  return out.str();
+}
+
+void write_torch_archive(const std::string& path, const PyRef& root, bool force_zip64) {
+  std::string top = std::filesystem::path(path).stem().string();
+  const std::string bytes = torch_archive_bytes(root, top.empty() ? "archive" : top, force_zip64);
+  write_bytes_atomically(path, bytes.data(), bytes.size());
 }
 
 }  // namespace ewa::io

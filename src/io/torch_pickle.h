@@ -33,6 +33,8 @@ struct PyValue {
 
   // The value of string key `key` of a Dict; null when absent or not a Dict.
   PyRef get(const std::string& key) const;
+  // Adds (or replaces) string key `key` of a Dict.
+  void set(const std::string& key, PyRef value);
 };
 
 // Reads the archive's data.pkl and its tensors: official weights, ewa's checkpoints and its
@@ -55,5 +57,25 @@ PyRef read_pickle_file(const std::string& path);
 
 // "a list", "a tuple", "a float32 array [8192, 6]", "an int" ...: a value's kind for error messages.
 std::string describe_value(const PyRef& v);
+
+// Values to write (or compare with what was read).
+PyRef py_none();
+PyRef py_bool(bool b);
+PyRef py_int(int64_t i);
+PyRef py_float(double f);
+PyRef py_str(std::string s);
+PyRef py_tensor(torch::Tensor t);
+PyRef py_list(std::vector<PyRef> items = {});
+PyRef py_dict();  // then ->set(key, value)
+
+// The writer of read_torch_archive's format, as torch.save writes it: pickle protocol 2 (dicts,
+// lists, tuples, strings, ints, floats, bools, None) in a zip archive, each tensor as
+// torch._utils._rebuild_tensor_v2 over a typed storage of its own record. Python's torch.load
+// reads it with its default weights_only=True (nothing but those globals and
+// collections.OrderedDict is named). Written atomically; tensors are copied to the CPU.
+// `force_zip64` writes zip64 records whatever the size (they are needed past 4 GiB), for tests.
+void write_torch_archive(const std::string& path, const PyRef& root, bool force_zip64 = false);
+// The bytes write_torch_archive writes, with records under `top_folder`/.
+std::string torch_archive_bytes(const PyRef& root, const std::string& top_folder, bool force_zip64 = false);
 
 }  // namespace ewa::io

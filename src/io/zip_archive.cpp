@@ -212,4 +212,114 @@ std::vector<char> ZipArchive::read(const std::string& name) {
   return out;
 }
 
+namespace {
+void put(std::string& b, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) b += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+constexpr uint64_t kZip64Limit = 0xffffffffull;
+constexpr uint64_t kAlign = 64;
+}  // namespace
+
+ZipWriter::ZipWriter(std::ostream& out, std::string top_folder, bool force_zip64)
+    : out_(out), top_(std::move(top_folder)), force_zip64_(force_zip64) {}
+
+void ZipWriter::add(const std::string& name, const void* data, uint64_t size) {
+  const std::string full = top_ + "/" + name;
+  const bool zip64 = force_zip64_ || size >= kZip64Limit;
+  std::string h;
+  put(h, kLocalSig, 4);
+  put(h, zip64 ? 45 : 20, 2);  // version needed
+  put(h, 0, 2);                // flags
+  put(h, 0, 2);                // stored
+  put(h, 0, 4);                // time, date
+  const uint32_t crc = static_cast<uint32_t>(
+      crc32_z(crc32_z(0, nullptr, 0), static_cast<const Bytef*>(data), static_cast<z_size_t>(size)));
+  put(h, crc, 4);
+  put(h, zip64 ? kZip64Limit : size, 4);
+  put(h, zip64 ? kZip64Limit : size, 4);
+  put(h, full.size(), 2);
+  std::string extra;
+  if (zip64) {
+    put(extra, 0x0001, 2);
+    put(extra, 16, 2);
+    put(extra, size, 8);
+    put(extra, size, 8);
+  }
+  // Padding ("FB" field, as torch.save) so that the data starts at a multiple of 64 bytes.
+  const uint64_t before = at_ + h.size() + 2 + full.size() + extra.size() + 4;
+  put(extra, 0x4246, 2);
+  put(extra, (kAlign - before % kAlign) % kAlign, 2);
+  extra.append((kAlign - before % kAlign) % kAlign, 'Z');
+  put(h, extra.size(), 2);
+  h += full;
+  h += extra;
+  written_.push_back({full, crc, size, at_});
+  out_.write(h.data(), static_cast<std::streamsize>(h.size()));
+  out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+  at_ += h.size() + size;
+}
+
+void ZipWriter::finish() {
+  const uint64_t dir_offset = at_;
+  std::string d;
+  bool any64 = force_zip64_;
+  for (const auto& w : written_) {
+    const bool zip64 = force_zip64_ || w.size >= kZip64Limit || w.offset >= kZip64Limit;
+    any64 = any64 || zip64;
+    put(d, kCentralSig, 4);
+    put(d, zip64 ? 45 : 20, 2);  // made by
+    put(d, zip64 ? 45 : 20, 2);  // needed
+    put(d, 0, 2);
+    put(d, 0, 2);
+    put(d, 0, 4);
+    put(d, w.crc, 4);
+    put(d, zip64 ? kZip64Limit : w.size, 4);
+    put(d, zip64 ? kZip64Limit : w.size, 4);
+    put(d, w.name.size(), 2);
+    put(d, zip64 ? 28 : 0, 2);  // extra
+    put(d, 0, 2);               // comment
+    put(d, 0, 2);               // disk
+    put(d, 0, 2);
+    put(d, 0, 4);
+    put(d, zip64 ? kZip64Limit : w.offset, 4);
+    d += w.name;
+    if (zip64) {
+      put(d, 0x0001, 2);
+      put(d, 24, 2);
+      put(d, w.size, 8);
+      put(d, w.size, 8);
+      put(d, w.offset, 8);
+    }
+  }
+  const uint64_t dir_size = d.size(), count = written_.size();
+  any64 = any64 || dir_offset >= kZip64Limit || count >= 0xffff;
+  if (any64) {
+    const uint64_t end64_offset = dir_offset + dir_size;
+    put(d, kEnd64Sig, 4);
+    put(d, kEnd64Size - 12, 8);
+    put(d, 45, 2);
+    put(d, 45, 2);
+    put(d, 0, 4);
+    put(d, 0, 4);
+    put(d, count, 8);
+    put(d, count, 8);
+    put(d, dir_size, 8);
+    put(d, dir_offset, 8);
+    put(d, kEnd64LocatorSig, 4);
+    put(d, 0, 4);
+    put(d, end64_offset, 8);
+    put(d, 1, 4);
+  }
+  put(d, kEndSig, 4);
+  put(d, 0, 2);
+  put(d, 0, 2);
+  put(d, any64 ? 0xffff : count, 2);
+  put(d, any64 ? 0xffff : count, 2);
+  put(d, any64 ? kZip64Limit : dir_size, 4);
+  put(d, any64 ? kZip64Limit : dir_offset, 4);
+  put(d, 0, 2);
+  out_.write(d.data(), static_cast<std::streamsize>(d.size()));
+  at_ += d.size();
+}
+
 }  // namespace ewa::io

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <fstream>
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,28 @@ class ZipArchive {
   uint64_t file_bytes_ = 0;
   uint64_t directory_offset_ = 0;  // local records lie before it
   std::map<std::string, Entry> entries_;
+};
+
+// The writer of the same layout, as torch.save writes it: records stored uncompressed under one
+// top folder, each record's data aligned to 64 bytes (padding in the local header's extra field),
+// zip64 records when an offset or size passes 4 GiB (or always, with force_zip64, for tests).
+class ZipWriter {
+ public:
+  ZipWriter(std::ostream& out, std::string top_folder, bool force_zip64 = false);
+  void add(const std::string& name, const void* data, uint64_t size);
+  void finish();  // the central directory and end records; call once, after the last add()
+
+ private:
+  struct Written {
+    std::string name;
+    uint32_t crc = 0;
+    uint64_t size = 0, offset = 0;
+  };
+  std::ostream& out_;
+  std::string top_;
+  bool force_zip64_;
+  uint64_t at_ = 0;
+  std::vector<Written> written_;
 };
 
 }  // namespace ewa::io

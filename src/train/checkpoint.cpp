@@ -1,39 +1,53 @@
 #include "train/checkpoint.h"
 
-#include <csignal>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <set>
-#include <iterator>
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "common/error.h"
-#include "common/fs.h"
-#include "io/torch_pickle.h"
+#include "common/text.h"
 
 namespace ewa::train {
 namespace {
-constexpr const char* kFormat = "ewa-checkpoint-1";
+using io::PyRef;
+using Kind = io::PyValue::Kind;
 
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
+// AdamW's state as PyTorch's optimizer.state_dict(): parameters numbered in group order.
+PyRef optimizer_state(const torch::optim::AdamW& optimizer) {
+  PyRef state = io::py_dict(), groups = io::py_list();
+  int64_t index = 0;
+  for (const auto& g : optimizer.param_groups()) {
+    const auto& o = static_cast<const torch::optim::AdamWOptions&>(g.options());
+    PyRef group = io::py_dict(), params = io::py_list();
+    group->set("lr", io::py_float(o.lr()));
+    group->set("betas", io::py_list({io::py_float(std::get<0>(o.betas())), io::py_float(std::get<1>(o.betas()))}));
+    group->set("eps", io::py_float(o.eps()));
+    group->set("weight_decay", io::py_float(o.weight_decay()));
+    group->set("amsgrad", io::py_bool(o.amsgrad()));
+    for (const auto& p : g.params()) {
+      params->items.push_back(io::py_int(index));
+      const auto it = optimizer.state().find(p.unsafeGetTensorImpl());
+      if (it != optimizer.state().end()) {
+        const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+        PyRef entry = io::py_dict();
+        entry->set("step", io::py_int(s.step()));
+        entry->set("exp_avg", io::py_tensor(s.exp_avg().detach().cpu().clone()));
+        entry->set("exp_avg_sq", io::py_tensor(s.exp_avg_sq().detach().cpu().clone()));
+        if (s.max_exp_avg_sq().defined()) entry->set("max_exp_avg_sq", io::py_tensor(s.max_exp_avg_sq().detach().cpu().clone()));
+        state->dict.emplace_back(io::py_int(index), entry);
+      }
+      ++index;
+    }
+    group->set("params", params);
+    groups->items.push_back(group);
+  }
+  PyRef out = io::py_dict();
+  out->set("state", state);
+  out->set("param_groups", groups);
+  return out;
 }
 
-torch::Tensor bytes_to_tensor(const std::string& bytes) {
-  auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
-  std::memcpy(t.data_ptr<uint8_t>(), bytes.data(), bytes.size());
-  return t;
-}
-
-std::string tensor_to_bytes(const torch::Tensor& t) {
-  auto c = t.contiguous();
-  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
-}
 }  // namespace
 
 torch::OrderedDict<std::string, torch::Tensor> state_dict(torch::nn::Module& model) {
@@ -50,127 +64,11 @@ Checkpoint make_checkpoint(torch::nn::Module& model, const torch::optim::Optimiz
   c.step = step;
   c.epoch = epoch;
   c.model = state_dict(model);
-  if (optimizer) {
-    torch::serialize::OutputArchive archive;
-    optimizer->save(archive);
-    std::ostringstream os;
-    archive.save_to(os);
-    c.optimizer = os.str();
-  }
+  if (const auto* adamw = dynamic_cast<const torch::optim::AdamW*>(optimizer)) c.optimizer = optimizer_state(*adamw);
   c.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
   if (torch::cuda::is_available())
     for (int64_t d = 0; d < static_cast<int64_t>(torch::cuda::device_count()); ++d)
       c.rng_cuda.push_back(at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(d))).get_state());
-  return c;
-}
-
-void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
-  c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
-  root.insert(std::string("format"), std::string(kFormat));
-  root.insert(std::string("kind"), ckpt.kind);
-  root.insert(std::string("config"), ckpt.config.dump());
-  root.insert(std::string("step"), ckpt.step);
-  root.insert(std::string("epoch"), ckpt.epoch);
-  c10::Dict<std::string, at::Tensor> model;
-  for (const auto& item : ckpt.model) model.insert(item.key(), item.value());
-  root.insert(std::string("model"), model);
-  if (!ckpt.optimizer.empty()) root.insert(std::string("optimizer"), bytes_to_tensor(ckpt.optimizer));
-  if (ckpt.rng_cpu) root.insert(std::string("rng_cpu"), *ckpt.rng_cpu);
-  if (!ckpt.rng_cuda.empty()) {
-    c10::List<at::Tensor> states;
-    for (const auto& t : ckpt.rng_cuda) states.push_back(t);
-    root.insert(std::string("rng_cuda"), states);
-  }
-  if (!ckpt.class_names.empty()) {
-    c10::List<std::string> names;
-    for (const auto& n : ckpt.class_names) names.push_back(n);
-    root.insert(std::string("class_names"), names);
-  }
-  if (!ckpt.progress.empty()) root.insert(std::string("progress"), ckpt.progress.dump());
-  const std::vector<char> bytes = torch::pickle_save(at::IValue(root));
-  // Test hook: EWA_TEST_KILL_DURING_CHECKPOINT=N kills this process (SIGKILL, as kill -9) halfway
-  // through writing its N-th checkpoint, so tests can show that a crash mid-write loses nothing.
-  static const int64_t kill_at = std::getenv("EWA_TEST_KILL_DURING_CHECKPOINT")
-                                     ? std::atoll(std::getenv("EWA_TEST_KILL_DURING_CHECKPOINT"))
-                                     : 0;
-  static int64_t written = 0;
-  if (kill_at > 0 && ++written == kill_at)
-    write_atomically(path, [&](const std::string& tmp) {
-      std::ofstream out(tmp, std::ios::binary);
-      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
-      out.flush();
-      std::raise(SIGKILL);
-    });
-  write_bytes_atomically(path, bytes.data(), bytes.size());
-}
-
-Checkpoint read_checkpoint(const std::string& path) {
-  if (!std::ifstream(path, std::ios::binary)) fail("checkpoint " + path + ": cannot open file");
-  // Our own zip reader and unpickler (io/torch_pickle.h), not torch::pickle_load:
-  // fuzz/fuzz_checkpoint found that LibTorch's copies past its buffer on a corrupt zip directory,
-  // reserves whatever length a pickle opcode claims (3 GB from a 7 KB file) and allocates whatever
-  // size a zip entry claims (4 GB); ours bound every length by the data.
-  io::PyRef root;
-  try {
-    root = io::read_torch_archive(path);
-  } catch (const std::exception& e) {
-    // The reader's reason (a damaged zip record, a corrupt pickle) unless it only repeats this one.
-    std::string why = e.what();
-    if (why.rfind(path + ": ", 0) == 0) why.erase(0, path.size() + 2);
-    if (why.rfind("not a readable torch.save file", 0) == 0) why.clear();
-    fail("checkpoint " + path + ": not a readable checkpoint (truncated or not written by ewa)" +
-         (why.empty() ? "" : ": " + why));
-  }
-  using Kind = io::PyValue::Kind;
-  auto bad = [&](const std::string& what) -> void { fail("checkpoint " + path + ": " + what); };
-  if (!root || root->kind != Kind::Dict) bad("not an ewa checkpoint (expected a dict)");
-  // Field `key` of kind `kind`; null when absent and optional.
-  auto field = [&](const std::string& key, Kind kind, const char* what, bool required) -> io::PyRef {
-    io::PyRef v = root->get(key);
-    if (!v) {
-      if (required) bad("missing field '" + key + "'");
-      return nullptr;
-    }
-    if (v->kind != kind) bad("field '" + key + "' is not " + what);
-    return v;
-  };
-  auto json_field = [&](const std::string& key, bool required) -> nlohmann::json {
-    const io::PyRef v = field(key, Kind::Str, "text", required);
-    if (!v) return nlohmann::json::object();
-    try {
-      return nlohmann::json::parse(v->s);
-    } catch (const nlohmann::json::exception&) {
-      bad("field '" + key + "' is not valid JSON");
-    }
-    return {};
-  };
-  const io::PyRef format = root->get("format");
-  if (!format || format->kind != Kind::Str || format->s != kFormat)
-    bad(std::string("unsupported format: expected '") + kFormat + "'");
-  Checkpoint c;
-  c.kind = field("kind", Kind::Str, "text", true)->s;
-  c.config = json_field("config", true);
-  c.step = field("step", Kind::Int, "an integer", true)->i;
-  c.epoch = field("epoch", Kind::Int, "an integer", true)->i;
-  for (const auto& [k, v] : field("model", Kind::Dict, "a dict of tensors", true)->dict) {
-    if (k->kind != Kind::Str || v->kind != Kind::Tensor) bad("field 'model' is not a dict of tensors");
-    c.model.insert(k->s, v->tensor);
-  }
-  if (const auto v = field("optimizer", Kind::Tensor, "a byte tensor", false)) {
-    if (v->tensor.scalar_type() != torch::kUInt8) bad("field 'optimizer' is not a byte tensor");
-    c.optimizer = tensor_to_bytes(v->tensor);
-  }
-  if (const auto v = field("rng_cpu", Kind::Tensor, "a tensor", false)) c.rng_cpu = v->tensor;
-  if (const auto v = field("rng_cuda", Kind::List, "a list of tensors", false))
-    for (const auto& t : v->items) {
-      if (t->kind != Kind::Tensor) bad("field 'rng_cuda' is not a list of tensors");
-      c.rng_cuda.push_back(t->tensor);
-    }
-  c.progress = json_field("progress", false);
-  if (!c.progress.is_object()) bad("field 'progress' is not a JSON object");
-  if (const auto v = field("class_names", Kind::List, "a list of names", false))
-    for (const auto& n : v->items)
-      if (n->kind == Kind::Str) c.class_names.push_back(n->s);
   return c;
 }
 
@@ -204,15 +102,51 @@ void load_model_state(torch::nn::Module& model, const Checkpoint& ckpt, const st
   }
 }
 
-void load_training_state(torch::optim::Optimizer& optimizer, const Checkpoint& ckpt, const std::string& path) {
-  if (ckpt.optimizer.empty()) fail("checkpoint " + path + ": has no optimizer state (a converted model cannot be resumed)");
-  try {
-    torch::serialize::InputArchive archive;
-    std::istringstream is(ckpt.optimizer);
-    archive.load_from(is);
-    optimizer.load(archive);
-  } catch (const c10::Error&) {
-    fail("checkpoint " + path + ": optimizer state does not match this model's parameters");
+void load_training_state(torch::optim::AdamW& optimizer, const Checkpoint& ckpt, const std::string& path) {
+  const auto bad = [&](const std::string& what) { fail("checkpoint " + path + ": optimizer state " + what); };
+  if (ckpt.legacy_optimizer)
+    fail("checkpoint " + path + ": written by an older ewa (optimizer in LibTorch's archive format), so it cannot be "
+         "resumed; its weights still load (--init)");
+  if (!ckpt.optimizer) fail("checkpoint " + path + ": has no optimizer state (a converted model cannot be resumed)");
+  const PyRef groups = ckpt.optimizer->get("param_groups"), state = ckpt.optimizer->get("state");
+  if (!groups || groups->kind != Kind::List || !state || state->kind != Kind::Dict)
+    bad("is not {'state': dict, 'param_groups': list}");
+  if (groups->items.size() != optimizer.param_groups().size())
+    bad("has " + std::to_string(groups->items.size()) + " parameter groups, this model's optimizer " +
+        std::to_string(optimizer.param_groups().size()) + " (does not match this model's parameters)");
+  std::vector<torch::Tensor> params;  // in the checkpoint's numbering
+  for (size_t g = 0; g < groups->items.size(); ++g) {
+    const PyRef saved = groups->items[g];
+    auto& group = optimizer.param_groups()[g];
+    const PyRef ids = saved->kind == Kind::Dict ? saved->get("params") : nullptr;
+    if (!ids || ids->kind != Kind::List || ids->items.size() != group.params().size())
+      bad("group " + std::to_string(g) + " does not match this model's parameters");
+    auto& o = static_cast<torch::optim::AdamWOptions&>(group.options());
+    const PyRef lr = saved->get("lr"), wd = saved->get("weight_decay");
+    if (lr && lr->kind == Kind::Float) o.lr(lr->f);
+    if (wd && wd->kind == Kind::Float) o.weight_decay(wd->f);
+    for (const auto& p : group.params()) params.push_back(p);
+  }
+  optimizer.state().clear();
+  for (const auto& [k, v] : state->dict) {
+    if (k->kind != Kind::Int || k->i < 0 || k->i >= static_cast<int64_t>(params.size()) || v->kind != Kind::Dict)
+      bad("names a parameter that this model's optimizer does not have");
+    const torch::Tensor& p = params[static_cast<size_t>(k->i)];
+    auto tensor = [&](const char* name, bool required) -> torch::Tensor {
+      const PyRef t = v->get(name);
+      if (!t && !required) return {};
+      if (!t || t->kind != Kind::Tensor || t->tensor.sizes() != p.sizes())
+        bad("of parameter " + std::to_string(k->i) + ": '" + name + "' is not a tensor of its shape " + shape_str(p.sizes()));
+      return t->tensor.to(p.options());
+    };
+    const PyRef step = v->get("step");
+    if (!step || step->kind != Kind::Int) bad("of parameter " + std::to_string(k->i) + " has no integer 'step'");
+    auto s = std::make_unique<torch::optim::AdamWParamState>();
+    s->step(step->i);
+    s->exp_avg(tensor("exp_avg", true));
+    s->exp_avg_sq(tensor("exp_avg_sq", true));
+    if (auto m = tensor("max_exp_avg_sq", false); m.defined()) s->max_exp_avg_sq(m);
+    optimizer.state()[p.unsafeGetTensorImpl()] = std::move(s);
   }
   if (ckpt.rng_cpu) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();

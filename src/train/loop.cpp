@@ -96,7 +96,7 @@ std::vector<ParamGroup> layer_decay_groups(torch::nn::Module& model, double deca
 LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, const TrainOptions& options,
                         const Reporter& report, torch::Device device) {
   Run run(cfg, task, data, options, report, device);
-  if (!options.resume.empty()) run.resume(options.resume);
+  if (!options.resume.empty()) run.resume(options.resume, options.resumed);
   run.sync_start();
   run.report(run.startup_table());
   std::vector<std::unique_ptr<Hook>> hooks;
@@ -202,8 +202,9 @@ Run::Run(const Config& cfg_, Task& task_, data::TaskData& data_, const TrainOpti
   }
 }
 
-void Run::resume(const std::string& path) {
-  auto ckpt = read_checkpoint(path);
+void Run::resume(const std::string& path, std::shared_ptr<const Checkpoint> read) {
+  if (!read) read = std::make_shared<const Checkpoint>(read_checkpoint(path));
+  const Checkpoint& ckpt = *read;
   load_model_state(task.model(), ckpt, path);
   load_training_state(*optimizer, ckpt, path);
   step = steps_at_start = ckpt.step;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "io/checkpoint.h"
 #include "data/batch_source.h"
 #include "dist/dist.h"
 
@@ -22,9 +23,13 @@ namespace ewa::train {
 using Reporter = std::function<void(const std::string& line)>;
 
 struct TrainOptions {
-  TrainOptions(std::string resume_from = "", std::shared_ptr<dist::Group> process_group = nullptr)
-      : resume(std::move(resume_from)), group(std::move(process_group)) {}
+  TrainOptions(std::string resume_from = "", std::shared_ptr<dist::Group> process_group = nullptr,
+               std::shared_ptr<const io::Checkpoint> resumed_checkpoint = nullptr)
+      : resume(std::move(resume_from)), resumed(std::move(resumed_checkpoint)), group(std::move(process_group)) {}
   std::string resume;  // checkpoint to resume from; empty = fresh run
+  // The checkpoint at `resume` when the caller has read it already (for its config), so that a
+  // resumed run reads its checkpoint once; null: the loop reads it.
+  std::shared_ptr<const io::Checkpoint> resumed;
   // The job's process group (null or size 1: a single process). With several ranks every rank
   // takes its share of each global batch, gradients are summed over ranks, and only rank 0
   // reports and writes.

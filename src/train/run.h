@@ -52,7 +52,8 @@ struct Run {
       torch::Device device);
 
   // Named steps of the loop.
-  void resume(const std::string& path);  // model, optimizer, RNG and progress from a checkpoint
+  // Model, optimizer, generators and progress from the checkpoint at `path` (`read`: already read).
+  void resume(const std::string& path, std::shared_ptr<const io::Checkpoint> read);
   void sync_start();                     // every rank starts from rank 0's weights; config.json
   std::string startup_table() const;
   void train_step(int64_t batch);        // forward, backward, gradient sync, clipping, AdamW, EWA
