@@ -66,12 +66,12 @@ void add_bench_command(CLI::App& app) {
     Config cfg = load_config(args->config, args->set);
     // Sizes the dataset would give, without reading it.
     const bool cifar = cfg.data.dataset.rfind("cifar", 0) == 0, points = cfg.data.is_point_cloud();
-    if (cfg.model.img_size == 0 && !points) cfg.model.img_size = cifar ? 32 : 28;
-    if (cfg.model.in_chans == 0) cfg.model.in_chans = points ? (cfg.data.use_normals ? 6 : 3) : (cifar ? 3 : 1);
+    std::map<std::string, nlohmann::json> sizes;
+    if (cfg.model.img_size == 0 && !points) sizes["model.img_size"] = cifar ? 32 : 28;
+    if (cfg.model.in_chans == 0) sizes["model.in_chans"] = points ? (cfg.data.use_normals ? 6 : 3) : (cifar ? 3 : 1);
     if (cfg.model.num_classes == 0)
-      cfg.model.num_classes = cfg.data.dataset == "cifar100" ? 100 : cfg.data.dataset == "scanobjectnn" ? 15 : points ? 40 : 10;
-    if (cfg.moe.blocks.empty())  // a dense base config: put the MoE variants in every other block
-      for (int64_t i = 1; i < cfg.model.depth; i += 2) cfg.moe.blocks.push_back(i);
+      sizes["model.num_classes"] = cfg.data.dataset == "cifar100" ? 100 : cfg.data.dataset == "scanobjectnn" ? 15 : points ? 40 : 10;
+    cfg = cfg.with(sizes);  // (a dense base config's MoE variants take moe.blocks as it stands, every other block by default)
     if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
     char head[512];
     const auto device = train::select_device(cfg.train.device);
@@ -115,8 +115,8 @@ void add_bench_command(CLI::App& app) {
   rs_cmd->add_option("--record", rs->record, "Also append the table, the exact command and the machine to this Markdown file");
   rs_cmd->callback([rs] {
     Config cfg = load_config(rs->config, rs->set);
-    if (cfg.model.in_chans == 0) cfg.model.in_chans = 3;
-    if (cfg.model.num_classes == 0) cfg.model.num_classes = 40;
+    if (cfg.model.in_chans == 0) cfg = cfg.with({{"model.in_chans", 3}});
+    if (cfg.model.num_classes == 0) cfg = cfg.with({{"model.num_classes", 40}});
     if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
     const auto device = train::select_device(cfg.train.device);
     char head[512];

@@ -35,8 +35,8 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([args] {
     const auto weights = io::read_state_dict(args->checkpoint);
     Config cfg = config_for_weights(args->checkpoint, weights, args->config, args->set);
-    if (args->views > 0) cfg.eval.vote_views = args->views;
-    if (args->repeats > 0) cfg.eval.vote_repeats = args->repeats;
+    if (args->views > 0) cfg = cfg.with({{"eval.vote_views", args->views}});
+    if (args->repeats > 0) cfg = cfg.with({{"eval.vote_repeats", args->repeats}});
     const auto protocol = args->protocol.empty() ? train::epoch_protocol(cfg)
                                                  : train::protocol_named(args->protocol, cfg, "--protocol");
     auto task = data::load_task(cfg);

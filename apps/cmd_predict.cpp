@@ -46,8 +46,8 @@ void add_predict_command(CLI::App& app) {
                                          config_for_weights(args->checkpoint, weights, args->config, args->set),
                                          "predict classifies point clouds");
     Config cfg = clf.cfg;
-    cfg.data.votes = args->votes;
-    if (args->views > 0) cfg.eval.vote_views = args->views;
+    cfg = cfg.with({{"data.votes", args->votes}});
+    if (args->views > 0) cfg = cfg.with({{"eval.vote_views", args->views}});
     const std::string protocol = !args->protocol.empty() ? args->protocol : args->votes > 1 ? "tta" : "single";
     args->options.protocol = train::protocol_named(protocol, cfg, "--protocol");
     const auto files = train::expand_point_inputs(args->inputs);

@@ -88,10 +88,7 @@ Config run_config(const std::string& config_path, const std::string& checkpoint,
   } else {
     cfg = load_config(config_path, overrides);
   }
-  if (!name.empty()) {
-    cfg.name = name;
-    cfg.json["name"] = name;
-  }
+  if (!name.empty()) cfg = cfg.with({{"name", name}});
   if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
   return cfg;
 }

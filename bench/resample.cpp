@@ -25,10 +25,8 @@ std::vector<ResampleRow> bench_resample(const Config& base, const ResampleOption
   std::vector<ResampleRow> rows;
   for (const auto& s : all) {
     if (!o.settings.empty() && std::find(o.settings.begin(), o.settings.end(), s.name) == o.settings.end()) continue;
-    Config cfg = base;
-    cfg.data.num_points = s.num_points;
-    cfg.data.fps_points = 0;  // the official table
-    cfg.model.num_groups = s.groups;
+    // fps_points 0: the official table.
+    const Config cfg = base.with({{"data.num_points", s.num_points}, {"data.fps_points", 0}, {"model.num_groups", s.groups}});
     ResampleRow row{s.name, s.stored, std::min(data::official_fps_points(s.num_points), s.stored), s.num_points, s.groups};
     // Clouds of points on a unit sphere's surface (any clouds do: FPS's cost depends on the sizes).
     torch::manual_seed(0);

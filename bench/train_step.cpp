@@ -59,10 +59,7 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
   for (auto [name, kind, ewa_on] : kinds) {
     Variant v;
     v.name = name;
-    v.cfg = base;
-    v.cfg.moe.kind = kind;
-    v.cfg.ewa.enabled = ewa_on;
-    if (kind == MlpKind::Dense) v.cfg.moe.blocks.clear();
+    v.cfg = base.with({{"moe.kind", mlp_kind_name(kind)}, {"ewa.enabled", ewa_on}});
     torch::manual_seed(0);
     if (pretraining) {
       auto mae = std::make_shared<models::PointMaeImpl>(v.cfg);

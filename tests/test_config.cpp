@@ -1,6 +1,11 @@
 // Config loading: unknown keys, wrong types and out-of-range values stop with the key named.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
 #include "common/error.h"
 #include "config/config.h"
 #include "config/schema.h"
@@ -133,6 +138,65 @@ TEST(Config, ABaseChainMergesKeyByKeyTheNearestFileWinning) {
   ewa::testing::write_file(dir / "a.json", R"({"base": "b.json"})");
   ewa::testing::write_file(dir / "b.json", R"({"base": "a.json"})");
   EXPECT_NE(error_of([&] { ewa::load_config_file(dir / "a.json"); }).find("(a cycle)"), std::string::npos);
+}
+
+// The structs take their defaults from the schema alone: a default-constructed section is the
+// schema's default section, and a Config parsed from the default JSON equals the defaults field by
+// field (both serialised by the same to_json).
+TEST(Config, StructDefaultsAreTheSchemasDefaults) {
+  const json d = ewa::default_config();
+  json model = d["model"];
+  model.erase("preset");  // resolved into embed_dim/depth/num_heads, not a field
+  EXPECT_EQ(json(ewa::ModelConfig()), model);
+  EXPECT_EQ(json(ewa::EwaConfig()), d["ewa"]);
+  EXPECT_EQ(json(ewa::DataConfig()), d["data"]);
+  EXPECT_EQ(json(ewa::OptimConfig()), d["optim"]);
+  EXPECT_EQ(json(ewa::EvalConfig()), d["eval"]);
+  EXPECT_EQ(json(ewa::PretrainConfig()), d["pretrain"]);
+  EXPECT_EQ(json(ewa::FinetuneConfig()), d["finetune"]);
+  EXPECT_EQ(json(ewa::TrainConfig()), d["train"]);
+  const ewa::MoeConfig moe;
+  EXPECT_EQ(ewa::mlp_kind_name(moe.kind), d["moe"]["kind"].get<std::string>());
+  EXPECT_EQ(moe.num_experts, d["moe"]["num_experts"].get<int64_t>());
+  EXPECT_EQ(moe.top_k, d["moe"]["top_k"].get<int64_t>());
+  EXPECT_EQ(moe.capacity_factor, d["moe"]["capacity_factor"].get<double>());
+}
+
+// A change goes through the JSON and is checked against the schema; the fields follow it.
+TEST(Config, WithChangesTheJsonAndTheFieldsTogether) {
+  const auto base = ewa::parse_config(ewa::default_config(), "defaults");
+  const auto c = base.with({{"model.depth", 4}, {"moe.kind", "dense"}, {"name", "x"}});
+  EXPECT_EQ(c.model.depth, 4);
+  EXPECT_EQ(c.json["model"]["depth"], 4);
+  EXPECT_EQ(c.name, "x");
+  EXPECT_TRUE(c.moe.blocks.empty());
+  EXPECT_EQ(base.with({{"moe.kind", "rup"}, {"model.depth", 4}}).moe.blocks, (std::vector<int64_t>{1, 3}));
+  EXPECT_NE(error_of([&] { base.with({{"model.depht", 4}}); }).find("unknown key 'model.depht'"), std::string::npos);
+  EXPECT_NE(error_of([&] { base.with({{"moe.kind", "sparse"}}); }).find("'moe.kind'"), std::string::npos);
+}
+
+// Enum-like keys are compared in the code only with values the schema allows: a literal that is
+// not one of a key's choices (a typo, a renamed value) would silently never match.
+TEST(Config, EveryComparedValueOfAnEnumKeyIsOneOfItsChoices) {
+  const std::regex compare(R"(\b(?:cfg|cfg_|c|config|base)\.(model|moe|ewa|data|optim|train|eval|pretrain|finetune)\.([a-z_]+) ?[!=]= ?\"([^\"]*)\")");
+  int checked = 0;
+  for (const char* folder : {"src", "apps", "datasets", "bench"})
+    for (const auto& e : std::filesystem::recursive_directory_iterator(std::string(EWA_SOURCE_DIR) + "/" + folder)) {
+      const auto ext = e.path().extension();
+      if (ext != ".cpp" && ext != ".h") continue;
+      std::ifstream in(e.path());
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      for (std::sregex_iterator it(text.begin(), text.end(), compare), end; it != end; ++it) {
+        const std::string key = (*it)[1].str() + "." + (*it)[2].str(), value = (*it)[3];
+        for (const auto& f : ewa::config_schema())
+          if (f.key == key && !f.choices.empty()) {
+            ++checked;
+            EXPECT_NE(std::find(f.choices.begin(), f.choices.end(), value), f.choices.end())
+                << e.path() << ": " << key << " compared with \"" << value << "\", not one of its choices";
+          }
+      }
+    }
+  EXPECT_GT(checked, 20);  // the scan finds the comparisons (data.pipeline, optim.schedule, ...)
 }
 
 TEST(Config, ShippedConfigsAreValid) {

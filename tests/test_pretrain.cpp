@@ -86,8 +86,7 @@ TEST(PointMae, OfficialNamesShapesAndTheChamferLossOfTheMaskedGroups) {
     EXPECT_TRUE(names.count(k)) << k;
   EXPECT_EQ(model->named_parameters()["increase_dim.0.weight"].sizes(), (std::vector<int64_t>{24, 32}));
   // It is not a classifier: building one from its config says what to do instead.
-  auto as_classifier = cfg;
-  as_classifier.model.num_classes = 8;
+  auto as_classifier = cfg.with({{"model.num_classes", 8}});
   EXPECT_NE(ewa::testing::error_of([&] { ewa::models::build_model(as_classifier); }).find("ewa finetune --init"),
             std::string::npos);
 
@@ -253,9 +252,7 @@ TEST_F(PretrainRun, LinearProbingTrainsOnlyTheHeadAndLayerDecayScalesBlocks) {
     EXPECT_TRUE(torch::equal(after[k], before[std::string("MAE_encoder.") + k])) << k;
   // The head moved from its initialisation (same seed, same init as a fresh model).
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
-  auto fresh_cfg = cfg;
-  fresh_cfg.model.in_chans = 3;
-  fresh_cfg.model.num_classes = 8;
+  auto fresh_cfg = cfg.with({{"model.in_chans", 3}, {"model.num_classes", 8}});
   auto fresh = ewa::models::build_model(fresh_cfg);
   EXPECT_FALSE(torch::equal(after["cls_head_finetune.8.weight"], fresh->named_parameters()["cls_head_finetune.8.weight"]));
 

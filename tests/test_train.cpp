@@ -175,16 +175,11 @@ TEST(Train, ResumeReproducesAnUninterruptedRun) {
   TempDir data, runs_a, runs_b;
   ewa::testing::write_pattern_idx(data.path(), 160, 40, false);
   // A flat learning rate, so a 1-epoch run is exactly the first half of the 2-epoch run.
-  auto flat = [](ewa::Config c) {
-    c.optim.warmup_epochs = 0;
-    c.optim.min_lr = c.optim.lr;
-    return c;
-  };
+  auto flat = [](const ewa::Config& c) { return c.with({{"optim.warmup_epochs", 0.0}, {"optim.min_lr", c.optim.lr}}); };
   auto full = flat(tiny_cfg(data.path(), runs_a.path(), "rup", 2));
   ewa::train::train_classifier(full, ewa::data::load_task, {}, [](const std::string&) {});
   auto half = flat(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
-  half.train.epochs = 1;
-  half.json["train"]["epochs"] = 1;
+  half = half.with({{"train.epochs", 1}});
   ewa::train::train_classifier(half, ewa::data::load_task, {}, [](const std::string&) {});
   auto rest = flat(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
   ewa::train::train_classifier(rest, ewa::data::load_task, {runs_b / "t/last.pt"}, [](const std::string&) {});
@@ -199,19 +194,14 @@ TEST(Train, ResumeOnTheGpuReproducesAnUninterruptedRun) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device (scripts/gpu-check.sh runs this where one is)";
   TempDir data, runs_a, runs_a2, runs_b;
   ewa::testing::write_pattern_idx(data.path(), 160, 40, false);
-  auto on_gpu = [](ewa::Config c) {
-    c.optim.warmup_epochs = 0;
-    c.optim.min_lr = c.optim.lr;
-    c.train.device = "cuda";
-    c.json["train"]["device"] = "cuda";
-    return c;
+  auto on_gpu = [](const ewa::Config& c) {
+    return c.with({{"optim.warmup_epochs", 0.0}, {"optim.min_lr", c.optim.lr}, {"train.device", "cuda"}});
   };
   auto quiet = [](const std::string&) {};
   ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_a.path(), "rup", 2)), ewa::data::load_task, {}, quiet);
   ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_a2.path(), "rup", 2)), ewa::data::load_task, {}, quiet);
   auto half = on_gpu(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
-  half.train.epochs = 1;
-  half.json["train"]["epochs"] = 1;
+  half = half.with({{"train.epochs", 1}});
   ewa::train::train_classifier(half, ewa::data::load_task, {}, quiet);
   ewa::train::train_classifier(on_gpu(tiny_cfg(data.path(), runs_b.path(), "rup", 2)), ewa::data::load_task, {runs_b / "t/last.pt"}, quiet);
   auto a = ewa::train::read_checkpoint(runs_a / "t/last.pt");
@@ -251,7 +241,7 @@ TEST(Train, ADivergedStepStopsTheRunAtThatStepBeforeAnyCheckpoint) {
   TempDir data, runs;
   ewa::testing::write_pattern_idx(data.path(), 320, 20, false);
   auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 1);  // 9 steps of 32 (val takes 10%)
-  cfg.train.log_every = 100;  // the losses are read back only at the epoch's end
+  cfg = cfg.with({{"train.log_every", 100}});  // the losses are read back only at the epoch's end
   NanAtStepTask task(3);
   auto task_data = ewa::data::load_task(cfg);
   const std::string message = ewa::testing::error_of([&] {
@@ -263,8 +253,7 @@ TEST(Train, ADivergedStepStopsTheRunAtThatStepBeforeAnyCheckpoint) {
   // With a periodic checkpoint after step 2 the loop reads steps 1-2 (finite) and saves; step 3
   // is caught before the next save.
   TempDir runs2;
-  cfg.train.runs_dir = runs2.path();
-  cfg.train.checkpoint_every = 2;
+  cfg = cfg.with({{"train.runs_dir", runs2.path()}, {"train.checkpoint_every", 2}});
   NanAtStepTask again(3);
   const std::string second = ewa::testing::error_of([&] {
     ewa::train::run_training(cfg, again, task_data, {}, [](const std::string&) {}, torch::kCPU);
@@ -279,13 +268,8 @@ TEST(Train, AppliesTheEwaStepAfterEveryOptimizerStep) {
   TempDir data, runs;
   ewa::testing::write_pattern_idx(data.path(), 96, 20, false);
   auto expert_spread = [&](bool ewa_on, const std::string& name) {
-    auto cfg = tiny_cfg(data.path(), runs.path(), "rup", 1);
-    cfg.name = name;
-    cfg.json["name"] = name;
-    cfg.ewa.enabled = ewa_on;
-    cfg.ewa.share_rate = 0.5;  // N = 2: (N-1)/N
-    cfg.json["ewa"]["enabled"] = ewa_on;
-    cfg.json["ewa"]["share_rate"] = 0.5;
+    // N = 2: share rate (N-1)/N
+    auto cfg = tiny_cfg(data.path(), runs.path(), "rup", 1).with({{"name", name}, {"ewa.enabled", ewa_on}, {"ewa.share_rate", 0.5}});
     ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [](const std::string&) {});
     auto ckpt = ewa::train::read_checkpoint(runs / (name + "/last.pt"));
     EXPECT_GT(ckpt.step, 1);
@@ -308,11 +292,7 @@ TEST(Train, RoutedMoEWithEwaOnWarns) {
   TempDir data, runs;
   ewa::testing::write_pattern_idx(data.path(), 64, 10, false);
   for (bool ewa_on : {true, false}) {
-    auto cfg = tiny_cfg(data.path(), runs.path(), "routed", 1);
-    cfg.name = ewa_on ? "on" : "off";
-    cfg.json["name"] = cfg.name;
-    cfg.ewa.enabled = ewa_on;
-    cfg.json["ewa"]["enabled"] = ewa_on;
+    auto cfg = tiny_cfg(data.path(), runs.path(), "routed", 1).with({{"name", ewa_on ? "on" : "off"}, {"ewa.enabled", ewa_on}});
     std::string out;
     ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [&](const std::string& l) { out += l + "\n"; });
     EXPECT_EQ(out.find("warning: EWA is on (ewa.enabled defaults to true) with moe.kind = routed") != std::string::npos, ewa_on)
@@ -337,7 +317,7 @@ TEST(Train, ConfigSizesMustMatchTheDataset) {
   TempDir data, runs;
   ewa::testing::write_pattern_idx(data.path(), 40, 10, false);
   auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 1);
-  cfg.model.num_classes = 7;
+  cfg = cfg.with({{"model.num_classes", 7}});
   try {
     ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [](const std::string&) {});
     FAIL() << "expected an error";

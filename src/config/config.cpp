@@ -100,6 +100,10 @@ json::json_pointer pointer_of(const std::string& key) {
   return json::json_pointer(p);
 }
 
+MlpKind mlp_kind_of(const std::string& kind) {
+  return kind == "dense" ? MlpKind::Dense : kind == "rup" ? MlpKind::Rup : MlpKind::Routed;
+}
+
 struct Preset {
   int64_t embed_dim, depth, num_heads;
 };
@@ -108,28 +112,38 @@ const std::map<std::string, Preset> kPresets = {
 
 }  // namespace
 
-// JSON -> struct for the sections that map one to one (key names equal field names).
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, variant, num_groups, group_size, encoder_dims, head_hidden,
-                                   head_dropout, img_size, in_chans, num_classes, patch_size, embed_dim, depth,
-                                   num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EwaConfig, enabled, share_rate, schedule, ramp_steps, until_step)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, variant, cache_dir, pipeline, batch_size, eval_batch_size,
-                                   train_limit, test_limit, random_crop_padding, num_points, votes, fps_points,
-                                   source_points, way, shot, fold, val_fraction, scale_low, scale_high, translate,
-                                   jitter, hflip, use_normals, rotate_up, normalize, drop_last)
 
 bool DataConfig::is_point_cloud() const {
   return dataset == "modelnet40_resampled" || dataset == "modelnet_h5" || dataset == "modelnet_folder" ||
          dataset == "scanobjectnn" || dataset == "shapenet55" || dataset == "modelnet_fewshot";
 }
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1, beta2, warmup_epochs, label_smoothing,
-                                   grad_clip, schedule, warmup_lr_init, cosine_epochs)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EvalConfig, vote_views, vote_repeats, final_vote, save_best_on_test)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, decoder_depth, decoder_num_heads,
-                                   reconstructions)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FinetuneConfig, init, allow_missing, freeze_encoder, layer_decay)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device, precision,
-                                   overlap_allreduce, bucket_mb, checkpoint_every)
+
+namespace {
+// The schema's default section `name` (computed once).
+const json& defaults_of(const char* name) {
+  static const json all = default_config();
+  return all.at(name);
+}
+}  // namespace
+
+ModelConfig::ModelConfig() { from_json(defaults_of("model"), *this); }
+EwaConfig::EwaConfig() { from_json(defaults_of("ewa"), *this); }
+DataConfig::DataConfig() { from_json(defaults_of("data"), *this); }
+OptimConfig::OptimConfig() { from_json(defaults_of("optim"), *this); }
+EvalConfig::EvalConfig() { from_json(defaults_of("eval"), *this); }
+PretrainConfig::PretrainConfig() { from_json(defaults_of("pretrain"), *this); }
+FinetuneConfig::FinetuneConfig() { from_json(defaults_of("finetune"), *this); }
+TrainConfig::TrainConfig() { from_json(defaults_of("train"), *this); }
+MoeConfig::MoeConfig() {
+  const json& m = defaults_of("moe");
+  kind = mlp_kind_of(m.at("kind"));
+  m.at("num_experts").get_to(num_experts);
+  m.at("top_k").get_to(top_k);
+  m.at("capacity_factor").get_to(capacity_factor);
+  m.at("eval_capacity_factor").get_to(eval_capacity_factor);
+  m.at("aux_loss_weight").get_to(aux_loss_weight);
+}
+
 
 const char* mlp_kind_name(MlpKind kind) {
   switch (kind) {
@@ -237,8 +251,7 @@ Config parse_config(const json& j, const std::string& source) {
                                 std::to_string(c.model.patch_size));
 
   const auto& moe = j["moe"];
-  const std::string kind = moe["kind"];
-  c.moe.kind = kind == "dense" ? MlpKind::Dense : kind == "rup" ? MlpKind::Rup : MlpKind::Routed;
+  c.moe.kind = mlp_kind_of(moe["kind"]);
   c.moe.num_experts = moe["num_experts"];
   c.moe.top_k = moe["top_k"];
   c.moe.capacity_factor = moe["capacity_factor"];
@@ -328,6 +341,17 @@ Config parse_config(const json& j, const std::string& source) {
   c.finetune = j["finetune"].get<FinetuneConfig>();
   c.train = j["train"].get<TrainConfig>();
   return c;
+}
+
+Config Config::with(const std::map<std::string, nlohmann::json>& changes) const {
+  nlohmann::json j = this->json;
+  for (const auto& [key, value] : changes) {
+    const FieldSpec* f = find_field(key);
+    if (!f) fail("config: unknown key '" + key + "'");
+    check_value(*f, value, "config");
+    j[pointer_of(key)] = value;
+  }
+  return parse_config(j, "config");
 }
 
 }  // namespace ewa

@@ -1,6 +1,9 @@
 // Experiment configuration: JSON file -> validated, resolved JSON -> typed structs.
-// Every key, its default and meaning lives in config/schema.cpp (docs/config.md).
+// Every key, its default and meaning lives in config/schema.cpp (docs/config.md): the structs
+// below take their defaults from there, and a Config is always parsed from its JSON (change one
+// with Config::with, never field by field).
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -11,73 +14,100 @@ namespace ewa {
 enum class MlpKind { Dense, Rup, Routed };
 
 struct ModelConfig {
-  std::string name = "vit", variant = "point_mae";
-  int64_t num_groups = 64, group_size = 32, encoder_dims = 0, head_hidden = 256;
-  double head_dropout = 0.5;
-  int64_t img_size = 0, in_chans = 0, num_classes = 0, patch_size = 4;
-  int64_t embed_dim = 192, depth = 12, num_heads = 3;
-  double mlp_ratio = 4.0;
-  bool qkv_bias = true;
-  double drop_rate = 0, attn_drop_rate = 0, drop_path_rate = 0.1;
+  ModelConfig();  // the schema's defaults (config/schema.cpp: the one place they are written)
+  std::string name{}, variant{};
+  int64_t num_groups{}, group_size{}, encoder_dims{}, head_hidden{};
+  double head_dropout{};
+  int64_t img_size{}, in_chans{}, num_classes{}, patch_size{};
+  int64_t embed_dim{}, depth{}, num_heads{};
+  double mlp_ratio{};
+  bool qkv_bias{};
+  double drop_rate{}, attn_drop_rate{}, drop_path_rate{};
 };
 
 struct MoeConfig {
-  MlpKind kind = MlpKind::Rup;
+  MoeConfig();  // the schema's defaults
+  MlpKind kind{};
   std::vector<int64_t> blocks;  // resolved block indices that get the MoE
-  int64_t num_experts = 4, top_k = 1;
-  double capacity_factor = 1.25, eval_capacity_factor = 2.0, aux_loss_weight = 0.01;
+  int64_t num_experts{}, top_k{};
+  double capacity_factor{}, eval_capacity_factor{}, aux_loss_weight{};
 };
 
 struct EwaConfig {
-  bool enabled = true;
-  double share_rate = 0.3;
-  std::string schedule = "constant";
-  int64_t ramp_steps = 0, until_step = -1;
+  EwaConfig();  // the schema's defaults
+  bool enabled{};
+  double share_rate{};
+  std::string schedule{};
+  int64_t ramp_steps{}, until_step{};
 };
 
 struct DataConfig {
-  std::string dataset = "fashion_mnist", root, variant, cache_dir, pipeline = "fixed";
-  int64_t batch_size = 128, eval_batch_size = 500, train_limit = 0, test_limit = 0, random_crop_padding = 2;
-  int64_t num_points = 1024, votes = 1, fps_points = 0, source_points = 0;
-  int64_t way = 0, shot = 0, fold = -1;  // modelnet_fewshot
-  double val_fraction = 0, scale_low = 2.0 / 3.0, scale_high = 1.5, translate = 0.2, jitter = 0;
-  bool hflip = false, use_normals = false, rotate_up = false, normalize = true, drop_last = true;
+  DataConfig();  // the schema's defaults
+  std::string dataset{}, root{}, variant{}, cache_dir{}, pipeline{};
+  int64_t batch_size{}, eval_batch_size{}, train_limit{}, test_limit{}, random_crop_padding{};
+  int64_t num_points{}, votes{}, fps_points{}, source_points{};
+  int64_t way{}, shot{}, fold{};  // modelnet_fewshot
+  double val_fraction{}, scale_low{}, scale_high{}, translate{}, jitter{};
+  bool hflip{}, use_normals{}, rotate_up{}, normalize{}, drop_last{};
 
   bool is_point_cloud() const;
 };
 
 struct OptimConfig {
-  double lr = 1e-3, min_lr = 1e-5, weight_decay = 0.05, beta1 = 0.9, beta2 = 0.999;
-  double warmup_epochs = 1, label_smoothing = 0.1, grad_clip = 1.0;
-  std::string schedule = "step_cosine";  // or "timm_epoch" (Point-MAE / Point-BERT)
-  double warmup_lr_init = 1e-6;          // timm_epoch
-  int64_t cosine_epochs = 0;             // timm_epoch: t_initial; 0 = train.epochs
+  OptimConfig();  // the schema's defaults
+  double lr{}, min_lr{}, weight_decay{}, beta1{}, beta2{};
+  double warmup_epochs{}, label_smoothing{}, grad_clip{};
+  std::string schedule{};   // "step_cosine" or "timm_epoch" (Point-MAE / Point-BERT)
+  double warmup_lr_init{};  // timm_epoch
+  int64_t cosine_epochs{};  // timm_epoch: t_initial; 0 = train.epochs
 };
 
 struct EvalConfig {
-  int64_t vote_views = 10, vote_repeats = 10;
-  bool final_vote = false, save_best_on_test = false;
+  EvalConfig();  // the schema's defaults
+  int64_t vote_views{}, vote_repeats{};
+  bool final_vote{}, save_best_on_test{};
 };
 
 struct PretrainConfig {
-  double mask_ratio = 0.6;
-  std::string mask_type = "rand", loss = "cdl2";
-  int64_t decoder_depth = 4, decoder_num_heads = 6, reconstructions = 4;
+  PretrainConfig();  // the schema's defaults
+  double mask_ratio{};
+  std::string mask_type{}, loss{};
+  int64_t decoder_depth{}, decoder_num_heads{}, reconstructions{};
 };
 
 struct FinetuneConfig {
-  std::string init;
-  bool allow_missing = false, freeze_encoder = false;
-  double layer_decay = 1.0;
+  FinetuneConfig();  // the schema's defaults
+  std::string init{};
+  bool allow_missing{}, freeze_encoder{};
+  double layer_decay{};
 };
 
 struct TrainConfig {
-  int64_t epochs = 10, seed = 0, log_every = 50, threads = 0;
-  std::string runs_dir = "runs", device = "auto", precision = "fp32";
-  bool overlap_allreduce = true;
-  int64_t bucket_mb = 8;
-  int64_t checkpoint_every = 500;
+  TrainConfig();  // the schema's defaults
+  int64_t epochs{}, seed{}, log_every{}, threads{};
+  std::string runs_dir{}, device{}, precision{};
+  bool overlap_allreduce{};
+  int64_t bucket_mb{};
+  int64_t checkpoint_every{};
 };
+
+// JSON <-> struct for the sections that map one to one (key names equal field names).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, variant, num_groups, group_size, encoder_dims, head_hidden,
+                                   head_dropout, img_size, in_chans, num_classes, patch_size, embed_dim, depth,
+                                   num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EwaConfig, enabled, share_rate, schedule, ramp_steps, until_step)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, variant, cache_dir, pipeline, batch_size, eval_batch_size,
+                                   train_limit, test_limit, random_crop_padding, num_points, votes, fps_points,
+                                   source_points, way, shot, fold, val_fraction, scale_low, scale_high, translate,
+                                   jitter, hflip, use_normals, rotate_up, normalize, drop_last)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1, beta2, warmup_epochs, label_smoothing,
+                                   grad_clip, schedule, warmup_lr_init, cosine_epochs)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EvalConfig, vote_views, vote_repeats, final_vote, save_best_on_test)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, decoder_depth, decoder_num_heads,
+                                   reconstructions)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FinetuneConfig, init, allow_missing, freeze_encoder, layer_decay)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device, precision,
+                                   overlap_allreduce, bucket_mb, checkpoint_every)
 
 struct Config {
   std::string name, description;
@@ -91,6 +121,10 @@ struct Config {
   TrainConfig train;
   EvalConfig eval;
   nlohmann::json json;  // the resolved configuration these fields came from
+
+  // This config with `changes` (dotted key -> value) made in its JSON, each checked against the
+  // schema, and every field parsed again from it, so the fields and the JSON cannot disagree.
+  Config with(const std::map<std::string, nlohmann::json>& changes) const;
 };
 
 // A config file's own keys with its chain of bases merged in: a file may name another as

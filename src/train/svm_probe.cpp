@@ -178,12 +178,11 @@ SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOption
   // Every training cloud (no shuffle, no dropped batch; read as the test clouds are: the first
   // num_points of pointnet2_ops' FPS from point 0, the official misc.fps) and every test cloud,
   // single pass.
-  Config data_cfg = cfg;
-  data_cfg.data.batch_size = data_cfg.data.eval_batch_size = o.batch_size;
+  const Config data_cfg = cfg.with({{"data.batch_size", o.batch_size}, {"data.eval_batch_size", o.batch_size}});
   auto splits = load_data(data_cfg, data::Use::Features);
   for (const auto& note : splits.notes) report(note);
-  if (cfg.model.in_chans == 0) cfg.model.in_chans = splits.in_chans;
-  if (cfg.model.num_classes == 0) cfg.model.num_classes = splits.num_classes;
+  if (cfg.model.in_chans == 0) cfg = cfg.with({{"model.in_chans", splits.in_chans}});
+  if (cfg.model.num_classes == 0) cfg = cfg.with({{"model.num_classes", splits.num_classes}});
   const auto device = select_device(cfg.train.device);
   data::BatchSource& train_source = *splits.train;
   data::BatchSource& test_source = *splits.test;

@@ -32,10 +32,10 @@ torch::Device select_device(const std::string& device, dist::Group* group) {
 }
 
 Config resolve_for_dataset(Config cfg, const data::TaskData& task) {
-  auto settle = [&](int64_t& field, int64_t actual, const char* key) {
+  std::map<std::string, nlohmann::json> settled;
+  auto settle = [&](int64_t field, int64_t actual, const char* key) {
     if (field == 0) {
-      field = actual;
-      cfg.json["model"][key] = actual;
+      settled[std::string("model.") + key] = actual;
     } else if (field != actual) {
       fail(std::string("model.") + key + ": config says " + std::to_string(field) + " but dataset " + cfg.data.dataset +
            " has " + std::to_string(actual));
@@ -46,10 +46,10 @@ Config resolve_for_dataset(Config cfg, const data::TaskData& task) {
   // A head wider than the dataset's classes is allowed, as the official few-shot and Point-BERT
   // ScanObjectNN configs train 40 outputs (cls_dim 40) for 5, 10 or 15 classes.
   if (cfg.model.num_classes <= task.num_classes) settle(cfg.model.num_classes, task.num_classes, "num_classes");
-  if (task.img_size > 0 && cfg.model.img_size % cfg.model.patch_size != 0)
+  if (task.img_size > 0 && task.img_size % cfg.model.patch_size != 0)
     fail("model.patch_size: " + std::to_string(cfg.model.patch_size) + " does not divide the image size " +
-         std::to_string(cfg.model.img_size));
-  return cfg;
+         std::to_string(task.img_size));
+  return settled.empty() ? cfg : cfg.with(settled);
 }
 
 namespace {
@@ -145,27 +145,21 @@ class ClassificationTask : public Task {
 Config resolve_for_weights(Config cfg, const io::StateDict& weights) {
   const auto sd = io::normalize_keys(weights.tensors);
   const bool vit = cfg.model.name == "vit";
+  std::map<std::string, nlohmann::json> found;
   if (cfg.model.num_classes == 0) {
     const std::string prefix = vit ? "head." : "cls_head_finetune.";
     for (const auto& item : sd)
-      if (item.key().rfind(prefix, 0) == 0 && item.value().dim() == 2) cfg.model.num_classes = item.value().size(0);
-    if (cfg.model.num_classes > 0) cfg.json["model"]["num_classes"] = cfg.model.num_classes;
+      if (item.key().rfind(prefix, 0) == 0 && item.value().dim() == 2) found["model.num_classes"] = item.value().size(0);
   }
   if (cfg.model.in_chans == 0) {
     const std::string key = vit ? "patch_embed.proj.weight" : "encoder.first_conv.0.weight";
-    if (const auto* t = sd.find(key); t && t->dim() >= 2) {
-      cfg.model.in_chans = t->size(1);
-      cfg.json["model"]["in_chans"] = cfg.model.in_chans;
-    }
+    if (const auto* t = sd.find(key); t && t->dim() >= 2) found["model.in_chans"] = t->size(1);
   }
   if (vit && cfg.model.img_size == 0) {
-    if (const auto* t = sd.find("pos_embed"); t && t->dim() == 3) {
-      const auto side = static_cast<int64_t>(std::lround(std::sqrt(double(t->size(1) - 1))));
-      cfg.model.img_size = side * cfg.model.patch_size;
-      cfg.json["model"]["img_size"] = cfg.model.img_size;
-    }
+    if (const auto* t = sd.find("pos_embed"); t && t->dim() == 3)
+      found["model.img_size"] = static_cast<int64_t>(std::lround(std::sqrt(double(t->size(1) - 1)))) * cfg.model.patch_size;
   }
-  return cfg;
+  return found.empty() ? cfg : cfg.with(found);
 }
 
 std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifier(const Config& cfg,
