@@ -22,14 +22,26 @@ ewa::Config vit_cfg(int64_t dim) {
 
 using ewa::testing::error_of;
 
+// A model after one AdamW step, and its checkpoint at step 17, epoch 3.
+struct SteppedModel {
+  explicit SteppedModel(const ewa::Config& cfg)
+      : model(ewa::models::build_model(cfg)), opt(model->parameters(), torch::optim::AdamWOptions(1e-3)) {
+    model->forward(torch::randn({2, 1, 8, 8})).sum().backward();
+    opt.step();
+    ckpt = ewa::train::make_checkpoint(*model, &opt, cfg.json, 17, 3);
+  }
+  decltype(ewa::models::build_model(std::declval<const ewa::Config&>())) model;
+  torch::optim::AdamW opt;
+  ewa::train::Checkpoint ckpt;
+};
+
 TEST(Checkpoint, RoundTripsModelOptimizerRngAndMetadata) {
   TempDir dir;
   auto cfg = vit_cfg(8);
-  auto model = ewa::models::build_model(cfg);
-  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-3));
-  model->forward(torch::randn({2, 1, 8, 8})).sum().backward();
-  opt.step();
-  auto ckpt = ewa::train::make_checkpoint(*model, &opt, cfg.json, 17, 3);
+  SteppedModel stepped(cfg);
+  auto& model = stepped.model;
+  auto& opt = stepped.opt;
+  auto ckpt = stepped.ckpt;
   const auto rng_draw = torch::rand({4});  // drawn after the state was captured
   ewa::train::save_checkpoint(dir / "c.pt", ckpt);
 
@@ -176,11 +188,10 @@ TEST(Checkpoint, AFailedWriteLeavesTheOldFileIntact) {
 TEST(Checkpoint, EveryFileWeWriteLoadsWithTorchLoadWeightsOnly) {
   TempDir dir;
   auto cfg = vit_cfg(8);
-  auto model = ewa::models::build_model(cfg);
-  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-3));
-  model->forward(torch::randn({2, 1, 8, 8})).sum().backward();
-  opt.step();
-  auto ckpt = ewa::train::make_checkpoint(*model, &opt, cfg.json, 17, 3);
+  SteppedModel stepped(cfg);
+  auto& model = stepped.model;
+  auto& opt = stepped.opt;
+  auto ckpt = stepped.ckpt;
   ckpt.class_names = {"a", "b", "c"};
   ckpt.progress = {{"position", 2}};
   ewa::train::save_checkpoint(dir / "c.pt", ckpt);

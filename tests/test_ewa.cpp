@@ -1,4 +1,4 @@
-// EWA averaging, schedules and collapse: the oracles of PAPER.md.
+// EWA averaging, schedules and collapse: the oracles of docs/method.md.
 #include <gtest/gtest.h>
 
 #include <map>

@@ -1,4 +1,4 @@
-// expert_average: the Experts Weights Averaging update (PAPER.md, Eq. 6), fused and in place.
+// expert_average: the Experts Weights Averaging update (docs/method.md; the paper's Eq. 6), fused and in place.
 //
 //   experts: [N, ...] floating tensor, N >= 2 stacked copies of one parameter (one per expert).
 //   lambda:  shrink factor in [0, 1]; with share rate beta, lambda = beta * N / (N - 1).

@@ -10,7 +10,7 @@
 // loads into our Linear [out, in]. A MoE layer of the model whose file holds a dense FFN gets
 // that FFN copied into every expert (EWA fine-tuning starts with equal experts); a MoE layer whose
 // file holds another number of experts starts every expert as the mean of the file's; a dense FFN
-// of the model whose file holds MoE experts gets their mean (the collapse of PAPER.md step 3).
+// of the model whose file holds MoE experts gets their mean (the collapse of docs/method.md).
 // A ViT's pos_embed for another image size (timm's 224 px weights on 32 px images) is resampled
 // bicubically on its grid; the patch size itself must match.
 #pragma once

@@ -1,4 +1,4 @@
-// Experts Weights Averaging (PAPER.md): the averaging step, the share-rate schedule, and the
+// Experts Weights Averaging (docs/method.md): the averaging step, the share-rate schedule, and the
 // collapse of MoE layers into dense FFNs.
 #pragma once
 #include <torch/torch.h>

@@ -36,7 +36,7 @@ class ExpertsFeedForwardImpl : public nn::FeedForwardImpl {
   torch::Tensor experts_forward(const torch::Tensor& xe) const;
 
   // The dense FFN whose weights are the expert means, on x [..., dim]. This is the converted
-  // model (PAPER.md step 3).
+  // model (docs/method.md, collapse).
   torch::Tensor mean_forward(const torch::Tensor& x) const;
 
  protected:

@@ -1,4 +1,4 @@
-// RupMoE: Mixture of Experts with random uniform partition routing (PAPER.md, "The idea").
+// RupMoE: Mixture of Experts with random uniform partition routing (docs/method.md).
 //
 // Training: per forward pass all B*T tokens (class token included) are shuffled by a fresh
 // random permutation (torch's default generator, so torch::manual_seed fixes it) and split into
