@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/precision.h"
 #include "common/runtime.h"
+#include "config/datasets.h"
 #include "kernels/common/simd.h"
 #include "train/trainer.h"
 
@@ -37,11 +38,7 @@ void record(const std::string& path, const std::string& title, const std::string
   if (!out) fail("--record " + path + ": write failed");
 }
 
-}  // namespace
-
-void add_bench_command(CLI::App& app) {
-  auto* bench = app.add_subcommand("bench", "Benchmarks");
-  bench->require_subcommand(1);
+void add_train_step_bench(CLI::App* bench) {
   struct Args {
     std::string config = "configs/fmnist_vit_ewa.json";
     std::vector<std::string> set;
@@ -64,13 +61,12 @@ void add_bench_command(CLI::App& app) {
                   "Also append the table, the exact command and the machine to this Markdown file (docs/benchmarks.md)");
   cmd->callback([args] {
     Config cfg = load_config(args->config, args->set);
-    // Sizes the dataset would give, without reading it.
-    const bool cifar = cfg.data.dataset.rfind("cifar", 0) == 0, points = cfg.data.is_point_cloud();
+    // Sizes the dataset would give, without reading it (config/datasets.cpp).
+    const DatasetInfo& info = dataset_info(cfg.data.dataset);
     std::map<std::string, nlohmann::json> sizes;
-    if (cfg.model.img_size == 0 && !points) sizes["model.img_size"] = cifar ? 32 : 28;
-    if (cfg.model.in_chans == 0) sizes["model.in_chans"] = points ? (cfg.data.use_normals ? 6 : 3) : (cifar ? 3 : 1);
-    if (cfg.model.num_classes == 0)
-      sizes["model.num_classes"] = cfg.data.dataset == "cifar100" ? 100 : cfg.data.dataset == "scanobjectnn" ? 15 : points ? 40 : 10;
+    if (cfg.model.img_size == 0 && !info.point_cloud) sizes["model.img_size"] = info.img_size;
+    if (cfg.model.in_chans == 0) sizes["model.in_chans"] = info.point_cloud ? (cfg.data.use_normals ? 6 : 3) : info.in_chans;
+    if (cfg.model.num_classes == 0) sizes["model.num_classes"] = info.num_classes > 0 ? info.num_classes : cfg.data.way;
     cfg = cfg.with(sizes);  // (a dense base config's MoE variants take moe.blocks as it stands, every other block by default)
     if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
     char head[512];
@@ -93,7 +89,9 @@ void add_bench_command(CLI::App& app) {
       record(args->record, "train-step", command, head, table);
     }
   });
+}
 
+void add_resample_bench(CLI::App* bench) {
   struct ResampleArgs {
     std::string config = "configs/finetune_modelnet40_pointmae_dense.json";
     std::vector<std::string> set;
@@ -139,7 +137,9 @@ void add_bench_command(CLI::App& app) {
       record(rs->record, "resample", command, head, table);
     }
   });
+}
 
+void add_ops_bench(CLI::App* bench) {
   struct OpsArgs {
     bench::PointOpsOptions options;
     std::string record;
@@ -172,6 +172,16 @@ void add_bench_command(CLI::App& app) {
       record(ops->record, "ops", command, head, table);
     }
   });
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks");
+  bench->require_subcommand(1);
+  add_train_step_bench(bench);
+  add_resample_bench(bench);
+  add_ops_bench(bench);
 }
 
 }  // namespace ewa::app

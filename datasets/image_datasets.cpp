@@ -3,11 +3,13 @@
 #include <zlib.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/limits.h"
+#include "data/batch_source.h"
 
 namespace ewa::data {
 namespace fs = std::filesystem;
@@ -135,56 +137,76 @@ ImageDataset subset(const ImageDataset& ds, const torch::Tensor& index) {
   return out;
 }
 
-ImageSplits load_image_splits(const DataConfig& cfg, uint64_t seed) {
-  const std::string& root = cfg.root;
-  if (!fs::is_directory(root)) fail("data.root: dataset directory " + root + " does not exist");
-  ImageSplits s;
+namespace {
+
+ImageSplits read_mnist_layout(const std::string& root) {
+  // Paths first, in a fixed order, so a missing file is reported deterministically.
+  const std::string train_images = find_idx(root, "train-images-idx3-ubyte");
+  const std::string train_labels = find_idx(root, "train-labels-idx1-ubyte");
+  const std::string test_images = find_idx(root, "t10k-images-idx3-ubyte");
+  const std::string test_labels = find_idx(root, "t10k-labels-idx1-ubyte");
+  return {read_idx(train_images, train_labels, 10), {}, read_idx(test_images, test_labels, 10)};
+}
+
+ImageSplits read_cifar10(const std::string& root) {
+  std::vector<std::string> train_files;
+  for (int i = 1; i <= 5; ++i) train_files.push_back((fs::path(root) / ("data_batch_" + std::to_string(i) + ".bin")).string());
+  return {read_cifar(train_files, 1, 10), {}, read_cifar({(fs::path(root) / "test_batch.bin").string()}, 1, 10)};
+}
+
+ImageSplits read_cifar100(const std::string& root) {
+  return {read_cifar({(fs::path(root) / "train.bin").string()}, 2, 100), {},
+          read_cifar({(fs::path(root) / "test.bin").string()}, 2, 100)};
+}
+
+std::vector<std::string> numbered(const char* prefix, int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back(prefix + std::to_string(i));
+  return out;
+}
+
+// Every image dataset: its reader, class names and per-channel normalisation.
+struct ImageFormat {
+  ImageSplits (*read)(const std::string& root);
   std::vector<std::string> names;
   std::vector<float> mean, std;
-  if (cfg.dataset == "fashion_mnist" || cfg.dataset == "mnist") {
-    // Paths first, in a fixed order, so a missing file is reported deterministically.
-    const std::string train_images = find_idx(root, "train-images-idx3-ubyte");
-    const std::string train_labels = find_idx(root, "train-labels-idx1-ubyte");
-    const std::string test_images = find_idx(root, "t10k-images-idx3-ubyte");
-    const std::string test_labels = find_idx(root, "t10k-labels-idx1-ubyte");
-    s.train = read_idx(train_images, train_labels, 10);
-    s.test = read_idx(test_images, test_labels, 10);
-    if (cfg.dataset == "fashion_mnist") {
-      names = kFashionNames;
-      mean = {0.2860f}, std = {0.3530f};
-    } else {
-      for (int i = 0; i < 10; ++i) names.push_back(std::to_string(i));
-      mean = {0.1307f}, std = {0.3081f};
-    }
-  } else if (cfg.dataset == "cifar10") {
-    std::vector<std::string> train_files;
-    for (int i = 1; i <= 5; ++i) train_files.push_back((fs::path(root) / ("data_batch_" + std::to_string(i) + ".bin")).string());
-    s.train = read_cifar(train_files, 1, 10);
-    s.test = read_cifar({(fs::path(root) / "test_batch.bin").string()}, 1, 10);
-    names = kCifar10Names;
-    mean = {0.4914f, 0.4822f, 0.4465f}, std = {0.2470f, 0.2435f, 0.2616f};
-  } else if (cfg.dataset == "cifar100") {
-    s.train = read_cifar({(fs::path(root) / "train.bin").string()}, 2, 100);
-    s.test = read_cifar({(fs::path(root) / "test.bin").string()}, 2, 100);
-    for (int i = 0; i < 100; ++i) names.push_back("class_" + std::to_string(i));
-    mean = {0.5071f, 0.4865f, 0.4409f}, std = {0.2673f, 0.2564f, 0.2762f};
-  } else {
-    fail("data.dataset: unknown dataset '" + cfg.dataset + "'");
-  }
+};
+
+const std::map<std::string, ImageFormat>& image_formats() {
+  static const std::map<std::string, ImageFormat> table = {
+      {"fashion_mnist", {read_mnist_layout, kFashionNames, {0.2860f}, {0.3530f}}},
+      {"mnist", {read_mnist_layout, numbered("", 10), {0.1307f}, {0.3081f}}},
+      {"cifar10", {read_cifar10, kCifar10Names, {0.4914f, 0.4822f, 0.4465f}, {0.2470f, 0.2435f, 0.2616f}}},
+      {"cifar100", {read_cifar100, numbered("class_", 100), {0.5071f, 0.4865f, 0.4409f}, {0.2673f, 0.2564f, 0.2762f}}},
+  };
+  return table;
+}
+
+}  // namespace
+
+std::vector<std::string> image_dataset_names() {
+  std::vector<std::string> out;
+  for (const auto& [name, format] : image_formats()) out.push_back(name);
+  return out;
+}
+
+ImageSplits load_image_splits(const DataConfig& cfg, uint64_t seed) {
+  const std::string& root = cfg.root;
+  const auto format = image_formats().find(cfg.dataset);
+  if (format == image_formats().end()) fail("data.dataset: '" + cfg.dataset + "' is not an image dataset");
+  if (!fs::is_directory(root)) fail("data.root: dataset directory " + root + " does not exist");
+  ImageSplits s = format->second.read(root);
   for (auto* d : {&s.train, &s.test}) {
-    d->class_names = names;
-    d->mean = mean;
-    d->std = std;
+    d->class_names = format->second.names;
+    d->mean = format->second.mean;
+    d->std = format->second.std;
   }
   if (cfg.train_limit > 0 && cfg.train_limit < s.train.size()) s.train = subset(s.train, torch::arange(cfg.train_limit));
   if (cfg.test_limit > 0 && cfg.test_limit < s.test.size()) s.test = subset(s.test, torch::arange(cfg.test_limit));
   if (cfg.val_fraction > 0) {
-    const int64_t n = s.train.size();
-    const int64_t n_val = std::max<int64_t>(1, static_cast<int64_t>(n * cfg.val_fraction));
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x5eedULL);
-    auto perm = torch::randperm(n, gen, torch::kLong);
-    s.val = subset(s.train, std::get<0>(perm.narrow(0, 0, n_val).sort()));
-    s.train = subset(s.train, std::get<0>(perm.narrow(0, n_val, n - n_val).sort()));
+    const auto [vi, ti] = validation_split(s.train.size(), cfg.val_fraction, seed);
+    s.val = subset(s.train, vi);
+    s.train = subset(s.train, ti);
   }
   if (s.train.size() == 0) fail("data.root: " + root + ": the training split is empty");
   if (s.test.size() == 0) fail("data.root: " + root + ": the test split is empty");

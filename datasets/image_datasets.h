@@ -42,6 +42,8 @@ ImageDataset read_cifar(const std::vector<std::string>& files, int64_t label_byt
 // Loads the train/test splits of cfg.dataset from cfg.root, applies train/test limits and carves
 // the validation split (seeded) from the training set.
 ImageSplits load_image_splits(const DataConfig& cfg, uint64_t seed);
+// The image datasets load_image_splits reads (its table of formats).
+std::vector<std::string> image_dataset_names();
 
 // Rows `index` of a dataset (shares metadata).
 ImageDataset subset(const ImageDataset& ds, const torch::Tensor& index);

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "io/torch_pickle.h"
 #include "common/fs.h"
+#include "config/datasets.h"
 #include "datasets/hdf5.h"
 #include "io/point_io.h"
 #include "data/point_sampling.h"
@@ -112,147 +113,183 @@ std::vector<std::string> h5_list(const DataConfig& cfg, const std::string& split
   return paths;
 }
 
-Listing list_inputs(const DataConfig& cfg) {
+const char* const kSplits[2] = {"train", "test"};
+
+// The train and test limits of cfg, by split index.
+int64_t limit_of(const DataConfig& cfg, int sp) { return sp == 0 ? cfg.train_limit : cfg.test_limit; }
+
+// ModelNet40 in the PointNet HDF5 layout: {train,test}_files.txt list the .h5 files.
+Listing list_modelnet_h5(const DataConfig& cfg) {
   Listing l;
-  const char* splits[2] = {"train", "test"};
-  const int64_t limits[2] = {cfg.train_limit, cfg.test_limit};
-  if ((cfg.dataset == "modelnet_h5" || cfg.dataset == "scanobjectnn") && !built_with_hdf5())
+  l.h5 = true;
+  for (int sp = 0; sp < 2; ++sp) {
+    l.files[sp] = h5_list(cfg, kSplits[sp]);
+    l.extra.push_back((fs::path(cfg.root) / (std::string(kSplits[sp]) + "_files.txt")).string());
+  }
+  const auto names = fs::path(cfg.root) / "shape_names.txt";
+  if (fs::exists(names)) l.class_names = read_lines(names.string());
+  return l;
+}
+
+// ScanObjectNN's h5_files: <root>/main_split{,_nobg}/{training,test}_objectdataset{,_augmentedrot_scale75}.h5.
+Listing list_scanobjectnn(const DataConfig& cfg) {
+  Listing l;
+  l.h5 = true;
+  const std::string dir = cfg.variant == "obj_only" ? "main_split_nobg" : "main_split";
+  const std::string suffix = cfg.variant == "pb_t50_rs" ? "_augmentedrot_scale75" : "";
+  l.files[0] = {(fs::path(cfg.root) / dir / ("training_objectdataset" + suffix + ".h5")).string()};
+  l.files[1] = {(fs::path(cfg.root) / dir / ("test_objectdataset" + suffix + ".h5")).string()};
+  l.class_names = kScanObjectNNClasses;
+  return l;
+}
+
+// modelnet40_normal_resampled (or its ModelNet10 lists): <prefix>_{train,test}.txt name
+// <class>_<index> files in <root>/<class>/<name>.txt.
+Listing list_modelnet_resampled(const DataConfig& cfg) {
+  Listing l;
+  std::string prefix = "modelnet40";
+  if (!fs::exists(fs::path(cfg.root) / "modelnet40_shape_names.txt") &&
+      fs::exists(fs::path(cfg.root) / "modelnet10_shape_names.txt"))
+    prefix = "modelnet10";
+  const std::string names = (fs::path(cfg.root) / (prefix + "_shape_names.txt")).string();
+  l.class_names = read_lines(names);
+  l.extra.push_back(names);
+  std::map<std::string, int64_t> index;
+  for (size_t i = 0; i < l.class_names.size(); ++i) index[l.class_names[i]] = static_cast<int64_t>(i);
+  // Point-MAE's preprocessed splits (modelnet40_{train,test}_8192pts_fps.dat: every file's
+  // data.source_points points by FPS from a random start), read instead of the text files when
+  // both are there: the very clouds the official runs train and test on.
+  if (cfg.source_points > 0) {
+    std::string dats[2];
+    for (int sp = 0; sp < 2; ++sp)
+      dats[sp] = (fs::path(cfg.root) / (prefix + "_" + kSplits[sp] + "_" + std::to_string(cfg.source_points) + "pts_fps.dat")).string();
+    l.dat = fs::exists(dats[0]) && fs::exists(dats[1]);
+    if (l.dat)
+      for (int sp = 0; sp < 2; ++sp) {
+        l.extra.push_back(dats[sp]);
+        l.dat_files[sp] = dats[sp];
+      }
+  }
+  for (int sp = 0; sp < 2; ++sp) {
+    const std::string list = (fs::path(cfg.root) / (prefix + "_" + kSplits[sp] + ".txt")).string();
+    l.extra.push_back(list);
+    for (const auto& name : read_lines(list)) {
+      if (limit_of(cfg, sp) > 0 && static_cast<int64_t>(l.files[sp].size()) >= limit_of(cfg, sp)) break;
+      const auto cut = name.rfind('_');
+      const std::string cls = cut == std::string::npos ? name : name.substr(0, cut);
+      auto it = index.find(cls);
+      if (it == index.end())
+        fail(list + ": entry '" + name + "' names class '" + cls + "', which is not in " + prefix + "_shape_names.txt");
+      l.files[sp].push_back((fs::path(cfg.root) / cls / (name + ".txt")).string());
+      l.labels[sp].push_back(it->second);
+    }
+  }
+  return l;
+}
+
+// ModelNet10/40 class folders: <root>/<class>/{train,test}/<files>, classes sorted by name.
+Listing list_modelnet_folder(const DataConfig& cfg) {
+  Listing l;
+  for (const auto& e : fs::directory_iterator(cfg.root))
+    if (e.is_directory() && e.path().filename().string()[0] != '.') l.class_names.push_back(e.path().filename().string());
+  std::sort(l.class_names.begin(), l.class_names.end());
+  if (l.class_names.empty()) fail("data.root: " + cfg.root + " has no class folders (expected <root>/<class>/{train,test}/)");
+  for (int sp = 0; sp < 2; ++sp) {
+    for (size_t c = 0; c < l.class_names.size(); ++c) {
+      const fs::path dir = fs::path(cfg.root) / l.class_names[c] / kSplits[sp];
+      if (!fs::is_directory(dir))
+        fail(dir.string() + ": missing: class folder '" + l.class_names[c] + "' has no " + kSplits[sp] + "/ folder");
+      std::vector<std::string> paths;
+      for (const auto& e : fs::directory_iterator(dir))
+        if (e.is_regular_file()) paths.push_back(e.path().string());
+      std::sort(paths.begin(), paths.end());
+      for (const auto& p : paths) {
+        l.files[sp].push_back(p);
+        l.labels[sp].push_back(static_cast<int64_t>(c));
+      }
+    }
+    const int64_t limit = limit_of(cfg, sp);
+    if (limit > 0 && static_cast<int64_t>(l.files[sp].size()) > limit) {
+      l.files[sp].resize(limit);
+      l.labels[sp].resize(limit);
+    }
+  }
+  return l;
+}
+
+// Point-MAE's layout: <root>/ShapeNet-55/{train,test}.txt list <taxonomy>-<model>.npy files
+// in <root>/shapenet_pc/. The label is the taxonomy (synset) id, classes sorted.
+Listing list_shapenet55(const DataConfig& cfg) {
+  Listing l;
+  std::vector<std::string> entries[2];
+  std::set<std::string> taxonomies;
+  for (int sp = 0; sp < 2; ++sp) {
+    const std::string list = (fs::path(cfg.root) / "ShapeNet-55" / (std::string(kSplits[sp]) + ".txt")).string();
+    l.extra.push_back(list);
+    for (const auto& entry : read_lines(list)) {
+      if (limit_of(cfg, sp) > 0 && static_cast<int64_t>(entries[sp].size()) >= limit_of(cfg, sp)) break;
+      const auto dash = entry.find('-');
+      if (dash == std::string::npos || dash == 0 || lower_extension(entry) != ".npy")
+        fail(list + ": entry '" + entry + "' is not of the form <taxonomy>-<model>.npy");
+      entries[sp].push_back(entry);
+      taxonomies.insert(entry.substr(0, dash));
+    }
+    if (entries[sp].empty()) fail(list + ": lists no point files");
+  }
+  l.class_names.assign(taxonomies.begin(), taxonomies.end());
+  for (int sp = 0; sp < 2; ++sp) {
+    for (const auto& entry : entries[sp]) {
+      const std::string file = (fs::path(cfg.root) / "shapenet_pc" / entry).string();
+      if (!fs::exists(file)) fail(l.extra[sp] + ": lists " + entry + ", but " + file + " does not exist");
+      l.files[sp].push_back(file);
+      l.labels[sp].push_back(std::distance(taxonomies.begin(), taxonomies.find(entry.substr(0, entry.find('-')))));
+    }
+  }
+  return l;
+}
+
+// The released few-shot folds: <root>/<way>way_<shot>shot/<fold>.pkl (what the official loader
+// opens and generate_few_shot_data.py writes); the upstream DATASET.md draws it as 5way10shot/.
+Listing list_fewshot(const DataConfig& cfg) {
+  Listing l;
+  l.pickle = true;
+  const std::string stem = std::to_string(cfg.way) + "way", shot = std::to_string(cfg.shot) + "shot";
+  const std::string file = std::to_string(cfg.fold) + ".pkl";
+  for (const auto& dir : {stem + "_" + shot, stem + shot})
+    if (const auto p = fs::path(cfg.root) / dir / file; fs::exists(p)) {
+      l.files[0] = l.files[1] = {p.string()};
+      return l;
+    }
+  std::string folds;
+  for (const auto& dir : {stem + "_" + shot, stem + shot})
+    if (fs::is_directory(fs::path(cfg.root) / dir))
+      for (const auto& e : fs::directory_iterator(fs::path(cfg.root) / dir))
+        if (e.path().extension() == ".pkl") folds += (folds.empty() ? "" : ", ") + e.path().filename().string();
+  fail("data.fold: " + (fs::path(cfg.root) / (stem + "_" + shot) / file).string() + " does not exist (" +
+       (folds.empty() ? "no " + stem + "_" + shot + "/ folder of .pkl folds in " + cfg.root : "the folds there: " + folds) +
+       ")");
+}
+
+// Every point-cloud dataset's lister (its row in config/datasets.cpp says what else is known of it).
+const std::map<std::string, Listing (*)(const DataConfig&)>& listers() {
+  static const std::map<std::string, Listing (*)(const DataConfig&)> table = {
+      {"modelnet_h5", list_modelnet_h5},         {"scanobjectnn", list_scanobjectnn},
+      {"modelnet40_resampled", list_modelnet_resampled}, {"modelnet_folder", list_modelnet_folder},
+      {"shapenet55", list_shapenet55},           {"modelnet_fewshot", list_fewshot},
+  };
+  return table;
+}
+
+Listing list_inputs(const DataConfig& cfg) {
+  const DatasetInfo& info = dataset_info(cfg.dataset);
+  const auto lister = listers().find(cfg.dataset);
+  if (!info.point_cloud || lister == listers().end())
+    fail("data.dataset: '" + cfg.dataset + "' is not a point-cloud dataset");
+  if (info.hdf5 && !built_with_hdf5())
     fail("data.dataset: '" + cfg.dataset + "' is stored as HDF5 and ewa was built without HDF5 (reconfigure with "
          "EWA_WITH_HDF5=ON and libhdf5-dev); class folders of point files train with data.dataset=modelnet_folder "
          "(`ewa data synth` writes the synthetic shapes so in this build)");
-  if (cfg.dataset == "modelnet_h5") {
-    l.h5 = true;
-    for (int sp = 0; sp < 2; ++sp) {
-      l.files[sp] = h5_list(cfg, splits[sp]);
-      l.extra.push_back((fs::path(cfg.root) / (std::string(splits[sp]) + "_files.txt")).string());
-    }
-    const auto names = fs::path(cfg.root) / "shape_names.txt";
-    if (fs::exists(names)) l.class_names = read_lines(names.string());
-  } else if (cfg.dataset == "scanobjectnn") {
-    l.h5 = true;
-    const std::string dir = cfg.variant == "obj_only" ? "main_split_nobg" : "main_split";
-    const std::string suffix = cfg.variant == "pb_t50_rs" ? "_augmentedrot_scale75" : "";
-    l.files[0] = {(fs::path(cfg.root) / dir / ("training_objectdataset" + suffix + ".h5")).string()};
-    l.files[1] = {(fs::path(cfg.root) / dir / ("test_objectdataset" + suffix + ".h5")).string()};
-    l.class_names = kScanObjectNNClasses;
-  } else if (cfg.dataset == "modelnet40_resampled") {
-    std::string prefix = "modelnet40";
-    if (!fs::exists(fs::path(cfg.root) / "modelnet40_shape_names.txt") &&
-        fs::exists(fs::path(cfg.root) / "modelnet10_shape_names.txt"))
-      prefix = "modelnet10";
-    const std::string names = (fs::path(cfg.root) / (prefix + "_shape_names.txt")).string();
-    l.class_names = read_lines(names);
-    l.extra.push_back(names);
-    std::map<std::string, int64_t> index;
-    for (size_t i = 0; i < l.class_names.size(); ++i) index[l.class_names[i]] = static_cast<int64_t>(i);
-    // Point-MAE's preprocessed splits (modelnet40_{train,test}_8192pts_fps.dat: every file's
-    // data.source_points points by FPS from a random start), read instead of the text files when
-    // both are there: the very clouds the official runs train and test on.
-    if (cfg.source_points > 0) {
-      std::string dats[2];
-      for (int sp = 0; sp < 2; ++sp)
-        dats[sp] = (fs::path(cfg.root) / (prefix + "_" + splits[sp] + "_" + std::to_string(cfg.source_points) + "pts_fps.dat")).string();
-      l.dat = fs::exists(dats[0]) && fs::exists(dats[1]);
-      if (l.dat)
-        for (int sp = 0; sp < 2; ++sp) {
-          l.extra.push_back(dats[sp]);
-          l.dat_files[sp] = dats[sp];
-        }
-    }
-    for (int sp = 0; sp < 2; ++sp) {
-      const std::string list = (fs::path(cfg.root) / (prefix + "_" + splits[sp] + ".txt")).string();
-      l.extra.push_back(list);
-      for (const auto& name : read_lines(list)) {
-        if (limits[sp] > 0 && static_cast<int64_t>(l.files[sp].size()) >= limits[sp]) break;
-        const auto cut = name.rfind('_');
-        const std::string cls = cut == std::string::npos ? name : name.substr(0, cut);
-        auto it = index.find(cls);
-        if (it == index.end())
-          fail(list + ": entry '" + name + "' names class '" + cls + "', which is not in " + prefix + "_shape_names.txt");
-        l.files[sp].push_back((fs::path(cfg.root) / cls / (name + ".txt")).string());
-        l.labels[sp].push_back(it->second);
-      }
-    }
-  } else if (cfg.dataset == "modelnet_folder") {
-    for (const auto& e : fs::directory_iterator(cfg.root))
-      if (e.is_directory() && e.path().filename().string()[0] != '.') l.class_names.push_back(e.path().filename().string());
-    std::sort(l.class_names.begin(), l.class_names.end());
-    if (l.class_names.empty()) fail("data.root: " + cfg.root + " has no class folders (expected <root>/<class>/{train,test}/)");
-    for (int sp = 0; sp < 2; ++sp) {
-      for (size_t c = 0; c < l.class_names.size(); ++c) {
-        const fs::path dir = fs::path(cfg.root) / l.class_names[c] / splits[sp];
-        if (!fs::is_directory(dir))
-          fail(dir.string() + ": missing: class folder '" + l.class_names[c] + "' has no " + splits[sp] + "/ folder");
-        std::vector<std::string> paths;
-        for (const auto& e : fs::directory_iterator(dir))
-          if (e.is_regular_file()) paths.push_back(e.path().string());
-        std::sort(paths.begin(), paths.end());
-        for (const auto& p : paths) {
-          l.files[sp].push_back(p);
-          l.labels[sp].push_back(static_cast<int64_t>(c));
-        }
-      }
-      if (limits[sp] > 0 && static_cast<int64_t>(l.files[sp].size()) > limits[sp]) {
-        l.files[sp].resize(limits[sp]);
-        l.labels[sp].resize(limits[sp]);
-      }
-    }
-  } else if (cfg.dataset == "shapenet55") {
-    // Point-MAE's layout: <root>/ShapeNet-55/{train,test}.txt list <taxonomy>-<model>.npy files
-    // in <root>/shapenet_pc/. The label is the taxonomy (synset) id, classes sorted.
-    std::vector<std::string> entries[2];
-    std::set<std::string> taxonomies;
-    for (int sp = 0; sp < 2; ++sp) {
-      const std::string list = (fs::path(cfg.root) / "ShapeNet-55" / (std::string(splits[sp]) + ".txt")).string();
-      l.extra.push_back(list);
-      for (const auto& entry : read_lines(list)) {
-        if (limits[sp] > 0 && static_cast<int64_t>(entries[sp].size()) >= limits[sp]) break;
-        const auto dash = entry.find('-');
-        if (dash == std::string::npos || dash == 0 || lower_extension(entry) != ".npy")
-          fail(list + ": entry '" + entry + "' is not of the form <taxonomy>-<model>.npy");
-        entries[sp].push_back(entry);
-        taxonomies.insert(entry.substr(0, dash));
-      }
-      if (entries[sp].empty()) fail(list + ": lists no point files");
-    }
-    l.class_names.assign(taxonomies.begin(), taxonomies.end());
-    for (int sp = 0; sp < 2; ++sp) {
-      for (const auto& entry : entries[sp]) {
-        const std::string file = (fs::path(cfg.root) / "shapenet_pc" / entry).string();
-        if (!fs::exists(file))
-          fail(l.extra[sp] + ": lists " + entry + ", but " + file + " does not exist");
-        l.files[sp].push_back(file);
-        l.labels[sp].push_back(std::distance(taxonomies.begin(), taxonomies.find(entry.substr(0, entry.find('-')))));
-      }
-    }
-  } else if (cfg.dataset == "modelnet_fewshot") {
-    // The released layout is <root>/<way>way_<shot>shot/<fold>.pkl (what the official loader opens
-    // and generate_few_shot_data.py writes); the upstream DATASET.md draws it as 5way10shot/.
-    l.pickle = true;
-    const std::string stem = std::to_string(cfg.way) + "way", shot = std::to_string(cfg.shot) + "shot";
-    const std::string file = std::to_string(cfg.fold) + ".pkl";
-    std::string path;
-    for (const auto& dir : {stem + "_" + shot, stem + shot}) {
-      const auto p = fs::path(cfg.root) / dir / file;
-      if (fs::exists(p)) {
-        path = p.string();
-        break;
-      }
-    }
-    if (path.empty()) {
-      std::string folds;
-      for (const auto& dir : {stem + "_" + shot, stem + shot})
-        if (fs::is_directory(fs::path(cfg.root) / dir))
-          for (const auto& e : fs::directory_iterator(fs::path(cfg.root) / dir))
-            if (e.path().extension() == ".pkl") folds += (folds.empty() ? "" : ", ") + e.path().filename().string();
-      fail("data.fold: " + (fs::path(cfg.root) / (stem + "_" + shot) / file).string() + " does not exist (" +
-           (folds.empty() ? "no " + stem + "_" + shot + "/ folder of .pkl folds in " + cfg.root
-                          : "the folds there: " + folds) + ")");
-    }
-    l.files[0] = l.files[1] = {path};
-  } else {
-    fail("data.dataset: '" + cfg.dataset + "' is not a point-cloud dataset");
-  }
+  Listing l = lister->second(cfg);
   for (int sp = 0; sp < 2; ++sp)
     for (const auto& f : l.files[sp]) {
       const auto ext = lower_extension(f);
@@ -415,109 +452,139 @@ PointCloudSet finish(const RawSplit& raw, const DataConfig& cfg, bool training, 
 
 }  // namespace
 
-PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
-  if (!fs::is_directory(cfg.root)) fail("data.root: dataset directory " + cfg.root + " does not exist");
+namespace {
+
+// The cache file of a listing: every setting that shapes the stored clouds, the seed where it
+// draws them (mesh surface samples), the format version, and the input files. The random FPS
+// starts of a data.source_points reduction come from fixed seeds (kReductionSeed), so every
+// training seed reads the same clouds, as every official run reads the same .dat files.
+std::string cache_path(const DataConfig& cfg, const Listing& listing, uint64_t seed) {
   const int64_t channels = cfg.use_normals ? 6 : 3;
-  if (cfg.use_normals && cfg.dataset != "modelnet40_resampled" && cfg.dataset != "modelnet_fewshot")
-    fail("data.use_normals: only modelnet40_resampled and modelnet_fewshot files carry normals, dataset is " + cfg.dataset);
-  if (cfg.pipeline == "resample") require_fps_points(cfg, "data.pipeline = resample");
-  PointSplits out;
-  const Listing listing = list_inputs(cfg);
-  // The cache key: every setting that shapes the stored clouds, the seed where it draws them
-  // (mesh surface samples), the format version, and the input files. The random FPS starts of a
-  // data.source_points reduction come from fixed seeds (kReductionSeed), so every training seed
-  // reads the same clouds, as every official run reads the same .dat files.
-  const bool seeded = listing.meshes;
   const std::string key = cfg.dataset + (cfg.variant.empty() ? "" : "_" + cfg.variant) + "_" + cfg.pipeline + "_" +
                           std::to_string(cfg.num_points) + "pts";
   std::vector<std::string> inputs = listing.extra;
   inputs.push_back(nlohmann::json{{"version", kCacheVersion}, {"channels", channels}, {"eval_points", eval_points(cfg)},
                                   {"source_points", cfg.source_points}, {"normalize", cfg.normalize},
                                   {"train_limit", cfg.train_limit}, {"test_limit", cfg.test_limit}, {"way", cfg.way},
-                                  {"shot", cfg.shot}, {"fold", cfg.fold}, {"seed", seeded ? int64_t(seed) : int64_t(-1)}}
+                                  {"shot", cfg.shot}, {"fold", cfg.fold},
+                                  {"seed", listing.meshes ? int64_t(seed) : int64_t(-1)}}
                        .dump());
   for (int sp = 0; sp < 2; ++sp) {
     inputs.insert(inputs.end(), listing.files[sp].begin(), listing.files[sp].end());
     for (auto label : listing.labels[sp]) inputs.push_back(std::to_string(label));
   }
-  const std::string cache = (fs::path(cache_dir_for(cfg)) / (key + "_" + fingerprint(inputs) + ".pt")).string();
+  return (fs::path(cache_dir_for(cfg)) / (key + "_" + fingerprint(inputs) + ".pt")).string();
+}
 
-  bool cached = false;
-  if (fs::exists(cache)) {
-    try {
-      // Our own bounded unpickler, as for checkpoints (a cache file may be cut off or corrupt).
-      const io::PyRef root = io::read_torch_archive(cache);
-      auto tensor = [&](const char* key) {
-        const io::PyRef v = root->get(key);
-        if (!v || v->kind != io::PyValue::Kind::Tensor) throw std::runtime_error(std::string("no tensor ") + key);
-        return v->tensor;
-      };
-      out.train = {tensor("train_points"), tensor("train_labels")};
-      out.test = {tensor("test_points"), tensor("test_labels")};
-      const io::PyRef names = root->get("class_names");
-      if (!names || names->kind != io::PyValue::Kind::List) throw std::runtime_error("no class_names");
-      for (const auto& n : names->items) {
-        if (n->kind != io::PyValue::Kind::Str) throw std::runtime_error("class_names holds a non-string");
-        out.class_names.push_back(n->s);
-      }
-      cached = true;
-      out.notes.push_back("data cache: read " + cache);
-    } catch (const std::exception& e) {
-      out = PointSplits{};  // unreadable cache: parse again and overwrite it
-      std::string why = e.what();
-      if (why.rfind(cache + ": ", 0) == 0) why = why.substr(cache.size() + 2);
-      out.notes.push_back("data cache: " + cache + " cannot be read (" + why + "); the dataset is parsed again");
+// Reads a cache file into `out` (train, test, class names); false, with a note saying why, when
+// it cannot be read (a cache file may be cut off or corrupt: read by our own bounded unpickler).
+bool read_cache(const std::string& cache, PointSplits& out) {
+  try {
+    const io::PyRef root = io::read_torch_archive(cache);
+    auto tensor = [&](const char* key) {
+      const io::PyRef v = root->get(key);
+      if (!v || v->kind != io::PyValue::Kind::Tensor) throw std::runtime_error(std::string("no tensor ") + key);
+      return v->tensor;
+    };
+    out.train = {tensor("train_points"), tensor("train_labels")};
+    out.test = {tensor("test_points"), tensor("test_labels")};
+    const io::PyRef names = root->get("class_names");
+    if (!names || names->kind != io::PyValue::Kind::List) throw std::runtime_error("no class_names");
+    for (const auto& n : names->items) {
+      if (n->kind != io::PyValue::Kind::Str) throw std::runtime_error("class_names holds a non-string");
+      out.class_names.push_back(n->s);
+    }
+    out.notes.push_back("data cache: read " + cache);
+    return true;
+  } catch (const std::exception& e) {
+    out = PointSplits{};  // parse again and overwrite it
+    std::string why = e.what();
+    if (why.rfind(cache + ": ", 0) == 0) why = why.substr(cache.size() + 2);
+    out.notes.push_back("data cache: " + cache + " cannot be read (" + why + "); the dataset is parsed again");
+    return false;
+  }
+}
+
+// Writes the cache for the next run; a cache that cannot be written only costs time, and says so.
+void write_cache(const std::string& cache, PointSplits& out) {
+  try {
+    io::PyRef dict = io::py_dict();
+    dict->set("train_points", io::py_tensor(out.train.points));
+    dict->set("train_labels", io::py_tensor(out.train.labels));
+    dict->set("test_points", io::py_tensor(out.test.points));
+    dict->set("test_labels", io::py_tensor(out.test.labels));
+    io::PyRef names = io::py_list();
+    for (const auto& n : out.class_names) names->items.push_back(io::py_str(n));
+    dict->set("class_names", names);
+    fs::create_directories(fs::path(cache).parent_path());
+    io::write_torch_archive(cache, dict);
+    out.notes.push_back("data cache: written " + cache);
+  } catch (const std::exception& e) {
+    out.notes.push_back("data cache: cannot write " + cache + " (" + e.what() + "); the next run parses the dataset again");
+  }
+}
+
+// Class names when the listing has none: the few-shot fold's original ModelNet40 classes, or
+// class_<i> for every label seen (h5 without shape_names.txt).
+std::vector<std::string> class_names_of(const DataConfig& cfg, const Listing& listing, const RawSplit& train,
+                                        const RawSplit& test, const std::map<int64_t, int64_t>& class_of_label) {
+  std::vector<std::string> names = listing.class_names;
+  if (listing.pickle) {
+    for (int64_t i = 0; i < cfg.way; ++i) {
+      const auto it = class_of_label.find(i);
+      const int64_t cls = it == class_of_label.end() ? -1 : it->second;
+      names.push_back(cls >= 0 && cls < int64_t(kModelNet40Classes.size()) ? kModelNet40Classes[cls]
+                                                                            : "class_" + std::to_string(i));
     }
   }
-  if (!cached) {
-    std::map<int64_t, int64_t> class_of_label;  // few-shot: label -> original ModelNet40 class
-    RawSplit train = parse_split(cfg, listing, 0, cfg.train_limit, seed, class_of_label);
-    RawSplit test = parse_split(cfg, listing, 1, cfg.test_limit, seed + 7919, class_of_label);
-    out.class_names = listing.class_names;
-    if (listing.pickle) {
-      for (int64_t i = 0; i < cfg.way; ++i) {
-        const auto it = class_of_label.find(i);
-        const int64_t cls = it == class_of_label.end() ? -1 : it->second;
-        out.class_names.push_back(cls >= 0 && cls < int64_t(kModelNet40Classes.size()) ? kModelNet40Classes[cls]
-                                                                                       : "class_" + std::to_string(i));
-      }
-    }
-    if (out.class_names.empty()) {  // h5 without shape_names.txt
-      int64_t n = 0;
-      for (auto l : train.labels) n = std::max(n, l + 1);
-      for (auto l : test.labels) n = std::max(n, l + 1);
-      for (int64_t i = 0; i < n; ++i) out.class_names.push_back("class_" + std::to_string(i));
-    }
+  if (names.empty()) {
+    int64_t n = 0;
     for (const auto* split : {&train, &test})
-      for (size_t i = 0; i < split->labels.size(); ++i)
-        if (split->labels[i] >= static_cast<int64_t>(out.class_names.size()))
-          fail(split->names[i] + ": label " + std::to_string(split->labels[i]) + " out of range: the dataset names " +
-               std::to_string(out.class_names.size()) + " classes");
-    out.train = finish(train, cfg, /*training=*/true, kReductionSeed, "train split of " + cfg.root);
-    out.test = finish(test, cfg, /*training=*/false, kReductionSeed + 7919, "test split of " + cfg.root);
-    // Cache for the next run; a cache that cannot be written only costs time, and says so.
-    try {
-      io::PyRef dict = io::py_dict();
-      dict->set("train_points", io::py_tensor(out.train.points));
-      dict->set("train_labels", io::py_tensor(out.train.labels));
-      dict->set("test_points", io::py_tensor(out.test.points));
-      dict->set("test_labels", io::py_tensor(out.test.labels));
-      io::PyRef names = io::py_list();
-      for (const auto& n : out.class_names) names->items.push_back(io::py_str(n));
-      dict->set("class_names", names);
-      fs::create_directories(fs::path(cache).parent_path());
-      io::write_torch_archive(cache, dict);
-      out.notes.push_back("data cache: written " + cache);
-    } catch (const std::exception& e) {
-      out.notes.push_back("data cache: cannot write " + cache + " (" + e.what() + "); the next run parses the dataset again");
-    }
+      for (auto l : split->labels) n = std::max(n, l + 1);
+    for (int64_t i = 0; i < n; ++i) names.push_back("class_" + std::to_string(i));
+  }
+  for (const auto* split : {&train, &test})
+    for (size_t i = 0; i < split->labels.size(); ++i)
+      if (split->labels[i] >= static_cast<int64_t>(names.size()))
+        fail(split->names[i] + ": label " + std::to_string(split->labels[i]) + " out of range: the dataset names " +
+             std::to_string(names.size()) + " classes");
+  return names;
+}
+
+// Parses the listed files and prepares both splits (data.pipeline decides how, see the header).
+PointSplits parse_splits(const DataConfig& cfg, const Listing& listing, uint64_t seed) {
+  std::map<int64_t, int64_t> class_of_label;  // few-shot: label -> original ModelNet40 class
+  const RawSplit train = parse_split(cfg, listing, 0, cfg.train_limit, seed, class_of_label);
+  const RawSplit test = parse_split(cfg, listing, 1, cfg.test_limit, seed + 7919, class_of_label);
+  PointSplits out;
+  out.class_names = class_names_of(cfg, listing, train, test, class_of_label);
+  out.train = finish(train, cfg, /*training=*/true, kReductionSeed, "train split of " + cfg.root);
+  out.test = finish(test, cfg, /*training=*/false, kReductionSeed + 7919, "test split of " + cfg.root);
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> point_dataset_names() {
+  std::vector<std::string> out;
+  for (const auto& [name, lister] : listers()) out.push_back(name);
+  return out;
+}
+
+PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
+  if (!fs::is_directory(cfg.root)) fail("data.root: dataset directory " + cfg.root + " does not exist");
+  if (cfg.pipeline == "resample") require_fps_points(cfg, "data.pipeline = resample");
+  const Listing listing = list_inputs(cfg);
+  const std::string cache = cache_path(cfg, listing, seed);
+  PointSplits out;
+  if (!fs::exists(cache) || !read_cache(cache, out)) {
+    std::vector<std::string> notes = out.notes;
+    out = parse_splits(cfg, listing, seed);
+    out.notes = notes;
+    write_cache(cache, out);
   }
   if (cfg.val_fraction > 0) {
-    const int64_t n = out.train.size();
-    const int64_t n_val = std::max<int64_t>(1, static_cast<int64_t>(n * cfg.val_fraction));
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x5eedULL);
-    auto perm = torch::randperm(n, gen, torch::kLong);
-    auto vi = std::get<0>(perm.narrow(0, 0, n_val).sort()), ti = std::get<0>(perm.narrow(0, n_val, n - n_val).sort());
+    const auto [vi, ti] = validation_split(out.train.size(), cfg.val_fraction, seed);
     out.val = {out.train.points.index_select(0, vi), out.train.labels.index_select(0, vi)};
     out.train = {out.train.points.index_select(0, ti), out.train.labels.index_select(0, ti)};
     // Evaluated as the test split: the first eval_points of its FPS order.

@@ -48,6 +48,8 @@ struct PointSplits {
 
 // Loads (or reads from the cache) the splits of cfg.dataset.
 PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed);
+// The point-cloud datasets load_point_splits reads (its table of listers).
+std::vector<std::string> point_dataset_names();
 
 class PointBatcher : public IndexedBatchSource {
  public:

@@ -7,13 +7,12 @@
 namespace ewa::data {
 
 const std::vector<DatasetLoader>& dataset_loaders() {
-  static const std::vector<DatasetLoader> loaders = {
-      {"modelnet40_resampled", load_point_task}, {"modelnet_h5", load_point_task},
-      {"modelnet_folder", load_point_task},      {"scanobjectnn", load_point_task},
-      {"shapenet55", load_point_task},           {"modelnet_fewshot", load_point_task},
-      {"fashion_mnist", load_image_task},        {"mnist", load_image_task},
-      {"cifar10", load_image_task},              {"cifar100", load_image_task},
-  };
+  static const std::vector<DatasetLoader> loaders = [] {
+    std::vector<DatasetLoader> out;
+    for (const auto& name : point_dataset_names()) out.push_back({name, load_point_task});
+    for (const auto& name : image_dataset_names()) out.push_back({name, load_image_task});
+    return out;
+  }();
   return loaders;
 }
 

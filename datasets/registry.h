@@ -11,11 +11,12 @@
 namespace ewa::data {
 
 struct DatasetLoader {
-  const char* name;  // data.dataset
+  std::string name;  // data.dataset
   TaskData (*load)(const DataConfig& cfg, uint64_t seed, Use use);
 };
 
-// Every dataset ewa reads, one loader each (the config schema's data.dataset enum names the same).
+// Every dataset ewa reads, one loader each: the point-cloud datasets' listers and the image
+// datasets' formats. The config's dataset table (config/datasets.h) names the same; a test checks it.
 const std::vector<DatasetLoader>& dataset_loaders();
 
 // Loads cfg.data's dataset with its train / val / test sources (seeded by train.seed).

@@ -334,6 +334,8 @@ std::vector<Case> cases() {
   c.push_back({"C22", "config", "a base config that does not exist", config_case(R"({"base": "absent.json"})"),
                "key 'base' names"});
   c.push_back({"C23", "config", "a config that is its own base", config_case(R"({"base": "c.json"})"), "(a cycle)"});
+  c.push_back({"C24", "config", "data.use_normals on a dataset without normals", set_case("--set data.use_normals=true"),
+               "'data.use_normals': only modelnet40_resampled and modelnet_fewshot files carry normals, dataset is "});
   // ---- flags and environment ----
   auto flag_case = [](const std::string& args) {
     return [args](const Fixture&, const std::string&) { return kEwa + (args.empty() ? "" : " " + args); };

@@ -2,9 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <set>
 #include <tuple>
 
 #include "datasets/point_datasets.h"
+#include "config/datasets.h"
+#include "config/schema.h"
+#include "datasets/registry.h"
+#include "datasets/image_datasets.h"
 #include "datasets/hdf5.h"
 #include "io/point_io.h"
 #include "datasets/synthetic.h"
@@ -279,6 +284,30 @@ TEST(PointData, ModelNet40ResampledLayout) {
   cfg.use_normals = false;
   cfg.num_points = 32;
   EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("names class 'chair'"), std::string::npos);
+}
+
+// The config's dataset table (what validation and the schema know) and the dataset library's
+// loaders (what can be read) name the same datasets, each of the right kind.
+TEST(DatasetRegistry, EveryDatasetOfTheConfigTableHasALoaderOfItsKind) {
+  std::set<std::string> loaders, points, images;
+  for (const auto& d : ewa::data::dataset_loaders()) EXPECT_TRUE(loaders.insert(d.name).second) << d.name << " twice";
+  for (const auto& n : ewa::data::point_dataset_names()) points.insert(n);
+  for (const auto& n : ewa::data::image_dataset_names()) images.insert(n);
+  std::set<std::string> table;
+  for (const auto& info : ewa::dataset_table()) {
+    table.insert(info.name);
+    EXPECT_EQ(points.count(info.name), info.point_cloud ? 1u : 0u) << info.name;
+    EXPECT_EQ(images.count(info.name), info.point_cloud ? 0u : 1u) << info.name;
+  }
+  EXPECT_EQ(loaders, table);
+  // The schema offers exactly these.
+  std::set<std::string> offered;
+  for (const auto& f : ewa::config_schema())
+    if (f.key == "data.dataset") offered.insert(f.choices.begin(), f.choices.end());
+  EXPECT_EQ(offered, table);
+  // An unknown name gets one line naming the choices.
+  EXPECT_NE(error_of([] { ewa::dataset_info("modelnet41"); }).find("unknown dataset 'modelnet41' (one of fashion_mnist"),
+            std::string::npos);
 }
 
 TEST(PointData, SyntheticShapesInModelNetH5Layout) {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "config/datasets.h"
 #include "config/schema.h"
 
 namespace ewa {
@@ -113,10 +114,7 @@ const std::map<std::string, Preset> kPresets = {
 }  // namespace
 
 
-bool DataConfig::is_point_cloud() const {
-  return dataset == "modelnet40_resampled" || dataset == "modelnet_h5" || dataset == "modelnet_folder" ||
-         dataset == "scanobjectnn" || dataset == "shapenet55" || dataset == "modelnet_fewshot";
-}
+bool DataConfig::is_point_cloud() const { return dataset_info(dataset).point_cloud; }
 
 namespace {
 // The schema's default section `name` (computed once).
@@ -234,22 +232,41 @@ json resolve_config(const json& user, const std::string& source) {
   return cfg;
 }
 
-Config parse_config(const json& j, const std::string& source) {
-  // Re-validate: a config may come from a checkpoint or from overrides.
-  validate_tree(j, "", source);
-  Config c;
-  c.json = j;
-  c.name = j["name"];
-  c.description = j["description"];
-  c.model = j["model"].get<ModelConfig>();
-  auto bad = [&](const std::string& key, const std::string& why) { fail(source + ": key '" + key + "': " + why); };
-  if (c.model.embed_dim % c.model.num_heads != 0)
-    bad("model.num_heads", "must divide model.embed_dim (" + std::to_string(c.model.embed_dim) + "), got " +
-                               std::to_string(c.model.num_heads));
-  if (c.model.img_size > 0 && c.model.img_size % c.model.patch_size != 0)
-    bad("model.patch_size", "must divide model.img_size (" + std::to_string(c.model.img_size) + "), got " +
-                                std::to_string(c.model.patch_size));
+namespace {
 
+// Reports a bad key of the config read from `source`, in one line.
+struct KeyError {
+  const std::string& source;
+  [[noreturn]] void operator()(const std::string& key, const std::string& why) const {
+    fail(source + ": key '" + key + "': " + why);
+  }
+};
+
+// moe.blocks (a list, "all", "every_other" or the last moe.last_k) as sorted block indices.
+std::vector<int64_t> moe_blocks(const json& moe, int64_t depth, const KeyError& bad) {
+  std::vector<int64_t> out;
+  const auto& blocks = moe["blocks"];
+  if (blocks.is_array()) {
+    std::set<int64_t> seen;
+    for (const auto& b : blocks) {
+      const int64_t i = b.get<int64_t>();
+      if (i >= depth) bad("moe.blocks", "block index " + std::to_string(i) + " is outside 0.." + std::to_string(depth - 1));
+      if (seen.insert(i).second) out.push_back(i);
+    }
+  } else if (blocks == "all") {
+    for (int64_t i = 0; i < depth; ++i) out.push_back(i);
+  } else if (blocks == "every_other") {
+    for (int64_t i = 1; i < depth; i += 2) out.push_back(i);
+  } else {
+    const int64_t k = moe["last_k"];
+    if (k > depth) bad("moe.last_k", "must not exceed model.depth (" + std::to_string(depth) + ")");
+    for (int64_t i = depth - k; i < depth; ++i) out.push_back(i);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void parse_moe_and_ewa(const json& j, Config& c, const KeyError& bad) {
   const auto& moe = j["moe"];
   c.moe.kind = mlp_kind_of(moe["kind"]);
   c.moe.num_experts = moe["num_experts"];
@@ -258,27 +275,7 @@ Config parse_config(const json& j, const std::string& source) {
   c.moe.eval_capacity_factor = moe["eval_capacity_factor"];
   c.moe.aux_loss_weight = moe["aux_loss_weight"];
   if (c.moe.top_k > c.moe.num_experts) bad("moe.top_k", "must not exceed moe.num_experts");
-  const auto& blocks = moe["blocks"];
-  const int64_t depth = c.model.depth;
-  if (c.moe.kind != MlpKind::Dense) {
-    if (blocks.is_array()) {
-      std::set<int64_t> seen;
-      for (const auto& b : blocks) {
-        const int64_t i = b.get<int64_t>();
-        if (i >= depth) bad("moe.blocks", "block index " + std::to_string(i) + " is outside 0.." + std::to_string(depth - 1));
-        if (seen.insert(i).second) c.moe.blocks.push_back(i);
-      }
-    } else if (blocks == "all") {
-      for (int64_t i = 0; i < depth; ++i) c.moe.blocks.push_back(i);
-    } else if (blocks == "every_other") {
-      for (int64_t i = 1; i < depth; i += 2) c.moe.blocks.push_back(i);
-    } else {
-      const int64_t k = moe["last_k"];
-      if (k > depth) bad("moe.last_k", "must not exceed model.depth (" + std::to_string(depth) + ")");
-      for (int64_t i = depth - k; i < depth; ++i) c.moe.blocks.push_back(i);
-    }
-    std::sort(c.moe.blocks.begin(), c.moe.blocks.end());
-  }
+  if (c.moe.kind != MlpKind::Dense) c.moe.blocks = moe_blocks(moe, c.model.depth, bad);
 
   c.ewa = j["ewa"].get<EwaConfig>();
   const double beta_max = double(c.moe.num_experts - 1) / double(c.moe.num_experts);
@@ -288,56 +285,90 @@ Config parse_config(const json& j, const std::string& source) {
        << " experts, got " << c.ewa.share_rate;
     bad("ewa.share_rate", os.str());
   }
+}
 
+void parse_data(const json& j, Config& c, const KeyError& bad) {
   c.data = j["data"].get<DataConfig>();
-  if (c.data.root.empty()) {
-    if (c.data.dataset == "fashion_mnist") c.data.root = "/usr/share/datasets/fashion-mnist";
-    else bad("data.root", "required for dataset " + c.data.dataset);
+  DataConfig& d = c.data;
+  const DatasetInfo& info = dataset_info(d.dataset);
+  if (d.root.empty()) {
+    if (*info.default_root == 0) bad("data.root", "required for dataset " + d.dataset);
+    d.root = info.default_root;
   }
-  if (c.data.scale_low > c.data.scale_high) bad("data.scale_low", "must not exceed data.scale_high");
-  if (c.data.dataset == "scanobjectnn" && c.data.variant.empty())
-    bad("data.variant", "required for scanobjectnn: one of obj_bg, obj_only, pb_t50_rs");
+  if (d.scale_low > d.scale_high) bad("data.scale_low", "must not exceed data.scale_high");
+  if (!info.variants.empty() && std::find(info.variants.begin(), info.variants.end(), d.variant) == info.variants.end()) {
+    std::string choices;
+    for (const auto& v : info.variants) choices += (choices.empty() ? "" : ", ") + v;
+    bad("data.variant", "required for " + d.dataset + ": one of " + choices);
+  }
+  if (d.use_normals && !info.normals) {
+    std::string with;
+    for (const auto& row : dataset_table())
+      if (row.normals) with += std::string(with.empty() ? "" : " and ") + row.name;
+    bad("data.use_normals", "only " + with + " files carry normals, dataset is " + d.dataset);
+  }
   const bool points_model = c.model.name == "point_transformer" || c.model.name == "point_mae";
-  if (points_model != c.data.is_point_cloud())
-    bad("model.name", "'" + c.model.name + "' cannot read dataset '" + c.data.dataset + "' (" +
+  if (points_model != info.point_cloud)
+    bad("model.name", "'" + c.model.name + "' cannot read dataset '" + d.dataset + "' (" +
                           (points_model ? "it takes point clouds" : "it takes images") + ")");
   if (points_model) {
-    if (c.model.group_size > c.data.num_points)
-      bad("model.group_size", "must not exceed data.num_points (" + std::to_string(c.data.num_points) + "), got " +
+    if (c.model.group_size > d.num_points)
+      bad("model.group_size", "must not exceed data.num_points (" + std::to_string(d.num_points) + "), got " +
                                   std::to_string(c.model.group_size));
-    if (c.model.num_groups > c.data.num_points)
-      bad("model.num_groups", "must not exceed data.num_points (" + std::to_string(c.data.num_points) + "), got " +
+    if (c.model.num_groups > d.num_points)
+      bad("model.num_groups", "must not exceed data.num_points (" + std::to_string(d.num_points) + "), got " +
                                   std::to_string(c.model.num_groups));
   }
-
-  if (c.data.dataset == "modelnet_fewshot") {
-    if (c.data.way < 1) bad("data.way", "required for modelnet_fewshot: the classes of the few-shot task (5 or 10 as released)");
-    if (c.data.shot < 1) bad("data.shot", "required for modelnet_fewshot: the training samples per class (10 or 20 as released)");
-    if (c.data.fold < 0) bad("data.fold", "required for modelnet_fewshot: the fold, 0 to 9 as released");
+  if (info.num_classes == 0) {  // a few-shot fold: the task is named by way, shot and fold
+    if (d.way < 1) bad("data.way", "required for " + d.dataset + ": the classes of the few-shot task (5 or 10 as released)");
+    if (d.shot < 1) bad("data.shot", "required for " + d.dataset + ": the training samples per class (10 or 20 as released)");
+    if (d.fold < 0) bad("data.fold", "required for " + d.dataset + ": the fold, 0 to 9 as released");
   }
-  if (c.data.pipeline == "resample" && !points_model)
+  if (d.pipeline == "resample" && !points_model)
     bad("data.pipeline", "'resample' resamples point clouds; image datasets have 'fixed' only");
-  if (c.data.fps_points > 0 && c.data.fps_points < c.data.num_points)
-    bad("data.fps_points", "must be at least data.num_points (" + std::to_string(c.data.num_points) + "), got " +
-                               std::to_string(c.data.fps_points));
-  if (c.data.source_points > 0 && c.data.source_points < c.data.num_points)
-    bad("data.source_points", "must be at least data.num_points (" + std::to_string(c.data.num_points) + ") or 0, got " +
-                                  std::to_string(c.data.source_points));
+  if (d.fps_points > 0 && d.fps_points < d.num_points)
+    bad("data.fps_points", "must be at least data.num_points (" + std::to_string(d.num_points) + "), got " +
+                               std::to_string(d.fps_points));
+  if (d.source_points > 0 && d.source_points < d.num_points)
+    bad("data.source_points", "must be at least data.num_points (" + std::to_string(d.num_points) + ") or 0, got " +
+                                  std::to_string(d.source_points));
+}
 
+void check_point_mae(const Config& c, const KeyError& bad) {
+  if (c.model.name != "point_mae") return;
+  if (c.model.embed_dim % c.pretrain.decoder_num_heads != 0)
+    bad("pretrain.decoder_num_heads", "must divide model.embed_dim (" + std::to_string(c.model.embed_dim) + "), got " +
+                                          std::to_string(c.pretrain.decoder_num_heads));
+  if (c.model.variant != "point_mae") bad("model.variant", "point_mae pretraining has the point_mae variant only");
+  if (c.model.encoder_dims != 0 && c.model.encoder_dims != c.model.embed_dim)
+    bad("model.encoder_dims", "point_mae needs encoder_dims = embed_dim (or 0)");
+  if (c.moe.kind == MlpKind::Routed) bad("moe.kind", "point_mae pretraining supports dense or rup encoders");
+}
+
+}  // namespace
+
+Config parse_config(const json& j, const std::string& source) {
+  // Re-validate: a config may come from a checkpoint or from overrides.
+  validate_tree(j, "", source);
+  const KeyError bad{source};
+  Config c;
+  c.json = j;
+  c.name = j["name"];
+  c.description = j["description"];
+  c.model = j["model"].get<ModelConfig>();
+  if (c.model.embed_dim % c.model.num_heads != 0)
+    bad("model.num_heads", "must divide model.embed_dim (" + std::to_string(c.model.embed_dim) + "), got " +
+                               std::to_string(c.model.num_heads));
+  if (c.model.img_size > 0 && c.model.img_size % c.model.patch_size != 0)
+    bad("model.patch_size", "must divide model.img_size (" + std::to_string(c.model.img_size) + "), got " +
+                                std::to_string(c.model.patch_size));
+  parse_moe_and_ewa(j, c, bad);
+  parse_data(j, c, bad);
   c.optim = j["optim"].get<OptimConfig>();
   if (c.optim.min_lr > c.optim.lr) bad("optim.min_lr", "must not exceed optim.lr");
   c.eval = j["eval"].get<EvalConfig>();
-
   c.pretrain = j["pretrain"].get<PretrainConfig>();
-  if (c.model.name == "point_mae") {
-    if (c.model.embed_dim % c.pretrain.decoder_num_heads != 0)
-      bad("pretrain.decoder_num_heads", "must divide model.embed_dim (" + std::to_string(c.model.embed_dim) + "), got " +
-                                            std::to_string(c.pretrain.decoder_num_heads));
-    if (c.model.variant != "point_mae") bad("model.variant", "point_mae pretraining has the point_mae variant only");
-    if (c.model.encoder_dims != 0 && c.model.encoder_dims != c.model.embed_dim)
-      bad("model.encoder_dims", "point_mae needs encoder_dims = embed_dim (or 0)");
-    if (c.moe.kind == MlpKind::Routed) bad("moe.kind", "point_mae pretraining supports dense or rup encoders");
-  }
+  check_point_mae(c, bad);
   c.finetune = j["finetune"].get<FinetuneConfig>();
   c.train = j["train"].get<TrainConfig>();
   return c;

@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "config/datasets.h"
+
 namespace ewa {
 namespace {
 constexpr double kNoRange = 0;
@@ -18,6 +20,12 @@ FieldSpec B(std::string k, bool d, std::string h) {
 }
 FieldSpec S(std::string k, std::string d, std::vector<std::string> choices, std::string h) {
   return {std::move(k), FieldType::String, std::move(d), 1, kNoRange, std::move(choices), std::move(h)};
+}
+// "" and every dataset's variants (config/datasets.cpp).
+std::vector<std::string> variant_choices() {
+  std::vector<std::string> out = {""};
+  for (const auto& d : dataset_table()) out.insert(out.end(), d.variants.begin(), d.variants.end());
+  return out;
 }
 }  // namespace
 
@@ -75,14 +83,12 @@ const std::vector<FieldSpec>& config_schema() {
         "beta over steps: constant; linear or cosine ramp from 0 to share_rate over ewa.ramp_steps."),
       I("ewa.ramp_steps", 0, 0, kBig, "Length of the linear/cosine ramp in optimizer steps; 0 = the whole run."),
       I("ewa.until_step", -1, -1, kBig, "Early EWA: no averaging after this optimizer step; -1 = never stop."),
-      S("data.dataset", "fashion_mnist",
-        {"fashion_mnist", "mnist", "cifar10", "cifar100", "modelnet40_resampled", "modelnet_h5", "modelnet_folder",
-         "scanobjectnn", "shapenet55", "modelnet_fewshot"},
+      S("data.dataset", "fashion_mnist", dataset_names(),
         "Dataset reader (datasets/README.md): images, or point clouds: ModelNet40 resampled txt, ModelNet40-style "
         "hdf5 (also the synthetic shapes), ModelNet10/40 class folders (.off meshes, .txt/.xyz/.npy/.pcd/.ply points), "
         "ScanObjectNN hdf5, ShapeNet-55 in Point-MAE's layout (shapenet_pc/*.npy; for pretraining), the released "
         "ModelNet40 few-shot pickles (<root>/<way>way_<shot>shot/<fold>.pkl)."),
-      S("data.variant", "", {"", "obj_bg", "obj_only", "pb_t50_rs"}, "scanobjectnn: which variant to read."),
+      S("data.variant", "", variant_choices(), "scanobjectnn: which variant to read."),
       I("data.num_points", 1024, 1, 1 << 20, "Points per cloud fed to the model (the first ones of the FPS order)."),
       S("data.pipeline", "fixed", {"fixed", "resample"},
         "Point clouds: fixed = every cloud FPS-reduced once to data.num_points (cached), each training step only "

@@ -33,4 +33,11 @@ torch::Tensor IndexedBatchSource::indices(int64_t i) const {
   return rows.narrow(0, lo, hi - lo);
 }
 
+std::pair<torch::Tensor, torch::Tensor> validation_split(int64_t n, double fraction, uint64_t seed) {
+  const int64_t n_val = std::max<int64_t>(1, static_cast<int64_t>(n * fraction));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x5eedULL);
+  auto perm = torch::randperm(n, gen, torch::kLong);
+  return {std::get<0>(perm.narrow(0, 0, n_val).sort()), std::get<0>(perm.narrow(0, n_val, n - n_val).sort())};
+}
+
 }  // namespace ewa::data

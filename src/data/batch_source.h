@@ -70,6 +70,11 @@ class IndexedBatchSource : public BatchSource {
   int64_t rank_ = 0, world_ = 1;
 };
 
+// The validation split every dataset draws the same way: floor(n * fraction) (at least 1) of
+// the n training samples, picked by a permutation seeded from `seed`. Returns the sorted indices
+// of the validation samples and of the rest.
+std::pair<torch::Tensor, torch::Tensor> validation_split(int64_t n, double fraction, uint64_t seed);
+
 // A dataset ready for training: its splits and the facts a model config is resolved from.
 struct TaskData {
   std::string description;  // e.g. "fashion_mnist (/usr/share/datasets/fashion-mnist)"

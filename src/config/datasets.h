@@ -1,0 +1,27 @@
+// What ewa knows about each dataset without reading it: the one table behind the schema's
+// data.dataset choices, config validation and the sizes a benchmark assumes. The readers are
+// in datasets/ (datasets/registry.cpp maps each name here to its loader; a test checks that
+// every row has one).
+#pragma once
+#include <string>
+#include <vector>
+
+namespace ewa {
+
+struct DatasetInfo {
+  const char* name;           // data.dataset
+  bool point_cloud;           // point clouds (point models) or images (vit)
+  int64_t num_classes;        // as released; 0 = data.way (few-shot folds)
+  int64_t img_size, in_chans; // images: pixels per side and channels; point clouds: 0
+  bool normals;               // the files carry normals (data.use_normals may be true)
+  bool hdf5;                  // stored as HDF5 (needs a build with EWA_WITH_HDF5)
+  const char* default_root;   // data.root when the config leaves it empty; "" = required
+  std::vector<std::string> variants;  // data.variant must be one of these; empty = no variants
+};
+
+const std::vector<DatasetInfo>& dataset_table();
+std::vector<std::string> dataset_names();
+// The row of `name`; fails "data.dataset: unknown dataset ..." naming the choices.
+const DatasetInfo& dataset_info(const std::string& name);
+
+}  // namespace ewa
