@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -89,17 +90,36 @@ class Reader {
   Format format_;
 };
 
-}  // namespace
+struct Header {
+  Format format = Format::Ascii;
+  std::vector<Element> elements;
+};
 
-Mesh read_ply(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path + ": cannot open file");
-  const int64_t file_bytes = static_cast<int64_t>(bytes_on_disk(path));
+// One "property ..." line of the header (after the word "property").
+Property parse_property(const std::string& path, const std::string& line, std::istringstream& words) {
+  Property p;
+  std::string type;
+  words >> type;
+  if (type == "list") {
+    std::string count_type, item_type;
+    words >> count_type >> item_type >> p.name;
+    if (!scalar_type(count_type, p.count_bytes, p.count_kind) || !scalar_type(item_type, p.type, p.kind) || p.count_kind == 'f')
+      fail(path + ": PLY list property with types '" + count_type + "' and '" + item_type + "' is not supported");
+    p.list = true;
+  } else {
+    words >> p.name;
+    if (!scalar_type(type, p.type, p.kind)) fail(path + ": PLY property type '" + type + "' of '" + p.name + "' is unknown");
+  }
+  if (p.name.empty()) fail(path + ": malformed PLY header line '" + line.substr(0, 60) + "'");
+  return p;
+}
+
+// The header up to end_header: the format and every element with its properties.
+Header read_header(const std::string& path, std::ifstream& in, int64_t file_bytes) {
   std::string line;
   if (!std::getline(in, line) || (line != "ply" && line != "ply\r")) fail(path + ": not a PLY file: expected 'ply' on the first line");
-  Format format = Format::Ascii;
+  Header h;
   bool have_format = false;
-  std::vector<Element> elements;
   for (int n = 0;; ++n) {
     if (n > 10000 || !std::getline(in, line)) fail(path + ": PLY header without 'end_header'");
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -111,9 +131,9 @@ Mesh read_ply(const std::string& path) {
     if (key == "format") {
       std::string f, version;
       words >> f >> version;
-      if (f == "ascii") format = Format::Ascii;
-      else if (f == "binary_little_endian") format = Format::Little;
-      else if (f == "binary_big_endian") format = Format::Big;
+      if (f == "ascii") h.format = Format::Ascii;
+      else if (f == "binary_little_endian") h.format = Format::Little;
+      else if (f == "binary_big_endian") h.format = Format::Big;
       else fail(path + ": PLY format '" + f + "': expected ascii, binary_little_endian or binary_big_endian");
       have_format = true;
     } else if (key == "element") {
@@ -122,51 +142,53 @@ Mesh read_ply(const std::string& path) {
       if (e.count > file_bytes)  // every element takes at least one byte
         fail(path + ": header claims " + std::to_string(e.count) + " " + e.name + " elements but the file has only " +
              std::to_string(file_bytes) + " bytes: truncated or corrupt");
-      elements.push_back(e);
+      h.elements.push_back(e);
     } else if (key == "property") {
-      if (elements.empty()) fail(path + ": PLY property before any element: '" + line.substr(0, 60) + "'");
-      Property p;
-      std::string type;
-      words >> type;
-      if (type == "list") {
-        std::string count_type, item_type;
-        words >> count_type >> item_type >> p.name;
-        if (!scalar_type(count_type, p.count_bytes, p.count_kind) || !scalar_type(item_type, p.type, p.kind) || p.count_kind == 'f')
-          fail(path + ": PLY list property with types '" + count_type + "' and '" + item_type + "' is not supported");
-        p.list = true;
-      } else {
-        words >> p.name;
-        if (!scalar_type(type, p.type, p.kind)) fail(path + ": PLY property type '" + type + "' of '" + p.name + "' is unknown");
-      }
-      if (p.name.empty()) fail(path + ": malformed PLY header line '" + line.substr(0, 60) + "'");
-      elements.back().props.push_back(p);
+      if (h.elements.empty()) fail(path + ": PLY property before any element: '" + line.substr(0, 60) + "'");
+      h.elements.back().props.push_back(parse_property(path, line, words));
     } else {
       fail(path + ": unexpected PLY header line '" + line.substr(0, 60) + "'");
     }
   }
   if (!have_format) fail(path + ": PLY header has no 'format' line");
-  const Element* vertex = nullptr;
-  for (const auto& e : elements)
-    if (e.name == "vertex") vertex = &e;
-  if (!vertex) fail(path + ": PLY file has no vertex element");
-  int xyz[3] = {-1, -1, -1};
+  return h;
+}
+
+// The vertex element's columns of x, y and z.
+std::array<int, 3> xyz_columns(const std::string& path, const Element& vertex) {
+  std::array<int, 3> xyz = {-1, -1, -1};
   std::string names;
-  for (size_t i = 0; i < vertex->props.size(); ++i) {
-    const auto& p = vertex->props[i];
+  for (size_t i = 0; i < vertex.props.size(); ++i) {
+    const auto& p = vertex.props[i];
     names += (names.empty() ? "" : " ") + p.name;
     for (int k = 0; k < 3; ++k)
       if (!p.list && p.name == std::string(1, char('x' + k))) xyz[k] = static_cast<int>(i);
   }
   if (xyz[0] < 0 || xyz[1] < 0 || xyz[2] < 0)
     fail(path + ": PLY vertex properties are '" + names + "'; expected properties x, y and z");
+  return xyz;
+}
+
+}  // namespace
+
+Mesh read_ply(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path + ": cannot open file");
+  const int64_t file_bytes = static_cast<int64_t>(bytes_on_disk(path));
+  const Header header = read_header(path, in, file_bytes);
+  const Element* vertex = nullptr;
+  for (const auto& e : header.elements)
+    if (e.name == "vertex") vertex = &e;
+  if (!vertex) fail(path + ": PLY file has no vertex element");
+  const std::array<int, 3> xyz = xyz_columns(path, *vertex);
   if (vertex->count == 0) fail(path + ": empty point cloud (no points)");
 
-  Reader r(path, in, format);
+  Reader r(path, in, header.format);
   Mesh mesh;
   mesh.vertices = torch::empty({vertex->count, 3}, torch::kFloat);
   auto va = mesh.vertices.accessor<float, 2>();
   std::vector<int64_t> tris;
-  for (const auto& e : elements) {
+  for (const auto& e : header.elements) {
     const bool is_vertex = &e == vertex, is_face = e.name == "face";
     for (int64_t i = 0; i < e.count; ++i) {
       for (size_t k = 0; k < e.props.size(); ++k) {

@@ -125,6 +125,99 @@ torch::OrderedDict<std::string, torch::Tensor> normalize_keys(const torch::Order
   return out;
 }
 
+namespace {
+
+// Fills one model tensor after another from the file's tensors, recording in the report how.
+struct Importer {
+  const torch::OrderedDict<std::string, torch::Tensor>& src;
+  LoadReport& r;
+  std::set<std::string> used;
+
+  void copy(torch::Tensor& target, const torch::Tensor& s) { target.copy_(s.to(target.dtype())); }
+
+  // The file's tensor of the same name: as it is, squeezed (Conv1d weights), averaged over
+  // another number of experts, or a resampled pos_embed. False when the file has no such name.
+  bool same_name(const std::string& name, torch::Tensor& target, bool fresh_ok) {
+    const torch::Tensor* s = src.find(name);
+    if (!s) return false;
+    used.insert(name);
+    torch::Tensor v = *s;
+    if (v.dim() == target.dim() + 1 && v.size(-1) == 1 && is_conv_weight(name)) v = v.squeeze(-1);
+    const auto [prefix, leaf] = split_last(name);
+    if (v.sizes() != target.sizes() && kExpertToDense.count(leaf) && v.dim() == target.dim() &&
+        v.sizes().slice(1) == target.sizes().slice(1)) {
+      // Another number of experts: every new expert starts as the mean of the file's.
+      copy(target, v.mean(0, true).expand_as(target));
+      r.expanded.push_back(name);
+      return true;
+    }
+    if (name == "pos_embed" && v.dim() == 3 && target.dim() == 3 && v.size(2) == target.size(2) &&
+        v.size(1) != target.size(1)) {
+      if (auto resampled = resample_pos_embed(v, target.size(1)); resampled.defined()) {
+        copy(target, resampled);
+        r.resampled.push_back(name + ": " + shape_str(v.sizes()) + " -> " + shape_str(target.sizes()));
+        return true;
+      }
+    }
+    if (v.sizes() != target.sizes()) mismatch(name, *s, target, fresh_ok);
+    else {
+      copy(target, v);
+      r.loaded.push_back(name);
+    }
+    return true;
+  }
+
+  // An MoE expert tensor from a dense FFN: every expert starts as the FFN.
+  bool from_dense(const std::string& name, torch::Tensor& target, bool fresh_ok) {
+    const auto [prefix, leaf] = split_last(name);
+    const auto it = kExpertToDense.find(leaf);
+    if (it == kExpertToDense.end()) return false;
+    const std::string dense = prefix + "." + it->second;
+    const torch::Tensor* s = src.find(dense);
+    if (!s) return false;
+    used.insert(dense);
+    if (target.dim() == s->dim() + 1 && target.sizes().slice(1) == s->sizes()) {
+      copy(target, s->unsqueeze(0).expand_as(target));
+      r.expanded.push_back(name);
+    } else {
+      mismatch(name, *s, target, fresh_ok);
+    }
+    return true;
+  }
+
+  // A dense FFN tensor from MoE experts: their mean.
+  bool from_experts(const std::string& name, torch::Tensor& target, bool fresh_ok) {
+    for (const auto& [expert_leaf, dense_leaf] : kExpertToDense) {
+      if (!ends_with(name, "." + dense_leaf)) continue;
+      const std::string expert = name.substr(0, name.size() - dense_leaf.size() - 1) + "." + expert_leaf;
+      const torch::Tensor* s = src.find(expert);
+      if (!s) continue;
+      used.insert(expert);
+      if (s->dim() == target.dim() + 1 && s->sizes().slice(1) == target.sizes()) {
+        copy(target, s->mean(0));
+        r.averaged.push_back(name);
+      } else {
+        mismatch(name, *s, target, fresh_ok);
+      }
+      return true;
+    }
+    return false;
+  }
+
+  void mismatch(const std::string& name, const torch::Tensor& s, const torch::Tensor& target, bool fresh_ok) {
+    if (fresh_ok) r.fresh.push_back(name);
+    else r.mismatched.push_back(name + ": file " + shape_str(s.sizes()) + ", model " + shape_str(target.sizes()));
+  }
+};
+
+std::string first_three(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size() && i < 3; ++i) s += (i ? "; " : "") + v[i];
+  return s + (v.size() > 3 ? "; ..." : "");
+}
+
+}  // namespace
+
 LoadReport load_pretrained(torch::nn::Module& model, const StateDict& sd, const LoadOptions& options,
                            const std::string& path) {
   LoadReport r;
@@ -132,99 +225,30 @@ LoadReport load_pretrained(torch::nn::Module& model, const StateDict& sd, const 
   r.origin = sd.origin;
   std::vector<std::string> dropped;
   const auto src = normalize_keys(sd.tensors, &dropped);
-  std::set<std::string> used;
   torch::NoGradGuard guard;
 
   std::vector<std::pair<std::string, torch::Tensor>> targets;
   for (const auto& p : model.named_parameters()) targets.emplace_back(p.key(), p.value());
   for (const auto& b : model.named_buffers()) targets.emplace_back(b.key(), b.value());
 
+  Importer in{src, r, {}};
   for (auto& [name, target] : targets) {
     const bool fresh_ok = options.may_be_fresh(name) || name.find(".gate.") != std::string::npos;
-    auto mismatch = [&](const torch::Tensor& s) {
-      if (fresh_ok) r.fresh.push_back(name);
-      else r.mismatched.push_back(name + ": file " + shape_str(s.sizes()) + ", model " + shape_str(target.sizes()));
-    };
-    auto copy = [&](torch::Tensor s) { target.copy_(s.to(target.dtype())); };
-    if (const torch::Tensor* s = src.find(name)) {
-      used.insert(name);
-      torch::Tensor v = *s;
-      if (v.dim() == target.dim() + 1 && v.size(-1) == 1 && is_conv_weight(name)) v = v.squeeze(-1);
-      const auto [prefix0, leaf0] = split_last(name);
-      if (v.sizes() != target.sizes() && kExpertToDense.count(leaf0) && v.dim() == target.dim() &&
-          v.sizes().slice(1) == target.sizes().slice(1)) {
-        // Another number of experts: every new expert starts as the mean of the file's.
-        copy(v.mean(0, true).expand_as(target));
-        r.expanded.push_back(name);
-        continue;
-      }
-      if (name == "pos_embed" && v.dim() == 3 && target.dim() == 3 && v.size(2) == target.size(2) &&
-          v.size(1) != target.size(1)) {
-        if (auto resampled = resample_pos_embed(v, target.size(1)); resampled.defined()) {
-          copy(resampled);
-          r.resampled.push_back(name + ": " + shape_str(v.sizes()) + " -> " + shape_str(target.sizes()));
-          continue;
-        }
-      }
-      if (v.sizes() != target.sizes()) {
-        mismatch(*s);
-        continue;
-      }
-      copy(v);
-      r.loaded.push_back(name);
+    if (in.same_name(name, target, fresh_ok) || in.from_dense(name, target, fresh_ok) ||
+        in.from_experts(name, target, fresh_ok))
       continue;
-    }
-    const auto [prefix, leaf] = split_last(name);
-    // MoE expert tensor from a dense FFN: every expert starts as the FFN.
-    if (auto it = kExpertToDense.find(leaf); it != kExpertToDense.end()) {
-      const std::string dense = prefix + "." + it->second;
-      if (const torch::Tensor* s = src.find(dense)) {
-        used.insert(dense);
-        if (target.dim() == s->dim() + 1 && target.sizes().slice(1) == s->sizes()) {
-          copy(s->unsqueeze(0).expand_as(target));
-          r.expanded.push_back(name);
-        } else {
-          mismatch(*s);
-        }
-        continue;
-      }
-    }
-    // Dense FFN tensor from MoE experts: their mean.
-    bool from_experts = false;
-    for (const auto& [expert_leaf, dense_leaf] : kExpertToDense) {
-      if (!ends_with(name, "." + dense_leaf)) continue;
-      const std::string base = name.substr(0, name.size() - dense_leaf.size() - 1);
-      const std::string expert = base + "." + expert_leaf;
-      if (const torch::Tensor* s = src.find(expert)) {
-        used.insert(expert);
-        if (s->dim() == target.dim() + 1 && s->sizes().slice(1) == target.sizes()) {
-          copy(s->mean(0));
-          r.averaged.push_back(name);
-        } else {
-          mismatch(*s);
-        }
-        from_experts = true;
-        break;
-      }
-    }
-    if (from_experts) continue;
     if (fresh_ok) r.fresh.push_back(name);
     else r.missing.push_back(name);
   }
   for (const auto& item : src)
-    if (!used.count(item.key())) r.unexpected.push_back(item.key());
+    if (!in.used.count(item.key())) r.unexpected.push_back(item.key());
   r.unexpected.insert(r.unexpected.end(), dropped.begin(), dropped.end());
 
-  auto first = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (size_t i = 0; i < v.size() && i < 3; ++i) s += (i ? "; " : "") + v[i];
-    return s + (v.size() > 3 ? "; ..." : "");
-  };
   if (!r.mismatched.empty())
     fail(path + ": " + std::to_string(r.mismatched.size()) + " tensors have another shape than the model's (" +
-         first(r.mismatched) + "): the file is for another architecture or size (check model.* in the config)");
+         first_three(r.mismatched) + "): the file is for another architecture or size (check model.* in the config)");
   if (!r.missing.empty() && !options.allow_missing)
-    fail(path + ": lacks " + std::to_string(r.missing.size()) + " tensors the model needs (" + first(r.missing) +
+    fail(path + ": lacks " + std::to_string(r.missing.size()) + " tensors the model needs (" + first_three(r.missing) +
          "); pass --set finetune.allow_missing=true to start them fresh");
   if (r.loaded.empty() && r.expanded.empty() && r.averaged.empty())
     fail(path + ": none of its " + std::to_string(sd.tensors.size()) + " tensors match the model's names");

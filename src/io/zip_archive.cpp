@@ -38,10 +38,7 @@ void ZipArchive::read_at(uint64_t offset, void* out, uint64_t n, const char* wha
   if (static_cast<uint64_t>(in_.gcount()) != n) fail(path_ + ": read error at byte " + std::to_string(offset));
 }
 
-ZipArchive::ZipArchive(const std::string& path) : path_(path), in_(path, std::ios::binary) {
-  file_bytes_ = bytes_on_disk(path);
-  if (!in_) fail(path + ": cannot open file");
-
+ZipArchive::Directory ZipArchive::find_directory() {
   // The end-of-central-directory record: the last one within the final 64 KiB + 22 bytes (its
   // comment is at most 65535 bytes), whose comment ends inside the file.
   const uint64_t tail_bytes = std::min<uint64_t>(file_bytes_, 65535 + kEndSize);
@@ -57,8 +54,7 @@ ZipArchive::ZipArchive(const std::string& path) : path_(path), in_(path, std::io
   const unsigned char* end = &tail[at];
   const uint64_t end_offset = file_bytes_ - tail_bytes + at;
   uint64_t disk = le(end + 4, 2), directory_disk = le(end + 6, 2), entries_here = le(end + 8, 2);
-  uint64_t entries = le(end + 10, 2), directory_bytes = le(end + 12, 4);
-  directory_offset_ = le(end + 16, 4);
+  Directory d{le(end + 10, 2), le(end + 12, 4), le(end + 16, 4)};
   uint64_t directory_end = end_offset;  // the directory ends before the (zip64) end records
 
   // zip64: a locator right before the end record points at the zip64 end record, whose counts
@@ -67,7 +63,7 @@ ZipArchive::ZipArchive(const std::string& path) : path_(path), in_(path, std::io
   if (end_offset >= kEnd64LocatorSize) {
     read_at(end_offset - kEnd64LocatorSize, locator, kEnd64LocatorSize, "the zip64 locator");
     if (le(locator, 4) == kEnd64LocatorSig) {
-      if (le(locator + 16, 4) != 1) fail(path + ": a zip archive split over several disks is not supported");
+      if (le(locator + 16, 4) != 1) fail(path_ + ": a zip archive split over several disks is not supported");
       const uint64_t end64_offset = le(locator + 8, 8);
       if (end64_offset > end_offset - kEnd64LocatorSize || end_offset - kEnd64LocatorSize - end64_offset < kEnd64Size)
         corrupt("the zip64 end record's offset " + std::to_string(end64_offset) + " is outside the file");
@@ -77,69 +73,77 @@ ZipArchive::ZipArchive(const std::string& path) : path_(path), in_(path, std::io
       disk = le(end64 + 16, 4);
       directory_disk = le(end64 + 20, 4);
       entries_here = le(end64 + 24, 8);
-      entries = le(end64 + 32, 8);
-      directory_bytes = le(end64 + 40, 8);
-      directory_offset_ = le(end64 + 48, 8);
+      d = {le(end64 + 32, 8), le(end64 + 40, 8), le(end64 + 48, 8)};
       directory_end = end64_offset;
     }
   }
-  if (disk != 0 || directory_disk != 0 || entries_here != entries)
-    fail(path + ": a zip archive split over several disks is not supported");
-  if (directory_offset_ > directory_end || directory_bytes > directory_end - directory_offset_)
-    corrupt("the central directory (" + std::to_string(directory_bytes) + " bytes at byte " +
-            std::to_string(directory_offset_) + ") does not lie before its end record at byte " +
-            std::to_string(directory_end));
-  if (entries > directory_bytes / kCentralSize)
-    corrupt(std::to_string(entries) + " entries cannot fit in a " + std::to_string(directory_bytes) +
-            "-byte central directory");
-  if (entries == 0) corrupt("the archive holds no records");
+  if (disk != 0 || directory_disk != 0 || entries_here != d.entries)
+    fail(path_ + ": a zip archive split over several disks is not supported");
+  if (d.offset > directory_end || d.bytes > directory_end - d.offset)
+    corrupt("the central directory (" + std::to_string(d.bytes) + " bytes at byte " + std::to_string(d.offset) +
+            ") does not lie before its end record at byte " + std::to_string(directory_end));
+  if (d.entries > d.bytes / kCentralSize)
+    corrupt(std::to_string(d.entries) + " entries cannot fit in a " + std::to_string(d.bytes) + "-byte central directory");
+  if (d.entries == 0) corrupt("the archive holds no records");
+  return d;
+}
 
-  std::vector<unsigned char> dir(directory_bytes);
-  read_at(directory_offset_, dir.data(), directory_bytes, "the central directory");
-  std::string folder;  // the first entry's top folder; torch.save puts every record in it
-  for (uint64_t pos = 0, n = 0; n < entries; ++n) {
-    if (directory_bytes - pos < kCentralSize || le(&dir[pos], 4) != kCentralSig)
-      corrupt("central directory entry " + std::to_string(n) + " is missing or cut off");
-    const unsigned char* h = &dir[pos];
-    const uint64_t flags = le(h + 8, 2), name_len = le(h + 28, 2), extra_len = le(h + 30, 2), comment_len = le(h + 32, 2);
-    if (directory_bytes - pos - kCentralSize < name_len + extra_len + comment_len)
-      corrupt("central directory entry " + std::to_string(n) + " runs past the directory");
-    const std::string full(reinterpret_cast<const char*>(h + kCentralSize), name_len);
-    Entry e;
-    e.method = static_cast<uint16_t>(le(h + 10, 2));
-    e.crc = static_cast<uint32_t>(le(h + 16, 4));
-    e.compressed = le(h + 20, 4);
-    e.uncompressed = le(h + 24, 4);
-    e.local_offset = le(h + 42, 4);
-    // zip64 extended information: 8-byte values for the fields saturated above, in this order.
-    for (const unsigned char *x = h + kCentralSize + name_len, *x_end = x + extra_len; x_end - x >= 4;) {
-      const uint64_t id = le(x, 2), len = le(x + 2, 2);
-      if (len > static_cast<uint64_t>(x_end - x - 4)) corrupt("record '" + full + "' has a cut-off extra field");
-      if (id == 1) {
-        const unsigned char *v = x + 4, *v_end = v + len;
-        for (uint64_t* field : {&e.uncompressed, &e.compressed, &e.local_offset}) {
-          if (*field != 0xFFFFFFFFu) continue;
-          if (v_end - v < 8) corrupt("record '" + full + "' has a cut-off zip64 field");
-          *field = le(v, 8);
-          v += 8;
-        }
+uint64_t ZipArchive::read_central_entry(const std::vector<unsigned char>& dir, uint64_t pos, uint64_t n, Entry& e,
+                                        std::string& full) const {
+  const uint64_t directory_bytes = dir.size();
+  if (directory_bytes - pos < kCentralSize || le(&dir[pos], 4) != kCentralSig)
+    corrupt("central directory entry " + std::to_string(n) + " is missing or cut off");
+  const unsigned char* h = &dir[pos];
+  const uint64_t flags = le(h + 8, 2), name_len = le(h + 28, 2), extra_len = le(h + 30, 2), comment_len = le(h + 32, 2);
+  if (directory_bytes - pos - kCentralSize < name_len + extra_len + comment_len)
+    corrupt("central directory entry " + std::to_string(n) + " runs past the directory");
+  full.assign(reinterpret_cast<const char*>(h + kCentralSize), name_len);
+  e.method = static_cast<uint16_t>(le(h + 10, 2));
+  e.crc = static_cast<uint32_t>(le(h + 16, 4));
+  e.compressed = le(h + 20, 4);
+  e.uncompressed = le(h + 24, 4);
+  e.local_offset = le(h + 42, 4);
+  // zip64 extended information: 8-byte values for the fields saturated above, in this order.
+  for (const unsigned char *x = h + kCentralSize + name_len, *x_end = x + extra_len; x_end - x >= 4;) {
+    const uint64_t id = le(x, 2), len = le(x + 2, 2);
+    if (len > static_cast<uint64_t>(x_end - x - 4)) corrupt("record '" + full + "' has a cut-off extra field");
+    if (id == 1) {
+      const unsigned char *v = x + 4, *v_end = v + len;
+      for (uint64_t* field : {&e.uncompressed, &e.compressed, &e.local_offset}) {
+        if (*field != 0xFFFFFFFFu) continue;
+        if (v_end - v < 8) corrupt("record '" + full + "' has a cut-off zip64 field");
+        *field = le(v, 8);
+        v += 8;
       }
-      x += 4 + len;
     }
-    pos += kCentralSize + name_len + extra_len + comment_len;
+    x += 4 + len;
+  }
+  if (flags & 1) fail(path_ + ": record '" + full + "' is encrypted: encrypted zip archives are not supported");
+  if (e.method != 0 && e.method != 8)
+    fail(path_ + ": record '" + full + "' uses compression method " + std::to_string(e.method) +
+         "; only stored (0) and deflate (8) are supported");
+  if (e.local_offset > directory_offset_ || e.compressed > directory_offset_ - e.local_offset)
+    corrupt("record '" + full + "' (" + std::to_string(e.compressed) + " bytes at byte " + std::to_string(e.local_offset) +
+            ") does not lie before the central directory");
+  const bool fits = e.method == 0 ? e.uncompressed == e.compressed : e.uncompressed / kMaxInflation <= e.compressed;
+  if (!fits)
+    corrupt("record '" + full + "' claims " + std::to_string(e.uncompressed) + " bytes from " +
+            std::to_string(e.compressed) + (e.method == 0 ? " stored" : " compressed") + " bytes");
+  return pos + kCentralSize + name_len + extra_len + comment_len;
+}
 
-    if (flags & 1) fail(path + ": record '" + full + "' is encrypted: encrypted zip archives are not supported");
-    if (e.method != 0 && e.method != 8)
-      fail(path + ": record '" + full + "' uses compression method " + std::to_string(e.method) +
-           "; only stored (0) and deflate (8) are supported");
-    if (e.local_offset > directory_offset_ || e.compressed > directory_offset_ - e.local_offset)
-      corrupt("record '" + full + "' (" + std::to_string(e.compressed) + " bytes at byte " +
-              std::to_string(e.local_offset) + ") does not lie before the central directory");
-    const bool fits = e.method == 0 ? e.uncompressed == e.compressed : e.uncompressed / kMaxInflation <= e.compressed;
-    if (!fits)
-      corrupt("record '" + full + "' claims " + std::to_string(e.uncompressed) + " bytes from " +
-              std::to_string(e.compressed) + (e.method == 0 ? " stored" : " compressed") + " bytes");
-
+ZipArchive::ZipArchive(const std::string& path) : path_(path), in_(path, std::ios::binary) {
+  file_bytes_ = bytes_on_disk(path);
+  if (!in_) fail(path + ": cannot open file");
+  const Directory d = find_directory();
+  directory_offset_ = d.offset;
+  std::vector<unsigned char> dir(d.bytes);
+  read_at(d.offset, dir.data(), d.bytes, "the central directory");
+  std::string folder;  // the first entry's top folder; torch.save puts every record in it
+  for (uint64_t pos = 0, n = 0; n < d.entries; ++n) {
+    Entry e;
+    std::string full;
+    pos = read_central_entry(dir, pos, n, e, full);
     if (n == 0) {
       const auto slash = full.find('/');
       if (slash == std::string::npos) fail(path + ": record '" + full + "' is not in a folder: not a torch.save file");

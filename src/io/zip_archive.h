@@ -41,6 +41,16 @@ class ZipArchive {
     uint32_t crc = 0;
     uint64_t compressed = 0, uncompressed = 0, local_offset = 0;
   };
+  // Where the central directory lies and how many entries it holds (the zip64 end record's
+  // values when there is one).
+  struct Directory {
+    uint64_t entries = 0, bytes = 0, offset = 0;
+  };
+  Directory find_directory();
+  // Entry `n` of the central directory from byte `pos` of `dir`: fills `e` and its full name,
+  // returns the byte after it.
+  uint64_t read_central_entry(const std::vector<unsigned char>& dir, uint64_t pos, uint64_t n, Entry& e,
+                              std::string& name) const;
   const Entry& entry(const std::string& name) const;
   void read_at(uint64_t offset, void* out, uint64_t n, const char* what);
   [[noreturn]] void corrupt(const std::string& what) const;

@@ -147,108 +147,125 @@ std::string number_text(double v) {
   return buf;
 }
 
-void draw_chart(Canvas& c, const Chart& chart, double x0, double y0, double w, double h) {
-  cairo_t* cr = c.cr;
-  const double left = 78, right = 250, top = 34, bottom = 50;
-  const double px = x0 + left, py = y0 + top, pw = w - left - right, ph = h - top - bottom;
-  c.color({0, 0, 0});
-  c.text(chart.title, x0 + left + pw / 2, y0 + 22, 0.5, 15, true);
+// A chart's plot area on the canvas and the data ranges it shows.
+struct Frame {
+  double px, py, pw, ph;                // plot area
+  double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;  // data (y as drawn: log10 when log_y)
+  bool log_y = false;
+  double ty(double v) const { return log_y ? std::log10(v) : v; }
+  double sx(double v) const { return px + (v - xlo) / (xhi - xlo) * pw; }
+  double sy(double v) const { return py + ph - (v - ylo) / (yhi - ylo) * ph; }
+  bool drawable(double x, double y) const { return std::isfinite(x) && std::isfinite(y) && !(log_y && y <= 0); }
+};
 
-  auto ty = [&](double v) { return chart.log_y ? std::log10(v) : v; };
-  double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+// The ranges of every finite point, padded (and from zero when asked); xlo stays infinite when
+// there is no point at all.
+void fit_ranges(Frame& f, const Chart& chart) {
   for (const auto& s : chart.series)
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i]) || (chart.log_y && s.y[i] <= 0)) continue;
-      xlo = std::min(xlo, s.x[i]), xhi = std::max(xhi, s.x[i]);
-      ylo = std::min(ylo, ty(s.y[i])), yhi = std::max(yhi, ty(s.y[i]));
+      if (!f.drawable(s.x[i], s.y[i])) continue;
+      f.xlo = std::min(f.xlo, s.x[i]), f.xhi = std::max(f.xhi, s.x[i]);
+      f.ylo = std::min(f.ylo, f.ty(s.y[i])), f.yhi = std::max(f.yhi, f.ty(s.y[i]));
     }
-  cairo_set_line_width(cr, 1);
-  c.color({0.2, 0.2, 0.2});
-  cairo_rectangle(cr, px + 0.5, py + 0.5, pw, ph);
-  cairo_stroke(cr);
-  if (!std::isfinite(xlo)) {
-    c.text("no data", px + pw / 2, py + ph / 2, 0.5);
-    return;
-  }
-  if (chart.y_from_zero && !chart.log_y) ylo = std::min(ylo, 0.0), yhi = std::max(yhi, 0.0);
-  if (xhi <= xlo) xlo -= 0.5, xhi += 0.5;
-  if (yhi <= ylo) ylo -= std::max(0.5, std::fabs(ylo) * 0.1), yhi += std::max(0.5, std::fabs(yhi) * 0.1);
-  const double pad = (yhi - ylo) * 0.05;
-  if (!(chart.y_from_zero && ylo == 0)) ylo -= pad;
-  yhi += pad;
-  auto sx = [&](double v) { return px + (v - xlo) / (xhi - xlo) * pw; };
-  auto sy = [&](double v) { return py + ph - (v - ylo) / (yhi - ylo) * ph; };
+  if (!std::isfinite(f.xlo)) return;
+  if (chart.y_from_zero && !chart.log_y) f.ylo = std::min(f.ylo, 0.0), f.yhi = std::max(f.yhi, 0.0);
+  if (f.xhi <= f.xlo) f.xlo -= 0.5, f.xhi += 0.5;
+  if (f.yhi <= f.ylo) f.ylo -= std::max(0.5, std::fabs(f.ylo) * 0.1), f.yhi += std::max(0.5, std::fabs(f.yhi) * 0.1);
+  const double pad = (f.yhi - f.ylo) * 0.05;
+  if (!(chart.y_from_zero && f.ylo == 0)) f.ylo -= pad;
+  f.yhi += pad;
+}
 
-  // Grid, ticks and labels.
+// Grid, ticks, tick labels and axis labels.
+void draw_axes(Canvas& c, const Chart& chart, const Frame& f, double x0) {
+  cairo_t* cr = c.cr;
   cairo_set_font_size(cr, 12);
-  for (double t : nice_ticks(xlo, xhi)) {
+  for (double t : nice_ticks(f.xlo, f.xhi)) {
     c.color({0.9, 0.9, 0.9});
-    cairo_move_to(cr, std::round(sx(t)) + 0.5, py + 1);
-    cairo_line_to(cr, std::round(sx(t)) + 0.5, py + ph);
+    cairo_move_to(cr, std::round(f.sx(t)) + 0.5, f.py + 1);
+    cairo_line_to(cr, std::round(f.sx(t)) + 0.5, f.py + f.ph);
     cairo_stroke(cr);
     c.color({0.15, 0.15, 0.15});
-    c.text(number_text(t), sx(t), py + ph + 17, 0.5, 12);
+    c.text(number_text(t), f.sx(t), f.py + f.ph + 17, 0.5, 12);
   }
-  for (double t : nice_ticks(ylo, yhi)) {
+  for (double t : nice_ticks(f.ylo, f.yhi)) {
     c.color({0.9, 0.9, 0.9});
-    cairo_move_to(cr, px + 1, std::round(sy(t)) + 0.5);
-    cairo_line_to(cr, px + pw, std::round(sy(t)) + 0.5);
+    cairo_move_to(cr, f.px + 1, std::round(f.sy(t)) + 0.5);
+    cairo_line_to(cr, f.px + f.pw, std::round(f.sy(t)) + 0.5);
     cairo_stroke(cr);
     c.color({0.15, 0.15, 0.15});
-    c.text(number_text(chart.log_y ? std::pow(10.0, t) : t), px - 6, sy(t) + 4, 1.0, 12);
+    c.text(number_text(chart.log_y ? std::pow(10.0, t) : t), f.px - 6, f.sy(t) + 4, 1.0, 12);
   }
-  c.text(chart.x_label, px + pw / 2, py + ph + 38, 0.5, 13);
+  c.text(chart.x_label, f.px + f.pw / 2, f.py + f.ph + 38, 0.5, 13);
   cairo_save(cr);
-  cairo_move_to(cr, x0 + 18, py + ph / 2);
+  cairo_move_to(cr, x0 + 18, f.py + f.ph / 2);
   cairo_rotate(cr, -M_PI / 2);
   cairo_set_font_size(cr, 13);
   cairo_rel_move_to(cr, -c.text_width(chart.y_label) / 2, 0);
   cairo_show_text(cr, chart.y_label.c_str());
   cairo_restore(cr);
+}
 
-  // Series, clipped to the plot area, and the legend on the right.
-  for (size_t k = 0; k < chart.series.size(); ++k) {
-    const auto& s = chart.series[k];
-    const Color col = palette_color(static_cast<int64_t>(k));
-    cairo_save(cr);
-    cairo_rectangle(cr, px, py, pw, ph);
-    cairo_clip(cr);
-    c.color(col);
-    cairo_set_line_width(cr, 2);
-    bool pen = false;
-    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-      const bool ok = std::isfinite(s.x[i]) && std::isfinite(s.y[i]) && !(chart.log_y && s.y[i] <= 0);
-      if (!ok) {
-        pen = false;
-        continue;
-      }
-      if (pen) cairo_line_to(cr, sx(s.x[i]), sy(ty(s.y[i])));
-      else cairo_move_to(cr, sx(s.x[i]), sy(ty(s.y[i])));
-      pen = true;
+// Series k, clipped to the plot area, and its legend row on the right.
+void draw_series(Canvas& c, const Series& s, size_t k, const Frame& f) {
+  cairo_t* cr = c.cr;
+  const Color col = palette_color(static_cast<int64_t>(k));
+  cairo_save(cr);
+  cairo_rectangle(cr, f.px, f.py, f.pw, f.ph);
+  cairo_clip(cr);
+  c.color(col);
+  cairo_set_line_width(cr, 2);
+  bool pen = false;
+  for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+    if (!f.drawable(s.x[i], s.y[i])) {
+      pen = false;
+      continue;
     }
-    cairo_stroke(cr);
-    if (s.markers)
-      for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-        if (!std::isfinite(s.y[i]) || (chart.log_y && s.y[i] <= 0)) continue;
-        cairo_arc(cr, sx(s.x[i]), sy(ty(s.y[i])), 3.5, 0, 2 * M_PI);
-        cairo_fill(cr);
-      }
-    cairo_restore(cr);
-    const double ly = py + 14 + 20 * double(k);
-    c.color(col);
-    cairo_set_line_width(cr, 3);
-    cairo_move_to(cr, px + pw + 12, ly - 4);
-    cairo_line_to(cr, px + pw + 34, ly - 4);
-    cairo_stroke(cr);
-    c.color({0.1, 0.1, 0.1});
-    std::string label = s.name;
-    if (!s.y.empty() && std::isfinite(s.y.back())) {
-      char last[32];
-      std::snprintf(last, sizeof last, " (%.4g)", s.y.back());
-      label += last;
-    }
-    c.text(label, px + pw + 40, ly, 0, 12);
+    if (pen) cairo_line_to(cr, f.sx(s.x[i]), f.sy(f.ty(s.y[i])));
+    else cairo_move_to(cr, f.sx(s.x[i]), f.sy(f.ty(s.y[i])));
+    pen = true;
   }
+  cairo_stroke(cr);
+  if (s.markers)
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      if (!std::isfinite(s.y[i]) || (f.log_y && s.y[i] <= 0)) continue;
+      cairo_arc(cr, f.sx(s.x[i]), f.sy(f.ty(s.y[i])), 3.5, 0, 2 * M_PI);
+      cairo_fill(cr);
+    }
+  cairo_restore(cr);
+  const double ly = f.py + 14 + 20 * double(k);
+  c.color(col);
+  cairo_set_line_width(cr, 3);
+  cairo_move_to(cr, f.px + f.pw + 12, ly - 4);
+  cairo_line_to(cr, f.px + f.pw + 34, ly - 4);
+  cairo_stroke(cr);
+  c.color({0.1, 0.1, 0.1});
+  std::string label = s.name;
+  if (!s.y.empty() && std::isfinite(s.y.back())) {
+    char last[32];
+    std::snprintf(last, sizeof last, " (%.4g)", s.y.back());
+    label += last;
+  }
+  c.text(label, f.px + f.pw + 40, ly, 0, 12);
+}
+
+void draw_chart(Canvas& c, const Chart& chart, double x0, double y0, double w, double h) {
+  const double left = 78, right = 250, top = 34, bottom = 50;
+  Frame f{x0 + left, y0 + top, w - left - right, h - top - bottom};
+  f.log_y = chart.log_y;
+  c.color({0, 0, 0});
+  c.text(chart.title, x0 + left + f.pw / 2, y0 + 22, 0.5, 15, true);
+  fit_ranges(f, chart);
+  cairo_set_line_width(c.cr, 1);
+  c.color({0.2, 0.2, 0.2});
+  cairo_rectangle(c.cr, f.px + 0.5, f.py + 0.5, f.pw, f.ph);
+  cairo_stroke(c.cr);
+  if (!std::isfinite(f.xlo)) {
+    c.text("no data", f.px + f.pw / 2, f.py + f.ph / 2, 0.5);
+    return;
+  }
+  draw_axes(c, chart, f, x0);
+  for (size_t k = 0; k < chart.series.size(); ++k) draw_series(c, chart.series[k], k, f);
 }
 
 }  // namespace
@@ -423,27 +440,21 @@ double field(const nlohmann::json& rec, const char* split, const char* key) {
 }
 }  // namespace
 
-std::vector<std::string> plot_run(const std::string& run_dir) {
+namespace {
+
+// The run's log.jsonl records by step, steps and epochs apart. A resumed run logs its epochs
+// again from the resume point: the last record of a step wins.
+struct LogRecords {
+  std::map<int64_t, nlohmann::json> steps, epochs;
+};
+
+LogRecords read_log(const std::string& run_dir) {
   const std::string log = run_dir + "/log.jsonl";
   std::ifstream in(log);
   if (!in) fail(log + ": cannot open the run's log (is " + run_dir + " a run directory?)");
-  auto series = [](const char* name, bool markers) {
-    Series s;
-    s.name = name;
-    s.markers = markers;
-    return s;
-  };
-  Series step_loss = series("train loss (logged steps)", false), lr = series("learning rate", false),
-         share = series("EWA share rate", false);
-  Series epoch_train = series("train (epoch mean)", true), test_loss = series("test", true), val_loss = series("val", true);
-  Series train_acc = series("train", true), test_acc = series("test", true), val_acc = series("val", true);
-  std::string test_loss_name = "loss";
+  LogRecords out;
   std::string line;
-  int64_t line_no = 0;
-  // A resumed run logs its epochs again from the resume point: the last record of a step wins.
-  std::map<int64_t, nlohmann::json> steps, epochs;
-  while (std::getline(in, line)) {
-    ++line_no;
+  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
     if (line.empty()) continue;
     nlohmann::json rec;
     try {
@@ -453,77 +464,103 @@ std::vector<std::string> plot_run(const std::string& run_dir) {
     }
     if (!rec.is_object() || !rec.contains("type") || !rec.contains("step") || !rec["step"].is_number_integer())
       fail(log + ":" + std::to_string(line_no) + ": expected a record with \"type\" and an integer \"step\"");
-    (rec["type"] == "epoch" ? epochs : steps)[rec["step"].get<int64_t>()] = rec;
+    (rec["type"] == "epoch" ? out.epochs : out.steps)[rec["step"].get<int64_t>()] = rec;
   }
-  if (steps.empty() && epochs.empty()) fail(log + ": no records (the run has not logged a step yet)");
-  auto num = [](const nlohmann::json& r, const char* k) { return r.contains(k) && r[k].is_number() ? r[k].get<double>() : NAN; };
-  for (const auto& [s, r] : steps) {
-    step_loss.x.push_back(double(s)), step_loss.y.push_back(num(r, "loss"));
-    lr.x.push_back(double(s)), lr.y.push_back(num(r, "lr"));
-    share.x.push_back(double(s)), share.y.push_back(num(r, "share_rate"));
+  if (out.steps.empty() && out.epochs.empty()) fail(log + ": no records (the run has not logged a step yet)");
+  return out;
+}
+
+Series named(const std::string& name, bool markers) {
+  Series s;
+  s.name = name;
+  s.markers = markers;
+  return s;
+}
+
+double number_of(const nlohmann::json& r, const char* k) {
+  return r.contains(k) && r[k].is_number() ? r[k].get<double>() : NAN;
+}
+
+// The series that hold at least one finite value.
+std::vector<Series> with_data(std::vector<Series> v) {
+  std::vector<Series> out;
+  for (auto& s : v)
+    if (std::any_of(s.y.begin(), s.y.end(), [](double y) { return std::isfinite(y); })) out.push_back(std::move(s));
+  return out;
+}
+
+// The confusion matrix of the final test evaluation (classification runs) into <dir>/confusion.png,
+// when metrics.json has one.
+void plot_confusion(const std::string& run_dir, const std::string& dir, const std::string& name,
+                    std::vector<std::string>& written) {
+  std::ifstream min(run_dir + "/metrics.json");
+  if (!min) return;
+  nlohmann::json m;
+  try {
+    m = nlohmann::json::parse(min);
+  } catch (const std::exception&) {
+    fail(run_dir + "/metrics.json: not valid JSON");
   }
+  if (!m.contains("test") || !m["test"].is_object() || !m["test"].contains("confusion")) return;
+  std::vector<std::vector<int64_t>> counts;
+  try {
+    counts = m["test"]["confusion"].get<std::vector<std::vector<int64_t>>>();
+  } catch (const std::exception&) {
+    fail(run_dir + "/metrics.json: test.confusion: expected a square array of counts");
+  }
+  std::vector<std::string> names;
+  if (m.contains("class_names") && m["class_names"].is_array()) names = m["class_names"].get<std::vector<std::string>>();
+  write_confusion_png(dir + "/confusion.png", counts, names, name + ": test confusion matrix (" + m.value("evaluation", "") + ")");
+  written.push_back(dir + "/confusion.png");
+}
+
+}  // namespace
+
+std::vector<std::string> plot_run(const std::string& run_dir) {
+  const LogRecords records = read_log(run_dir);
+  Series step_loss = named("train loss (logged steps)", false), lr = named("learning rate", false),
+         share = named("EWA share rate", false);
+  for (const auto& [s, r] : records.steps) {
+    step_loss.x.push_back(double(s)), step_loss.y.push_back(number_of(r, "loss"));
+    lr.x.push_back(double(s)), lr.y.push_back(number_of(r, "lr"));
+    share.x.push_back(double(s)), share.y.push_back(number_of(r, "share_rate"));
+  }
+  Series epoch_train = named("train (epoch mean)", true), test_loss = named("test loss (epoch end)", true),
+         val_loss = named("val loss (epoch end)", true);
+  Series train_acc = named("train", true), test_acc = named("test", true), val_acc = named("val", true);
   bool has_acc = false;
-  for (const auto& [s, r] : epochs) {
+  for (const auto& [s, r] : records.epochs) {
     const double x = double(s);
-    epoch_train.x.push_back(x), epoch_train.y.push_back(num(r, "train_loss"));
+    epoch_train.x.push_back(x), epoch_train.y.push_back(number_of(r, "train_loss"));
     double tl = field(r, "test", "loss");
-    if (std::isnan(tl) && !std::isnan(field(r, "test", "chamfer"))) tl = field(r, "test", "chamfer"), test_loss_name = "Chamfer";
+    if (std::isnan(tl) && !std::isnan(field(r, "test", "chamfer")))
+      tl = field(r, "test", "chamfer"), test_loss.name = "test Chamfer (epoch end)";
     test_loss.x.push_back(x), test_loss.y.push_back(tl);
     val_loss.x.push_back(x), val_loss.y.push_back(field(r, "val", "loss"));
-    train_acc.x.push_back(x), train_acc.y.push_back(100 * num(r, "train_acc"));
+    train_acc.x.push_back(x), train_acc.y.push_back(100 * number_of(r, "train_acc"));
     test_acc.x.push_back(x), test_acc.y.push_back(100 * field(r, "test", "oa"));
     val_acc.x.push_back(x), val_acc.y.push_back(100 * field(r, "val", "oa"));
     has_acc = has_acc || std::isfinite(test_acc.y.back());
   }
-  auto any = [](const Series& s) { return std::any_of(s.y.begin(), s.y.end(), [](double v) { return std::isfinite(v); }); };
-  auto keep = [&](std::vector<Series> v) {
-    std::vector<Series> out;
-    for (auto& s : v)
-      if (any(s)) out.push_back(std::move(s));
-    return out;
-  };
   const std::string name = fs::path(run_dir).filename().string().empty() ? fs::path(run_dir).parent_path().filename().string()
                                                                           : fs::path(run_dir).filename().string();
   const std::string dir = run_dir + "/plots";
   ensure_writable_dir(dir);
   std::vector<std::string> written;
-  test_loss.name = "test " + test_loss_name + " (epoch end)";
-  val_loss.name = "val loss (epoch end)";
   write_charts_png(dir + "/loss.png",
-                   {Chart{name + ": loss", "step", "loss", keep({step_loss, epoch_train, test_loss, val_loss}), false, false}});
+                   {Chart{name + ": loss", "step", "loss", with_data({step_loss, epoch_train, test_loss, val_loss}), false, false}});
   written.push_back(dir + "/loss.png");
   if (has_acc) {
-    write_charts_png(dir + "/accuracy.png",
-                     {Chart{name + ": overall accuracy per epoch", "step", "accuracy (%)", keep({train_acc, val_acc, test_acc}), false, false}});
+    write_charts_png(dir + "/accuracy.png", {Chart{name + ": overall accuracy per epoch", "step", "accuracy (%)",
+                                                   with_data({train_acc, val_acc, test_acc}), false, false}});
     written.push_back(dir + "/accuracy.png");
   }
-  write_charts_png(dir + "/schedule.png", {Chart{name + ": learning rate", "step", "learning rate", keep({lr}), true, false},
-                                           Chart{name + ": EWA share rate (beta)", "step", "share rate", keep({share}), true, false}},
+  write_charts_png(dir + "/schedule.png",
+                   {Chart{name + ": learning rate", "step", "learning rate", with_data({lr}), true, false},
+                    Chart{name + ": EWA share rate (beta)", "step", "share rate", with_data({share}), true, false}},
                    900, 260);
   written.push_back(dir + "/schedule.png");
-
-  // Confusion matrix of the final test evaluation (classification runs).
-  std::ifstream min(run_dir + "/metrics.json");
-  if (min) {
-    nlohmann::json m;
-    try {
-      m = nlohmann::json::parse(min);
-    } catch (const std::exception&) {
-      fail(run_dir + "/metrics.json: not valid JSON");
-    }
-    if (m.contains("test") && m["test"].is_object() && m["test"].contains("confusion")) {
-      std::vector<std::vector<int64_t>> counts;
-      try {
-        counts = m["test"]["confusion"].get<std::vector<std::vector<int64_t>>>();
-      } catch (const std::exception&) {
-        fail(run_dir + "/metrics.json: test.confusion: expected a square array of counts");
-      }
-      std::vector<std::string> names;
-      if (m.contains("class_names") && m["class_names"].is_array()) names = m["class_names"].get<std::vector<std::string>>();
-      write_confusion_png(dir + "/confusion.png", counts, names, name + ": test confusion matrix (" + m.value("evaluation", "") + ")");
-      written.push_back(dir + "/confusion.png");
-    }
-  }
+  plot_confusion(run_dir, dir, name, written);
   return written;
 }
 
