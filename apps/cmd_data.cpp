@@ -15,7 +15,7 @@ void add_data_command(CLI::App& app) {
   auto* synth = data->add_subcommand(
       "synth", "Write the synthetic shapes dataset (8 classes): the ModelNet40 ply_hdf5_2048 layout (--format h5), "
                "or .npy files in class folders (--format npy, needs no optional library)");
-  synth->add_option("-o,--out", args->out, "Output directory")->capture_default_str();
+  synth->add_option("-o,--output", args->out, "Output directory")->capture_default_str();
   synth->add_option("--train-per-class", args->options.train_per_class, "Training clouds per class")->capture_default_str();
   synth->add_option("--test-per-class", args->options.test_per_class, "Test clouds per class")->capture_default_str();
   synth->add_option("--points", args->options.points, "Points per cloud")->capture_default_str();
@@ -44,7 +44,7 @@ void add_data_command(CLI::App& app) {
   fargs->options.seed = 1;  // other shapes than the dataset's (seed 0)
   auto* files = data->add_subcommand("synth-files", "Write synthetic shapes as single point files in class folders "
                                                     "(<out>/<class>/<class>_<i>.ply), like a folder of users' scans");
-  files->add_option("-o,--out", fargs->out, "Output directory")->capture_default_str();
+  files->add_option("-o,--output", fargs->out, "Output directory")->capture_default_str();
   files->add_option("--per-class", fargs->per_class, "Files per class")->capture_default_str();
   files->add_option("--format", fargs->format, "ply, npy or xyz")->capture_default_str();
   files->add_option("--points", fargs->options.points, "Points per cloud")->capture_default_str();

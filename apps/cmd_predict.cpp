@@ -14,8 +14,7 @@ void add_predict_command(CLI::App& app) {
     std::string checkpoint, config;
     std::vector<std::string> inputs, set;
     train::PredictOptions options;
-    std::string protocol;
-    int64_t votes = 1, views = 0;
+    ProtocolArgs protocol;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
@@ -26,16 +25,7 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config (official checkpoints)");
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
   cmd->add_option("-k,--top-k", args->options.top_k, "Classes listed per file")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--protocol", args->protocol,
-                  "Evaluation protocol (docs/protocols.md): single, tta (logits of 1 clean + N-1 augmented passes "
-                  "averaged, N = --votes) or vote (the official vote's views, N = --views); default single, or tta "
-                  "when --votes > 1")
-      ->check(CLI::IsMember({"single", "tta", "vote"}));
-  cmd->add_option("--votes", args->votes, "Passes of the tta protocol (1 clean + N-1 augmented)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100));
-  cmd->add_option("--views", args->views, "Views of the vote protocol (default: the config's eval.vote_views)")
-      ->check(at_least(1));
+  add_protocol_options(cmd, args->protocol, /*repeats=*/false);
   cmd->add_option("--batch-size", args->options.batch_size, "Clouds per forward pass")->capture_default_str()->check(at_least(1));
   cmd->add_flag("--upsample", args->options.upsample,
                 "Fill clouds with fewer points than data.num_points up by repeating points (default: refuse them)");
@@ -46,19 +36,15 @@ void add_predict_command(CLI::App& app) {
                                          config_for_weights(args->checkpoint, weights, args->config, args->set),
                                          "predict classifies point clouds");
     Config cfg = clf.cfg;
-    cfg = cfg.with({{"data.votes", args->votes}});
-    if (args->views > 0) cfg = cfg.with({{"eval.vote_views", args->views}});
-    const std::string protocol = !args->protocol.empty() ? args->protocol : args->votes > 1 ? "tta" : "single";
-    args->options.protocol = train::protocol_named(protocol, cfg, "--protocol");
+    args->options.protocol = protocol_from(args->protocol, cfg);
+    args->options.protocol.repeats = 1;  // one vote per file
     const auto files = train::expand_point_inputs(args->inputs);
     if (files.empty()) fail("predict: no point files found in the given folders");
-    const auto preds = train::predict_point_files(*clf.model, clf.cfg, files, args->options, clf.device);
+    const auto preds = train::predict_point_files(*clf.model, cfg, files, args->options, clf.device);
     auto name_of = [&](int64_t k) {
       return k < static_cast<int64_t>(clf.class_names.size()) ? clf.class_names[k] : "class_" + std::to_string(k);
     };
-    const std::string label = args->options.protocol.kind == train::EvalProtocol::Kind::Vote
-                                  ? "official vote: " + std::to_string(cfg.eval.vote_views) + " views, logits averaged"
-                                  : args->options.protocol.label();
+    const std::string label = args->options.protocol.label();
     int64_t failed = 0;
     for (const auto& p : preds) {
       if (!p.error.empty()) {

@@ -29,7 +29,7 @@ void add_pretrain_command(CLI::App& app) {
   cmd->add_option("--resume", args->resume, "Continue from this checkpoint (runs/NAME/last.pt)");
   cmd->add_option("--reconstruct", args->reconstruct,
                   "Instead of training: write reconstructions of the test clouds with this pretraining checkpoint");
-  cmd->add_option("-o,--out", args->out, "--reconstruct: output directory (default: <checkpoint dir>/reconstructions)");
+  cmd->add_option("-o,--output", args->out, "--reconstruct: output directory (default: <checkpoint dir>/reconstructions)");
   cmd->add_option("-n,--count", args->count, "--reconstruct: number of test clouds")->capture_default_str();
   add_dist_options(cmd, args->dist);
   cmd->callback([args] {

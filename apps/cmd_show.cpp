@@ -139,9 +139,9 @@ void add_gallery_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("gallery", "A grid image of dataset samples with the true and predicted class under each "
                                             "(wrong ones marked red)");
   cmd->add_option("checkpoint", args->checkpoint, "A point classifier (ewa checkpoint, or an official file with --config)")->required();
-  cmd->add_option("--split", args->split, "train, val or test")->capture_default_str();
+  add_split_option(cmd, args->split);
   cmd->add_option("-n,--count", args->count, "Samples, evenly spaced over the split")->capture_default_str()->check(CLI::Range(1, 400));
-  cmd->add_option("-o,--out", args->out, "Output PNG (default: <checkpoint dir>/gallery_<split>.png)");
+  cmd->add_option("-o,--output", args->out, "Output PNG (default: <checkpoint dir>/gallery_<split>.png)");
   cmd->add_option("-c,--config", args->config, "Model and data config for files without an ewa config");
   cmd->add_option("--set", args->set, "Override a config key, e.g. --set data.root=... (repeatable)");
   args->view.size = "240x240";

@@ -11,6 +11,7 @@
 #include "io/checkpoint.h"
 #include "io/state_dict.h"
 #include "models/point_transformer.h"
+#include "train/evaluation.h"
 
 namespace ewa::app {
 
@@ -76,6 +77,21 @@ void add_dist_options(CLI::App* cmd, DistArgs& args);
 std::shared_ptr<dist::Group> join_job(const DistArgs& args);
 // argv of this process, kept for --nproc.
 void set_program_args(int argc, char** argv);
+
+// --split of eval and gallery: one of data::split_names() (train, val, test), default test.
+void add_split_option(CLI::App* cmd, std::string& split);
+
+// The evaluation protocol flags of eval and predict (docs/protocols.md): --protocol, --votes
+// (data.votes: the tta passes), --views (eval.vote_views) and, with `repeats`, --repeats
+// (eval.vote_repeats). 0 = the config's value.
+struct ProtocolArgs {
+  std::string protocol;
+  int64_t votes = 0, views = 0, repeats = 0;
+};
+void add_protocol_options(CLI::App* cmd, ProtocolArgs& args, bool repeats);
+// Applies --votes, --views and --repeats to cfg and returns the protocol: --protocol, or by
+// default tta when data.votes > 1, else single (as training evaluates every epoch).
+train::EvalProtocol protocol_from(const ProtocolArgs& args, Config& cfg);
 
 // Prints a progress line to stdout (the reporter the library calls back).
 void print_line(const std::string& line);

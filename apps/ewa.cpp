@@ -16,6 +16,7 @@
 #include "config/schema.h"
 #include "datasets/hdf5.h"
 #include "io/point_io.h"
+#include "data/batch_source.h"
 #include "dist/dist.h"
 #include "train/svm_probe.h"
 #include "viz/plot.h"
@@ -124,6 +125,36 @@ std::vector<std::string> g_argv;
 }
 
 void set_program_args(int argc, char** argv) { g_argv.assign(argv, argv + argc); }
+
+void add_split_option(CLI::App* cmd, std::string& split) {
+  cmd->add_option("--split", split, "Split: train, val (needs data.val_fraction > 0) or test")
+      ->check(CLI::IsMember(data::split_names()))
+      ->capture_default_str();
+}
+
+void add_protocol_options(CLI::App* cmd, ProtocolArgs& args, bool repeats) {
+  cmd->add_option("--protocol", args.protocol,
+                  "single (one pass), tta (logits of 1 clean + N-1 augmented passes averaged, N = --votes) or vote "
+                  "(the official vote: --views views" +
+                      std::string(repeats ? ", repeated --repeats times; max, mean and sd reported" : "") +
+                      "); default: tta when data.votes > 1, else single")
+      ->check(CLI::IsMember({"single", "tta", "vote"}));
+  cmd->add_option("--votes", args.votes, "tta: passes, 1 clean + N-1 augmented (default: the config's data.votes)")
+      ->check(CLI::Range(1, 100));
+  cmd->add_option("--views", args.views, "vote: views per cloud (default: the config's eval.vote_views)")->check(at_least(1));
+  if (repeats)
+    cmd->add_option("--repeats", args.repeats, "vote: repeats of the whole vote (default: the config's eval.vote_repeats)")
+        ->check(at_least(1));
+}
+
+train::EvalProtocol protocol_from(const ProtocolArgs& args, Config& cfg) {
+  std::map<std::string, nlohmann::json> changes;
+  if (args.votes > 0) changes["data.votes"] = args.votes;
+  if (args.views > 0) changes["eval.vote_views"] = args.views;
+  if (args.repeats > 0) changes["eval.vote_repeats"] = args.repeats;
+  if (!changes.empty()) cfg = cfg.with(changes);
+  return args.protocol.empty() ? train::epoch_protocol(cfg) : train::protocol_named(args.protocol, cfg, "--protocol");
+}
 
 void add_dist_options(CLI::App* cmd, DistArgs& args) {
   cmd->add_option("--nproc", args.nproc, "Run as N local worker processes of one data-parallel job (Gloo); "

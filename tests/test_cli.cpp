@@ -100,6 +100,25 @@ TEST(Cli, MissingDataAndUnwritableRunDirectory) {
   expect_one_line_error(run_command(kEwa + " train --config " + (dir / "c3.json")), "truncated");
 }
 
+// One spelling per idea: every command that writes a named output takes -o/--output, and the
+// commands that read a split validate --split alike.
+TEST(Cli, OneSpellingOfOutputAndSplitAcrossCommands) {
+  for (const std::string cmd : {"convert", "export", "data synth", "data synth-files", "pretrain", "gallery"}) {
+    auto r = run_command(kEwa + " " + cmd + " --help");
+    ASSERT_EQ(r.exit_code, 0) << cmd << ": " << r.output;
+    EXPECT_NE(r.output.find("-o,--output"), std::string::npos) << cmd << ": " << r.output;
+  }
+  for (const std::string cmd : {"eval", "gallery"}) {
+    auto r = run_command(kEwa + " " + cmd + " --help");
+    EXPECT_NE(r.output.find("--split TEXT:{train,val,test}"), std::string::npos) << cmd << ": " << r.output;
+  }
+  for (const std::string cmd : {"eval", "predict"}) {
+    auto r = run_command(kEwa + " " + cmd + " --help");
+    for (const char* flag : {"--protocol", "--votes", "--views"})
+      EXPECT_NE(r.output.find(flag), std::string::npos) << cmd << " lacks " << flag;
+  }
+}
+
 TEST(Cli, TrainConvertEvalEndToEnd) {
   TempDir dir;
   ewa::testing::write_pattern_idx(dir.path(), 300, 100, true);
@@ -123,6 +142,18 @@ TEST(Cli, TrainConvertEvalEndToEnd) {
   ASSERT_EQ(dense_eval.exit_code, 0) << dense_eval.output;
   auto oa = [](const std::string& s) { return s.substr(s.find(" OA "), 24); };
   EXPECT_EQ(oa(moe_eval.output), oa(dense_eval.output));
+
+  // eval's protocol flags are predict's: --votes sets data.votes and makes tta the default.
+  r = run_command(kEwa + " eval " + last + " --votes 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("logits of 1 clean + 2 augmented passes averaged"), std::string::npos) << r.output;
+  // --split train reads every training sample in stored order (none dropped); val needs a validation split.
+  r = run_command(kEwa + " eval " + last + " --split train");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(" train: OA "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(300 samples"), std::string::npos) << r.output;
+  expect_one_line_error(run_command(kEwa + " eval " + last + " --split val"), "--split val: fashion_mnist");
+  expect_one_line_error(run_command(kEwa + " eval " + last + " --split training"), "--split");
 
   // A checkpoint of another architecture.
   ewa::testing::write_file(dir / "wide.json", R"({"model": {"patch_size": 7, "embed_dim": 32, "depth": 2, "num_heads": 2},

@@ -1,5 +1,8 @@
 #include "data/batch_source.h"
 
+#include <algorithm>
+
+#include "common/error.h"
 #include "dist/dist.h"
 
 namespace ewa::data {
@@ -38,6 +41,24 @@ std::pair<torch::Tensor, torch::Tensor> validation_split(int64_t n, double fract
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x5eedULL);
   auto perm = torch::randperm(n, gen, torch::kLong);
   return {std::get<0>(perm.narrow(0, 0, n_val).sort()), std::get<0>(perm.narrow(0, n_val, n - n_val).sort())};
+}
+
+const std::vector<std::string>& split_names() {
+  static const std::vector<std::string> names = {"train", "val", "test"};
+  return names;
+}
+
+Use use_for_split(const std::string& split) {
+  if (std::find(split_names().begin(), split_names().end(), split) == split_names().end())
+    fail("--split: expected train, val or test, got '" + split + "'");
+  return split == "train" ? Use::Features : Use::Training;
+}
+
+BatchSource& split_source(TaskData& task, const std::string& split) {
+  use_for_split(split);  // checks the name
+  BatchSource* source = split == "train" ? task.train.get() : split == "val" ? task.val.get() : task.test.get();
+  if (!source) fail("--split " + split + ": " + task.description + " has no validation split (data.val_fraction is 0)");
+  return *source;
 }
 
 }  // namespace ewa::data

@@ -94,6 +94,15 @@ struct TaskData {
 // split is: the SVM probe's training features).
 enum class Use { Training, Features };
 
+// The splits a command evaluates or shows (--split): "train", "val", "test".
+const std::vector<std::string>& split_names();
+// What to load to read `split` sample by sample: Use::Features for train (every sample in stored
+// order, read as the test split is), Use::Training otherwise. Fails naming --split for any other name.
+Use use_for_split(const std::string& split);
+// The source of `split` in `task`; one-line errors naming --split when it is not one of
+// split_names() or the task has no validation split.
+BatchSource& split_source(TaskData& task, const std::string& split);
+
 // How the library gets a dataset. The library never reads datasets itself: the commands pass it
 // the dataset library's loader (datasets/registry.h: data::load_task), tests may pass their own.
 using TaskLoader = std::function<TaskData(const Config& cfg, Use use)>;

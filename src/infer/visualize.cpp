@@ -159,10 +159,8 @@ void write_scenes_png(const std::string& path, const std::vector<Scene>& scenes,
 GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& cfg, const data::TaskLoader& load_data,
                             const std::string& split, int64_t count,
                             int columns, const viz::Camera& camera, const std::string& out, torch::Device device) {
-  if (split != "train" && split != "val" && split != "test") fail("--split: expected train, val or test, got '" + split + "'");
-  auto data = load_data(cfg, data::Use::Training);
-  data::BatchSource* source = split == "train" ? data.train.get() : split == "val" ? data.val.get() : data.test.get();
-  if (!source) fail("--split val: dataset " + cfg.data.dataset + " has no validation split");
+  auto data = load_data(cfg, data::use_for_split(split));
+  data::BatchSource* source = &data::split_source(data, split);
   std::vector<torch::Tensor> xs, ys;
   for (int64_t b = 0; b < source->num_batches(); ++b) {
     auto [x, y] = source->batch(b, data::View::Plain);

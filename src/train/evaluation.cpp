@@ -77,8 +77,8 @@ EvalProtocol protocol_named(const std::string& name, const Config& cfg, const st
 std::string ProtocolResult::text() const {
   char b[256];
   if (protocol.kind == EvalProtocol::Kind::Vote) {
-    std::snprintf(b, sizeof b, "vote: OA max %.4f, mean %.4f +- %.4f (sd over %zu repeats)", max, mean, std,
-                  repeat_accuracy.size());
+    std::snprintf(b, sizeof b, "vote: OA max %.4f, mean %.4f +- %.4f (sd over %zu repeats) mAcc %.4f (best repeat)", max, mean, std,
+                  repeat_accuracy.size(), metrics.mean_class_accuracy);
   } else {
     std::snprintf(b, sizeof b, "OA %.4f mAcc %.4f", metrics.overall_accuracy, metrics.mean_class_accuracy);
   }

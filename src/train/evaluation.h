@@ -52,7 +52,7 @@ struct ProtocolResult {
   std::vector<double> repeat_accuracy;  // vote: overall accuracy of every repeat
   double max = 0, mean = 0, std = 0;    // vote: over the repeats (std with ddof 1; 0 for one repeat)
 
-  std::string text() const;             // "OA 0.9350 mAcc 0.9350" or "vote: OA max 0.9400, mean 0.9331 +- 0.0021 (sd, 10 repeats)"
+  std::string text() const;             // "OA 0.9350 mAcc 0.9350" or "vote: OA max 0.9400, mean 0.9331 +- 0.0021 (sd over 10 repeats) mAcc 0.9400 (best repeat)"
   nlohmann::json to_json(bool with_confusion = false) const;
 };
 
