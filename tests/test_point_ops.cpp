@@ -2,6 +2,8 @@
 // clouds, plus edge cases.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "kernels/common/simd.h"
 #include "kernels/fps/fps.h"
 #include "kernels/fps/fps_fast.h"
@@ -140,7 +142,19 @@ TEST(Fps, EdgeCases) {
   ASSERT_FALSE(wide.is_contiguous());
   EXPECT_TRUE(torch::equal(farthest_point_sample(wide, 16), farthest_point_sample(wide.contiguous(), 16)));
   // Seeded starts: reproducible, and a different seed can start elsewhere.
-  EXPECT_TRUE(torch::equal(farthest_point_sample_seeded(pts, 8, 5), farthest_point_sample_seeded(pts, 8, 5)));
+  // Each cloud's seeded run is the plain FPS from the start it drew; the starts are not all the same.
+  const auto seeded = farthest_point_sample_seeded(pts, 8, 5);
+  std::set<int64_t> starts;
+  for (int64_t seed = 0; seed < 8; ++seed) {
+    const auto run = farthest_point_sample_seeded(pts, 8, seed);
+    for (int64_t i = 0; i < 2; ++i) {
+      const int64_t start = run[i][0].item<int64_t>();
+      starts.insert(start);
+      EXPECT_TRUE(torch::equal(run[i], farthest_point_sample(pts.narrow(0, i, 1), 8, start)[0])) << seed << " " << i;
+    }
+  }
+  EXPECT_GT(starts.size(), 1u);
+  EXPECT_TRUE(torch::equal(seeded, farthest_point_sample_seeded(pts, 8, 5)));  // reproducible
   // Errors name the problem.
   EXPECT_THROW(farthest_point_sample(pts, 41), c10::Error);
   EXPECT_THROW(farthest_point_sample(pts, 0), c10::Error);

@@ -118,7 +118,13 @@ TEST(PointMae, OfficialNamesShapesAndTheChamferLossOfTheMaskedGroups) {
   model->eval();
   auto mask = out.mask.clone();
   torch::NoGradGuard guard;
-  EXPECT_TRUE(torch::equal(model->forward(points, mask).predicted, model->forward(points, mask).predicted));
+  const auto shifted = mask.roll(1, 1);  // another mask, still M groups per cloud
+  ASSERT_FALSE(torch::equal(shifted, mask));
+  const auto given = model->forward(points, shifted);
+  EXPECT_TRUE(torch::equal(given.mask, shifted));
+  for (int64_t b = 0; b < 4; ++b) EXPECT_TRUE(torch::equal(given.masked_index[b], shifted[b].nonzero().squeeze(1)));
+  // The prediction follows the mask: other groups hidden, other groups predicted.
+  EXPECT_FALSE(torch::allclose(given.predicted, model->forward(points, mask).predicted));
   EXPECT_NE(ewa::testing::error_of([&] { model->forward(points, torch::ones({4, 16}, torch::kBool)); }).find("mask_ratio"),
             std::string::npos);
 }
