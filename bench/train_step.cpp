@@ -29,16 +29,10 @@ struct Variant {
   std::vector<double> ms;
 };
 
+// The training loop's update (train::optimization_step), then EWA at the configured share rate.
 void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
-  torch::Tensor loss;
-  {
-    AutocastGuard autocast(x.device(), v.cfg.train.precision == "bf16");  // as the training loop
-    loss = v.loss(x, y);
-  }
-  v.optimizer->zero_grad();
-  loss.backward();
-  if (v.cfg.optim.grad_clip > 0) train::clip_grad_norm(v.params, v.cfg.optim.grad_clip);  // as the training loop
-  train::fused_adamw_step(*v.optimizer);
+  train::optimization_step(
+      v.cfg, x.device(), [&] { return train::StepOutput{v.loss(x, y), {}, x.size(0)}; }, *v.optimizer, v.params);
   if (v.cfg.moe.kind != MlpKind::Dense && v.cfg.ewa.enabled) moe::ewa_average(*v.model, v.cfg.ewa.share_rate);
   if (x.is_cuda()) torch::cuda::synchronize();  // the step's kernels finish inside its timing
 }

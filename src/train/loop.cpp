@@ -252,6 +252,23 @@ void Run::sync_start() {
            "set ewa.enabled=false for it.");
 }
 
+StepOutput optimization_step(const Config& cfg, torch::Device device, const std::function<StepOutput()>& forward,
+                             torch::optim::AdamW& optimizer, const std::vector<torch::Tensor>& parameters,
+                             dist::GradientSync* sync, int64_t global_count) {
+  StepOutput out;
+  {
+    AutocastGuard autocast(device, cfg.train.precision == "bf16");  // forward under autocast, backward outside
+    out = forward();
+  }
+  optimizer.zero_grad();
+  if (sync) sync->begin(double(out.count) / double(global_count));  // this rank's share of the global batch
+  out.loss.backward();
+  if (sync) sync->finish();
+  if (cfg.optim.grad_clip > 0) clip_grad_norm(parameters, cfg.optim.grad_clip);  // on the device, no sync
+  fused_adamw_step(optimizer);
+  return out;
+}
+
 void Run::train_step(int64_t b) {
   // Several ranks: each draws its own RUP partitions, dropout and augmentation, from a stream
   // fixed by (seed, rank, step), so a run resumed after any step continues exactly (one process
@@ -259,7 +276,8 @@ void Run::train_step(int64_t b) {
   if (group) torch::manual_seed(stream_seed(static_cast<uint64_t>(cfg.train.seed), rank, step));
   // This rank's share of the global batch, built on the device (resampled there when
   // data.pipeline = resample); else copied page-locked and asynchronously.
-  auto [x, y] = data.train->batch(b, data::View::Training);
+  torch::Tensor x, y;
+  std::tie(x, y) = data.train->batch(b, data::View::Training);
   const int64_t global_count = data.train->global_batch_size(b);
   x = to_device(x, device);
   y = to_device(y, device);
@@ -267,18 +285,9 @@ void Run::train_step(int64_t b) {
   for (size_t g = 0; g < optimizer->param_groups().size(); ++g)
     static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[g].options())
         .lr(lr_at(cfg.optim, step, steps_per_epoch, total_steps, cfg.train.epochs, groups[g].lr_scale));
-  StepOutput out;
-  {
-    AutocastGuard autocast(device, cfg.train.precision == "bf16");  // forward under autocast, backward outside
-    out = task.training_step(x, y);
-  }
-  optimizer->zero_grad();
   // The global batch's mean gradient: each rank's mean weighted by its share, summed.
-  if (gradient_sync) gradient_sync->begin(double(out.count) / double(global_count));
-  out.loss.backward();
-  if (gradient_sync) gradient_sync->finish();
-  if (cfg.optim.grad_clip > 0) clip_grad_norm(parameters, cfg.optim.grad_clip);  // on the device, no sync
-  fused_adamw_step(*optimizer);
+  const StepOutput out = optimization_step(cfg, device, [&] { return task.training_step(x, y); }, *optimizer, parameters,
+                                           gradient_sync.get(), global_count);
   ++step;
   // EWA (docs/method.md): the experts of every MoE layer averaged toward each other.
   beta = moe_count > 0 ? moe::share_rate_at(cfg.ewa, step, total_steps) : 0.0;
