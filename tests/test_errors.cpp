@@ -1,10 +1,13 @@
 // The catalogue of bad inputs (docs/errors.md): every row is run here, as a user would run it,
 // and must end with its one-line "ewa: error: ..." message and exit code 1. The table in
-// docs/errors.md is written from these runs (EWA_ERRORS_DOC=docs/errors.md ewa_tests
-// --gtest_filter='Errors.*'), and a test checks that it is current.
+// docs/errors.md is written from these runs (EWA_ERRORS_DOC=$PWD/docs/errors.md
+// build/tests/ewa_cli_tests --gtest_filter='ErrorCatalogue/*'), and a test checks that it is current.
 #include <gtest/gtest.h>
 
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <filesystem>
@@ -27,21 +30,42 @@ namespace fs = std::filesystem;
 const std::string kEwa = EWA_BINARY;
 
 // What every case may use: a small synthetic point dataset, a trained tiny point classifier
-// (train checkpoint and its dense conversion) and a small IDX image dataset. Built once.
+// (train checkpoint and its dense conversion) and a small IDX image dataset. Built once for every
+// process of a ctest run (each row is its own process): in <build>/tests/error_fixture, under a
+// file lock, rebuilt when the ewa binary changes. Cases only read it (a case that changes data
+// copies it into its own directory first).
 struct Fixture {
-  TempDir dir;
-  std::string synth, ckpt, dense, images;
+  std::string dir, synth, ckpt, dense, images;
   Fixture() {
-    auto r = ewa::testing::train_tiny_point_classifier(kEwa, dir.path(), "tiny", R"({"kind": "rup", "num_experts": 2})");
+    const fs::path base = fs::path(kEwa).parent_path() / "tests" / "error_fixture";
+    fs::create_directories(base.parent_path());
+    dir = base.string();
+    synth = (base / "synth").string();
+    ckpt = (base / "runs/tiny/last.pt").string();
+    dense = (base / "dense.pt").string();
+    images = (base / "images").string();
+    const int lock = ::open((base.string() + ".lock").c_str(), O_CREAT | O_RDWR, 0644);
+    if (lock < 0 || ::flock(lock, LOCK_EX) != 0) throw std::runtime_error("fixture: cannot lock " + base.string() + ".lock");
+    struct stat st {};
+    ::stat(kEwa.c_str(), &st);
+    const std::string stamp = std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+                              std::to_string(st.st_mtim.tv_nsec) + " v1";
+    std::ifstream done(base / "complete");
+    std::string found;
+    std::getline(done, found);
+    if (found != stamp) build(base, stamp);
+    ::close(lock);  // releases the lock
+  }
+  void build(const fs::path& base, const std::string& stamp) {
+    fs::remove_all(base);
+    fs::create_directories(base);
+    auto r = ewa::testing::train_tiny_point_classifier(kEwa, dir, "tiny", R"({"kind": "rup", "num_experts": 2})");
     if (r.exit_code != 0) throw std::runtime_error("fixture: " + r.output);
-    synth = dir / "synth";
-    ckpt = dir / "runs/tiny/last.pt";
-    dense = dir / "dense.pt";
     r = run_command(kEwa + " convert " + ckpt + " -o " + dense);
     if (r.exit_code != 0) throw std::runtime_error("fixture: " + r.output);
-    images = dir / "images";
     fs::create_directories(images);
     ewa::testing::write_pattern_idx(images, 40, 10, false);
+    write_file((base / "complete").string(), stamp + "\n");
   }
   // A config for the tiny point classifier on `root`, with `extra` JSON members appended to "train".
   std::string point_config(const std::string& path, const std::string& root, const std::string& train_extra = "") const {
@@ -505,7 +529,7 @@ Outcome run_case(const Case& c, const std::string& dir) {
   std::istringstream lines(r.output);
   for (std::string line; std::getline(lines, line);)
     if (line.rfind("ewa: error: ", 0) == 0) {
-      if (o.error_lines++ == 0) o.first_line = clean(line, dir, fixture().dir.path());
+      if (o.error_lines++ == 0) o.first_line = clean(line, dir, fixture().dir);
     }
   return o;
 }
