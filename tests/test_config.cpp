@@ -178,25 +178,31 @@ TEST(Config, WithChangesTheJsonAndTheFieldsTogether) {
 // Enum-like keys are compared in the code only with values the schema allows: a literal that is
 // not one of a key's choices (a typo, a renamed value) would silently never match.
 TEST(Config, EveryComparedValueOfAnEnumKeyIsOneOfItsChoices) {
+  // A Config's key (cfg.data.pipeline == "...") and a DataConfig's own fields, which the data
+  // library compares (cfg.pipeline == "..."): both name the key and the literal.
   const std::regex compare(R"(\b(?:cfg|cfg_|c|config|base)\.(model|moe|ewa|data|optim|train|eval|pretrain|finetune)\.([a-z_]+) ?[!=]= ?\"([^\"]*)\")");
+  const std::regex data_compare(R"(\b(?:cfg|cfg_|d)\.(dataset|variant|pipeline) ?[!=]= ?\"([^\"]*)\")");
   int checked = 0;
+  auto check = [&](const std::filesystem::path& file, const std::string& key, const std::string& value) {
+    for (const auto& f : ewa::config_schema())
+      if (f.key == key && !f.choices.empty()) {
+        ++checked;
+        EXPECT_NE(std::find(f.choices.begin(), f.choices.end(), value), f.choices.end())
+            << file << ": " << key << " compared with \"" << value << "\", not one of its choices";
+      }
+  };
   for (const char* folder : {"src", "apps", "datasets", "bench"})
     for (const auto& e : std::filesystem::recursive_directory_iterator(std::string(EWA_SOURCE_DIR) + "/" + folder)) {
       const auto ext = e.path().extension();
       if (ext != ".cpp" && ext != ".h") continue;
       std::ifstream in(e.path());
       const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      for (std::sregex_iterator it(text.begin(), text.end(), compare), end; it != end; ++it) {
-        const std::string key = (*it)[1].str() + "." + (*it)[2].str(), value = (*it)[3];
-        for (const auto& f : ewa::config_schema())
-          if (f.key == key && !f.choices.empty()) {
-            ++checked;
-            EXPECT_NE(std::find(f.choices.begin(), f.choices.end(), value), f.choices.end())
-                << e.path() << ": " << key << " compared with \"" << value << "\", not one of its choices";
-          }
-      }
+      for (std::sregex_iterator it(text.begin(), text.end(), compare), end; it != end; ++it)
+        check(e.path(), (*it)[1].str() + "." + (*it)[2].str(), (*it)[3]);
+      for (std::sregex_iterator it(text.begin(), text.end(), data_compare), end; it != end; ++it)
+        check(e.path(), "data." + (*it)[1].str(), (*it)[2]);
     }
-  EXPECT_GT(checked, 15);  // the scan finds the comparisons (data.pipeline, optim.schedule, ...)
+  EXPECT_GT(checked, 20);  // the scan finds the comparisons (data.pipeline, data.variant, optim.schedule, ...)
 }
 
 TEST(Config, ShippedConfigsAreValid) {

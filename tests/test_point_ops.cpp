@@ -141,8 +141,8 @@ TEST(Fps, EdgeCases) {
   auto wide = torch::randn({2, 3, 60}).transpose(1, 2);
   ASSERT_FALSE(wide.is_contiguous());
   EXPECT_TRUE(torch::equal(farthest_point_sample(wide, 16), farthest_point_sample(wide.contiguous(), 16)));
-  // Seeded starts: reproducible, and a different seed can start elsewhere.
-  // Each cloud's seeded run is the plain FPS from the start it drew; the starts are not all the same.
+  // Seeded starts: each cloud's seeded run is the plain FPS from the start it drew, the starts
+  // differ between seeds, and a seed gives the same run again.
   const auto seeded = farthest_point_sample_seeded(pts, 8, 5);
   std::set<int64_t> starts;
   for (int64_t seed = 0; seed < 8; ++seed) {

@@ -48,14 +48,20 @@ const std::vector<std::string>& split_names() {
   return names;
 }
 
-Use use_for_split(const std::string& split) {
+namespace {
+void require_split_name(const std::string& split) {
   if (std::find(split_names().begin(), split_names().end(), split) == split_names().end())
     fail("--split: expected train, val or test, got '" + split + "'");
+}
+}  // namespace
+
+Use use_for_split(const std::string& split) {
+  require_split_name(split);
   return split == "train" ? Use::Features : Use::Training;
 }
 
 BatchSource& split_source(TaskData& task, const std::string& split) {
-  use_for_split(split);  // checks the name
+  require_split_name(split);
   BatchSource* source = split == "train" ? task.train.get() : split == "val" ? task.val.get() : task.test.get();
   if (!source) fail("--split " + split + ": " + task.description + " has no validation split (data.val_fraction is 0)");
   return *source;

@@ -47,8 +47,9 @@ struct StepOutput {
 // The update every training step makes, in the loop (Run::train_step) and in `ewa bench
 // train-step` alike: `forward` (the task's training loss of the batch) under bf16 autocast when
 // train.precision = bf16; gradients zeroed; backward, inside sync->begin(share) / finish() when a
-// gradient sync is given (share = the output's count / global_count); gradients clipped at optim.grad_clip (> 0); one fused AdamW step.
-// Returns forward's output. EWA averaging follows, at the share rate of the step.
+// gradient sync is given (share = the output's count / global_count); gradients clipped at
+// optim.grad_clip (> 0); one fused AdamW step. Returns forward's output. EWA averaging follows,
+// at the share rate of the step.
 StepOutput optimization_step(const Config& cfg, torch::Device device, const std::function<StepOutput()>& forward,
                              torch::optim::AdamW& optimizer, const std::vector<torch::Tensor>& parameters,
                              dist::GradientSync* sync = nullptr, int64_t global_count = 0);
