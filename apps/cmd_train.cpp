@@ -2,6 +2,7 @@
 // pretrained weights (finetune.init).
 #include "apps/commands.h"
 #include "common/error.h"
+#include "train/segmentation.h"
 #include "train/trainer.h"
 #include "datasets/registry.h"
 
@@ -36,8 +37,11 @@ void run(const TrainArgs& a) {
   std::shared_ptr<const io::Checkpoint> resumed;
   Config cfg = run_config(a.config, a.resume, set, a.name, &resumed);
   if (cfg.model.name == "point_mae") fail("model.name: point_mae is a pretraining model: run `ewa pretrain` with this config");
-  const auto result = train::train_classifier(cfg, data::load_task, train::TrainOptions{a.resume, group, resumed}, print_line);
-  if (!group || group->is_main()) plot_finished_run(result.run_dir);
+  const train::TrainOptions options{a.resume, group, resumed};
+  const std::string run_dir = cfg.model.name == "point_seg"
+                                  ? train::train_segmentation(cfg, data::load_task, options, print_line).run_dir
+                                  : train::train_classifier(cfg, data::load_task, options, print_line).run_dir;
+  if (!group || group->is_main()) plot_finished_run(run_dir);
 }
 
 }  // namespace

@@ -48,6 +48,15 @@ H5Clouds read_h5_clouds(const std::string& path) {
       fail(path + ": dataset 'label' must be [N] or [N, 1] with N = " + std::to_string(ddims[0]) + " (the clouds in 'data')");
     out.labels = torch::empty({int64_t(ldims[0])}, torch::kLong);
     label.read(out.labels.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+    if (file.nameExists("pid")) {
+      auto [pid, pdims] = read_dataset("pid");
+      if (pdims.size() != 2 || pdims[0] != ddims[0] || pdims[1] != ddims[1])
+        fail(path + ": dataset 'pid' must be [N, P] = [" + std::to_string(ddims[0]) + ", " + std::to_string(ddims[1]) +
+             "] (a part label per point of 'data')");
+      out.parts = torch::empty({int64_t(pdims[0]), int64_t(pdims[1])}, torch::kLong);
+      pid.read(out.parts.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+      if (out.parts.numel() > 0 && out.parts.min().item<int64_t>() < 0) fail(path + ": dataset 'pid' has negative part labels");
+    }
   } catch (const H5::Exception& e) {
     fail(path + ": not a readable HDF5 file (truncated or corrupt): " + e.getDetailMsg());
   }
@@ -56,7 +65,8 @@ H5Clouds read_h5_clouds(const std::string& path) {
   return out;
 }
 
-void write_h5_clouds(const std::string& path, const torch::Tensor& points, const torch::Tensor& labels) {
+void write_h5_clouds(const std::string& path, const torch::Tensor& points, const torch::Tensor& labels,
+                     const torch::Tensor& parts) {
   H5::Exception::dontPrint();
   auto p = points.to(torch::kFloat).contiguous();
   auto l = labels.to(torch::kUInt8).contiguous();
@@ -69,6 +79,12 @@ void write_h5_clouds(const std::string& path, const torch::Tensor& points, const
       hsize_t ldims[2] = {hsize_t(l.size(0)), 1};
       H5::DataSpace lspace(2, ldims);
       file.createDataSet("label", H5::PredType::STD_U8LE, lspace).write(l.data_ptr<uint8_t>(), H5::PredType::NATIVE_UINT8);
+      if (parts.defined()) {
+        auto pid = parts.to(torch::kUInt8).contiguous();
+        hsize_t pdims[2] = {hsize_t(pid.size(0)), hsize_t(pid.size(1))};
+        H5::DataSpace pspace(2, pdims);
+        file.createDataSet("pid", H5::PredType::STD_U8LE, pspace).write(pid.data_ptr<uint8_t>(), H5::PredType::NATIVE_UINT8);
+      }
     } catch (const H5::Exception& e) {
       throw std::runtime_error(e.getDetailMsg());
     }

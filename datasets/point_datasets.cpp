@@ -41,16 +41,7 @@ constexpr int kCacheVersion = 5;
 // Seeds of the random FPS starts of a data.source_points reduction (cloud i of a split: + i).
 constexpr uint64_t kReductionSeed = 8192;
 
-std::vector<std::string> read_lines(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(path + ": cannot open file");
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);) {
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    if (!line.empty()) out.push_back(line);
-  }
-  return out;
-}
+std::vector<std::string> read_lines(const std::string& path) { return read_text_lines(path); }
 
 // A split before preprocessing: raw clouds of possibly different sizes.
 struct RawSplit {

@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "datasets/image_loader.h"
 #include "datasets/point_datasets.h"
+#include "datasets/shapenet_part.h"
 
 namespace ewa::data {
 
@@ -10,6 +11,7 @@ const std::vector<DatasetLoader>& dataset_loaders() {
   static const std::vector<DatasetLoader> loaders = [] {
     std::vector<DatasetLoader> out;
     for (const auto& name : point_dataset_names()) out.push_back({name, load_point_task});
+    for (const auto& name : part_dataset_names()) out.push_back({name, load_part_task});
     for (const auto& name : image_dataset_names()) out.push_back({name, load_image_task});
     return out;
   }();

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "datasets/point_datasets.h"
+#include "datasets/shapenet_part.h"
 #include "config/datasets.h"
 #include "config/schema.h"
 #include "datasets/registry.h"
@@ -289,14 +290,16 @@ TEST(PointData, ModelNet40ResampledLayout) {
 // The config's dataset table (what validation and the schema know) and the dataset library's
 // loaders (what can be read) name the same datasets, each of the right kind.
 TEST(DatasetRegistry, EveryDatasetOfTheConfigTableHasALoaderOfItsKind) {
-  std::set<std::string> loaders, points, images;
+  std::set<std::string> loaders, points, images, parts;
   for (const auto& d : ewa::data::dataset_loaders()) EXPECT_TRUE(loaders.insert(d.name).second) << d.name << " twice";
   for (const auto& n : ewa::data::point_dataset_names()) points.insert(n);
+  for (const auto& n : ewa::data::part_dataset_names()) parts.insert(n);
   for (const auto& n : ewa::data::image_dataset_names()) images.insert(n);
   std::set<std::string> table;
   for (const auto& info : ewa::dataset_table()) {
     table.insert(info.name);
-    EXPECT_EQ(points.count(info.name), info.point_cloud ? 1u : 0u) << info.name;
+    EXPECT_EQ(points.count(info.name), info.point_cloud && !info.segmentation ? 1u : 0u) << info.name;
+    EXPECT_EQ(parts.count(info.name), info.segmentation ? 1u : 0u) << info.name;
     EXPECT_EQ(images.count(info.name), info.point_cloud ? 0u : 1u) << info.name;
   }
   EXPECT_EQ(loaders, table);

@@ -101,4 +101,15 @@ std::string lower_extension(const std::string& path) {
   return e;
 }
 
+std::vector<std::string> read_text_lines(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(path + ": cannot open file");
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
 }  // namespace ewa

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace ewa {
 
@@ -32,6 +33,10 @@ uint64_t bytes_on_disk(const std::string& path);
 
 // The extension of `path` in lower case, with its dot: "a/B.PLY" -> ".ply"; "" when none.
 std::string lower_extension(const std::string& path);
+
+// The non-empty lines of a text file, trailing blanks and CRs removed; throws ewa::Error
+// "<path>: cannot open file" when it cannot be read.
+std::vector<std::string> read_text_lines(const std::string& path);
 
 // Appends one line to a text file (log.jsonl); throws ewa::Error on failure.
 void append_line(const std::string& path, const std::string& line);

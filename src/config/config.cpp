@@ -307,10 +307,15 @@ void parse_data(const json& j, Config& c, const KeyError& bad) {
       if (row.normals) with += std::string(with.empty() ? "" : " and ") + row.name;
     bad("data.use_normals", "only " + with + " files carry normals, dataset is " + d.dataset);
   }
-  const bool points_model = c.model.name == "point_transformer" || c.model.name == "point_mae";
+  const bool points_model =
+      c.model.name == "point_transformer" || c.model.name == "point_mae" || c.model.name == "point_seg";
   if (points_model != info.point_cloud)
     bad("model.name", "'" + c.model.name + "' cannot read dataset '" + d.dataset + "' (" +
                           (points_model ? "it takes point clouds" : "it takes images") + ")");
+  if (c.model.name == "point_seg" && !info.segmentation)
+    bad("model.name", "point_seg segments parts: dataset '" + d.dataset + "' has no per-point part labels");
+  if (c.model.name == "point_transformer" && info.segmentation)
+    bad("model.name", "dataset '" + d.dataset + "' is a part-segmentation set: use model.name = point_seg");
   if (points_model) {
     if (c.model.group_size > d.num_points)
       bad("model.group_size", "must not exceed data.num_points (" + std::to_string(d.num_points) + "), got " +
@@ -345,6 +350,15 @@ void check_point_mae(const Config& c, const KeyError& bad) {
   if (c.moe.kind == MlpKind::Routed) bad("moe.kind", "point_mae pretraining supports dense or rup encoders");
 }
 
+void check_point_seg(const Config& c, const KeyError& bad) {
+  if (c.model.name != "point_seg") return;
+  if (c.model.depth % 3 != 0)
+    bad("model.depth", "point_seg joins the outputs of blocks depth/3, 2 depth/3 and depth (Point-MAE: 4, 8, 12): "
+                       "needs a multiple of 3, got " + std::to_string(c.model.depth));
+  if (c.model.variant != "point_mae") bad("model.variant", "point_seg is Point-MAE's segmentation network (point_mae)");
+  if (c.moe.kind == MlpKind::Routed) bad("moe.kind", "point_seg supports dense or rup (EWA) FFNs");
+}
+
 }  // namespace
 
 Config parse_config(const json& j, const std::string& source) {
@@ -369,6 +383,7 @@ Config parse_config(const json& j, const std::string& source) {
   c.eval = j["eval"].get<EvalConfig>();
   c.pretrain = j["pretrain"].get<PretrainConfig>();
   check_point_mae(c, bad);
+  check_point_seg(c, bad);
   c.finetune = j["finetune"].get<FinetuneConfig>();
   c.train = j["train"].get<TrainConfig>();
   return c;

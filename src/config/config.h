@@ -23,6 +23,7 @@ struct ModelConfig {
   double mlp_ratio{};
   bool qkv_bias{};
   double drop_rate{}, attn_drop_rate{}, drop_path_rate{};
+  int64_t num_categories{}, seg_fp_hidden{}, seg_fp_dim{}, seg_head_hidden{};  // point_seg
 };
 
 struct MoeConfig {
@@ -94,7 +95,8 @@ struct TrainConfig {
 // JSON <-> struct for the sections that map one to one (key names equal field names).
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, variant, num_groups, group_size, encoder_dims, head_hidden,
                                    head_dropout, img_size, in_chans, num_classes, patch_size, embed_dim, depth,
-                                   num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate)
+                                   num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate,
+                                   num_categories, seg_fp_hidden, seg_fp_dim, seg_head_hidden)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EwaConfig, enabled, share_rate, schedule, ramp_steps, until_step)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, variant, cache_dir, pipeline, batch_size, eval_batch_size,
                                    train_limit, test_limit, random_crop_padding, num_points, votes, fps_points,

@@ -17,6 +17,10 @@ const std::vector<DatasetInfo>& dataset_table() {
       {"scanobjectnn",         true,  15,     0,  0,    false,  true,  "", {"obj_bg", "obj_only", "pb_t50_rs"}},
       {"shapenet55",           true,  55,     0,  0,    false,  false, "", {}},
       {"modelnet_fewshot",     true,  0,      0,  0,    true,   false, "", {}},
+      // part segmentation (ShapeNetPart: 50 parts of 16 categories)
+      {"shapenetpart",         true,  50,     0,  0,    true,   false, "", {}, true, 16},
+      {"shapenetpart_v0",      true,  50,     0,  0,    false,  false, "", {}, true, 16},
+      {"shapenetpart_h5",      true,  50,     0,  0,    false,  true,  "", {}, true, 16},
   };
   return table;
 }

@@ -17,6 +17,10 @@ struct DatasetInfo {
   bool hdf5;                  // stored as HDF5 (needs a build with EWA_WITH_HDF5)
   const char* default_root;   // data.root when the config leaves it empty; "" = required
   std::vector<std::string> variants;  // data.variant must be one of these; empty = no variants
+  // Part segmentation: every point carries a part label, num_classes counts the parts and
+  // num_categories the object categories (the point_seg model's one-hot input).
+  bool segmentation = false;
+  int64_t num_categories = 0;
 };
 
 const std::vector<DatasetInfo>& dataset_table();

@@ -35,9 +35,10 @@ const std::vector<FieldSpec>& config_schema() {
       S("description", "", {},
         "What the config is for. Configs that reproduce a paper's recipe name the upstream file they follow and "
         "say where they differ (docs/protocols.md)."),
-      S("model.name", "vit", {"vit", "point_transformer", "point_mae"},
+      S("model.name", "vit", {"vit", "point_transformer", "point_mae", "point_seg"},
         "Model family from the registry: vit (2D images), point_transformer (point-cloud classifier, Point-MAE / "
-        "Point-BERT style) or point_mae (Point-MAE masked-autoencoder pretraining: `ewa pretrain`)."),
+        "Point-BERT style), point_mae (Point-MAE masked-autoencoder pretraining: `ewa pretrain`) or point_seg "
+        "(Point-MAE's part-segmentation network: a segmentation dataset such as shapenetpart)."),
       S("model.variant", "point_mae", {"point_mae", "point_bert"},
         "point_transformer only: Point-MAE (encoder width = embed_dim, BatchNorm head) or Point-BERT (encoder width 256 "
         "+ reduce_dim Linear, head without BatchNorm)."),
@@ -47,6 +48,14 @@ const std::vector<FieldSpec>& config_schema() {
       I("model.img_size", 0, 0, 4096, "Input height and width in pixels; 0 = from the dataset."),
       I("model.in_chans", 0, 0, 64, "Input channels (image channels; point channels: 3 = xyz, 6 = xyz + normals); 0 = from the dataset."),
       I("model.num_classes", 0, 0, 1000000, "Classifier outputs; 0 = from the dataset."),
+      I("model.num_categories", 0, 0, 4096,
+        "point_seg: object categories of the one-hot label input (ShapeNetPart: 16); 0 = from the dataset."),
+      I("model.seg_fp_hidden", 0, 0, 65536,
+        "point_seg: first layer of the feature propagation from the centres to every point; 0 = 4 * embed_dim "
+        "(Point-MAE: 1536)."),
+      I("model.seg_fp_dim", 1024, 1, 65536, "point_seg: output width of the feature propagation (Point-MAE: 1024)."),
+      I("model.seg_head_hidden", 512, 2, 65536,
+        "point_seg: first width of the per-point head; the second is half of it (Point-MAE: 512, 256)."),
       I("model.patch_size", 4, 1, 1024, "vit: patch side in pixels; must divide img_size."),
       I("model.num_groups", 64, 1, 65536, "point_transformer: number of FPS centers (tokens) G."),
       I("model.group_size", 32, 1, 4096, "point_transformer: kNN neighbours per group K; at most data.num_points."),

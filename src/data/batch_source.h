@@ -39,7 +39,8 @@ class BatchSource {
   // there, with our FPS kernel on a GPU), and with `world` > 1 ranks batch(i) holds only rank
   // `rank`'s share of global batch i (dist::shard).
   virtual void place(torch::Device device, int64_t rank = 0, int64_t world = 1) = 0;
-  // Batch i of the current epoch in `view`: inputs (float, model-ready) and int64 labels [B].
+  // Batch i of the current epoch in `view`: inputs (float, model-ready) and int64 labels [B]
+  // (part segmentation: [B, P], the part of every point).
   // Random draws (augmentation, resampling, vote subsets) come from torch's default CPU generator.
   virtual std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, View view) const = 0;
 };
@@ -84,6 +85,10 @@ struct TaskData {
   int64_t in_chans = 0;     // image channels, or point channels (3 or 6)
   int64_t num_points = 0;   // point clouds: points per sample fed to the model
   std::vector<std::string> notes;  // what loading did worth saying (cache read or written, ...)
+  // Part segmentation (labels are int64 [B, P], a part per point; class_names name the parts):
+  // the object category of every part, and the categories' names. Empty for classification.
+  std::vector<int64_t> part_category;
+  std::vector<std::string> category_names;
   std::unique_ptr<BatchSource> train;  // shuffled
   std::unique_ptr<BatchSource> val;    // null when there is no validation split
   std::unique_ptr<BatchSource> test;

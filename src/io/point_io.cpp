@@ -156,7 +156,9 @@ void write_npy(const std::string& path, const torch::Tensor& array) {
   write_bytes_atomically(path, bytes.data(), bytes.size());
 }
 
-torch::Tensor read_text_points(const std::string& path) {
+torch::Tensor read_text_points(const std::string& path) { return read_text_table(path, 3); }
+
+torch::Tensor read_text_table(const std::string& path, int64_t min_columns) {
   std::ifstream in(path);
   if (!in) fail(path + ": cannot open file");
   std::vector<float> values, row;
@@ -174,7 +176,9 @@ torch::Tensor read_text_points(const std::string& path) {
     if (row.empty()) continue;
     if (cols < 0) {
       cols = static_cast<int64_t>(row.size());
-      if (cols < 3) fail(path + ":" + std::to_string(line_no) + ": expected at least 3 coordinates per point, got " + std::to_string(cols));
+      if (cols < min_columns)
+        fail(path + ":" + std::to_string(line_no) + ": expected at least " + std::to_string(min_columns) +
+             (min_columns == 3 ? " coordinates per point" : " values per line") + ", got " + std::to_string(cols));
     } else if (static_cast<int64_t>(row.size()) != cols) {
       fail(path + ":" + std::to_string(line_no) + ": expected " + std::to_string(cols) + " values like line 1, got " +
            std::to_string(row.size()));
@@ -182,7 +186,7 @@ torch::Tensor read_text_points(const std::string& path) {
     values.insert(values.end(), row.begin(), row.end());
     ++rows;
   }
-  if (rows == 0) fail(path + ": empty point cloud (no points)");
+  if (rows == 0) fail(path + (min_columns == 3 ? ": empty point cloud (no points)" : ": empty file (no lines)"));
   return torch::from_blob(values.data(), {rows, cols}, torch::kFloat).clone();
 }
 

@@ -16,6 +16,9 @@ namespace ewa::io {
 // optional point-count first line). Returns float [P, C] with C the column count of the first
 // line (at least 3). Empty files, ragged lines, non-numbers and NaN/inf are errors.
 torch::Tensor read_text_points(const std::string& path);
+// The same parser for any table of numbers with at least `min_columns` per line (ShapeNetPart's
+// .seg part labels: one per line).
+torch::Tensor read_text_table(const std::string& path, int64_t min_columns);
 
 struct Mesh {
   torch::Tensor vertices;  // float [V, 3]

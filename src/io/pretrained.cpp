@@ -19,8 +19,13 @@ bool ends_with(const std::string& s, const std::string& t) {
 }
 
 // Official Conv1d layers that we hold as Linear.
-const char* const kConvSuffixes[] = {"first_conv.0.weight", "first_conv.3.weight", "second_conv.0.weight",
-                                     "second_conv.3.weight", "increase_dim.0.weight"};
+// The last four lines: Point-MAE's segmentation network (label_conv, propagation_0, convs1..3).
+const char* const kConvSuffixes[] = {"first_conv.0.weight",  "first_conv.3.weight",
+                                     "second_conv.0.weight", "second_conv.3.weight",
+                                     "increase_dim.0.weight", "label_conv.0.weight",
+                                     "mlp_convs.0.weight",   "mlp_convs.1.weight",
+                                     "convs1.weight",        "convs2.weight",
+                                     "convs3.weight"};
 
 bool is_conv_weight(const std::string& name) {
   for (const char* s : kConvSuffixes)

@@ -185,7 +185,8 @@ StateDict read_state_dict(const std::string& path) {
   } else if (auto v = root->get("epoch"); v && v->kind == PyValue::Kind::Int) {
     out.epoch = v->i;
   }
-  for (const char* key : {"model", "base_model", "state_dict", "model_state"}) {
+  // model_state_dict: Point-MAE's segmentation checkpoints (segmentation/main.py).
+  for (const char* key : {"model", "base_model", "state_dict", "model_state", "model_state_dict"}) {
     if (tensor_dict(root->get(key), out.tensors)) {
       if (out.origin.empty()) out.origin = std::string("torch.save dict, key '") + key + "'";
       return out;
@@ -194,7 +195,7 @@ StateDict read_state_dict(const std::string& path) {
   std::string keys;
   for (const auto& [k, v] : root->dict)
     if (k->kind == PyValue::Kind::Str) keys += (keys.empty() ? "" : ", ") + k->s;
-  fail(path + ": no state dict found: expected a dict of tensors under 'model', 'base_model' or 'state_dict'; the top level has: " +
+  fail(path + ": no state dict found: expected a dict of tensors under 'model', 'base_model', 'state_dict' or 'model_state_dict'; the top level has: " +
        keys);
 }
 

@@ -46,6 +46,8 @@ Config resolve_for_dataset(Config cfg, const data::TaskData& task) {
   // A head wider than the dataset's classes is allowed, as the official few-shot and Point-BERT
   // ScanObjectNN configs train 40 outputs (cls_dim 40) for 5, 10 or 15 classes.
   if (cfg.model.num_classes <= task.num_classes) settle(cfg.model.num_classes, task.num_classes, "num_classes");
+  if (!task.category_names.empty())
+    settle(cfg.model.num_categories, static_cast<int64_t>(task.category_names.size()), "num_categories");
   if (task.img_size > 0 && task.img_size % cfg.model.patch_size != 0)
     fail("model.patch_size: " + std::to_string(cfg.model.patch_size) + " does not divide the image size " +
          std::to_string(task.img_size));
