@@ -7,6 +7,7 @@
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
+#include "train/segmentation.h"
 #include "train/trainer.h"
 
 namespace ewa::app {
@@ -31,13 +32,32 @@ void add_convert_command(CLI::App& app) {
     if (cfg.moe.kind == MlpKind::Routed)
       fail(src + ": moe.kind is 'routed': a routed MoE's output depends on its learned gate, so it has no exact dense "
                  "form; only 'rup' (EWA) models convert");
-    auto [moe_model, report] = train::load_classifier(cfg, weights, args->input);
-    if (weights.config.is_null()) print_line(report.table());
-
     nlohmann::json dense_json = cfg.json;
     dense_json["moe"]["kind"] = "dense";
     Config dense_cfg = parse_config(dense_json, src);
-    auto dense_model = models::build_model(dense_cfg);
+    // The two models and their eval outputs on a random input: a classifier's logits, or a
+    // segmenter's part logits for random categories.
+    std::shared_ptr<torch::nn::Module> moe_model, dense_model;
+    std::function<torch::Tensor(torch::nn::Module&, const torch::Tensor&)> forward;
+    const bool seg = cfg.model.name == "point_seg";
+    if (seg) {
+      auto loaded = train::load_segmenter(cfg, weights, args->input);
+      if (weights.config.is_null()) print_line(loaded.second.table());
+      moe_model = loaded.first.ptr();
+      dense_model = models::PointSeg(dense_cfg).ptr();
+      auto category = torch::randint(cfg.model.num_categories, {8}, torch::kLong);
+      forward = [category](torch::nn::Module& m, const torch::Tensor& x) {
+        return dynamic_cast<models::PointSegImpl&>(m).forward(x, category);
+      };
+    } else {
+      auto loaded = train::load_classifier(cfg, weights, args->input);
+      if (weights.config.is_null()) print_line(loaded.second.table());
+      moe_model = loaded.first;
+      dense_model = models::build_model(dense_cfg);
+      forward = [](torch::nn::Module& m, const torch::Tensor& x) {
+        return dynamic_cast<models::ClassifierImpl&>(m).forward(x);
+      };
+    }
     train::Checkpoint out;
     out.kind = "dense";
     out.config = dense_json;
@@ -51,7 +71,7 @@ void add_convert_command(CLI::App& app) {
     // Self-check on random inputs: the dense model must reproduce the MoE model in eval mode.
     torch::NoGradGuard guard;
     auto x = models::random_input(cfg, 8);
-    const double diff = (moe_model->forward(x) - dense_model->forward(x)).abs().max().item<double>();
+    const double diff = (forward(*moe_model, x) - forward(*dense_model, x)).abs().max().item<double>();
     if (diff > 1e-4) fail("convert: dense model differs from the MoE model by " + std::to_string(diff) + " (bug)");
     train::save_checkpoint(args->output, out);
     int64_t before = 0, after = 0;

@@ -1,6 +1,7 @@
 // ewa predict: top-k classes of a trained (dense, MoE, converted or imported) point classifier on
 // the user's own point files.
 #include <cstdio>
+#include <filesystem>
 
 #include "apps/commands.h"
 #include "common/error.h"
@@ -8,17 +9,61 @@
 #include "train/trainer.h"
 
 namespace ewa::app {
+namespace {
 
-void add_predict_command(CLI::App& app) {
-  struct Args {
+struct Args {
     std::string checkpoint, config;
     std::vector<std::string> inputs, set;
     train::PredictOptions options;
     ProtocolArgs protocol;
     bool json = false;
-  };
+    std::string category, output;  // part segmentation
+};
+
+// A point_seg checkpoint: every point of every file gets a part.
+void predict_parts(const Args& a, const io::StateDict& weights, const Config& config) {
+  auto seg = load_point_segmenter(a.checkpoint, weights, config);
+  const auto files = train::expand_point_inputs(a.inputs);
+  if (files.empty()) fail("predict: no point files found in the given folders");
+  const std::string out =
+      a.output.empty() ? (std::filesystem::path(a.checkpoint).parent_path() / "segmentation").string() : a.output;
+  const auto segs = train::segment_point_files(*seg.model, seg.cfg, files, category_option(a.category), seg.naming, seg.device);
+  int64_t failed = 0;
+  for (const auto& s : segs) {
+    if (!s.error.empty()) {
+      ++failed;
+      std::fprintf(stderr, "ewa: error: %s\n", s.error.c_str());
+      continue;
+    }
+    const std::string ply = train::write_segmentation(out, s, seg.naming);
+    auto summary = train::segmentation_summary(s, seg.naming);
+    summary["ply"] = ply;
+    if (a.json) {
+      print_line(summary.dump());
+      continue;
+    }
+    std::string line = s.path + ": " + summary["category"].get<std::string>() + ",";
+    for (const auto& p : summary["parts"])
+      line += " " + p["part"].get<std::string>() + " " + std::to_string(p["points"].get<int64_t>());
+    if (s.iou >= 0) {
+      char b[48];
+      std::snprintf(b, sizeof b, " (mIoU %.4f against the file's labels)", s.iou);
+      line += b;
+    }
+    print_line(line + " -> " + ply);
+  }
+  if (!a.json)
+    print_line(std::to_string(segs.size() - failed) + " of " + std::to_string(segs.size()) +
+               " files segmented (every point; prediction restricted to the category) into " + out);
+  if (failed > 0) fail(std::to_string(failed) + " of " + std::to_string(segs.size()) + " files could not be segmented (errors above)");
+}
+
+}  // namespace
+
+void add_predict_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("predict", "Classify point files (.txt .xyz .pts .csv .npy .off .obj .pcd .ply) or folders of them");
+  auto* cmd = app.add_subcommand("predict", "Classify point files (.txt .xyz .pts .csv .npy .off .obj .pcd .ply) or folders of them; with a part-segmentation "
+                                 "checkpoint, label every point");
   cmd->add_option("checkpoint", args->checkpoint, "Classifier weights: an ewa checkpoint, or an official .pth with --config")
       ->required();
   cmd->add_option("inputs", args->inputs, "Point files and folders (searched recursively)")->required();
@@ -30,11 +75,19 @@ void add_predict_command(CLI::App& app) {
   cmd->add_flag("--upsample", args->options.upsample,
                 "Fill clouds with fewer points than data.num_points up by repeating points (default: refuse them)");
   cmd->add_flag("--json", args->json, "One JSON object per file instead of the table");
+  cmd->add_option("--category", args->category,
+                  "Part segmentation: the ShapeNetPart category of every file (e.g. Airplane); default: from the labels "
+                  "a file carries (a PLY vertex property label, or the last column of a 4- or 7-column text file)");
+  cmd->add_option("-o,--output", args->output,
+                  "Part segmentation: folder for <file>.ply (points with a label property and part colours) and "
+                  "<file>.json (parts and their point counts); default: segmentation/ beside the checkpoint");
   cmd->callback([args] {
     const auto weights = io::read_state_dict(args->checkpoint);
-    const auto clf = load_point_classifier(args->checkpoint, weights,
-                                         config_for_weights(args->checkpoint, weights, args->config, args->set),
-                                         "predict classifies point clouds");
+    const Config config = config_for_weights(args->checkpoint, weights, args->config, args->set);
+    if (config.model.name == "point_seg") return predict_parts(*args, weights, config);
+    if (!args->category.empty() || !args->output.empty())
+      fail("--category / --output: " + args->checkpoint + " is a classifier; they apply to part segmentation (point_seg)");
+    const auto clf = load_point_classifier(args->checkpoint, weights, config, "predict classifies point clouds");
     Config cfg = clf.cfg;
     args->options.protocol = protocol_from(args->protocol, cfg);
     args->options.protocol.repeats = 1;  // one vote per file

@@ -38,24 +38,59 @@ void parse_size(ViewArgs& v) {
   viz::check_camera(v.camera);
 }
 
+struct ShowArgs {
+  std::string checkpoint, config, png, color = "class", category;
+  std::vector<std::string> inputs, set;
+  bool upsample = false;
+  ViewArgs view;
+};
+
+// Prints each scene's caption and renders them: a PNG (--png, or no display) or a window each.
+void render_scenes(const ShowArgs& args, const std::vector<train::Scene>& scenes, const std::vector<std::string>& errors,
+                   int64_t files_given) {
+  for (const auto& e : errors) std::fprintf(stderr, "ewa: error: %s\n", e.c_str());
+  for (const auto& s : scenes) {
+    std::string line = s.path + ":";
+    for (size_t i = 1; i < s.caption.size(); ++i) line += (i > 1 ? "; " : " ") + s.caption[i];
+    print_line(line);
+  }
+  if (!scenes.empty()) {
+    const char* display = std::getenv("DISPLAY");
+    std::string png = args.png;
+    if (png.empty() && !(display && *display)) {
+      png = "ewa_show.png";
+      print_line("no display: rendering off-screen into " + png + " (choose the file with --png)");
+    }
+    if (!png.empty()) {
+      const std::string note = viz::ensure_display();
+      if (!note.empty()) print_line(note);
+      train::write_scenes_png(png, scenes, args.view.camera, args.view.columns,
+                              scenes.size() > 1 ? args.checkpoint + ", coloured by " + args.color : "");
+      print_line("wrote " + png);
+    } else {
+      for (const auto& s : scenes)
+        viz::show_window(train::scene_clouds(s, args.view.camera), args.view.camera, "ewa show: " + s.path);
+    }
+  }
+  if (!errors.empty())
+    fail(std::to_string(errors.size()) + " of " + std::to_string(files_given) + " files could not be shown (errors above)");
+}
+
 }  // namespace
 
 void add_show_command(CLI::App& app) {
-  struct Args {
-    std::string checkpoint, config, png, color = "class";
-    std::vector<std::string> inputs, set;
-    bool upsample = false;
-    ViewArgs view;
-  };
-  auto args = std::make_shared<Args>();
+  auto args = std::make_shared<ShowArgs>();
   auto* cmd = app.add_subcommand("show", "Show point files coloured by what a model did with them: an Open3D window, or a PNG "
                                          "rendered off-screen (--png, or when there is no display)");
   cmd->add_option("checkpoint", args->checkpoint, "A classifier (as for predict) or a Point-MAE pretraining checkpoint")->required();
   cmd->add_option("inputs", args->inputs, "Point files and folders (searched recursively)")->required();
   cmd->add_option("--color", args->color,
                   "class (predicted), patches (FPS centres and their kNN groups), attention (class token, last block), "
-                  "experts (routed MoE), mae (pretraining: visible | masked | reconstruction), plain")
+                  "experts (routed MoE), mae (pretraining: visible | masked | reconstruction), parts (part segmentation, "
+                  "with a legend; the default for a point_seg checkpoint), plain")
       ->capture_default_str();
+  cmd->add_option("--category", args->category,
+                  "--color parts: the ShapeNetPart category of every file; default: from the labels a file carries");
   cmd->add_option("--png", args->png, "Render off-screen into this PNG (a grid when there are several files)");
   cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config (official checkpoints)");
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
@@ -65,6 +100,23 @@ void add_show_command(CLI::App& app) {
     parse_size(args->view);
     const auto weights = io::read_state_dict(args->checkpoint);
     Config cfg = config_for_weights(args->checkpoint, weights, args->config, args->set);
+    std::vector<train::Scene> scenes;
+    std::vector<std::string> errors;
+    int64_t files_given = 0;
+    if (cfg.model.name == "point_seg" || args->color == "parts") {
+      if (cfg.model.name != "point_seg") fail("--color parts: " + args->checkpoint + " is not a part-segmentation checkpoint");
+      if (args->color != "parts" && args->color != "class") fail("--color: a part-segmentation checkpoint is shown with --color parts");
+      auto seg = load_point_segmenter(args->checkpoint, weights, cfg);
+      const auto files = train::expand_point_inputs(args->inputs);
+      if (files.empty()) fail("show: no point files found in the given folders");
+      files_given = static_cast<int64_t>(files.size());
+      const auto segs = train::segment_point_files(*seg.model, seg.cfg, files, category_option(args->category), seg.naming, seg.device);
+      for (const auto& s : segs)
+        if (!s.error.empty()) errors.push_back(s.error);
+      scenes = train::segmentation_scenes(segs, seg.naming);
+      args->color = "parts";
+      return render_scenes(*args, scenes, errors, files_given);
+    }
     const bool mae = cfg.model.name == "point_mae";
     if (mae != (args->color == "mae"))
       fail(mae ? "--color: " + args->checkpoint + " is a Point-MAE pretraining checkpoint: use --color mae"
@@ -86,7 +138,7 @@ void add_show_command(CLI::App& app) {
 
     const auto files = train::expand_point_inputs(args->inputs);
     if (files.empty()) fail("show: no point files found in the given folders");
-    std::vector<train::Scene> scenes;
+    files_given = static_cast<int64_t>(files.size());
     const auto read = train::for_each_point_batch(
         files, cfg, args->upsample, 16, [&](const torch::Tensor& x, const std::vector<size_t>& idx) {
           std::vector<std::string> names;
@@ -95,36 +147,9 @@ void add_show_command(CLI::App& app) {
                        : train::classifier_scenes(*classifier.points, x, names, classifier.class_names, args->color, device);
           scenes.insert(scenes.end(), s.begin(), s.end());
         });
-    int64_t failed = 0;
     for (const auto& r : read)
-      if (!r.error.empty()) {
-        ++failed;
-        std::fprintf(stderr, "ewa: error: %s\n", r.error.c_str());
-      }
-    for (const auto& s : scenes) {
-      std::string line = s.path + ":";
-      for (size_t i = 1; i < s.caption.size(); ++i) line += (i > 1 ? "; " : " ") + s.caption[i];
-      print_line(line);
-    }
-    if (!scenes.empty()) {
-      const char* display = std::getenv("DISPLAY");
-      std::string png = args->png;
-      if (png.empty() && !(display && *display)) {
-        png = "ewa_show.png";
-        print_line("no display: rendering off-screen into " + png + " (choose the file with --png)");
-      }
-      if (!png.empty()) {
-        const std::string note = viz::ensure_display();
-        if (!note.empty()) print_line(note);
-        train::write_scenes_png(png, scenes, args->view.camera, args->view.columns,
-                                scenes.size() > 1 ? args->checkpoint + ", coloured by " + args->color : "");
-        print_line("wrote " + png);
-      } else {
-        for (const auto& s : scenes)
-          viz::show_window(train::scene_clouds(s, args->view.camera), args->view.camera, "ewa show: " + s.path);
-      }
-    }
-    if (failed > 0) fail(std::to_string(failed) + " of " + std::to_string(files.size()) + " files could not be shown (errors above)");
+      if (!r.error.empty()) errors.push_back(r.error);
+    render_scenes(*args, scenes, errors, files_given);
   });
 }
 
@@ -150,13 +175,21 @@ void add_gallery_command(CLI::App& app) {
   cmd->callback([args] {
     parse_size(args->view);
     const auto weights = io::read_state_dict(args->checkpoint);
-    auto c = load_point_classifier(args->checkpoint, weights, config_for_weights(args->checkpoint, weights, args->config, args->set),
-                                   "shows point-cloud models (point_transformer, point_mae)");
+    const Config config = config_for_weights(args->checkpoint, weights, args->config, args->set);
     const std::string out = args->out.empty()
                                 ? (std::filesystem::path(args->checkpoint).parent_path() / ("gallery_" + args->split + ".png")).string()
                                 : args->out;
     const std::string note = viz::ensure_display();
     if (!note.empty()) print_line(note);
+    if (config.model.name == "point_seg") {  // part segmentation: coloured by predicted part, shape mIoU under each
+      auto seg = load_point_segmenter(args->checkpoint, weights, config);
+      auto r = train::write_segmentation_gallery(*seg.model, seg.cfg, data::load_task, args->split, args->count,
+                                                 args->view.columns, args->view.camera, out, seg.device);
+      print_line("wrote " + out + ": " + std::to_string(r.shown) + " " + args->split + " shapes, " + std::to_string(r.wrong) +
+                 " below mIoU 0.7 (marked red)");
+      return;
+    }
+    auto c = load_point_classifier(args->checkpoint, weights, config, "shows point-cloud models (point_transformer, point_mae)");
     auto r = train::write_gallery(*c.points, c.cfg, data::load_task, args->split, args->count, args->view.columns, args->view.camera, out, c.device);
     print_line("wrote " + out + ": " + std::to_string(r.shown) + " " + args->split + " samples, " + std::to_string(r.wrong) +
                " wrong (marked red)");

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "infer/segment.h"
 #include "dist/dist.h"
 #include "io/checkpoint.h"
 #include "io/state_dict.h"
@@ -64,6 +65,19 @@ struct PointClassifier {
 // A model that is not a point_transformer stops with "<path>: <refusal>; this is a <name> model".
 PointClassifier load_point_classifier(const std::string& path, const io::StateDict& weights, const Config& config,
                                       const std::string& refusal);
+
+// A part segmenter (point_seg) from any weights file (ewa checkpoint, or Point-MAE's segmentation
+// .pth with its config), on cfg.train.device, with its part names (from the checkpoint).
+struct PointSegmenter {
+  Config cfg;
+  models::PointSeg model{nullptr};
+  train::PartNaming naming;
+  torch::Device device = torch::kCPU;
+};
+PointSegmenter load_point_segmenter(const std::string& path, const io::StateDict& weights, const Config& config);
+// The category index of --category (a ShapeNetPart category name, any case), -1 when empty;
+// a one-line error naming the choices otherwise.
+int64_t category_option(const std::string& name);
 
 // Multi-process flags of train, finetune and pretrain.
 struct DistArgs {

@@ -9,6 +9,8 @@
 #include <c10/util/Exception.h>
 
 #include "apps/commands.h"
+#include "config/datasets.h"
+#include "train/segmentation.h"
 #include "common/error.h"
 #include "common/runtime.h"
 #include "common/signals.h"
@@ -118,6 +120,31 @@ PointClassifier load_point_classifier(const std::string& path, const io::StateDi
   c.device = train::select_device(c.cfg.train.device);
   c.model->to(c.device);
   return c;
+}
+
+PointSegmenter load_point_segmenter(const std::string& path, const io::StateDict& weights, const Config& config) {
+  PointSegmenter s;
+  s.cfg = train::resolve_for_weights(config, weights);
+  if (s.cfg.model.name != "point_seg") fail(path + ": not a part-segmentation model (point_seg); this is a " + s.cfg.model.name);
+  if (s.cfg.model.in_chans == 0) s.cfg = s.cfg.with({{"model.in_chans", 3}});
+  s.model = train::load_segmenter(s.cfg, weights, path).first;
+  s.naming = train::shapenet_part_naming(weights.class_names);
+  s.device = train::select_device(s.cfg.train.device);
+  s.model->to(s.device);
+  return s;
+}
+
+int64_t category_option(const std::string& name) {
+  if (name.empty()) return -1;
+  std::string choices;
+  for (size_t i = 0; i < shapenet_part_categories().size(); ++i) {
+    const auto& c = shapenet_part_categories()[i].name;
+    if (c.size() == name.size() &&
+        std::equal(c.begin(), c.end(), name.begin(), [](char a, char b) { return std::tolower(a) == std::tolower(b); }))
+      return static_cast<int64_t>(i);
+    choices += (choices.empty() ? "" : ", ") + c;
+  }
+  fail("--category: '" + name + "' is not a ShapeNetPart category (one of " + choices + ")");
 }
 
 namespace {

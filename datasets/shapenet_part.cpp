@@ -15,39 +15,12 @@
 
 namespace ewa::data {
 namespace fs = std::filesystem;
-
-const std::vector<PartCategory>& shapenet_part_categories() {
-  // synsetoffset2category.txt of the release (alphabetical) and the part ranges of the official
-  // seg_classes table (PM:segmentation/dataset.py).
-  static const std::vector<PartCategory> table = {
-      {"Airplane", "02691156", 0, 4},   {"Bag", "02773838", 4, 2},        {"Cap", "02954340", 6, 2},
-      {"Car", "02958343", 8, 4},        {"Chair", "03001627", 12, 4},     {"Earphone", "03261776", 16, 3},
-      {"Guitar", "03467517", 19, 3},    {"Knife", "03624134", 22, 2},     {"Lamp", "03636649", 24, 4},
-      {"Laptop", "03642806", 28, 2},    {"Motorbike", "03790512", 30, 6}, {"Mug", "03797390", 36, 2},
-      {"Pistol", "03948459", 38, 3},    {"Rocket", "04099429", 41, 3},    {"Skateboard", "04225987", 44, 3},
-      {"Table", "04379243", 47, 3},
-  };
-  return table;
-}
-
-int64_t part_category_index(const std::string& name) {
-  const auto& t = shapenet_part_categories();
-  for (size_t i = 0; i < t.size(); ++i)
-    if (t[i].name == name) return static_cast<int64_t>(i);
-  return -1;
-}
+using ewa::shapenet_part_categories;
+using ewa::part_category_index;
 
 namespace {
 
 constexpr int64_t kNumParts = 50;
-
-std::vector<int64_t> part_to_category() {
-  std::vector<int64_t> out(kNumParts, -1);
-  const auto& t = shapenet_part_categories();
-  for (size_t c = 0; c < t.size(); ++c)
-    for (int64_t p = 0; p < t[c].num_parts; ++p) out[t[c].first_part + p] = static_cast<int64_t>(c);
-  return out;
-}
 
 // synsetoffset2category.txt: synset folder -> category index of the table.
 std::map<std::string, int64_t> read_categories(const std::string& root) {
@@ -266,7 +239,7 @@ TaskData load_part_task(const DataConfig& cfg, uint64_t seed, Use use) {
   t.description = cfg.dataset + " (" + cfg.root + ")";
   t.class_names = part_names(cfg.root);
   t.num_classes = static_cast<int64_t>(t.class_names.size());
-  t.part_category = part_to_category();
+  t.part_category = shapenet_part_to_category();
   for (const auto& c : shapenet_part_categories()) t.category_names.push_back(c.name);
   t.in_chans = splits.train.points.size(1);
   t.num_points = cfg.num_points;

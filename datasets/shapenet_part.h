@@ -22,19 +22,12 @@
 #include <torch/torch.h>
 
 #include "config/config.h"
+#include "config/datasets.h"
 #include "data/batch_source.h"
 
 namespace ewa::data {
 
-// One ShapeNetPart category: its name, synset folder and its contiguous range of global part ids.
-struct PartCategory {
-  std::string name, synset;
-  int64_t first_part, num_parts;
-};
-// The 16 categories in the released order; parts 0..49.
-const std::vector<PartCategory>& shapenet_part_categories();
-// Index of the category named `name` (as in synsetoffset2category.txt), or -1.
-int64_t part_category_index(const std::string& name);
+// The categories and their parts: config/datasets.h (shapenet_part_categories).
 // Part names "<Category> <k>" (k = 1..num_parts: the release does not name parts), or the lines of
 // <root>/part_names.txt when it exists (50 lines; the synthetic set writes one).
 std::vector<std::string> part_names(const std::string& root);
@@ -78,6 +71,7 @@ TaskData load_part_task(const DataConfig& cfg, uint64_t seed, Use use = Use::Tra
 // data): six ShapeNetPart categories (Airplane, Lamp, Laptop, Mug, Rocket, Table) built from
 // primitive parts with the official part ids, random proportions, pose about the up axis and
 // noise, 2048 to 2800 points each with the primitives' normals; part_names.txt names the parts.
+// Categories get 1.5, 1, 0.5, 0.75, 0.5 and 1.75 times the counts per category (in that order).
 struct SynthPartOptions {
   int64_t train_per_category = 40, val_per_category = 5, test_per_category = 12;
   double noise = 0.005;

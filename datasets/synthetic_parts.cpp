@@ -160,6 +160,7 @@ std::vector<Primitive> parts_of(const std::string& category, Draw& d) {
 }
 
 const std::vector<std::string> kSynthCategories = {"Airplane", "Lamp", "Laptop", "Mug", "Rocket", "Table"};
+const double kCategoryShare[] = {1.5, 1.0, 0.5, 0.75, 0.5, 1.75};
 const std::map<std::string, std::vector<std::string>> kSynthPartNames = {
     {"Airplane", {"body", "wing", "tail", "engine"}}, {"Lamp", {"base", "pole", "shade", "bulb"}},
     {"Laptop", {"keyboard", "screen"}},               {"Mug", {"body", "handle"}},
@@ -234,10 +235,13 @@ int64_t write_synthetic_parts(const std::string& root, const SynthPartOptions& o
       {"train", o.train_per_category}, {"val", o.val_per_category}, {"test", o.test_per_category}};
   for (const auto& [split, per_category] : splits) {
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& c : kSynthCategories) {
+    for (size_t ci = 0; ci < kSynthCategories.size(); ++ci) {
+      const std::string& c = kSynthCategories[ci];
+      // Categories of different sizes (as ShapeNetPart's), so instance and class mIoU differ.
+      const int64_t count = std::max<int64_t>(1, std::llround(double(per_category) * kCategoryShare[ci]));
       const std::string synset = shapenet_part_categories()[part_category_index(c)].synset;
       ensure_writable_dir((fs::path(root) / synset).string());
-      for (int64_t i = 0; i < per_category; ++i) {
+      for (int64_t i = 0; i < count; ++i) {
         char id[64];
         std::snprintf(id, sizeof id, "synth_%s_%04lld", split.c_str(), static_cast<long long>(i));
         auto [x, nx, labels] = synth_part_shape(c, o.noise, d);

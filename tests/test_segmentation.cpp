@@ -198,13 +198,14 @@ TEST(ShapeNetPart, SyntheticSetInTheReleasedLayoutReadsBack) {
   o.train_per_category = 2;
   o.val_per_category = 1;
   o.test_per_category = 1;
-  EXPECT_EQ(ewa::data::write_synthetic_parts(dir.path(), o), 6 * 4);
+  // Counts per category scaled by 1.5, 1, 0.5, 0.75, 0.5, 1.75 (rounded, at least 1): 13 + 8 + 8.
+  EXPECT_EQ(ewa::data::write_synthetic_parts(dir.path(), o), 29);
   for (const char* f : {"synsetoffset2category.txt", "train_test_split/shuffled_train_file_list.json",
                         "train_test_split/shuffled_val_file_list.json", "train_test_split/shuffled_test_file_list.json"})
     EXPECT_TRUE(fs::exists(dir / f)) << f;
   auto splits = ewa::data::load_part_splits(part_data("shapenetpart", dir.path()));
-  EXPECT_EQ(splits.train.size(), 6 * 3);  // train + val
-  EXPECT_EQ(splits.test.size(), 6);
+  EXPECT_EQ(splits.train.size(), 21);  // train + val
+  EXPECT_EQ(splits.test.size(), 8);
   // Normalised into the unit sphere, every label a part of its shape's category.
   for (int64_t i = 0; i < splits.train.size(); ++i) {
     const int64_t a = splits.train.offsets[i].item<int64_t>(), b = splits.train.offsets[i + 1].item<int64_t>();

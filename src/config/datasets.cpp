@@ -39,4 +39,32 @@ const DatasetInfo& dataset_info(const std::string& name) {
   fail("data.dataset: unknown dataset '" + name + "' (one of " + choices + ")");
 }
 
+const std::vector<PartCategory>& shapenet_part_categories() {
+  // synsetoffset2category.txt of the release and the part ranges of the official seg_classes
+  // table (PM:segmentation/dataset.py).
+  static const std::vector<PartCategory> table = {
+      {"Airplane", "02691156", 0, 4},   {"Bag", "02773838", 4, 2},        {"Cap", "02954340", 6, 2},
+      {"Car", "02958343", 8, 4},        {"Chair", "03001627", 12, 4},     {"Earphone", "03261776", 16, 3},
+      {"Guitar", "03467517", 19, 3},    {"Knife", "03624134", 22, 2},     {"Lamp", "03636649", 24, 4},
+      {"Laptop", "03642806", 28, 2},    {"Motorbike", "03790512", 30, 6}, {"Mug", "03797390", 36, 2},
+      {"Pistol", "03948459", 38, 3},    {"Rocket", "04099429", 41, 3},    {"Skateboard", "04225987", 44, 3},
+      {"Table", "04379243", 47, 3},
+  };
+  return table;
+}
+
+int64_t part_category_index(const std::string& name) {
+  const auto& t = shapenet_part_categories();
+  for (size_t i = 0; i < t.size(); ++i)
+    if (t[i].name == name) return static_cast<int64_t>(i);
+  return -1;
+}
+
+std::vector<int64_t> shapenet_part_to_category() {
+  std::vector<int64_t> out;
+  const auto& t = shapenet_part_categories();
+  for (size_t c = 0; c < t.size(); ++c) out.insert(out.end(), static_cast<size_t>(t[c].num_parts), static_cast<int64_t>(c));
+  return out;
+}
+
 }  // namespace ewa

@@ -24,6 +24,20 @@ struct DatasetInfo {
 };
 
 const std::vector<DatasetInfo>& dataset_table();
+
+// One ShapeNetPart category: its name, synset folder and its contiguous range of global part ids
+// (the official seg_classes table; parts 0..49).
+struct PartCategory {
+  std::string name, synset;
+  int64_t first_part, num_parts;
+};
+// The 16 categories in the released synsetoffset2category.txt order (alphabetical): what the
+// point_seg model's one-hot category input and 50 outputs mean.
+const std::vector<PartCategory>& shapenet_part_categories();
+// Index of the category named `name`, or -1.
+int64_t part_category_index(const std::string& name);
+// The category of every part id (50 entries).
+std::vector<int64_t> shapenet_part_to_category();
 std::vector<std::string> dataset_names();
 // The row of `name`; fails "data.dataset: unknown dataset ..." naming the choices.
 const DatasetInfo& dataset_info(const std::string& name);

@@ -30,7 +30,7 @@ std::string percent(double p) {
 }  // namespace
 
 const std::vector<std::string>& color_modes() {
-  static const std::vector<std::string> modes = {"class", "patches", "attention", "experts", "mae", "plain"};
+  static const std::vector<std::string> modes = {"class", "patches", "attention", "experts", "mae", "parts", "plain"};
   return modes;
 }
 
@@ -63,9 +63,11 @@ torch::Tensor patch_owner(const torch::Tensor& points, const torch::Tensor& cent
 std::vector<Scene> classifier_scenes(models::PointTransformerImpl& model, const torch::Tensor& clouds,
                                      const std::vector<std::string>& paths, const std::vector<std::string>& class_names,
                                      const std::string& color_by, torch::Device device) {
-  if (std::find(color_modes().begin(), color_modes().end(), color_by) == color_modes().end() || color_by == "mae")
+  if (std::find(color_modes().begin(), color_modes().end(), color_by) == color_modes().end() || color_by == "mae" ||
+      color_by == "parts")
     fail("--color: a classifier is coloured by class, patches, attention, experts or plain, got '" + color_by + "'" +
-         (color_by == "mae" ? " (mae needs a pretraining checkpoint)" : ""));
+         (color_by == "mae" ? " (mae needs a pretraining checkpoint)" : "") +
+         (color_by == "parts" ? " (parts needs a part-segmentation checkpoint)" : ""));
   torch::NoGradGuard guard;
   model.eval();
   auto ins = model.inspect(clouds.to(device));

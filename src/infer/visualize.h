@@ -15,7 +15,7 @@
 namespace ewa::train {
 
 // Colourings of `ewa show`.
-const std::vector<std::string>& color_modes();  // class, patches, attention, experts, mae, plain
+const std::vector<std::string>& color_modes();  // class, patches, attention, experts, mae, parts, plain
 
 // One file's scene and caption, or its error.
 struct Scene {

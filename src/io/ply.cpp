@@ -182,11 +182,17 @@ Mesh read_ply(const std::string& path) {
   if (!vertex) fail(path + ": PLY file has no vertex element");
   const std::array<int, 3> xyz = xyz_columns(path, *vertex);
   if (vertex->count == 0) fail(path + ": empty point cloud (no points)");
+  int label_column = -1;  // a per-point label (part segmentation): "label", "part" or "scalar_label"
+  for (size_t k = 0; k < vertex->props.size(); ++k) {
+    const auto& n = vertex->props[k].name;
+    if (!vertex->props[k].list && (n == "label" || n == "part" || n == "scalar_label")) label_column = static_cast<int>(k);
+  }
 
   Reader r(path, in, header.format);
   Mesh mesh;
   mesh.vertices = torch::empty({vertex->count, 3}, torch::kFloat);
   auto va = mesh.vertices.accessor<float, 2>();
+  if (label_column >= 0) mesh.labels = torch::empty({vertex->count}, torch::kLong);
   std::vector<int64_t> tris;
   for (const auto& e : header.elements) {
     const bool is_vertex = &e == vertex, is_face = e.name == "face";
@@ -196,9 +202,15 @@ Mesh read_ply(const std::string& path) {
         const auto what = [&] { return e.name + " " + std::to_string(i) + " of " + std::to_string(e.count) + " (" + p.name + ")"; };
         if (!p.list) {
           const double v = r.value(p.type, p.kind, what);
-          if (is_vertex)
+          if (is_vertex) {
             for (int c = 0; c < 3; ++c)
               if (xyz[c] == static_cast<int>(k)) va[i][c] = static_cast<float>(v);
+            if (label_column == static_cast<int>(k)) {
+              if (!(v >= 0) || v != std::floor(v) || v > 1e9)
+                fail(path + ": " + what() + ": a label must be a whole number >= 0, got " + std::to_string(v));
+              mesh.labels[i] = static_cast<int64_t>(v);
+            }
+          }
           continue;
         }
         const double count = r.value(p.count_bytes, p.count_kind, what);
@@ -222,7 +234,8 @@ Mesh read_ply(const std::string& path) {
   return mesh;
 }
 
-void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors) {
+void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors,
+                      const torch::Tensor& labels) {
   auto p = points.to(torch::kFloat).contiguous();
   if (p.dim() != 2 || p.size(1) != 3) fail(path + ": write_ply_points needs points [P, 3]");
   const bool with_color = colors.defined();
@@ -230,6 +243,9 @@ void write_ply_points(const std::string& path, const torch::Tensor& points, cons
   std::ostringstream os;
   os << "ply\nformat ascii 1.0\nelement vertex " << p.size(0) << "\nproperty float x\nproperty float y\nproperty float z\n";
   if (with_color) os << "property uchar red\nproperty uchar green\nproperty uchar blue\n";
+  const bool with_labels = labels.defined();
+  auto l = with_labels ? labels.to(torch::kLong).contiguous() : labels;
+  if (with_labels) os << "property int label\n";
   os << "end_header\n";
   const float* d = p.data_ptr<float>();
   for (int64_t i = 0; i < p.size(0); ++i) {
@@ -238,6 +254,7 @@ void write_ply_points(const std::string& path, const torch::Tensor& points, cons
       const uint8_t* cc = c.data_ptr<uint8_t>() + 3 * i;
       os << ' ' << int(cc[0]) << ' ' << int(cc[1]) << ' ' << int(cc[2]);
     }
+    if (with_labels) os << ' ' << l.data_ptr<int64_t>()[i];
     os << '\n';
   }
   write_text_atomically(path, os.str());

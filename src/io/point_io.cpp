@@ -328,4 +328,17 @@ torch::Tensor read_point_file(const std::string& path, int64_t mesh_points, uint
   fail(path + ": unsupported point file extension '" + ext + "' (expected .txt, .xyz, .pts, .csv, .npy, .off, .obj, .pcd or .ply)");
 }
 
+torch::Tensor read_point_labels(const std::string& path) {
+  const std::string ext = lower_extension(path);
+  if (ext == ".ply") return read_ply(path).labels;
+  if (ext != ".txt" && ext != ".xyz" && ext != ".pts" && ext != ".csv") return {};
+  auto table = read_text_points(path);
+  if (table.size(1) != 4 && table.size(1) != 7) return {};
+  auto last = table.select(1, table.size(1) - 1);
+  if (!torch::equal(last, last.round()) || last.min().item<double>() < 0)
+    fail(path + ": the last column (the per-point label of a " + std::to_string(table.size(1)) +
+         "-column file) must hold whole numbers >= 0");
+  return last.to(torch::kLong);
+}
+
 }  // namespace ewa::io

@@ -23,6 +23,7 @@ torch::Tensor read_text_table(const std::string& path, int64_t min_columns);
 struct Mesh {
   torch::Tensor vertices;  // float [V, 3]
   torch::Tensor faces;     // int64 [F, 3] (polygons fan-triangulated)
+  torch::Tensor labels;    // int64 [V]: a PLY vertex property label / part / scalar_label; undefined when none
 };
 
 // PLY (ascii or binary, any numeric vertex type): the vertex element's x, y, z and, when there is
@@ -48,9 +49,16 @@ torch::Tensor read_npy(const std::string& path);
 // Writes a float32 array in .npy format 1.0 (C order), atomically.
 void write_npy(const std::string& path, const torch::Tensor& array);
 
-// Writes points [P, 3] (and optional uint8 colours [P, 3]) as an ASCII PLY file, atomically:
-// readable by Open3D, PCL, MeshLab and read_point_file.
-void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors = {});
+// Writes points [P, 3] (and optional uint8 colours [P, 3] and integer labels [P], the vertex
+// property "int label") as an ASCII PLY file, atomically: readable by Open3D, PCL, MeshLab and
+// read_point_file.
+void write_ply_points(const std::string& path, const torch::Tensor& points, const torch::Tensor& colors = {},
+                      const torch::Tensor& labels = {});
+
+// The per-point labels a point file carries (part segmentation), or undefined when it has none:
+// a .ply vertex property label / part / scalar_label; the last column of a text file of 4
+// (x y z label) or 7 (x y z nx ny nz label, ShapeNetPart's) columns. Labels must be whole numbers >= 0.
+torch::Tensor read_point_labels(const std::string& path);
 
 // A triangle mesh: .obj through PCL (polygons fan-triangulated), .ply through read_ply, other
 // mesh formats through Open3D.

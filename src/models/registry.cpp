@@ -27,7 +27,8 @@ std::shared_ptr<nn::FeedForwardImpl> make_feed_forward(const Config& cfg, int64_
 
 torch::Tensor random_input(const Config& cfg, int64_t batch) {
   const auto& m = cfg.model;
-  return m.name == "point_transformer" ? torch::randn({batch, cfg.data.num_points, m.in_chans})
+  const bool points = m.name == "point_transformer" || m.name == "point_seg";
+  return points ? torch::randn({batch, cfg.data.num_points, m.in_chans})
                                        : torch::randn({batch, m.in_chans, m.img_size, m.img_size});
 }
 

@@ -166,8 +166,10 @@ class SegmentationTask : public Task {
   }
   StepOutput training_step(const torch::Tensor& x, const torch::Tensor& y) override {
     auto logits = model_->forward(x, shape_categories(y, part_category_));
-    // log_softmax + nll_loss over every point, as upstream.
-    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(2)}), y.reshape(-1));
+    // log_softmax + nll_loss over every point, as upstream (optim.label_smoothing: 0 in the seg configs).
+    auto loss = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(2)}), y.reshape(-1),
+        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg_.optim.label_smoothing));
     return {loss, {}, y.size(0)};
   }
   EvalResult evaluate(data::BatchSource& source) override {
@@ -202,6 +204,14 @@ io::LoadReport init_segmentation(models::PointSegImpl& model, const Config& cfg)
   options.allow_missing = cfg.finetune.allow_missing;
   options.may_be_fresh = [](const std::string& n) { return !is_backbone(n); };
   return io::load_pretrained(model, sd, options, cfg.finetune.init);
+}
+
+std::pair<models::PointSeg, io::LoadReport> load_segmenter(const Config& cfg, const io::StateDict& weights,
+                                                           const std::string& path) {
+  models::PointSeg model(cfg);
+  auto report = io::load_pretrained(*model, weights, io::LoadOptions{}, path);
+  model->eval();
+  return {model, report};
 }
 
 SegResult train_segmentation(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,

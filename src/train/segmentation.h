@@ -72,6 +72,11 @@ SegResult train_segmentation(Config cfg, const data::TaskLoader& load_data, cons
 PartMetrics evaluate_segmentation(models::PointSegImpl& model, data::BatchSource& source,
                                   const data::TaskData& task, torch::Device device, double* loss = nullptr);
 
+// Builds cfg's point_seg (sizes left at 0 filled from the weights, train::resolve_for_weights) and
+// loads `weights` into it strictly; eval mode.
+std::pair<models::PointSeg, io::LoadReport> load_segmenter(const Config& cfg, const io::StateDict& weights,
+                                                           const std::string& path);
+
 // The label every segmentation report carries.
 std::string segmentation_protocol_label(const Config& cfg);
 

@@ -146,9 +146,13 @@ class ClassificationTask : public Task {
 
 Config resolve_for_weights(Config cfg, const io::StateDict& weights) {
   const auto sd = io::normalize_keys(weights.tensors);
-  const bool vit = cfg.model.name == "vit";
+  const bool vit = cfg.model.name == "vit", seg = cfg.model.name == "point_seg";
   std::map<std::string, nlohmann::json> found;
-  if (cfg.model.num_classes == 0) {
+  if (seg) {  // parts from the last head layer, categories from the label embedding
+    if (const auto* t = sd.find("convs3.weight"); t && cfg.model.num_classes == 0) found["model.num_classes"] = t->size(0);
+    if (const auto* t = sd.find("label_conv.0.weight"); t && t->dim() >= 2 && cfg.model.num_categories == 0)
+      found["model.num_categories"] = t->size(1);
+  } else if (cfg.model.num_classes == 0) {
     const std::string prefix = vit ? "head." : "cls_head_finetune.";
     for (const auto& item : sd)
       if (item.key().rfind(prefix, 0) == 0 && item.value().dim() == 2) found["model.num_classes"] = item.value().size(0);

@@ -528,7 +528,8 @@ std::vector<std::string> plot_run(const std::string& run_dir) {
   Series epoch_train = named("train (epoch mean)", true), test_loss = named("test loss (epoch end)", true),
          val_loss = named("val loss (epoch end)", true);
   Series train_acc = named("train", true), test_acc = named("test", true), val_acc = named("val", true);
-  bool has_acc = false;
+  Series test_ins = named("test instance mIoU", true), test_cls = named("test class mIoU", true);
+  bool has_acc = false, has_miou = false;
   for (const auto& [s, r] : records.epochs) {
     const double x = double(s);
     epoch_train.x.push_back(x), epoch_train.y.push_back(number_of(r, "train_loss"));
@@ -541,6 +542,9 @@ std::vector<std::string> plot_run(const std::string& run_dir) {
     test_acc.x.push_back(x), test_acc.y.push_back(100 * field(r, "test", "oa"));
     val_acc.x.push_back(x), val_acc.y.push_back(100 * field(r, "val", "oa"));
     has_acc = has_acc || std::isfinite(test_acc.y.back());
+    test_ins.x.push_back(x), test_ins.y.push_back(100 * field(r, "test", "instance_miou"));
+    test_cls.x.push_back(x), test_cls.y.push_back(100 * field(r, "test", "class_miou"));
+    has_miou = has_miou || std::isfinite(test_ins.y.back());
   }
   const std::string name = fs::path(run_dir).filename().string().empty() ? fs::path(run_dir).parent_path().filename().string()
                                                                           : fs::path(run_dir).filename().string();
@@ -554,6 +558,11 @@ std::vector<std::string> plot_run(const std::string& run_dir) {
     write_charts_png(dir + "/accuracy.png", {Chart{name + ": overall accuracy per epoch", "step", "accuracy (%)",
                                                    with_data({train_acc, val_acc, test_acc}), false, false}});
     written.push_back(dir + "/accuracy.png");
+  }
+  if (has_miou) {  // part segmentation
+    write_charts_png(dir + "/miou.png", {Chart{name + ": part segmentation mIoU per epoch", "step", "mIoU (%)",
+                                               with_data({test_ins, test_cls}), false, false}});
+    written.push_back(dir + "/miou.png");
   }
   write_charts_png(dir + "/schedule.png",
                    {Chart{name + ": learning rate", "step", "learning rate", with_data({lr}), true, false},

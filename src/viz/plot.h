@@ -62,7 +62,8 @@ void write_png(const std::string& path, const Image& image);
 Image read_png(const std::string& path);
 
 // The plots of a run directory from its log.jsonl and metrics.json, written to <run_dir>/plots/:
-// loss.png (training loss over steps, test / val loss per epoch), accuracy.png (train / val / test
+// loss.png (training loss over steps, test / val loss per epoch), miou.png (part segmentation: test instance and class mIoU per epoch),
+// accuracy.png (train / val / test
 // accuracy per epoch; classification runs), schedule.png (learning rate and EWA share rate over
 // steps) and confusion.png (final test confusion matrix with class names; classification runs).
 // Returns the files written. A missing or malformed log is an error naming the file and line.
