@@ -134,6 +134,7 @@ fuzz: deps
 bench-reference: build
 	EWA=$(EWA) bash bench/vs_reference.sh 3
 	EWA=$(EWA) bash bench/vs_reference.sh --pretrain 3
+	EWA=$(EWA) bash bench/vs_reference.sh --seg 2
 
 bench-dist: build
 	$(MAKE) bench-dist-run

@@ -67,6 +67,7 @@ void add_train_step_bench(CLI::App* bench) {
     if (cfg.model.img_size == 0 && !info.point_cloud) sizes["model.img_size"] = info.img_size;
     if (cfg.model.in_chans == 0) sizes["model.in_chans"] = info.point_cloud ? (cfg.data.use_normals ? 6 : 3) : info.in_chans;
     if (cfg.model.num_classes == 0) sizes["model.num_classes"] = info.num_classes > 0 ? info.num_classes : cfg.data.way;
+    if (cfg.model.num_categories == 0 && info.segmentation) sizes["model.num_categories"] = info.num_categories;
     cfg = cfg.with(sizes);  // (a dense base config's MoE variants take moe.blocks as it stands, every other block by default)
     if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
     char head[512];

@@ -10,6 +10,7 @@
 
 #include "common/precision.h"
 #include "models/point_mae.h"
+#include "models/point_seg.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "train/fused_adamw.h"
@@ -41,9 +42,10 @@ void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
 std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOptions& o) {
   const torch::Device device = train::select_device(base.train.device);
   std::vector<Variant> variants;
-  const bool pretraining = base.model.name == "point_mae";
+  const bool pretraining = base.model.name == "point_mae", segmentation = base.model.name == "point_seg";
   std::vector<std::tuple<std::string, MlpKind, bool>> kinds = {{"dense", MlpKind::Dense, false}, {"rup+ewa", MlpKind::Rup, true}};
-  if (!pretraining) kinds.emplace_back("routed", MlpKind::Routed, false);  // pretraining has no routed encoder
+  // pretraining and segmentation have no routed encoder
+  if (!pretraining && !segmentation) kinds.emplace_back("routed", MlpKind::Routed, false);
   if (!o.variants.empty()) {
     std::vector<std::tuple<std::string, MlpKind, bool>> chosen;
     for (const auto& k : kinds)
@@ -55,7 +57,16 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
     v.name = name;
     v.cfg = base.with({{"moe.kind", mlp_kind_name(kind)}, {"ewa.enabled", ewa_on}});
     torch::manual_seed(0);
-    if (pretraining) {
+    if (segmentation) {  // the training loss of train/segmentation.cpp: every point's part, random categories
+      auto seg = std::make_shared<models::PointSegImpl>(v.cfg);
+      const int64_t categories = v.cfg.model.num_categories;
+      v.loss = [seg, categories](const torch::Tensor& x, const torch::Tensor& y) {
+        auto category = y.select(1, 0) % categories;
+        auto logits = seg->forward(x, category);
+        return F::cross_entropy(logits.reshape({-1, logits.size(2)}), y.reshape(-1));
+      };
+      v.model = seg;
+    } else if (pretraining) {
       auto mae = std::make_shared<models::PointMaeImpl>(v.cfg);
       v.loss = [mae](const torch::Tensor& x, const torch::Tensor&) { return mae->forward(x).loss; };
       v.model = mae;
@@ -77,7 +88,8 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
   }
   const auto& m = base.model;
   auto x = pretraining ? torch::randn({o.batch_size, base.data.num_points, 3}) : models::random_input(base, o.batch_size);
-  auto y = torch::randint(0, m.num_classes, {o.batch_size}, torch::kLong);
+  auto y = segmentation ? torch::randint(0, m.num_classes, {o.batch_size, base.data.num_points}, torch::kLong)
+                       : torch::randint(0, m.num_classes, {o.batch_size}, torch::kLong);
   x = x.to(device);
   y = y.to(device);
   for (auto& v : variants)

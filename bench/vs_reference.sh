@@ -8,13 +8,18 @@
 #        bash bench/vs_reference.sh --pretrain [ROUNDS]: the Point-MAE pretraining step (dense,
 #        configs/shapenet55_pointmae_pretrain.json) against bench/ref_pointmae_pretrain.py, which
 #        builds the masked autoencoder from the reference's modules (about 5 minutes).
+#        bash bench/vs_reference.sh --seg [ROUNDS]: the part-segmentation step at batch 16, 2048 points
+#        (configs/finetune_shapenetpart_pointmae_ewa.json, dense and RupMoE + EWA) against
+#        bench/ref_pointmae_seg.py (about 10 minutes per round on 2 cores; DEVICE=cuda works here).
 # Env: DEVICE=cuda times both sides of the fine-tuning step on the GPU (REF_DEVICE=cuda for the
 #      reference, train.device=cuda for ewa; not with --pretrain; scripts/gpu-check.sh runs the GPU comparison with bf16 and larger batches too),
 #      STEPS (timed steps per side and round, default 5), WARMUP (default 2), THREADS (2), EWA
 #      (build/ewa), REF (the reference), PY (its Python; default $EWA_VENV's).
 set -euo pipefail
 PRETRAIN=0
+SEG=0
 if [ "${1:-}" = "--pretrain" ]; then PRETRAIN=1; shift; fi
+if [ "${1:-}" = "--seg" ]; then SEG=1; shift; fi
 ROUNDS=${1:-3}
 EWA=${EWA:-build/ewa}
 PY=${PY:-${EWA_VENV:-/opt/ewa-venv}/bin/python}
@@ -31,8 +36,10 @@ if [ "$PRETRAIN" = 1 ] && [ "$DEVICE" != cpu ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+BATCH=32
+[ "$SEG" = 1 ] && BATCH=16
 ours() {  # config variant -> median ms/step
-  "$EWA" --threads "$THREADS" bench train-step --config "$1" --batch-size 32 --warmup "$WARMUP" --steps "$STEPS" --rounds 1 \
+  "$EWA" --threads "$THREADS" bench train-step --config "$1" --batch-size "$BATCH" --warmup "$WARMUP" --steps "$STEPS" --rounds 1 \
     --set train.device="$DEVICE" --variants "$2" | awk -F'|' -v v=" $2 " 'index($2, v) == 1 {gsub(/ /, "", $4); print $4}'
 }
 ms() {  # the last JSON line of a reference run on stdin -> its median ms/step
@@ -46,8 +53,15 @@ ref_pretrain() {  # -> median ms/step
   REF="$REF" "$PY" "$(dirname "$0")/ref_pointmae_pretrain.py" --batch 32 --threads "$THREADS" --warmup "$WARMUP" --iters "$STEPS" \
     2>/dev/null | ms
 }
+ref_seg() {  # none|rup -> median ms/step
+  REF="$REF" "$PY" "$(dirname "$0")/ref_pointmae_seg.py" --batch 16 --threads "$THREADS" --warmup "$WARMUP" --iters "$STEPS" \
+    --moe "$1" 2>/dev/null | ms
+}
 finetune=configs/finetune_modelnet40_pointmae_ewa.json
-if [ "$PRETRAIN" = 1 ]; then
+[ "$SEG" = 1 ] && finetune=configs/finetune_shapenetpart_pointmae_ewa.json
+if [ "$SEG" = 1 ]; then
+  rows=("segmentation dense:ours_dense:ref_dense" "segmentation RupMoE + EWA:ours_rup:ref_rup")
+elif [ "$PRETRAIN" = 1 ]; then
   rows=("Point-MAE pretraining step, dense:pre_ours:pre_ref")
 else
   rows=("dense:ours_dense:ref_dense" "RupMoE + EWA:ours_rup:ref_rup")
@@ -56,6 +70,11 @@ for r in $(seq "$ROUNDS"); do
   if [ "$PRETRAIN" = 1 ]; then
     ours configs/shapenet55_pointmae_pretrain.json dense >> "$tmp/pre_ours"
     ref_pretrain >> "$tmp/pre_ref"
+  elif [ "$SEG" = 1 ]; then
+    ours "$finetune" dense >> "$tmp/ours_dense"
+    ref_seg none >> "$tmp/ref_dense"
+    ours "$finetune" rup+ewa >> "$tmp/ours_rup"
+    ref_seg rup >> "$tmp/ref_rup"
   else
     ours "$finetune" dense >> "$tmp/ours_dense"
     ref none >> "$tmp/ref_dense"

@@ -38,5 +38,23 @@ TEST(TrainStepBench, MeasuresTheThreeVariantsOfOneModel) {
   EXPECT_DOUBLE_EQ(rows[0].ratio_to_dense, 1.0);
   EXPECT_NE(ewa::bench::train_step_markdown(rows).find("| rup+ewa |"), std::string::npos);
 }
+
+TEST(TrainStepBench, MeasuresThePartSegmentationStepDenseAndEwa) {
+  json j = {{"model", {{"name", "point_seg"}, {"embed_dim", 24}, {"depth", 3}, {"num_heads", 2}, {"num_groups", 8},
+                       {"group_size", 4}, {"in_chans", 3}, {"num_classes", 50}, {"num_categories", 16},
+                       {"seg_fp_hidden", 16}, {"seg_fp_dim", 16}, {"seg_head_hidden", 16}}},
+            {"moe", {{"kind", "rup"}, {"num_experts", 3}}},
+            {"data", {{"dataset", "shapenetpart"}, {"root", "unused"}, {"num_points", 64}}}};
+  auto cfg = ewa::parse_config(ewa::resolve_config(j, "test"), "test");
+  ewa::bench::TrainStepOptions o;
+  o.warmup = 1;
+  o.steps = 1;
+  o.rounds = 1;
+  o.batch_size = 2;
+  auto rows = ewa::bench::bench_train_step(cfg, o);
+  ASSERT_EQ(rows.size(), 2u);  // no routed variant for segmentation
+  EXPECT_EQ(rows[1].variant, "rup+ewa");
+  EXPECT_EQ(rows[1].params - rows[0].params, (3 - 1) * (2 * 24 * 96 + 96 + 24));  // MoE in block 1, N = 3
+}
 }  // namespace
 
