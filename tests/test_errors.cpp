@@ -359,7 +359,7 @@ std::vector<Case> cases() {
                "key 'base' names"});
   c.push_back({"C23", "config", "a config that is its own base", config_case(R"({"base": "c.json"})"), "(a cycle)"});
   c.push_back({"C24", "config", "data.use_normals on a dataset without normals", set_case("--set data.use_normals=true"),
-               "'data.use_normals': only modelnet40_resampled and modelnet_fewshot files carry normals, dataset is "});
+               "'data.use_normals': only modelnet40_resampled, modelnet_fewshot and shapenetpart files carry normals, dataset is "});
   // ---- flags and environment ----
   auto flag_case = [](const std::string& args) {
     return [args](const Fixture&, const std::string&) { return kEwa + (args.empty() ? "" : " " + args); };
@@ -378,6 +378,39 @@ std::vector<Case> cases() {
                }, "environment variable EWA_SIMD='sse9': expected baseline, avx2 or avx512"});
   c.push_back({"F09", "flags", "bench ops with a size under 64 points", flag_case("bench ops --sizes 8"),
                "--sizes: every size must be at least 64 points, got 8"});
+  // ---- part segmentation (ShapeNetPart's released layout) ----
+  auto part_root = [](const std::string& d, const std::string& shape, const std::string& list) {
+    fs::create_directories(d + "/sp/train_test_split");
+    fs::create_directories(d + "/sp/03797390");
+    write_file(d + "/sp/synsetoffset2category.txt", "Mug\t03797390\n");
+    write_file(d + "/sp/train_test_split/shuffled_train_file_list.json", list);
+    write_file(d + "/sp/train_test_split/shuffled_val_file_list.json", "[]");
+    write_file(d + "/sp/train_test_split/shuffled_test_file_list.json", list);
+    write_file(d + "/sp/03797390/a.txt", shape);
+    return kEwa + " train -c " + std::string(EWA_SOURCE_DIR) + "/configs/synth_parts_dense.json --set data.root=" + d +
+           "/sp --set train.runs_dir=" + d + "/runs";
+  };
+  const std::string mug_list = "[\"shape_data/03797390/a\"]";
+  c.push_back({"S01", "part data", "a part label outside the shape's category", [=](const Fixture&, const std::string& d) {
+                 return part_root(d, "0 0 0 0 0 1 36\n1 0 0 0 0 1 12\n", mug_list);
+               }, "a.txt: part label 12 is outside the parts of Mug (36..37)"});
+  c.push_back({"S02", "part data", "a shape file whose rows differ in length", [=](const Fixture&, const std::string& d) {
+                 return part_root(d, "0 0 0 0 0 1 36\n1 0 0 0 0 1\n", mug_list);
+               }, "a.txt:2: expected 7 values like line 1, got 6"});
+  c.push_back({"S03", "part data", "a split list naming a missing file", [=](const Fixture&, const std::string& d) {
+                 return part_root(d, "0 0 0 0 0 1 36\n", "[\"shape_data/03797390/a\", \"shape_data/03797390/gone\"]");
+               }, "03797390/gone.txt: named by the split list but missing"});
+  c.push_back({"S04", "part data", "a shape file without the part column", [=](const Fixture&, const std::string& d) {
+                 return part_root(d, "0 0 0 0 0 1\n1 0 0 0 0 1\n", mug_list);
+               }, "a.txt: expected 7 columns (x y z nx ny nz part), got 6"});
+  c.push_back({"S05", "part data", "a category that ShapeNetPart does not have", [=](const Fixture&, const std::string& d) {
+                 auto cmd = part_root(d, "0 0 0 0 0 1 36\n", mug_list);
+                 write_file(d + "/sp/synsetoffset2category.txt", "Sofa\t04256520\n");
+                 return cmd;
+               }, "synsetoffset2category.txt:1: 'Sofa' is not one of the 16 ShapeNetPart categories"});
+  c.push_back({"S06", "part data", "point_seg on a classification dataset", [](const Fixture& f, const std::string& d) {
+                 return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --set model.name=point_seg";
+               }, "point_seg segments parts: dataset"});
   // ---- protocols: votes, few-shot folds, the official pipeline ----
   auto fewshot_root = [](const std::string& d, const std::string& fold_bytes) {
     fs::create_directories(d + "/fs/5way_10shot");

@@ -302,9 +302,12 @@ void parse_data(const json& j, Config& c, const KeyError& bad) {
     bad("data.variant", "required for " + d.dataset + ": one of " + choices);
   }
   if (d.use_normals && !info.normals) {
-    std::string with;
+    std::vector<std::string> names;
     for (const auto& row : dataset_table())
-      if (row.normals) with += std::string(with.empty() ? "" : " and ") + row.name;
+      if (row.normals) names.push_back(row.name);
+    std::string with;
+    for (size_t i = 0; i < names.size(); ++i)
+      with += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
     bad("data.use_normals", "only " + with + " files carry normals, dataset is " + d.dataset);
   }
   const bool points_model =
