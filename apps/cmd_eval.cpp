@@ -4,17 +4,49 @@
 #include "common/error.h"
 #include "common/precision.h"
 #include "train/evaluation.h"
+#include "train/segmentation.h"
 #include "train/trainer.h"
 #include "datasets/registry.h"
 
 namespace ewa::app {
 
+namespace {
+
+struct Args {
+  std::string checkpoint, config, split = "test";
+  std::vector<std::string> set;
+  ProtocolArgs protocol;
+};
+
+// A part-segmentation checkpoint: instance and class mIoU, accuracy and the per-category table,
+// evaluated as the training epochs do (docs/protocols.md, section 6).
+void eval_parts(const Args& a, const io::StateDict& weights, Config cfg) {
+  if (a.protocol.protocol != "" || a.protocol.votes > 0 || a.protocol.views > 0 || a.protocol.repeats > 0)
+    fail("--protocol/--votes/--views/--repeats: " + a.checkpoint + " is a part-segmentation model, evaluated in a single "
+         "pass with the prediction restricted to the shape's category");
+  auto task = data::load_task(cfg, data::use_for_split(a.split));
+  cfg = train::resolve_for_dataset(cfg, task);
+  auto seg = load_point_segmenter(a.checkpoint, weights, cfg);
+  data::BatchSource& source = data::split_source(task, a.split);
+  source.place(seg.device);
+  double loss = 0;
+  const auto m = train::evaluate_segmentation(*seg.model, source, task, seg.device, &loss);
+  const auto per_category = m.per_category();
+  for (const auto& item : per_category.items()) {
+    char row[160];
+    std::snprintf(row, sizeof row, "  %-12s mIoU %.4f (%lld shapes)", item.key().c_str(), item.value()["miou"].get<double>(),
+                  static_cast<long long>(item.value()["shapes"].get<int64_t>()));
+    print_line(row);
+  }
+  char rest[512];
+  std::snprintf(rest, sizeof rest, " loss %.4f (%lld shapes, %s model, %s)", loss, static_cast<long long>(m.shapes()),
+                mlp_kind_name(cfg.moe.kind), train::segmentation_protocol_label(cfg).c_str());
+  print_line(a.checkpoint + " " + a.split + ": " + m.text() + rest);
+}
+
+}  // namespace
+
 void add_eval_command(CLI::App& app) {
-  struct Args {
-    std::string checkpoint, config, split = "test";
-    std::vector<std::string> set;
-    ProtocolArgs protocol;
-  };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint: overall and mean per-class accuracy");
   cmd->add_option("checkpoint", args->checkpoint,
@@ -28,6 +60,7 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([args] {
     const auto weights = io::read_state_dict(args->checkpoint);
     Config cfg = config_for_weights(args->checkpoint, weights, args->config, args->set);
+    if (cfg.model.name == "point_seg") return eval_parts(*args, weights, cfg);
     const auto protocol = protocol_from(args->protocol, cfg);
     auto task = data::load_task(cfg, data::use_for_split(args->split));
     cfg = train::resolve_for_dataset(cfg, task);

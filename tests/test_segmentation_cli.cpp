@@ -63,6 +63,13 @@ TEST(SegmentationCli, TrainConvertPredictShowGallery) {
   r = run_command(kEwa + " convert " + (dir / "runs/seg/last.pt") + " -o " + (dir / "dense.pt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("converted 1 MoE layers"), std::string::npos) << r.output;
+  // The dense model evaluates as the run's final epoch did (same test points, same figures).
+  r = run_command(kEwa + " eval " + (dir / "dense.pt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  char expected[64];
+  std::snprintf(expected, sizeof expected, "ins. mIoU %.4f cls. mIoU %.4f", ins, cls);
+  EXPECT_NE(r.output.find(expected), std::string::npos) << expected << "\n" << r.output;
+  EXPECT_NE(r.output.find("dense model"), std::string::npos) << r.output;
 
   // A labelled test shape (7 columns: its labels give the category and the mIoU) and the same
   // points without labels (.xyz), which need --category.
