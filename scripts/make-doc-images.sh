@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The images of docs/guide.md, "Predict and visualize", made by the commands shown there.
-# Needs the demo model (make demo: runs/demo/synth_points_ewa) and the synthetic shapes; trains a
+# Needs the demo model (make demo: runs/demo/synth_points_ewa) and the synthetic shapes (and, for
+# show_parts.png, the synthetic-parts runs of docs/results.md); trains a
 # short Point-MAE pretraining (about 3 minutes on 2 cores) for the Point-MAE view.
 set -euo pipefail
 EWA=${EWA:-build/ewa}
@@ -23,4 +24,13 @@ fi
   --size 720x260 --zoom 0.35
 "$EWA" gallery "$RUN/last.pt" --split test -n 16 --size 160x160 -o "$OUT/gallery_test.png"
 cp "$RUN"/plots/{loss,accuracy,schedule,confusion}.png "$OUT/"
+# Part segmentation (README): the converted EWA model of docs/results.md, seed 0, on one test shape
+# of each synthetic category.
+SEG=runs/synth_parts_ewa_s0
+if [ -f "$SEG/last.pt" ]; then
+  [ -f "$SEG/dense.pt" ] || "$EWA" convert "$SEG/last.pt" -o "$SEG/dense.pt"
+  "$EWA" show "$SEG/dense.pt" data/synthetic_parts/*/synth_test_0000.txt --png "$OUT/show_parts.png" --columns 3
+else
+  echo "make-doc-images: $SEG/last.pt missing (docs/results.md, synthetic parts): show_parts.png not redrawn" >&2
+fi
 ls -l "$OUT"
