@@ -16,9 +16,11 @@
 #include "io/point_io.h"
 #include "io/pretrained.h"
 #include "io/state_dict.h"
+#include "models/point_mae.h"
 #include "models/point_seg.h"
 #include "moe/ewa.h"
 #include "test_util.h"
+#include "train/checkpoint.h"
 #include "train/segmentation.h"
 
 namespace {
@@ -125,6 +127,35 @@ TEST_F(OfficialSegmentation, PretrainingCheckpointInitialisesTheBackboneExactlyW
   EXPECT_LT((model->backbone(points).first - dense->backbone(points).first).abs().max().item<double>(), 1e-5);
   // Head tensors are not the file's.
   EXPECT_FALSE(torch::allclose(model->convs3->weight, file_sd.find("convs3.weight")->squeeze(-1)));
+}
+
+// Our own `ewa pretrain` checkpoint (a point_mae model, ewa-checkpoint-2) gives point_seg its
+// backbone tensor for tensor; the decoder and mask token are not used, the head starts fresh.
+TEST(Segmentation, OurPointMaePretrainingCheckpointInitialisesTheBackbone) {
+  json mae = {{"model", {{"name", "point_mae"}, {"embed_dim", 48}, {"depth", 3}, {"num_heads", 3}, {"num_groups", 16},
+                         {"group_size", 8}, {"qkv_bias", false}}},
+              {"moe", {{"kind", "dense"}}},
+              {"pretrain", {{"decoder_depth", 1}, {"decoder_num_heads", 3}}},
+              {"data", {{"dataset", "shapenet55"}, {"root", "unused"}, {"num_points", 256}}}};
+  const auto mae_cfg = ewa::parse_config(ewa::resolve_config(mae, "test"), "test");
+  torch::manual_seed(3);
+  ewa::models::PointMae pretrained(mae_cfg);
+  TempDir tmp;
+  ewa::train::save_checkpoint(tmp / "last.pt", ewa::train::make_checkpoint(*pretrained, nullptr, mae_cfg.json, 10, 1));
+  auto cfg = seg_config({{"finetune", {{"init", tmp / "last.pt"}}}});
+  ewa::models::PointSeg model(cfg);
+  const auto report = ewa::train::init_segmentation(*model, cfg);
+  EXPECT_TRUE(report.missing.empty()) << report.table();
+  EXPECT_FALSE(report.unexpected.empty());  // the decoder, mask token, increase_dim
+  const auto theirs = pretrained->MAE_encoder->named_parameters();
+  int64_t compared = 0;
+  for (const auto& p : model->named_parameters()) {
+    const auto* t = theirs.find(p.key());
+    if (!t) continue;  // label_conv, propagation, head
+    EXPECT_TRUE(torch::equal(p.value(), *t)) << p.key();
+    ++compared;
+  }
+  EXPECT_GT(compared, 3 * 12);  // encoder, pos_embed, 3 blocks, norm
 }
 
 TEST(FeaturePropagation, InterpolationWeightsByHand) {
