@@ -3,6 +3,8 @@
 // pickles numpy wrote in the released layout, the cache and drop_last.
 #include <gtest/gtest.h>
 
+#include "config/datasets.h"
+
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -846,6 +848,16 @@ TEST(Configs, EveryShippedConfigParsesAndTheOfficialOnesNameTheirUpstreamFile) {
     const bool pointmae_or_bert_recipe = stem.rfind("finetune_", 0) == 0 || stem.rfind("fewshot_", 0) == 0;
     if (!pointmae_or_bert_recipe) continue;
     ++official;
+    if (ewa::dataset_info(cfg.data.dataset).segmentation) {
+      // Point-MAE's part segmentation (PM:segmentation/main.py): its own sampling (2048 points
+      // drawn with replacement), timm's cosine with t_initial = --epoch over epochs 0..E-1.
+      EXPECT_NE(cfg.description.find("PM:segmentation/main.py"), std::string::npos) << path;
+      EXPECT_EQ(cfg.optim.schedule, "timm_epoch") << path;
+      EXPECT_EQ(cfg.train.epochs, cfg.optim.cosine_epochs) << path;
+      EXPECT_TRUE(cfg.data.drop_last) << path;
+      EXPECT_EQ(cfg.data.num_points, 2048) << path;
+      continue;
+    }
     EXPECT_TRUE(cfg.description.find("PM:cfgs/") != std::string::npos || cfg.description.find("PB:cfgs/") != std::string::npos)
         << path << ": the description names no upstream config";
     // The official pipeline and schedule: per-step resampling, timm's per-epoch cosine over
