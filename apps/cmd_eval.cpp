@@ -27,6 +27,7 @@ void eval_parts(const Args& a, const io::StateDict& weights, Config cfg) {
   auto task = data::load_task(cfg, data::use_for_split(a.split));
   cfg = train::resolve_for_dataset(cfg, task);
   auto seg = load_point_segmenter(a.checkpoint, weights, cfg);
+  if (weights.config.is_null()) print_line(seg.report.table());
   data::BatchSource& source = data::split_source(task, a.split);
   source.place(seg.device);
   double loss = 0;

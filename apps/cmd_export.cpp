@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "io/pretrained.h"
 #include "moe/ewa.h"
+#include "train/segmentation.h"
 #include "train/trainer.h"
 
 namespace ewa::app {
@@ -19,7 +20,8 @@ void add_export_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
       "export", "Write a classifier for the official PyTorch code: .pth ({'base_model': state dict}, load_state_dict "
-                "strict=True) or .safetensors; MoE layers are collapsed to the dense model first");
+                "strict=True; a part segmenter: {'model_state_dict': ...} as Point-MAE's segmentation saves it) or "
+                ".safetensors; MoE layers are collapsed to the dense model first");
   cmd->add_option("checkpoint", args->input, "ewa checkpoint (last.pt, best.pt, a converted dense.pt) or another weights file")
       ->required();
   cmd->add_option("-o,--output", args->output, "Output: .pth (torch.save layout) or .safetensors")->required();
@@ -34,14 +36,22 @@ void add_export_command(CLI::App& app) {
     if (cfg.model.name == "point_mae") fail(args->input + ": export writes classifiers; this is a point_mae pretraining checkpoint");
     if (cfg.moe.kind == MlpKind::Routed && !cfg.moe.blocks.empty())
       fail(args->input + ": moe.kind is 'routed': a routed MoE has no exact dense form, so it cannot be exported");
-    auto [model, report] = train::load_classifier(cfg, weights, args->input);
+    // A classifier, or a part segmenter (Point-MAE's segmentation checkpoints keep the state dict
+    // under 'model_state_dict').
+    const bool seg = cfg.model.name == "point_seg";
+    std::shared_ptr<torch::nn::Module> model;
+    if (seg) {
+      model = train::load_segmenter(cfg, weights, args->input).first.ptr();
+    } else {
+      model = train::load_classifier(cfg, weights, args->input).first;
+    }
     const auto official = io::to_official_layout(moe::collapse_to_dense(*model));
     if (ext == ".safetensors") {
       io::write_safetensors(args->output, official,
                             {{"format", "pt"}, {"ewa_model", cfg.model.name + "/" + cfg.model.variant},
                              {"ewa_config", cfg.json.dump()}});
     } else {
-      io::write_torch_state_dict(args->output, official, weights.epoch);
+      io::write_torch_state_dict(args->output, official, weights.epoch, seg ? "model_state_dict" : "base_model");
     }
     char line[512];
     std::snprintf(line, sizeof line, "exported %zu tensors (%s %s, dense%s) to %s", official.size(), cfg.model.name.c_str(),

@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "infer/segment.h"
+#include "io/pretrained.h"
 #include "dist/dist.h"
 #include "io/checkpoint.h"
 #include "io/state_dict.h"
@@ -73,6 +74,7 @@ struct PointSegmenter {
   models::PointSeg model{nullptr};
   train::PartNaming naming;
   torch::Device device = torch::kCPU;
+  io::LoadReport report;  // how the weights were loaded (printed for files without an ewa config)
 };
 PointSegmenter load_point_segmenter(const std::string& path, const io::StateDict& weights, const Config& config);
 // The category index of --category (a ShapeNetPart category name, any case), -1 when empty;

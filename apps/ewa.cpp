@@ -127,7 +127,7 @@ PointSegmenter load_point_segmenter(const std::string& path, const io::StateDict
   s.cfg = train::resolve_for_weights(config, weights);
   if (s.cfg.model.name != "point_seg") fail(path + ": not a part-segmentation model (point_seg); this is a " + s.cfg.model.name);
   if (s.cfg.model.in_chans == 0) s.cfg = s.cfg.with({{"model.in_chans", 3}});
-  s.model = train::load_segmenter(s.cfg, weights, path).first;
+  std::tie(s.model, s.report) = train::load_segmenter(s.cfg, weights, path);
   s.naming = train::shapenet_part_naming(weights.class_names);
   s.device = train::select_device(s.cfg.train.device);
   s.model->to(s.device);

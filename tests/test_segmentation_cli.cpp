@@ -70,6 +70,15 @@ TEST(SegmentationCli, TrainConvertPredictShowGallery) {
   std::snprintf(expected, sizeof expected, "ins. mIoU %.4f cls. mIoU %.4f", ins, cls);
   EXPECT_NE(r.output.find(expected), std::string::npos) << expected << "\n" << r.output;
   EXPECT_NE(r.output.find("dense model"), std::string::npos) << r.output;
+  // Exported in Point-MAE's segmentation layout ({'model_state_dict': ...}, Conv1d weights), it
+  // evaluates the same through --config.
+  r = run_command(kEwa + " export " + (dir / "runs/seg/last.pt") + " -o " + (dir / "official.pth"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("point_seg point_mae, dense, MoE layers collapsed"), std::string::npos) << r.output;
+  r = run_command(kEwa + " eval " + (dir / "official.pth") + " -c " + (dir / "seg.json") + " --set moe.kind=dense");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(expected), std::string::npos) << expected << "\n" << r.output;
+  EXPECT_NE(r.output.find("torch.save dict, key 'model_state_dict'"), std::string::npos) << r.output;
 
   // A labelled test shape (7 columns: its labels give the category and the mIoU) and the same
   // points without labels (.xyz), which need --category.

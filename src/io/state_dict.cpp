@@ -147,11 +147,11 @@ void write_safetensors(const std::string& path, const torch::OrderedDict<std::st
 }
 
 void write_torch_state_dict(const std::string& path, const torch::OrderedDict<std::string, torch::Tensor>& tensors,
-                            int64_t epoch) {
+                            int64_t epoch, const std::string& key) {
   PyRef sd = py_dict();
   for (const auto& item : tensors) sd->set(item.key(), py_tensor(item.value()));
   PyRef root = py_dict();
-  root->set("base_model", sd);
+  root->set(key, sd);
   root->set("epoch", py_int(epoch));
   write_torch_archive(path, root);
 }

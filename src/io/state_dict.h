@@ -28,10 +28,11 @@ struct StateDict {
 // Throws ewa::Error naming the file for a missing, truncated or unrecognised file.
 StateDict read_state_dict(const std::string& path);
 
-// torch.save-compatible zip: {"base_model": {name: tensor}, "epoch": epoch}; Python's torch.load
-// reads it and `model.load_state_dict(ckpt["base_model"])` works. Written atomically.
+// torch.save-compatible zip: {key: {name: tensor}, "epoch": epoch} (key "base_model" as Point-MAE /
+// Point-BERT's classifiers, "model_state_dict" as Point-MAE's segmentation checkpoints); Python's
+// torch.load reads it and `model.load_state_dict(ckpt[key])` works. Written atomically.
 void write_torch_state_dict(const std::string& path, const torch::OrderedDict<std::string, torch::Tensor>& tensors,
-                            int64_t epoch = 0);
+                            int64_t epoch = 0, const std::string& key = "base_model");
 
 // .safetensors with optional string metadata, written atomically.
 void write_safetensors(const std::string& path, const torch::OrderedDict<std::string, torch::Tensor>& tensors,

@@ -155,6 +155,26 @@ class SegmentationTask : public Task {
       for (const auto& p : model_->named_parameters()) p.value().set_requires_grad(!is_backbone(p.key()));
   }
   torch::nn::Module& model() override { return *model_; }
+  // finetune.layer_decay: encoder and position embedding = layer 0, block i = i + 1, the norm and
+  // everything after it = depth + 1 (as the classifiers).
+  std::vector<ParamGroup> parameter_groups() override {
+    const int64_t depth = cfg_.model.depth;
+    return layer_decay_groups(*model_, cfg_.finetune.layer_decay, depth + 1, [depth](const std::string& n) -> int64_t {
+      const int64_t b = models::block_layer(n, "blocks.blocks.");
+      if (b >= 0) return b;
+      return n.rfind("encoder.", 0) == 0 || n.rfind("pos_embed.", 0) == 0 ? 0 : depth + 1;
+    });
+  }
+  // finetune.freeze_encoder: the frozen backbone keeps its BatchNorm statistics and runs without
+  // dropout; the label embedding, propagation and head train.
+  void set_training() override {
+    model_->train();
+    if (!cfg_.finetune.freeze_encoder) return;
+    model_->encoder->eval();
+    model_->pos_embed->eval();
+    model_->blocks->eval();
+    model_->norm->eval();
+  }
   std::string describe_model() override {
     const auto& m = cfg_.model;
     const auto fetch = models::seg_feature_blocks(m.depth);
@@ -162,7 +182,8 @@ class SegmentationTask : public Task {
            std::to_string(m.num_heads) + " groups=" + std::to_string(m.num_groups) + "x" + std::to_string(m.group_size) +
            ", features of blocks " + std::to_string(fetch[0] + 1) + "/" + std::to_string(fetch[1] + 1) + "/" +
            std::to_string(fetch[2] + 1) + ", " + std::to_string(m.num_classes) + " parts of " +
-           std::to_string(m.num_categories) + " categories";
+           std::to_string(m.num_categories) + " categories" +
+           (cfg_.finetune.freeze_encoder ? ", backbone frozen" : "");
   }
   StepOutput training_step(const torch::Tensor& x, const torch::Tensor& y) override {
     auto logits = model_->forward(x, shape_categories(y, part_category_));
