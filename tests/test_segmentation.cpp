@@ -101,7 +101,8 @@ TEST_F(OfficialSegmentation, ExportLoadsStrictlyInTheOfficialModelWithOurLogProb
   TempDir tmp;
   fs::copy(file("points.npy"), tmp / "points.npy");
   fs::copy(file("category.npy"), tmp / "category.npy");
-  ewa::io::write_torch_state_dict(tmp / "ours.pth", ewa::io::to_official_layout(ewa::moe::collapse_to_dense(*model)));
+  ewa::io::write_torch_state_dict(tmp / "ours.pth", ewa::io::to_official_layout(ewa::moe::collapse_to_dense(*model)), 0,
+                                 "model_state_dict");  // as ewa export writes a point_seg
   auto r = ewa::testing::run_command(kPython + " " + kScript + " check " + tmp.path() + " " + (tmp / "ours.pth"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_LT((ewa::io::read_npy(tmp / "check_logprob.npy") - logprob(*model)).abs().max().item<double>(), 1e-4);
