@@ -82,7 +82,8 @@ void add_show_command(CLI::App& app) {
   auto args = std::make_shared<ShowArgs>();
   auto* cmd = app.add_subcommand("show", "Show point files coloured by what a model did with them: an Open3D window, or a PNG "
                                          "rendered off-screen (--png, or when there is no display)");
-  cmd->add_option("checkpoint", args->checkpoint, "A classifier (as for predict) or a Point-MAE pretraining checkpoint")->required();
+  cmd->add_option("checkpoint", args->checkpoint, "A classifier (as for predict), a part segmenter (point_seg) or a Point-MAE pretraining checkpoint")
+      ->required();
   cmd->add_option("inputs", args->inputs, "Point files and folders (searched recursively)")->required();
   cmd->add_option("--color", args->color,
                   "class (predicted), patches (FPS centres and their kNN groups), attention (class token, last block), "
@@ -117,6 +118,7 @@ void add_show_command(CLI::App& app) {
       args->color = "parts";
       return render_scenes(*args, scenes, errors, files_given);
     }
+    if (!args->category.empty()) fail("--category: applies to part-segmentation checkpoints; " + args->checkpoint + " is a " + cfg.model.name);
     const bool mae = cfg.model.name == "point_mae";
     if (mae != (args->color == "mae"))
       fail(mae ? "--color: " + args->checkpoint + " is a Point-MAE pretraining checkpoint: use --color mae"
