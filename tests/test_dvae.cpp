@@ -1,0 +1,139 @@
+// Point-BERT's dVAE tokenizer against a PyTorch model laid out like the official one
+// (tests/fixtures/official_dvae.py: same weights, same Gumbel noise, outputs and losses within
+// 1e-4, both ways), and its schedules against hand-computed values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include <unistd.h>
+
+#include "io/point_io.h"
+#include "io/pretrained.h"
+#include "io/state_dict.h"
+#include "models/dvae.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+namespace {
+using ewa::testing::TempDir;
+namespace fs = std::filesystem;
+
+const std::string kPython = EWA_PYTHON;
+const std::string kScript = std::string(EWA_SOURCE_DIR) + "/tests/fixtures/official_dvae.py";
+
+ewa::models::DvaeOptions small() {
+  ewa::models::DvaeOptions o;
+  o.num_groups = 16;
+  o.group_size = 8;
+  o.encoder_dims = 32;
+  o.num_tokens = 64;
+  o.tokens_dims = 24;
+  o.decoder_dims = 32;
+  return o;
+}
+
+class OfficialDvae : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (kPython.empty()) return;
+    const auto stamp = fs::last_write_time(kScript).time_since_epoch().count() ^ static_cast<int64_t>(fs::file_size(kScript));
+    dir_ = new std::string((fs::path(EWA_BINARY).parent_path() / ("test_fixtures/dvae_" + std::to_string(stamp))).string());
+    if (fs::exists(*dir_)) return;
+    const std::string mine = *dir_ + ".tmp" + std::to_string(::getpid());
+    auto r = ewa::testing::run_command(kPython + " " + kScript + " make " + mine);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::error_code ec;
+    fs::rename(mine, *dir_, ec);
+    if (ec) fs::remove_all(mine);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (kPython.empty()) GTEST_SKIP() << "no Python with torch found at configure time";
+  }
+  static std::string file(const std::string& name) { return *dir_ + "/" + name; }
+  static torch::Tensor npy(const std::string& name) { return ewa::io::read_npy(file(name + ".npy")); }
+  static double diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+  static std::string* dir_;
+};
+std::string* OfficialDvae::dir_ = nullptr;
+
+TEST_F(OfficialDvae, ImportedCheckpointGivesTheOfficialOutputsAndLosses) {
+  ewa::models::DiscreteVae model(small());
+  const auto report = ewa::io::load_pretrained(*model, ewa::io::read_state_dict(file("dvae.pth")), {}, file("dvae.pth"));
+  EXPECT_TRUE(report.missing.empty() && report.unexpected.empty() && report.fresh.empty()) << report.table();
+  model->eval();
+  torch::NoGradGuard guard;
+  auto out = model->forward(npy("points"), 0.5, false, npy("gumbel"));
+  EXPECT_LT(diff(out.logits, npy("logits")), 1e-4);
+  EXPECT_LT(diff(out.codes, npy("codes")), 1e-4);
+  EXPECT_LT(diff(out.coarse, npy("coarse")), 1e-4);
+  EXPECT_LT(diff(out.fine, npy("fine")), 1e-4);
+  const auto losses = npy("losses");
+  EXPECT_NEAR(out.recon.item<double>(), losses[0].item<double>(), 1e-4);
+  EXPECT_NEAR(out.kl.item<double>(), losses[1].item<double>(), 1e-4);
+  // Evaluation's hard sample: one-hot codes (the argmax of the noisy logits).
+  auto hard = model->forward(npy("points"), 0.5, true, npy("gumbel"));
+  EXPECT_LT(diff(hard.codes, npy("codes_hard")), 1e-5);
+  EXPECT_TRUE(torch::equal(hard.codes.sum(2), torch::ones_like(hard.codes.sum(2))));
+  EXPECT_LT(diff(hard.fine, npy("fine_hard")), 1e-4);
+  // The tokens are the argmax of dgcnn_1's logits.
+  EXPECT_TRUE(torch::equal(model->tokens(npy("points")), out.logits.argmax(2)));
+}
+
+TEST_F(OfficialDvae, ExportLoadsStrictlyInTheOfficialModelWithOurOutputs) {
+  ewa::models::DiscreteVae model(small());
+  ewa::io::load_pretrained(*model, ewa::io::read_state_dict(file("dvae.pth")), {}, file("dvae.pth"));
+  model->eval();
+  TempDir tmp;
+  fs::copy(file("points.npy"), tmp / "points.npy");
+  fs::copy(file("gumbel.npy"), tmp / "gumbel.npy");
+  ewa::io::write_torch_state_dict(tmp / "ours.pth", ewa::io::to_official_layout(ewa::train::state_dict(*model)), 300);
+  auto r = ewa::testing::run_command(kPython + " " + kScript + " check " + tmp.path() + " " + (tmp / "ours.pth"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  torch::NoGradGuard guard;
+  auto ours = model->forward(npy("points"), 0.5, false, npy("gumbel")).fine;
+  EXPECT_LT(diff(ewa::io::read_npy(tmp / "check_fine.npy"), ours), 1e-4);
+}
+
+TEST(DvaeSchedules, HandComputedValues) {
+  using ewa::models::dvae_kl_weight;
+  using ewa::models::dvae_temperature;
+  // KL weight: 0 before iteration 10000; 0.1 * (1 - cos(pi t)) / 2 on the way; 0.1 after.
+  EXPECT_EQ(dvae_kl_weight(0), 0.0);
+  EXPECT_EQ(dvae_kl_weight(9999), 0.0);
+  EXPECT_NEAR(dvae_kl_weight(10000), 0.0, 1e-15);
+  EXPECT_NEAR(dvae_kl_weight(60000), 0.05, 1e-12);                                       // half way
+  EXPECT_NEAR(dvae_kl_weight(35000), 0.1 * (1 - std::cos(M_PI / 4)) / 2, 1e-12);          // a quarter
+  EXPECT_NEAR(dvae_kl_weight(110000), 0.1, 1e-15);
+  EXPECT_EQ(dvae_kl_weight(200000), 0.1);
+  // Temperature: 1 -> 0.0625 over 100000 iterations.
+  EXPECT_NEAR(dvae_temperature(0), 1.0, 1e-15);
+  EXPECT_NEAR(dvae_temperature(50000), (1.0 + 0.0625) / 2, 1e-12);
+  EXPECT_NEAR(dvae_temperature(100000), 0.0625, 1e-15);
+  EXPECT_EQ(dvae_temperature(100001), 0.0625);
+}
+
+TEST(DvaeModel, EveryOfficialKeyAndShape) {
+  ewa::models::DiscreteVae model(small());
+  const auto params = model->named_parameters();
+  // Official shapes: Conv2d [out, in, 1, 1], Conv1d [out, in, 1]; the mini-PointNet's Linear
+  // layers map onto Conv1d weights through the importer.
+  EXPECT_EQ(params.find("dgcnn_1.layer1.0.weight")->sizes(), (std::vector<int64_t>{256, 256, 1, 1}));
+  EXPECT_EQ(params.find("dgcnn_1.layer5.0.weight")->sizes(), (std::vector<int64_t>{64, 2304, 1}));
+  EXPECT_EQ(params.find("dgcnn_1.layer5.1.weight")->sizes(), (std::vector<int64_t>{64}));  // GroupNorm
+  EXPECT_EQ(params.find("dgcnn_2.input_trans.weight")->sizes(), (std::vector<int64_t>{128, 24, 1}));
+  EXPECT_EQ(params.find("codebook")->sizes(), (std::vector<int64_t>{64, 24}));
+  EXPECT_EQ(params.find("decoder.mlp.4.weight")->sizes(), (std::vector<int64_t>{3 * 2, 1024}));
+  EXPECT_EQ(params.find("decoder.final_conv.0.weight")->sizes(), (std::vector<int64_t>{512, 32 + 5, 1}));
+  EXPECT_EQ(params.find("dgcnn_1.layer1.0.bias"), nullptr);  // no bias before GroupNorm
+  // A group size that does not fold 2 x 2 is refused.
+  auto o = small();
+  o.group_size = 10;
+  EXPECT_THROW(ewa::models::DiscreteVae{o}, ewa::Error);
+}
+
+}  // namespace
