@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/runtime.h"
 #include "models/point_mae.h"
+#include "train/dvae_pretrain.h"
 #include "train/checkpoint.h"
 #include "train/pretrain.h"
 #include "train/trainer.h"
@@ -23,7 +24,8 @@ void add_pretrain_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
       "pretrain", "Pretrain a point-cloud transformer as a Point-MAE masked autoencoder (labels ignored) into runs/<name>/");
-  cmd->add_option("-c,--config", args->config, "JSON config with model.name = point_mae (configs/*_pretrain*.json)");
+  cmd->add_option("-c,--config", args->config, "JSON config with model.name = point_mae (configs/*_pretrain*.json) or point_bert_dvae (Point-BERT's "
+                  "dVAE tokenizer, configs/*_dvae.json)");
   cmd->add_option("--set", args->set, "Override a config key, e.g. --set pretrain.mask_type=block (repeatable)");
   cmd->add_option("--name", args->name, "Run name (overrides the config's name)");
   cmd->add_option("--resume", args->resume, "Continue from this checkpoint (runs/NAME/last.pt)");
@@ -38,8 +40,12 @@ void add_pretrain_command(CLI::App& app) {
     Config cfg = run_config(args->config, from, args->set, args->name, &read);
     if (args->reconstruct.empty()) {
       const auto group = join_job(args->dist);
-      const auto result = train::pretrain_point_mae(cfg, data::load_task, train::TrainOptions{args->resume, group, read}, print_line);
-      if (!group || group->is_main()) plot_finished_run(result.run_dir);
+      const train::TrainOptions options{args->resume, group, read};
+      // Point-MAE's masked autoencoder, or Point-BERT's stage 1, the dVAE tokenizer.
+      const std::string run_dir = cfg.model.name == "point_bert_dvae"
+                                      ? train::pretrain_dvae(cfg, data::load_task, options, print_line).run_dir
+                                      : train::pretrain_point_mae(cfg, data::load_task, options, print_line).run_dir;
+      if (!group || group->is_main()) plot_finished_run(run_dir);
       return;
     }
     if (cfg.model.name != "point_mae") fail("checkpoint " + from + ": holds a " + cfg.model.name + ", not a point_mae model");

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include <unistd.h>
 
@@ -136,4 +137,37 @@ TEST(DvaeModel, EveryOfficialKeyAndShape) {
   EXPECT_THROW(ewa::models::DiscreteVae{o}, ewa::Error);
 }
 
+}  // namespace
+
+namespace {
+// Stage 1 from the command line: `ewa pretrain` on a point_bert_dvae config trains through the one
+// loop, its test reconstruction falls, and the schedules reach the run's log.
+TEST(DvaeCli, PretrainReducesTheReconstructionAndLogsTheSchedules) {
+  TempDir dir;
+  auto r = ewa::testing::run_command(std::string(EWA_BINARY) + " data synth -o " + (dir / "synth") +
+                                     " --train-per-class 8 --test-per-class 2 --points 256");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ewa::testing::write_file(dir / "dvae.json", R"({"base": ")" + std::string(EWA_SOURCE_DIR) + R"(/configs/synth_dvae.json",
+    "name": "dvae", "model": {"num_groups": 8, "group_size": 8, "encoder_dims": 32},
+    "pretrain": {"num_tokens": 32, "tokens_dims": 16, "decoder_dims": 16, "kl_delay": 2, "kl_ramp": 4, "temperature_ramp": 4},
+    "data": {"dataset": ")" + ewa::testing::synth_dataset() + R"(", "root": ")" + (dir / "synth") + R"(", "num_points": 128, "batch_size": 16},
+    "optim": {"lr": 0.002}, "train": {"epochs": 4, "runs_dir": ")" + (dir / "runs") + R"(", "log_every": 100}})");
+  r = ewa::testing::run_command(std::string(EWA_BINARY) + " pretrain -c " + (dir / "dvae.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("point_bert_dvae groups=8x8, encoder 32, 32 tokens x 16, decoder 16"), std::string::npos) << r.output;
+  std::ifstream log(dir / "runs/dvae/log.jsonl");
+  std::vector<nlohmann::json> epochs;
+  for (std::string line; std::getline(log, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == "epoch") epochs.push_back(j);
+  }
+  ASSERT_EQ(epochs.size(), 4u);
+  EXPECT_LT(epochs.back()["test"]["chamfer"].get<double>(), epochs.front()["test"]["chamfer"].get<double>());
+  // 4 steps per epoch (64 clouds, batch 16): after epoch 1 (step 3 was the last begun) the KL
+  // weight is 0.1 (1 - cos(pi / 4)) / 2, the temperature at step 3 of its 4-step ramp.
+  EXPECT_NEAR(epochs[0]["test"]["kl_weight"].get<double>(), ewa::models::dvae_kl_weight(3, 0, 0.1, 4, 2), 1e-9);
+  EXPECT_NEAR(epochs[0]["test"]["temperature"].get<double>(), ewa::models::dvae_temperature(3, 1.0, 0.0625, 4), 1e-9);
+  EXPECT_NEAR(epochs.back()["test"]["kl_weight"].get<double>(), 0.1, 1e-12);
+  EXPECT_TRUE(fs::exists(dir / "runs/dvae/last.pt"));
+}
 }  // namespace

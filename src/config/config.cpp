@@ -311,7 +311,8 @@ void parse_data(const json& j, Config& c, const KeyError& bad) {
     bad("data.use_normals", "only " + with + " files carry normals, dataset is " + d.dataset);
   }
   const bool points_model =
-      c.model.name == "point_transformer" || c.model.name == "point_mae" || c.model.name == "point_seg";
+      c.model.name == "point_transformer" || c.model.name == "point_mae" || c.model.name == "point_seg" ||
+      c.model.name == "point_bert_dvae";
   if (points_model != info.point_cloud)
     bad("model.name", "'" + c.model.name + "' cannot read dataset '" + d.dataset + "' (" +
                           (points_model ? "it takes point clouds" : "it takes images") + ")");
@@ -353,6 +354,14 @@ void check_point_mae(const Config& c, const KeyError& bad) {
   if (c.moe.kind == MlpKind::Routed) bad("moe.kind", "point_mae pretraining supports dense or rup encoders");
 }
 
+void check_point_bert_dvae(const Config& c, const KeyError& bad) {
+  if (c.model.name != "point_bert_dvae") return;
+  if (c.model.group_size % 4 != 0)
+    bad("model.group_size", "point_bert_dvae folds every coarse point into 2 x 2 fine points: needs a multiple of 4, got " +
+                                std::to_string(c.model.group_size));
+  if (c.model.num_groups < 4) bad("model.num_groups", "point_bert_dvae's DGCNN takes 4 neighbouring centres: needs at least 4");
+}
+
 void check_point_seg(const Config& c, const KeyError& bad) {
   if (c.model.name != "point_seg") return;
   if (c.model.depth % 3 != 0)
@@ -387,6 +396,7 @@ Config parse_config(const json& j, const std::string& source) {
   c.pretrain = j["pretrain"].get<PretrainConfig>();
   check_point_mae(c, bad);
   check_point_seg(c, bad);
+  check_point_bert_dvae(c, bad);
   c.finetune = j["finetune"].get<FinetuneConfig>();
   c.train = j["train"].get<TrainConfig>();
   return c;

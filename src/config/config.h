@@ -74,6 +74,8 @@ struct PretrainConfig {
   double mask_ratio{};
   std::string mask_type{}, loss{};
   int64_t decoder_depth{}, decoder_num_heads{}, reconstructions{};
+  int64_t num_tokens{}, tokens_dims{}, decoder_dims{}, kl_delay{}, kl_ramp{}, temperature_ramp{};  // point_bert_dvae
+  double kl_weight{}, temperature_start{}, temperature_end{};
 };
 
 struct FinetuneConfig {
@@ -106,7 +108,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1,
                                    grad_clip, schedule, warmup_lr_init, cosine_epochs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EvalConfig, vote_views, vote_repeats, final_vote, save_best_on_test)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, decoder_depth, decoder_num_heads,
-                                   reconstructions)
+                                   reconstructions, num_tokens, tokens_dims, decoder_dims, kl_delay, kl_ramp,
+                                   temperature_ramp, kl_weight, temperature_start, temperature_end)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FinetuneConfig, init, allow_missing, freeze_encoder, layer_decay)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device, precision,
                                    overlap_allreduce, bucket_mb, checkpoint_every)

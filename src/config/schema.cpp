@@ -35,10 +35,11 @@ const std::vector<FieldSpec>& config_schema() {
       S("description", "", {},
         "What the config is for. Configs that reproduce a paper's recipe name the upstream file they follow and "
         "say where they differ (docs/protocols.md)."),
-      S("model.name", "vit", {"vit", "point_transformer", "point_mae", "point_seg"},
+      S("model.name", "vit", {"vit", "point_transformer", "point_mae", "point_seg", "point_bert_dvae"},
         "Model family from the registry: vit (2D images), point_transformer (point-cloud classifier, Point-MAE / "
         "Point-BERT style), point_mae (Point-MAE masked-autoencoder pretraining: `ewa pretrain`) or point_seg "
-        "(Point-MAE's part-segmentation network: a segmentation dataset such as shapenetpart)."),
+        "(Point-MAE's part-segmentation network: a segmentation dataset such as shapenetpart) or point_bert_dvae "
+        "(Point-BERT's dVAE tokenizer, stage 1 of its pretraining: `ewa pretrain`)."),
       S("model.variant", "point_mae", {"point_mae", "point_bert"},
         "point_transformer only: Point-MAE (encoder width = embed_dim, BatchNorm head) or Point-BERT (encoder width 256 "
         "+ reduce_dim Linear, head without BatchNorm)."),
@@ -171,6 +172,17 @@ const std::vector<FieldSpec>& config_schema() {
         "point_mae: reconstruction loss, Chamfer distance L2 (squared, Point-MAE's choice) or L1."),
       I("pretrain.reconstructions", 4, 0, 1000,
         "point_mae: test clouds whose reconstructions (input, visible, predicted) are saved as .ply at the end."),
+      I("pretrain.num_tokens", 8192, 2, 1 << 20, "point_bert_dvae: codebook size, the logits per patch (Point-BERT: 8192)."),
+      I("pretrain.tokens_dims", 256, 1, 65536, "point_bert_dvae: width of a codebook entry (Point-BERT: 256)."),
+      I("pretrain.decoder_dims", 256, 1, 65536, "point_bert_dvae: width of dgcnn_2's output, the decoder's input (256)."),
+      F("pretrain.kl_weight", 0.1, 0, 100,
+        "point_bert_dvae: final weight of the KL term (Point-BERT's kldweight.target 0.1; it starts at 0)."),
+      I("pretrain.kl_delay", 10000, 0, kBig, "point_bert_dvae: optimizer steps with KL weight 0 before its ramp (10000)."),
+      I("pretrain.kl_ramp", 100000, 1, kBig, "point_bert_dvae: steps of the KL weight's cosine ramp (kldweight.ntime 100000)."),
+      F("pretrain.temperature_start", 1.0, 1e-6, 100, "point_bert_dvae: Gumbel-softmax temperature at step 0 (temp.start 1)."),
+      F("pretrain.temperature_end", 0.0625, 1e-6, 100,
+        "point_bert_dvae: temperature after the ramp (temp.target 0.0625)."),
+      I("pretrain.temperature_ramp", 100000, 1, kBig, "point_bert_dvae: steps of the temperature's cosine ramp (temp.ntime 100000)."),
       S("finetune.init", "", {},
         "Checkpoint to initialise the model from before training (fine-tuning): an ewa checkpoint (pretraining or "
         "classifier), an official Point-MAE / Point-BERT .pth, or a timm-named .pth/.safetensors for vit. Empty = "

@@ -285,6 +285,7 @@ void Run::train_step(int64_t b) {
   for (size_t g = 0; g < optimizer->param_groups().size(); ++g)
     static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[g].options())
         .lr(lr_at(cfg.optim, step, steps_per_epoch, total_steps, cfg.train.epochs, groups[g].lr_scale));
+  task.begin_step(step);  // schedules of the task's own (dVAE: KL weight, temperature)
   // The global batch's mean gradient: each rank's mean weighted by its share, summed.
   const StepOutput out = optimization_step(cfg, device, [&] { return task.training_step(x, y); }, *optimizer, parameters,
                                            gradient_sync.get(), global_count);

@@ -80,6 +80,9 @@ class Task {
   virtual std::vector<ParamGroup> parameter_groups();
   // Puts the model in training mode (a task may keep frozen parts in eval mode).
   virtual void set_training() { model().train(); }
+  // Called before training_step with the number of optimizer steps taken so far in the run
+  // (resumed runs included), for schedules of the task's own.
+  virtual void begin_step(int64_t step) {}
   virtual StepOutput training_step(const torch::Tensor& x, const torch::Tensor& y) = 0;
   // Evaluates a split. With a process group of several ranks (group() not null) a task may
   // evaluate its share and reduce the counts over ranks; every rank must return the same result.
