@@ -7,6 +7,8 @@
 #include "common/error.h"
 #include "io/pretrained.h"
 #include "moe/ewa.h"
+#include "train/checkpoint.h"
+#include "train/dvae_pretrain.h"
 #include "train/segmentation.h"
 #include "train/trainer.h"
 
@@ -34,6 +36,15 @@ void add_export_command(CLI::App& app) {
     const auto weights = io::read_state_dict(args->input);
     Config cfg = train::resolve_for_weights(config_for_weights(args->input, weights, args->config, args->set), weights);
     if (cfg.model.name == "point_mae") fail(args->input + ": export writes classifiers; this is a point_mae pretraining checkpoint");
+    if (cfg.model.name == "point_bert_dvae") {  // Point-BERT's dVAE: {'base_model': ...} as its builder saves it
+      if (ext == ".safetensors") fail("--output: a dVAE is exported as .pth (Point-BERT's layout)");
+      models::DiscreteVae dvae(train::dvae_options(cfg));
+      io::load_pretrained(*dvae, weights, io::LoadOptions{}, args->input);
+      const auto official = io::to_official_layout(train::state_dict(*dvae));
+      io::write_torch_state_dict(args->output, official, weights.epoch);
+      print_line("exported " + std::to_string(official.size()) + " tensors (point_bert_dvae) to " + args->output);
+      return;
+    }
     if (cfg.moe.kind == MlpKind::Routed && !cfg.moe.blocks.empty())
       fail(args->input + ": moe.kind is 'routed': a routed MoE has no exact dense form, so it cannot be exported");
     // A classifier, or a part segmenter (Point-MAE's segmentation checkpoints keep the state dict

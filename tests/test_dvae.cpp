@@ -169,5 +169,19 @@ TEST(DvaeCli, PretrainReducesTheReconstructionAndLogsTheSchedules) {
   EXPECT_NEAR(epochs[0]["test"]["temperature"].get<double>(), ewa::models::dvae_temperature(3, 1.0, 0.0625, 4), 1e-9);
   EXPECT_NEAR(epochs.back()["test"]["kl_weight"].get<double>(), 0.1, 1e-12);
   EXPECT_TRUE(fs::exists(dir / "runs/dvae/last.pt"));
+  // Exported in Point-BERT's layout, the checkpoint loads back into our model tensor for tensor.
+  r = ewa::testing::run_command(std::string(EWA_BINARY) + " export " + (dir / "runs/dvae/last.pt") + " -o " + (dir / "dvae.pth"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("(point_bert_dvae)"), std::string::npos) << r.output;
+  const auto exported = ewa::io::read_state_dict(dir / "dvae.pth");
+  EXPECT_EQ(exported.origin.find("'base_model'") != std::string::npos, true) << exported.origin;
+  EXPECT_EQ(exported.tensors.find("encoder.first_conv.0.weight")->dim(), 3);  // Conv1d [out, in, 1]
+  ewa::models::DvaeOptions o;
+  o.num_groups = 8, o.group_size = 8, o.encoder_dims = 32, o.num_tokens = 32, o.tokens_dims = 16, o.decoder_dims = 16;
+  ewa::models::DiscreteVae back(o);
+  const auto report = ewa::io::load_pretrained(*back, exported, {}, dir / "dvae.pth");
+  EXPECT_TRUE(report.missing.empty() && report.unexpected.empty()) << report.table();
+  const auto trained = ewa::train::read_checkpoint(dir / "runs/dvae/last.pt");
+  EXPECT_TRUE(torch::equal(back->codebook, trained.model.find("codebook")->to(torch::kFloat)));
 }
 }  // namespace
