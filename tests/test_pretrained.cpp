@@ -40,23 +40,17 @@ ewa::Config small_config(const std::string& variant, const json& extra = json::o
 
 class OfficialCheckpoints : public ::testing::TestWithParam<std::string> {
  protected:
-  // The fixtures are written once per build tree (and again when the script changes): into a
-  // fresh directory that is then renamed into place, so parallel test processes never see half
-  // of it.
+  // The fixtures are written once per build tree (ewa::testing::python_fixture_dir).
   static void SetUpTestSuite() {
     if (kPython.empty()) return;
-    const auto stamp = fs::last_write_time(kScript).time_since_epoch().count() ^ static_cast<int64_t>(fs::file_size(kScript));
-    dir_ = new std::string((fs::path(EWA_BINARY).parent_path() / ("test_fixtures/official_" + std::to_string(stamp))).string());
-    if (fs::exists(*dir_)) return;
-    const std::string mine = *dir_ + ".tmp" + std::to_string(::getpid());
-    fs::create_directories(mine);
-    for (const char* v : {"point_mae", "point_bert"}) {
-      auto r = ewa::testing::run_command(kPython + " " + kScript + " make " + mine + "/" + v + " --variant " + v);
-      ASSERT_EQ(r.exit_code, 0) << r.output;
-    }
-    std::error_code ec;
-    fs::rename(mine, *dir_, ec);  // another process may have been first: then theirs is used
-    if (ec) fs::remove_all(mine);
+    const auto f = ewa::testing::python_fixture_dir(kScript, "official", [](const std::string& d) {
+      std::vector<std::string> commands;
+      for (const char* v : {"point_mae", "point_bert"})
+        commands.push_back(kPython + " " + kScript + " make " + d + "/" + v + " --variant " + v);
+      return commands;
+    });
+    ASSERT_TRUE(f.error.empty()) << f.error;
+    dir_ = new std::string(f.path);
   }
   static void TearDownTestSuite() {
     delete dir_;

@@ -56,15 +56,11 @@ class OfficialSegmentation : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (kPython.empty()) return;
-    const auto stamp = fs::last_write_time(kScript).time_since_epoch().count() ^ static_cast<int64_t>(fs::file_size(kScript));
-    dir_ = new std::string((fs::path(EWA_BINARY).parent_path() / ("test_fixtures/seg_" + std::to_string(stamp))).string());
-    if (fs::exists(*dir_)) return;
-    const std::string mine = *dir_ + ".tmp" + std::to_string(::getpid());
-    auto r = ewa::testing::run_command(kPython + " " + kScript + " make " + mine);
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    std::error_code ec;
-    fs::rename(mine, *dir_, ec);
-    if (ec) fs::remove_all(mine);
+    const auto f = ewa::testing::python_fixture_dir(kScript, "seg", [](const std::string& d) {
+      return std::vector<std::string>{kPython + " " + kScript + " make " + d};
+    });
+    ASSERT_TRUE(f.error.empty()) << f.error;
+    dir_ = new std::string(f.path);
   }
   static void TearDownTestSuite() {
     delete dir_;

@@ -8,6 +8,9 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <vector>
+
+#include <unistd.h>
 
 #include <torch/torch.h>
 
@@ -96,6 +99,35 @@ inline CommandResult run_command(const std::string& cmd) {
   const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// The outputs of a Python fixture script, written once per build tree (and again when the script
+// changes) under <build>/tests/test_fixtures/<prefix>_<stamp>: `commands(dir)` (run in order,
+// each writing below `dir`, which exists) fill a fresh directory that is then renamed into place,
+// so parallel test processes never see half of it (another process may have been first: then
+// its directory is used). Returns the directory, or the failing command's output in `error`.
+struct FixtureDir {
+  std::string path, error;
+};
+inline FixtureDir python_fixture_dir(const std::string& script, const std::string& prefix,
+                                     const std::function<std::vector<std::string>(const std::string& dir)>& commands) {
+  namespace fs = std::filesystem;
+  const auto stamp = fs::last_write_time(script).time_since_epoch().count() ^ static_cast<int64_t>(fs::file_size(script));
+  FixtureDir out{(fs::path(EWA_BINARY).parent_path() / ("test_fixtures/" + prefix + "_" + std::to_string(stamp))).string(), ""};
+  if (fs::exists(out.path)) return out;
+  const std::string mine = out.path + ".tmp" + std::to_string(::getpid());
+  fs::create_directories(mine);
+  for (const auto& command : commands(mine)) {
+    const auto r = run_command(command);
+    if (r.exit_code != 0) {
+      fs::remove_all(mine);
+      return {"", command + " failed:\n" + r.output};
+    }
+  }
+  std::error_code ec;
+  fs::rename(mine, out.path, ec);
+  if (ec) fs::remove_all(mine);
+  return out;
 }
 
 // `ewa data synth` into <dir>/synth (256 points per cloud), then a 1-epoch `ewa train` of a tiny
