@@ -17,11 +17,25 @@ namespace {
 // The names of the palette's first colours (viz::palette_color 0..9: tab10's order).
 const char* const kColorNames[] = {"blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan"};
 
-int64_t index_in_category(int64_t part, const PartNaming& naming) {
-  const int64_t c = naming.part_category[static_cast<size_t>(part)];
-  int64_t i = 0;
-  for (int64_t p = 0; p < part; ++p) i += naming.part_category[static_cast<size_t>(p)] == c;
-  return i;
+// Every part's index within its category (its colour): 0, 1, ... in part-id order.
+std::vector<int64_t> indices_in_category(const PartNaming& naming) {
+  std::vector<int64_t> out, seen(naming.category_names.size() + 1, 0);
+  for (const int64_t c : naming.part_category) out.push_back(seen[static_cast<size_t>(c)]++);
+  return out;
+}
+
+// The restricted prediction of one shape x [1, P, C] of s.category into s.parts, and s.iou
+// against s.truth when the shape has labels.
+void predict_parts(models::PointSegImpl& model, const torch::Tensor& x, PartSegmentation& s, const PartNaming& naming,
+                   torch::Device device) {
+  auto part_category = torch::tensor(naming.part_category, torch::kLong);
+  auto cat = torch::full({1}, s.category, torch::kLong);
+  auto logits = model.forward(x.to(device), cat.to(device)).cpu();
+  s.parts = restricted_prediction(logits, cat, part_category)[0];
+  if (!s.truth.defined()) return;
+  PartMetrics m(naming.part_category, naming.category_names);
+  m.add(s.parts.unsqueeze(0), s.truth.unsqueeze(0));
+  s.iou = m.instance_miou();
 }
 
 // One file's points and labels, checked; fills s.points / s.truth / s.dropped_nonfinite and
@@ -69,8 +83,9 @@ torch::Tensor part_colors(const torch::Tensor& parts, const PartNaming& naming) 
   auto out = torch::empty({p.size(0), 3}, torch::kUInt8);
   auto pa = p.accessor<int64_t, 1>();
   auto oa = out.accessor<uint8_t, 2>();
+  const auto index = indices_in_category(naming);
   for (int64_t i = 0; i < p.size(0); ++i) {
-    const auto c = viz::palette_color(index_in_category(pa[i], naming));
+    const auto c = viz::palette_color(index[static_cast<size_t>(pa[i])]);
     oa[i][0] = uint8_t(c.r * 255 + 0.5), oa[i][1] = uint8_t(c.g * 255 + 0.5), oa[i][2] = uint8_t(c.b * 255 + 0.5);
   }
   return out;
@@ -81,7 +96,6 @@ std::vector<PartSegmentation> segment_point_files(models::PointSegImpl& model, c
                                                   const PartNaming& naming, torch::Device device) {
   torch::NoGradGuard guard;
   model.eval();
-  auto part_category = torch::tensor(naming.part_category, torch::kLong);
   const int64_t P = static_cast<int64_t>(naming.part_category.size());
   std::vector<PartSegmentation> out;
   for (const auto& path : files) {
@@ -107,14 +121,7 @@ std::vector<PartSegmentation> segment_point_files(models::PointSegImpl& model, c
           fail(path + ": its labels are " + naming.category_names[static_cast<size_t>(labelled)] + " parts, --category says " +
                naming.category_names[static_cast<size_t>(category)]);
       }
-      auto cat = torch::full({1}, s.category, torch::kLong);
-      auto logits = model.forward(x.to(device), cat.to(device)).cpu();
-      s.parts = restricted_prediction(logits, cat, part_category)[0];
-      if (s.truth.defined()) {
-        PartMetrics m(naming.part_category, naming.category_names);
-        m.add(s.parts.unsqueeze(0), s.truth.unsqueeze(0));
-        s.iou = m.instance_miou();
-      }
+      predict_parts(model, x, s, naming, device);
     } catch (const ewa::Error& e) {
       s.error = e.what();
     } catch (const std::exception& e) {
@@ -127,10 +134,11 @@ std::vector<PartSegmentation> segment_point_files(models::PointSegImpl& model, c
 
 nlohmann::json segmentation_summary(const PartSegmentation& s, const PartNaming& naming) {
   auto counts = torch::bincount(s.parts, {}, static_cast<int64_t>(naming.part_category.size()));
+  const auto index = indices_in_category(naming);
   nlohmann::json parts = nlohmann::json::array();
   for (int64_t p = 0; p < counts.size(0); ++p) {
     if (naming.part_category[static_cast<size_t>(p)] != s.category) continue;
-    parts.push_back({{"part", naming.part(p)}, {"id", p}, {"color", part_color_name(index_in_category(p, naming))},
+    parts.push_back({{"part", naming.part(p)}, {"id", p}, {"color", part_color_name(index[static_cast<size_t>(p)])},
                      {"points", counts[p].item<int64_t>()}});
   }
   nlohmann::json j = {{"file", s.path},
@@ -212,13 +220,8 @@ GalleryResult write_segmentation_gallery(models::PointSegImpl& model, const Conf
     s.path = split + " #" + std::to_string(k);
     s.points = x[k].narrow(1, 0, 3).contiguous();
     s.truth = y[k];
-    auto cat = shape_categories(y[k].unsqueeze(0), part_category);
-    s.category = cat[0].item<int64_t>();
-    auto logits = model.forward(x[k].unsqueeze(0).to(device), cat.to(device)).cpu();
-    s.parts = restricted_prediction(logits, cat, part_category)[0];
-    PartMetrics m(data.part_category, data.category_names);
-    m.add(s.parts.unsqueeze(0), s.truth.unsqueeze(0));
-    s.iou = m.instance_miou();
+    s.category = shape_categories(y[k].unsqueeze(0), part_category)[0].item<int64_t>();
+    predict_parts(model, x[k].unsqueeze(0), s, naming, device);
     segs.push_back(std::move(s));
   }
   auto scenes = segmentation_scenes(segs, naming);
