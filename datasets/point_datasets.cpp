@@ -41,7 +41,6 @@ constexpr int kCacheVersion = 5;
 // Seeds of the random FPS starts of a data.source_points reduction (cloud i of a split: + i).
 constexpr uint64_t kReductionSeed = 8192;
 
-std::vector<std::string> read_lines(const std::string& path) { return read_text_lines(path); }
 
 // A split before preprocessing: raw clouds of possibly different sizes.
 struct RawSplit {
@@ -94,7 +93,7 @@ struct Listing {
 std::vector<std::string> h5_list(const DataConfig& cfg, const std::string& split) {
   const std::string list = (fs::path(cfg.root) / (split + "_files.txt")).string();
   std::vector<std::string> paths;
-  for (const auto& entry : read_lines(list)) {
+  for (const auto& entry : read_text_lines(list)) {
     // Official lists carry a prefix such as data/modelnet40_ply_hdf5_2048/: files sit beside the list.
     const auto p = (fs::path(cfg.root) / fs::path(entry).filename()).string();
     if (!fs::exists(p)) fail(list + ": lists " + entry + ", but " + p + " does not exist");
@@ -118,7 +117,7 @@ Listing list_modelnet_h5(const DataConfig& cfg) {
     l.extra.push_back((fs::path(cfg.root) / (std::string(kSplits[sp]) + "_files.txt")).string());
   }
   const auto names = fs::path(cfg.root) / "shape_names.txt";
-  if (fs::exists(names)) l.class_names = read_lines(names.string());
+  if (fs::exists(names)) l.class_names = read_text_lines(names.string());
   return l;
 }
 
@@ -143,7 +142,7 @@ Listing list_modelnet_resampled(const DataConfig& cfg) {
       fs::exists(fs::path(cfg.root) / "modelnet10_shape_names.txt"))
     prefix = "modelnet10";
   const std::string names = (fs::path(cfg.root) / (prefix + "_shape_names.txt")).string();
-  l.class_names = read_lines(names);
+  l.class_names = read_text_lines(names);
   l.extra.push_back(names);
   std::map<std::string, int64_t> index;
   for (size_t i = 0; i < l.class_names.size(); ++i) index[l.class_names[i]] = static_cast<int64_t>(i);
@@ -164,7 +163,7 @@ Listing list_modelnet_resampled(const DataConfig& cfg) {
   for (int sp = 0; sp < 2; ++sp) {
     const std::string list = (fs::path(cfg.root) / (prefix + "_" + kSplits[sp] + ".txt")).string();
     l.extra.push_back(list);
-    for (const auto& name : read_lines(list)) {
+    for (const auto& name : read_text_lines(list)) {
       if (limit_of(cfg, sp) > 0 && static_cast<int64_t>(l.files[sp].size()) >= limit_of(cfg, sp)) break;
       const auto cut = name.rfind('_');
       const std::string cls = cut == std::string::npos ? name : name.substr(0, cut);
@@ -217,7 +216,7 @@ Listing list_shapenet55(const DataConfig& cfg) {
   for (int sp = 0; sp < 2; ++sp) {
     const std::string list = (fs::path(cfg.root) / "ShapeNet-55" / (std::string(kSplits[sp]) + ".txt")).string();
     l.extra.push_back(list);
-    for (const auto& entry : read_lines(list)) {
+    for (const auto& entry : read_text_lines(list)) {
       if (limit_of(cfg, sp) > 0 && static_cast<int64_t>(entries[sp].size()) >= limit_of(cfg, sp)) break;
       const auto dash = entry.find('-');
       if (dash == std::string::npos || dash == 0 || lower_extension(entry) != ".npy")

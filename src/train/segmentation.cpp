@@ -77,25 +77,25 @@ double PartMetrics::instance_miou() const {
   return shape_iou_.empty() ? 0.0 : s / double(shape_iou_.size());
 }
 
-double PartMetrics::class_miou() const {
+std::map<int64_t, std::pair<double, int64_t>> PartMetrics::category_sums() const {
   std::map<int64_t, std::pair<double, int64_t>> per;
   for (size_t i = 0; i < shape_iou_.size(); ++i) {
     per[shape_category_[i]].first += shape_iou_[i];
     per[shape_category_[i]].second += 1;
   }
+  return per;
+}
+
+double PartMetrics::class_miou() const {
+  const auto per = category_sums();
   double s = 0;
   for (const auto& [c, v] : per) s += v.first / double(v.second);
   return per.empty() ? 0.0 : s / double(per.size());
 }
 
 nlohmann::json PartMetrics::per_category() const {
-  std::map<int64_t, std::pair<double, int64_t>> per;
-  for (size_t i = 0; i < shape_iou_.size(); ++i) {
-    per[shape_category_[i]].first += shape_iou_[i];
-    per[shape_category_[i]].second += 1;
-  }
   nlohmann::json j = nlohmann::json::object();
-  for (const auto& [c, v] : per) {
+  for (const auto& [c, v] : category_sums()) {
     const std::string name = c < static_cast<int64_t>(category_names_.size()) ? category_names_[c] : std::to_string(c);
     j[name] = {{"miou", v.first / double(v.second)}, {"shapes", v.second}};
   }

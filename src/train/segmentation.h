@@ -1,6 +1,7 @@
 // Part segmentation (Point-MAE's ShapeNetPart protocol, docs/protocols.md "Part segmentation"):
 // the segmentation Task of the one training loop (train/loop.h) and its metrics.
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,8 @@ class PartMetrics {
   std::string text() const;        // "ins. mIoU 0.8612 cls. mIoU 0.8431 acc 0.9402"
 
  private:
+  // Per category present: (sum of its shapes' IoUs, number of shapes).
+  std::map<int64_t, std::pair<double, int64_t>> category_sums() const;
   std::vector<int64_t> part_category_;
   std::vector<std::string> category_names_;
   std::vector<double> shape_iou_;
