@@ -312,7 +312,7 @@ void parse_data(const json& j, Config& c, const KeyError& bad) {
   }
   const bool points_model =
       c.model.name == "point_transformer" || c.model.name == "point_mae" || c.model.name == "point_seg" ||
-      c.model.name == "point_bert_dvae";
+      c.model.name == "point_bert_dvae" || c.model.name == "point_bert";
   if (points_model != info.point_cloud)
     bad("model.name", "'" + c.model.name + "' cannot read dataset '" + d.dataset + "' (" +
                           (points_model ? "it takes point clouds" : "it takes images") + ")");
@@ -362,6 +362,35 @@ void check_point_bert_dvae(const Config& c, const KeyError& bad) {
   if (c.model.num_groups < 4) bad("model.num_groups", "point_bert_dvae's DGCNN takes 4 neighbouring centres: needs at least 4");
 }
 
+void check_point_bert(const Config& c, const KeyError& bad) {
+  if (c.model.name != "point_bert") return;
+  const auto& p = c.pretrain;
+  if (p.tokenizer.empty())
+    bad("pretrain.tokenizer", "point_bert predicts the tokens of a trained dVAE: name its checkpoint (ewa pretrain on a "
+                              "point_bert_dvae config, or Point-BERT's dvae.pth)");
+  if (p.mask_ratio_min > p.mask_ratio_max)
+    bad("pretrain.mask_ratio_min", "must not exceed pretrain.mask_ratio_max (" + std::to_string(p.mask_ratio_max) + ")");
+  if (static_cast<int64_t>(p.mask_ratio_min * double(c.model.num_groups)) < 1 && p.token_loss)
+    bad("pretrain.mask_ratio_min", "masks no patch of " + std::to_string(c.model.num_groups) +
+                                       ", so the token loss would have no target: raise it");
+  if (c.model.variant != "point_bert") bad("model.variant", "point_bert pretraining has the point_bert variant only");
+  if (c.model.num_groups < 4) bad("model.num_groups", "point_bert's tokenizer (DGCNN over 4 neighbouring centres) needs at least 4");
+  if (c.moe.kind == MlpKind::Routed) bad("moe.kind", "point_bert pretraining supports dense or rup (EWA) transformers");
+  if (!p.token_loss && !p.mix_loss && !p.moco_loss)
+    bad("pretrain.token_loss", "point_bert needs at least one of pretrain.token_loss, mix_loss, moco_loss");
+  if (p.svm_dataset.empty() != p.svm_root.empty())
+    bad(p.svm_dataset.empty() ? "pretrain.svm_dataset" : "pretrain.svm_root",
+        "the SVM monitor needs both pretrain.svm_dataset and pretrain.svm_root");
+  if (!p.svm_dataset.empty()) {
+    bool known = false;
+    for (const auto& d : dataset_table())
+      known = known || (p.svm_dataset == d.name && d.point_cloud && !d.segmentation && d.num_classes > 0 && d.variants.empty());
+    if (!known)
+      bad("pretrain.svm_dataset", "'" + p.svm_dataset + "' is not a labelled point-cloud classification set without "
+                                  "variants (e.g. modelnet40, modelnet_h5)");
+  }
+}
+
 void check_point_seg(const Config& c, const KeyError& bad) {
   if (c.model.name != "point_seg") return;
   if (c.model.depth % 3 != 0)
@@ -397,6 +426,7 @@ Config parse_config(const json& j, const std::string& source) {
   check_point_mae(c, bad);
   check_point_seg(c, bad);
   check_point_bert_dvae(c, bad);
+  check_point_bert(c, bad);
   c.finetune = j["finetune"].get<FinetuneConfig>();
   c.train = j["train"].get<TrainConfig>();
   return c;

@@ -76,6 +76,10 @@ struct PretrainConfig {
   int64_t decoder_depth{}, decoder_num_heads{}, reconstructions{};
   int64_t num_tokens{}, tokens_dims{}, decoder_dims{}, kl_delay{}, kl_ramp{}, temperature_ramp{};  // point_bert_dvae
   double kl_weight{}, temperature_start{}, temperature_end{};
+  std::string tokenizer{}, svm_dataset{}, svm_root{};  // point_bert
+  double mask_ratio_min{}, mask_ratio_max{}, momentum{}, contrast_temperature{};
+  int64_t queue_size{}, cls_dim{};
+  bool token_loss{}, mix_loss{}, moco_loss{};
 };
 
 struct FinetuneConfig {
@@ -109,7 +113,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1,
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EvalConfig, vote_views, vote_repeats, final_vote, save_best_on_test)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, decoder_depth, decoder_num_heads,
                                    reconstructions, num_tokens, tokens_dims, decoder_dims, kl_delay, kl_ramp,
-                                   temperature_ramp, kl_weight, temperature_start, temperature_end)
+                                   temperature_ramp, kl_weight, temperature_start, temperature_end, tokenizer,
+                                   svm_dataset, svm_root, mask_ratio_min, mask_ratio_max, momentum,
+                                   contrast_temperature, queue_size, cls_dim, token_loss, mix_loss, moco_loss)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FinetuneConfig, init, allow_missing, freeze_encoder, layer_decay)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device, precision,
                                    overlap_allreduce, bucket_mb, checkpoint_every)

@@ -35,11 +35,12 @@ const std::vector<FieldSpec>& config_schema() {
       S("description", "", {},
         "What the config is for. Configs that reproduce a paper's recipe name the upstream file they follow and "
         "say where they differ (docs/protocols.md)."),
-      S("model.name", "vit", {"vit", "point_transformer", "point_mae", "point_seg", "point_bert_dvae"},
+      S("model.name", "vit", {"vit", "point_transformer", "point_mae", "point_seg", "point_bert_dvae", "point_bert"},
         "Model family from the registry: vit (2D images), point_transformer (point-cloud classifier, Point-MAE / "
         "Point-BERT style), point_mae (Point-MAE masked-autoencoder pretraining: `ewa pretrain`) or point_seg "
         "(Point-MAE's part-segmentation network: a segmentation dataset such as shapenetpart) or point_bert_dvae "
-        "(Point-BERT's dVAE tokenizer, stage 1 of its pretraining: `ewa pretrain`)."),
+        "(Point-BERT's dVAE tokenizer, stage 1 of its pretraining: `ewa pretrain`) or point_bert (Point-BERT's masked "
+        "point modelling on a trained tokenizer, stage 2: `ewa pretrain`, pretrain.tokenizer)."),
       S("model.variant", "point_mae", {"point_mae", "point_bert"},
         "point_transformer only: Point-MAE (encoder width = embed_dim, BatchNorm head) or Point-BERT (encoder width 256 "
         "+ reduce_dim Linear, head without BatchNorm)."),
@@ -183,6 +184,29 @@ const std::vector<FieldSpec>& config_schema() {
       F("pretrain.temperature_end", 0.0625, 1e-6, 100,
         "point_bert_dvae: temperature after the ramp (temp.target 0.0625)."),
       I("pretrain.temperature_ramp", 100000, 1, kBig, "point_bert_dvae: steps of the temperature's cosine ramp (temp.ntime 100000)."),
+      S("pretrain.tokenizer", "", {},
+        "point_bert: the stage-1 dVAE whose tokens are the targets and whose encoder starts the transformer: an ewa "
+        "point_bert_dvae checkpoint or Point-BERT's dvae.pth. Required for point_bert."),
+      F("pretrain.mask_ratio_min", 0.25, 0, 1,
+        "point_bert: block masking masks int(r * num_groups) patches nearest to a random centre, r uniform in "
+        "[mask_ratio_min, mask_ratio_max] per cloud (Point-BERT: [0.25, 0.45])."),
+      F("pretrain.mask_ratio_max", 0.45, 0, 1, "point_bert: upper end of the block-masking ratio (0.45)."),
+      F("pretrain.momentum", 0.999, 0, 1, "point_bert: momentum m of the key transformer, k = m k + (1 - m) q per step (0.999)."),
+      I("pretrain.queue_size", 16384, 1, 1 << 24,
+        "point_bert: keys in the contrastive queue (K 16384); must be a multiple of the global batch, as upstream asserts."),
+      F("pretrain.contrast_temperature", 0.07, 1e-6, 100, "point_bert: temperature T of the contrastive logits (0.07)."),
+      I("pretrain.cls_dim", 512, 1, 65536, "point_bert: width of cls_head, the class token's projection (512)."),
+      B("pretrain.token_loss", true,
+        "point_bert: cross-entropy of lm_head at the masked patches against the tokenizer's tokens, for the clouds and "
+        "their patch-mixed versions (dvae_loss: True)."),
+      B("pretrain.mix_loss", true,
+        "point_bert: contrastive loss of the patch-mixed clouds against the keys and the queue, weighted by the mix "
+        "ratio (cutmix_loss: True)."),
+      B("pretrain.moco_loss", false, "point_bert: plain MoCo loss of the clouds against their keys (moco_loss: False)."),
+      S("pretrain.svm_dataset", "", {},
+        "point_bert: labelled point dataset of the linear SVM probe run after every epoch as the pretraining monitor "
+        "(Point-BERT: modelnet40); best.pt is the epoch of the best probe accuracy. Empty = no probe."),
+      S("pretrain.svm_root", "", {}, "point_bert: data root of pretrain.svm_dataset."),
       S("finetune.init", "", {},
         "Checkpoint to initialise the model from before training (fine-tuning): an ewa checkpoint (pretraining or "
         "classifier), an official Point-MAE / Point-BERT .pth, or a timm-named .pth/.safetensors for vit. Empty = "

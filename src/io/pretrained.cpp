@@ -99,13 +99,14 @@ torch::Tensor resample_pos_embed(const torch::Tensor& pos, int64_t tokens) {
 }  // namespace
 
 torch::OrderedDict<std::string, torch::Tensor> normalize_keys(const torch::OrderedDict<std::string, torch::Tensor>& in,
-                                                              std::vector<std::string>* dropped) {
+                                                              std::vector<std::string>* dropped, bool own_layout) {
   bool point_bert = false;
   for (const auto& item : in) {
     std::string k = item.key();
     if (starts_with(k, "module.")) k = k.substr(7);
     if (starts_with(k, "transformer_q.")) point_bert = true;
   }
+  if (own_layout) point_bert = false;
   torch::OrderedDict<std::string, torch::Tensor> out;
   for (const auto& item : in) {
     std::string k = item.key();
@@ -116,6 +117,7 @@ torch::OrderedDict<std::string, torch::Tensor> normalize_keys(const torch::Order
         continue;
       }
       k = k.substr(14);
+    } else if (own_layout) {
     } else if (starts_with(k, "MAE_encoder.")) {
       k = k.substr(12);
     } else if (starts_with(k, "base_model.")) {
@@ -229,7 +231,7 @@ LoadReport load_pretrained(torch::nn::Module& model, const StateDict& sd, const 
   r.path = path;
   r.origin = sd.origin;
   std::vector<std::string> dropped;
-  const auto src = normalize_keys(sd.tensors, &dropped);
+  const auto src = normalize_keys(sd.tensors, &dropped, options.own_layout);
   torch::NoGradGuard guard;
 
   std::vector<std::pair<std::string, torch::Tensor>> targets;

@@ -29,6 +29,9 @@ struct LoadOptions {
   // Keys that may stay fresh, absent or of another shape: the classification head (a new task),
   // Point-MAE's cls_token / cls_pos (not pretrained); a routed MoE's gate always may.
   std::function<bool(const std::string&)> may_be_fresh = [](const std::string&) { return false; };
+  // The file holds the model's own module layout (a whole Point-BERT pretraining module, say):
+  // only a "module." prefix is removed, no fine-tuning key rule applies.
+  bool own_layout = false;
 };
 
 struct LoadReport {
@@ -46,9 +49,11 @@ struct LoadReport {
 };
 
 // Renames the keys of an official or ewa state dict to ewa's model names (see above). Keys that
-// the renaming drops (Point-BERT's momentum encoder, dVAE, ...) go to `dropped`.
+// the renaming drops (Point-BERT's momentum encoder, dVAE, ...) go to `dropped`. `own_layout`:
+// only "module." is removed (LoadOptions::own_layout).
 torch::OrderedDict<std::string, torch::Tensor> normalize_keys(const torch::OrderedDict<std::string, torch::Tensor>& in,
-                                                              std::vector<std::string>* dropped = nullptr);
+                                                              std::vector<std::string>* dropped = nullptr,
+                                                              bool own_layout = false);
 
 // Copies `sd` into `model` (parameters and buffers, BatchNorm statistics included). Throws
 // ewa::Error with one line naming the file and the first differences when a backbone key has

@@ -140,7 +140,7 @@ DvaeOutput DiscreteVaeImpl::forward(const torch::Tensor& points, double temperat
 
 torch::Tensor DiscreteVaeImpl::tokens(const torch::Tensor& points) {
   auto groups = group_point_cloud(points.narrow(2, 0, 3), o_.num_groups, o_.group_size);
-  return dgcnn_1(encoder(groups.neighborhoods), groups.centers).argmax(2);
+  return tokens(groups.neighborhoods, groups.centers);
 }
 
 }  // namespace ewa::models

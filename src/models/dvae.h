@@ -78,6 +78,10 @@ class DiscreteVaeImpl : public torch::nn::Module {
   // The token of every patch: argmax of dgcnn_1's logits ([B, G] int64), as Point-BERT's
   // masked point modelling labels its targets.
   torch::Tensor tokens(const torch::Tensor& points);
+  // The same for patches [B, G, K, 3] and their centres [B, G, 3] already grouped.
+  torch::Tensor tokens(const torch::Tensor& patches, const torch::Tensor& centers) {
+    return dgcnn_1(encoder(patches), centers).argmax(2);
+  }
 
   MiniPointNet encoder{nullptr};
   Dgcnn dgcnn_1{nullptr}, dgcnn_2{nullptr};

@@ -1,0 +1,227 @@
+// Point-BERT's masked point modelling (stage 2) against a PyTorch model laid out like the official
+// Point_BERT module (tests/fixtures/official_point_bert.py: the same weights, inputs and random
+// draws; masks, tokens, the three losses, the keys, the momentum update and the queue within 1e-4,
+// and our checkpoint loading strictly in the official layout); the block-masking rule's invariants
+// on fresh random inputs; the queue's contents after steps.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "io/point_io.h"
+#include "io/pretrained.h"
+#include "io/state_dict.h"
+#include "models/point_bert.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+namespace {
+using ewa::testing::TempDir;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+const std::string kPython = EWA_PYTHON;
+const std::string kScript = std::string(EWA_SOURCE_DIR) + "/tests/fixtures/official_point_bert.py";
+
+// The fixture's sizes: D 48, depth 2, 4 heads, 16 groups of 8, encoder 32, 64 tokens of 24,
+// decoder 32, cls_dim 40, queue 16, momentum 0.9, T 0.07, all three losses.
+ewa::Config bert_config(const json& extra = json::object()) {
+  json j = {{"model", {{"name", "point_bert"}, {"variant", "point_bert"}, {"embed_dim", 48}, {"depth", 2}, {"num_heads", 4},
+                       {"num_groups", 16}, {"group_size", 8}, {"encoder_dims", 32}, {"qkv_bias", false},
+                       {"drop_path_rate", 0.0}, {"in_chans", 3}}},
+            {"moe", {{"kind", "dense"}}},
+            {"pretrain", {{"tokenizer", "unused"}, {"num_tokens", 64}, {"tokens_dims", 24}, {"decoder_dims", 32},
+                          {"cls_dim", 40}, {"queue_size", 16}, {"momentum", 0.9}, {"contrast_temperature", 0.07},
+                          {"moco_loss", true}}},
+            {"data", {{"dataset", "shapenet55"}, {"root", "unused"}, {"num_points", 256}}}};
+  j.merge_patch(extra);
+  return ewa::parse_config(ewa::resolve_config(j, "test"), "test");
+}
+
+ewa::models::DvaeOptions dvae_sizes() {
+  ewa::models::DvaeOptions o;
+  o.num_groups = 16, o.group_size = 8, o.encoder_dims = 32, o.num_tokens = 64, o.tokens_dims = 24, o.decoder_dims = 32;
+  return o;
+}
+
+double diff(const torch::Tensor& a, const torch::Tensor& b) { return (a.to(torch::kFloat) - b.to(torch::kFloat)).abs().max().item<double>(); }
+
+class OfficialPointBert : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (kPython.empty()) return;
+    const auto f = ewa::testing::python_fixture_dir(kScript, "point_bert", [](const std::string& d) {
+      return std::vector<std::string>{kPython + " " + kScript + " make " + d};
+    });
+    ASSERT_TRUE(f.error.empty()) << f.error;
+    dir_ = new std::string(f.path);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (kPython.empty()) GTEST_SKIP() << "no Python with torch found at configure time";
+  }
+  static std::string file(const std::string& name) { return *dir_ + "/" + name; }
+  static torch::Tensor npy(const std::string& name) { return ewa::io::read_npy(file(name + ".npy")); }
+
+  // The fixture's model, loaded from its point_bert.pth in the official layout.
+  static ewa::models::PointBert load() {
+    ewa::models::PointBert model(bert_config(), dvae_sizes());
+    ewa::io::LoadOptions own;
+    own.own_layout = true;
+    const auto report = ewa::io::load_pretrained(*model, ewa::io::read_state_dict(file("point_bert.pth")), own, file("point_bert.pth"));
+    EXPECT_TRUE(report.missing.empty() && report.unexpected.empty() && report.fresh.empty()) << report.table();
+    return model;
+  }
+  // The fixture's draws, the masks made by our rule from its ratios and seeds.
+  static ewa::models::BertDraws draws(const torch::Tensor& centers) {
+    ewa::models::BertDraws d;
+    auto mask_of = [&](const std::string& name) {
+      auto rs = npy(name);  // [2, B]: ratio, seed
+      return ewa::models::block_mask(centers, rs[0].to(torch::kDouble), rs[1].to(torch::kLong));
+    };
+    d.mask = mask_of("mask_q");
+    d.mix_mask = mask_of("mask_mix");
+    d.key_mask = mask_of("mask_k");
+    d.mix_ratio = npy("mix_ratio");
+    d.mix_keep = npy("mix_keep").gt(0.5);
+    return d;
+  }
+  static std::string* dir_;
+};
+std::string* OfficialPointBert::dir_ = nullptr;
+
+TEST_F(OfficialPointBert, OneTrainingForwardGivesTheOfficialMasksTokensLossesKeysAndQueue) {
+  auto model = load();
+  model->train();  // as upstream: BatchNorm on batch statistics (no drop path at these sizes)
+  const auto points = npy("points");
+  auto groups = ewa::models::group_point_cloud(points, 16, 8);
+  const auto d = draws(groups.centers);
+  const auto masks = npy("masks").gt(0.5);
+  EXPECT_TRUE(torch::equal(d.mask, masks[0]));
+  EXPECT_TRUE(torch::equal(d.mix_mask, masks[1]));
+  EXPECT_TRUE(torch::equal(d.key_mask, masks[2]));
+
+  auto out = model->forward(points, d);
+  EXPECT_TRUE(torch::equal(out.tokens, npy("tokens").to(torch::kLong)));
+  const auto losses = npy("losses");
+  EXPECT_NEAR(out.token_loss.item<double>(), losses[0].item<double>(), 1e-4);
+  EXPECT_NEAR(out.mix_loss.item<double>(), losses[1].item<double>(), 1e-4);
+  EXPECT_NEAR(out.moco_loss.item<double>(), losses[2].item<double>(), 1e-4);
+  EXPECT_NEAR(out.loss.item<double>(), losses.sum().item<double>(), 3e-4);
+  EXPECT_LT(diff(out.keys, npy("keys")), 1e-4);
+  EXPECT_EQ(out.token_count, masks[0].sum().item<int64_t>() + masks[1].sum().item<int64_t>());
+  EXPECT_LT(diff(model->transformer_k->lm_head->weight, npy("k_lm_head")), 1e-6);  // k = 0.9 k + 0.1 q
+  model->enqueue(out.keys);
+  EXPECT_LT(diff(model->queue, npy("queue")), 1e-4);
+  EXPECT_EQ(model->queue_ptr.item<int64_t>(), npy("queue_ptr").item<int64_t>());
+  // The loss reaches the online transformer only.
+  out.loss.backward();
+  EXPECT_TRUE(model->transformer_q->lm_head->weight.grad().defined());
+  EXPECT_GT(model->transformer_q->cls_head[0]->as<torch::nn::Linear>()->weight.grad().abs().sum().item<double>(), 0);
+  EXPECT_FALSE(model->transformer_k->lm_head->weight.grad().defined());
+  EXPECT_FALSE(model->dvae->codebook.grad().defined());
+}
+
+TEST_F(OfficialPointBert, OurCheckpointLoadsStrictlyInTheOfficialModel) {
+  auto model = load();
+  TempDir tmp;
+  ewa::io::write_torch_state_dict(tmp / "ours.pth", ewa::io::to_official_layout(ewa::train::state_dict(*model)), 3);
+  auto r = ewa::testing::run_command(kPython + " " + kScript + " check " + tmp.path() + " " + (tmp / "ours.pth"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_LT(diff(ewa::io::read_npy(tmp / "check_losses.npy"), npy("losses")), 1e-4);
+}
+
+TEST_F(OfficialPointBert, FineTuningKeepsTheOnlineTransformerMinusItsContrastiveHead) {
+  // Upstream's key rule (PB:models/Point_BERT.py load_model_from_ckpt) on the fixture's file.
+  std::vector<std::string> dropped;
+  const auto keys = ewa::io::normalize_keys(ewa::io::read_state_dict(file("point_bert.pth")).tensors, &dropped);
+  EXPECT_NE(keys.find("reduce_dim.weight"), nullptr);
+  EXPECT_NE(keys.find("lm_head.weight"), nullptr);  // unexpected for the classifier, as upstream
+  EXPECT_EQ(keys.find("cls_head.0.weight"), nullptr);
+  for (const auto& k : keys.keys()) EXPECT_EQ(k.find("transformer_k"), std::string::npos) << k;
+  EXPECT_EQ(std::count(dropped.begin(), dropped.end(), "queue"), 1);
+}
+
+TEST(BlockMask, CountInRangeAndMaskedPatchesNearestToOneCentre) {
+  torch::manual_seed(3);
+  for (int trial = 0; trial < 20; ++trial) {
+    const int64_t B = 4, G = 5 + trial * 3;
+    auto centers = torch::randn({B, G, 3});
+    auto mask = ewa::models::draw_block_mask(centers, 0.25, 0.45);
+    ASSERT_EQ(mask.sizes(), (std::vector<int64_t>{B, G}));
+    for (int64_t b = 0; b < B; ++b) {
+      const auto m = mask[b];
+      const int64_t count = m.sum().item<int64_t>();
+      EXPECT_GE(count, static_cast<int64_t>(0.25 * double(G))) << G;
+      EXPECT_LE(count, static_cast<int64_t>(0.45 * double(G))) << G;
+      if (count == 0) continue;
+      // Contiguous around a centre: some masked centre c has every masked patch nearer to c than
+      // every visible one (a ball around c holds exactly the masked patches).
+      bool found = false;
+      for (int64_t c = 0; c < G && !found; ++c) {
+        if (!m[c].item<bool>()) continue;
+        auto dist = (centers[b] - centers[b][c]).norm(2, 1);
+        const double inner = dist.index({m}).max().item<double>();
+        const double outer = (~m).any().item<bool>() ? dist.index({~m}).min().item<double>() : 1e30;
+        found = inner <= outer;
+      }
+      EXPECT_TRUE(found) << "masked patches of cloud " << b << " are not a ball around one of them";
+    }
+  }
+  // Hand-made case: centres on a line 0..5, seed 2, ratio 0.5 -> the 3 nearest to x = 2: 1, 2, 3
+  // (tie between 1 and 3 at distance 1, both in; 0 and 4 at distance 2 out).
+  auto line = torch::zeros({1, 6, 3});
+  for (int i = 0; i < 6; ++i) line[0][i][0] = i;
+  auto m = ewa::models::block_mask(line, torch::tensor({0.5}, torch::kDouble), torch::tensor({2}, torch::kLong));
+  EXPECT_TRUE(torch::equal(m[0], torch::tensor({false, true, true, true, false, false})));
+}
+
+TEST(PointBertQueue, HoldsTheLastKeysInOrderAndWraps) {
+  ewa::models::PointBert model(bert_config(), dvae_sizes());
+  const auto initial = model->queue.clone();
+  auto keys = [](float v) { return torch::full({4, 40}, v); };
+  model->enqueue(keys(1));
+  model->enqueue(keys(2));
+  EXPECT_EQ(model->queue_ptr.item<int64_t>(), 8);
+  EXPECT_TRUE(torch::equal(model->queue.narrow(1, 0, 4), torch::ones({40, 4})));
+  EXPECT_TRUE(torch::equal(model->queue.narrow(1, 4, 4), torch::full({40, 4}, 2.0)));
+  EXPECT_TRUE(torch::equal(model->queue.narrow(1, 8, 8), initial.narrow(1, 8, 8)));
+  // The initial keys are unit columns.
+  EXPECT_LT((initial.norm(2, 0) - 1).abs().max().item<double>(), 1e-5);
+  model->enqueue(keys(3));
+  model->enqueue(keys(4));
+  model->enqueue(keys(5));  // wraps to the front
+  EXPECT_EQ(model->queue_ptr.item<int64_t>(), 4);
+  EXPECT_TRUE(torch::equal(model->queue.narrow(1, 0, 4), torch::full({40, 4}, 5.0)));
+  EXPECT_TRUE(torch::equal(model->queue.narrow(1, 12, 4), torch::full({40, 4}, 4.0)));
+  // A batch that does not divide the queue is refused with the key to change.
+  EXPECT_NE(ewa::testing::error_of([&] { model->enqueue(torch::zeros({3, 40})); }).find("pretrain.queue_size"), std::string::npos);
+}
+
+TEST(PointBertModel, StartsFromTheTokenizerAndOnlyTheOnlineTransformerTrains) {
+  ewa::models::PointBert model(bert_config(), dvae_sizes());
+  torch::NoGradGuard guard;
+  for (auto& p : model->dvae->encoder->parameters()) p.uniform_();
+  model->start_from_tokenizer();
+  EXPECT_TRUE(torch::equal(model->transformer_q->encoder->second_conv[3]->as<torch::nn::Linear>()->weight,
+                           model->dvae->encoder->second_conv[3]->as<torch::nn::Linear>()->weight));
+  auto q = model->transformer_q->parameters(), k = model->transformer_k->parameters();
+  ASSERT_EQ(q.size(), k.size());
+  for (size_t i = 0; i < q.size(); ++i) {
+    EXPECT_TRUE(torch::equal(q[i], k[i]));
+    EXPECT_TRUE(q[i].requires_grad());
+    EXPECT_FALSE(k[i].requires_grad());
+  }
+  for (const auto& p : model->dvae->parameters()) EXPECT_FALSE(p.requires_grad());
+  // Official names of the online transformer's own parts.
+  const auto names = model->named_parameters();
+  EXPECT_EQ(names.find("transformer_q.lm_head.weight")->sizes(), (std::vector<int64_t>{64, 48}));
+  EXPECT_EQ(names.find("transformer_q.cls_head.2.weight")->sizes(), (std::vector<int64_t>{40, 40}));
+  EXPECT_EQ(names.find("transformer_q.mask_token")->sizes(), (std::vector<int64_t>{1, 1, 48}));
+  EXPECT_EQ(names.find("transformer_q.reduce_dim.weight")->sizes(), (std::vector<int64_t>{48, 32}));
+  EXPECT_EQ(model->named_buffers().find("queue")->sizes(), (std::vector<int64_t>{40, 16}));
+}
+
+}  // namespace
