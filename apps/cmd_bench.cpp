@@ -47,7 +47,7 @@ void add_train_step_bench(CLI::App* bench) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = bench->add_subcommand("train-step",
-                                    "ms per training step of one model (ViT, point classifier, or point_mae pretraining) with dense "
+                                    "ms per training step of one model (ViT, point classifier, point_mae pretraining, or Point-BERT's point_bert_dvae / point_bert stages) with dense "
                                     "MLPs, RupMoE + EWA and RoutedMoE, interleaved in one run");
   cmd->add_option("-c,--config", args->config, "Config that defines the model")->capture_default_str();
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");

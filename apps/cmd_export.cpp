@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "io/pretrained.h"
 #include "moe/ewa.h"
+#include "train/bert_pretrain.h"
 #include "train/checkpoint.h"
 #include "train/dvae_pretrain.h"
 #include "train/segmentation.h"
@@ -43,6 +44,18 @@ void add_export_command(CLI::App& app) {
       const auto official = io::to_official_layout(train::state_dict(*dvae));
       io::write_torch_state_dict(args->output, official, weights.epoch);
       print_line("exported " + std::to_string(official.size()) + " tensors (point_bert_dvae) to " + args->output);
+      return;
+    }
+    if (cfg.model.name == "point_bert") {  // Point-BERT's stage 2: the whole Point_BERT module, as its builder saves it
+      if (ext == ".safetensors") fail("--output: a Point-BERT pretraining module is exported as .pth (Point-BERT's layout)");
+      models::PointBert bert(cfg, train::dvae_options(cfg));
+      io::LoadOptions own;
+      own.own_layout = true;
+      io::load_pretrained(*bert, weights, own, args->input);
+      const auto official = io::to_official_layout(moe::collapse_to_dense(*bert));
+      io::write_torch_state_dict(args->output, official, weights.epoch);
+      print_line("exported " + std::to_string(official.size()) + " tensors (point_bert: transformer_q, transformer_k, dvae, queue" +
+                 (moe::moe_layers(*bert).empty() ? "" : "; MoE layers collapsed") + ") to " + args->output);
       return;
     }
     if (cfg.moe.kind == MlpKind::Routed && !cfg.moe.blocks.empty())

@@ -1,4 +1,5 @@
-// ewa pretrain: Point-MAE masked-autoencoder pretraining of a point-cloud transformer.
+// ewa pretrain: Point-MAE masked-autoencoder pretraining of a point-cloud transformer, or Point-BERT's
+// two stages (the dVAE tokenizer, then masked point modelling on it).
 #include <cstdio>
 #include <filesystem>
 
@@ -6,6 +7,7 @@
 #include "common/error.h"
 #include "common/runtime.h"
 #include "models/point_mae.h"
+#include "train/bert_pretrain.h"
 #include "train/dvae_pretrain.h"
 #include "train/checkpoint.h"
 #include "train/pretrain.h"
@@ -23,9 +25,10 @@ void add_pretrain_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
-      "pretrain", "Pretrain a point-cloud transformer as a Point-MAE masked autoencoder (labels ignored) into runs/<name>/");
-  cmd->add_option("-c,--config", args->config, "JSON config with model.name = point_mae (configs/*_pretrain*.json) or point_bert_dvae (Point-BERT's "
-                  "dVAE tokenizer, configs/*_dvae.json)");
+      "pretrain", "Pretrain a point-cloud transformer (labels ignored) into runs/<name>/: Point-MAE's masked autoencoder, or "
+                  "Point-BERT's dVAE tokenizer (stage 1) and masked point modelling on it (stage 2)");
+  cmd->add_option("-c,--config", args->config, "JSON config with model.name = point_mae (configs/*_pretrain*.json), point_bert_dvae (Point-BERT's "
+                  "dVAE tokenizer, configs/*_dvae.json) or point_bert (stage 2, configs/*_pointbert.json, pretrain.tokenizer)");
   cmd->add_option("--set", args->set, "Override a config key, e.g. --set pretrain.mask_type=block (repeatable)");
   cmd->add_option("--name", args->name, "Run name (overrides the config's name)");
   cmd->add_option("--resume", args->resume, "Continue from this checkpoint (runs/NAME/last.pt)");
@@ -41,9 +44,11 @@ void add_pretrain_command(CLI::App& app) {
     if (args->reconstruct.empty()) {
       const auto group = join_job(args->dist);
       const train::TrainOptions options{args->resume, group, read};
-      // Point-MAE's masked autoencoder, or Point-BERT's stage 1, the dVAE tokenizer.
+      // Point-MAE's masked autoencoder, or Point-BERT's stage 1 (the dVAE tokenizer) or stage 2.
       const std::string run_dir = cfg.model.name == "point_bert_dvae"
                                       ? train::pretrain_dvae(cfg, data::load_task, options, print_line).run_dir
+                                  : cfg.model.name == "point_bert"
+                                      ? train::pretrain_point_bert(cfg, data::load_task, options, print_line).run_dir
                                       : train::pretrain_point_mae(cfg, data::load_task, options, print_line).run_dir;
       if (!group || group->is_main()) plot_finished_run(run_dir);
       return;

@@ -10,6 +10,8 @@
 #include "infer/predict.h"
 #include "train/trainer.h"
 #include "infer/visualize.h"
+#include "io/pretrained.h"
+#include "train/dvae_pretrain.h"
 #include "datasets/registry.h"
 
 namespace ewa::app {
@@ -82,7 +84,9 @@ void add_show_command(CLI::App& app) {
   auto args = std::make_shared<ShowArgs>();
   auto* cmd = app.add_subcommand("show", "Show point files coloured by what a model did with them: an Open3D window, or a PNG "
                                          "rendered off-screen (--png, or when there is no display)");
-  cmd->add_option("checkpoint", args->checkpoint, "A classifier (as for predict), a part segmenter (point_seg) or a Point-MAE pretraining checkpoint")
+  cmd->add_option("checkpoint", args->checkpoint, "A classifier (as for predict), a part segmenter (point_seg), a Point-MAE pretraining "
+                                                 "checkpoint, or a Point-BERT tokenizer (point_bert_dvae: input | reconstruction) or "
+                                                 "stage-2 checkpoint (point_bert: masked patches | predicted tokens)")
       ->required();
   cmd->add_option("inputs", args->inputs, "Point files and folders (searched recursively)")->required();
   cmd->add_option("--color", args->color,
@@ -119,6 +123,38 @@ void add_show_command(CLI::App& app) {
       return render_scenes(*args, scenes, errors, files_given);
     }
     if (!args->category.empty()) fail("--category: applies to part-segmentation checkpoints; " + args->checkpoint + " is a " + cfg.model.name);
+    if (cfg.model.name == "point_bert_dvae" || cfg.model.name == "point_bert") {  // Point-BERT's two pretraining stages
+      const bool dvae = cfg.model.name == "point_bert_dvae";
+      if (args->color != "class" && args->color != "plain")
+        fail("--color: " + args->checkpoint + " is a " + cfg.model.name + " checkpoint, shown as " +
+             (dvae ? "input | reconstruction" : "masked patches | predicted tokens") + ": leave --color out");
+      const auto device = train::select_device(cfg.train.device);
+      models::DiscreteVae dvae_model{nullptr};
+      models::PointBert bert_model{nullptr};
+      io::LoadOptions load;
+      load.own_layout = !dvae;
+      if (dvae) {
+        dvae_model = models::DiscreteVae(train::dvae_options(cfg));
+        io::load_pretrained(*dvae_model, weights, load, args->checkpoint);
+        dvae_model->to(device);
+      } else {
+        bert_model = models::PointBert(cfg, train::dvae_options(cfg));
+        io::load_pretrained(*bert_model, weights, load, args->checkpoint);
+        bert_model->to(device);
+      }
+      const auto files = train::expand_point_inputs(args->inputs);
+      if (files.empty()) fail("show: no point files found in the given folders");
+      const auto read = train::for_each_point_batch(files, cfg, args->upsample, 16, [&](const torch::Tensor& x, const std::vector<size_t>& idx) {
+        std::vector<std::string> names;
+        for (auto i : idx) names.push_back(files[i]);
+        auto s = dvae ? train::dvae_scenes(*dvae_model, x, names, device) : train::bert_scenes(*bert_model, x, names, device);
+        scenes.insert(scenes.end(), s.begin(), s.end());
+      });
+      for (const auto& r : read)
+        if (!r.error.empty()) errors.push_back(r.error);
+      args->color = dvae ? "dVAE reconstruction" : "masked-token prediction";
+      return render_scenes(*args, scenes, errors, static_cast<int64_t>(files.size()));
+    }
     const bool mae = cfg.model.name == "point_mae";
     if (mae != (args->color == "mae"))
       fail(mae ? "--color: " + args->checkpoint + " is a Point-MAE pretraining checkpoint: use --color mae"

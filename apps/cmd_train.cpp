@@ -36,7 +36,7 @@ void run(const TrainArgs& a) {
   if (a.layer_decay > 0) set.push_back("finetune.layer_decay=" + std::to_string(a.layer_decay));
   std::shared_ptr<const io::Checkpoint> resumed;
   Config cfg = run_config(a.config, a.resume, set, a.name, &resumed);
-  if (cfg.model.name == "point_mae" || cfg.model.name == "point_bert_dvae")
+  if (cfg.model.name == "point_mae" || cfg.model.name == "point_bert_dvae" || cfg.model.name == "point_bert")
     fail("model.name: " + cfg.model.name + " is a pretraining model: run `ewa pretrain` with this config");
   const train::TrainOptions options{a.resume, group, resumed};
   const std::string run_dir = cfg.model.name == "point_seg"

@@ -9,11 +9,14 @@
 #include <torch/cuda.h>
 
 #include "common/precision.h"
+#include "models/dvae.h"
+#include "models/point_bert.h"
 #include "models/point_mae.h"
 #include "models/point_seg.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "train/fused_adamw.h"
+#include "train/dvae_pretrain.h"
 #include "train/trainer.h"
 
 namespace ewa::bench {
@@ -26,6 +29,7 @@ struct Variant {
   std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)> loss;  // the task's training loss
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::vector<torch::Tensor> params;
+  torch::nn::Module* ewa_model = nullptr;  // whose MoE layers EWA averages (Point-BERT: the online transformer)
   Config cfg;
   std::vector<double> ms;
 };
@@ -34,7 +38,7 @@ struct Variant {
 void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
   train::optimization_step(
       v.cfg, x.device(), [&] { return train::StepOutput{v.loss(x, y), {}, x.size(0)}; }, *v.optimizer, v.params);
-  if (v.cfg.moe.kind != MlpKind::Dense && v.cfg.ewa.enabled) moe::ewa_average(*v.model, v.cfg.ewa.share_rate);
+  if (v.cfg.moe.kind != MlpKind::Dense && v.cfg.ewa.enabled) moe::ewa_average(*v.ewa_model, v.cfg.ewa.share_rate);
   if (x.is_cuda()) torch::cuda::synchronize();  // the step's kernels finish inside its timing
 }
 }  // namespace
@@ -42,8 +46,10 @@ void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
 std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOptions& o) {
   const torch::Device device = train::select_device(base.train.device);
   std::vector<Variant> variants;
-  const bool pretraining = base.model.name == "point_mae", segmentation = base.model.name == "point_seg";
-  std::vector<std::tuple<std::string, MlpKind, bool>> kinds = {{"dense", MlpKind::Dense, false}, {"rup+ewa", MlpKind::Rup, true}};
+  const bool dvae = base.model.name == "point_bert_dvae", bert = base.model.name == "point_bert";
+  const bool pretraining = base.model.name == "point_mae" || dvae || bert, segmentation = base.model.name == "point_seg";
+  std::vector<std::tuple<std::string, MlpKind, bool>> kinds = {{"dense", MlpKind::Dense, false}};
+  if (!dvae) kinds.emplace_back("rup+ewa", MlpKind::Rup, true);  // the dVAE has no transformer
   // pretraining and segmentation have no routed encoder
   if (!pretraining && !segmentation) kinds.emplace_back("routed", MlpKind::Routed, false);
   if (!o.variants.empty()) {
@@ -66,6 +72,19 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
         return F::cross_entropy(logits.reshape({-1, logits.size(2)}), y.reshape(-1));
       };
       v.model = seg;
+    } else if (dvae) {  // Point-BERT's stage 1 at the schedules' start (temperature 1, KL weight 0)
+      auto model = std::make_shared<models::DiscreteVaeImpl>(train::dvae_options(v.cfg));
+      v.loss = [model](const torch::Tensor& x, const torch::Tensor&) { return model->forward(x, 1.0, false).recon; };
+      v.model = model;
+    } else if (bert) {  // Point-BERT's stage 2 on a random tokenizer: the training forward, then the enqueue
+      auto model = std::make_shared<models::PointBertImpl>(v.cfg, train::dvae_options(v.cfg));
+      v.loss = [model](const torch::Tensor& x, const torch::Tensor&) {
+        auto out = model->forward(x);
+        model->enqueue(out.keys.to(torch::kFloat));
+        return out.loss;
+      };
+      v.model = model;
+      v.ewa_model = model->transformer_q.ptr().get();
     } else if (pretraining) {
       auto mae = std::make_shared<models::PointMaeImpl>(v.cfg);
       v.loss = [mae](const torch::Tensor& x, const torch::Tensor&) { return mae->forward(x).loss; };
@@ -82,8 +101,10 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
     }
     v.model->to(device);
     v.model->train();
-    v.optimizer = std::make_unique<torch::optim::AdamW>(v.model->parameters(), torch::optim::AdamWOptions(1e-4));
-    v.params = v.model->parameters();
+    if (!v.ewa_model) v.ewa_model = v.model.get();
+    for (const auto& p : v.model->parameters())  // the trained ones (Point-BERT's key transformer and tokenizer are frozen)
+      if (p.requires_grad()) v.params.push_back(p);
+    v.optimizer = std::make_unique<torch::optim::AdamW>(v.params, torch::optim::AdamWOptions(1e-4));
     variants.push_back(std::move(v));
   }
   const auto& m = base.model;
@@ -107,7 +128,7 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
   for (auto& v : variants) {
     TrainStepRow row;
     row.variant = v.name;
-    for (const auto& p : v.model->parameters()) row.params += p.numel();
+    for (const auto& p : v.params) row.params += p.numel();
     std::sort(v.ms.begin(), v.ms.end());
     row.ms_median = v.ms[v.ms.size() / 2];
     row.ms_min = v.ms.front();

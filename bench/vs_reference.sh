@@ -11,6 +11,10 @@
 #        bash bench/vs_reference.sh --seg [ROUNDS]: the part-segmentation step at batch 16, 2048 points
 #        (configs/finetune_shapenetpart_pointmae_ewa.json, dense and RupMoE + EWA) against
 #        bench/ref_pointmae_seg.py (about 10 minutes per round on 2 cores; DEVICE=cuda works here).
+#        bash bench/vs_reference.sh --pointbert [ROUNDS]: both Point-BERT pretraining stages at the official
+#        sizes, batch 16 (configs/shapenet55_pointbert_dvae.json and configs/shapenet55_pointbert.json,
+#        dense) against bench/ref_pointbert.py --stage dvae|bert, built from the reference's modules
+#        (about 12 minutes per round on 2 cores).
 # Env: DEVICE=cuda times both sides of the fine-tuning step on the GPU (REF_DEVICE=cuda for the
 #      reference, train.device=cuda for ewa; not with --pretrain; scripts/gpu-check.sh runs the GPU comparison with bf16 and larger batches too),
 #      STEPS (timed steps per side and round, default 5), WARMUP (default 2), THREADS (2), EWA
@@ -18,7 +22,9 @@
 set -euo pipefail
 PRETRAIN=0
 SEG=0
+POINTBERT=0
 if [ "${1:-}" = "--pretrain" ]; then PRETRAIN=1; shift; fi
+if [ "${1:-}" = "--pointbert" ]; then POINTBERT=1; shift; fi
 if [ "${1:-}" = "--seg" ]; then SEG=1; shift; fi
 ROUNDS=${1:-3}
 EWA=${EWA:-build/ewa}
@@ -30,14 +36,15 @@ WARMUP=${WARMUP:-2}
 DEVICE=${DEVICE:-cpu}
 export REF_DEVICE=$DEVICE
 [ -f "$REF" ] || { echo "vs_reference: $REF not found (set REF=)" >&2; exit 2; }
-if [ "$PRETRAIN" = 1 ] && [ "$DEVICE" != cpu ]; then
-  echo "vs_reference: --pretrain compares on the CPU only (bench/ref_pointmae_pretrain.py has no GPU mode)" >&2
+if [ "$PRETRAIN$POINTBERT" != 00 ] && [ "$DEVICE" != cpu ]; then
+  echo "vs_reference: --pretrain and --pointbert compare on the CPU only (their references have no GPU mode)" >&2
   exit 2
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 BATCH=32
 [ "$SEG" = 1 ] && BATCH=16
+[ "$POINTBERT" = 1 ] && BATCH=16
 ours() {  # config variant -> median ms/step
   "$EWA" --threads "$THREADS" bench train-step --config "$1" --batch-size "$BATCH" --warmup "$WARMUP" --steps "$STEPS" --rounds 1 \
     --set train.device="$DEVICE" --variants "$2" | awk -F'|' -v v=" $2 " 'index($2, v) == 1 {gsub(/ /, "", $4); print $4}'
@@ -53,13 +60,19 @@ ref_pretrain() {  # -> median ms/step
   REF="$REF" "$PY" "$(dirname "$0")/ref_pointmae_pretrain.py" --batch 32 --threads "$THREADS" --warmup "$WARMUP" --iters "$STEPS" \
     2>/dev/null | ms
 }
+ref_pointbert() {  # dvae|bert -> median ms/step
+  REF="$REF" "$PY" "$(dirname "$0")/ref_pointbert.py" --stage "$1" --batch 16 --threads "$THREADS" --warmup "$WARMUP" \
+    --iters "$STEPS" 2>/dev/null | ms
+}
 ref_seg() {  # none|rup -> median ms/step
   REF="$REF" "$PY" "$(dirname "$0")/ref_pointmae_seg.py" --batch 16 --threads "$THREADS" --warmup "$WARMUP" --iters "$STEPS" \
     --moe "$1" 2>/dev/null | ms
 }
 finetune=configs/finetune_modelnet40_pointmae_ewa.json
 [ "$SEG" = 1 ] && finetune=configs/finetune_shapenetpart_pointmae_ewa.json
-if [ "$SEG" = 1 ]; then
+if [ "$POINTBERT" = 1 ]; then
+  rows=("Point-BERT stage 1 (dVAE) step, dense:dvae_ours:dvae_ref" "Point-BERT stage 2 (masked point modelling) step, dense:bert_ours:bert_ref")
+elif [ "$SEG" = 1 ]; then
   rows=("segmentation dense:ours_dense:ref_dense" "segmentation RupMoE + EWA:ours_rup:ref_rup")
 elif [ "$PRETRAIN" = 1 ]; then
   rows=("Point-MAE pretraining step, dense:pre_ours:pre_ref")
@@ -67,7 +80,12 @@ else
   rows=("dense:ours_dense:ref_dense" "RupMoE + EWA:ours_rup:ref_rup")
 fi
 for r in $(seq "$ROUNDS"); do
-  if [ "$PRETRAIN" = 1 ]; then
+  if [ "$POINTBERT" = 1 ]; then
+    ours configs/shapenet55_pointbert_dvae.json dense >> "$tmp/dvae_ours"
+    ref_pointbert dvae >> "$tmp/dvae_ref"
+    ours configs/shapenet55_pointbert.json dense >> "$tmp/bert_ours"
+    ref_pointbert bert >> "$tmp/bert_ref"
+  elif [ "$PRETRAIN" = 1 ]; then
     ours configs/shapenet55_pointmae_pretrain.json dense >> "$tmp/pre_ours"
     ref_pretrain >> "$tmp/pre_ref"
   elif [ "$SEG" = 1 ]; then

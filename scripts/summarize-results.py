@@ -3,7 +3,10 @@
 scripts/run-results-3d.sh) as a Markdown table for docs/results.md: final-epoch test OA per seed,
 mean and sample standard deviation over seeds, mean mAcc.
 
-usage: summarize-results.py [runs_dir] [2d|3d|pretrain|protocols]
+usage: summarize-results.py [runs_dir] [2d|3d|pretrain|pointbert|protocols]
+
+pointbert (scripts/run-results-pointbert.sh): Point-BERT's and Point-MAE's classifiers from
+scratch and fine-tuned from their pretraining, dense and EWA.
 
 protocols (scripts/run-results-protocols.sh): per pipeline and variant, the mean and sample
 standard deviation over seeds of the final-epoch single-pass OA, the best-on-test OA, and the
@@ -60,6 +63,11 @@ labels = {
     "dense": "dense Point-MAE-style transformer (configs/synth_points_dense.json)",
     "ewa": "RupMoE + EWA, converted to dense (configs/synth_points_ewa.json)",
 } if kind == "3d" else {
+    f"{model}_{start}_{variant}": f"{model_label}, {start_label}, {variant_label}"
+    for model, model_label in (("pb", "Point-BERT classifier"), ("pm", "Point-MAE classifier"))
+    for start, start_label in (("scratch", "from scratch"), ("ft", "fine-tuned from its pretraining"))
+    for variant, variant_label in (("dense", "dense"), ("ewa", "RupMoE + EWA (converted)"))
+} if kind == "pointbert" else {
     f"{setting}_{start}_{variant}": f"{setting_label}, {start_label}, {variant_label}"
     for setting, setting_label in (("full", "1600 labelled"), ("few", "10 per class"))
     for start, start_label in (("scratch", "from scratch"), ("ft", "fine-tuned from Point-MAE pretraining"))

@@ -411,6 +411,25 @@ std::vector<Case> cases() {
   c.push_back({"S06", "part data", "point_seg on a classification dataset", [](const Fixture& f, const std::string& d) {
                  return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --set model.name=point_seg";
                }, "point_seg segments parts: dataset"});
+  // ---- Point-BERT pretraining ----
+  auto bert = [](const Fixture& f, const std::string& d, const std::string& extra) {
+    return kEwa + " pretrain -c " + std::string(EWA_SOURCE_DIR) + "/configs/synth_pointbert.json --set data.root=" + f.synth +
+           " --set data.dataset=" + ewa::testing::synth_dataset() + " --set data.num_points=128 --set model.num_groups=8" +
+           " --set model.group_size=8 --set pretrain.svm_dataset= --set pretrain.svm_root=" +
+           " --set train.runs_dir=" + d + "/runs " + extra;
+  };
+  c.push_back({"B01", "Point-BERT", "stage 2 without a tokenizer", [=](const Fixture& f, const std::string& d) {
+                 return bert(f, d, "--set pretrain.tokenizer=");
+               }, "pretrain.tokenizer': point_bert predicts the tokens of a trained dVAE"});
+  c.push_back({"B02", "Point-BERT", "a tokenizer file that holds no dVAE (a classifier)", [=](const Fixture& f, const std::string& d) {
+                 return bert(f, d, "--set pretrain.tokenizer=" + f.ckpt);
+               }, "pretrain.tokenizer: <fixture>/runs/tiny/last.pt holds no dVAE tokenizer"});
+  c.push_back({"B03", "Point-BERT", "a queue that the global batch does not divide", [=](const Fixture& f, const std::string& d) {
+                 return bert(f, d, "--set pretrain.tokenizer=" + f.ckpt + " --set pretrain.queue_size=100");
+               }, "pretrain.queue_size: 100 is not a multiple of the global batch of 32 clouds"});
+  c.push_back({"B04", "Point-BERT", "an SVM monitor on a part-segmentation set", [=](const Fixture& f, const std::string& d) {
+                 return bert(f, d, "--set pretrain.svm_dataset=shapenetpart --set pretrain.svm_root=" + d);
+               }, "'shapenetpart' is not a labelled point-cloud classification set"});
   // ---- protocols: votes, few-shot folds, the official pipeline ----
   auto fewshot_root = [](const std::string& d, const std::string& fold_bytes) {
     fs::create_directories(d + "/fs/5way_10shot");

@@ -5,6 +5,7 @@
 // on fresh random inputs; the queue's contents after steps.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "io/point_io.h"
@@ -224,4 +225,120 @@ TEST(PointBertModel, StartsFromTheTokenizerAndOnlyTheOnlineTransformerTrains) {
   EXPECT_EQ(model->named_buffers().find("queue")->sizes(), (std::vector<int64_t>{40, 16}));
 }
 
+}  // namespace
+
+#include <fstream>
+
+#include "train/svm_probe.h"
+#include "viz/plot.h"
+#include "viz/render.h"
+
+namespace {
+// Both stages and what follows them from the command line: stage 1, stage 2 with EWA-MoE FFNs in
+// the online transformer and the SVM monitor, the batch/queue check, fine-tuning a Point-BERT
+// classifier from stage 2, and the export in the official layout.
+TEST(PointBertCli, PretrainsOnTheTokenizerMonitorsFineTunesAndExports) {
+  TempDir dir;
+  const std::string ewa = EWA_BINARY;
+  auto r = ewa::testing::run_command(ewa + " data synth -o " + (dir / "synth") + " --train-per-class 8 --test-per-class 2 --points 256");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string data = R"("data": {"dataset": ")" + ewa::testing::synth_dataset() + R"(", "root": ")" + (dir / "synth") +
+                           R"(", "num_points": 128, "batch_size": 16, "eval_batch_size": 32})";
+  const std::string train = R"("train": {"epochs": 2, "runs_dir": ")" + (dir / "runs") + R"(", "log_every": 100})";
+  ewa::testing::write_file(dir / "dvae.json", R"({"base": ")" + std::string(EWA_SOURCE_DIR) + R"(/configs/synth_dvae.json",
+    "name": "dvae", "model": {"num_groups": 8, "group_size": 8, "encoder_dims": 32},
+    "pretrain": {"num_tokens": 32, "tokens_dims": 16, "decoder_dims": 16}, )" + data + ", " + train + "}");
+  r = ewa::testing::run_command(ewa + " pretrain -c " + (dir / "dvae.json") + " --set train.epochs=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const bool svm = ewa::train::built_with_liblinear();
+  ewa::testing::write_file(dir / "bert.json", R"({"base": ")" + std::string(EWA_SOURCE_DIR) + R"(/configs/synth_pointbert.json",
+    "name": "bert", "model": {"embed_dim": 32, "depth": 2, "num_heads": 2, "num_groups": 8, "group_size": 8, "encoder_dims": 32},
+    "moe": {"kind": "rup", "blocks": "all", "num_experts": 2}, "ewa": {"enabled": true, "share_rate": 0.5},
+    "pretrain": {"tokenizer": ")" + (dir / "runs/dvae/last.pt") + R"(", "num_tokens": 32, "tokens_dims": 16, "decoder_dims": 16,
+                 "cls_dim": 16, "queue_size": 32, "svm_dataset": ")" + (svm ? ewa::testing::synth_dataset() : std::string()) +
+                                     R"(", "svm_root": ")" + (svm ? (dir / "synth") : std::string()) + R"("}, )" +
+                                     data + ", " + train + "}");
+  // A global batch that does not divide the queue is refused before anything is written.
+  r = ewa::testing::run_command(ewa + " pretrain -c " + (dir / "bert.json") + " --set data.batch_size=12");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("pretrain.queue_size: 32 is not a multiple of the global batch of 12 clouds"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "runs/bert"));
+
+  r = ewa::testing::run_command(ewa + " pretrain -c " + (dir / "bert.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("point_bert D=32 depth=2 heads=2 groups=8x8, 32 tokens; block masks 0.25-0.45"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("loaded      "), std::string::npos) << r.output;  // the tokenizer's table
+  std::ifstream log(dir / "runs/bert/log.jsonl");
+  std::vector<json> epochs;
+  for (std::string line; std::getline(log, line);) {
+    auto j = json::parse(line);
+    if (j["type"] == "epoch") epochs.push_back(j);
+  }
+  ASSERT_EQ(epochs.size(), 2u);
+  for (const auto& e : epochs) {
+    EXPECT_GE(e["test"]["token_acc"].get<double>(), 0.0);
+    EXPECT_GT(e["test"]["masked"].get<int64_t>(), 0);
+    EXPECT_GT(e["test"]["train_token_loss"].get<double>(), 0.0);
+    EXPECT_GT(e["test"]["train_mix_loss"].get<double>(), 0.0);
+    if (svm) {
+      EXPECT_GT(e["val"]["svm_acc"].get<double>(), 0.0);
+    }
+  }
+  EXPECT_EQ(fs::exists(dir / "runs/bert/best.pt"), svm);
+  if (ewa::viz::built_with_cairo()) {
+    EXPECT_TRUE(fs::exists(dir / "runs/bert/plots/tokens.png"));
+  }
+  const auto ckpt = ewa::train::read_checkpoint(dir / "runs/bert/last.pt");
+  // 8 steps of 16 keys through a queue of 32.
+  EXPECT_EQ(ckpt.model.find("queue_ptr")->item<int64_t>(), (8 * 16) % 32);
+  // EWA at share rate (N - 1) / N = 0.5 makes the online transformer's experts equal after every step; the
+  // momentum copy is not averaged (its experts started apart and stay apart).
+  const auto q = *ckpt.model.find("transformer_q.blocks.blocks.1.mlp.w1");
+  const auto k = *ckpt.model.find("transformer_k.blocks.blocks.1.mlp.w1");
+  EXPECT_LT((q[0] - q[1]).abs().max().item<double>(), 1e-6);
+  EXPECT_GT((k[0] - k[1]).abs().max().item<double>(), 1e-3);
+
+  // Fine-tuning a Point-BERT classifier from it: upstream's key rule, the experts averaged into the dense FFN.
+  r = ewa::testing::run_command(ewa + " train -c " + std::string(EWA_SOURCE_DIR) +
+                                "/configs/synth_points_pointbert_dense.json --name ft --init " + (dir / "runs/bert/last.pt") +
+                                " --set model.embed_dim=32 --set model.depth=2 --set model.num_heads=2 --set model.num_groups=8"
+                                " --set model.group_size=8 --set model.encoder_dims=32 --set data.root=" + (dir / "synth") +
+                                " --set data.dataset=" + ewa::testing::synth_dataset() + " --set data.num_points=128"
+                                " --set data.batch_size=16 --set train.epochs=1 --set train.runs_dir=" + (dir / "runs"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("averaged    8"), std::string::npos) << r.output;  // w1, b1, w2, b2 of 2 blocks
+  EXPECT_NE(r.output.find("missing     0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("lm_head"), std::string::npos) << r.output;  // unused, as upstream's unexpected keys
+
+  // Exported in Point-BERT's layout: the whole module, MoE collapsed, Conv1d encoder weights.
+  r = ewa::testing::run_command(ewa + " export " + (dir / "runs/bert/last.pt") + " -o " + (dir / "pb.pth"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto exported = ewa::io::read_state_dict(dir / "pb.pth");
+  EXPECT_NE(exported.tensors.find("transformer_q.blocks.blocks.1.mlp.fc1.weight"), nullptr);
+  EXPECT_EQ(exported.tensors.find("transformer_q.blocks.blocks.1.mlp.w1"), nullptr);
+  EXPECT_NE(exported.tensors.find("transformer_k.lm_head.weight"), nullptr);
+  EXPECT_NE(exported.tensors.find("dvae.codebook"), nullptr);
+  EXPECT_EQ(exported.tensors.find("transformer_q.encoder.first_conv.0.weight")->dim(), 3);
+  EXPECT_TRUE(torch::allclose(*exported.tensors.find("transformer_q.blocks.blocks.1.mlp.fc1.weight"), q.mean(0)));
+
+  // `ewa show` of both stages (off-screen): the tokenizer's reconstruction, stage 2's masks and tokens.
+  const char* display = std::getenv("DISPLAY");
+  if (!ewa::viz::built_with_rendering() || !ewa::viz::built_with_cairo() ||
+      (!(display && *display) && std::system("command -v Xvfb >/dev/null 2>&1") != 0))
+    return;
+  const std::string cloud = (dir / "synth") + "/cloud.xyz";
+  {
+    std::ofstream xyz(cloud);
+    auto pts = torch::rand({300, 3}) * 2 - 1;
+    for (int64_t i = 0; i < pts.size(0); ++i) xyz << pts[i][0].item<float>() << " " << pts[i][1].item<float>() << " " << pts[i][2].item<float>() << "\n";
+  }
+  r = ewa::testing::run_command(ewa + " show " + (dir / "runs/dvae/last.pt") + " " + cloud + " --png " + (dir / "dvae.png"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("input patches (grey) | reconstruction (green): CD-L1 x1000"), std::string::npos) << r.output;
+  r = ewa::testing::run_command(ewa + " show " + (dir / "runs/bert/last.pt") + " " + cloud + " --png " + (dir / "bert.png"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("masked patches: token predicted (green) or not (orange)"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "dvae.png") && fs::exists(dir / "bert.png"));
+}
 }  // namespace

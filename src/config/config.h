@@ -79,7 +79,7 @@ struct PretrainConfig {
   std::string tokenizer{}, svm_dataset{}, svm_root{};  // point_bert
   double mask_ratio_min{}, mask_ratio_max{}, momentum{}, contrast_temperature{};
   int64_t queue_size{}, cls_dim{};
-  bool token_loss{}, mix_loss{}, moco_loss{};
+  bool token_loss{}, mix_loss{}, moco_loss{}, tokenizer_batch_stats{};
 };
 
 struct FinetuneConfig {
@@ -115,7 +115,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, 
                                    reconstructions, num_tokens, tokens_dims, decoder_dims, kl_delay, kl_ramp,
                                    temperature_ramp, kl_weight, temperature_start, temperature_end, tokenizer,
                                    svm_dataset, svm_root, mask_ratio_min, mask_ratio_max, momentum,
-                                   contrast_temperature, queue_size, cls_dim, token_loss, mix_loss, moco_loss)
+                                   contrast_temperature, queue_size, cls_dim, token_loss, mix_loss, moco_loss,
+                                   tokenizer_batch_stats)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FinetuneConfig, init, allow_missing, freeze_encoder, layer_decay)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device, precision,
                                    overlap_allreduce, bucket_mb, checkpoint_every)

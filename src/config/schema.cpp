@@ -187,6 +187,10 @@ const std::vector<FieldSpec>& config_schema() {
       S("pretrain.tokenizer", "", {},
         "point_bert: the stage-1 dVAE whose tokens are the targets and whose encoder starts the transformer: an ewa "
         "point_bert_dvae checkpoint or Point-BERT's dvae.pth. Required for point_bert."),
+      B("pretrain.tokenizer_batch_stats", true,
+        "point_bert: the frozen tokenizer's BatchNorm layers normalise with the batch's statistics, as upstream (its "
+        "dVAE is never put in eval mode, so its targets depend on the batch; the token evaluation then does the same "
+        "without changing the statistics); false = its running statistics (eval mode)."),
       F("pretrain.mask_ratio_min", 0.25, 0, 1,
         "point_bert: block masking masks int(r * num_groups) patches nearest to a random centre, r uniform in "
         "[mask_ratio_min, mask_ratio_max] per cloud (Point-BERT: [0.25, 0.45])."),

@@ -397,6 +397,20 @@ void Group::allreduce_sum(std::vector<torch::Tensor>& tensors) {
 #endif
 }
 
+torch::Tensor Group::all_gather_rows(const torch::Tensor& rows) {
+  if (size() <= 1) return rows;
+  std::vector<torch::Tensor> counts = {torch::zeros({size()}, torch::kLong)};
+  counts[0][rank()] = rows.size(0);
+  allreduce_sum(counts);
+  const int64_t offset = counts[0].narrow(0, 0, rank()).sum().item<int64_t>(), total = counts[0].sum().item<int64_t>();
+  auto shape = rows.sizes().vec();
+  shape[0] = total;
+  std::vector<torch::Tensor> all = {torch::zeros(shape, rows.options())};
+  all[0].narrow(0, offset, rows.size(0)).copy_(rows);
+  allreduce_sum(all);
+  return all[0];
+}
+
 #ifdef EWA_HAS_GLOO
 struct GradientSync::Impl {
   Group* group = nullptr;

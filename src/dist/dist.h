@@ -69,6 +69,10 @@ class Group {
 
   // In-place sums over ranks (CPU tensors of any floating or integer type).
   void allreduce_sum(std::vector<torch::Tensor>& tensors);
+  // Every rank's rows [n_r, ...] joined in rank order, [sum n_r, ...] on every rank (PyTorch's
+  // all_gather + cat, as MoCo's concat_all_gather; the shares may differ in size). Two all-reduces
+  // (the sizes, then the rows in place of zeros: exact). A single process: `rows` itself.
+  torch::Tensor all_gather_rows(const torch::Tensor& rows);
   // Copies rank 0's tensors into every rank's (in place; one collective per dtype).
   void broadcast(std::vector<torch::Tensor>& tensors);
   // Records that this rank reached `step` (the diagnosis of a timeout reads it).

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/random.h"
 #include "train/pretrain.h"
 #include "train/trainer.h"
 
@@ -12,7 +13,7 @@ namespace ewa::train {
 namespace fs = std::filesystem;
 
 namespace {
-const viz::Color kGrey{0.72, 0.72, 0.72};
+const viz::Color kGrey{0.72, 0.72, 0.72}, kRed{0.85, 0.16, 0.16}, kGreen{0.13, 0.6, 0.25}, kOrange{0.95, 0.55, 0.1};
 
 torch::Tensor uniform_colors(int64_t n, const viz::Color& c) {
   return torch::tensor({float(c.r), float(c.g), float(c.b)}).expand({n, 3}).contiguous();
@@ -136,11 +137,68 @@ std::vector<Scene> mae_scenes(models::PointMaeImpl& model, const torch::Tensor& 
     const auto& v = views[b];
     Scene s;
     s.path = paths[b];
-    const viz::Color red{0.85, 0.16, 0.16}, green{0.13, 0.6, 0.25};
     s.panels = {{{v.visible, uniform_colors(v.visible.size(0), kGrey), 0}},
-                {{v.masked, uniform_colors(v.masked.size(0), red), 0}},
-                {{v.visible, uniform_colors(v.visible.size(0), kGrey), 0}, {v.predicted, uniform_colors(v.predicted.size(0), green), 0}}};
+                {{v.masked, uniform_colors(v.masked.size(0), kRed), 0}},
+                {{v.visible, uniform_colors(v.visible.size(0), kGrey), 0}, {v.predicted, uniform_colors(v.predicted.size(0), kGreen), 0}}};
     s.caption = {fs::path(s.path).filename().string(), "visible (grey) | masked (red) | reconstruction (green)"};
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+namespace {
+constexpr uint64_t kShowSeed = 20211129;  // Gumbel noise and block masks of `ewa show`
+
+// Points [N, 3] of the patches `sel` (bool [G]) of one cloud: patches [G, K, 3] + centres [G, 3].
+torch::Tensor patch_points(const torch::Tensor& patches, const torch::Tensor& centers, const torch::Tensor& sel) {
+  return (patches.index({sel}).narrow(2, 0, 3) + centers.index({sel}).unsqueeze(1)).reshape({-1, 3});
+}
+}  // namespace
+
+std::vector<Scene> dvae_scenes(models::DiscreteVaeImpl& model, const torch::Tensor& clouds, const std::vector<std::string>& paths,
+                               torch::Device device) {
+  torch::NoGradGuard guard;
+  model.eval();
+  std::vector<Scene> out;
+  with_cpu_seed(kShowSeed, [&] {
+    for (int64_t b = 0; b < clouds.size(0); ++b) {  // one cloud at a time: its own CD-L1
+      auto o = model.forward(clouds.narrow(0, b, 1).to(device), 1.0, /*hard=*/true);
+      auto centers = o.centers[0].cpu(), patches = o.neighborhoods[0].cpu(), fine = o.fine[0].cpu();
+      auto all = torch::ones({centers.size(0)}, torch::kBool);
+      auto input = patch_points(patches, centers, all), recon = patch_points(fine, centers, all);
+      const int64_t distinct = std::get<0>(at::_unique(o.logits[0].argmax(1))).size(0);
+      Scene s;
+      s.path = paths[b];
+      s.panels = {{{input, uniform_colors(input.size(0), kGrey), 0}}, {{recon, uniform_colors(recon.size(0), kGreen), 0}}};
+      char line[160];
+      std::snprintf(line, sizeof line, "input patches (grey) | reconstruction (green): CD-L1 x1000 %.1f, %lld distinct tokens of %lld",
+                    1000 * o.recon.item<double>(), (long long)distinct, (long long)centers.size(0));
+      s.caption = {fs::path(s.path).filename().string(), line};
+      out.push_back(std::move(s));
+    }
+    return 0;
+  });
+  return out;
+}
+
+std::vector<Scene> bert_scenes(models::PointBertImpl& model, const torch::Tensor& clouds, const std::vector<std::string>& paths,
+                               torch::Device device) {
+  model.eval();
+  const auto r = with_cpu_seed(kShowSeed, [&] { return model.inspect(clouds.to(device)); });
+  std::vector<Scene> out;
+  for (int64_t b = 0; b < clouds.size(0); ++b) {
+    auto centers = r.centers[b].cpu(), patches = r.patches[b].cpu(), mask = r.mask[b].cpu();
+    auto right = r.predicted[b].cpu().eq(r.tokens[b].cpu());
+    auto visible = patch_points(patches, centers, ~mask), masked = patch_points(patches, centers, mask);
+    auto hit = patch_points(patches, centers, mask & right), miss = patch_points(patches, centers, mask & ~right);
+    Scene s;
+    s.path = paths[b];
+    s.panels = {{{visible, uniform_colors(visible.size(0), kGrey), 0}, {masked, uniform_colors(masked.size(0), kRed), 0}},
+                {{hit, uniform_colors(hit.size(0), kGreen), 0}, {miss, uniform_colors(miss.size(0), kOrange), 0}}};
+    char line[200];
+    std::snprintf(line, sizeof line, "visible (grey), masked (red) | masked patches: token predicted (green) or not (orange): %lld of %lld",
+                  (long long)(mask & right).sum().item<int64_t>(), (long long)mask.sum().item<int64_t>());
+    s.caption = {fs::path(s.path).filename().string(), line};
     out.push_back(std::move(s));
   }
   return out;

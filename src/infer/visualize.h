@@ -8,6 +8,8 @@
 
 #include "config/config.h"
 #include "data/batch_source.h"
+#include "models/dvae.h"
+#include "models/point_bert.h"
 #include "models/point_mae.h"
 #include "models/point_transformer.h"
 #include "viz/render.h"
@@ -41,6 +43,17 @@ torch::Tensor patch_owner(const torch::Tensor& points, const torch::Tensor& cent
 std::vector<Scene> classifier_scenes(models::PointTransformerImpl& model, const torch::Tensor& clouds,
                                      const std::vector<std::string>& paths, const std::vector<std::string>& class_names,
                                      const std::string& color_by, torch::Device device);
+
+// Point-BERT's tokenizer on clouds [B, P, C] (eval mode, hard codes, Gumbel noise of a fixed
+// seed): the input patches (grey) | their reconstruction from the codes (green), side by side;
+// the caption gives the CD-L1 and the distinct tokens of the cloud.
+std::vector<Scene> dvae_scenes(models::DiscreteVaeImpl& model, const torch::Tensor& clouds, const std::vector<std::string>& paths,
+                               torch::Device device);
+// Point-BERT's stage 2 on clouds [B, P, C] (eval mode, block masks of a fixed seed): visible
+// patches (grey) and masked ones (red) | the masked patches coloured by whether lm_head predicts
+// the tokenizer's token (green) or not (orange).
+std::vector<Scene> bert_scenes(models::PointBertImpl& model, const torch::Tensor& clouds, const std::vector<std::string>& paths,
+                               torch::Device device);
 
 // Point-MAE's view of clouds [B, P, C]: visible patches | masked patches | reconstruction
 // (visible grey + predicted points), side by side.

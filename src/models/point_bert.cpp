@@ -81,6 +81,7 @@ BertOptions bert_options(const Config& cfg) {
   o.token_loss = p.token_loss;
   o.mix_loss = p.mix_loss;
   o.moco_loss = p.moco_loss;
+  o.tokenizer_batch_stats = p.tokenizer_batch_stats;
   return o;
 }
 
@@ -188,14 +189,43 @@ BertOutput PointBertImpl::forward(const torch::Tensor& points, BertDraws d) {
   return out;
 }
 
+void PointBertImpl::set_training() {
+  train();
+  if (!o_.tokenizer_batch_stats) dvae->eval();
+}
+
+torch::Tensor PointBertImpl::targets(const torch::Tensor& patches, const torch::Tensor& centers) {
+  torch::NoGradGuard guard;
+  const bool was = dvae->is_training();
+  std::vector<torch::Tensor> saved;
+  for (const auto& b : dvae->buffers()) saved.push_back(b.clone());
+  dvae->train(o_.tokenizer_batch_stats);
+  auto tokens = dvae->tokens(patches, centers);
+  auto now = dvae->buffers();
+  for (size_t i = 0; i < saved.size(); ++i) now[i].copy_(saved[i]);
+  dvae->train(was);
+  return tokens;
+}
+
 std::tuple<int64_t, int64_t, double> PointBertImpl::token_accuracy(const torch::Tensor& points) {
   torch::NoGradGuard guard;
   auto groups = group_point_cloud(points.narrow(2, 0, 3), num_groups_, group_size_);
-  auto tokens = dvae->tokens(groups.neighborhoods, groups.centers);
+  auto tokens = targets(groups.neighborhoods, groups.centers);
   auto mask = draw_block_mask(groups.centers, o_.mask_min, o_.mask_max);
   auto [logits, target] = masked_logits(*transformer_q, transformer_q(groups.neighborhoods, groups.centers, mask), mask, tokens);
   auto ce = F::cross_entropy(logits.to(torch::kFloat), target, F::CrossEntropyFuncOptions().reduction(torch::kSum));
   return {logits.argmax(1).eq(target).sum().item<int64_t>(), target.size(0), ce.item<double>()};
+}
+
+PointBertImpl::Inspection PointBertImpl::inspect(const torch::Tensor& points) {
+  torch::NoGradGuard guard;
+  auto groups = group_point_cloud(points.narrow(2, 0, 3), num_groups_, group_size_);
+  Inspection r{groups.centers, groups.neighborhoods, groups.index, {}, {}, {}};
+  r.tokens = targets(groups.neighborhoods, groups.centers);
+  r.mask = draw_block_mask(groups.centers, o_.mask_min, o_.mask_max);
+  auto x = transformer_q(groups.neighborhoods, groups.centers, r.mask);
+  r.predicted = transformer_q->lm_head->forward(x.narrow(1, 1, x.size(1) - 1)).argmax(2);
+  return r;
 }
 
 torch::Tensor PointBertImpl::features(const torch::Tensor& points) {

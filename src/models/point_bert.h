@@ -76,6 +76,7 @@ struct BertOptions {
   double mask_min = 0.25, mask_max = 0.45, momentum = 0.999, temperature = 0.07;
   int64_t queue_size = 16384, cls_dim = 512;
   bool token_loss = true, mix_loss = true, moco_loss = false;
+  bool tokenizer_batch_stats = true;  // the tokenizer's BatchNorm in train mode (upstream)
 };
 BertOptions bert_options(const Config& cfg);
 
@@ -87,9 +88,19 @@ class PointBertImpl : public torch::nn::Module {
   // The training forward (momentum update included, as upstream's forward); the queue is not
   // changed (enqueue, with the keys of every rank).
   BertOutput forward(const torch::Tensor& points, BertDraws draws = {});
+  // Training mode for the online and key transformers; the tokenizer in train mode (batch
+  // statistics) or eval mode as options().tokenizer_batch_stats says.
+  void set_training();
   // Masked-token accuracy of one batch with its block masks drawn (no gradients, no momentum
-  // update): {correct, masked count, token CE sum}.
+  // update; the tokenizer's targets as in training, its BatchNorm statistics left unchanged; the
+  // online transformer as the caller set it): {correct, masked count, token CE sum}.
   std::tuple<int64_t, int64_t, double> token_accuracy(const torch::Tensor& points);
+  // What `ewa show` draws: the patches, a block mask drawn from torch's generator, the tokenizer's
+  // tokens and lm_head's prediction at every patch (no gradients; modes as for token_accuracy).
+  struct Inspection {
+    torch::Tensor centers, patches, index, mask, tokens, predicted;  // [B,G,3], [B,G,K,3], [B,G,K], bool/int64 [B,G]
+  };
+  Inspection inspect(const torch::Tensor& points);
   // Point-BERT's forward_eval feature: cls_head of the class token, no mask: [B, cls_dim].
   torch::Tensor features(const torch::Tensor& points);
   // k = m k + (1 - m) q over every parameter.
@@ -110,6 +121,9 @@ class PointBertImpl : public torch::nn::Module {
   int64_t group_size() const { return group_size_; }
 
  private:
+  // The tokenizer's tokens as training makes them (batch or running statistics as configured),
+  // its running statistics left unchanged.
+  torch::Tensor targets(const torch::Tensor& patches, const torch::Tensor& centers);
   BertOptions o_;
   int64_t num_groups_, group_size_;
 };

@@ -186,9 +186,11 @@ Run::Run(const Config& cfg_, Task& task_, data::TaskData& data_, const TrainOpti
   if (groups.empty()) fail("nothing to train: every parameter is frozen");
   optimizer = make_optimizer(groups, cfg.optim);
   parameters = model.parameters();
-  for (const auto& b : model.buffers())  // running statistics; step counters agree on every rank anyway
-    if (b.is_floating_point()) float_buffers.push_back(b.data());
-  moe_count = moe::moe_layers(model).size();
+  // BatchNorm running statistics (rank 0's each step, as DDP); step counters agree on every rank
+  // anyway, and so does Point-BERT's queue (every rank enqueues the same gathered keys).
+  for (const auto& b : model.named_buffers())
+    if (b.value().is_floating_point() && b.key() != "queue") float_buffers.push_back(b.value().data());
+  moe_count = moe::moe_layers(task.ewa_model()).size();
 
   data.train->place(device, rank, world);
   data.test->place(device);
@@ -292,7 +294,7 @@ void Run::train_step(int64_t b) {
   ++step;
   // EWA (docs/method.md): the experts of every MoE layer averaged toward each other.
   beta = moe_count > 0 ? moe::share_rate_at(cfg.ewa, step, total_steps) : 0.0;
-  if (beta > 0) moe::ewa_average(task.model(), beta);
+  if (beta > 0) moe::ewa_average(task.ewa_model(), beta);
   if (group && !float_buffers.empty()) group->broadcast(float_buffers);  // BatchNorm statistics: rank 0's, as DDP
   if (group) group->heartbeat(step);
   pending.add(out, step);  // read back with the others (hooks), not now

@@ -73,6 +73,9 @@ class Task {
  public:
   virtual ~Task() = default;
   virtual torch::nn::Module& model() = 0;
+  // The part whose MoE layers EWA averages after every step (default: the whole model; Point-BERT:
+  // the online transformer, not its momentum copy).
+  virtual torch::nn::Module& ewa_model() { return model(); }
   // "model ..." line of the start-up table (after "model      ").
   virtual std::string describe_model() = 0;
   // What the parameter groups are trained as; default: every parameter at lr, weight decay on

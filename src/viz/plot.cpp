@@ -529,7 +529,11 @@ std::vector<std::string> plot_run(const std::string& run_dir) {
          val_loss = named("val loss (epoch end)", true);
   Series train_acc = named("train", true), test_acc = named("test", true), val_acc = named("val", true);
   Series test_ins = named("test instance mIoU", true), test_cls = named("test class mIoU", true);
-  bool has_acc = false, has_miou = false;
+  // Point-BERT's stage 2: masked-token accuracy (train epoch mean, test), the SVM probe, the loss terms.
+  Series train_tok = named("train masked-token acc (epoch mean)", true), test_tok = named("test masked-token acc", true),
+         val_svm = named("val: linear SVM probe acc", true);
+  Series train_token_loss = named("train token CE (epoch mean)", true), train_mix_loss = named("train patch-mix loss (epoch mean)", true);
+  bool has_acc = false, has_miou = false, has_tokens = false;
   for (const auto& [s, r] : records.epochs) {
     const double x = double(s);
     epoch_train.x.push_back(x), epoch_train.y.push_back(number_of(r, "train_loss"));
@@ -545,15 +549,28 @@ std::vector<std::string> plot_run(const std::string& run_dir) {
     test_ins.x.push_back(x), test_ins.y.push_back(100 * field(r, "test", "instance_miou"));
     test_cls.x.push_back(x), test_cls.y.push_back(100 * field(r, "test", "class_miou"));
     has_miou = has_miou || std::isfinite(test_ins.y.back());
+    train_tok.x.push_back(x), train_tok.y.push_back(100 * field(r, "test", "train_token_acc"));
+    test_tok.x.push_back(x), test_tok.y.push_back(100 * field(r, "test", "token_acc"));
+    val_svm.x.push_back(x), val_svm.y.push_back(100 * field(r, "val", "svm_acc"));
+    train_token_loss.x.push_back(x), train_token_loss.y.push_back(field(r, "test", "train_token_loss"));
+    train_mix_loss.x.push_back(x), train_mix_loss.y.push_back(field(r, "test", "train_mix_loss"));
+    has_tokens = has_tokens || std::isfinite(test_tok.y.back());
   }
+  if (has_tokens) test_loss.name = "test token CE (epoch end)";
   const std::string name = fs::path(run_dir).filename().string().empty() ? fs::path(run_dir).parent_path().filename().string()
                                                                           : fs::path(run_dir).filename().string();
   const std::string dir = run_dir + "/plots";
   ensure_writable_dir(dir);
   std::vector<std::string> written;
   write_charts_png(dir + "/loss.png",
-                   {Chart{name + ": loss", "step", "loss", with_data({step_loss, epoch_train, test_loss, val_loss}), false, false}});
+                   {Chart{name + ": loss", "step", "loss",
+                          with_data({step_loss, epoch_train, test_loss, val_loss, train_token_loss, train_mix_loss}), false, false}});
   written.push_back(dir + "/loss.png");
+  if (has_tokens) {
+    write_charts_png(dir + "/tokens.png", {Chart{name + ": masked-token accuracy and SVM probe per epoch", "step", "accuracy (%)",
+                                                 with_data({train_tok, test_tok, val_svm}), false, false}});
+    written.push_back(dir + "/tokens.png");
+  }
   if (has_acc) {
     write_charts_png(dir + "/accuracy.png", {Chart{name + ": overall accuracy per epoch", "step", "accuracy (%)",
                                                    with_data({train_acc, val_acc, test_acc}), false, false}});
