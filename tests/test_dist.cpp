@@ -387,6 +387,32 @@ TEST(DistCli, EwaExpertsStayIdenticalAcrossRanks) {
   EXPECT_EQ(ckpt.epoch, 2);
 }
 
+// Point-BERT's stage 2 on two processes: every rank enqueues the keys of both (the pointer moves by
+// the global batch, 16, per step, not by a rank's 8), and the weights stay identical.
+TEST(DistCli, PointBertQueueTakesTheKeysOfEveryRank) {
+  if (!have_gloo()) GTEST_SKIP() << "built without the Gloo headers";
+  TempDir dir;
+  auto r = run_command(kEwa + " data synth -o " + (dir / "synth") + " --train-per-class 8 --test-per-class 2 --points 256");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string data = R"("data": {"dataset": ")" + ewa::testing::synth_dataset() + R"(", "root": ")" + (dir / "synth") +
+                           R"(", "num_points": 128, "batch_size": 16}, "train": {"epochs": 1, "runs_dir": ")" + (dir / "runs") +
+                           R"(", "log_every": 100, "threads": 1})";
+  ewa::testing::write_file(dir / "dvae.json", R"({"base": ")" + std::string(EWA_SOURCE_DIR) + R"(/configs/synth_dvae.json",
+    "name": "dvae", "model": {"num_groups": 8, "group_size": 8, "encoder_dims": 32},
+    "pretrain": {"num_tokens": 32, "tokens_dims": 16, "decoder_dims": 16}, )" + data + "}");
+  r = run_command(kEwa + " pretrain -c " + (dir / "dvae.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ewa::testing::write_file(dir / "bert.json", R"({"base": ")" + std::string(EWA_SOURCE_DIR) + R"(/configs/synth_pointbert.json",
+    "name": "bert", "model": {"embed_dim": 32, "depth": 1, "num_heads": 2, "num_groups": 8, "group_size": 8, "encoder_dims": 32},
+    "pretrain": {"tokenizer": ")" + (dir / "runs/dvae/last.pt") + R"(", "num_tokens": 32, "tokens_dims": 16, "decoder_dims": 16,
+                 "cls_dim": 16, "queue_size": 48, "svm_dataset": "", "svm_root": ""}, )" + data + "}");
+  r = run_command(kEwa + " pretrain -c " + (dir / "bert.json") + " --nproc 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("processes: 2 ranks; weights bit-identical across ranks"), std::string::npos) << r.output;
+  const auto ckpt = ewa::train::read_checkpoint(dir / "runs/bert/last.pt");
+  EXPECT_EQ(ckpt.model.find("queue_ptr")->item<int64_t>(), (4 * 16) % 48);  // 4 steps of 16 keys
+}
+
 // Starts rank 0 and rank 1 by hand (as torchrun would), stops rank 1 with `signal` once rank 0
 // has logged a step, and returns rank 0's exit code and output.
 ewa::testing::CommandResult job_with_failing_rank(const TempDir& dir, const std::string& signal, int timeout_s) {
