@@ -6,6 +6,7 @@
 #include "common/random.h"
 #include "io/state_dict.h"
 #include "train/dvae_pretrain.h"
+#include "train/run.h"
 #include "train/svm_probe.h"
 #include "train/trainer.h"
 
@@ -52,7 +53,7 @@ class BertTask : public Task {
     if (&source == svm_test_) return evaluate_svm();
     const auto acc = token_accuracy(*model_, source, device_);
     nlohmann::json j = {{"token_acc", acc.accuracy}, {"loss", acc.loss}, {"masked", acc.masked}, {"count", source.size()}};
-    std::string text = fmt("masked-token acc %.4f CE %.4f", acc.accuracy, acc.loss);
+    std::string text = "masked-token acc " + fmt("%.4f", acc.accuracy) + " CE " + fmt("%.4f", acc.loss);
     if (sums_.defined()) {  // the training terms of the epoch just ended, over every rank
       std::vector<torch::Tensor> t = {sums_.cpu()};
       if (group()) group()->allreduce_sum(t);
@@ -62,7 +63,8 @@ class BertTask : public Task {
       j["train_mix_loss"] = s[1] / n;
       j["train_moco_loss"] = s[2] / n;
       j["train_token_acc"] = s[3] / std::max(1.0, s[4]);
-      text += fmt(" (train: token CE %.4f acc %.4f, mix %.4f)", s[0] / n, s[3] / std::max(1.0, s[4]), s[1] / n);
+      text += " (train: token CE " + fmt("%.4f", s[0] / n) + " acc " + fmt("%.4f", s[3] / std::max(1.0, s[4])) + ", mix " +
+              fmt("%.4f", s[1] / n) + ")";
       sums_ = torch::Tensor();
     }
     return {j, j, text, acc.accuracy};
@@ -85,16 +87,6 @@ class BertTask : public Task {
     const double acc = svm_monitor_accuracy(*model_, *svm_train_, *svm_test_, device_);
     nlohmann::json j = {{"svm_acc", acc}, {"train", svm_train_->size()}, {"count", svm_test_->size()}};
     return {j, j, fmt("SVM acc %.4f", acc), acc};
-  }
-  static std::string fmt(const char* f, double a, double b, double c = 0) {
-    char t[160];
-    std::snprintf(t, sizeof t, f, a, b, c);
-    return t;
-  }
-  static std::string fmt(const char* f, double a) {
-    char t[64];
-    std::snprintf(t, sizeof t, f, a);
-    return t;
   }
 
   Config cfg_;
