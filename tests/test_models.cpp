@@ -143,6 +143,48 @@ TEST(PointTransformer, PointBertVariant) {
   EXPECT_EQ(model->forward(torch::randn({4, 128, 3})).sizes(), (std::vector<int64_t>{4, 7}));
 }
 
+// Point-BERT's PointTransformer keeps PyTorch's own initialisation (it never calls an init
+// function): U(-1/sqrt(in), 1/sqrt(in)) for every weight and bias, cls_token 0, cls_pos N(0, 1);
+// Point-MAE's applies trunc_normal(0.02) with zero biases. Statistics on fresh draws.
+TEST(PointTransformer, EachVariantStartsAsItsUpstreamInitialisesIt) {
+  auto bert = ewa::models::build_model(point_cfg("point_bert", "rup"));
+  auto p = bert->named_parameters();
+  auto expect_uniform = [](const torch::Tensor& t, int64_t fan_in, const std::string& what) {
+    const double bound = 1.0 / std::sqrt(double(fan_in));
+    EXPECT_LE(t.abs().max().item<double>(), bound + 1e-7) << what;
+    // U(-b, b) has std b / sqrt(3); the sample std of n draws has a relative spread of
+    // sqrt(0.8 / 4n): 6 spreads are 4% for n >= 1000 and 24% for n >= 128.
+    const double sd = t.std().item<double>(), want = bound / std::sqrt(3.0);
+    EXPECT_NEAR(sd, want, (t.numel() >= 1000 ? 0.04 : 0.24) * want) << what;
+  };
+  expect_uniform(p["pos_embed.0.weight"], 3, "pos_embed.0.weight");
+  expect_uniform(p["pos_embed.0.bias"], 3, "pos_embed.0.bias");
+  expect_uniform(p["encoder.first_conv.0.weight"], 3, "encoder.first_conv.0.weight");
+  expect_uniform(p["encoder.second_conv.0.weight"], 512, "encoder.second_conv.0.weight");
+  expect_uniform(p["reduce_dim.weight"], 256, "reduce_dim.weight");
+  expect_uniform(p["blocks.blocks.0.attn.qkv.weight"], 32, "blocks.blocks.0.attn.qkv.weight");
+  expect_uniform(p["blocks.blocks.0.mlp.fc1.bias"], 32, "blocks.blocks.0.mlp.fc1.bias");
+  expect_uniform(p["cls_head_finetune.0.weight"], 64, "cls_head_finetune.0.weight");
+  auto w1 = p["blocks.blocks.1.mlp.w1"], w2 = p["blocks.blocks.1.mlp.w2"];  // [2, 128, 32], [2, 32, 128]
+  for (int64_t e = 0; e < 2; ++e) {
+    expect_uniform(w1[e], 32, "expert w1");
+    expect_uniform(w2[e], 128, "expert w2");
+  }
+  EXPECT_FALSE(torch::equal(w1[0], w1[1]));  // experts drawn independently
+  EXPECT_EQ(p["cls_token"].abs().max().item<double>(), 0.0);
+  EXPECT_NEAR(p["cls_pos"].std().item<double>(), 1.0, 0.6);  // 32 draws: spread 0.125
+  EXPECT_GT(p["cls_pos"].abs().max().item<double>(), 0.5);
+
+  auto mae = ewa::models::build_model(point_cfg("point_mae", "rup"));
+  auto q = mae->named_parameters();
+  for (const char* key : {"pos_embed.0.weight", "encoder.second_conv.0.weight", "blocks.blocks.1.mlp.w1"}) {
+    EXPECT_LE(q[key].abs().max().item<double>(), 0.04 + 1e-7) << key;
+    EXPECT_NEAR(q[key].std().item<double>(), 0.8796 * 0.02, 0.15 * 0.02) << key;
+  }
+  EXPECT_LE(q["cls_pos"].abs().max().item<double>(), 0.04 + 1e-7);
+  EXPECT_EQ(q["pos_embed.0.bias"].abs().max().item<double>(), 0.0);
+}
+
 TEST(PointTransformer, GroupingUsesFpsCentersAndKnnNeighbourhoods) {
   auto pts = torch::randn({2, 100, 3});
   auto g = ewa::models::group_point_cloud(pts, 10, 8);

@@ -4,6 +4,7 @@
 #include "kernels/group/group.h"
 #include "kernels/knn/knn.h"
 #include "models/registry.h"
+#include "moe/experts.h"
 #include "moe/routed_moe.h"
 
 namespace ewa::models {
@@ -13,6 +14,22 @@ torch::nn::Linear linear(int64_t in, int64_t out) {
   torch::nn::Linear l(in, out);
   nn::init_linear_(l);
   return l;
+}
+
+// Point-BERT's fine-tuning PointTransformer never calls an init function (Point_BERT.py,
+// PointTransformer.__init__): every Linear and Conv1d keeps PyTorch's own initialisation,
+// cls_token is zero and cls_pos is N(0, 1). Stacked experts get the same rule, expert by expert.
+void point_bert_init_(torch::nn::Module& module, torch::Tensor& cls_token, torch::Tensor& cls_pos) {
+  for (const auto& m : module.modules(/*include_self=*/false)) {
+    if (auto* l = m->as<torch::nn::Linear>()) nn::torch_default_linear_(l->weight, l->bias);
+    if (auto* e = m->as<moe::ExpertsFeedForwardImpl>()) {
+      nn::torch_default_linear_(e->w1, e->b1);
+      nn::torch_default_linear_(e->w2, e->b2);
+    }
+  }
+  torch::NoGradGuard guard;
+  cls_token.zero_();
+  cls_pos.normal_();
 }
 
 }  // namespace
@@ -103,8 +120,12 @@ PointTransformerImpl::PointTransformerImpl(const Config& cfg)
                               linear(h, h), torch::nn::BatchNorm1d(h), torch::nn::ReLU(), torch::nn::Dropout(p),
                               linear(h, m.num_classes)));
   }
-  nn::trunc_normal_(cls_token, 0.02);
-  nn::trunc_normal_(cls_pos, 0.02);
+  if (bert) {
+    point_bert_init_(*this, cls_token, cls_pos);
+  } else {  // Point-MAE: trunc_normal(0.02) everywhere (its _init_weights), as the layers start
+    nn::trunc_normal_(cls_token, 0.02);
+    nn::trunc_normal_(cls_pos, 0.02);
+  }
 }
 
 torch::Tensor PointTransformerImpl::forward_tokens(const torch::Tensor& points) {

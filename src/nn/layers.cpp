@@ -18,6 +18,13 @@ void init_linear_(torch::nn::Linear& linear) {
   if (linear->bias.defined()) linear->bias.zero_();
 }
 
+void torch_default_linear_(torch::Tensor weight, torch::Tensor bias) {
+  torch::NoGradGuard guard;
+  const double bound = 1.0 / std::sqrt(static_cast<double>(weight.size(-1)));
+  weight.uniform_(-bound, bound);
+  if (bias.defined()) bias.uniform_(-bound, bound);
+}
+
 MlpImpl::MlpImpl(const MlpOptions& options) : options_(options) {
   fc1 = register_module("fc1", torch::nn::Linear(options.in_features(), options.hidden_features()));
   fc2 = register_module("fc2", torch::nn::Linear(options.hidden_features(), options.in_features()));

@@ -22,6 +22,11 @@ void trunc_normal_(torch::Tensor t, double std);
 // trunc_normal(std = 0.02) weights and zero biases, as timm initialises ViT Linear layers.
 void init_linear_(torch::nn::Linear& linear);
 
+// torch.nn.Linear's (and a 1x1 Conv1d's) own initialisation: weight [..., out, in] and bias
+// [..., out] from U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_ with a = sqrt(5)); leading
+// dimensions are independent layers (stacked experts).
+void torch_default_linear_(torch::Tensor weight, torch::Tensor bias);
+
 struct MlpOptions {
   MlpOptions(int64_t in_features, int64_t hidden_features) : in_features_(in_features), hidden_features_(hidden_features) {}
   TORCH_ARG(int64_t, in_features);
