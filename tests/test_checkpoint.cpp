@@ -189,8 +189,6 @@ TEST(Checkpoint, EveryFileWeWriteLoadsWithTorchLoadWeightsOnly) {
   TempDir dir;
   auto cfg = vit_cfg(8);
   SteppedModel stepped(cfg);
-  auto& model = stepped.model;
-  auto& opt = stepped.opt;
   auto ckpt = stepped.ckpt;
   ckpt.class_names = {"a", "b", "c"};
   ckpt.progress = {{"position", 2}};

@@ -34,29 +34,14 @@ ewa::models::DvaeOptions small() {
   return o;
 }
 
-class OfficialDvae : public ::testing::Test {
+class OfficialDvae : public ewa::testing::PythonFixtureSuite<OfficialDvae> {
+ public:
+  static std::string script() { return kScript; }
+  static std::string prefix() { return "dvae"; }
+
  protected:
-  static void SetUpTestSuite() {
-    if (kPython.empty()) return;
-    const auto f = ewa::testing::python_fixture_dir(kScript, "dvae", [](const std::string& d) {
-      return std::vector<std::string>{kPython + " " + kScript + " make " + d};
-    });
-    ASSERT_TRUE(f.error.empty()) << f.error;
-    dir_ = new std::string(f.path);
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (kPython.empty()) GTEST_SKIP() << "no Python with torch found at configure time";
-  }
-  static std::string file(const std::string& name) { return *dir_ + "/" + name; }
-  static torch::Tensor npy(const std::string& name) { return ewa::io::read_npy(file(name + ".npy")); }
   static double diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
-  static std::string* dir_;
 };
-std::string* OfficialDvae::dir_ = nullptr;
 
 TEST_F(OfficialDvae, ImportedCheckpointGivesTheOfficialOutputsAndLosses) {
   ewa::models::DiscreteVae model(small());

@@ -46,26 +46,12 @@ ewa::models::DvaeOptions dvae_sizes() {
 
 double diff(const torch::Tensor& a, const torch::Tensor& b) { return (a.to(torch::kFloat) - b.to(torch::kFloat)).abs().max().item<double>(); }
 
-class OfficialPointBert : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    if (kPython.empty()) return;
-    const auto f = ewa::testing::python_fixture_dir(kScript, "point_bert", [](const std::string& d) {
-      return std::vector<std::string>{kPython + " " + kScript + " make " + d};
-    });
-    ASSERT_TRUE(f.error.empty()) << f.error;
-    dir_ = new std::string(f.path);
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (kPython.empty()) GTEST_SKIP() << "no Python with torch found at configure time";
-  }
-  static std::string file(const std::string& name) { return *dir_ + "/" + name; }
-  static torch::Tensor npy(const std::string& name) { return ewa::io::read_npy(file(name + ".npy")); }
+class OfficialPointBert : public ewa::testing::PythonFixtureSuite<OfficialPointBert> {
+ public:
+  static std::string script() { return kScript; }
+  static std::string prefix() { return "point_bert"; }
 
+ protected:
   // The fixture's model, loaded from its point_bert.pth in the official layout.
   static ewa::models::PointBert load() {
     ewa::models::PointBert model(bert_config(), dvae_sizes());
@@ -89,9 +75,7 @@ class OfficialPointBert : public ::testing::Test {
     d.mix_keep = npy("mix_keep").gt(0.5);
     return d;
   }
-  static std::string* dir_;
 };
-std::string* OfficialPointBert::dir_ = nullptr;
 
 TEST_F(OfficialPointBert, OneTrainingForwardGivesTheOfficialMasksTokensLossesKeysAndQueue) {
   auto model = load();

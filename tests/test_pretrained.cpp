@@ -38,33 +38,22 @@ ewa::Config small_config(const std::string& variant, const json& extra = json::o
   return ewa::parse_config(ewa::resolve_config(j, "test"), "test");
 }
 
-class OfficialCheckpoints : public ::testing::TestWithParam<std::string> {
- protected:
-  // The fixtures are written once per build tree (ewa::testing::python_fixture_dir).
-  static void SetUpTestSuite() {
-    if (kPython.empty()) return;
-    const auto f = ewa::testing::python_fixture_dir(kScript, "official", [](const std::string& d) {
-      std::vector<std::string> commands;
-      for (const char* v : {"point_mae", "point_bert"})
-        commands.push_back(kPython + " " + kScript + " make " + d + "/" + v + " --variant " + v);
-      return commands;
-    });
-    ASSERT_TRUE(f.error.empty()) << f.error;
-    dir_ = new std::string(f.path);
+class OfficialCheckpoints
+    : public ewa::testing::PythonFixtureSuite<OfficialCheckpoints, ::testing::TestWithParam<std::string>> {
+ public:
+  static std::string script() { return kScript; }
+  static std::string prefix() { return "official"; }
+  static std::vector<std::string> commands(const std::string& d) {  // one directory per variant
+    std::vector<std::string> out;
+    for (const char* v : {"point_mae", "point_bert"})
+      out.push_back(python() + " " + kScript + " make " + d + "/" + v + " --variant " + v);
+    return out;
   }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (kPython.empty()) GTEST_SKIP() << "no Python with torch found at configure time";
-  }
-  std::string file(const std::string& name) const { return *dir_ + "/" + GetParam() + "/" + name; }
-  std::string variant_dir() const { return *dir_ + "/" + GetParam(); }
 
-  static std::string* dir_;
+ protected:
+  std::string file(const std::string& name) const { return dir() + "/" + GetParam() + "/" + name; }
+  std::string variant_dir() const { return dir() + "/" + GetParam(); }
 };
-std::string* OfficialCheckpoints::dir_ = nullptr;
 
 torch::Tensor logits_of(ewa::models::ClassifierImpl& model, const torch::Tensor& points) {
   torch::NoGradGuard guard;

@@ -52,24 +52,12 @@ ewa::Config seg_config(const json& extra = json::object()) {
   return ewa::parse_config(ewa::resolve_config(j, "test"), "test");
 }
 
-class OfficialSegmentation : public ::testing::Test {
+class OfficialSegmentation : public ewa::testing::PythonFixtureSuite<OfficialSegmentation> {
+ public:
+  static std::string script() { return kScript; }
+  static std::string prefix() { return "seg"; }
+
  protected:
-  static void SetUpTestSuite() {
-    if (kPython.empty()) return;
-    const auto f = ewa::testing::python_fixture_dir(kScript, "seg", [](const std::string& d) {
-      return std::vector<std::string>{kPython + " " + kScript + " make " + d};
-    });
-    ASSERT_TRUE(f.error.empty()) << f.error;
-    dir_ = new std::string(f.path);
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (kPython.empty()) GTEST_SKIP() << "no Python with torch found at configure time";
-  }
-  static std::string file(const std::string& name) { return *dir_ + "/" + name; }
   static torch::Tensor logprob(ewa::models::PointSegImpl& model) {
     torch::NoGradGuard guard;
     model.eval();
@@ -77,9 +65,7 @@ class OfficialSegmentation : public ::testing::Test {
     auto category = ewa::io::read_npy(file("category.npy")).to(torch::kLong);
     return torch::log_softmax(model.forward(points, category), 2);
   }
-  static std::string* dir_;
 };
-std::string* OfficialSegmentation::dir_ = nullptr;
 
 TEST_F(OfficialSegmentation, ImportedCheckpointGivesTheOfficialLogProbabilities) {
   ewa::models::PointSeg model(seg_config());

@@ -12,9 +12,11 @@
 
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "io/point_io.h"
 #include "datasets/synthetic.h"
 
 #include <cmath>
@@ -129,6 +131,37 @@ inline FixtureDir python_fixture_dir(const std::string& script, const std::strin
   if (ec) fs::remove_all(mine);
   return out;
 }
+
+// A suite over the files a Python fixture script writes once per build tree
+// (python_fixture_dir above): Derived names its script and directory prefix
+// (`static std::string script()`, `static std::string prefix()`) and may replace `commands`
+// (default: `<python> <script> make <dir>`). Its tests skip where no Python with torch was found
+// at configure time. Base is ::testing::Test or a ::testing::TestWithParam<T>.
+template <typename Derived, typename Base = ::testing::Test>
+class PythonFixtureSuite : public Base {
+ public:
+  static void SetUpTestSuite() {
+    if (python().empty()) return;
+    const auto f = python_fixture_dir(Derived::script(), Derived::prefix(), &Derived::commands);
+    ASSERT_TRUE(f.error.empty()) << f.error;
+    dir() = f.path;
+  }
+  void SetUp() override {
+    if (python().empty()) GTEST_SKIP() << "no Python with torch found at configure time";
+  }
+
+ protected:
+  static std::string python() { return EWA_PYTHON; }
+  static std::vector<std::string> commands(const std::string& d) {
+    return {python() + " " + Derived::script() + " make " + d};
+  }
+  static std::string& dir() {
+    static std::string d;  // one per suite: each Derived instantiates its own
+    return d;
+  }
+  static std::string file(const std::string& name) { return dir() + "/" + name; }
+  static torch::Tensor npy(const std::string& name) { return ewa::io::read_npy(file(name + ".npy")); }
+};
 
 // `ewa data synth` into <dir>/synth (256 points per cloud), then a 1-epoch `ewa train` of a tiny
 // point transformer (32 wide, 2 blocks, 8 groups of 8, 64 points) into <dir>/runs/<name>, with
