@@ -144,17 +144,9 @@ double svm_monitor_accuracy(models::PointBertImpl& model, data::BatchSource& tra
                             torch::Device device) {
   const bool was_training = model.is_training();
   model.eval();
-  auto features = [&](data::BatchSource& source) {
-    std::vector<torch::Tensor> xs, ys;
-    for (int64_t i = 0; i < source.num_batches(); ++i) {
-      auto [x, y] = source.batch(i, data::View::Plain);
-      xs.push_back(model.features(x.to(device)).to(torch::kFloat).cpu());
-      ys.push_back(y.cpu());
-    }
-    return std::make_pair(torch::cat(xs), torch::cat(ys));
-  };
-  const auto [train_x, train_y] = features(train);
-  const auto [test_x, test_y] = features(test);
+  auto features = [&](const torch::Tensor& points) { return model.features(points); };
+  const auto [train_x, train_y] = source_features(train, device, features);
+  const auto [test_x, test_y] = source_features(test, device, features);
   model.train(was_training);
   const auto svm = LinearSvm::fit(train_x, train_y, 1.0, 1e-4);
   return svm.predict(test_x).eq(test_y).to(torch::kDouble).mean().item<double>();

@@ -119,29 +119,31 @@ void write_liblinear_text(const std::string& path, const torch::Tensor& features
   write_text_atomically(path, text);
 }
 
+std::pair<torch::Tensor, torch::Tensor> source_features(data::BatchSource& source, torch::Device device,
+                                                        const std::function<torch::Tensor(const torch::Tensor&)>& features) {
+  torch::NoGradGuard guard;
+  std::vector<torch::Tensor> xs, ys;
+  for (int64_t i = 0; i < source.num_batches(); ++i) {
+    auto [x, y] = source.batch(i, data::View::Plain);
+    xs.push_back(features(x.to(device)).to(torch::kFloat).cpu());
+    ys.push_back(y.cpu());
+  }
+  return {torch::cat(xs), torch::cat(ys)};
+}
+
 std::pair<torch::Tensor, torch::Tensor> encoder_features(models::PointTransformerImpl& model, data::BatchSource& source,
                                                          const std::string& feature, const std::vector<torch::Tensor>& projection,
                                                          torch::Device device) {
-  torch::NoGradGuard guard;
   model.eval();
-  std::vector<torch::Tensor> features, labels;
-  for (int64_t i = 0; i < source.num_batches(); ++i) {
-    auto [x, y] = source.batch(i, data::View::Plain);
-    auto tokens = model.forward_tokens(x.to(device));
+  return source_features(source, device, [&](const torch::Tensor& x) {
+    auto tokens = model.forward_tokens(x);
     auto groups = tokens.narrow(1, 1, tokens.size(1) - 1);
-    torch::Tensor f;
-    if (feature == "cls_max") {
-      f = torch::cat({tokens.select(1, 0), std::get<0>(groups.max(1))}, 1);
-    } else if (feature == "max_mean") {
-      f = torch::cat({std::get<0>(groups.max(1)), groups.mean(1)}, 1);
-    } else {  // pb_cls_head
-      auto h = torch::gelu(torch::linear(tokens.select(1, 0), projection[0], projection[1]));
-      f = torch::linear(h, projection[2], projection[3]);
-    }
-    features.push_back(f.cpu());
-    labels.push_back(y.cpu());
-  }
-  return {torch::cat(features), torch::cat(labels)};
+    if (feature == "cls_max") return torch::cat({tokens.select(1, 0), std::get<0>(groups.max(1))}, 1);
+    if (feature == "max_mean") return torch::cat({std::get<0>(groups.max(1)), groups.mean(1)}, 1);
+    // pb_cls_head
+    auto h = torch::gelu(torch::linear(tokens.select(1, 0), projection[0], projection[1]));
+    return torch::linear(h, projection[2], projection[3]);
+  });
 }
 
 namespace {

@@ -5,6 +5,7 @@
 // scikit-learn's LinearSVC() trains: liblinear's L2-regularised L2-loss SVC solved in the dual,
 // one-vs-rest, C = 1, tolerance 1e-4, and a bias feature of value 1 (regularised like the weights).
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,11 @@ class LinearSvm {
 
 // Writes features [N, D] and labels [N] as liblinear / libsvm text ("label 1:v1 2:v2 ...").
 void write_liblinear_text(const std::string& path, const torch::Tensor& features, const torch::Tensor& labels);
+
+// `features(points)` [B, D] and the labels [N] of every batch of `source` (View::Plain), no
+// gradients, on the CPU: the batch loop of every frozen-feature probe.
+std::pair<torch::Tensor, torch::Tensor> source_features(data::BatchSource& source, torch::Device device,
+                                                        const std::function<torch::Tensor(const torch::Tensor&)>& features);
 
 // Features [N, D] and labels [N] of every batch of `source` (View::Plain), no gradients, eval
 // mode. `projection` (pb_cls_head) holds the 4 cls_head tensors (w0, b0, w2, b2).
