@@ -135,6 +135,7 @@ bench-reference: build
 	EWA=$(EWA) bash bench/vs_reference.sh 3
 	EWA=$(EWA) bash bench/vs_reference.sh --pretrain 3
 	EWA=$(EWA) bash bench/vs_reference.sh --seg 2
+	EWA=$(EWA) bash bench/vs_reference.sh --pointbert 2
 
 bench-dist: build
 	$(MAKE) bench-dist-run

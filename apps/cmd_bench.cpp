@@ -72,10 +72,16 @@ void add_train_step_bench(CLI::App* bench) {
     if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
     char head[512];
     const auto device = train::select_device(cfg.train.device);
-    std::snprintf(head, sizeof head, "train-step: %s, D=%lld depth=%lld, %zu MoE blocks of N=%lld, batch %lld, %d threads, %s, %s",
-                  args->config.c_str(), (long long)cfg.model.embed_dim, (long long)cfg.model.depth, cfg.moe.blocks.size(),
-                  (long long)cfg.moe.num_experts, (long long)args->options.batch_size, at::get_num_threads(),
-                  device.str().c_str(), precision_description(cfg.train.precision, device).c_str());
+    char model[160];
+    if (cfg.model.name == "point_bert_dvae") {  // no transformer, so no MoE variants
+      std::snprintf(model, sizeof model, "dVAE tokenizer, %lld tokens", (long long)cfg.pretrain.num_tokens);
+    } else {  // a dense config has no MoE blocks of its own: its MoE variants take moe.blocks' rule
+      std::snprintf(model, sizeof model, "D=%lld depth=%lld, MoE variants: %zu blocks of N=%lld", (long long)cfg.model.embed_dim,
+                    (long long)cfg.model.depth, cfg.with({{"moe.kind", "rup"}}).moe.blocks.size(), (long long)cfg.moe.num_experts);
+    }
+    std::snprintf(head, sizeof head, "train-step: %s, %s, batch %lld, %d threads, %s, %s", args->config.c_str(), model,
+                  (long long)args->options.batch_size, at::get_num_threads(), device.str().c_str(),
+                  precision_description(cfg.train.precision, device).c_str());
     print_line(head);
     auto rows = bench::bench_train_step(cfg, args->options);
     const std::string table = bench::train_step_markdown(rows);
