@@ -17,6 +17,7 @@
 #include "train/checkpoint.h"
 
 namespace {
+using ewa::testing::max_abs_diff;
 using ewa::testing::TempDir;
 namespace fs = std::filesystem;
 
@@ -38,9 +39,6 @@ class OfficialDvae : public ewa::testing::PythonFixtureSuite<OfficialDvae> {
  public:
   static std::string script() { return kScript; }
   static std::string prefix() { return "dvae"; }
-
- protected:
-  static double diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 };
 
 TEST_F(OfficialDvae, ImportedCheckpointGivesTheOfficialOutputsAndLosses) {
@@ -50,18 +48,18 @@ TEST_F(OfficialDvae, ImportedCheckpointGivesTheOfficialOutputsAndLosses) {
   model->eval();
   torch::NoGradGuard guard;
   auto out = model->forward(npy("points"), 0.5, false, npy("gumbel"));
-  EXPECT_LT(diff(out.logits, npy("logits")), 1e-4);
-  EXPECT_LT(diff(out.codes, npy("codes")), 1e-4);
-  EXPECT_LT(diff(out.coarse, npy("coarse")), 1e-4);
-  EXPECT_LT(diff(out.fine, npy("fine")), 1e-4);
+  EXPECT_LT(max_abs_diff(out.logits, npy("logits")), 1e-4);
+  EXPECT_LT(max_abs_diff(out.codes, npy("codes")), 1e-4);
+  EXPECT_LT(max_abs_diff(out.coarse, npy("coarse")), 1e-4);
+  EXPECT_LT(max_abs_diff(out.fine, npy("fine")), 1e-4);
   const auto losses = npy("losses");
   EXPECT_NEAR(out.recon.item<double>(), losses[0].item<double>(), 1e-4);
   EXPECT_NEAR(out.kl.item<double>(), losses[1].item<double>(), 1e-4);
   // Evaluation's hard sample: one-hot codes (the argmax of the noisy logits).
   auto hard = model->forward(npy("points"), 0.5, true, npy("gumbel"));
-  EXPECT_LT(diff(hard.codes, npy("codes_hard")), 1e-5);
+  EXPECT_LT(max_abs_diff(hard.codes, npy("codes_hard")), 1e-5);
   EXPECT_TRUE(torch::equal(hard.codes.sum(2), torch::ones_like(hard.codes.sum(2))));
-  EXPECT_LT(diff(hard.fine, npy("fine_hard")), 1e-4);
+  EXPECT_LT(max_abs_diff(hard.fine, npy("fine_hard")), 1e-4);
   // The tokens are the argmax of dgcnn_1's logits.
   EXPECT_TRUE(torch::equal(model->tokens(npy("points")), out.logits.argmax(2)));
 }
@@ -78,7 +76,7 @@ TEST_F(OfficialDvae, ExportLoadsStrictlyInTheOfficialModelWithOurOutputs) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   torch::NoGradGuard guard;
   auto ours = model->forward(npy("points"), 0.5, false, npy("gumbel")).fine;
-  EXPECT_LT(diff(ewa::io::read_npy(tmp / "check_fine.npy"), ours), 1e-4);
+  EXPECT_LT(max_abs_diff(ewa::io::read_npy(tmp / "check_fine.npy"), ours), 1e-4);
 }
 
 TEST(DvaeSchedules, HandComputedValues) {

@@ -16,6 +16,7 @@
 #include "train/checkpoint.h"
 
 namespace {
+using ewa::testing::max_abs_diff;
 using ewa::testing::TempDir;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -43,8 +44,6 @@ ewa::models::DvaeOptions dvae_sizes() {
   o.num_groups = 16, o.group_size = 8, o.encoder_dims = 32, o.num_tokens = 64, o.tokens_dims = 24, o.decoder_dims = 32;
   return o;
 }
-
-double diff(const torch::Tensor& a, const torch::Tensor& b) { return (a.to(torch::kFloat) - b.to(torch::kFloat)).abs().max().item<double>(); }
 
 class OfficialPointBert : public ewa::testing::PythonFixtureSuite<OfficialPointBert> {
  public:
@@ -95,11 +94,11 @@ TEST_F(OfficialPointBert, OneTrainingForwardGivesTheOfficialMasksTokensLossesKey
   EXPECT_NEAR(out.mix_loss.item<double>(), losses[1].item<double>(), 1e-4);
   EXPECT_NEAR(out.moco_loss.item<double>(), losses[2].item<double>(), 1e-4);
   EXPECT_NEAR(out.loss.item<double>(), losses.sum().item<double>(), 3e-4);
-  EXPECT_LT(diff(out.keys, npy("keys")), 1e-4);
+  EXPECT_LT(max_abs_diff(out.keys, npy("keys")), 1e-4);
   EXPECT_EQ(out.token_count, masks[0].sum().item<int64_t>() + masks[1].sum().item<int64_t>());
-  EXPECT_LT(diff(model->transformer_k->lm_head->weight, npy("k_lm_head")), 1e-6);  // k = 0.9 k + 0.1 q
+  EXPECT_LT(max_abs_diff(model->transformer_k->lm_head->weight, npy("k_lm_head")), 1e-6);  // k = 0.9 k + 0.1 q
   model->enqueue(out.keys);
-  EXPECT_LT(diff(model->queue, npy("queue")), 1e-4);
+  EXPECT_LT(max_abs_diff(model->queue, npy("queue")), 1e-4);
   EXPECT_EQ(model->queue_ptr.item<int64_t>(), npy("queue_ptr").item<int64_t>());
   // The loss reaches the online transformer only.
   out.loss.backward();
@@ -115,7 +114,7 @@ TEST_F(OfficialPointBert, OurCheckpointLoadsStrictlyInTheOfficialModel) {
   ewa::io::write_torch_state_dict(tmp / "ours.pth", ewa::io::to_official_layout(ewa::train::state_dict(*model)), 3);
   auto r = ewa::testing::run_command(kPython + " " + kScript + " check " + tmp.path() + " " + (tmp / "ours.pth"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_LT(diff(ewa::io::read_npy(tmp / "check_losses.npy"), npy("losses")), 1e-4);
+  EXPECT_LT(max_abs_diff(ewa::io::read_npy(tmp / "check_losses.npy"), npy("losses")), 1e-4);
 }
 
 TEST_F(OfficialPointBert, FineTuningKeepsTheOnlineTransformerMinusItsContrastiveHead) {

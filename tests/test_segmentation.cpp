@@ -61,8 +61,8 @@ class OfficialSegmentation : public ewa::testing::PythonFixtureSuite<OfficialSeg
   static torch::Tensor logprob(ewa::models::PointSegImpl& model) {
     torch::NoGradGuard guard;
     model.eval();
-    auto points = ewa::io::read_npy(file("points.npy"));
-    auto category = ewa::io::read_npy(file("category.npy")).to(torch::kLong);
+    auto points = npy("points");
+    auto category = npy("category").to(torch::kLong);
     return torch::log_softmax(model.forward(points, category), 2);
   }
 };

@@ -132,6 +132,11 @@ inline FixtureDir python_fixture_dir(const std::string& script, const std::strin
   return out;
 }
 
+// Largest absolute difference of two tensors of one shape (compared as float32).
+inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat) - b.to(torch::kFloat)).abs().max().item<double>();
+}
+
 // A suite over the files a Python fixture script writes once per build tree
 // (python_fixture_dir above): Derived names its script and directory prefix
 // (`static std::string script()`, `static std::string prefix()`) and may replace `commands`
