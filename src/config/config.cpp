@@ -172,12 +172,15 @@ json compose_config_file(const std::string& path, std::vector<std::string>& chai
   }
   if (!j.is_object()) fail("config " + path + ": the top level must be a JSON object");
   if (!j.contains("base")) return j;
-  if (!j["base"].is_string()) fail("config " + path + ": key 'base' expects the path of a config file (a string)");
+  if (!j["base"].is_string() || j["base"].get<std::string>().empty())
+    fail("config " + path + ": key 'base' expects the path of a config file (a non-empty string), got " + j["base"].dump());
   const std::string base = (std::filesystem::path(path).parent_path() / j["base"].get<std::string>()).lexically_normal().string();
   chain.push_back(std::filesystem::weakly_canonical(path).string());
   if (std::find(chain.begin(), chain.end(), std::filesystem::weakly_canonical(base).string()) != chain.end())
     fail("config " + path + ": key 'base' names " + base + ", which is already on its chain of bases (a cycle)");
   if (!std::filesystem::exists(base)) fail("config " + path + ": key 'base' names " + base + ", which does not exist");
+  if (std::filesystem::is_directory(base))
+    fail("config " + path + ": key 'base' names " + base + ", which is a directory, not a config file");
   json merged = compose_config_file(base, chain);
   j.erase("base");
   merged.merge_patch(j);
@@ -417,6 +420,10 @@ Config parse_config(const json& j, const std::string& source) {
   if (c.model.img_size > 0 && c.model.img_size % c.model.patch_size != 0)
     bad("model.patch_size", "must divide model.img_size (" + std::to_string(c.model.img_size) + "), got " +
                                 std::to_string(c.model.patch_size));
+  if (c.model.init != "upstream" && (c.model.name != "point_transformer" || c.model.variant != "point_mae"))
+    bad("model.init", "'" + c.model.init + "' (Point-MAE's _init_weights) is an option of the point_mae "
+                      "point_transformer only; " + c.model.name + " (" + c.model.variant +
+                      ") starts as its upstream code leaves it: use upstream");
   parse_moe_and_ewa(j, c, bad);
   parse_data(j, c, bad);
   c.optim = j["optim"].get<OptimConfig>();

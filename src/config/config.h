@@ -15,7 +15,7 @@ enum class MlpKind { Dense, Rup, Routed };
 
 struct ModelConfig {
   ModelConfig();  // the schema's defaults (config/schema.cpp: the one place they are written)
-  std::string name{}, variant{};
+  std::string name{}, variant{}, init{};
   int64_t num_groups{}, group_size{}, encoder_dims{}, head_hidden{};
   double head_dropout{};
   int64_t img_size{}, in_chans{}, num_classes{}, patch_size{};
@@ -99,7 +99,7 @@ struct TrainConfig {
 };
 
 // JSON <-> struct for the sections that map one to one (key names equal field names).
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, variant, num_groups, group_size, encoder_dims, head_hidden,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, variant, init, num_groups, group_size, encoder_dims, head_hidden,
                                    head_dropout, img_size, in_chans, num_classes, patch_size, embed_dim, depth,
                                    num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate,
                                    num_categories, seg_fp_hidden, seg_fp_dim, seg_head_hidden)

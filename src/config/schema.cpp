@@ -44,6 +44,14 @@ const std::vector<FieldSpec>& config_schema() {
       S("model.variant", "point_mae", {"point_mae", "point_bert"},
         "point_transformer only: Point-MAE (encoder width = embed_dim, BatchNorm head) or Point-BERT (encoder width 256 "
         "+ reduce_dim Linear, head without BatchNorm)."),
+      S("model.init", "upstream", {"upstream", "trunc_normal"},
+        "How a freshly built model starts. upstream: as the anchor's own code leaves it (docs/protocols.md, "
+        "\"Initialisation\"): timm's ViT and the pretraining MaskTransformers trunc_normal(0.02) with zero biases, "
+        "Point-MAE's decoder xavier_uniform, and the fine-tuning classifiers (Point-MAE's and Point-BERT's "
+        "PointTransformer), the segmentation network and the dVAE PyTorch's own U(-1/sqrt(fan_in), 1/sqrt(fan_in)), "
+        "which is what the official fine-tuning runners train, from scratch and from a checkpoint. trunc_normal: "
+        "the point_mae point_transformer only, every Linear / Conv1d trunc_normal(0.02) with zero biases (Point-MAE's "
+        "PointTransformer._init_weights, which its runner never applies)."),
       S("model.preset", "custom", {"custom", "tiny", "small", "base"},
         "ViT size preset (timm): tiny 192/12/3, small 384/12/6, base 768/12/12 (embed_dim/depth/num_heads). "
         "Keys given explicitly in the config win over the preset."),

@@ -108,6 +108,8 @@ DiscreteVaeImpl::DiscreteVaeImpl(const DvaeOptions& o) : o_(o) {
   codebook = register_parameter("codebook", torch::randn({o.num_tokens, o.tokens_dims}));
   dgcnn_2 = register_module("dgcnn_2", Dgcnn(o.tokens_dims, o.decoder_dims));
   decoder = register_module("decoder", FoldingDecoder(o.decoder_dims, o.group_size));
+  // Every layer keeps PyTorch's initialisation and the codebook torch.randn: PB:models/dvae.py
+  // DiscreteVAE (and its Encoder, DGCNN and Decoder) calls no init function.
 }
 
 DvaeOutput DiscreteVaeImpl::forward(const torch::Tensor& points, double temperature, bool hard, torch::Tensor gumbel) {
@@ -118,7 +120,9 @@ DvaeOutput DiscreteVaeImpl::forward(const torch::Tensor& points, double temperat
   out.logits = dgcnn_1(encoder(groups.neighborhoods), groups.centers);  // [B, G, T]
   // F.gumbel_softmax(logits, tau, dim=2, hard): softmax((logits + g) / tau), g ~ Gumbel(0, 1);
   // hard: the one-hot of its argmax with the soft sample's gradient (straight through).
-  if (!gumbel.defined()) gumbel = -torch::empty_like(out.logits).exponential_().log();
+  // Drawn in the logits' logical [B, G, T] order (contiguous, as F.gumbel_softmax's
+  // legacy_contiguous_format), so a seeded pass draws upstream's noise element for element.
+  if (!gumbel.defined()) gumbel = -torch::empty(out.logits.sizes(), out.logits.options()).exponential_().log();
   auto soft = torch::softmax((out.logits + gumbel) / temperature, 2);
   out.codes = soft;
   if (hard) {

@@ -9,11 +9,7 @@
 namespace ewa::models {
 namespace {
 
-torch::nn::Linear linear(int64_t in, int64_t out) {
-  torch::nn::Linear l(in, out);
-  nn::init_linear_(l);
-  return l;
-}
+torch::nn::Linear linear(int64_t in, int64_t out) { return torch::nn::Linear(in, out); }
 
 namespace F = torch::nn::functional;
 
@@ -38,11 +34,16 @@ torch::Tensor block_mask(const torch::Tensor& centers, const torch::Tensor& rati
   return rank < count.unsqueeze(1);
 }
 
+MaskDraw draw_mask(int64_t batch, int64_t num_centres, double lo, double hi) {
+  MaskDraw d;
+  d.seed = torch::randint(num_centres, {batch}, torch::kLong);
+  d.ratio = lo + (hi - lo) * torch::rand({batch}, torch::kDouble);
+  return d;
+}
+
 torch::Tensor draw_block_mask(const torch::Tensor& centers, double lo, double hi) {
-  const int64_t B = centers.size(0), G = centers.size(1);
-  auto seed = torch::randint(G, {B}, torch::kLong);
-  auto ratio = lo + (hi - lo) * torch::rand({B}, torch::kDouble);
-  return block_mask(centers, ratio, seed);
+  const auto d = draw_mask(centers.size(0), centers.size(1), lo, hi);
+  return block_mask(centers, d.ratio, d.seed);
 }
 
 BertTransformerImpl::BertTransformerImpl(const Config& cfg, int64_t encoder_dims, int64_t num_tokens, int64_t cls_dim) {
@@ -57,7 +58,11 @@ BertTransformerImpl::BertTransformerImpl(const Config& cfg, int64_t encoder_dims
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
   lm_head = register_module("lm_head", linear(d, num_tokens));
   cls_head = register_module("cls_head", torch::nn::Sequential(linear(d, cls_dim), torch::nn::GELU(), linear(cls_dim, cls_dim)));
+  // PB:models/Point_BERT.py MaskTransformer.__init__: trunc_normal_(std=.02) of the three tokens,
+  // then self.apply(self._init_weights): trunc_normal 0.02 and zero biases for every Linear and
+  // Conv1d (the patch encoder's included), LayerNorm 1 / 0.
   for (auto* t : {&cls_token, &mask_token, &cls_pos}) nn::trunc_normal_(*t, 0.02);
+  nn::apply_init(*this, nn::InitRule::TruncNormal);
 }
 
 torch::Tensor BertTransformerImpl::forward(const torch::Tensor& patches, const torch::Tensor& centers, const torch::Tensor& mask) {
@@ -140,8 +145,9 @@ BertOutput PointBertImpl::forward(const torch::Tensor& points, BertDraws d) {
     out.tokens = dvae->tokens(patches, centers);  // [B, G]
   }
   // The online pass with block masking.
-  if (!d.mask.defined()) d.mask = draw_block_mask(centers, o_.mask_min, o_.mask_max);
-  auto xq = transformer_q(patches, centers, d.mask);
+  if (!d.mask.defined()) d.mask = draw_mask(B, G, o_.mask_min, o_.mask_max);
+  out.masks.online = block_mask(centers, d.mask.ratio, d.mask.seed);
+  auto xq = transformer_q(patches, centers, out.masks.online);
   // Patch mixing with the batch-flipped clouds.
   const auto dev = centers.device();
   if (!d.mix_ratio.defined()) d.mix_ratio = torch::rand({B});
@@ -151,20 +157,22 @@ BertOutput PointBertImpl::forward(const torch::Tensor& points, BertDraws d) {
   auto mixed_patches = torch::where(keep.view({B, G, 1, 1}), patches, patches.flip(0));
   auto mixed_centers = torch::where(keep.view({B, G, 1}), centers, centers.flip(0));
   auto mixed_tokens = torch::where(keep, out.tokens, out.tokens.flip(0));
-  if (!d.mix_mask.defined()) d.mix_mask = draw_block_mask(mixed_centers, o_.mask_min, o_.mask_max);
-  auto xm = transformer_q(mixed_patches, mixed_centers, d.mix_mask);
+  if (!d.mix_mask.defined()) d.mix_mask = draw_mask(B, G, o_.mask_min, o_.mask_max);
+  out.masks.mixed = block_mask(mixed_centers, d.mix_mask.ratio, d.mix_mask.seed);  // on the mixed centres, as upstream
+  auto xm = transformer_q(mixed_patches, mixed_centers, out.masks.mixed);
   // The keys: momentum update, then the key pass (masked as upstream's transformer_k call).
   {
     torch::NoGradGuard guard;
     momentum_update();
-    if (!d.key_mask.defined()) d.key_mask = draw_block_mask(centers, o_.mask_min, o_.mask_max);
-    out.keys = normalized(transformer_k->project(transformer_k(patches, centers, d.key_mask)));
+    if (!d.key_mask.defined()) d.key_mask = draw_mask(B, G, o_.mask_min, o_.mask_max);
+    out.masks.key = block_mask(centers, d.key_mask.ratio, d.key_mask.seed);
+    out.keys = normalized(transformer_k->project(transformer_k(patches, centers, out.masks.key)));
   }
   auto zero = torch::zeros({}, xq.options().dtype(torch::kFloat));
   out.token_loss = out.mix_loss = out.moco_loss = zero;
   {
-    auto [lq, tq] = masked_logits(*transformer_q, xq, d.mask, out.tokens);
-    auto [lm, tm] = masked_logits(*transformer_q, xm, d.mix_mask, mixed_tokens);
+    auto [lq, tq] = masked_logits(*transformer_q, xq, out.masks.online, out.tokens);
+    auto [lm, tm] = masked_logits(*transformer_q, xm, out.masks.mixed, mixed_tokens);
     if (o_.token_loss) out.token_loss = F::cross_entropy(lq, tq) + F::cross_entropy(lm, tm);
     torch::NoGradGuard guard;
     out.token_correct = lq.argmax(1).eq(tq).sum() + lm.argmax(1).eq(tm).sum();

@@ -26,8 +26,16 @@ namespace ewa::models {
 // Block masking with a ratio per cloud: bool [B, G], row b masks the int(ratio[b] * G) centres
 // nearest (Euclidean; ties by index) to centre `seed[b]` (Point-BERT's _mask_center).
 torch::Tensor block_mask(const torch::Tensor& centers, const torch::Tensor& ratio, const torch::Tensor& seed);
-// The same with the ratios uniform in [lo, hi] and the seeds uniform over the centres, drawn from
-// torch's default generator.
+
+// The random choices of one block mask: every cloud's ratio (double [B]) and centre index
+// (int64 [B]); block_mask applies them to whichever centres the pass sees.
+struct MaskDraw {
+  torch::Tensor ratio, seed;
+  bool defined() const { return ratio.defined(); }
+};
+// Ratios uniform in [lo, hi], seeds uniform over the G centres, from torch's default generator.
+MaskDraw draw_mask(int64_t batch, int64_t num_centres, double lo, double hi);
+// block_mask of a fresh draw_mask.
 torch::Tensor draw_block_mask(const torch::Tensor& centers, double lo, double hi);
 
 // Point-BERT's MaskTransformer (transformer_q / transformer_k).
@@ -52,13 +60,21 @@ class BertTransformerImpl : public torch::nn::Module {
 TORCH_MODULE(BertTransformer);
 
 // The random draws of one training forward; undefined members are drawn (in this order, from
-// torch's default generator), given ones used as they are (the tests).
+// torch's default generator), given ones used as they are (the tests). The masks are built by the
+// forward from these choices on the centres each pass sees, as upstream's _mask_center inside
+// every transformer call: the online and key passes on the clouds' centres, the mixed pass on the
+// mixed centres (PB:models/Point_BERT.py:549 -> _mask_center, 310-337).
 struct BertDraws {
-  torch::Tensor mask;        // bool [B, G]: the online pass's mask
-  torch::Tensor mix_ratio;   // float [B]: r of every cloud
-  torch::Tensor mix_keep;    // bool [B, G]: the patch is the cloud's own (else the flipped cloud's)
-  torch::Tensor mix_mask;    // bool [B, G]: the mixed pass's mask
-  torch::Tensor key_mask;    // bool [B, G]: the key pass's mask
+  MaskDraw mask;              // the online pass's mask
+  torch::Tensor mix_ratio;    // float [B]: r of every cloud
+  torch::Tensor mix_keep;     // bool [B, G]: the patch is the cloud's own (else the flipped cloud's)
+  MaskDraw mix_mask;          // the mixed pass's mask
+  MaskDraw key_mask;          // the key pass's mask
+};
+
+// The masks a forward used: bool [B, G] each.
+struct BertMasks {
+  torch::Tensor online, mixed, key;
 };
 
 struct BertOutput {
@@ -70,6 +86,7 @@ struct BertOutput {
   torch::Tensor centers, patches;     // [B, G, 3], [B, G, K, 3]
   torch::Tensor tokens;               // int64 [B, G] the tokenizer's tokens
   BertDraws draws;                    // as drawn
+  BertMasks masks;                    // as built from them
 };
 
 struct BertOptions {

@@ -8,17 +8,6 @@
 namespace ewa::models {
 namespace {
 
-// The official decoder initialises its Linear layers with xavier_uniform (the encoder with
-// trunc_normal 0.02, as everywhere else here).
-void xavier_linears(torch::nn::Module& m) {
-  torch::NoGradGuard guard;
-  for (auto& child : m.modules(/*include_self=*/false))
-    if (auto* l = child->as<torch::nn::Linear>()) {
-      torch::nn::init::xavier_uniform_(l->weight);
-      if (l->bias.defined()) l->bias.zero_();
-    }
-}
-
 // Rows of `x` [B, G, ...] at idx [B, S] -> [B, S, ...].
 torch::Tensor gather_rows(const torch::Tensor& x, const torch::Tensor& idx) {
   auto shape = x.sizes().vec();
@@ -30,10 +19,7 @@ torch::Tensor gather_rows(const torch::Tensor& x, const torch::Tensor& idx) {
 }
 
 torch::nn::Sequential position_mlp(int64_t dim) {
-  torch::nn::Linear a(3, 128), b(128, dim);
-  nn::init_linear_(a);
-  nn::init_linear_(b);
-  return torch::nn::Sequential(a, torch::nn::GELU(), b);
+  return torch::nn::Sequential(torch::nn::Linear(3, 128), torch::nn::GELU(), torch::nn::Linear(128, dim));
 }
 
 }  // namespace
@@ -63,6 +49,9 @@ PointMaeEncoderImpl::PointMaeEncoderImpl(const Config& cfg) {
   pos_embed = register_module("pos_embed", position_mlp(d));
   blocks = register_module("blocks", PointBlocks(cfg));
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
+  // PM:models/Point_MAE.py MaskTransformer.__init__: self.apply(self._init_weights), trunc_normal
+  // 0.02 and zero biases for every Linear and Conv1d (the patch encoder's included).
+  nn::apply_init(*this, nn::InitRule::TruncNormal);
 }
 
 torch::Tensor PointMaeEncoderImpl::forward(const torch::Tensor& tokens, const torch::Tensor& centers) {
@@ -77,7 +66,9 @@ PointMaeDecoderImpl::PointMaeDecoderImpl(int64_t dim, int64_t depth, int64_t num
                                 std::make_shared<nn::MlpImpl>(nn::MlpOptions(dim, 4 * dim))));
   }
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-5)));
-  xavier_linears(*this);
+  // PM:models/Point_MAE.py TransformerDecoder.__init__: self.apply(self._init_weights), xavier_uniform_
+  // weights and zero biases for every Linear.
+  nn::apply_init(*this, nn::InitRule::Xavier);
 }
 
 torch::Tensor PointMaeDecoderImpl::forward(torch::Tensor x, const torch::Tensor& pos) {
@@ -97,9 +88,9 @@ PointMaeImpl::PointMaeImpl(const Config& cfg)
   decoder_pos_embed = register_module("decoder_pos_embed", position_mlp(d));
   MAE_decoder = register_module(
       "MAE_decoder", PointMaeDecoder(d, cfg.pretrain.decoder_depth, cfg.pretrain.decoder_num_heads, cfg.model.drop_path_rate));
-  torch::nn::Linear head(d, 3 * group_size_);
-  nn::init_linear_(head);
-  increase_dim = register_module("increase_dim", torch::nn::Sequential(head));
+  // decoder_pos_embed and increase_dim keep PyTorch's initialisation: Point_MAE.__init__ applies no
+  // init function of its own, only trunc_normal_(self.mask_token, std=.02).
+  increase_dim = register_module("increase_dim", torch::nn::Sequential(torch::nn::Linear(d, 3 * group_size_)));
   nn::trunc_normal_(mask_token, 0.02);
 }
 

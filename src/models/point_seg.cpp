@@ -81,6 +81,8 @@ PointSegImpl::PointSegImpl(const Config& cfg)
   convs3 = register_module("convs3", torch::nn::Linear(h / 2, num_parts_));
   bns1 = register_module("bns1", torch::nn::BatchNorm1d(h));
   bns2 = register_module("bns2", torch::nn::BatchNorm1d(h / 2));
+  // Every layer keeps PyTorch's initialisation: PM:segmentation/models/pt.py get_model calls no
+  // init function, and PM:segmentation/main.py applies only inplace_relu before loading --ckpts.
 }
 
 std::pair<torch::Tensor, torch::Tensor> PointSegImpl::backbone(const torch::Tensor& points) {
@@ -108,7 +110,15 @@ torch::Tensor PointSegImpl::forward(const torch::Tensor& points, const torch::Te
   const int64_t fp = per_point.size(1);
   auto per_shape = torch::addmm(convs1->bias, global, w.narrow(1, fp, w.size(1) - fp).t());  // [B, H]
   auto h = torch::mm(per_point, w.narrow(1, 0, fp).t()).view({B, N, -1}).add_(per_shape.unsqueeze(1));
-  h = dp1(bns1(h.view({B * N, -1})).relu_());
+  h = bns1(h.view({B * N, -1})).relu_();
+  // dp1 as at::dropout computes it (noise.bernoulli_(1 - p), / (1 - p), times the input), the noise
+  // drawn over upstream's contiguous [B, C, N] layout, so a seeded training pass drops what
+  // upstream's drops.
+  const double p = dp1->options.p();
+  if (is_training() && p > 0) {
+    auto noise = torch::empty({B, h.size(1), N}, h.options()).bernoulli_(1.0 - p).div_(1.0 - p);
+    h = (h.view({B, N, -1}) * noise.transpose(1, 2)).view({B * N, -1});
+  }
   h = bns2(convs2(h)).relu_();
   return convs3(h).view({B, N, num_parts_});
 }

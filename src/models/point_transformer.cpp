@@ -8,31 +8,6 @@
 #include "moe/routed_moe.h"
 
 namespace ewa::models {
-namespace {
-
-torch::nn::Linear linear(int64_t in, int64_t out) {
-  torch::nn::Linear l(in, out);
-  nn::init_linear_(l);
-  return l;
-}
-
-// Point-BERT's fine-tuning PointTransformer never calls an init function (Point_BERT.py,
-// PointTransformer.__init__): every Linear and Conv1d keeps PyTorch's own initialisation,
-// cls_token is zero and cls_pos is N(0, 1). Stacked experts get the same rule, expert by expert.
-void point_bert_init_(torch::nn::Module& module, torch::Tensor& cls_token, torch::Tensor& cls_pos) {
-  for (const auto& m : module.modules(/*include_self=*/false)) {
-    if (auto* l = m->as<torch::nn::Linear>()) nn::torch_default_linear_(l->weight, l->bias);
-    if (auto* e = m->as<moe::ExpertsFeedForwardImpl>()) {
-      nn::torch_default_linear_(e->w1, e->b1);
-      nn::torch_default_linear_(e->w2, e->b2);
-    }
-  }
-  torch::NoGradGuard guard;
-  cls_token.zero_();
-  cls_pos.normal_();
-}
-
-}  // namespace
 
 PointGroups group_point_cloud(const torch::Tensor& points, int64_t num_groups, int64_t group_size) {
   torch::NoGradGuard guard;
@@ -46,10 +21,11 @@ PointGroups group_point_cloud(const torch::Tensor& points, int64_t num_groups, i
 
 MiniPointNetImpl::MiniPointNetImpl(int64_t in_channels, int64_t out_channels) {
   // ReLU in place, as Point-MAE's ReLU(inplace=True): BatchNorm's backward does not need its output.
-  first_conv = register_module("first_conv", torch::nn::Sequential(linear(in_channels, 128), torch::nn::BatchNorm1d(128),
-                                                                    torch::nn::ReLU(true), linear(128, 256)));
-  second_conv = register_module("second_conv", torch::nn::Sequential(linear(512, 512), torch::nn::BatchNorm1d(512),
-                                                                      torch::nn::ReLU(true), linear(512, out_channels)));
+  // PyTorch's initialisation (Conv1d's, which equals Linear's); the model applies its rule.
+  first_conv = register_module("first_conv", torch::nn::Sequential(torch::nn::Linear(in_channels, 128), torch::nn::BatchNorm1d(128),
+                                                                    torch::nn::ReLU(true), torch::nn::Linear(128, 256)));
+  second_conv = register_module("second_conv", torch::nn::Sequential(torch::nn::Linear(512, 512), torch::nn::BatchNorm1d(512),
+                                                                      torch::nn::ReLU(true), torch::nn::Linear(512, out_channels)));
 }
 
 torch::Tensor MiniPointNetImpl::forward(const torch::Tensor& groups) {
@@ -101,28 +77,38 @@ PointTransformerImpl::PointTransformerImpl(const Config& cfg)
   const int64_t d = m.embed_dim;
   const int64_t e = m.encoder_dims > 0 ? m.encoder_dims : (bert ? 256 : d);
   encoder = register_module("encoder", MiniPointNet(m.in_chans, e));
-  if (bert || e != d) reduce_dim = register_module("reduce_dim", linear(e, d));
+  if (bert || e != d) reduce_dim = register_module("reduce_dim", torch::nn::Linear(e, d));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
   cls_pos = register_parameter("cls_pos", torch::zeros({1, 1, d}));
-  pos_embed = register_module("pos_embed", torch::nn::Sequential(linear(3, 128), torch::nn::GELU(), linear(128, d)));
+  pos_embed = register_module("pos_embed", torch::nn::Sequential(torch::nn::Linear(3, 128), torch::nn::GELU(),
+                                                                  torch::nn::Linear(128, d)));
   blocks = register_module("blocks", PointBlocks(cfg));
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
   const int64_t h = m.head_hidden;
   const double p = m.head_dropout;
   if (bert) {
     cls_head_finetune = register_module(
-        "cls_head_finetune", torch::nn::Sequential(linear(2 * d, h), torch::nn::ReLU(), torch::nn::Dropout(p),
-                                                   linear(h, m.num_classes)));
+        "cls_head_finetune", torch::nn::Sequential(torch::nn::Linear(2 * d, h), torch::nn::ReLU(), torch::nn::Dropout(p),
+                                                   torch::nn::Linear(h, m.num_classes)));
   } else {
     cls_head_finetune = register_module(
         "cls_head_finetune",
-        torch::nn::Sequential(linear(2 * d, h), torch::nn::BatchNorm1d(h), torch::nn::ReLU(), torch::nn::Dropout(p),
-                              linear(h, h), torch::nn::BatchNorm1d(h), torch::nn::ReLU(), torch::nn::Dropout(p),
-                              linear(h, m.num_classes)));
+        torch::nn::Sequential(torch::nn::Linear(2 * d, h), torch::nn::BatchNorm1d(h), torch::nn::ReLU(),
+                              torch::nn::Dropout(p), torch::nn::Linear(h, h), torch::nn::BatchNorm1d(h), torch::nn::ReLU(),
+                              torch::nn::Dropout(p), torch::nn::Linear(h, m.num_classes)));
   }
+  // Every layer starts at PyTorch's initialisation (stacked experts expert by expert): neither
+  // upstream classifier calls an init function in the official runs. Point-MAE's
+  // (PM:models/Point_MAE.py PointTransformer.__init__) draws cls_token and cls_pos with timm's
+  // trunc_normal_(std=.02); its _init_weights is applied only by load_model_from_ckpt(None),
+  // which PM:tools/runner_finetune.py never calls (model.init = "trunc_normal" applies it).
+  // Point-BERT's (PB:models/Point_BERT.py PointTransformer.__init__) leaves cls_token at zeros
+  // and cls_pos at torch.randn.
+  if (m.init == "trunc_normal") nn::apply_init(*this, nn::InitRule::TruncNormal);
+  torch::NoGradGuard guard;
   if (bert) {
-    point_bert_init_(*this, cls_token, cls_pos);
-  } else {  // Point-MAE: trunc_normal(0.02) everywhere (its _init_weights), as the layers start
+    cls_pos.normal_();
+  } else {
     nn::trunc_normal_(cls_token, 0.02);
     nn::trunc_normal_(cls_pos, 0.02);
   }

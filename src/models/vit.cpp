@@ -63,10 +63,12 @@ VitImpl::VitImpl(const Config& cfg) : drop_rate_(cfg.model.drop_rate), depth_(cf
   }
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({m.embed_dim}).eps(1e-6)));
   head = register_module("head", torch::nn::Linear(m.embed_dim, m.num_classes));
-  torch::NoGradGuard guard;
+  // timm 0.4.5 VisionTransformer.__init__: trunc_normal_(pos_embed / cls_token, std=.02), then
+  // self.apply(self._init_weights) (every Linear trunc_normal 0.02 and bias 0, LayerNorm 1 / 0;
+  // the patch embedding's Conv2d keeps PyTorch's initialisation).
   nn::trunc_normal_(pos_embed, 0.02);
   nn::trunc_normal_(cls_token, 0.02);
-  nn::init_linear_(head);
+  nn::apply_init(*this, nn::InitRule::TruncNormal);
 }
 
 torch::Tensor VitImpl::forward_features(const torch::Tensor& x) {

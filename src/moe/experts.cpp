@@ -7,13 +7,17 @@ ExpertsFeedForwardImpl::ExpertsFeedForwardImpl(const ExpertsOptions& o) : option
   TORCH_CHECK(o.num_experts() >= 2, "MoE: num_experts must be >= 2, got ", o.num_experts());
   const int64_t n = o.num_experts(), d = o.dim(), h = o.hidden();
   w1 = register_parameter("w1", torch::empty({n, h, d}));
-  b1 = register_parameter("b1", torch::zeros({n, h}));
+  b1 = register_parameter("b1", torch::empty({n, h}));
   w2 = register_parameter("w2", torch::empty({n, d, h}));
-  b2 = register_parameter("b2", torch::zeros({n, d}));
-  // Each expert is initialised independently, like a fresh timm Mlp.
-  torch::NoGradGuard guard;
-  nn::trunc_normal_(w1, 0.02);
-  nn::trunc_normal_(w2, 0.02);
+  b2 = register_parameter("b2", torch::empty({n, d}));
+  // Each expert starts independently as a fresh Mlp's torch::nn::Linear layers would; the model
+  // applies its own rule afterwards (nn::apply_init -> init_stacked_).
+  init_stacked_(nn::InitRule::TorchDefault);
+}
+
+void ExpertsFeedForwardImpl::init_stacked_(nn::InitRule rule) {
+  nn::init_linear_(w1, b1, rule);
+  nn::init_linear_(w2, b2, rule);
 }
 
 torch::Tensor ExpertsFeedForwardImpl::experts_forward(const torch::Tensor& xe) const {

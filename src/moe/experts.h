@@ -26,6 +26,9 @@ class ExpertsFeedForwardImpl : public nn::FeedForwardImpl {
   torch::Tensor w2;  // [N, dim, hidden]
   torch::Tensor b2;  // [N, dim]
 
+  // Expert by expert, each of w1/b1 and w2/b2 as the Linear layer it stands for.
+  void init_stacked_(nn::InitRule rule) override;
+
   int64_t num_experts() const { return options_.num_experts(); }
   const ExpertsOptions& options() const { return options_; }
 

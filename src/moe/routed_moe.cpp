@@ -9,7 +9,6 @@ RoutedMoEImpl::RoutedMoEImpl(const ExpertsOptions& options, const RoutingOptions
   TORCH_CHECK(routing.top_k() == 1 || routing.top_k() == 2, "RoutedMoE: top_k must be 1 or 2, got ", routing.top_k());
   TORCH_CHECK(routing.top_k() <= options.num_experts(), "RoutedMoE: top_k exceeds num_experts");
   gate = register_module("gate", torch::nn::Linear(torch::nn::LinearOptions(options.dim(), options.num_experts()).bias(false)));
-  nn::init_linear_(gate);
 }
 
 int64_t RoutedMoEImpl::capacity(int64_t tokens) const {

@@ -5,31 +5,74 @@
 namespace ewa::nn {
 namespace F = torch::nn::functional;
 
-void trunc_normal_(torch::Tensor t, double std) {
+void trunc_normal_(torch::Tensor t, double std, double a, double b) {
   torch::NoGradGuard guard;
-  const double lo = 0.5 * (1.0 + std::erf(-2.0 / std::sqrt(2.0)));  // CDF at -2 sigma
-  const double hi = 1.0 - lo;
-  t.uniform_(2.0 * lo - 1.0, 2.0 * hi - 1.0).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(-2.0 * std, 2.0 * std);
+  auto cdf = [std](double x) { return 0.5 * (1.0 + std::erf(x / std / std::sqrt(2.0))); };
+  // timm's steps in double precision: a float32 uniform_ over [-1, 1) returns exactly -1 with
+  // probability 2^-24, and erfinv(-1) = -inf then clamps to a (-2 = 100 sd at std 0.02); in double
+  // that takes 2^-53. The law is timm's, N(0, std^2) cut at [a, b].
+  auto d = torch::empty(t.sizes(), t.options().dtype(torch::kDouble));
+  d.uniform_(2.0 * cdf(a) - 1.0, 2.0 * cdf(b) - 1.0).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(a, b);
+  t.copy_(d);
 }
 
-void init_linear_(torch::nn::Linear& linear) {
+void init_linear_(torch::Tensor weight, torch::Tensor bias, InitRule rule) {
   torch::NoGradGuard guard;
-  trunc_normal_(linear->weight, 0.02);
-  if (linear->bias.defined()) linear->bias.zero_();
+  const double fan_in = static_cast<double>(weight.size(-1)), fan_out = static_cast<double>(weight.size(-2));
+  switch (rule) {
+    case InitRule::TorchDefault: {
+      const double bound = 1.0 / std::sqrt(fan_in);
+      weight.uniform_(-bound, bound);
+      if (bias.defined()) bias.uniform_(-bound, bound);
+      return;
+    }
+    case InitRule::TruncNormal:
+      trunc_normal_(weight, 0.02);
+      break;
+    case InitRule::Xavier: {
+      const double bound = std::sqrt(6.0 / (fan_in + fan_out));
+      weight.uniform_(-bound, bound);
+      break;
+    }
+  }
+  if (bias.defined()) bias.zero_();
 }
 
-void torch_default_linear_(torch::Tensor weight, torch::Tensor bias) {
+void apply_init(torch::nn::Module& module, InitRule rule) {
   torch::NoGradGuard guard;
-  const double bound = 1.0 / std::sqrt(static_cast<double>(weight.size(-1)));
-  weight.uniform_(-bound, bound);
-  if (bias.defined()) bias.uniform_(-bound, bound);
+  auto conv = [rule](torch::Tensor& w, torch::Tensor& b) {  // [out, in, k...] as a Linear of fan_in in * k
+    init_linear_(w.view({w.size(0), -1}), b, rule);
+  };
+  auto norm = [](torch::Tensor& w, torch::Tensor& b) {
+    if (w.defined()) w.fill_(1.0);
+    if (b.defined()) b.zero_();
+  };
+  // The module itself, then its descendants (modules(true) needs a module held by a shared_ptr,
+  // which a model applying its rule in its own constructor is not yet).
+  std::vector<torch::nn::Module*> all = {&module};
+  for (const auto& m : module.modules(/*include_self=*/false)) all.push_back(m.get());
+  for (torch::nn::Module* m : all) {
+    if (auto* l = m->as<torch::nn::Linear>()) {
+      init_linear_(l->weight, l->bias, rule);
+    } else if (auto* c1 = m->as<torch::nn::Conv1d>()) {
+      conv(c1->weight, c1->bias);
+    } else if (auto* c2 = m->as<torch::nn::Conv2d>()) {
+      if (rule == InitRule::TorchDefault) conv(c2->weight, c2->bias);
+    } else if (auto* ln = m->as<torch::nn::LayerNorm>()) {
+      norm(ln->weight, ln->bias);
+    } else if (auto* bn = m->as<torch::nn::BatchNorm1d>()) {
+      norm(bn->weight, bn->bias);
+    } else if (auto* gn = m->as<torch::nn::GroupNorm>()) {
+      norm(gn->weight, gn->bias);
+    } else if (auto* ff = dynamic_cast<FeedForwardImpl*>(m)) {
+      ff->init_stacked_(rule);
+    }
+  }
 }
 
 MlpImpl::MlpImpl(const MlpOptions& options) : options_(options) {
   fc1 = register_module("fc1", torch::nn::Linear(options.in_features(), options.hidden_features()));
   fc2 = register_module("fc2", torch::nn::Linear(options.hidden_features(), options.in_features()));
-  init_linear_(fc1);
-  init_linear_(fc2);
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
@@ -41,8 +84,6 @@ AttentionImpl::AttentionImpl(const AttentionOptions& options) : options_(options
   TORCH_CHECK(options.dim() % options.num_heads() == 0, "Attention: dim must be divisible by num_heads");
   qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(options.dim(), 3 * options.dim()).bias(options.qkv_bias())));
   proj = register_module("proj", torch::nn::Linear(options.dim(), options.dim()));
-  init_linear_(qkv);
-  init_linear_(proj);
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
@@ -64,11 +105,13 @@ torch::Tensor AttentionImpl::weights(const torch::Tensor& x) {
 
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
   if (!training || p <= 0.0) return x;
+  // timm 0.4.5's drop_path (models/layers/drop.py:150-157), draw for draw: floor(keep + U[0, 1)),
+  // so a seeded generator keeps the same samples as upstream.
   const double keep = 1.0 - p;
   std::vector<int64_t> shape(x.dim(), 1);
   shape[0] = x.size(0);
-  auto mask = torch::empty(shape, x.options()).bernoulli_(keep);
-  return x * mask / keep;
+  auto mask = (torch::rand(shape, x.options()) + keep).floor_();
+  return x.div(keep) * mask;
 }
 
 BlockImpl::BlockImpl(const BlockOptions& options, std::shared_ptr<FeedForwardImpl> mlp_module) : options_(options) {

@@ -6,6 +6,19 @@
 
 namespace ewa::nn {
 
+// How a module's layers start, as an upstream constructor's `self.apply(self._init_weights)`
+// leaves them (docs/protocols.md, "Initialisation"):
+//   TorchDefault  PyTorch's own: every Linear / Conv weight and bias from U(-1/sqrt(fan_in),
+//                 1/sqrt(fan_in)) (kaiming_uniform_ with a = sqrt(5)); what a module that calls
+//                 no init function keeps (Point-MAE's and Point-BERT's classifiers, the dVAE,
+//                 the segmentation network);
+//   TruncNormal   timm's _init_weights: Linear and Conv1d weights trunc_normal_(std = 0.02)
+//                 (timm's bounds, a = -2, b = 2: absolute values, so in effect N(0, 0.02^2)),
+//                 biases 0 (Point-MAE's / Point-BERT's MaskTransformer, timm's ViT);
+//   Xavier        Point-MAE's TransformerDecoder: Linear weights xavier_uniform_, biases 0.
+// LayerNorm, BatchNorm and GroupNorm start at weight 1, bias 0 under every rule.
+enum class InitRule { TorchDefault, TruncNormal, Xavier };
+
 // The FFN sub-layer of a Block: [B, T, D] -> [B, T, D]. Dense Mlp and the MoE layers
 // (src/moe) implement it, so a Block never knows which one it holds.
 class FeedForwardImpl : public torch::nn::Module {
@@ -13,19 +26,27 @@ class FeedForwardImpl : public torch::nn::Module {
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
   // Auxiliary loss of the last forward pass (load balancing); undefined tensor when none.
   virtual torch::Tensor aux_loss() const { return {}; }
+  // Re-initialises parameters that are not held by torch::nn layers (stacked experts) by `rule`,
+  // each stacked layer as the Linear it stands for; apply_init calls it.
+  virtual void init_stacked_(InitRule /*rule*/) {}
 };
 
-// Fills `t` in place from N(0, std^2) truncated to [-2 std, 2 std] (inverse-CDF sampling,
-// as torch.nn.init.trunc_normal_, which LibTorch lacks).
-void trunc_normal_(torch::Tensor t, double std);
+// Fills `t` in place as timm 0.4.5's trunc_normal_(t, mean = 0, std, a, b): N(0, std^2) cut at
+// the absolute values a and b (inverse-CDF sampling, then a clamp; LibTorch has no trunc_normal_).
+// With timm's defaults a = -2, b = 2 and std = 0.02 the cut is at 100 standard deviations. Drawn
+// in double precision (a float32 draw hits a = -2 with probability 2^-24 per element).
+void trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b = 2.0);
 
-// trunc_normal(std = 0.02) weights and zero biases, as timm initialises ViT Linear layers.
-void init_linear_(torch::nn::Linear& linear);
+// One Linear layer (weight [..., out, in], bias [..., out] or undefined; leading dimensions are
+// independent layers, as stacked experts) re-initialised by `rule`.
+void init_linear_(torch::Tensor weight, torch::Tensor bias, InitRule rule);
 
-// torch.nn.Linear's (and a 1x1 Conv1d's) own initialisation: weight [..., out, in] and bias
-// [..., out] from U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_ with a = sqrt(5)); leading
-// dimensions are independent layers (stacked experts).
-void torch_default_linear_(torch::Tensor weight, torch::Tensor bias);
+// `rule` applied to every Linear, Conv1d, Conv2d, LayerNorm, BatchNorm, GroupNorm and stacked
+// expert layer of `module` and its descendants (upstream's `module.apply(_init_weights)`).
+// Under TruncNormal and Xavier a Conv2d keeps PyTorch's initialisation (timm's and Point-MAE's
+// _init_weights leave it); parameters registered directly (tokens, position tables) are the
+// caller's.
+void apply_init(torch::nn::Module& module, InitRule rule);
 
 struct MlpOptions {
   MlpOptions(int64_t in_features, int64_t hidden_features) : in_features_(in_features), hidden_features_(hidden_features) {}
@@ -71,7 +92,7 @@ class AttentionImpl : public torch::nn::Module {
 TORCH_MODULE(Attention);
 
 // Stochastic depth: in training, zeroes each sample's residual branch with probability p and
-// scales the survivors by 1 / (1 - p).
+// scales the survivors by 1 / (1 - p); the samples drawn as timm's drop_path draws them.
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training);
 
 struct BlockOptions {
