@@ -3,6 +3,7 @@
 
 #include "apps/commands.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "train/svm_probe.h"
 #include "datasets/registry.h"
 
@@ -13,6 +14,7 @@ void add_svm_command(CLI::App& app) {
     std::string weights, config;
     std::vector<std::string> set;
     train::SvmOptions options;
+    bool force = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -25,16 +27,22 @@ void add_svm_command(CLI::App& app) {
       ->required();
   cmd->add_option("--set", args->set, "Override a config key (repeatable), e.g. --set data.root=/data/modelnet40_normal_resampled");
   cmd->add_option("--feature", args->options.feature,
-                  "cls_max ([class token, max over groups]), max_mean ([max, mean] over groups) or pb_cls_head (Point-BERT's "
-                  "cls_head projection, its protocol's feature)")
-      ->capture_default_str()
+                  "cls_max ([class token, max over groups]), max_mean ([max, mean] over groups, for encoders without a "
+                  "class token such as Point-MAE's pretraining) or pb_cls_head (Point-BERT's cls_head projection, its "
+                  "protocol's feature); default: pb_cls_head for a point_bert config, else cls_max")
       ->check(CLI::IsMember({"cls_max", "max_mean", "pb_cls_head"}));
   cmd->add_option("--c", args->options.c, "SVM regularisation C (LinearSVC's default 1)")->capture_default_str();
   cmd->add_option("--tolerance", args->options.tolerance, "liblinear's stopping tolerance (LinearSVC's tol)")->capture_default_str();
   cmd->add_option("--batch-size", args->options.batch_size, "Clouds per forward pass")->capture_default_str()->check(at_least(1));
   cmd->add_option("--write-features", args->options.write_features,
                   "Also write PREFIX_train.txt and PREFIX_test.txt (liblinear / libsvm text) for other tools");
+  cmd->add_flag("--force", args->force, "Replace the --write-features files when they exist");
   cmd->callback([args] {
+    if (!args->options.write_features.empty()) {
+      const auto& p = args->options.write_features;
+      check_outputs({{p + "_train.txt", args->weights}, {p + "_test.txt", args->weights}}, {args->weights}, args->force,
+                    "--write-features");
+    }
     if (!(args->options.c > 0)) fail("--c: expected a positive number, got " + std::to_string(args->options.c));
     if (!(args->options.tolerance > 0)) fail("--tolerance: expected a positive number, got " + std::to_string(args->options.tolerance));
     const Config cfg = load_config(args->config, args->set);

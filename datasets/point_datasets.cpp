@@ -260,6 +260,12 @@ Listing list_fewshot(const DataConfig& cfg) {
        ")");
 }
 
+}  // namespace
+
+std::string fewshot_fold_file(const DataConfig& cfg) { return list_fewshot(cfg).files[0].front(); }
+
+namespace {
+
 // Every point-cloud dataset's lister (its row in config/datasets.cpp says what else is known of it).
 const std::map<std::string, Listing (*)(const DataConfig&)>& listers() {
   static const std::map<std::string, Listing (*)(const DataConfig&)> table = {
@@ -563,7 +569,6 @@ std::vector<std::string> point_dataset_names() {
 
 PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
   if (!fs::is_directory(cfg.root)) fail("data.root: dataset directory " + cfg.root + " does not exist");
-  if (cfg.pipeline == "resample") require_fps_points(cfg, "data.pipeline = resample");
   const Listing listing = list_inputs(cfg);
   const std::string cache = cache_path(cfg, listing, seed);
   PointSplits out;
@@ -606,6 +611,9 @@ std::pair<torch::Tensor, torch::Tensor> PointBatcher::batch(int64_t i, View view
 }
 
 TaskData load_point_task(const DataConfig& cfg, uint64_t seed, Use use) {
+  // Training resamples num_points of the first fps_points FPS points every step; frozen features
+  // (the SVM probe) read the first num_points of each cloud's FPS order and need no fps_points.
+  if (use == Use::Training && cfg.pipeline == "resample") require_fps_points(cfg, "data.pipeline = resample");
   auto splits = load_point_splits(cfg, seed);
   TaskData t;
   t.description = cfg.dataset + (cfg.variant.empty() ? "" : " " + cfg.variant) + " (" + cfg.root + ")";

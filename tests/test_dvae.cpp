@@ -41,6 +41,25 @@ class OfficialDvae : public ewa::testing::PythonFixtureSuite<OfficialDvae> {
   static std::string prefix() { return "dvae"; }
 };
 
+// A training step's forward as upstream runs it: BatchNorm on the batch's statistics, soft codes,
+// F.gumbel_softmax drawing its own noise from the default generator seeded as the fixture seeded it.
+TEST_F(OfficialDvae, TrainingModeForwardGivesTheOfficialOutputsAndLosses) {
+  ewa::models::DiscreteVae model(small());
+  ewa::io::load_pretrained(*model, ewa::io::read_state_dict(file("dvae.pth")), {}, file("dvae.pth"));
+  model->train();
+  torch::manual_seed(5);  // the fixture's --seed 0 + 5
+  torch::NoGradGuard guard;
+  auto out = model->forward(npy("points"), 0.7, /*hard=*/false);
+  EXPECT_LT(max_abs_diff(out.logits, npy("logits_train")), 1e-4);
+  EXPECT_LT(max_abs_diff(out.coarse, npy("coarse_train")), 1e-4);
+  EXPECT_LT(max_abs_diff(out.fine, npy("fine_train")), 1e-4);
+  const auto losses = npy("losses_train");
+  EXPECT_NEAR(out.recon.item<double>(), losses[0].item<double>(), 1e-4);
+  EXPECT_NEAR(out.kl.item<double>(), losses[1].item<double>(), 1e-4);
+  // Batch statistics, not the running ones: the eval-mode pass of the same weights differs.
+  EXPECT_GT(max_abs_diff(out.logits, npy("logits")), 1e-3);
+}
+
 TEST_F(OfficialDvae, ImportedCheckpointGivesTheOfficialOutputsAndLosses) {
   ewa::models::DiscreteVae model(small());
   const auto report = ewa::io::load_pretrained(*model, ewa::io::read_state_dict(file("dvae.pth")), {}, file("dvae.pth"));

@@ -14,6 +14,8 @@
 #include "models/point_bert.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "viz/plot.h"
+#include "viz/render.h"
 
 namespace {
 using ewa::testing::max_abs_diff;
@@ -29,7 +31,7 @@ const std::string kScript = std::string(EWA_SOURCE_DIR) + "/tests/fixtures/offic
 ewa::Config bert_config(const json& extra = json::object()) {
   json j = {{"model", {{"name", "point_bert"}, {"variant", "point_bert"}, {"embed_dim", 48}, {"depth", 2}, {"num_heads", 4},
                        {"num_groups", 16}, {"group_size", 8}, {"encoder_dims", 32}, {"qkv_bias", false},
-                       {"drop_path_rate", 0.0}, {"in_chans", 3}}},
+                       {"drop_path_rate", 0.1}, {"in_chans", 3}}},
             {"moe", {{"kind", "dense"}}},
             {"pretrain", {{"tokenizer", "unused"}, {"num_tokens", 64}, {"tokens_dims", 24}, {"decoder_dims", 32},
                           {"cls_dim", 40}, {"queue_size", 16}, {"momentum", 0.9}, {"contrast_temperature", 0.07},
@@ -60,16 +62,17 @@ class OfficialPointBert : public ewa::testing::PythonFixtureSuite<OfficialPointB
     EXPECT_TRUE(report.missing.empty() && report.unexpected.empty() && report.fresh.empty()) << report.table();
     return model;
   }
-  // The fixture's draws, the masks made by our rule from its ratios and seeds.
-  static ewa::models::BertDraws draws(const torch::Tensor& centers) {
+  // The fixture's draws: each mask's ratio and centre per cloud (the forward builds the masks on
+  // the centres each pass sees), the mixing ratios and choices.
+  static ewa::models::BertDraws draws() {
     ewa::models::BertDraws d;
-    auto mask_of = [&](const std::string& name) {
+    auto draw_of = [&](const std::string& name) {
       auto rs = npy(name);  // [2, B]: ratio, seed
-      return ewa::models::block_mask(centers, rs[0].to(torch::kDouble), rs[1].to(torch::kLong));
+      return ewa::models::MaskDraw{rs[0].to(torch::kDouble), rs[1].to(torch::kLong)};
     };
-    d.mask = mask_of("mask_q");
-    d.mix_mask = mask_of("mask_mix");
-    d.key_mask = mask_of("mask_k");
+    d.mask = draw_of("mask_q");
+    d.mix_mask = draw_of("mask_mix");
+    d.key_mask = draw_of("mask_k");
     d.mix_ratio = npy("mix_ratio");
     d.mix_keep = npy("mix_keep").gt(0.5);
     return d;
@@ -78,16 +81,19 @@ class OfficialPointBert : public ewa::testing::PythonFixtureSuite<OfficialPointB
 
 TEST_F(OfficialPointBert, OneTrainingForwardGivesTheOfficialMasksTokensLossesKeysAndQueue) {
   auto model = load();
-  model->train();  // as upstream: BatchNorm on batch statistics (no drop path at these sizes)
+  model->train();  // as upstream: BatchNorm on batch statistics, drop path 0.1 over the blocks
   const auto points = npy("points");
-  auto groups = ewa::models::group_point_cloud(points, 16, 8);
-  const auto d = draws(groups.centers);
+  torch::manual_seed(5);  // drop path's draws, seeded as the fixture seeded them
+  auto out = model->forward(points, draws());
+  // The masks: the online and key passes on the clouds' centres, the mixed pass on the mixed
+  // centres (a mask built on the original centres differs from upstream's here).
   const auto masks = npy("masks").gt(0.5);
-  EXPECT_TRUE(torch::equal(d.mask, masks[0]));
-  EXPECT_TRUE(torch::equal(d.mix_mask, masks[1]));
-  EXPECT_TRUE(torch::equal(d.key_mask, masks[2]));
-
-  auto out = model->forward(points, d);
+  EXPECT_TRUE(torch::equal(out.masks.online, masks[0]));
+  EXPECT_TRUE(torch::equal(out.masks.mixed, masks[1]));
+  EXPECT_TRUE(torch::equal(out.masks.key, masks[2]));
+  const auto& mixed_draw = out.draws.mix_mask;
+  EXPECT_FALSE(torch::equal(ewa::models::block_mask(out.centers, mixed_draw.ratio, mixed_draw.seed), masks[1]))
+      << "the fixture's mixing must move the masked centres for this test to see the rule";
   EXPECT_TRUE(torch::equal(out.tokens, npy("tokens").to(torch::kLong)));
   const auto losses = npy("losses");
   EXPECT_NEAR(out.token_loss.item<double>(), losses[0].item<double>(), 1e-4);
@@ -106,6 +112,70 @@ TEST_F(OfficialPointBert, OneTrainingForwardGivesTheOfficialMasksTokensLossesKey
   EXPECT_GT(model->transformer_q->cls_head[0]->as<torch::nn::Linear>()->weight.grad().abs().sum().item<double>(), 0);
   EXPECT_FALSE(model->transformer_k->lm_head->weight.grad().defined());
   EXPECT_FALSE(model->dvae->codebook.grad().defined());
+}
+
+// Files as the official runners write them (dvae.pth and Point-BERT.pth: 'module.' keys, tensors
+// tagged cuda:0, the optimizer, numpy float64 metrics) in every command that takes a checkpoint:
+// each resolves what the file holds, and none suggests a setting it then ignores.
+TEST_F(OfficialPointBert, OfficialFilesWorkInEveryCommand) {
+  TempDir tmp;
+  const std::string ewa = EWA_BINARY, configs = std::string(EWA_SOURCE_DIR) + "/configs/";
+  const std::string sizes =
+      " --set model.embed_dim=48 --set model.depth=2 --set model.num_heads=4 --set model.num_groups=16"
+      " --set model.group_size=8 --set model.encoder_dims=32 --set pretrain.num_tokens=64 --set pretrain.tokens_dims=24"
+      " --set pretrain.decoder_dims=32 --set pretrain.cls_dim=40 --set pretrain.queue_size=16 --set data.num_points=256";
+  const std::string dvae = file("dvae_official.pth"), bert = file("Point-BERT.pth");
+  // export without --config: the message names the tokenizer and a tokenizer config.
+  auto r = ewa::testing::run_command(ewa + " export " + dvae + " -o " + (tmp / "x.pth"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("only Point-BERT's dVAE tokenizer (model.name point_bert_dvae): pass --config with its sizes, e.g. "
+                          "--config configs/shapenet55_pointbert_dvae.json"),
+            std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("modelnet40"), std::string::npos) << r.output;
+  // export with its config: the same tensors, Point-BERT's layout.
+  r = ewa::testing::run_command(ewa + " export " + dvae + " -c " + configs + "shapenet55_pointbert_dvae.json" + sizes + " -o " +
+                                (tmp / "dvae.pth"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto official = ewa::io::normalize_keys(ewa::io::read_state_dict(dvae).tensors);
+  const auto exported = ewa::io::read_state_dict(tmp / "dvae.pth").tensors;
+  EXPECT_EQ(exported.size(), official.size());
+  for (const auto& item : official) {
+    const auto* t = exported.find(item.key());
+    ASSERT_NE(t, nullptr) << item.key();
+    EXPECT_TRUE(torch::equal(*t, item.value())) << item.key();
+  }
+  // convert / eval of the pretraining module with a classifier config: one line naming what the
+  // file holds and the command that makes a classifier of it; with the head's sizes and
+  // finetune.allow_missing set, the same (no setting suggested that these commands ignore).
+  for (const std::string extra : {"", " --set model.num_classes=40 --set model.in_chans=3 --set finetune.allow_missing=true"}) {
+    for (const std::string cmd : {" convert " + bert + " -o " + (tmp / "x.pt"), " eval " + bert}) {
+      r = ewa::testing::run_command(ewa + cmd + " --config " + configs + "finetune_modelnet40_1k_pointbert_dense.json" + extra);
+      EXPECT_EQ(r.exit_code, 1) << cmd;
+      EXPECT_NE(r.output.find("holds Point-BERT's pretraining module (transformer_q, transformer_k, dvae) (model.name "
+                              "point_bert), but config"),
+                std::string::npos) << r.output;
+      EXPECT_NE(r.output.find("ewa finetune --init " + bert), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find("allow_missing"), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find("exceeds dimension"), std::string::npos) << r.output;
+    }
+  }
+  EXPECT_FALSE(fs::exists(tmp / "x.pt"));
+  // show of both files with their configs: channels resolved from the file (no LibTorch error).
+  const auto pts = npy("points")[0];
+  ewa::testing::write_file(tmp / "cloud.xyz", ewa::testing::cloud_text(pts, " "));
+  for (const auto& [weights, config] : {std::pair{dvae, std::string("shapenet55_pointbert_dvae.json")},
+                                        std::pair{bert, std::string("shapenet55_pointbert.json")}}) {
+    r = ewa::testing::run_command(ewa + " show " + weights + " " + (tmp / "cloud.xyz") + " -c " + configs + config + sizes +
+                                  " --png " + (tmp / (config + ".png")));
+    EXPECT_EQ(r.output.find("exceeds dimension"), std::string::npos) << r.output;
+    if (ewa::viz::built_with_rendering() && ewa::viz::built_with_cairo() &&
+        ((std::getenv("DISPLAY") && *std::getenv("DISPLAY")) || std::system("command -v Xvfb >/dev/null 2>&1") == 0)) {
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      EXPECT_TRUE(fs::exists(tmp / (config + ".png")));
+    } else {  // the scene was built (captions printed); only the rendering is missing
+      EXPECT_NE(r.output.find("cloud.xyz:"), std::string::npos) << r.output;
+    }
+  }
 }
 
 TEST_F(OfficialPointBert, OurCheckpointLoadsStrictlyInTheOfficialModel) {
@@ -269,6 +339,22 @@ TEST(PointBertCli, PretrainsOnTheTokenizerMonitorsFineTunesAndExports) {
     }
   }
   EXPECT_EQ(fs::exists(dir / "runs/bert/best.pt"), svm);
+  if (svm) {
+    // The monitor reads its clouds as `ewa svm` does (Point-BERT's protocol config, its feature by
+    // default): the probe of best.pt gives the monitor's best figure.
+    std::ifstream metrics_in(dir / "runs/bert/metrics.json");
+    const double monitored = json::parse(metrics_in)["best_val_score"].get<double>();
+    r = ewa::testing::run_command(ewa + " svm " + (dir / "runs/bert/best.pt") + " -c " + std::string(EWA_SOURCE_DIR) +
+                                  "/configs/svm_modelnet40_pointbert.json --set model.embed_dim=32 --set model.depth=2"
+                                  " --set model.num_heads=2 --set model.num_groups=8 --set model.group_size=8"
+                                  " --set model.encoder_dims=32 --set data.dataset=" + ewa::testing::synth_dataset() +
+                                  " --set data.root=" + (dir / "synth") + " --set data.num_points=128");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("frozen pb_cls_head features"), std::string::npos) << r.output;
+    const auto at = r.output.find("SVM test accuracy ");
+    ASSERT_NE(at, std::string::npos) << r.output;
+    EXPECT_NEAR(std::stod(r.output.substr(at + 18, 6)), monitored, 1e-4) << r.output;
+  }
   if (ewa::viz::built_with_cairo()) {
     EXPECT_TRUE(fs::exists(dir / "runs/bert/plots/tokens.png"));
   }

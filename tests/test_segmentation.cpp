@@ -77,6 +77,22 @@ TEST_F(OfficialSegmentation, ImportedCheckpointGivesTheOfficialLogProbabilities)
   EXPECT_LT((got - expected).abs().max().item<double>(), 1e-4);
 }
 
+// Training mode as upstream trains: BatchNorm on the batch's statistics, drop path (0.1 over the
+// blocks) and dp1's dropout, each drawn from the default generator seeded as the fixture seeded it.
+TEST_F(OfficialSegmentation, TrainingModePassWithDropPathAndDropoutGivesTheOfficialLogProbabilities) {
+  ewa::models::PointSeg model(seg_config());
+  ewa::io::load_pretrained(*model, ewa::io::read_state_dict(file("seg.pth")), {}, file("seg.pth"));
+  model->train();
+  torch::manual_seed(5);  // the fixture's --seed 0 + 5
+  torch::NoGradGuard guard;
+  const auto got = torch::log_softmax(model->forward(npy("points"), npy("category").to(torch::kLong)), 2);
+  const auto expected = npy("logprob_train");
+  ASSERT_EQ(got.sizes(), expected.sizes());
+  EXPECT_LT((got - expected).abs().max().item<double>(), 1e-4);
+  // The pass differs from the eval-mode one (the test can see a dropped path or unit).
+  EXPECT_GT((expected - npy("logprob")).abs().max().item<double>(), 1e-2);
+}
+
 TEST_F(OfficialSegmentation, ExportLoadsStrictlyInTheOfficialModelWithOurLogProbabilities) {
   ewa::models::PointSeg model(seg_config());
   ewa::io::load_pretrained(*model, ewa::io::read_state_dict(file("seg.pth")), {}, file("seg.pth"));

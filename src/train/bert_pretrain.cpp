@@ -174,7 +174,8 @@ BertPretrainResult pretrain_point_bert(Config cfg, const data::TaskLoader& load_
   // validation split (best.pt), every cloud once, in file order.
   std::unique_ptr<data::BatchSource> svm_train;
   if (!p.svm_dataset.empty()) {
-    const Config svm_cfg = cfg.with({{"data.dataset", p.svm_dataset}, {"data.root", p.svm_root}, {"data.variant", ""}});
+    // The clouds as `ewa svm` reads them (upstream: misc.fps(points, npoints) of the 8192-point clouds).
+    const Config svm_cfg = svm_data_config(cfg, p.svm_dataset, p.svm_root, cfg.data.num_points);
     auto monitor = load_data(svm_cfg, data::Use::Features);
     for (const auto& note : monitor.notes) report("svm monitor: " + note);
     svm_train = std::move(monitor.train);

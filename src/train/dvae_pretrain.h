@@ -14,21 +14,35 @@ namespace ewa::train {
 // tokens_dims, decoder_dims).
 models::DvaeOptions dvae_options(const Config& cfg);
 
-// Mean reconstruction loss (CD-L1 of the coarse and of the fine points, as the training loss) and
-// KL term of `model` over `source`, with hard codes (evaluation, as upstream's validation) and the
-// Gumbel noise drawn from a fixed seed; torch's default generator is restored afterwards.
-std::pair<double, double> dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource& source, torch::Device device);
+// The evaluation of a tokenizer over `source`, with hard codes (as upstream's validation) and the
+// Gumbel noise drawn from a fixed seed (torch's default generator is restored afterwards):
+//   dense_cdl1, coarse_cdl1  upstream's metric (PB:tools/runner.py validate(), lines 201-304):
+//       the patches' fine (dense) and coarse points put back at their centres, the whole-cloud
+//       CD-L1 (PB:extensions/chamfer_dist ChamferDistanceL1: the mean of the two directions' mean
+//       Euclidean distances) against the input cloud, x 1000, averaged per category (the
+//       batch's labels: ShapeNet-55's taxonomies), then over the categories; ckpt-best is the
+//       lowest dense_cdl1 (consider_metric CDL1);
+//   recon, kl  the training loss's terms (per-patch CD-L1 of coarse and fine, KL), sample means.
+struct DvaeEvaluation {
+  double dense_cdl1 = 0, coarse_cdl1 = 0, recon = 0, kl = 0;
+  int64_t categories = 0;
+};
+DvaeEvaluation dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource& source, torch::Device device);
+
+// The whole-cloud CD-L1 of every cloud: a [B, N, 3] against b [B, M, 3] -> [B].
+torch::Tensor cloud_chamfer_l1(const torch::Tensor& a, const torch::Tensor& b);
 
 struct DvaePretrainResult {
   std::string run_dir;
-  double test_recon = 0;  // final epoch
+  double test_dense_cdl1 = 0;  // final epoch: upstream's whole-cloud dense CD-L1 x 1000
   int64_t steps = 0;
   double seconds = 0;
 };
 
 // Trains cfg's point_bert_dvae into <train.runs_dir>/<name>: loss = recon + w_kl(step) * KL with
 // the Gumbel-softmax temperature tau(step) (models::dvae_kl_weight / dvae_temperature with the
-// pretrain.* settings); last.pt each epoch, log.jsonl, metrics.json.
+// pretrain.* settings); last.pt each epoch, best.pt at the lowest whole-cloud dense CD-L1 on the
+// test split (upstream's ckpt-best, labelled as selected on the test set), log.jsonl, metrics.json.
 DvaePretrainResult pretrain_dvae(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
                                  const Reporter& report);
 

@@ -126,7 +126,7 @@ class Checkpointer : public Hook {
   void after_epoch(Run& r, const EpochRecord& e) override {
     if (r.main_rank) {
       const auto ckpt = save_last(r, r.epoch + 1, r.progress(0, {}));
-      if (e.best_val) save_checkpoint(r.best_path, ckpt);
+      if (e.best_val || (e.best_test && r.task.best_is_best_on_test())) save_checkpoint(r.best_path, ckpt);
       if (e.best_test && r.cfg.eval.save_best_on_test) save_checkpoint(r.dir + "/best_on_test.pt", ckpt);
     }
     if (const int sig = r.agreed_stop(); sig && r.epoch + 1 < r.cfg.train.epochs)
@@ -185,7 +185,9 @@ class MetricsWriter : public Hook {
     if (std::isfinite(r.best_test))
       r.report("best on test: " + r.best_test_text + " at epoch " + std::to_string(r.best_test_epoch) + " of " +
                std::to_string(r.cfg.train.epochs) +
-               " (selected on the test set: optimistic; the official fine-tuning runs report it)");
+               (r.task.best_is_best_on_test()
+                    ? " (selected on the test set, as upstream's ckpt-best: optimistic; best.pt holds it)"
+                    : " (selected on the test set: optimistic; the official fine-tuning runs report it)"));
   }
 };
 

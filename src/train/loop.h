@@ -99,6 +99,9 @@ class Task {
   // Figures of further evaluation protocols for metrics.json's "protocols" (beside "final" and
   // "best_on_test", which the loop writes), e.g. {"vote": ...}.
   virtual nlohmann::json extra_protocols() const { return nlohmann::json::object(); }
+  // best.pt follows the test split's score (upstream's ckpt-best chosen on its test set, as the
+  // dVAE's), labelled as selected on the test set, instead of a validation split's.
+  virtual bool best_is_best_on_test() const { return false; }
   // Called once after the last epoch (e.g. to write reconstructions into the run directory).
   virtual void finish(const std::string& run_dir, const Reporter& report) {}
 

@@ -102,6 +102,12 @@ torch::Tensor LinearSvm::predict(const torch::Tensor& features) const {
 #endif
 }
 
+Config svm_data_config(const Config& cfg, const std::string& dataset, const std::string& root, int64_t num_points) {
+  nlohmann::json j = cfg.json;
+  j["data"] = {{"dataset", dataset}, {"root", root}, {"pipeline", "resample"}, {"num_points", num_points}, {"source_points", 8192}};
+  return parse_config(resolve_config(j, "the SVM probe's data"), "the SVM probe's data");
+}
+
 void write_liblinear_text(const std::string& path, const torch::Tensor& features, const torch::Tensor& labels) {
   auto f = features.to(torch::kDouble).contiguous();
   auto y = labels.to(torch::kLong).contiguous();
@@ -169,12 +175,15 @@ std::vector<torch::Tensor> pb_projection(const io::StateDict& sd, const std::str
 }
 }  // namespace
 
-SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOptions& o, const data::TaskLoader& load_data,
+SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOptions& options, const data::TaskLoader& load_data,
                     const Reporter& report) {
   if (!built_with_liblinear())
     fail("the SVM probe needs liblinear: ewa was built without it (install Debian's liblinear-dev and rebuild)");
   if (cfg.model.name != "point_transformer")
     fail("model.name: the SVM probe reads a point_transformer encoder, the config names '" + cfg.model.name + "'");
+  SvmOptions o = options;
+  // Point-BERT's protocol feature for a Point-BERT encoder (its validate() reads cls_head(CLS)).
+  if (o.feature.empty()) o.feature = cfg.model.variant == "point_bert" ? "pb_cls_head" : "cls_max";
   if (o.feature != "cls_max" && o.feature != "max_mean" && o.feature != "pb_cls_head")
     fail("--feature: '" + o.feature + "' is not a feature kind: expected cls_max, max_mean or pb_cls_head");
   // Every training cloud (no shuffle, no dropped batch; read as the test clouds are: the first
@@ -192,6 +201,9 @@ SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOption
   test_source.place(device);
 
   const auto sd = io::read_state_dict(weights_path);
+  if (o.feature == "cls_max" && !io::normalize_keys(sd.tensors).contains("cls_token"))
+    fail(weights_path + ": has no class token (cls_token; Point-MAE's pretraining has none), which --feature cls_max "
+         "reads: use --feature max_mean ([max, mean] over the group tokens)");
   auto model = std::make_shared<models::PointTransformerImpl>(cfg);
   io::LoadOptions load;
   load.may_be_fresh = [&](const std::string& n) {

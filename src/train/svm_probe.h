@@ -29,7 +29,7 @@ bool built_with_liblinear();
 struct SvmOptions {
   double c = 1.0;
   double tolerance = 1e-4;
-  std::string feature = "cls_max";
+  std::string feature;  // empty: the config's protocol feature (pb_cls_head for model.variant point_bert, else cls_max)
   int64_t batch_size = 64;
   std::string write_features;  // non-empty: also write <prefix>_{train,test}.txt in liblinear's text format
 };
@@ -50,6 +50,16 @@ class LinearSvm {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The config with which the probe reads a labelled point set: `cfg` with its data section replaced
+// by the schema's defaults and Point-BERT's SVM protocol (PB:tools/runner_BERT_pretrain.py
+// validate(): misc.fps(points, npoints) of the 8192-point ModelNet40 clouds): `dataset` at `root`,
+// the official pipeline ("resample": every cloud reduced to 8192 points by FPS where it has more,
+// the .dat preprocessing, then the first `num_points` of its FPS order). The data sections of
+// configs/svm_modelnet40_*.json, which `ewa svm` reads, are exactly this; the stage-2 SVM monitor
+// (pretrain.svm_dataset) reads its clouds through it with num_points = the stage's data.num_points
+// (upstream's npoints).
+Config svm_data_config(const Config& cfg, const std::string& dataset, const std::string& root, int64_t num_points);
 
 // Writes features [N, D] and labels [N] as liblinear / libsvm text ("label 1:v1 2:v2 ...").
 void write_liblinear_text(const std::string& path, const torch::Tensor& features, const torch::Tensor& labels);
