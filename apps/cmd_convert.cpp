@@ -4,6 +4,7 @@
 
 #include "apps/commands.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
@@ -16,6 +17,7 @@ void add_convert_command(CLI::App& app) {
   struct Args {
     std::string input, output, config;
     std::vector<std::string> set;
+    bool force = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("convert", "Turn a checkpoint with RupMoE layers into the plain dense model (same eval outputs)");
@@ -25,7 +27,9 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("-o,--output", args->output, "Output file for the dense checkpoint")->required();
   cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config (official checkpoints)");
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
+  cmd->add_flag("--force", args->force, "Replace --output when it exists (it may never be the input itself)");
   cmd->callback([args] {
+    check_output(args->output, args->input, args->force, "--output");
     const auto weights = io::read_state_dict(args->input);
     const std::string src = "checkpoint " + args->input;
     Config cfg = train::resolve_for_weights(config_for_weights(args->input, weights, args->config, args->set), weights);

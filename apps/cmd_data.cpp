@@ -1,5 +1,6 @@
 // ewa data: dataset utilities.
 #include "apps/commands.h"
+#include "common/fs.h"
 #include "datasets/shapenet_part.h"
 #include "datasets/synthetic.h"
 
@@ -11,6 +12,7 @@ void add_data_command(CLI::App& app) {
   struct Args {
     std::string out = "data/synthetic_shapes";
     data::SynthOptions options;
+    bool force = false;
   };
   auto args = std::make_shared<Args>();
   auto* synth = data->add_subcommand(
@@ -26,7 +28,9 @@ void add_data_command(CLI::App& app) {
   synth->add_option("--seed", args->options.seed, "Random seed")->capture_default_str();
   synth->add_option("--format", args->options.format, "h5 (read with data.dataset = modelnet_h5) or npy (modelnet_folder); "
                     "default: h5 when ewa is built with HDF5 (this build: " + data::default_synth_format() + ")");
+  synth->add_flag("--force", args->force, "Write into --output even when it holds files (same names are replaced)");
   synth->callback([args] {
+    check_output_dir(args->out, args->force, "--output");
     const int64_t n = data::write_synthetic_dataset(args->out, args->options);
     std::string classes;
     for (const auto& c : data::kSynthClasses) classes += (classes.empty() ? "" : ", ") + c;
@@ -40,6 +44,7 @@ void add_data_command(CLI::App& app) {
     std::string out = "data/synthetic_files", format = "ply";
     int64_t per_class = 2;
     data::SynthOptions options;
+    bool force = false;
   };
   auto fargs = std::make_shared<FileArgs>();
   fargs->options.seed = 1;  // other shapes than the dataset's (seed 0)
@@ -50,7 +55,9 @@ void add_data_command(CLI::App& app) {
   files->add_option("--format", fargs->format, "ply, npy or xyz")->capture_default_str();
   files->add_option("--points", fargs->options.points, "Points per cloud")->capture_default_str();
   files->add_option("--seed", fargs->options.seed, "Random seed")->capture_default_str();
+  files->add_flag("--force", fargs->force, "Write into --output even when it holds files (same names are replaced)");
   files->callback([fargs] {
+    check_output_dir(fargs->out, fargs->force, "--output");
     const int64_t n = data::write_synthetic_files(fargs->out, fargs->per_class, fargs->format, fargs->options);
     print_line("wrote " + std::to_string(n) + " ." + fargs->format + " files to " + fargs->out + "/<class>/");
   });
@@ -58,6 +65,7 @@ void add_data_command(CLI::App& app) {
   struct PartArgs {
     std::string out = "data/synthetic_parts";
     data::SynthPartOptions options;
+    bool force = false;
   };
   auto pargs = std::make_shared<PartArgs>();
   auto* parts = data->add_subcommand(
@@ -72,7 +80,9 @@ void add_data_command(CLI::App& app) {
       ->capture_default_str();
   parts->add_option("--noise", pargs->options.noise, "Gaussian jitter of the points")->capture_default_str();
   parts->add_option("--seed", pargs->options.seed, "Random seed")->capture_default_str();
+  parts->add_flag("--force", pargs->force, "Write into --output even when it holds files (same names are replaced)");
   parts->callback([pargs] {
+    check_output_dir(pargs->out, pargs->force, "--output");
     const int64_t n = data::write_synthetic_parts(pargs->out, pargs->options);
     print_line("wrote " + std::to_string(n) + " part-labelled shapes (Airplane, Lamp, Laptop, Mug, Rocket, Table) to " +
                pargs->out + " (ShapeNetPart layout; train with data.dataset = \"shapenetpart\", data.root = " +

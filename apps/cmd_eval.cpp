@@ -21,9 +21,7 @@ struct Args {
 // A part-segmentation checkpoint: instance and class mIoU, accuracy and the per-category table,
 // evaluated as the training epochs do (docs/protocols.md, section 6).
 void eval_parts(const Args& a, const io::StateDict& weights, Config cfg) {
-  if (a.protocol.protocol != "" || a.protocol.votes > 0 || a.protocol.views > 0 || a.protocol.repeats > 0)
-    fail("--protocol/--votes/--views/--repeats: " + a.checkpoint + " is a part-segmentation model, evaluated in a single "
-         "pass with the prediction restricted to the shape's category");
+  refuse_protocol_for_parts(a.protocol, a.checkpoint);
   auto task = data::load_task(cfg, data::use_for_split(a.split));
   cfg = train::resolve_for_dataset(cfg, task);
   auto seg = load_point_segmenter(a.checkpoint, weights, cfg);

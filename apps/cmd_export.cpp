@@ -5,6 +5,7 @@
 
 #include "apps/commands.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "io/pretrained.h"
 #include "moe/ewa.h"
 #include "train/bert_pretrain.h"
@@ -19,6 +20,7 @@ void add_export_command(CLI::App& app) {
   struct Args {
     std::string input, output, config;
     std::vector<std::string> set;
+    bool force = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -30,10 +32,12 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("-o,--output", args->output, "Output: .pth (torch.save layout) or .safetensors")->required();
   cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config");
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
+  cmd->add_flag("--force", args->force, "Replace --output when it exists (it may never be the input itself)");
   cmd->callback([args] {
     std::string ext = std::filesystem::path(args->output).extension().string();
     if (ext != ".pth" && ext != ".pt" && ext != ".safetensors")
       fail("--output " + args->output + ": expected a .pth, .pt or .safetensors file name");
+    check_output(args->output, args->input, args->force, "--output");
     const auto weights = io::read_state_dict(args->input);
     Config cfg = train::resolve_for_weights(config_for_weights(args->input, weights, args->config, args->set), weights);
     if (cfg.model.name == "point_mae") fail(args->input + ": export writes classifiers; this is a point_mae pretraining checkpoint");

@@ -4,6 +4,7 @@
 #include "apps/commands.h"
 #include "common/error.h"
 #include "train/fewshot.h"
+#include "datasets/point_datasets.h"
 #include "datasets/registry.h"
 
 namespace ewa::app {
@@ -32,6 +33,9 @@ void add_fewshot_command(CLI::App& app) {
     if (args->shot > 0) set.push_back("data.shot=" + std::to_string(args->shot));
     set.push_back("data.fold=" + std::to_string(args->folds.empty() ? 0 : args->folds.front()));  // each fold sets its own
     Config cfg = load_config(args->config, set);
+    // Every fold's file before the first training step (a missing fold 9 is found before fold 0 trains).
+    if (cfg.data.dataset == "modelnet_fewshot")
+      for (const int64_t fold : args->folds) data::fewshot_fold_file(cfg.with({{"data.fold", fold}}).data);
     const auto s = train::run_fewshot(cfg, cfg.data.way, cfg.data.shot, args->folds, data::load_task, print_line);
     char line[512];
     std::snprintf(line, sizeof line,

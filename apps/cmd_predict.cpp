@@ -5,6 +5,7 @@
 
 #include "apps/commands.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "infer/predict.h"
 #include "train/trainer.h"
 
@@ -16,26 +17,39 @@ struct Args {
     std::vector<std::string> inputs, set;
     train::PredictOptions options;
     ProtocolArgs protocol;
-    bool json = false;
+    bool json = false, force = false;
     std::string category, output;  // part segmentation
 };
 
 // A point_seg checkpoint: every point of every file gets a part.
 void predict_parts(const Args& a, const io::StateDict& weights, const Config& config) {
+  refuse_protocol_for_parts(a.protocol, a.checkpoint);
   auto seg = load_point_segmenter(a.checkpoint, weights, config);
   const auto files = train::expand_point_inputs(a.inputs);
   if (files.empty()) fail("predict: no point files found in the given folders");
   const std::string out =
       a.output.empty() ? (std::filesystem::path(a.checkpoint).parent_path() / "segmentation").string() : a.output;
+  // Every input its own outputs, none of them an input, none replaced without --force: checked
+  // before anything is computed or written.
+  const auto stems = train::segmentation_output_stems(a.inputs, files, out);
+  std::vector<PlannedOutput> planned;
+  for (size_t i = 0; i < files.size(); ++i) {
+    planned.push_back({stems[i] + ".ply", files[i]});
+    planned.push_back({stems[i] + ".json", files[i]});
+  }
+  std::vector<std::string> reads = files;
+  reads.push_back(a.checkpoint);
+  check_outputs(planned, reads, a.force, "--output");
   const auto segs = train::segment_point_files(*seg.model, seg.cfg, files, category_option(a.category), seg.naming, seg.device);
   int64_t failed = 0;
-  for (const auto& s : segs) {
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const auto& s = segs[i];
     if (!s.error.empty()) {
       ++failed;
       std::fprintf(stderr, "ewa: error: %s\n", s.error.c_str());
       continue;
     }
-    const std::string ply = train::write_segmentation(out, s, seg.naming);
+    const std::string ply = train::write_segmentation(stems[i], s, seg.naming);
     auto summary = train::segmentation_summary(s, seg.naming);
     summary["ply"] = ply;
     if (a.json) {
@@ -80,13 +94,16 @@ void add_predict_command(CLI::App& app) {
                   "a file carries (a PLY vertex property label, or the last column of a 4- or 7-column text file)");
   cmd->add_option("-o,--output", args->output,
                   "Part segmentation: folder for <file>.ply (points with a label property and part colours) and "
-                  "<file>.json (parts and their point counts); default: segmentation/ beside the checkpoint");
+                  "<file>.json (parts and their point counts), the inputs' folders mirrored below it; default: "
+                  "segmentation/ beside the checkpoint");
+  cmd->add_flag("--force", args->force, "Part segmentation: replace outputs that exist (never an input file)");
   cmd->callback([args] {
     const auto weights = io::read_state_dict(args->checkpoint);
     const Config config = config_for_weights(args->checkpoint, weights, args->config, args->set);
     if (config.model.name == "point_seg") return predict_parts(*args, weights, config);
-    if (!args->category.empty() || !args->output.empty())
-      fail("--category / --output: " + args->checkpoint + " is a classifier; they apply to part segmentation (point_seg)");
+    if (!args->category.empty() || !args->output.empty() || args->force)
+      fail("--category / --output / --force: " + args->checkpoint +
+           " is a classifier (it writes no files); they apply to part segmentation (point_seg)");
     const auto clf = load_point_classifier(args->checkpoint, weights, config, "predict classifies point clouds");
     Config cfg = clf.cfg;
     args->options.protocol = protocol_from(args->protocol, cfg);

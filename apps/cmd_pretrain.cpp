@@ -5,6 +5,7 @@
 
 #include "apps/commands.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/runtime.h"
 #include "models/point_mae.h"
 #include "train/bert_pretrain.h"
@@ -22,6 +23,7 @@ void add_pretrain_command(CLI::App& app) {
     int64_t count = 8;
     std::vector<std::string> set;
     DistArgs dist;
+    bool force = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -36,6 +38,7 @@ void add_pretrain_command(CLI::App& app) {
                   "Instead of training: write reconstructions of the test clouds with this pretraining checkpoint");
   cmd->add_option("-o,--output", args->out, "--reconstruct: output directory (default: <checkpoint dir>/reconstructions)");
   cmd->add_option("-n,--count", args->count, "--reconstruct: number of test clouds")->capture_default_str();
+  cmd->add_flag("--force", args->force, "--reconstruct: write into --output even when it holds files");
   add_dist_options(cmd, args->dist);
   cmd->callback([args] {
     const std::string from = !args->reconstruct.empty() ? args->reconstruct : args->resume;
@@ -61,6 +64,7 @@ void add_pretrain_command(CLI::App& app) {
     train::load_model_state(*model, read ? *read : train::read_checkpoint(from), from);
     model->to(device);
     const std::string out = args->out.empty() ? (std::filesystem::path(from).parent_path() / "reconstructions").string() : args->out;
+    check_output_dir(out, args->force, "--output");
     const int64_t n = train::write_reconstructions(*model, *data.test, args->count, out, device);
     const double loss = train::reconstruction_loss(*model, *data.test, device);
     char line[512];

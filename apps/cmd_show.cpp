@@ -6,6 +6,7 @@
 
 #include "apps/commands.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "train/checkpoint.h"
 #include "infer/predict.h"
 #include "train/trainer.h"
@@ -43,7 +44,7 @@ void parse_size(ViewArgs& v) {
 struct ShowArgs {
   std::string checkpoint, config, png, color = "class", category;
   std::vector<std::string> inputs, set;
-  bool upsample = false;
+  bool upsample = false, force = false, default_png = false;
   ViewArgs view;
 };
 
@@ -57,12 +58,8 @@ void render_scenes(const ShowArgs& args, const std::vector<train::Scene>& scenes
     print_line(line);
   }
   if (!scenes.empty()) {
-    const char* display = std::getenv("DISPLAY");
-    std::string png = args.png;
-    if (png.empty() && !(display && *display)) {
-      png = "ewa_show.png";
-      print_line("no display: rendering off-screen into " + png + " (choose the file with --png)");
-    }
+    const std::string& png = args.png;
+    if (args.default_png) print_line("no display: rendering off-screen into " + png + " (choose the file with --png)");
     if (!png.empty()) {
       const std::string note = viz::ensure_display();
       if (!note.empty()) print_line(note);
@@ -100,9 +97,17 @@ void add_show_command(CLI::App& app) {
   cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config (official checkpoints)");
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
   cmd->add_flag("--upsample", args->upsample, "Fill clouds with fewer points than data.num_points up by repeating points");
+  cmd->add_flag("--force", args->force, "Replace the PNG when it exists (it may never be one of the inputs)");
   add_view_options(cmd, args->view);
   cmd->callback([args] {
     parse_size(args->view);
+    const char* display = std::getenv("DISPLAY");
+    if (args->png.empty() && !(display && *display)) args->png = "ewa_show.png", args->default_png = true;
+    if (!args->png.empty()) {  // checked before anything is read or drawn
+      std::vector<std::string> reads = args->inputs;
+      reads.push_back(args->checkpoint);
+      check_outputs({{args->png, args->checkpoint}}, reads, args->force, "--png");
+    }
     const auto weights = io::read_state_dict(args->checkpoint);
     Config cfg = config_for_weights(args->checkpoint, weights, args->config, args->set);
     std::vector<train::Scene> scenes;
@@ -164,7 +169,9 @@ void add_show_command(CLI::App& app) {
     torch::Device device = torch::kCPU;
     if (mae) {
       mae_model = models::PointMae(cfg);
-      train::load_model_state(*mae_model, train::read_checkpoint(args->checkpoint), args->checkpoint);
+      io::LoadOptions own;  // ours or Point-MAE's pretrain.pth: the module's own names
+      own.own_layout = true;
+      io::load_pretrained(*mae_model, weights, own, args->checkpoint);
       device = train::select_device(cfg.train.device);
       mae_model->to(device);
     } else {
@@ -196,6 +203,7 @@ void add_gallery_command(CLI::App& app) {
     std::string checkpoint, config, out, split = "test";
     std::vector<std::string> set;
     int64_t count = 16;
+    bool force = false;
     ViewArgs view;
   };
   auto args = std::make_shared<Args>();
@@ -207,6 +215,7 @@ void add_gallery_command(CLI::App& app) {
   cmd->add_option("-o,--output", args->out, "Output PNG (default: <checkpoint dir>/gallery_<split>.png)");
   cmd->add_option("-c,--config", args->config, "Model and data config for files without an ewa config");
   cmd->add_option("--set", args->set, "Override a config key, e.g. --set data.root=... (repeatable)");
+  cmd->add_flag("--force", args->force, "Replace the output PNG when it exists");
   args->view.size = "240x240";
   args->view.camera.point_size = 3;
   add_view_options(cmd, args->view);
@@ -217,6 +226,7 @@ void add_gallery_command(CLI::App& app) {
     const std::string out = args->out.empty()
                                 ? (std::filesystem::path(args->checkpoint).parent_path() / ("gallery_" + args->split + ".png")).string()
                                 : args->out;
+    check_output(out, args->checkpoint, args->force, "--output");
     const std::string note = viz::ensure_display();
     if (!note.empty()) print_line(note);
     if (config.model.name == "point_seg") {  // part segmentation: coloured by predicted part, shape mIoU under each

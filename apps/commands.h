@@ -109,6 +109,10 @@ void add_protocol_options(CLI::App* cmd, ProtocolArgs& args, bool repeats);
 // default tta when data.votes > 1, else single (as training evaluates every epoch).
 train::EvalProtocol protocol_from(const ProtocolArgs& args, Config& cfg);
 
+// Part segmentation is evaluated and predicted in one pass with the prediction restricted to the
+// shape's category: eval and predict refuse the protocol flags for a point_seg checkpoint alike.
+void refuse_protocol_for_parts(const ProtocolArgs& args, const std::string& checkpoint);
+
 // Prints a progress line to stdout (the reporter the library calls back).
 void print_line(const std::string& line);
 

@@ -21,6 +21,7 @@
 #include "data/batch_source.h"
 #include "dist/dist.h"
 #include "train/svm_probe.h"
+#include "train/trainer.h"
 #include "viz/plot.h"
 #include <torch/version.h>
 #include "train/checkpoint.h"
@@ -98,13 +99,33 @@ Config run_config(const std::string& config_path, const std::string& checkpoint,
 
 Config config_for_weights(const std::string& weights_path, const io::StateDict& weights, const std::string& config_path,
                           const std::vector<std::string>& overrides) {
-  if (!config_path.empty()) return load_config(config_path, overrides);
-  if (weights.config.is_null())
-    fail(weights_path + ": holds no ewa config (" + weights.origin +
-         "): pass --config with the model it holds, e.g. --config configs/modelnet40_pointmae_dense.json");
-  nlohmann::json j = resolve_config(weights.config, "checkpoint " + weights_path);
-  for (const auto& o : overrides) apply_override(j, o);
-  return parse_config(j, "checkpoint " + weights_path);
+  Config cfg;
+  if (weights.config.is_null()) {  // an official or timm file: the model its keys imply
+    const auto implied = io::implied_model(weights);
+    const std::string holds = implied.name.empty() ? std::string("weights of no model ewa knows by their names")
+                                                   : implied.what + " (model.name " + implied.name + ")";
+    if (config_path.empty())
+      fail(weights_path + ": holds no ewa config (" + weights.origin + "), only " + holds + ": pass --config with its sizes" +
+           (implied.example.empty() ? std::string() : ", e.g. --config " + implied.example));
+    cfg = load_config(config_path, overrides);
+    if (!implied.name.empty() && (cfg.model.name != implied.name ||
+                                  (implied.name == "point_transformer" && cfg.model.variant != implied.variant)))
+      fail(weights_path + ": holds " + holds + ", but config " + config_path + " describes a " + cfg.model.name +
+           (cfg.model.name == "point_transformer" ? " (" + cfg.model.variant + ")" : std::string()) +
+           ": pass a config of its kind, e.g. --config " + implied.example +
+           (implied.name == "point_mae" || implied.name == "point_bert"
+                ? "; a classifier is made from it by `ewa finetune --init " + weights_path + " --config <classifier config>`"
+                : std::string()));
+  } else {
+    if (!config_path.empty()) {
+      cfg = load_config(config_path, overrides);
+    } else {
+      nlohmann::json j = resolve_config(weights.config, "checkpoint " + weights_path);
+      for (const auto& o : overrides) apply_override(j, o);
+      cfg = parse_config(j, "checkpoint " + weights_path);
+    }
+  }
+  return train::resolve_for_weights(cfg, weights);  // channels and classes where the file shows them
 }
 
 void print_line(const std::string& line) { std::cout << line << std::endl; }
@@ -181,6 +202,12 @@ train::EvalProtocol protocol_from(const ProtocolArgs& args, Config& cfg) {
   if (args.repeats > 0) changes["eval.vote_repeats"] = args.repeats;
   if (!changes.empty()) cfg = cfg.with(changes);
   return args.protocol.empty() ? train::epoch_protocol(cfg) : train::protocol_named(args.protocol, cfg, "--protocol");
+}
+
+void refuse_protocol_for_parts(const ProtocolArgs& args, const std::string& checkpoint) {
+  if (!args.protocol.empty() || args.votes > 0 || args.views > 0 || args.repeats > 0)
+    fail("--protocol/--votes/--views/--repeats: " + checkpoint + " is a part-segmentation model, evaluated and predicted "
+         "in a single pass with the prediction restricted to the shape's category");
 }
 
 void add_dist_options(CLI::App* cmd, DistArgs& args) {

@@ -38,6 +38,11 @@ struct PointCloudSet {
 };
 
 extern const std::vector<std::string> kScanObjectNNClasses;
+
+// The released few-shot pickle of cfg's way, shot and fold (<root>/<way>way_<shot>shot/<fold>.pkl,
+// or the folder name without the underscore); throws the loader's one-line error naming the file
+// and the folds that are there when it does not exist (`ewa fewshot` checks every fold first).
+std::string fewshot_fold_file(const DataConfig& cfg);
 extern const std::vector<std::string> kModelNet40Classes;  // modelnet40_shape_names.txt order
 
 struct PointSplits {

@@ -71,11 +71,7 @@ struct RawShape {
 };
 
 void check_parts(const torch::Tensor& labels, int64_t category, const std::string& what) {
-  const auto& c = shapenet_part_categories()[category];
-  const int64_t lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
-  if (lo < c.first_part || hi >= c.first_part + c.num_parts)
-    fail(what + ": part label " + std::to_string(lo < c.first_part ? lo : hi) + " is outside the parts of " + c.name +
-         " (" + std::to_string(c.first_part) + ".." + std::to_string(c.first_part + c.num_parts - 1) + ")");
+  check_part_labels(labels.min().item<int64_t>(), labels.max().item<int64_t>(), category, what);
 }
 
 torch::Tensor integral_labels(const torch::Tensor& column, const std::string& path) {
@@ -154,7 +150,13 @@ PartSet read_listed(const DataConfig& cfg, const std::vector<std::string>& split
       ids.push_back(id);
     }
   }
-  if (shapes.empty()) fail(cfg.root + ": the split lists name no shapes");
+  if (shapes.empty()) {  // name the list files that were read
+    std::string lists;
+    for (size_t i = 0; i < splits.size(); ++i)
+      lists += std::string(i == 0 ? "" : i + 1 == splits.size() ? " and " : ", ") +
+               (fs::path(cfg.root) / "train_test_split" / ("shuffled_" + splits[i] + "_file_list.json")).string();
+    fail(lists + (splits.size() > 1 ? ": name" : ": names") + " no shapes (expected \"shape_data/<synset>/<id>\" entries)");
+  }
   return assemble(shapes, ids);
 }
 
@@ -179,7 +181,12 @@ PartSet read_h5(const DataConfig& cfg, const std::vector<std::string>& splits, i
       }
     }
   }
-  if (shapes.empty()) fail(cfg.root + ": the hdf5 file lists name no clouds");
+  if (shapes.empty()) {  // name the list files that were read (a sibling of the split lists' message)
+    std::string lists;
+    for (size_t i = 0; i < splits.size(); ++i)
+      lists += std::string(i == 0 ? "" : " and ") + (fs::path(cfg.root) / (splits[i] + "_hdf5_file_list.txt")).string();
+    fail(lists + (splits.size() > 1 ? ": name" : ": names") + " no clouds");
+  }
   return assemble(shapes, ids);
 }
 

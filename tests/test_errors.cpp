@@ -360,6 +360,8 @@ std::vector<Case> cases() {
   c.push_back({"C23", "config", "a config that is its own base", config_case(R"({"base": "c.json"})"), "(a cycle)"});
   c.push_back({"C24", "config", "data.use_normals on a dataset without normals", set_case("--set data.use_normals=true"),
                "'data.use_normals': only modelnet40_resampled, modelnet_fewshot and shapenetpart files carry normals, dataset is "});
+  c.push_back({"C25", "config", "an empty 'base'", config_case(R"({"base": ""})"),
+               "c.json: key 'base' expects the path of a config file (a non-empty string), got \"\""});
   // ---- flags and environment ----
   auto flag_case = [](const std::string& args) {
     return [args](const Fixture&, const std::string&) { return kEwa + (args.empty() ? "" : " " + args); };
@@ -408,6 +410,11 @@ std::vector<Case> cases() {
                  write_file(d + "/sp/synsetoffset2category.txt", "Sofa\t04256520\n");
                  return cmd;
                }, "synsetoffset2category.txt:1: 'Sofa' is not one of the 16 ShapeNetPart categories"});
+  c.push_back({"S07", "part data", "a test split list that names no shapes", [=](const Fixture&, const std::string& d) {
+                 auto cmd = part_root(d, "0 0 0 0 0 1 36\n1 0 0 0 0 1 37\n", mug_list);
+                 write_file(d + "/sp/train_test_split/shuffled_test_file_list.json", "[]");
+                 return cmd;
+               }, "<dir>/sp/train_test_split/shuffled_test_file_list.json: names no shapes"});
   c.push_back({"S06", "part data", "point_seg on a classification dataset", [](const Fixture& f, const std::string& d) {
                  return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --set model.name=point_seg";
                }, "point_seg segments parts: dataset"});
@@ -443,6 +450,10 @@ std::vector<Case> cases() {
   c.push_back({"V01", "protocols", "a few-shot fold that does not exist", [fewshot_root](const Fixture&, const std::string& d) {
                  return kEwa + " fewshot -c " + fewshot_root(d, "x") + " --way 5 --shot 10 --folds 12";
                }, "data.fold: <dir>/fs/5way_10shot/12.pkl does not exist (the folds there: 0.pkl)"});
+  c.push_back({"V13", "protocols", "a missing few-shot fold after one that exists, found before any fold trains",
+               [fewshot_root](const Fixture&, const std::string& d) {
+                 return kEwa + " fewshot -c " + fewshot_root(d, "x") + " --way 5 --shot 10 --folds 0 12";
+               }, "data.fold: <dir>/fs/5way_10shot/12.pkl does not exist"});
   c.push_back({"V02", "protocols", "a few-shot pickle of another layout (a list, not {'train', 'test'})",
                [fewshot_root](const Fixture&, const std::string& d) {
                  return kEwa + " fewshot -c " + fewshot_root(d, std::string("\x80\x02]q\x00.", 6)) + " --way 5 --shot 10 --folds 0";
@@ -549,6 +560,31 @@ std::vector<Case> cases() {
                  run_command(kEwa + " train --config " + cfg);
                  return kEwa + " train --config " + cfg;
                }, "already holds a checkpoint (last.pt): pass --resume to continue it or choose another --name"});
+  // ---- outputs: nothing a command reads or a user already has is overwritten ----
+  c.push_back({"W01", "outputs", "convert -o naming its own input", [](const Fixture& f, const std::string& d) {
+                 fs::copy(f.ckpt, d + "/last.pt");
+                 return kEwa + " convert " + d + "/last.pt -o " + d + "/./last.pt --force";
+               }, "--output: <dir>/./last.pt is a file this command reads (<dir>/last.pt): choose an output that is not an input"});
+  c.push_back({"W02", "outputs", "export -o over an existing file, without --force", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/model.pth", "the user's own file");
+                 return kEwa + " export " + f.dense + " -o " + d + "/model.pth";
+               }, "--output: <dir>/model.pth exists already: pass --force to replace it"});
+  c.push_back({"W03", "outputs", "data synth into a folder that holds files, without --force", [](const Fixture&, const std::string& d) {
+                 write_file(d + "/notes.txt", "mine");
+                 return kEwa + " data synth -o " + d;
+               }, "--output: <dir> exists and is not empty: pass --force to write into it"});
+  c.push_back({"W04", "outputs", "show --png naming one of the point files it shows", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.xyz", "0 0 0\n1 0 0\n0 1 0\n");
+                 return kEwa + " show " + f.dense + " " + d + "/a.xyz --png " + d + "/a.xyz";
+               }, "--png: <dir>/a.xyz is a file this command reads (<dir>/a.xyz)"});
+  c.push_back({"W05", "outputs", "svm --write-features over existing files, without --force", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/f_train.txt", "mine");
+                 return kEwa + " svm " + f.ckpt + " -c " + f.point_config(d + "/c.json", f.synth) + " --write-features " + d + "/f";
+               }, "--write-features: <dir>/f_train.txt exists already: pass --force to replace it"});
+  c.push_back({"W06", "outputs", "gallery -o over an existing file, without --force", [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/g.png", "mine");
+                 return kEwa + " gallery " + f.dense + " -o " + d + "/g.png";
+               }, "--output: <dir>/g.png exists already: pass --force to replace it"});
   c.push_back({"R03", "run directory", "a disk too small for the next checkpoint (file-size limit)", [](const Fixture& f, const std::string& d) {
                  const auto cfg = f.point_config(d + "/c.json", f.synth, R"(, "checkpoint_every": 1)");
                  return "ulimit -f 8 && " + kEwa + " train --config " + cfg;
@@ -616,6 +652,27 @@ INSTANTIATE_TEST_SUITE_P(ErrorCatalogue, ErrorRow, ::testing::Range<size_t>(0, c
                          [](const ::testing::TestParamInfo<size_t>& info) { return cases().at(info.param).id; });
 
 TEST(Errors, TheCatalogueHasEveryArea) { EXPECT_GE(cases().size(), 60u); }
+
+// A refused write leaves what was there: the user's file keeps its bytes, a refused conversion
+// onto its own input leaves the checkpoint resumable, and --force replaces what it is told to.
+TEST(Errors, RefusedOutputsKeepTheUsersFiles) {
+  TempDir d;
+  const auto& f = fixture();
+  write_file(d / "model.pth", "the user's own file");
+  auto r = run_command(kEwa + " export " + f.dense + " -o " + (d / "model.pth"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  std::ifstream in(d / "model.pth");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "the user's own file");
+  fs::copy(f.ckpt, d / "last.pt");
+  const auto before = fs::file_size(d / "last.pt");
+  r = run_command(kEwa + " convert " + (d / "last.pt") + " -o " + (d / "last.pt") + " --force");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(fs::file_size(d / "last.pt"), before);
+  EXPECT_NO_THROW(ewa::train::read_checkpoint(d / "last.pt"));
+  r = run_command(kEwa + " export " + f.dense + " -o " + (d / "model.pth") + " --force");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GT(fs::file_size(d / "model.pth"), 1000u);
+}
 
 class ErrorsDocWriter : public ::testing::Environment {
  public:

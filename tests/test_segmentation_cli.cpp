@@ -131,6 +131,80 @@ TEST(SegmentationCli, TrainConvertPredictShowGallery) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("its labels are Mug parts, --category says Table"), std::string::npos) << r.output;
 
+  // The protocol flags are refused for a segmenter, as ewa eval refuses them.
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + shape + " --protocol vote --views 3 -o " + (dir / "out4"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--protocol/--votes/--views/--repeats: " + (dir / "dense.pt") + " is a part-segmentation model"),
+            std::string::npos) << r.output;
+  // Labels of two categories in one file (a Mug part, then an Airplane part): refused as the
+  // training loader refuses them.
+  ewa::testing::write_file(dir / "mixed.txt", "0 0 0 0 0 1 36\n" + std::string("1 0 0 0 0 1 0\n") +
+                                                  ewa::testing::cloud_text(table.narrow(0, 2, table.size(0) - 2), " "));
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "mixed.txt") + " -o " + (dir / "out4"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("mixed.txt: part label 0 is outside the parts of Mug (36..37)"), std::string::npos) << r.output;
+
+  // Never over an input: the user's labelled scans/scan.ply with -o scans is refused and kept.
+  fs::create_directories(dir / "scans");
+  fs::copy(ply, dir / "scans/scan.ply");
+  const auto original = ewa::io::read_ply(dir / "scans/scan.ply");
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "scans/scan.ply") + " -o " + (dir / "scans"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--output: " + (dir / "scans/scan.ply") + " is a file this command reads"), std::string::npos) << r.output;
+  EXPECT_TRUE(torch::equal(ewa::io::read_ply(dir / "scans/scan.ply").labels, original.labels));
+  // One base name in two folders: each its own output, the input tree mirrored (files or the folder given).
+  for (const char* sub : {"in/mug", "in/plane"}) {
+    fs::create_directories(dir / sub);
+    fs::copy(shape, dir / (std::string(sub) + "/0001.txt"));
+  }
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "in/mug/0001.txt") + " " + (dir / "in/plane/0001.txt") +
+                  " -o " + (dir / "mirror"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "mirror/mug/0001.ply") && fs::exists(dir / "mirror/plane/0001.ply")) << r.output;
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "in") + " -o " + (dir / "mirror2"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "mirror2/mug/0001.json") && fs::exists(dir / "mirror2/plane/0001.json")) << r.output;
+  // Existing outputs are replaced only with --force.
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "in") + " -o " + (dir / "mirror2"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--output: " + (dir / "mirror2/mug/0001.ply") + " and 3 more outputs exist already: pass --force"),
+            std::string::npos) << r.output;
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "in") + " -o " + (dir / "mirror2") + " --force");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // Two inputs that would share an output (a.txt and a.ply of one folder) are refused by name.
+  fs::create_directories(dir / "twins");
+  fs::copy(shape, dir / "twins/a.txt");
+  fs::copy(ply, dir / "twins/a.ply");
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "twins") + " -o " + (dir / "twins_out"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("would both be written to " + (dir / "twins_out/a.ply")), std::string::npos) << r.output;
+
+  // The released v0 layout: <synset>/points/<id>.pts with points_label/<id>.seg (parts 1..k): the
+  // category comes from the synset folder (Mug and Airplane in one call, no --category), the
+  // labels from the .seg file.
+  for (const auto& [synset, first] : {std::pair<std::string, int64_t>{"03797390", 36}, {"02691156", 0}}) {
+    fs::create_directories(dir / ("v0/" + synset + "/points"));
+    fs::create_directories(dir / ("v0/" + synset + "/points_label"));
+    ewa::testing::write_file(dir / ("v0/" + synset + "/points/x.pts"),
+                             ewa::testing::cloud_text(table.narrow(1, 0, 3).contiguous(), " "));
+    std::string seg;
+    for (int64_t i = 0; i < table.size(0); ++i) seg += std::to_string(table[i][6].item<int64_t>() - 36 + 1) + "\n";
+    ewa::testing::write_file(dir / ("v0/" + synset + "/points_label/x.seg"), seg);
+  }
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "v0") + " -o " + (dir / "v0_out") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  lines = json_lines(r.output);
+  ASSERT_EQ(lines.size(), 2u) << r.output;
+  EXPECT_EQ(lines[0]["category"], "Airplane");  // 02691156 sorts first
+  EXPECT_EQ(lines[1]["category"], "Mug");
+  EXPECT_TRUE(lines[0].contains("miou") && lines[1].contains("miou")) << r.output;
+  // --category that contradicts the folder: refused, naming the folder.
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "v0/03797390/points/x.pts") + " --category Table -o " +
+                  (dir / "v0_out2"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("x.pts: lies in the Mug folder of the ShapeNetPart layout (synset 03797390), --category says Table"),
+            std::string::npos) << r.output;
+
   const bool render = ewa::viz::built_with_rendering() && ewa::viz::built_with_cairo() &&
                       ((std::getenv("DISPLAY") && *std::getenv("DISPLAY")) ||
                        std::system("command -v Xvfb >/dev/null 2>&1") == 0);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "common/error.h"
 
@@ -110,6 +111,47 @@ std::vector<std::string> read_text_lines(const std::string& path) {
     if (!line.empty()) out.push_back(line);
   }
   return out;
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) {
+    const bool same = fs::equivalent(a, b, ec);
+    if (!ec) return same;
+  }
+  return fs::weakly_canonical(fs::absolute(a), ec).lexically_normal() == fs::weakly_canonical(fs::absolute(b), ec).lexically_normal();
+}
+
+void check_outputs(const std::vector<PlannedOutput>& outputs, const std::vector<std::string>& reads, bool force,
+                   const std::string& flag) {
+  std::map<std::string, std::string> seen;  // normalised output -> the input it is made from
+  int64_t existing = 0;
+  std::string first_existing;
+  for (const auto& o : outputs) {
+    for (const auto& r : reads)
+      if (same_file(o.path, r))
+        fail(flag + ": " + o.path + " is a file this command reads (" + r + "): choose an output that is not an input");
+    std::error_code ec;
+    const std::string key = fs::weakly_canonical(fs::absolute(o.path), ec).lexically_normal().string();
+    const auto [it, fresh] = seen.emplace(key, o.from);
+    if (!fresh)
+      fail(flag + ": " + it->second + " and " + o.from + " would both be written to " + o.path +
+           ": give them separate folders or outputs");
+    if (fs::exists(o.path, ec) && existing++ == 0) first_existing = o.path;
+  }
+  if (existing > 0 && !force)
+    fail(flag + ": " + first_existing + (existing > 1 ? " and " + std::to_string(existing - 1) + " more outputs exist" : " exists") +
+         " already: pass --force to replace " + (existing > 1 ? "them" : "it"));
+}
+
+void check_output_dir(const std::string& dir, bool force, const std::string& flag) {
+  std::error_code ec;
+  if (force || !fs::is_directory(dir, ec) || fs::is_empty(dir, ec)) return;
+  fail(flag + ": " + dir + " exists and is not empty: pass --force to write into it (files of the same names are replaced)");
+}
+
+void check_output(const std::string& output, const std::string& input, bool force, const std::string& flag) {
+  check_outputs({{output, input}}, {input}, force, flag);
 }
 
 }  // namespace ewa

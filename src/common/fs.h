@@ -27,6 +27,30 @@ void write_bytes_atomically(const std::string& path, const char* data, size_t si
 // write_atomically for a string.
 void write_text_atomically(const std::string& path, const std::string& text);
 
+// One file a command is about to write and what it is made from (the input named in messages).
+struct PlannedOutput {
+  std::string path, from;
+};
+
+// Checks every output of a command before it writes anything (the rule of docs/guide.md, "Files
+// ewa writes"): one line naming `flag` and the files, and nothing written, when an output is a
+// file the command reads (any of `reads`, compared as files: links and relative paths resolved;
+// never allowed), when two inputs would get the same output, or, unless `force`, when an output
+// exists already.
+void check_outputs(const std::vector<PlannedOutput>& outputs, const std::vector<std::string>& reads, bool force,
+                   const std::string& flag);
+
+// The same for one output file made from one input file.
+void check_output(const std::string& output, const std::string& input, bool force, const std::string& flag);
+
+// For commands that write a folder of files: refuses (one line naming `flag`) when `dir` exists and
+// is not empty, unless `force` (then files of the same names are replaced, others kept).
+void check_output_dir(const std::string& dir, bool force, const std::string& flag);
+
+// Whether `a` and `b` name the same file (existing files: the same inode; otherwise the same
+// absolute, normalised path).
+bool same_file(const std::string& a, const std::string& b);
+
 // The size of the file `path` in bytes (readers bound header counts by it); throws ewa::Error
 // "<path>: cannot open file (<reason>)" when it cannot be read.
 uint64_t bytes_on_disk(const std::string& path);

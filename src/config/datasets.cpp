@@ -39,6 +39,13 @@ const DatasetInfo& dataset_info(const std::string& name) {
   fail("data.dataset: unknown dataset '" + name + "' (one of " + choices + ")");
 }
 
+void check_part_labels(int64_t lo, int64_t hi, int64_t category, const std::string& what) {
+  const auto& c = shapenet_part_categories().at(static_cast<size_t>(category));
+  if (lo < c.first_part || hi >= c.first_part + c.num_parts)
+    fail(what + ": part label " + std::to_string(lo < c.first_part ? lo : hi) + " is outside the parts of " + c.name + " (" +
+         std::to_string(c.first_part) + ".." + std::to_string(c.first_part + c.num_parts - 1) + ")");
+}
+
 const std::vector<PartCategory>& shapenet_part_categories() {
   // synsetoffset2category.txt of the release and the part ranges of the official seg_classes
   // table (PM:segmentation/dataset.py).

@@ -38,6 +38,10 @@ const std::vector<PartCategory>& shapenet_part_categories();
 int64_t part_category_index(const std::string& name);
 // The category of every part id (50 entries).
 std::vector<int64_t> shapenet_part_to_category();
+// Throws "<what>: part label L is outside the parts of <Category> (a..b)" when a label in
+// [lo, hi] is not one of `category`'s parts: the one check of the training loaders and of
+// predict / show for labels that mix categories (a file holds one shape of one category).
+void check_part_labels(int64_t lo, int64_t hi, int64_t category, const std::string& what);
 std::vector<std::string> dataset_names();
 // The row of `name`; fails "data.dataset: unknown dataset ..." naming the choices.
 const DatasetInfo& dataset_info(const std::string& name);

@@ -1,5 +1,7 @@
 #include "infer/segment.h"
 
+#include <optional>
+
 #include <cstdio>
 #include <filesystem>
 
@@ -38,11 +40,47 @@ void predict_parts(models::PointSegImpl& model, const torch::Tensor& x, PartSegm
   s.iou = m.instance_miou();
 }
 
+}  // namespace
+
+// The category the released ShapeNetPart layouts give a file by its folders (see segment.h).
+int64_t layout_category(const std::string& path) {
+  const fs::path p = fs::absolute(path).lexically_normal();
+  const fs::path parent = p.parent_path();
+  const std::string synset = parent.filename() == "points" ? parent.parent_path().filename().string() : parent.filename().string();
+  const auto& table = shapenet_part_categories();
+  for (size_t c = 0; c < table.size(); ++c)
+    if (table[c].synset == synset) return static_cast<int64_t>(c);
+  return -1;
+}
+
+namespace {
+
+// The v0 layout's labels of <synset>/points/<id>.pts: points_label/<id>.seg, parts 1..k of the
+// synset's category, as global part ids; undefined when there is no such file.
+torch::Tensor v0_labels(const std::string& path, int64_t points) {
+  const fs::path p(path);
+  if (lower_extension(path) != ".pts" || p.parent_path().filename() != "points") return {};
+  const int64_t category = layout_category(path);
+  const fs::path seg = p.parent_path().parent_path() / "points_label" / (p.stem().string() + ".seg");
+  if (category < 0 || !fs::exists(seg)) return {};
+  auto local = io::read_text_table(seg.string(), 1);
+  if (local.size(1) != 1 || local.size(0) != points)
+    fail(seg.string() + ": expected one part label per point of " + path + " (" + std::to_string(points) + "), got " +
+         std::to_string(local.size(0)) + " lines of " + std::to_string(local.size(1)) + " columns");
+  auto l = local.select(1, 0);
+  if (!torch::equal(l, l.round())) fail(seg.string() + ": part labels must be whole numbers");
+  const auto& c = shapenet_part_categories()[static_cast<size_t>(category)];
+  if (l.min().item<double>() < 1 || l.max().item<double>() > double(c.num_parts))
+    fail(seg.string() + ": part labels must lie in 1.." + std::to_string(c.num_parts) + " for " + c.name);
+  return l.to(torch::kLong) + (c.first_part - 1);
+}
+
 // One file's points and labels, checked; fills s.points / s.truth / s.dropped_nonfinite and
 // returns the model's input [1, P, in_chans] (normalised into the unit sphere).
 torch::Tensor read_input(const std::string& path, const Config& cfg, PartSegmentation& s) {
   auto table = io::read_point_file(path, cfg.data.num_points, 0);
   auto labels = io::read_point_labels(path);
+  if (!labels.defined()) labels = v0_labels(path, table.size(0));
   if (labels.defined() && labels.size(0) != table.size(0))
     fail(path + ": has " + std::to_string(labels.size(0)) + " labels for " + std::to_string(table.size(0)) + " points");
   const int64_t C = cfg.model.in_chans;
@@ -103,24 +141,33 @@ std::vector<PartSegmentation> segment_point_files(models::PointSegImpl& model, c
     s.path = path;
     try {
       auto x = read_input(path, cfg, s);
-      if (s.truth.defined() && s.truth.max().item<int64_t>() >= P)
-        fail(path + ": label " + std::to_string(s.truth.max().item<int64_t>()) + " is not a part id (0.." + std::to_string(P - 1) + ")");
-      s.category = category >= 0 ? category
-                   : s.truth.defined() ? naming.part_category[static_cast<size_t>(s.truth[0].item<int64_t>())]
-                                       : -1;
+      if (s.truth.defined() && (s.truth.max().item<int64_t>() >= P || s.truth.min().item<int64_t>() < 0))
+        fail(path + ": label " + std::to_string(s.truth.max().item<int64_t>() >= P ? s.truth.max().item<int64_t>()
+                                                                                     : s.truth.min().item<int64_t>()) +
+             " is not a part id (0.." + std::to_string(P - 1) + ")");
+      // The category: --category, else the file's labels, else its folders in the released layout;
+      // any two of them that are there must agree.
+      const int64_t labelled = s.truth.defined() ? naming.part_category[static_cast<size_t>(s.truth[0].item<int64_t>())] : -1;
+      const int64_t folder = layout_category(path);
+      auto name = [&](int64_t c) { return naming.category_names[static_cast<size_t>(c)]; };
+      s.category = category >= 0 ? category : labelled >= 0 ? labelled : folder;
       if (s.category < 0)
-        fail(path + ": carries no part labels to take its category from: give --category (one of " +
+        fail(path + ": carries no part labels and lies in no ShapeNetPart synset folder to take its category from: give "
+             "--category (one of " +
              [&] {
                std::string c;
                for (const auto& n : naming.category_names) c += (c.empty() ? "" : ", ") + n;
                return c;
              }() + ")");
-      if (s.truth.defined() && category >= 0) {
-        const int64_t labelled = naming.part_category[static_cast<size_t>(s.truth[0].item<int64_t>())];
-        if (labelled != category)
-          fail(path + ": its labels are " + naming.category_names[static_cast<size_t>(labelled)] + " parts, --category says " +
-               naming.category_names[static_cast<size_t>(category)]);
-      }
+      if (labelled >= 0 && category >= 0 && labelled != category)
+        fail(path + ": its labels are " + name(labelled) + " parts, --category says " + name(category));
+      if (folder >= 0 && s.category != folder)
+        fail(path + ": lies in the " + name(folder) + " folder of the ShapeNetPart layout (synset " +
+             shapenet_part_categories()[static_cast<size_t>(folder)].synset + "), " +
+             (labelled >= 0 && labelled != folder ? "its labels are " + name(labelled) + " parts"
+                                                  : "--category says " + name(s.category)));
+      // Every label a part of that one category, as the training loaders require.
+      if (s.truth.defined()) check_part_labels(s.truth.min().item<int64_t>(), s.truth.max().item<int64_t>(), s.category, path);
       predict_parts(model, x, s, naming, device);
     } catch (const ewa::Error& e) {
       s.error = e.what();
@@ -151,9 +198,31 @@ nlohmann::json segmentation_summary(const PartSegmentation& s, const PartNaming&
   return j;
 }
 
-std::string write_segmentation(const std::string& dir, const PartSegmentation& s, const PartNaming& naming) {
-  ensure_writable_dir(dir);
-  const std::string stem = (fs::path(dir) / fs::path(s.path).stem()).string();
+std::vector<std::string> segmentation_output_stems(const std::vector<std::string>& inputs,
+                                                   const std::vector<std::string>& files, const std::string& out) {
+  auto absolute = [](const std::string& p) { return fs::absolute(p).lexically_normal(); };
+  std::optional<fs::path> base;
+  for (const auto& in : inputs) {
+    const fs::path folder = fs::is_directory(in) ? absolute(in) : absolute(in).parent_path();
+    if (!base) {
+      base = folder;
+      continue;
+    }
+    fs::path common;  // the longest common leading folders
+    for (auto a = base->begin(), b = folder.begin(); a != base->end() && b != folder.end() && *a == *b; ++a, ++b)
+      common /= *a;
+    base = common;
+  }
+  std::vector<std::string> stems;
+  for (const auto& f : files) {
+    fs::path rel = absolute(f).lexically_relative(base.value_or(absolute(f).parent_path()));
+    stems.push_back((fs::path(out) / rel.replace_extension()).string());
+  }
+  return stems;
+}
+
+std::string write_segmentation(const std::string& stem, const PartSegmentation& s, const PartNaming& naming) {
+  ensure_writable_dir(fs::path(stem).parent_path().string());
   io::write_ply_points(stem + ".ply", s.points, part_colors(s.parts, naming), s.parts);
   write_text_atomically(stem + ".json", segmentation_summary(s, naming).dump(2) + "\n");
   return stem + ".ply";

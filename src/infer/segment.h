@@ -54,9 +54,23 @@ std::string part_color_name(int64_t index);
 // {"file", "category", "points", "dropped_nonfinite", "parts": [{"part", "id", "color", "points"}],
 //  "miou" (when the file has labels), "evaluation"}.
 nlohmann::json segmentation_summary(const PartSegmentation& s, const PartNaming& naming);
-// Writes <dir>/<stem>.ply (the points with the vertex property "label" = predicted part id and
-// the part colours) and <dir>/<stem>.json (segmentation_summary). Returns the PLY path.
-std::string write_segmentation(const std::string& dir, const PartSegmentation& s, const PartNaming& naming);
+// The ShapeNetPart category the released layouts give a file by its folders:
+// <synset>/points/<id>.pts (the v0 layout, whose labels are then read from
+// <synset>/points_label/<id>.seg) or <synset>/<id>.txt (v0_normal), with <synset> one of the 16
+// of synsetoffset2category.txt; -1 for any other path. predict and show take a file's category
+// from --category, its labels or this, and refuse when two of them disagree.
+int64_t layout_category(const std::string& path);
+
+// Where ewa predict writes each of `files` (expand_point_inputs of `inputs`) under `out`: the
+// file's path relative to the folder that holds every input (a folder argument counts as itself,
+// a file as its folder), without its extension; the outputs are <that>.ply and <that>.json. So a
+// folder is mirrored under `out`, and mug/0001.txt and plane/0001.txt get mug/0001.* and
+// plane/0001.*. Check them with check_outputs before writing (ewa predict does).
+std::vector<std::string> segmentation_output_stems(const std::vector<std::string>& inputs,
+                                                   const std::vector<std::string>& files, const std::string& out);
+// Writes <stem>.ply (the points with the vertex property "label" = predicted part id and the part
+// colours) and <stem>.json (segmentation_summary), creating the folders. Returns the PLY path.
+std::string write_segmentation(const std::string& stem, const PartSegmentation& s, const PartNaming& naming);
 
 // One scene per segmentation, coloured by part, captioned with the legend ("blue wing 412, ...").
 std::vector<Scene> segmentation_scenes(const std::vector<PartSegmentation>& segs, const PartNaming& naming);

@@ -255,11 +255,40 @@ LoadReport load_pretrained(torch::nn::Module& model, const StateDict& sd, const 
     fail(path + ": " + std::to_string(r.mismatched.size()) + " tensors have another shape than the model's (" +
          first_three(r.mismatched) + "): the file is for another architecture or size (check model.* in the config)");
   if (!r.missing.empty() && !options.allow_missing)
-    fail(path + ": lacks " + std::to_string(r.missing.size()) + " tensors the model needs (" + first_three(r.missing) +
-         "); pass --set finetune.allow_missing=true to start them fresh");
+    fail(path + ": lacks " + std::to_string(r.missing.size()) + " tensors the model needs (" + first_three(r.missing) + "); " +
+         (options.missing_hint.empty() ? "it does not hold the whole model the config describes" : options.missing_hint));
   if (r.loaded.empty() && r.expanded.empty() && r.averaged.empty())
     fail(path + ": none of its " + std::to_string(sd.tensors.size()) + " tensors match the model's names");
   return r;
+}
+
+ImpliedModel implied_model(const StateDict& sd) {
+  auto has = [&](const char* prefix) {
+    for (const auto& item : sd.tensors) {
+      std::string k = item.key();
+      if (k.rfind("module.", 0) == 0) k = k.substr(7);
+      if (k.rfind(prefix, 0) == 0) return true;
+    }
+    return false;
+  };
+  if (has("transformer_q."))
+    return {"point_bert", "point_bert", "Point-BERT's pretraining module (transformer_q, transformer_k, dvae)",
+            "configs/shapenet55_pointbert.json"};
+  if (has("codebook") && has("dgcnn_1."))
+    return {"point_bert_dvae", "point_bert", "Point-BERT's dVAE tokenizer", "configs/shapenet55_pointbert_dvae.json"};
+  if (has("MAE_encoder.") || has("MAE_decoder."))
+    return {"point_mae", "point_mae", "Point-MAE's pretraining module (MAE_encoder, MAE_decoder)",
+            "configs/shapenet55_pointmae_pretrain.json"};
+  if (has("convs3.") || has("label_conv."))
+    return {"point_seg", "point_mae", "Point-MAE's part-segmentation network", "configs/finetune_shapenetpart_pointmae_dense.json"};
+  if (has("cls_head_finetune."))
+    return has("reduce_dim.") ? ImpliedModel{"point_transformer", "point_bert", "a Point-BERT classifier",
+                                             "configs/finetune_modelnet40_1k_pointbert_dense.json"}
+                              : ImpliedModel{"point_transformer", "point_mae", "a Point-MAE classifier",
+                                             "configs/finetune_modelnet40_pointmae_dense.json"};
+  if (has("patch_embed.proj."))
+    return {"vit", "", "a ViT (timm layout)", "configs/fmnist_vit_dense.json"};
+  return {};
 }
 
 std::string LoadReport::table() const {

@@ -32,7 +32,20 @@ struct LoadOptions {
   // The file holds the model's own module layout (a whole Point-BERT pretraining module, say):
   // only a "module." prefix is removed, no fine-tuning key rule applies.
   bool own_layout = false;
+  // What the error for missing tensors tells the user to do (fine-tuning: the finetune.allow_missing
+  // setting, which it honours); empty: that the file does not hold the whole model.
+  std::string missing_hint;
 };
+
+// The model a weights file holds, judged by its key layout ("module." ignored): name is a
+// model.name (point_transformer, point_seg, point_mae, point_bert_dvae, point_bert, vit), variant
+// point_mae / point_bert for point_transformer, `what` a phrase for messages ("Point-BERT's dVAE
+// tokenizer") and `example` a config of that kind under configs/. All empty when the layout is
+// none of the known ones.
+struct ImpliedModel {
+  std::string name, variant, what, example;
+};
+ImpliedModel implied_model(const StateDict& sd);
 
 struct LoadReport {
   std::string path, origin;

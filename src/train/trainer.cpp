@@ -181,6 +181,7 @@ io::LoadReport init_from_pretrained(models::ClassifierImpl& model, const Config&
   auto sd = io::read_state_dict(cfg.finetune.init);
   io::LoadOptions options;
   options.allow_missing = cfg.finetune.allow_missing;
+  options.missing_hint = "pass --set finetune.allow_missing=true to start them fresh";
   options.may_be_fresh = [&model](const std::string& n) { return model.may_start_fresh(n); };
   return io::load_pretrained(model, sd, options, cfg.finetune.init);
 }
