@@ -35,7 +35,7 @@ const std::string kEwa = EWA_BINARY;
 // file lock, rebuilt when the ewa binary changes. Cases only read it (a case that changes data
 // copies it into its own directory first).
 struct Fixture {
-  std::string dir, synth, ckpt, dense, images;
+  std::string dir, synth, ckpt, dense, images, parts, seg;
   Fixture() {
     const fs::path base = fs::path(kEwa).parent_path() / "tests" / "error_fixture";
     fs::create_directories(base.parent_path());
@@ -44,12 +44,14 @@ struct Fixture {
     ckpt = (base / "runs/tiny/last.pt").string();
     dense = (base / "dense.pt").string();
     images = (base / "images").string();
+    parts = (base / "parts").string();
+    seg = (base / "runs/seg/last.pt").string();
     const int lock = ::open((base.string() + ".lock").c_str(), O_CREAT | O_RDWR, 0644);
     if (lock < 0 || ::flock(lock, LOCK_EX) != 0) throw std::runtime_error("fixture: cannot lock " + base.string() + ".lock");
     struct stat st {};
     ::stat(kEwa.c_str(), &st);
     const std::string stamp = std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
-                              std::to_string(st.st_mtim.tv_nsec) + " v1";
+                              std::to_string(st.st_mtim.tv_nsec) + " v2";
     std::ifstream done(base / "complete");
     std::string found;
     std::getline(done, found);
@@ -65,6 +67,15 @@ struct Fixture {
     if (r.exit_code != 0) throw std::runtime_error("fixture: " + r.output);
     fs::create_directories(images);
     ewa::testing::write_pattern_idx(images, 40, 10, false);
+    // A tiny part segmenter (one epoch on synthetic parts) for the rows of predict on a segmenter.
+    r = run_command(kEwa + " data synth-parts -o " + parts + " --train-per-category 2 --val-per-category 1 --test-per-category 1");
+    if (r.exit_code != 0) throw std::runtime_error("fixture: " + r.output);
+    r = run_command(kEwa + " train -c " + std::string(EWA_SOURCE_DIR) + "/configs/synth_parts_dense.json --name seg --set data.root=" +
+                    parts + " --set train.runs_dir=" + (base / "runs").string() + " --set train.epochs=1" +
+                    " --set model.embed_dim=16 --set model.depth=3 --set model.num_heads=2 --set model.num_groups=8" +
+                    " --set model.group_size=8 --set model.seg_fp_hidden=16 --set model.seg_fp_dim=16" +
+                    " --set model.seg_head_hidden=16 --set data.num_points=64 --set data.batch_size=4");
+    if (r.exit_code != 0) throw std::runtime_error("fixture: " + r.output);
     write_file((base / "complete").string(), stamp + "\n");
   }
   // A config for the tiny point classifier on `root`, with `extra` JSON members appended to "train".
@@ -415,6 +426,26 @@ std::vector<Case> cases() {
                  write_file(d + "/sp/train_test_split/shuffled_test_file_list.json", "[]");
                  return cmd;
                }, "<dir>/sp/train_test_split/shuffled_test_file_list.json: names no shapes"});
+  c.push_back({"S08", "part data", "predict with a part segmenter and vote flags (refused as eval refuses them)",
+               [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/a.txt", "0 0 0 0 0 1 36\n");
+                 return kEwa + " predict " + f.seg + " " + d + "/a.txt --protocol vote --views 3 -o " + d + "/out";
+               }, "--protocol/--votes/--views/--repeats: <fixture>/runs/seg/last.pt is a part-segmentation model"});
+  c.push_back({"S09", "part data", "a predict input whose labels mix two categories (a Mug part and an Airplane part)",
+               [](const Fixture& f, const std::string& d) {
+                 std::string text = "0 0 0 0 0 1 36\n0 1 0 0 0 1 0\n";
+                 for (int i = 0; i < 100; ++i) text += std::to_string(i % 7) + " " + std::to_string(i % 5) + " " + std::to_string(i % 3) + " 0 0 1 37\n";
+                 write_file(d + "/mixed.txt", text);
+                 return kEwa + " predict " + f.seg + " " + d + "/mixed.txt -o " + d + "/out";
+               }, "mixed.txt: part label 0 is outside the parts of Mug (36..37)", false});
+  c.push_back({"S10", "part data", "--category that contradicts the released layout's synset folder",
+               [](const Fixture& f, const std::string& d) {
+                 fs::create_directories(d + "/03797390/points");
+                 std::string text;
+                 for (int i = 0; i < 100; ++i) text += std::to_string(i % 7) + " " + std::to_string(i % 5) + " " + std::to_string(i % 3) + "\n";
+                 write_file(d + "/03797390/points/x.pts", text);
+                 return kEwa + " predict " + f.seg + " " + d + "/03797390/points/x.pts --category Table -o " + d + "/out";
+               }, "x.pts: lies in the Mug folder of the ShapeNetPart layout (synset 03797390), --category says Table", false});
   c.push_back({"S06", "part data", "point_seg on a classification dataset", [](const Fixture& f, const std::string& d) {
                  return kEwa + " train --config " + f.point_config(d + "/c.json", f.synth) + " --set model.name=point_seg";
                }, "point_seg segments parts: dataset"});

@@ -140,7 +140,7 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   }
 
   // Folder of good files: every file predicted, exit 0, class names from the checkpoint.
-  r = run_command(kEwa + " predict " + ckpt + " " + (dir / "in") + " -k 3");
+  r = run_command(kEwa + " predict " + ckpt + " " + (dir / "in") + " -k 8");  // every class listed
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string n = std::to_string(good);
   EXPECT_NE(r.output.find(n + " of " + n + " files predicted (single pass, no voting)"), std::string::npos) << r.output;
@@ -150,6 +150,7 @@ TEST(Predict, ClassifiesFilesOfEveryFormatAndReportsEachBadFile) {
   EXPECT_NE(r.output.find("b_sphere.npy:"), std::string::npos);
   EXPECT_NE(r.output.find("(7 non-finite points dropped)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("sphere 0."), std::string::npos) << r.output;  // a class name, not class_0
+  EXPECT_EQ(r.output.find("class_"), std::string::npos) << r.output;
 
   // JSON: one object per file, probabilities summing to at most 1 and sorted.
   r = run_command(kEwa + " predict " + ckpt + " " + (dir / "in/a_sphere.txt") + " " + (dir / "in/sub/d_cube.off") +

@@ -117,7 +117,9 @@ TEST(SegmentationCli, TrainConvertPredictShowGallery) {
   // No labels, no --category: one line naming the flag; a wrong category name; --category given.
   r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "mug.xyz") + " -o " + (dir / "out3"));
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("mug.xyz: carries no part labels to take its category from: give --category"), std::string::npos)
+  EXPECT_NE(r.output.find("mug.xyz: carries no part labels and lies in no ShapeNetPart synset folder to take its category "
+                          "from: give --category"),
+            std::string::npos)
       << r.output;
   r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "mug.xyz") + " --category Cup -o " + (dir / "out3"));
   EXPECT_NE(r.exit_code, 0);
@@ -198,11 +200,13 @@ TEST(SegmentationCli, TrainConvertPredictShowGallery) {
   EXPECT_EQ(lines[0]["category"], "Airplane");  // 02691156 sorts first
   EXPECT_EQ(lines[1]["category"], "Mug");
   EXPECT_TRUE(lines[0].contains("miou") && lines[1].contains("miou")) << r.output;
-  // --category that contradicts the folder: refused, naming the folder.
-  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "v0/03797390/points/x.pts") + " --category Table -o " +
+  // --category that contradicts the folder of a file without labels: refused, naming the folder.
+  fs::create_directories(dir / "v0b/03797390/points");
+  fs::copy(dir / "v0/03797390/points/x.pts", dir / "v0b/03797390/points/y.pts");
+  r = run_command(kEwa + " predict " + (dir / "dense.pt") + " " + (dir / "v0b/03797390/points/y.pts") + " --category Table -o " +
                   (dir / "v0_out2"));
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.output.find("x.pts: lies in the Mug folder of the ShapeNetPart layout (synset 03797390), --category says Table"),
+  EXPECT_NE(r.output.find("y.pts: lies in the Mug folder of the ShapeNetPart layout (synset 03797390), --category says Table"),
             std::string::npos) << r.output;
 
   const bool render = ewa::viz::built_with_rendering() && ewa::viz::built_with_cairo() &&
