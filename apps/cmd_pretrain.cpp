@@ -56,6 +56,8 @@ void add_pretrain_command(CLI::App& app) {
       if (!group || group->is_main()) plot_finished_run(run_dir);
       return;
     }
+    const std::string out = args->out.empty() ? (std::filesystem::path(from).parent_path() / "reconstructions").string() : args->out;
+    check_output_dir(out, args->force, "--output");  // before anything is read or computed
     if (cfg.model.name != "point_mae") fail("checkpoint " + from + ": holds a " + cfg.model.name + ", not a point_mae model");
     auto data = data::load_task(cfg);
     cfg = train::resolve_for_dataset(cfg, data);
@@ -63,8 +65,6 @@ void add_pretrain_command(CLI::App& app) {
     models::PointMae model(cfg);
     train::load_model_state(*model, read ? *read : train::read_checkpoint(from), from);
     model->to(device);
-    const std::string out = args->out.empty() ? (std::filesystem::path(from).parent_path() / "reconstructions").string() : args->out;
-    check_output_dir(out, args->force, "--output");
     const int64_t n = train::write_reconstructions(*model, *data.test, args->count, out, device);
     const double loss = train::reconstruction_loss(*model, *data.test, device);
     char line[512];

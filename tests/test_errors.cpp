@@ -616,6 +616,19 @@ std::vector<Case> cases() {
                  write_file(d + "/g.png", "mine");
                  return kEwa + " gallery " + f.dense + " -o " + d + "/g.png";
                }, "--output: <dir>/g.png exists already: pass --force to replace it"});
+  c.push_back({"W07", "outputs", "pretrain --reconstruct into a folder that holds files, without --force",
+               [](const Fixture& f, const std::string& d) {
+                 write_file(d + "/notes.txt", "mine");
+                 return kEwa + " pretrain --reconstruct " + f.ckpt + " -o " + d;
+               }, "--output: <dir> exists and is not empty: pass --force to write into it"});
+  c.push_back({"W08", "outputs", "data synth-files into a folder that holds files, without --force", [](const Fixture&, const std::string& d) {
+                 write_file(d + "/notes.txt", "mine");
+                 return kEwa + " data synth-files -o " + d;
+               }, "--output: <dir> exists and is not empty: pass --force to write into it"});
+  c.push_back({"W09", "outputs", "data synth-parts into a folder that holds files, without --force", [](const Fixture&, const std::string& d) {
+                 write_file(d + "/notes.txt", "mine");
+                 return kEwa + " data synth-parts -o " + d;
+               }, "--output: <dir> exists and is not empty: pass --force to write into it"});
   c.push_back({"R03", "run directory", "a disk too small for the next checkpoint (file-size limit)", [](const Fixture& f, const std::string& d) {
                  const auto cfg = f.point_config(d + "/c.json", f.synth, R"(, "checkpoint_every": 1)");
                  return "ulimit -f 8 && " + kEwa + " train --config " + cfg;

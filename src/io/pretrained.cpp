@@ -281,8 +281,8 @@ ImpliedModel implied_model(const StateDict& sd) {
             "configs/shapenet55_pointmae_pretrain.json"};
   if (has("convs3.") || has("label_conv."))
     return {"point_seg", "point_mae", "Point-MAE's part-segmentation network", "configs/finetune_shapenetpart_pointmae_dense.json"};
-  if (has("cls_head_finetune."))
-    return has("reduce_dim.") ? ImpliedModel{"point_transformer", "point_bert", "a Point-BERT classifier",
+  if (has("cls_head_finetune."))  // Point-MAE's head has BatchNorm at index 1, Point-BERT's none
+    return !has("cls_head_finetune.1.") ? ImpliedModel{"point_transformer", "point_bert", "a Point-BERT classifier",
                                              "configs/finetune_modelnet40_1k_pointbert_dense.json"}
                               : ImpliedModel{"point_transformer", "point_mae", "a Point-MAE classifier",
                                              "configs/finetune_modelnet40_pointmae_dense.json"};
