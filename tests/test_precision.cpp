@@ -51,8 +51,10 @@ TEST(Precision, AutocastGuardRunsMatmulsInBf16AndRecastsWeightsChangedBetweenPas
 }
 
 // Loss and gradients of one batch in bf16 autocast against float32, same weights and batch.
+// `min_cosine`: a routed MoE's top-1 choice is discontinuous in the gate logits, so bf16 rounding
+// moves some tokens to another expert and its gradients agree less than a smooth model's.
 template <typename LossFn>
-void compare_precisions(torch::nn::Module& model, LossFn loss_of, double loss_tol) {
+void compare_precisions(torch::nn::Module& model, LossFn loss_of, double loss_tol, double min_cosine = 0.9) {
   std::vector<torch::Tensor> grads32;
   torch::manual_seed(5);
   torch::Tensor l32 = loss_of();
@@ -85,7 +87,7 @@ void compare_precisions(torch::nn::Module& model, LossFn loss_of, double loss_to
   }
   auto ga = torch::cat(a), gb = torch::cat(b);
   const double cosine = (ga * gb).sum().item<double>() / (ga.norm() * gb.norm()).item<double>();
-  EXPECT_GT(cosine, 0.9);
+  EXPECT_GT(cosine, min_cosine);
   EXPECT_NEAR(ga.norm().item<double>() / gb.norm().item<double>(), 1.0, 0.1);
 }
 
@@ -107,7 +109,8 @@ TEST(Precision, EveryModelKindMatchesItsFloat32SelfInBf16) {
     model->train();
     auto x = torch::rand({6, 128, 3}) * 2 - 1;
     auto y = torch::tensor({0, 1, 2, 3, 4, 0});
-    compare_precisions(*model, [&] { return torch::nn::functional::cross_entropy(model->forward(x), y); }, 0.03);
+    compare_precisions(*model, [&] { return torch::nn::functional::cross_entropy(model->forward(x), y); }, 0.03,
+                       std::string(kind) == "routed" ? 0.85 : 0.9);
   }
   {
     SCOPED_TRACE("vit");
