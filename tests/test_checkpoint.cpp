@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "models/registry.h"
 #include "test_util.h"
 #include "io/state_dict.h"
@@ -232,4 +233,34 @@ print("zip64", z["big"], z["negative"], z["float"], z["flags"], z["bf16"].dtype,
   EXPECT_TRUE(torch::equal(back->get("bf16")->tensor, torch::arange(6, torch::kBFloat16).view({2, 3}).t()));
 }
 
+}  // namespace
+
+namespace {
+// The output checks every writing command runs first (common/fs.h): an input is never an output,
+// whether named by another path or reached through a link; two inputs never share an output;
+// existing outputs need --force.
+TEST(Outputs, CheckOutputsRefusesInputsByPathOrLinkClashesAndExistingFiles) {
+  ewa::testing::TempDir d;
+  ewa::testing::write_file(d / "in.txt", "x");
+  std::filesystem::create_symlink(d / "in.txt", d / "link.txt");
+  auto message = [](const std::function<void()>& f) { return ewa::testing::error_of(f); };
+  EXPECT_NE(message([&] { ewa::check_outputs({{d / "link.txt", "in"}}, {d / "in.txt"}, true, "-o"); })
+                .find("-o: " + (d / "link.txt") + " is a file this command reads (" + (d / "in.txt") + ")"),
+            std::string::npos);
+  EXPECT_NE(message([&] { ewa::check_outputs({{d.path() + "/./in.txt", "in"}}, {d / "in.txt"}, true, "-o"); })
+                .find("is a file this command reads"),
+            std::string::npos);
+  EXPECT_NE(message([&] { ewa::check_outputs({{d / "o.ply", "a.txt"}, {d / "o.ply", "a.ply"}}, {}, true, "-o"); })
+                .find("-o: a.txt and a.ply would both be written to " + (d / "o.ply")),
+            std::string::npos);
+  ewa::testing::write_file(d / "old.pt", "y");
+  EXPECT_NE(message([&] { ewa::check_outputs({{d / "old.pt", "in"}, {d / "new.pt", "in"}}, {}, false, "-o"); })
+                .find("-o: " + (d / "old.pt") + " exists already: pass --force to replace it"),
+            std::string::npos);
+  EXPECT_NO_THROW(ewa::check_outputs({{d / "old.pt", "in"}, {d / "new.pt", "in"}}, {d / "in.txt"}, true, "-o"));
+  EXPECT_NO_THROW(ewa::check_output_dir(d / "absent", false, "-o"));
+  EXPECT_NE(message([&] { ewa::check_output_dir(d.path(), false, "-o"); }).find("exists and is not empty: pass --force"),
+            std::string::npos);
+  EXPECT_NO_THROW(ewa::check_output_dir(d.path(), true, "-o"));
+}
 }  // namespace

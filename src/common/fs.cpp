@@ -1,6 +1,7 @@
 #include "common/fs.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -113,31 +114,41 @@ std::vector<std::string> read_text_lines(const std::string& path) {
   return out;
 }
 
-bool same_file(const std::string& a, const std::string& b) {
-  std::error_code ec;
-  if (fs::exists(a, ec) && fs::exists(b, ec)) {
-    const bool same = fs::equivalent(a, b, ec);
-    if (!ec) return same;
-  }
-  return fs::weakly_canonical(fs::absolute(a), ec).lexically_normal() == fs::weakly_canonical(fs::absolute(b), ec).lexically_normal();
-}
-
 void check_outputs(const std::vector<PlannedOutput>& outputs, const std::vector<std::string>& reads, bool force,
                    const std::string& flag) {
+  // The inputs by normalised path and, for those that exist, by file identity (links, hard links):
+  // each output is looked up once, so a folder of many files costs n log n, not n^2.
+  auto key_of = [](const std::string& p) {
+    std::error_code ec;
+    return fs::weakly_canonical(fs::absolute(p), ec).lexically_normal().string();
+  };
+  auto id_of = [](const std::string& p) -> std::pair<uint64_t, uint64_t> {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return {0, 0};
+    return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+  };
+  std::map<std::string, std::string> read_keys;
+  std::map<std::pair<uint64_t, uint64_t>, std::string> read_ids;
+  for (const auto& r : reads) {
+    read_keys.emplace(key_of(r), r);
+    if (const auto id = id_of(r); id.second != 0) read_ids.emplace(id, r);
+  }
   std::map<std::string, std::string> seen;  // normalised output -> the input it is made from
   int64_t existing = 0;
   std::string first_existing;
   for (const auto& o : outputs) {
-    for (const auto& r : reads)
-      if (same_file(o.path, r))
-        fail(flag + ": " + o.path + " is a file this command reads (" + r + "): choose an output that is not an input");
-    std::error_code ec;
-    const std::string key = fs::weakly_canonical(fs::absolute(o.path), ec).lexically_normal().string();
+    const std::string key = key_of(o.path);
+    const auto id = id_of(o.path);
+    const auto by_key = read_keys.find(key);
+    const auto by_id = id.second != 0 ? read_ids.find(id) : read_ids.end();
+    if (by_key != read_keys.end() || by_id != read_ids.end())
+      fail(flag + ": " + o.path + " is a file this command reads (" +
+           (by_key != read_keys.end() ? by_key->second : by_id->second) + "): choose an output that is not an input");
     const auto [it, fresh] = seen.emplace(key, o.from);
     if (!fresh)
       fail(flag + ": " + it->second + " and " + o.from + " would both be written to " + o.path +
            ": give them separate folders or outputs");
-    if (fs::exists(o.path, ec) && existing++ == 0) first_existing = o.path;
+    if (id.second != 0 && existing++ == 0) first_existing = o.path;
   }
   if (existing > 0 && !force)
     fail(flag + ": " + first_existing + (existing > 1 ? " and " + std::to_string(existing - 1) + " more outputs exist" : " exists") +

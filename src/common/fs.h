@@ -34,8 +34,8 @@ struct PlannedOutput {
 
 // Checks every output of a command before it writes anything (the rule of docs/guide.md, "Files
 // ewa writes"): one line naming `flag` and the files, and nothing written, when an output is a
-// file the command reads (any of `reads`, compared as files: links and relative paths resolved;
-// never allowed), when two inputs would get the same output, or, unless `force`, when an output
+// file the command reads (any of `reads`, compared as files: the same normalised path, or the same
+// device and inode, which catches links; never allowed), when two inputs would get the same output, or, unless `force`, when an output
 // exists already.
 void check_outputs(const std::vector<PlannedOutput>& outputs, const std::vector<std::string>& reads, bool force,
                    const std::string& flag);
@@ -46,10 +46,6 @@ void check_output(const std::string& output, const std::string& input, bool forc
 // For commands that write a folder of files: refuses (one line naming `flag`) when `dir` exists and
 // is not empty, unless `force` (then files of the same names are replaced, others kept).
 void check_output_dir(const std::string& dir, bool force, const std::string& flag);
-
-// Whether `a` and `b` name the same file (existing files: the same inode; otherwise the same
-// absolute, normalised path).
-bool same_file(const std::string& a, const std::string& b);
 
 // The size of the file `path` in bytes (readers bound header counts by it); throws ewa::Error
 // "<path>: cannot open file (<reason>)" when it cannot be read.
