@@ -32,7 +32,7 @@ void add_convert_command(CLI::App& app) {
     check_output(args->output, args->input, args->force, "--output");
     const auto weights = io::read_state_dict(args->input);
     const std::string src = "checkpoint " + args->input;
-    Config cfg = train::resolve_for_weights(config_for_weights(args->input, weights, args->config, args->set), weights);
+    Config cfg = config_for_weights(args->input, weights, args->config, args->set);
     if (cfg.moe.kind == MlpKind::Routed)
       fail(src + ": moe.kind is 'routed': a routed MoE's output depends on its learned gate, so it has no exact dense "
                  "form; only 'rup' (EWA) models convert");

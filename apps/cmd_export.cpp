@@ -39,7 +39,7 @@ void add_export_command(CLI::App& app) {
       fail("--output " + args->output + ": expected a .pth, .pt or .safetensors file name");
     check_output(args->output, args->input, args->force, "--output");
     const auto weights = io::read_state_dict(args->input);
-    Config cfg = train::resolve_for_weights(config_for_weights(args->input, weights, args->config, args->set), weights);
+    Config cfg = config_for_weights(args->input, weights, args->config, args->set);
     if (cfg.model.name == "point_mae") fail(args->input + ": export writes classifiers; this is a point_mae pretraining checkpoint");
     if (cfg.model.name == "point_bert_dvae") {  // Point-BERT's dVAE: {'base_model': ...} as its builder saves it
       if (ext == ".safetensors") fail("--output: a dVAE is exported as .pth (Point-BERT's layout)");

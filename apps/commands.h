@@ -50,7 +50,9 @@ Config run_config(const std::string& config_path, const std::string& checkpoint,
                   const std::string& name, std::shared_ptr<const io::Checkpoint>* read = nullptr);
 
 // The config of a weights file: its own (ewa checkpoints) with --set overrides, or `config_path`
-// when given (required for official / timm files, which carry none).
+// when given (required for official / timm files, which carry none; a config of another model
+// kind than the file's keys imply is refused), resolved for the file (train::resolve_for_weights:
+// channels, classes where the file has a head).
 Config config_for_weights(const std::string& weights_path, const io::StateDict& weights, const std::string& config_path,
                           const std::vector<std::string>& overrides);
 
@@ -63,12 +65,14 @@ struct PointClassifier {
   torch::Device device = torch::kCPU;
   std::vector<std::string> class_names;  // from the checkpoint (empty for official files)
 };
-// A model that is not a point_transformer stops with "<path>: <refusal>; this is a <name> model".
+// `config` as config_for_weights gives it. A model that is not a point_transformer stops with
+// "<path>: <refusal>; this is a <name> model".
 PointClassifier load_point_classifier(const std::string& path, const io::StateDict& weights, const Config& config,
                                       const std::string& refusal);
 
 // A part segmenter (point_seg) from any weights file (ewa checkpoint, or Point-MAE's segmentation
-// .pth with its config), on cfg.train.device, with its part names (from the checkpoint).
+// .pth with its config; `config` as config_for_weights gives it), on cfg.train.device, with its
+// part names (from the checkpoint).
 struct PointSegmenter {
   Config cfg;
   models::PointSeg model{nullptr};

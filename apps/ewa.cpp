@@ -133,7 +133,7 @@ void print_line(const std::string& line) { std::cout << line << std::endl; }
 PointClassifier load_point_classifier(const std::string& path, const io::StateDict& weights, const Config& config,
                                       const std::string& refusal) {
   PointClassifier c;
-  c.cfg = train::resolve_for_weights(config, weights);
+  c.cfg = config;
   if (c.cfg.model.name != "point_transformer") fail(path + ": " + refusal + "; this is a " + c.cfg.model.name + " model");
   c.model = train::load_classifier(c.cfg, weights, path).first;
   c.points = dynamic_cast<models::PointTransformerImpl*>(c.model.get());
@@ -145,7 +145,7 @@ PointClassifier load_point_classifier(const std::string& path, const io::StateDi
 
 PointSegmenter load_point_segmenter(const std::string& path, const io::StateDict& weights, const Config& config) {
   PointSegmenter s;
-  s.cfg = train::resolve_for_weights(config, weights);
+  s.cfg = config;
   if (s.cfg.model.name != "point_seg") fail(path + ": not a part-segmentation model (point_seg); this is a " + s.cfg.model.name);
   if (s.cfg.model.in_chans == 0) s.cfg = s.cfg.with({{"model.in_chans", 3}});
   std::tie(s.model, s.report) = train::load_segmenter(s.cfg, weights, path);

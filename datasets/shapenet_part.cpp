@@ -102,16 +102,8 @@ RawShape read_v0_shape(const std::string& root, const std::string& id, int64_t c
   if (!fs::exists(seg)) fail(seg + ": missing (the part labels of " + pts + ")");
   auto points = io::read_text_points(pts);
   if (points.size(1) != 3) fail(pts + ": expected 3 columns (x y z), got " + std::to_string(points.size(1)));
-  auto parts = io::read_text_table(seg, 1);
-  if (parts.size(1) != 1 || parts.size(0) != points.size(0))
-    fail(seg + ": expected one part label per point of " + pts + " (" + std::to_string(points.size(0)) + "), got " +
-         std::to_string(parts.size(0)) + " lines of " + std::to_string(parts.size(1)) + " columns");
   const auto& c = shapenet_part_categories()[category];
-  auto local = integral_labels(parts.select(1, 0), seg);
-  if (local.min().item<int64_t>() < 1 || local.max().item<int64_t>() > c.num_parts)
-    fail(seg + ": part labels must lie in 1.." + std::to_string(c.num_parts) + " for " + c.name + ", got " +
-         std::to_string(local.min().item<int64_t>()) + ".." + std::to_string(local.max().item<int64_t>()));
-  return {points, local + (c.first_part - 1)};
+  return {points, io::read_seg_labels(seg, pts, points.size(0), c.num_parts, c.name) + (c.first_part - 1)};
 }
 
 PartSet assemble(const std::vector<RawShape>& shapes, std::vector<std::string> ids) {

@@ -78,14 +78,19 @@ ewa::Config bert_config(const std::string& moe) {
                                {"cls_dim", 128}, {"queue_size", 256}}}});
 }
 
-// The oracle's name of one of our tensors, and which expert's slice to compare (-1: the tensor).
-std::pair<std::string, int64_t> official_name(const std::string& ours, int64_t expert) {
+// The oracle's name of one of our tensors; `stacked`: ours stacks the experts along dim 0, each
+// expert compared with the dense FFN tensor of that name.
+struct OfficialName {
+  std::string name;
+  bool stacked = false;
+};
+OfficialName official_name(const std::string& ours) {
   static const std::vector<std::pair<std::string, std::string>> experts = {
       {"mlp.w1", "mlp.fc1.weight"}, {"mlp.b1", "mlp.fc1.bias"}, {"mlp.w2", "mlp.fc2.weight"}, {"mlp.b2", "mlp.fc2.bias"}};
   for (const auto& [suffix, official] : experts)
     if (ours.size() > suffix.size() && ours.compare(ours.size() - suffix.size(), suffix.size(), suffix) == 0)
-      return {ours.substr(0, ours.size() - suffix.size()) + official, expert};
-  return {ours, -1};
+      return {ours.substr(0, ours.size() - suffix.size()) + official, true};
+  return {ours, false};
 }
 
 // `t` follows the law of the oracle's tensor `ref`.
@@ -113,17 +118,17 @@ void expect_same_law(const torch::Tensor& tensor, const json& ref, const std::st
 }
 
 // Every float tensor of `module` (parameters and buffers) against `oracle`, and every oracle
-// tensor present; `skip(name)` leaves out tensors the oracle has no counterpart of (a routed
-// MoE's gate) and `loaded` (name -> tensor) those that must equal a checkpoint's.
+// tensor present; `skip(name)` (our names and the oracle's) leaves out tensors the oracle has no
+// counterpart of (a routed MoE's gate) or that a checkpoint gave.
 void expect_module_matches(torch::nn::Module& module, const json& oracle, const std::string& kind,
                            const std::function<bool(const std::string&)>& skip = [](const std::string&) { return false; }) {
   std::set<std::string> seen;
   auto check = [&](const std::string& name, const torch::Tensor& t) {
     if (!t.is_floating_point() || skip(name)) return;
-    const auto [official, expert] = official_name(name, 0);
+    const auto [official, stacked] = official_name(name);
     ASSERT_TRUE(oracle.contains(official)) << kind << ": " << name << " has no upstream counterpart";
     seen.insert(official);
-    if (expert < 0) {
+    if (!stacked) {
       expect_same_law(t, oracle[official], kind + " " + name);
     } else {
       for (int64_t e = 0; e < t.size(0); ++e)
@@ -227,11 +232,11 @@ TEST_F(OfficialInit, FromACheckpointTheRestStartsAsFromScratch) {
       const auto file_tensors = loaded_from(file(c.file), c.prefix);
       std::set<std::string> loaded;
       auto check_loaded = [&](const std::string& name, const torch::Tensor& t) {
-        const auto [official, expert] = official_name(name, 0);
+        const auto [official, stacked] = official_name(name);
         const auto it = file_tensors.find(official);
         if (it == file_tensors.end() || official.rfind("cls_head.", 0) == 0) return false;
-        auto want = it->second.reshape(expert < 0 ? t.sizes() : t[0].sizes());
-        if (expert < 0) {
+        auto want = it->second.reshape(stacked ? t[0].sizes() : t.sizes());
+        if (!stacked) {
           EXPECT_TRUE(torch::equal(t, want)) << name;
         } else {
           for (int64_t e = 0; e < t.size(0); ++e) EXPECT_TRUE(torch::equal(t[e], want)) << name << " expert " << e;
@@ -240,7 +245,7 @@ TEST_F(OfficialInit, FromACheckpointTheRestStartsAsFromScratch) {
       };
       // Our names and the oracle's (an expert tensor's dense counterpart) of every loaded tensor.
       auto note = [&](const std::string& name, const torch::Tensor& t) {
-        if (check_loaded(name, t)) loaded.insert({name, official_name(name, 0).first});
+        if (check_loaded(name, t)) loaded.insert({name, official_name(name).name});
       };
       for (const auto& p : model->named_parameters()) note(p.key(), p.value());
       for (const auto& b : model->named_buffers()) note(b.key(), b.value());

@@ -147,8 +147,8 @@ TEST_F(OfficialPointBert, OfficialFilesWorkInEveryCommand) {
   // convert / eval of the pretraining module with a classifier config: one line naming what the
   // file holds and the command that makes a classifier of it; with the head's sizes and
   // finetune.allow_missing set, the same (no setting suggested that these commands ignore).
-  for (const std::string extra : {"", " --set model.num_classes=40 --set model.in_chans=3 --set finetune.allow_missing=true"}) {
-    for (const std::string cmd : {" convert " + bert + " -o " + (tmp / "x.pt"), " eval " + bert}) {
+  for (const char* extra : {"", " --set model.num_classes=40 --set model.in_chans=3 --set finetune.allow_missing=true"}) {
+    for (const std::string& cmd : {" convert " + bert + " -o " + (tmp / "x.pt"), " eval " + bert}) {
       r = ewa::testing::run_command(ewa + cmd + " --config " + configs + "finetune_modelnet40_1k_pointbert_dense.json" + extra);
       EXPECT_EQ(r.exit_code, 1) << cmd;
       EXPECT_NE(r.output.find("holds Point-BERT's pretraining module (transformer_q, transformer_k, dvae) (model.name "

@@ -63,16 +63,8 @@ torch::Tensor v0_labels(const std::string& path, int64_t points) {
   const int64_t category = layout_category(path);
   const fs::path seg = p.parent_path().parent_path() / "points_label" / (p.stem().string() + ".seg");
   if (category < 0 || !fs::exists(seg)) return {};
-  auto local = io::read_text_table(seg.string(), 1);
-  if (local.size(1) != 1 || local.size(0) != points)
-    fail(seg.string() + ": expected one part label per point of " + path + " (" + std::to_string(points) + "), got " +
-         std::to_string(local.size(0)) + " lines of " + std::to_string(local.size(1)) + " columns");
-  auto l = local.select(1, 0);
-  if (!torch::equal(l, l.round())) fail(seg.string() + ": part labels must be whole numbers");
   const auto& c = shapenet_part_categories()[static_cast<size_t>(category)];
-  if (l.min().item<double>() < 1 || l.max().item<double>() > double(c.num_parts))
-    fail(seg.string() + ": part labels must lie in 1.." + std::to_string(c.num_parts) + " for " + c.name);
-  return l.to(torch::kLong) + (c.first_part - 1);
+  return io::read_seg_labels(seg.string(), path, points, c.num_parts, c.name) + (c.first_part - 1);
 }
 
 // One file's points and labels, checked; fills s.points / s.truth / s.dropped_nonfinite and
@@ -141,10 +133,10 @@ std::vector<PartSegmentation> segment_point_files(models::PointSegImpl& model, c
     s.path = path;
     try {
       auto x = read_input(path, cfg, s);
-      if (s.truth.defined() && (s.truth.max().item<int64_t>() >= P || s.truth.min().item<int64_t>() < 0))
-        fail(path + ": label " + std::to_string(s.truth.max().item<int64_t>() >= P ? s.truth.max().item<int64_t>()
-                                                                                     : s.truth.min().item<int64_t>()) +
-             " is not a part id (0.." + std::to_string(P - 1) + ")");
+      const int64_t lo = s.truth.defined() ? s.truth.min().item<int64_t>() : 0;
+      const int64_t hi = s.truth.defined() ? s.truth.max().item<int64_t>() : 0;
+      if (hi >= P || lo < 0)
+        fail(path + ": label " + std::to_string(hi >= P ? hi : lo) + " is not a part id (0.." + std::to_string(P - 1) + ")");
       // The category: --category, else the file's labels, else its folders in the released layout;
       // any two of them that are there must agree.
       const int64_t labelled = s.truth.defined() ? naming.part_category[static_cast<size_t>(s.truth[0].item<int64_t>())] : -1;
@@ -167,7 +159,7 @@ std::vector<PartSegmentation> segment_point_files(models::PointSegImpl& model, c
              (labelled >= 0 && labelled != folder ? "its labels are " + name(labelled) + " parts"
                                                   : "--category says " + name(s.category)));
       // Every label a part of that one category, as the training loaders require.
-      if (s.truth.defined()) check_part_labels(s.truth.min().item<int64_t>(), s.truth.max().item<int64_t>(), s.category, path);
+      if (s.truth.defined()) check_part_labels(lo, hi, s.category, path);
       predict_parts(model, x, s, naming, device);
     } catch (const ewa::Error& e) {
       s.error = e.what();

@@ -190,6 +190,23 @@ torch::Tensor read_text_table(const std::string& path, int64_t min_columns) {
   return torch::from_blob(values.data(), {rows, cols}, torch::kFloat).clone();
 }
 
+torch::Tensor read_seg_labels(const std::string& seg_path, const std::string& pts_path, int64_t points, int64_t num_parts,
+                              const std::string& category) {
+  auto parts = read_text_table(seg_path, 1);
+  if (parts.size(1) != 1 || parts.size(0) != points)
+    fail(seg_path + ": expected one part label per point of " + pts_path + " (" + std::to_string(points) + "), got " +
+         std::to_string(parts.size(0)) + " lines of " + std::to_string(parts.size(1)) + " columns");
+  auto column = parts.select(1, 0);
+  auto rounded = column.round();
+  if (!torch::equal(rounded, column)) fail(seg_path + ": the last column (the part label) must hold whole numbers");
+  auto local = rounded.to(torch::kLong);
+  const int64_t lo = local.min().item<int64_t>(), hi = local.max().item<int64_t>();
+  if (lo < 1 || hi > num_parts)
+    fail(seg_path + ": part labels must lie in 1.." + std::to_string(num_parts) + " for " + category + ", got " +
+         std::to_string(lo) + ".." + std::to_string(hi));
+  return local;
+}
+
 Mesh read_off(const std::string& path) {
   std::ifstream in(path);
   if (!in) fail(path + ": cannot open file");

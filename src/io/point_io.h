@@ -19,6 +19,12 @@ torch::Tensor read_text_points(const std::string& path);
 // The same parser for any table of numbers with at least `min_columns` per line (ShapeNetPart's
 // .seg part labels: one per line).
 torch::Tensor read_text_table(const std::string& path, int64_t min_columns);
+// ShapeNetPart v0's part labels: `seg_path` (<synset>/points_label/<id>.seg), one whole number in
+// 1..num_parts per point of `pts_path` (`points` of them), `category` naming the parts' category in
+// messages. Returns int64 [points], the category's local part ids 1..num_parts. The one reader of
+// .seg files (the v0 dataset loader and ewa predict / show alike).
+torch::Tensor read_seg_labels(const std::string& seg_path, const std::string& pts_path, int64_t points, int64_t num_parts,
+                              const std::string& category);
 
 struct Mesh {
   torch::Tensor vertices;  // float [V, 3]

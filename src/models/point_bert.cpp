@@ -9,8 +9,6 @@
 namespace ewa::models {
 namespace {
 
-torch::nn::Linear linear(int64_t in, int64_t out) { return torch::nn::Linear(in, out); }
-
 namespace F = torch::nn::functional;
 
 torch::Tensor normalized(const torch::Tensor& x) { return F::normalize(x, F::NormalizeFuncOptions().dim(1)); }
@@ -49,15 +47,17 @@ torch::Tensor draw_block_mask(const torch::Tensor& centers, double lo, double hi
 BertTransformerImpl::BertTransformerImpl(const Config& cfg, int64_t encoder_dims, int64_t num_tokens, int64_t cls_dim) {
   const int64_t d = cfg.model.embed_dim;
   encoder = register_module("encoder", MiniPointNet(3, encoder_dims));
-  reduce_dim = register_module("reduce_dim", linear(encoder_dims, d));
+  reduce_dim = register_module("reduce_dim", torch::nn::Linear(encoder_dims, d));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
   mask_token = register_parameter("mask_token", torch::zeros({1, 1, d}));
   cls_pos = register_parameter("cls_pos", torch::zeros({1, 1, d}));
-  pos_embed = register_module("pos_embed", torch::nn::Sequential(linear(3, 128), torch::nn::GELU(), linear(128, d)));
+  pos_embed = register_module("pos_embed", torch::nn::Sequential(torch::nn::Linear(3, 128), torch::nn::GELU(),
+                                                                  torch::nn::Linear(128, d)));
   blocks = register_module("blocks", PointBlocks(cfg));
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
-  lm_head = register_module("lm_head", linear(d, num_tokens));
-  cls_head = register_module("cls_head", torch::nn::Sequential(linear(d, cls_dim), torch::nn::GELU(), linear(cls_dim, cls_dim)));
+  lm_head = register_module("lm_head", torch::nn::Linear(d, num_tokens));
+  cls_head = register_module("cls_head", torch::nn::Sequential(torch::nn::Linear(d, cls_dim), torch::nn::GELU(),
+                                                                torch::nn::Linear(cls_dim, cls_dim)));
   // PB:models/Point_BERT.py MaskTransformer.__init__: trunc_normal_(std=.02) of the three tokens,
   // then self.apply(self._init_weights): trunc_normal 0.02 and zero biases for every Linear and
   // Conv1d (the patch encoder's included), LayerNorm 1 / 0.

@@ -35,7 +35,7 @@ struct MaskDraw {
 };
 // Ratios uniform in [lo, hi], seeds uniform over the G centres, from torch's default generator.
 MaskDraw draw_mask(int64_t batch, int64_t num_centres, double lo, double hi);
-// block_mask of a fresh draw_mask.
+// block_mask of a fresh draw_mask (the token accuracy's evaluation masks).
 torch::Tensor draw_block_mask(const torch::Tensor& centers, double lo, double hi);
 
 // Point-BERT's MaskTransformer (transformer_q / transformer_k).

@@ -60,6 +60,13 @@ class DvaeTask : public Task {
   double kl_weight_ = 0, temperature_ = 1;
 };
 
+// The whole-cloud CD-L1 of every cloud (ChamferDistanceL1 per cloud): a [B, N, 3] against
+// b [B, M, 3] -> double [B] on the CPU.
+torch::Tensor cloud_chamfer_l1(const torch::Tensor& a, const torch::Tensor& b) {
+  const auto [da, ia, db, ib] = kernels::chamfer_nearest(a.to(torch::kFloat).contiguous(), b.to(torch::kFloat).contiguous());
+  return ((da.sqrt().mean(1) + db.sqrt().mean(1)) / 2.0).to(torch::kCPU, torch::kDouble);
+}
+
 }  // namespace
 
 models::DvaeOptions dvae_options(const Config& cfg) {
@@ -71,11 +78,6 @@ models::DvaeOptions dvae_options(const Config& cfg) {
   o.tokens_dims = cfg.pretrain.tokens_dims;
   o.decoder_dims = cfg.pretrain.decoder_dims;
   return o;
-}
-
-torch::Tensor cloud_chamfer_l1(const torch::Tensor& a, const torch::Tensor& b) {
-  const auto [da, ia, db, ib] = kernels::chamfer_nearest(a.to(torch::kFloat).contiguous(), b.to(torch::kFloat).contiguous());
-  return (da.sqrt().mean(1) + db.sqrt().mean(1)) / 2.0;
 }
 
 DvaeEvaluation dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource& source, torch::Device device) {
@@ -92,13 +94,15 @@ DvaeEvaluation dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource
       auto out = model.forward(x, 1.0, /*hard=*/true);
       const int64_t B = x.size(0);
       auto centre = out.centers.unsqueeze(2);  // [B, G, 1, 3]
-      auto dense = cloud_chamfer_l1((out.fine + centre).reshape({B, -1, 3}), x.narrow(2, 0, 3)).cpu();
-      auto coarse = cloud_chamfer_l1((out.coarse + centre).reshape({B, -1, 3}), x.narrow(2, 0, 3)).cpu();
-      auto labels = yb.defined() ? yb.to(torch::kCPU, torch::kLong) : torch::zeros({B}, torch::kLong);
+      const auto dense = cloud_chamfer_l1((out.fine + centre).reshape({B, -1, 3}), x.narrow(2, 0, 3));
+      const auto coarse = cloud_chamfer_l1((out.coarse + centre).reshape({B, -1, 3}), x.narrow(2, 0, 3));
+      const auto labels = yb.defined() ? yb.to(torch::kCPU, torch::kLong) : torch::zeros({B}, torch::kLong);
+      const auto d = dense.accessor<double, 1>(), co = coarse.accessor<double, 1>();
+      const auto l = labels.accessor<int64_t, 1>();
       for (int64_t b = 0; b < B; ++b) {
-        auto& c = per_category[labels[b].item<int64_t>()];
-        c[0] += 1000.0 * dense[b].item<double>();
-        c[1] += 1000.0 * coarse[b].item<double>();
+        auto& c = per_category[l[b]];
+        c[0] += 1000.0 * d[b];
+        c[1] += 1000.0 * co[b];
         c[2] += 1.0;
       }
       r.recon += out.recon.item<double>() * double(B);

@@ -29,9 +29,6 @@ struct DvaeEvaluation {
 };
 DvaeEvaluation dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource& source, torch::Device device);
 
-// The whole-cloud CD-L1 of every cloud: a [B, N, 3] against b [B, M, 3] -> [B].
-torch::Tensor cloud_chamfer_l1(const torch::Tensor& a, const torch::Tensor& b);
-
 struct DvaePretrainResult {
   std::string run_dir;
   double test_dense_cdl1 = 0;  // final epoch: upstream's whole-cloud dense CD-L1 x 1000

@@ -220,12 +220,7 @@ class SegmentationTask : public Task {
 }  // namespace
 
 io::LoadReport init_segmentation(models::PointSegImpl& model, const Config& cfg) {
-  auto sd = io::read_state_dict(cfg.finetune.init);
-  io::LoadOptions options;
-  options.allow_missing = cfg.finetune.allow_missing;
-  options.missing_hint = "pass --set finetune.allow_missing=true to start them fresh";
-  options.may_be_fresh = [](const std::string& n) { return !is_backbone(n); };
-  return io::load_pretrained(model, sd, options, cfg.finetune.init);
+  return load_finetune_init(model, cfg, [](const std::string& n) { return !is_backbone(n); });
 }
 
 std::pair<models::PointSeg, io::LoadReport> load_segmenter(const Config& cfg, const io::StateDict& weights,

@@ -177,13 +177,17 @@ std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifi
   return {model, report};
 }
 
-io::LoadReport init_from_pretrained(models::ClassifierImpl& model, const Config& cfg) {
-  auto sd = io::read_state_dict(cfg.finetune.init);
+io::LoadReport load_finetune_init(torch::nn::Module& model, const Config& cfg,
+                                  const std::function<bool(const std::string&)>& may_be_fresh) {
   io::LoadOptions options;
   options.allow_missing = cfg.finetune.allow_missing;
   options.missing_hint = "pass --set finetune.allow_missing=true to start them fresh";
-  options.may_be_fresh = [&model](const std::string& n) { return model.may_start_fresh(n); };
-  return io::load_pretrained(model, sd, options, cfg.finetune.init);
+  options.may_be_fresh = may_be_fresh;
+  return io::load_pretrained(model, io::read_state_dict(cfg.finetune.init), options, cfg.finetune.init);
+}
+
+io::LoadReport init_from_pretrained(models::ClassifierImpl& model, const Config& cfg) {
+  return load_finetune_init(model, cfg, [&model](const std::string& n) { return model.may_start_fresh(n); });
 }
 
 TrainResult train_classifier(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,

@@ -37,6 +37,11 @@ torch::Device select_device(const std::string& device, dist::Group* group = null
 // Loads cfg.finetune.init into `model` (head fresh when its shape differs); returns the report
 // whose table() the trainer prints.
 io::LoadReport init_from_pretrained(models::ClassifierImpl& model, const Config& cfg);
+// The load behind every fine-tuning start (classifier and segmenter): cfg.finetune.init into
+// `model`, finetune.allow_missing honoured (and named in the error for missing tensors), the
+// tensors `may_be_fresh` accepts left at their initialisation when the file lacks them.
+io::LoadReport load_finetune_init(torch::nn::Module& model, const Config& cfg,
+                                  const std::function<bool(const std::string&)>& may_be_fresh);
 
 // Fills model.num_classes and model.in_chans left at 0 from the weights (the classification head's
 // last Linear, the first embedding layer), so a classifier can be built for an imported file
