@@ -18,13 +18,6 @@
 namespace ewa::app {
 namespace {
 
-std::string cpu_model() {
-  std::ifstream info("/proc/cpuinfo");
-  for (std::string line; std::getline(info, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
-}
-
 // Appends a dated section with the exact command, the machine and the table to `path`.
 void record(const std::string& path, const std::string& title, const std::string& command, const std::string& header,
             const std::string& table) {
@@ -33,7 +26,7 @@ void record(const std::string& path, const std::string& title, const std::string
   std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
   std::ofstream out(path, std::ios::app);
   if (!out) fail("--record " + path + ": cannot open for appending");
-  out << "\n### " << title << ", " << date << "\n\n`" << command << "`\n\n" << header << "; " << cpu_model()
+  out << "\n### " << title << ", " << date << "\n\n`" << command << "`\n\n" << header << "; " << cpu_model_name()
       << ", LibTorch " << TORCH_VERSION << "\n\n" << table;
   if (!out) fail("--record " + path + ": write failed");
 }

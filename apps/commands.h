@@ -31,6 +31,7 @@ void add_show_command(CLI::App& app);
 void add_gallery_command(CLI::App& app);
 void add_svm_command(CLI::App& app);
 void add_fewshot_command(CLI::App& app);
+void add_study_command(CLI::App& app);
 
 // Draws the plots of a run that has just finished into <dir>/plots/ and prints their names (a
 // build without cairo draws none; a plot that fails is reported, not fatal).

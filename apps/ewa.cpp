@@ -288,6 +288,7 @@ int main(int argc, char** argv) {
   ewa::app::add_gallery_command(app);
   ewa::app::add_svm_command(app);
   ewa::app::add_fewshot_command(app);
+  ewa::app::add_study_command(app);
   app.parse_complete_callback([&] { ewa::init_threads(threads); });
   try {
     // A first word that is no command: say so (CLI11 would only ask for a subcommand).

@@ -203,6 +203,16 @@ ImageSplits load_image_splits(const DataConfig& cfg, uint64_t seed) {
   }
   if (cfg.train_limit > 0 && cfg.train_limit < s.train.size()) s.train = subset(s.train, torch::arange(cfg.train_limit));
   if (cfg.test_limit > 0 && cfg.test_limit < s.test.size()) s.test = subset(s.test, torch::arange(cfg.test_limit));
+  if (cfg.train_limit > 0)
+    if (auto note = classes_present_note(s.train.labels, s.train.num_classes, cfg.train_limit); !note.empty())
+      s.notes.push_back(note);
+  if (cfg.train_per_class > 0) {
+    const int64_t before = s.train.size();
+    s.train = subset(s.train, per_class_subset(s.train.labels, cfg.train_per_class, seed));
+    s.notes.push_back("train subset: " + std::to_string(cfg.train_per_class) + " per class (data.train_per_class, seed " +
+                      std::to_string(seed) + "): " + std::to_string(s.train.size()) + " of " + std::to_string(before) +
+                      " training images");
+  }
   if (cfg.val_fraction > 0) {
     const auto [vi, ti] = validation_split(s.train.size(), cfg.val_fraction, seed);
     s.val = subset(s.train, vi);

@@ -30,6 +30,7 @@ struct ImageDataset {
 
 struct ImageSplits {
   ImageDataset train, val, test;  // val is empty unless data.val_fraction > 0
+  std::vector<std::string> notes;  // what loading did worth saying (subsets)
 };
 
 // Reads an IDX images/labels pair. Throws ewa::Error naming the file and the problem

@@ -29,6 +29,7 @@ TaskData load_image_task(const DataConfig& cfg, uint64_t seed, Use use) {
   t.class_names = splits.train.class_names;
   t.img_size = splits.train.image_size();
   t.in_chans = splits.train.channels();
+  t.notes = splits.notes;
   const Augment augment{cfg.random_crop_padding, cfg.hflip};
   const bool training = use == Use::Training;
   t.train = std::make_unique<ImageBatcher>(splits.train, cfg.batch_size, /*shuffle=*/training, seed, augment,

@@ -578,6 +578,17 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed) {
     out.notes = notes;
     write_cache(cache, out);
   }
+  if (cfg.train_limit > 0)
+    if (auto note = classes_present_note(out.train.labels, int64_t(out.class_names.size()), cfg.train_limit); !note.empty())
+      out.notes.push_back(note);
+  if (cfg.train_per_class > 0) {
+    const int64_t before = out.train.size();
+    const auto keep = per_class_subset(out.train.labels, cfg.train_per_class, seed);
+    out.train = {out.train.points.index_select(0, keep), out.train.labels.index_select(0, keep)};
+    out.notes.push_back("train subset: " + std::to_string(cfg.train_per_class) + " per class (data.train_per_class, seed " +
+                        std::to_string(seed) + "): " + std::to_string(out.train.size()) + " of " + std::to_string(before) +
+                        " training samples");
+  }
   if (cfg.val_fraction > 0) {
     const auto [vi, ti] = validation_split(out.train.size(), cfg.val_fraction, seed);
     out.val = {out.train.points.index_select(0, vi), out.train.labels.index_select(0, vi)};

@@ -203,6 +203,9 @@ std::vector<std::string> part_dataset_names() { return {"shapenetpart", "shapene
 
 PartSplits load_part_splits(const DataConfig& cfg) {
   if (!fs::is_directory(cfg.root)) fail(cfg.root + ": not a directory (data.root of " + cfg.dataset + ")");
+  if (cfg.train_per_class > 0)
+    fail("data.train_per_class: a class-stratified subset is for classification; " + cfg.dataset +
+         " is part segmentation (data.train_limit keeps its first N training shapes)");
   PartSplits out;
   const bool h5 = cfg.dataset == "shapenetpart_h5";
   out.train = h5 ? read_h5(cfg, {"train", "val"}, cfg.train_limit) : read_listed(cfg, {"train", "val"}, cfg.train_limit);

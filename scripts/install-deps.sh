@@ -6,11 +6,14 @@
 #     (headless Open3D rendering), a font for plot text, Gloo headers (multi-process training),
 #     the Fashion-MNIST data.
 #     liblinear (the linear SVM probe, `ewa svm`; its command-line tools are the tests' oracle).
+#     Slurm and munge (`ewa study --launcher slurm` is tested on a private single-node cluster the
+#     test starts: tests/slurm/cluster.sh).
 #   LibTorch: the pinned `torch` wheel from PyPI (CUDA 13 build) in a virtual environment outside
 #     the source tree: $EWA_VENV (default /opt/ewa-venv), so every clone on the machine shares it.
 #     Beside it, for the tests' fixtures and oracles only (users never need Python): numpy (the
-#     released few-shot pickles are numpy pickles) and timm 0.4.5's scheduler (the official LR
-#     schedule), installed without its dependencies.
+#     released few-shot pickles are numpy pickles), timm 0.4.5's scheduler (the official LR
+#     schedule, installed without its dependencies), SciPy (the oracle of `ewa study`'s
+#     statistics) and TensorBoard (its reader checks the event files every run writes).
 # The CUDA toolkit is not installed here: CMake uses /usr/local/cuda when it exists.
 set -euo pipefail
 
@@ -23,9 +26,12 @@ PACKAGES=(
   googletest libgtest-dev libbenchmark-dev
   dataset-fashion-mnist xvfb libcairo2-dev fonts-dejavu-core libgl1-mesa-dri libgloo-dev
   liblinear-dev liblinear-tools
+  slurm-wlm munge
 )
 NUMPY_VERSION=2.3.5
 TIMM_VERSION=0.4.5
+SCIPY_VERSION=1.17.1
+TENSORBOARD_VERSION=2.21.0
 
 die() { echo "install-deps: error: $*" >&2; exit 1; }
 
@@ -62,13 +68,14 @@ else
   have_torch || die "torch $TORCH_VERSION does not import from $EWA_VENV"
 fi
 have_oracles() {
-  "$EWA_VENV/bin/python" -c "import numpy,importlib.metadata as m,sys; sys.exit(0 if numpy.__version__=='$NUMPY_VERSION' and m.version('timm')=='$TIMM_VERSION' else 1)" 2>/dev/null
+  "$EWA_VENV/bin/python" -c "import numpy,importlib.metadata as m,sys; sys.exit(0 if numpy.__version__=='$NUMPY_VERSION' and m.version('timm')=='$TIMM_VERSION' and m.version('scipy')=='$SCIPY_VERSION' and m.version('tensorboard')=='$TENSORBOARD_VERSION' else 1)" 2>/dev/null
 }
 if have_oracles; then
-  echo "install-deps: numpy $NUMPY_VERSION and timm $TIMM_VERSION present in $EWA_VENV (test oracles)"
+  echo "install-deps: numpy $NUMPY_VERSION, timm $TIMM_VERSION, scipy $SCIPY_VERSION and tensorboard $TENSORBOARD_VERSION present in $EWA_VENV (test oracles)"
 else
-  echo "install-deps: installing numpy==$NUMPY_VERSION and timm==$TIMM_VERSION (test oracles) into $EWA_VENV"
-  "$EWA_VENV/bin/pip" install -q --disable-pip-version-check "numpy==$NUMPY_VERSION" || die "pip install numpy failed"
+  echo "install-deps: installing numpy==$NUMPY_VERSION, timm==$TIMM_VERSION, scipy==$SCIPY_VERSION and tensorboard==$TENSORBOARD_VERSION (test oracles) into $EWA_VENV"
+  "$EWA_VENV/bin/pip" install -q --disable-pip-version-check "numpy==$NUMPY_VERSION" "scipy==$SCIPY_VERSION" \
+    "tensorboard==$TENSORBOARD_VERSION" || die "pip install numpy, scipy and tensorboard failed"
   "$EWA_VENV/bin/pip" install -q --disable-pip-version-check --no-deps "timm==$TIMM_VERSION" || die "pip install timm failed"
 fi
 prefix=$("$EWA_VENV/bin/python" -c 'import torch;print(torch.utils.cmake_prefix_path)' 2>/dev/null)

@@ -629,6 +629,27 @@ std::vector<Case> cases() {
                  write_file(d + "/notes.txt", "mine");
                  return kEwa + " data synth-parts -o " + d;
                }, "--output: <dir> exists and is not empty: pass --force to write into it"});
+  auto study_case = [](const std::string& body) {
+    return [body](const Fixture&, const std::string& d) {
+      write_file(d + "/c.json", R"({"model": {"embed_dim": 16}})");
+      write_file(d + "/study.json", body);
+      return kEwa + " study " + d + "/study.json";
+    };
+  };
+  c.push_back({"Y01", "study", "a study file that is not JSON", study_case("{\"config\": "), "not valid JSON"});
+  c.push_back({"Y02", "study", "a study without arms", study_case(R"({"config": "c.json", "seeds": 5})"), "field 'arms'"});
+  c.push_back({"Y03", "study", "one seed (nothing to pair)",
+               study_case(R"({"config": "c.json", "arms": [{"name": "a"}, {"name": "b"}], "seeds": 1})"), "field 'seeds'"});
+  c.push_back({"Y04", "study", "an arm overriding an unknown key",
+               study_case(R"({"config": "c.json", "arms": [{"name": "a", "set": ["moe.kindd=dense"]}, {"name": "b"}], "seeds": 3})"),
+               "arm 'a'"});
+  c.push_back({"Y05", "study", "a run directory in the way that the study did not make", [](const Fixture&, const std::string& d) {
+                 write_file(d + "/c.json", R"({"model": {"embed_dim": 16}})");
+                 fs::create_directories(d + "/runs/st/a/s0");
+                 write_file(d + "/study.json", R"({"name": "st", "config": "c.json", "arms": [{"name": "a"}, {"name": "b"}],
+                   "seeds": 3, "runs_dir": ")" + d + R"(/runs"})");
+                 return kEwa + " study " + d + "/study.json";
+               }, "was not made by this study"});
   c.push_back({"R03", "run directory", "a disk too small for the next checkpoint (file-size limit)", [](const Fixture& f, const std::string& d) {
                  const auto cfg = f.point_config(d + "/c.json", f.synth, R"(, "checkpoint_every": 1)");
                  return "ulimit -f 8 && " + kEwa + " train --config " + cfg;

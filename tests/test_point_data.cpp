@@ -466,3 +466,42 @@ TEST(PointData, ClassFolderLayoutWithMeshesAndPointFiles) {
 }
 
 }  // namespace
+
+TEST(PointData, TrainPerClassIsASeededStratifiedSubset) {
+  TempDir dir;
+  ewa::data::SynthOptions o;
+  o.train_per_class = 5;
+  o.test_per_class = 1;
+  o.points = 32;
+  o.format = "npy";
+  ewa::data::write_synthetic_dataset(dir.path(), o);
+  ewa::DataConfig cfg;
+  cfg.dataset = ewa::data::synth_dataset_for("npy");
+  cfg.root = dir.path();
+  cfg.num_points = 32;
+  const auto full = ewa::data::load_point_splits(cfg, 0);
+  ASSERT_EQ(full.train.size(), 40);
+  cfg.train_per_class = 3;
+  const auto a = ewa::data::load_point_splits(cfg, 0), again = ewa::data::load_point_splits(cfg, 0),
+             other = ewa::data::load_point_splits(cfg, 1);
+  ASSERT_EQ(a.train.size(), 24);
+  EXPECT_TRUE(torch::equal(torch::bincount(a.train.labels), torch::full({8}, 3, torch::kLong)));
+  EXPECT_TRUE(torch::equal(a.train.points, again.train.points));  // seeded
+  EXPECT_FALSE(torch::equal(a.train.points, other.train.points));  // another seed, another subset
+  // Every kept cloud is one of the full split's, with its label.
+  for (int64_t i = 0; i < a.train.size(); ++i) {
+    const auto same = (full.train.points - a.train.points[i]).abs().flatten(1).amax(1).eq(0);
+    ASSERT_EQ(same.sum().item<int64_t>(), 1) << i;
+    EXPECT_EQ(full.train.labels.masked_select(same).item<int64_t>(), a.train.labels[i].item<int64_t>());
+  }
+  EXPECT_NE(a.notes.back().find("3 per class"), std::string::npos) << a.notes.back();
+  cfg.train_per_class = 10;  // more than a class has: all of it
+  EXPECT_EQ(ewa::data::load_point_splits(cfg, 0).train.size(), 40);
+  // data.train_limit keeps the first samples in stored order, and says when classes are lost.
+  cfg.train_per_class = 0;
+  cfg.train_limit = 5;
+  const auto limited = ewa::data::load_point_splits(cfg, 0);
+  EXPECT_EQ(limited.train.size(), 5);
+  ASSERT_FALSE(limited.notes.empty());
+  EXPECT_NE(limited.notes.back().find("1 of 8 classes"), std::string::npos) << limited.notes.back();
+}

@@ -327,3 +327,146 @@ TEST(Train, ConfigSizesMustMatchTheDataset) {
 }
 
 }  // namespace
+
+namespace {
+
+// A training split that keeps a copy of every batch the loop draws for training.
+class RecordingSource : public ewa::data::BatchSource {
+ public:
+  RecordingSource(std::unique_ptr<ewa::data::BatchSource> inner, std::vector<torch::Tensor>* seen)
+      : inner_(std::move(inner)), seen_(seen) {}
+  int64_t size() const override { return inner_->size(); }
+  int64_t num_batches() const override { return inner_->num_batches(); }
+  int64_t global_batch_size(int64_t i) const override { return inner_->global_batch_size(i); }
+  void start_epoch(int64_t epoch) override { inner_->start_epoch(epoch); }
+  void place(torch::Device device, int64_t rank, int64_t world) override { inner_->place(device, rank, world); }
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, ewa::data::View view) const override {
+    auto b = inner_->batch(i, view);
+    if (view == ewa::data::View::Training) {
+      seen_->push_back(b.first.clone());
+      seen_->push_back(b.second.clone());
+    }
+    return b;
+  }
+
+ private:
+  std::unique_ptr<ewa::data::BatchSource> inner_;
+  std::vector<torch::Tensor>* seen_;
+};
+
+}  // namespace
+
+TEST(Train, ArmsOfOneSeedSeeTheSameBatchesAndStartFromTheSameSharedWeights) {
+  // The pairing of `ewa study`: a dense run and RupMoE + EWA runs (2 and 4 experts) of one seed
+  // draw identical batches (order, random crops, flips) and start from identical values of every
+  // parameter they share; another seed draws other batches (the check can fail).
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 100, 20, false);
+  auto arm = [&](const std::string& name, const std::string& kind, int64_t experts, int64_t seed) {
+    return tiny_cfg(data.path(), runs.path(), kind, 1)
+        .with({{"name", name}, {"moe.num_experts", experts}, {"train.seed", seed}, {"model.drop_path_rate", 0.1},
+               {"data.hflip", true}, {"train.tensorboard", false}});
+  };
+  auto batches_of = [&](const ewa::Config& cfg) {
+    std::vector<torch::Tensor> seen;
+    ewa::data::TaskLoader loader = [&](const ewa::Config& c, ewa::data::Use use) {
+      auto t = ewa::data::load_task(c, use);
+      t.train = std::make_unique<RecordingSource>(std::move(t.train), &seen);
+      return t;
+    };
+    ewa::train::train_classifier(cfg, loader, {}, [](const std::string&) {});
+    return seen;
+  };
+  const auto dense = batches_of(arm("dense", "dense", 2, 3));
+  ASSERT_GE(dense.size(), 4u);  // at least two steps
+  for (const auto& [name, experts] : std::vector<std::pair<std::string, int64_t>>{{"ewa2", 2}, {"ewa4", 4}}) {
+    const auto moe = batches_of(arm(name, "rup", experts, 3));
+    ASSERT_EQ(moe.size(), dense.size());
+    for (size_t i = 0; i < dense.size(); ++i) EXPECT_TRUE(torch::equal(dense[i], moe[i])) << name << " batch tensor " << i;
+  }
+  const auto other_seed = batches_of(arm("dense_seed4", "dense", 2, 4));
+  EXPECT_FALSE(torch::equal(dense[0], other_seed[0]));
+
+  // Initial values: every parameter name the dense and the MoE model share holds the same tensor.
+  auto dense_model = ewa::train::initial_model(arm("d", "dense", 2, 3).with({{"model.num_classes", 10}, {"model.in_chans", 1}, {"model.img_size", 28}}));
+  auto moe_model = ewa::train::initial_model(arm("m", "rup", 4, 3).with({{"model.num_classes", 10}, {"model.in_chans", 1}, {"model.img_size", 28}}));
+  auto moe_params = moe_model->named_parameters();
+  int64_t shared = 0, dense_only = 0;
+  for (const auto& p : dense_model->named_parameters()) {
+    const auto* q = moe_params.find(p.key());
+    if (!q) {
+      ++dense_only;
+      EXPECT_NE(p.key().find(".mlp."), std::string::npos) << p.key() << " is missing from the MoE model";
+      continue;
+    }
+    ++shared;
+    EXPECT_TRUE(torch::equal(p.value(), *q)) << p.key();
+  }
+  EXPECT_GT(shared, 10);
+  EXPECT_EQ(dense_only, 8);  // fc1/fc2 weight and bias of the 2 blocks
+}
+
+TEST(Train, ModelEmaIsTimmsAverageAndWhatTheRunEvaluatesAndResumes) {
+  // One step per epoch: after step 1 the EMA is d W0 + (1 - d) W1 (W0 the initial weights, W1
+  // the raw weights after the step, kept as model_train); after a resumed second step it is
+  // d EMA1 + (1 - d) W2. The figure metrics.json reports is last.pt's "model" evaluated.
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 32, 40, false);
+  const double d = 0.75;
+  auto cfg = [&](int64_t epochs) {
+    return tiny_cfg(data.path(), runs.path(), "rup", epochs)
+        .with({{"data.val_fraction", 0.0}, {"data.batch_size", 32}, {"train.ema_decay", d}, {"train.tensorboard", false}});
+  };
+  auto w0 = ewa::train::initial_model(cfg(1).with({{"model.num_classes", 10}, {"model.in_chans", 1}, {"model.img_size", 28}}));
+  ewa::train::train_classifier(cfg(1), ewa::data::load_task, {}, [](const std::string&) {});
+  const auto one = ewa::train::read_checkpoint(runs / "t/last.pt");
+  ASSERT_EQ(one.step, 1);
+  ASSERT_FALSE(one.model_train.is_empty());
+  auto w0_params = w0->named_parameters();
+  int64_t checked = 0;
+  for (const auto& item : one.model) {
+    const auto* init = w0_params.find(item.key());
+    if (!init) continue;  // buffers
+    const auto want = d * *init + (1 - d) * *one.model_train.find(item.key());
+    EXPECT_TRUE(torch::allclose(item.value(), want, 1e-6, 1e-7)) << item.key();
+    ++checked;
+  }
+  EXPECT_GT(checked, 10);
+  EXPECT_GT((*one.model.find("head.weight") - *one.model_train.find("head.weight")).abs().max().item<double>(), 1e-6);
+
+  ewa::train::train_classifier(cfg(2), ewa::data::load_task, {runs / "t/last.pt"}, [](const std::string&) {});
+  const auto two = ewa::train::read_checkpoint(runs / "t/last.pt");
+  ASSERT_EQ(two.step, 2);
+  for (const auto& item : two.model) {
+    if (!w0_params.find(item.key())) continue;
+    const auto want = d * *one.model.find(item.key()) + (1 - d) * *two.model_train.find(item.key());
+    EXPECT_TRUE(torch::allclose(item.value(), want, 1e-6, 1e-7)) << item.key();
+  }
+  // What the run reported is the EMA's figure.
+  auto c2 = ewa::parse_config(two.config, "ckpt");
+  auto model = ewa::models::build_model(c2);
+  ewa::train::load_model_state(*model, two, "last.pt");
+  auto task = ewa::data::load_task(c2);
+  const auto m = ewa::train::evaluate_protocol(*model, *task.test, task.num_classes, torch::kCPU, {}).metrics;
+  const auto metrics = json::parse(std::ifstream(runs / "t/metrics.json"));
+  EXPECT_DOUBLE_EQ(metrics["test"]["oa"].get<double>(), m.overall_accuracy);
+  EXPECT_NE(metrics["evaluation"].get<std::string>().find("EMA weights (decay 0.75)"), std::string::npos) << metrics["evaluation"];
+}
+
+TEST(Train, EvaluatesEveryNEpochsAndAfterTheLast) {
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 40, 20, false);
+  auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 5).with({{"eval.every", 2}, {"train.tensorboard", false}});
+  ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [](const std::string&) {});
+  std::vector<int64_t> evaluated, all;
+  std::ifstream log(runs / "t/log.jsonl");
+  for (std::string line; std::getline(log, line);) {
+    const auto r = json::parse(line);
+    if (r["type"] != "epoch") continue;
+    all.push_back(r["epoch"]);
+    if (r.contains("test")) evaluated.push_back(r["epoch"]);
+    EXPECT_EQ(r.contains("test"), r.contains("val")) << line;
+  }
+  EXPECT_EQ(all, (std::vector<int64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(evaluated, (std::vector<int64_t>{2, 4, 5}));
+}

@@ -1,5 +1,8 @@
 #include "common/runtime.h"
 
+#include <fstream>
+#include <string>
+
 #include <malloc.h>
 #include <sched.h>
 
@@ -27,6 +30,13 @@ void tune_allocator() {
 void init_threads(int threads) {
   const int n = threads > 0 ? threads : core_count();
   at::set_num_threads(n);
+}
+
+std::string cpu_model_name() {
+  std::ifstream info("/proc/cpuinfo");
+  for (std::string line; std::getline(info, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
 }
 
 }  // namespace ewa

@@ -1,7 +1,11 @@
 // Process-wide start-up settings.
 #pragma once
+#include <string>
 
 namespace ewa {
+
+// The CPU's model name from /proc/cpuinfo ("unknown CPU" when it has none), for reports.
+std::string cpu_model_name();
 
 // Number of CPU cores available to this process (sched affinity aware).
 int core_count();

@@ -45,7 +45,7 @@ struct EwaConfig {
 struct DataConfig {
   DataConfig();  // the schema's defaults
   std::string dataset{}, root{}, variant{}, cache_dir{}, pipeline{};
-  int64_t batch_size{}, eval_batch_size{}, train_limit{}, test_limit{}, random_crop_padding{};
+  int64_t batch_size{}, eval_batch_size{}, train_limit{}, train_per_class{}, test_limit{}, random_crop_padding{};
   int64_t num_points{}, votes{}, fps_points{}, source_points{};
   int64_t way{}, shot{}, fold{};  // modelnet_fewshot
   double val_fraction{}, scale_low{}, scale_high{}, translate{}, jitter{};
@@ -65,7 +65,7 @@ struct OptimConfig {
 
 struct EvalConfig {
   EvalConfig();  // the schema's defaults
-  int64_t vote_views{}, vote_repeats{};
+  int64_t vote_views{}, vote_repeats{}, every{};
   bool final_vote{}, save_best_on_test{};
 };
 
@@ -93,7 +93,8 @@ struct TrainConfig {
   TrainConfig();  // the schema's defaults
   int64_t epochs{}, seed{}, log_every{}, threads{};
   std::string runs_dir{}, device{}, precision{};
-  bool overlap_allreduce{};
+  bool overlap_allreduce{}, tensorboard{};
+  double ema_decay{};
   int64_t bucket_mb{};
   int64_t checkpoint_every{};
 };
@@ -105,12 +106,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, name, variant, init, num_groups,
                                    num_categories, seg_fp_hidden, seg_fp_dim, seg_head_hidden)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EwaConfig, enabled, share_rate, schedule, ramp_steps, until_step)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, variant, cache_dir, pipeline, batch_size, eval_batch_size,
-                                   train_limit, test_limit, random_crop_padding, num_points, votes, fps_points,
+                                   train_limit, train_per_class, test_limit, random_crop_padding, num_points, votes, fps_points,
                                    source_points, way, shot, fold, val_fraction, scale_low, scale_high, translate,
                                    jitter, hflip, use_normals, rotate_up, normalize, drop_last)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1, beta2, warmup_epochs, label_smoothing,
                                    grad_clip, schedule, warmup_lr_init, cosine_epochs)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EvalConfig, vote_views, vote_repeats, final_vote, save_best_on_test)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EvalConfig, vote_views, vote_repeats, every, final_vote, save_best_on_test)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, decoder_depth, decoder_num_heads,
                                    reconstructions, num_tokens, tokens_dims, decoder_dims, kl_delay, kl_ramp,
                                    temperature_ramp, kl_weight, temperature_start, temperature_end, tokenizer,
@@ -119,7 +120,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PretrainConfig, mask_ratio, mask_type, loss, 
                                    tokenizer_batch_stats)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FinetuneConfig, init, allow_missing, freeze_encoder, layer_decay)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainConfig, epochs, seed, log_every, threads, runs_dir, device, precision,
-                                   overlap_allreduce, bucket_mb, checkpoint_every)
+                                   overlap_allreduce, tensorboard, ema_decay, bucket_mb, checkpoint_every)
 
 struct Config {
   std::string name, description;

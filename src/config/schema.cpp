@@ -150,8 +150,15 @@ const std::vector<FieldSpec>& config_schema() {
       I("data.eval_batch_size", 500, 1, 1 << 20, "Evaluation batch size."),
       F("data.val_fraction", 0.0, 0, 0.9,
         "Share of the training set held out (seeded) as validation; the best checkpoint is chosen on it, never on test."),
-      I("data.train_limit", 0, 0, kBig, "Use only the first N training images; 0 = all."),
-      I("data.test_limit", 0, 0, kBig, "Use only the first N test images; 0 = all."),
+      I("data.train_limit", 0, 0, kBig,
+        "Use only the first N training samples in stored order (quick runs; on class folders that is the first "
+        "classes only, and the start-up table says how many classes are left); 0 = all. For a class-balanced "
+        "subset use data.train_per_class."),
+      I("data.train_per_class", 0, 0, kBig,
+        "Small-data regimes: a seeded, class-stratified subset of the training split, N samples of every class (all "
+        "of a class that has fewer), drawn from train.seed (the same subset for every arm of a study's seed); taken "
+        "before data.val_fraction; classification only; 0 = all."),
+      I("data.test_limit", 0, 0, kBig, "Use only the first N test samples in stored order; 0 = all."),
       I("data.random_crop_padding", 2, 0, 64, "Random crop augmentation: zero-pad by this many pixels, crop back; 0 = off."),
       B("data.hflip", false, "Random horizontal flip augmentation."),
       F("optim.lr", 1e-3, 0, 10, "Peak AdamW learning rate (after warmup)."),
@@ -241,8 +248,14 @@ const std::vector<FieldSpec>& config_schema() {
       B("eval.save_best_on_test", false,
         "Keep the checkpoint of the best test accuracy as best_on_test.pt (the official runs' ckpt-best: selected on "
         "the test set). The best-on-test figure is reported either way."),
+      I("eval.every", 1, 1, kBig,
+        "Evaluate the test (and validation) split every N epochs, and always after the last epoch; best.pt and the "
+        "best-on-test figure are chosen among the evaluated epochs."),
       I("train.epochs", 10, 1, 100000, "Training epochs."),
-      I("train.seed", 0, 0, kBig, "Seed for initialisation, data order, augmentation, dropout and partitions."),
+      I("train.seed", 0, 0, kBig,
+        "Seed for initialisation, data order, augmentation, dropout and partitions, each on its own stream "
+        "(docs/protocols.md, \"Random streams\"): runs of one seed that differ only in MoE/EWA settings see the "
+        "same batches and start from the same shared weights."),
       I("train.log_every", 50, 1, kBig, "Progress line and log.jsonl record every N optimizer steps."),
       I("train.checkpoint_every", 500, 0, kBig,
         "Also write last.pt every N optimizer steps within an epoch (with the data position and random state, so "
@@ -257,6 +270,13 @@ const std::vector<FieldSpec>& config_schema() {
         "Several processes: start each gradient bucket's all-reduce during backward, as soon as its gradients "
         "exist (as DDP), instead of after backward."),
       I("train.bucket_mb", 8, 1, 4096, "Several processes: size of a gradient all-reduce bucket in MiB."),
+      B("train.tensorboard", true,
+        "Write the run's scalars (loss, learning rate, share rate, step time, every evaluation) as TensorBoard event "
+        "files into <run>/tensorboard/, beside log.jsonl: `tensorboard --logdir runs` compares runs."),
+      F("train.ema_decay", 0.0, 0, 0.9999999,
+        "Model EMA (timm's ModelEmaV2): after every optimizer step (and EWA) every parameter and float buffer of an "
+        "exponential moving average moves to decay * ema + (1 - decay) * weights. Evaluations, best.pt and the "
+        "checkpoints' model are the EMA's (the raw weights are kept in the checkpoint to resume); 0 = off."),
   };
   return schema;
 }

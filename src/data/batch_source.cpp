@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "common/random.h"
 #include "dist/dist.h"
 
 namespace ewa::data {
@@ -41,6 +42,34 @@ std::pair<torch::Tensor, torch::Tensor> validation_split(int64_t n, double fract
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x5eedULL);
   auto perm = torch::randperm(n, gen, torch::kLong);
   return {std::get<0>(perm.narrow(0, 0, n_val).sort()), std::get<0>(perm.narrow(0, n_val, n - n_val).sort())};
+}
+
+torch::Tensor per_class_subset(const torch::Tensor& labels, int64_t per_class, uint64_t seed) {
+  const auto l = labels.to(torch::kLong).contiguous();
+  const int64_t n = l.numel(), classes = n ? l.max().item<int64_t>() + 1 : 0;
+  std::vector<std::vector<int64_t>> members(static_cast<size_t>(classes));
+  const int64_t* p = l.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) members[static_cast<size_t>(p[i])].push_back(i);
+  std::vector<int64_t> keep;
+  for (int64_t c = 0; c < classes; ++c) {
+    const auto& m = members[static_cast<size_t>(c)];
+    if (m.empty()) continue;
+    // Each class on a generator of its own, so the subset of one class does not depend on the others.
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed, Stream::kSubset, uint64_t(c)));
+    const auto perm = torch::randperm(int64_t(m.size()), gen, torch::kLong);
+    const int64_t take = std::min<int64_t>(per_class, int64_t(m.size()));
+    for (int64_t j = 0; j < take; ++j) keep.push_back(m[static_cast<size_t>(perm[j].item<int64_t>())]);
+  }
+  std::sort(keep.begin(), keep.end());
+  return torch::tensor(keep, torch::kLong);
+}
+
+std::string classes_present_note(const torch::Tensor& labels, int64_t num_classes, int64_t limit) {
+  const int64_t present = labels.numel() ? std::get<0>(torch::_unique(labels.to(torch::kLong))).size(0) : 0;
+  if (present >= num_classes) return "";
+  return "note: data.train_limit = " + std::to_string(limit) + " keeps the first samples in stored order: " +
+         std::to_string(present) + " of " + std::to_string(num_classes) +
+         " classes have training samples (data.train_per_class draws a class-balanced subset)";
 }
 
 const std::vector<std::string>& split_names() {

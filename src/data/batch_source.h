@@ -76,6 +76,15 @@ class IndexedBatchSource : public BatchSource {
 // of the validation samples and of the rest.
 std::pair<torch::Tensor, torch::Tensor> validation_split(int64_t n, double fraction, uint64_t seed);
 
+// data.train_per_class: the sorted indices of a class-stratified subset of `labels` (int64 [n]),
+// `per_class` of every class (all of a class with fewer), each class drawn on its own stream of
+// `seed` (Stream::kSubset, so one class's subset does not depend on the others).
+torch::Tensor per_class_subset(const torch::Tensor& labels, int64_t per_class, uint64_t seed);
+
+// data.train_limit's note for the start-up table when the first `limit` samples leave classes
+// without training samples ("" when every one of `num_classes` classes is present).
+std::string classes_present_note(const torch::Tensor& labels, int64_t num_classes, int64_t limit);
+
 // A dataset ready for training: its splits and the facts a model config is resolved from.
 struct TaskData {
   std::string description;  // e.g. "fashion_mnist (/usr/share/datasets/fashion-mnist)"

@@ -67,6 +67,11 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   PyRef model = py_dict();
   for (const auto& item : ckpt.model) model->set(item.key(), py_tensor(item.value()));
   root->set("model", model);
+  if (!ckpt.model_train.is_empty()) {
+    PyRef raw = py_dict();
+    for (const auto& item : ckpt.model_train) raw->set(item.key(), py_tensor(item.value()));
+    root->set("model_train", raw);
+  }
   if (ckpt.optimizer) root->set("optimizer", ckpt.optimizer);
   if (ckpt.rng_cpu) root->set("rng_cpu", py_tensor(*ckpt.rng_cpu));
   if (!ckpt.rng_cuda.empty()) {
@@ -117,6 +122,11 @@ Checkpoint decode_checkpoint(const PyRef& root, const std::string& path, bool st
     if (k->kind != Kind::Str || v->kind != Kind::Tensor) f.bad("field 'model' is not a dict of tensors");
     c.model.insert(k->s, v->tensor);
   }
+  if (const auto raw = f.get("model_train", Kind::Dict, "a dict of tensors", false))
+    for (const auto& [k, v] : raw->dict) {
+      if (k->kind != Kind::Str || v->kind != Kind::Tensor) f.bad("field 'model_train' is not a dict of tensors");
+      c.model_train.insert(k->s, v->tensor);
+    }
   if (v1) {
     c.legacy_optimizer = root->get("optimizer") != nullptr;
   } else {

@@ -3,6 +3,8 @@
 //   "format": "ewa-checkpoint-2" ("ewa-checkpoint-1" is still read), "kind": "train" | "dense",
 //   "config": resolved config (JSON text), "step", "epoch" (completed epochs),
 //   "model": {parameter or buffer name: tensor}  (timm-style names, e.g. blocks.1.mlp.w1),
+//   "model_train": with model EMA (train.ema_decay > 0) "model" holds the EMA weights, the ones the
+//     run evaluates and every command uses, and this the raw training weights (train checkpoints),
 //   "optimizer": AdamW's state as PyTorch's optimizer.state_dict() lays it out (train
 //     checkpoints): {"state": {index: {"step": int, "exp_avg": tensor, "exp_avg_sq": tensor}},
 //     "param_groups": [{"lr", "betas", "eps", "weight_decay", "amsgrad", "params": [indices]}]},
@@ -33,6 +35,7 @@ struct Checkpoint {
   nlohmann::json config;
   int64_t step = 0, epoch = 0;
   torch::OrderedDict<std::string, torch::Tensor> model;
+  torch::OrderedDict<std::string, torch::Tensor> model_train;  // model EMA: the raw weights; else empty
   PyRef optimizer;                       // see above; null when absent
   bool legacy_optimizer = false;         // ewa-checkpoint-1: LibTorch's optimizer archive (not read)
   std::optional<torch::Tensor> rng_cpu;

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "common/random.h"
 #include "models/point_transformer.h"
 #include "models/vit.h"
 #include "moe/routed_moe.h"
@@ -16,13 +17,20 @@ std::shared_ptr<nn::FeedForwardImpl> make_feed_forward(const Config& cfg, int64_
                                                        int64_t hidden, double drop) {
   const auto& b = cfg.moe.blocks;
   const bool is_moe = cfg.moe.kind != MlpKind::Dense && std::find(b.begin(), b.end(), block_index) != b.end();
-  if (!is_moe) return std::make_shared<nn::MlpImpl>(nn::MlpOptions(dim, hidden).drop(drop));
-  auto options = moe::ExpertsOptions(dim, hidden, cfg.moe.num_experts).drop(drop);
-  if (cfg.moe.kind == MlpKind::Rup) return std::make_shared<moe::RupMoEImpl>(options);
-  return std::make_shared<moe::RoutedMoEImpl>(options, moe::RoutingOptions()
-                                                           .top_k(cfg.moe.top_k)
-                                                           .capacity_factor(cfg.moe.capacity_factor)
-                                                           .eval_capacity_factor(cfg.moe.eval_capacity_factor));
+  // Built on the block's own stream, so the rest of the model draws the same initial values
+  // whatever this FFN is (the pairing of `ewa study`'s arms).
+  const uint64_t seed = derive_seed(static_cast<uint64_t>(cfg.train.seed), Stream::kFfnInit, uint64_t(block_index));
+  auto ffn = with_cpu_seed(seed, [&]() -> std::shared_ptr<nn::FeedForwardImpl> {
+    if (!is_moe) return std::make_shared<nn::MlpImpl>(nn::MlpOptions(dim, hidden).drop(drop));
+    auto options = moe::ExpertsOptions(dim, hidden, cfg.moe.num_experts).drop(drop);
+    if (cfg.moe.kind == MlpKind::Rup) return std::make_shared<moe::RupMoEImpl>(options);
+    return std::make_shared<moe::RoutedMoEImpl>(options, moe::RoutingOptions()
+                                                             .top_k(cfg.moe.top_k)
+                                                             .capacity_factor(cfg.moe.capacity_factor)
+                                                             .eval_capacity_factor(cfg.moe.eval_capacity_factor));
+  });
+  ffn->init_seed = seed;
+  return ffn;
 }
 
 torch::Tensor random_input(const Config& cfg, int64_t batch) {

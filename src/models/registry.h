@@ -17,7 +17,8 @@ std::shared_ptr<ClassifierImpl> build_model(const Config& cfg);
 torch::Tensor random_input(const Config& cfg, int64_t batch);
 
 // The FFN of block `block_index` for a block of width `dim`: dense Mlp, or the MoE kind of
-// cfg.moe when the block is listed in cfg.moe.blocks.
+// cfg.moe when the block is listed in cfg.moe.blocks; built and later re-initialised on its own
+// random stream (Stream::kFfnInit of the block: common/random.h).
 std::shared_ptr<nn::FeedForwardImpl> make_feed_forward(const Config& cfg, int64_t block_index, int64_t dim,
                                                        int64_t hidden, double drop);
 

@@ -5,7 +5,9 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/random.h"
 #include "kernels/expert_average/expert_average.h"
+#include "moe/rup_moe.h"
 
 namespace ewa::moe {
 
@@ -14,6 +16,14 @@ std::vector<std::shared_ptr<ExpertsFeedForwardImpl>> moe_layers(torch::nn::Modul
   for (const auto& m : model.modules(/*include_self=*/true))
     if (auto e = std::dynamic_pointer_cast<ExpertsFeedForwardImpl>(m)) layers.push_back(e);
   return layers;
+}
+
+void seed_partitions(torch::nn::Module& model, uint64_t seed) {
+  uint64_t i = 0;
+  for (const auto& layer : moe_layers(model)) {
+    if (auto* rup = dynamic_cast<RupMoEImpl*>(layer.get())) rup->seed_partitions(derive_seed(seed, Stream::kPartition, i));
+    ++i;
+  }
 }
 
 double shrink_factor(double beta, int64_t num_experts) {

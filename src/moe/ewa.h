@@ -11,6 +11,9 @@ namespace ewa::moe {
 // Every MoE layer (RupMoE or RoutedMoE) of `model`, in registration order.
 std::vector<std::shared_ptr<ExpertsFeedForwardImpl>> moe_layers(torch::nn::Module& model);
 
+// Seeds the partitions of every RupMoE layer of `model` (layer i: derive_seed(seed, kPartition, i)).
+void seed_partitions(torch::nn::Module& model, uint64_t seed);
+
 // lambda = beta * N / (N - 1): the factor by which one step shrinks expert deviations.
 double shrink_factor(double beta, int64_t num_experts);
 

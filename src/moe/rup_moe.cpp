@@ -1,5 +1,7 @@
 #include "moe/rup_moe.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 namespace ewa::moe {
 namespace F = torch::nn::functional;
 
@@ -16,8 +18,14 @@ RupMoEImpl::RupMoEImpl(const ExpertsOptions& options) : ExpertsFeedForwardImpl(o
 torch::Tensor RupMoEImpl::forward(const torch::Tensor& x) {
   if (!is_training()) return mean_forward(x);
   const int64_t m = x.numel() / x.size(-1);
-  auto perm = torch::randperm(m, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
+  auto perm = generator_ ? torch::randperm(m, *generator_, torch::kLong).to(x.device(), /*non_blocking=*/true)
+                        : torch::randperm(m, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
   return forward_partitioned(x, perm);
+}
+
+void RupMoEImpl::seed_partitions(uint64_t seed) {
+  if (!generator_) generator_ = at::make_generator<at::CPUGeneratorImpl>(seed);
+  generator_->set_current_seed(seed);
 }
 
 torch::Tensor RupMoEImpl::forward_partitioned(const torch::Tensor& x, const torch::Tensor& perm) const {

@@ -1,6 +1,9 @@
 #include "nn/layers.h"
 
 #include <cmath>
+#include <set>
+
+#include "common/random.h"
 
 namespace ewa::nn {
 namespace F = torch::nn::functional;
@@ -47,11 +50,7 @@ void apply_init(torch::nn::Module& module, InitRule rule) {
     if (w.defined()) w.fill_(1.0);
     if (b.defined()) b.zero_();
   };
-  // The module itself, then its descendants (modules(true) needs a module held by a shared_ptr,
-  // which a model applying its rule in its own constructor is not yet).
-  std::vector<torch::nn::Module*> all = {&module};
-  for (const auto& m : module.modules(/*include_self=*/false)) all.push_back(m.get());
-  for (torch::nn::Module* m : all) {
+  auto init_one = [&](torch::nn::Module* m) {
     if (auto* l = m->as<torch::nn::Linear>()) {
       init_linear_(l->weight, l->bias, rule);
     } else if (auto* c1 = m->as<torch::nn::Conv1d>()) {
@@ -67,6 +66,28 @@ void apply_init(torch::nn::Module& module, InitRule rule) {
     } else if (auto* ff = dynamic_cast<FeedForwardImpl*>(m)) {
       ff->init_stacked_(rule);
     }
+  };
+  // The module itself, then its descendants (modules(true) needs a module held by a shared_ptr,
+  // which a model applying its rule in its own constructor is not yet). An FFN with a stream of
+  // its own is initialised whole on it, its descendants with it.
+  std::vector<torch::nn::Module*> all = {&module};
+  for (const auto& m : module.modules(/*include_self=*/false)) all.push_back(m.get());
+  std::set<const torch::nn::Module*> done;
+  for (torch::nn::Module* m : all) {
+    if (done.count(m)) continue;
+    auto* ff = dynamic_cast<FeedForwardImpl*>(m);
+    if (!ff || !ff->init_seed) {
+      init_one(m);
+      continue;
+    }
+    with_cpu_seed(*ff->init_seed, [&] {
+      init_one(m);
+      for (const auto& child : m->modules(/*include_self=*/false)) {
+        init_one(child.get());
+        done.insert(child.get());
+      }
+      return 0;
+    });
   }
 }
 

@@ -2,6 +2,8 @@
 // Parameter names follow timm / Point-MAE (qkv, proj, fc1, fc2, norm1, norm2) so checkpoints
 // map onto them one to one.
 #pragma once
+#include <optional>
+
 #include <torch/torch.h>
 
 namespace ewa::nn {
@@ -29,6 +31,10 @@ class FeedForwardImpl : public torch::nn::Module {
   // Re-initialises parameters that are not held by torch::nn layers (stacked experts) by `rule`,
   // each stacked layer as the Linear it stands for; apply_init calls it.
   virtual void init_stacked_(InitRule /*rule*/) {}
+  // The seed of this FFN's own random stream (Stream::kFfnInit of its block, set by the model
+  // registry), when it has one: it was built on that stream, and apply_init draws it from there
+  // too, so the rest of the model starts the same whatever the FFN is (dense, 2 or 8 experts).
+  std::optional<uint64_t> init_seed;
 };
 
 // Fills `t` in place as timm 0.4.5's trunc_normal_(t, mean = 0, std, a, b): N(0, std^2) cut at
@@ -42,7 +48,8 @@ void trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b = 2.0)
 void init_linear_(torch::Tensor weight, torch::Tensor bias, InitRule rule);
 
 // `rule` applied to every Linear, Conv1d, Conv2d, LayerNorm, BatchNorm, GroupNorm and stacked
-// expert layer of `module` and its descendants (upstream's `module.apply(_init_weights)`).
+// expert layer of `module` and its descendants (upstream's `module.apply(_init_weights)`); an FFN
+// with an init_seed draws on its own stream (the default generator is left as it was).
 // Under TruncNormal and Xavier a Conv2d keeps PyTorch's initialisation (timm's and Point-MAE's
 // _init_weights leave it); parameters registered directly (tokens, position tables) are the
 // caller's.

@@ -13,19 +13,6 @@
 namespace ewa::train {
 namespace fs = std::filesystem;
 
-std::string fmt(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
-
-std::string duration_text(double seconds) {
-  const int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char b[32];
-  std::snprintf(b, sizeof b, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60), (long long)(s % 60));
-  return b;
-}
-
 std::string Run::startup_table() const {
   int64_t trainable = 0, total = 0;
   for (const auto& p : task.model().parameters()) {
@@ -38,7 +25,8 @@ std::string Run::startup_table() const {
        << "data       " << data.description << ": train " << data.train->size() << ", val "
        << (data.val ? data.val->size() : 0) << ", test " << data.test->size() << ", " << data.num_classes << " classes"
        << (data.num_points ? ", " + std::to_string(data.num_points) + " points x " + std::to_string(data.in_chans) + " channels" : "")
-       << "; evaluation: " << task.eval_label() << "\n"
+       << "; evaluation: " << weights_label() << task.eval_label()
+       << (cfg.eval.every > 1 ? ", every " + std::to_string(cfg.eval.every) + " epochs and after the last" : "") << "\n"
        << "model      " << task.describe_model() << ", " << trainable << " training parameters"
        << (trainable != total ? " (" + std::to_string(total - trainable) + " frozen)" : "") << "\n"
        << "ffn        " << mlp_kind_name(cfg.moe.kind) << " in " << moe_count << " blocks, N=" << cfg.moe.num_experts
@@ -91,11 +79,17 @@ class ProgressLog : public Hook {
              std::to_string(r.step) + "/" + std::to_string(r.total_steps) + " loss " + fmt("%.4f", mean_loss) + " lr " +
              fmt("%.2e", r.lr) + " beta " + fmt("%.3f", r.beta) + " " + fmt("%.1f", ms) + " ms/step " + fmt("%.0f", sps) +
              " samples/s ETA " + duration_text(eta));
-    if (r.main_rank)
-      append_line(r.dir + "/log.jsonl", nlohmann::json{{"type", "step"}, {"epoch", r.epoch + 1}, {"step", r.step},
-                                                       {"loss", mean_loss}, {"lr", r.lr}, {"share_rate", r.beta},
-                                                       {"ms_per_step", ms}, {"samples_per_s", sps}}
-                                            .dump());
+    if (r.main_rank) {
+      const nlohmann::json scalars = {{"loss", mean_loss}, {"lr", r.lr}, {"share_rate", r.beta}, {"ms_per_step", ms},
+                                      {"samples_per_s", sps}};
+      nlohmann::json record = {{"type", "step"}, {"epoch", r.epoch + 1}, {"step", r.step}};
+      record.update(scalars);
+      append_line(r.dir + "/log.jsonl", record.dump());
+      if (r.events) {
+        r.events->scalars("train/", scalars, r.step);
+        r.events->flush();
+      }
+    }
     r.window_start = Clock::now();
     r.window_steps = r.window_samples = 0;
     r.window_loss = 0;
@@ -103,6 +97,13 @@ class ProgressLog : public Hook {
   void after_epoch(Run& r, const EpochRecord& e) override {
     if (!r.main_rank) return;
     append_line(r.dir + "/log.jsonl", e.record.dump());
+    if (r.events) {
+      r.events->scalar("epoch/train_loss", e.record["train_loss"].get<double>(), r.step);
+      if (e.record.contains("train_acc")) r.events->scalar("epoch/train_acc", e.record["train_acc"].get<double>(), r.step);
+      for (const char* split : {"test", "val"})
+        if (e.record.contains(split)) r.events->scalars(std::string(split) + "/", e.record[split], r.step);
+      r.events->flush();
+    }
     r.report(e.line);
   }
 };
@@ -135,9 +136,7 @@ class Checkpointer : public Hook {
 
  private:
   static Checkpoint save_last(Run& r, int64_t epochs_done, const nlohmann::json& where) {
-    auto ckpt = make_checkpoint(r.task.model(), r.optimizer.get(), r.cfg.json, r.step, epochs_done);
-    ckpt.class_names = r.data.class_names;
-    ckpt.progress = where;
+    auto ckpt = r.checkpoint(epochs_done, where);
     save_checkpoint(r.last_path, ckpt);
     return ckpt;
   }
@@ -156,7 +155,7 @@ class Checkpointer : public Hook {
 class MetricsWriter : public Hook {
  public:
   void at_end(Run& r, nlohmann::json& metrics) override {
-    const std::string eval_label = r.task.eval_label();
+    const std::string eval_label = r.weights_label() + r.task.eval_label();
     r.result.seconds = std::chrono::duration<double>(Clock::now() - r.run_start).count();
     metrics.update({{"name", r.cfg.name},
                     {"final_epoch", r.cfg.train.epochs},

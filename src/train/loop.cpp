@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/precision.h"
+#include "common/random.h"
 #include "common/signals.h"
 #include "models/classifier.h"
 #include "moe/ewa.h"
@@ -23,19 +24,6 @@ namespace ewa::train {
 namespace fs = std::filesystem;
 
 namespace {
-
-// A well-mixed seed for (seed, rank, step) (splitmix64 over the three), so that no two ranks or
-// steps share a random stream.
-uint64_t stream_seed(uint64_t seed, int64_t rank, int64_t step) {
-  uint64_t h = seed;
-  for (const uint64_t v : {uint64_t(rank), uint64_t(step)}) {
-    h += 0x9e3779b97f4a7c15ull + v;
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
-    h ^= h >> 31;
-  }
-  return h;
-}
 
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<ParamGroup>& groups, const OptimConfig& o) {
   auto base = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay);
@@ -115,12 +103,18 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
       run.train_step(b);
       for (auto& h : hooks) h->after_step(run, b);
     }
-    const EpochRecord record = run.evaluate_epoch();
+    // eval.every: the splits are evaluated every N epochs and after the last.
+    const bool evaluate = (run.epoch + 1) % cfg.eval.every == 0 || run.epoch + 1 == cfg.train.epochs;
+    const EpochRecord record = run.evaluate_epoch(evaluate);
     for (auto& h : hooks) h->after_epoch(run, record);
   }
   run.result.steps = run.step;
   if (run.start_epoch >= cfg.train.epochs) run.result.test = run.evaluate(*data.test);
   nlohmann::json metrics = run.group ? nlohmann::json{{"distributed", run.distributed_summary()}} : nlohmann::json::object();
+  if (run.has_ema()) {  // from here on the model is the EMA (what was evaluated and saved)
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < run.ema.size(); ++i) run.ema_targets[i].copy_(run.ema[i]);
+  }
   if (!run.main_rank) return run.result;
   task.finish(run.dir, run.report);
   for (auto& h : hooks) h->at_end(run, metrics);
@@ -191,6 +185,14 @@ Run::Run(const Config& cfg_, Task& task_, data::TaskData& data_, const TrainOpti
   for (const auto& b : model.named_buffers())
     if (b.value().is_floating_point() && b.key() != "queue") float_buffers.push_back(b.value().data());
   moe_count = moe::moe_layers(task.ewa_model()).size();
+  if (cfg.train.ema_decay > 0) {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : model.named_parameters()) ema_names.push_back(p.key()), ema_targets.push_back(p.value());
+    for (const auto& b : model.named_buffers())
+      if (b.value().is_floating_point() && b.key() != "queue") ema_names.push_back(b.key()), ema_targets.push_back(b.value());
+    for (const auto& t : ema_targets) ema.push_back(t.detach().clone());
+  }
+  if (main_rank && cfg.train.tensorboard) events = std::make_unique<io::EventWriter>(dir + "/tensorboard");
 
   data.train->place(device, rank, world);
   data.test->place(device);
@@ -208,6 +210,16 @@ void Run::resume(const std::string& path, std::shared_ptr<const Checkpoint> read
   if (!read) read = std::make_shared<const Checkpoint>(read_checkpoint(path));
   const Checkpoint& ckpt = *read;
   load_model_state(task.model(), ckpt, path);
+  if (!ckpt.model_train.is_empty()) {  // "model" is an EMA; training goes on from the raw weights
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < ema.size(); ++i) ema[i].copy_(ema_targets[i]);
+    Checkpoint raw;
+    raw.model = ckpt.model_train;
+    load_model_state(task.model(), raw, path + " (model_train)");
+  } else if (has_ema()) {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < ema.size(); ++i) ema[i].copy_(ema_targets[i]);  // the average starts here
+  }
   load_training_state(*optimizer, ckpt, path);
   step = steps_at_start = ckpt.step;
   start_epoch = ckpt.epoch;
@@ -272,14 +284,19 @@ StepOutput optimization_step(const Config& cfg, torch::Device device, const std:
 }
 
 void Run::train_step(int64_t b) {
-  // Several ranks: each draws its own RUP partitions, dropout and augmentation, from a stream
-  // fixed by (seed, rank, step), so a run resumed after any step continues exactly (one process
-  // restores its generator from the checkpoint instead).
-  if (group) torch::manual_seed(stream_seed(static_cast<uint64_t>(cfg.train.seed), rank, step));
+  // The step's random streams (common/random.h), each fixed by (seed, rank, step): its batch's
+  // augmentation and resampling; dropout, drop path and masks (torch's default generator); the
+  // RupMoE partitions. Two runs of one seed that differ in their MoE/EWA settings draw the same
+  // batches and dropout; each rank draws its own; a run resumed after any step continues exactly.
+  const auto seed = static_cast<uint64_t>(cfg.train.seed);
+  const auto r = static_cast<uint64_t>(rank), s = static_cast<uint64_t>(step);
   // This rank's share of the global batch, built on the device (resampled there when
   // data.pipeline = resample); else copied page-locked and asynchronously.
   torch::Tensor x, y;
-  std::tie(x, y) = data.train->batch(b, data::View::Training);
+  std::tie(x, y) = with_cpu_seed(derive_seed(seed, Stream::kData, r, s),
+                                 [&] { return data.train->batch(b, data::View::Training); });
+  torch::manual_seed(derive_seed(seed, Stream::kDropout, r, s));
+  if (moe_count) moe::seed_partitions(task.model(), derive_seed(seed, Stream::kPartition, r, s));
   const int64_t global_count = data.train->global_batch_size(b);
   x = to_device(x, device);
   y = to_device(y, device);
@@ -296,6 +313,7 @@ void Run::train_step(int64_t b) {
   beta = moe_count > 0 ? moe::share_rate_at(cfg.ewa, step, total_steps) : 0.0;
   if (beta > 0) moe::ewa_average(task.ewa_model(), beta);
   if (group && !float_buffers.empty()) group->broadcast(float_buffers);  // BatchNorm statistics: rank 0's, as DDP
+  if (has_ema()) update_ema();
   if (group) group->heartbeat(step);
   pending.add(out, step);  // read back with the others (hooks), not now
   ++window_steps;
@@ -304,23 +322,59 @@ void Run::train_step(int64_t b) {
 
 EvalResult Run::evaluate(data::BatchSource& source) {
   AutocastGuard autocast(device, cfg.train.precision == "bf16");
+  if (!has_ema()) return task.evaluate(source);
+  swap_ema();  // the EMA's weights in, the raw ones back afterwards (also when evaluation fails)
+  struct Back {
+    Run& r;
+    ~Back() { r.swap_ema(); }
+  } back{*this};
   return task.evaluate(source);
 }
 
-EpochRecord Run::evaluate_epoch() {
+void Run::update_ema() {
+  torch::NoGradGuard no_grad;
+  torch::_foreach_lerp_(ema, ema_targets, 1.0 - cfg.train.ema_decay);  // ema + (1 - d) (w - ema)
+}
+
+void Run::swap_ema() {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < ema.size(); ++i) {
+    auto raw = ema_targets[i].clone();
+    ema_targets[i].copy_(ema[i]);
+    ema[i].copy_(raw);
+  }
+}
+
+Checkpoint Run::checkpoint(int64_t epochs_done, const nlohmann::json& where) {
+  auto ckpt = make_checkpoint(task.model(), optimizer.get(), cfg.json, step, epochs_done);
+  ckpt.class_names = data.class_names;
+  ckpt.progress = where;
+  if (has_ema()) {
+    ckpt.model_train = ckpt.model;
+    for (size_t i = 0; i < ema.size(); ++i) ckpt.model[ema_names[i]] = ema[i].detach().cpu();
+  }
+  return ckpt;
+}
+
+std::string Run::weights_label() const {
+  return has_ema() ? "EMA weights (decay " + fmt("%.6g", cfg.train.ema_decay) + "), " : "";
+}
+
+EpochRecord Run::evaluate_epoch(bool evaluate_splits) {
   sums = job_sums(sums);  // the epoch's training loss and accuracy over every rank's samples
-  result.test = evaluate(*data.test);
   EpochRecord e;
   e.record = {{"type", "epoch"},
               {"epoch", epoch + 1},
               {"step", step},
-              {"train_loss", sums.loss / double(std::max<int64_t>(1, sums.seen))},
-              {"test", result.test.json}};
+              {"train_loss", sums.loss / double(std::max<int64_t>(1, sums.seen))}};
   e.line = "epoch " + std::to_string(epoch + 1) + " done: train loss " + fmt("%.4f", e.record["train_loss"].get<double>());
   if (sums.has_accuracy) {
     e.record["train_acc"] = double(sums.correct) / double(std::max<int64_t>(1, sums.seen));
     e.line += " acc " + fmt("%.4f", e.record["train_acc"].get<double>());
   }
+  if (!evaluate_splits) return e;
+  result.test = evaluate(*data.test);
+  e.record["test"] = result.test.json;
   e.line += " | test " + result.test.text;
   e.best_test = result.test.score > best_test;
   if (e.best_test) {

@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "common/text.h"
+#include "io/tfevents.h"
+#include "train/checkpoint.h"
 #include "train/loop.h"
 
 namespace ewa::train {
@@ -57,13 +60,25 @@ struct Run {
   void sync_start();                     // every rank starts from rank 0's weights; config.json
   std::string startup_table() const;
   void train_step(int64_t batch);        // forward, backward, gradient sync, clipping, AdamW, EWA
-  EpochRecord evaluate_epoch();          // test (and validation) after an epoch; best-so-far
+  // The epoch's record: its training sums and, when `evaluate_splits`, test (and validation) and
+  // whether they are the best so far.
+  EpochRecord evaluate_epoch(bool evaluate_splits);
   EvalResult evaluate(data::BatchSource& source);  // under the configured autocast
   EpochSums job_sums(const EpochSums& mine) const;  // summed over ranks (a collective)
   int agreed_stop() const;               // SIGINT/SIGTERM seen on any rank (a collective)
   nlohmann::json progress(int64_t position, const EpochSums& sums) const;  // a checkpoint's "progress"
   void flush_pending() { pending.flush(sums, window_loss); }
   nlohmann::json distributed_summary();  // rank agreement and all-reduce time (several ranks)
+  // Model EMA (train.ema_decay > 0, timm's ModelEmaV2): the average moves after every step;
+  // evaluations and checkpoints' "model" are the EMA's ("model_train" the raw weights).
+  bool has_ema() const { return !ema.empty(); }
+  void update_ema();
+  void swap_ema();  // exchanges the model's weights and the EMA's
+  // The model's state for a checkpoint: the EMA as "model" and the raw weights as "model_train"
+  // when there is one.
+  Checkpoint checkpoint(int64_t epochs_done, const nlohmann::json& where);
+  // "EMA weights (decay d), " or "".
+  std::string weights_label() const;
 
   // Settings and parts.
   const Config& cfg;
@@ -79,6 +94,9 @@ struct Run {
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::vector<torch::Tensor> parameters, float_buffers;
   std::unique_ptr<dist::GradientSync> gradient_sync;
+  std::vector<std::string> ema_names;
+  std::vector<torch::Tensor> ema_targets, ema;  // the model's float tensors and their averages
+  std::unique_ptr<io::EventWriter> events;      // TensorBoard (rank 0, train.tensorboard)
   size_t moe_count = 0;
   int64_t steps_per_epoch = 0, total_steps = 0;
 
@@ -111,7 +129,5 @@ std::unique_ptr<Hook> progress_log_hook();  // progress lines every train.log_ev
 std::unique_ptr<Hook> checkpoint_hook();    // last.pt, best.pt, best_on_test.pt; stops on SIGINT/SIGTERM
 std::unique_ptr<Hook> metrics_hook();       // metrics.json and the closing lines
 
-std::string fmt(const char* f, double v);
-std::string duration_text(double seconds);
 
 }  // namespace ewa::train

@@ -190,13 +190,17 @@ io::LoadReport init_from_pretrained(models::ClassifierImpl& model, const Config&
   return load_finetune_init(model, cfg, [&model](const std::string& n) { return model.may_start_fresh(n); });
 }
 
+std::shared_ptr<models::ClassifierImpl> initial_model(const Config& cfg) {
+  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
+  return models::build_model(cfg);
+}
+
 TrainResult train_classifier(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
                              const Reporter& report) {
   auto task = load_data(cfg, data::Use::Training);
   cfg = resolve_for_dataset(cfg, task);
   const torch::Device device = select_device(cfg.train.device, options.group.get());
-  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
-  auto model = models::build_model(cfg);
+  auto model = initial_model(cfg);
   if (!cfg.finetune.init.empty() && options.resume.empty()) report(init_from_pretrained(*model, cfg).table());
   ClassificationTask classification(cfg, model, task.class_names, task.test.get(), device);
   auto loop = run_training(cfg, classification, task, options, report, device);

@@ -54,6 +54,11 @@ std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifi
                                                                                   const io::StateDict& weights,
                                                                                   const std::string& path);
 
+// The classifier a run of `cfg` starts from (before finetune.init): torch's default generator
+// seeded with train.seed, each block's FFN on its own stream (common/random.h), so configs that
+// differ only in their MoE settings start from the same shared weights.
+std::shared_ptr<models::ClassifierImpl> initial_model(const Config& cfg);
+
 // Full training run into <train.runs_dir>/<name> (see docs/guide.md for its files). With
 // cfg.finetune.init the model starts from that checkpoint (io/pretrained.h); finetune.layer_decay
 // and finetune.freeze_encoder shape what is trained.

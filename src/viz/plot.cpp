@@ -166,6 +166,10 @@ void fit_ranges(Frame& f, const Chart& chart) {
       if (!f.drawable(s.x[i], s.y[i])) continue;
       f.xlo = std::min(f.xlo, s.x[i]), f.xhi = std::max(f.xhi, s.x[i]);
       f.ylo = std::min(f.ylo, f.ty(s.y[i])), f.yhi = std::max(f.yhi, f.ty(s.y[i]));
+      if (s.low.size() == s.x.size() && s.high.size() == s.x.size()) {
+        if (f.drawable(s.x[i], s.low[i])) f.ylo = std::min(f.ylo, f.ty(s.low[i]));
+        if (f.drawable(s.x[i], s.high[i])) f.yhi = std::max(f.yhi, f.ty(s.high[i]));
+      }
     }
   if (!std::isfinite(f.xlo)) return;
   if (chart.y_from_zero && !chart.log_y) f.ylo = std::min(f.ylo, 0.0), f.yhi = std::max(f.yhi, 0.0);
@@ -213,6 +217,22 @@ void draw_series(Canvas& c, const Series& s, size_t k, const Frame& f) {
   cairo_save(cr);
   cairo_rectangle(cr, f.px, f.py, f.pw, f.ph);
   cairo_clip(cr);
+  if (s.low.size() == s.x.size() && s.high.size() == s.x.size() && !s.x.empty()) {  // the band, under the line
+    bool any = false;
+    for (size_t i = 0; i < s.x.size(); ++i)
+      if (f.drawable(s.x[i], s.high[i])) {
+        if (any) cairo_line_to(cr, f.sx(s.x[i]), f.sy(f.ty(s.high[i])));
+        else cairo_move_to(cr, f.sx(s.x[i]), f.sy(f.ty(s.high[i])));
+        any = true;
+      }
+    for (size_t i = s.x.size(); i-- > 0;)
+      if (f.drawable(s.x[i], s.low[i])) cairo_line_to(cr, f.sx(s.x[i]), f.sy(f.ty(s.low[i])));
+    if (any) {
+      cairo_close_path(cr);
+      cairo_set_source_rgba(cr, col.r, col.g, col.b, 0.18);
+      cairo_fill(cr);
+    }
+  }
   c.color(col);
   cairo_set_line_width(cr, 2);
   bool pen = false;
@@ -276,6 +296,109 @@ void write_charts_png(const std::string& path, const std::vector<Chart>& charts,
   if (charts.empty()) fail(path + ": no charts to draw");
   Canvas c(width, panel_height * static_cast<int>(charts.size()));
   for (size_t i = 0; i < charts.size(); ++i) draw_chart(c, charts[i], 0, double(panel_height) * double(i), width, panel_height);
+  c.save(path);
+#else
+  fail(path + ": ewa was built without cairo, so plots cannot be drawn (install libcairo2-dev and reconfigure)");
+#endif
+}
+
+void write_paired_png(const std::string& path, const std::string& title, const std::string& y_label,
+                      const std::vector<std::string>& arms, const std::vector<std::vector<double>>& values,
+                      const std::vector<std::array<double, 3>>& intervals) {
+#ifdef EWA_HAS_CAIRO
+  const size_t n_arms = arms.size();
+  if (n_arms == 0 || values.size() != n_arms || intervals.size() != n_arms) fail(path + ": no arms to draw");
+  const size_t n_seeds = values[0].size();
+  const int width = std::max(520, 160 * static_cast<int>(n_arms) + 200), height = 460;
+  Canvas c(width, height);
+  const double left = 78, right = 40, top = 40, bottom = 56;
+  Frame f{left, top, width - left - right, height - top - bottom};
+  f.xlo = -0.5, f.xhi = double(n_arms) - 0.5;
+  for (size_t a = 0; a < n_arms; ++a) {
+    for (double v : values[a])
+      if (std::isfinite(v)) f.ylo = std::min(f.ylo, v), f.yhi = std::max(f.yhi, v);
+    for (int k = 1; k < 3; ++k)
+      if (std::isfinite(intervals[a][k])) f.ylo = std::min(f.ylo, intervals[a][k]), f.yhi = std::max(f.yhi, intervals[a][k]);
+  }
+  c.color({0, 0, 0});
+  c.text(title, width / 2.0, 24, 0.5, 15, true);
+  cairo_t* cr = c.cr;
+  cairo_set_line_width(cr, 1);
+  c.color({0.2, 0.2, 0.2});
+  cairo_rectangle(cr, f.px + 0.5, f.py + 0.5, f.pw, f.ph);
+  cairo_stroke(cr);
+  if (!std::isfinite(f.ylo)) {
+    c.text("no finished runs", f.px + f.pw / 2, f.py + f.ph / 2, 0.5);
+    c.save(path);
+    return;
+  }
+  if (f.yhi <= f.ylo) f.ylo -= 0.5, f.yhi += 0.5;
+  const double pad = (f.yhi - f.ylo) * 0.08;
+  f.ylo -= pad, f.yhi += pad;
+  for (double t : nice_ticks(f.ylo, f.yhi)) {
+    c.color({0.9, 0.9, 0.9});
+    cairo_move_to(cr, f.px + 1, std::round(f.sy(t)) + 0.5);
+    cairo_line_to(cr, f.px + f.pw, std::round(f.sy(t)) + 0.5);
+    cairo_stroke(cr);
+    c.color({0.15, 0.15, 0.15});
+    c.text(number_text(t), f.px - 6, f.sy(t) + 4, 1.0, 12);
+  }
+  for (size_t a = 0; a < n_arms; ++a) c.text(arms[a], f.sx(double(a)), f.py + f.ph + 20, 0.5, 13, true);
+  cairo_save(cr);
+  cairo_move_to(cr, 18, f.py + f.ph / 2);
+  cairo_rotate(cr, -M_PI / 2);
+  cairo_set_font_size(cr, 13);
+  cairo_rel_move_to(cr, -c.text_width(y_label) / 2, 0);
+  cairo_show_text(cr, y_label.c_str());
+  cairo_restore(cr);
+  // Paired seeds: grey lines across the arms, then the dots in the arm's colour.
+  cairo_set_line_width(cr, 1);
+  c.color({0.72, 0.72, 0.72});
+  for (size_t k = 0; k < n_seeds; ++k) {
+    bool pen = false;
+    for (size_t a = 0; a < n_arms; ++a) {
+      const double v = k < values[a].size() ? values[a][k] : NAN;
+      if (!std::isfinite(v)) {
+        pen = false;
+        continue;
+      }
+      if (pen) cairo_line_to(cr, f.sx(double(a)), f.sy(v));
+      else cairo_move_to(cr, f.sx(double(a)), f.sy(v));
+      pen = true;
+    }
+    cairo_stroke(cr);
+  }
+  for (size_t a = 0; a < n_arms; ++a) {
+    const Color col = palette_color(static_cast<int64_t>(a));
+    c.color(col);
+    for (double v : values[a])
+      if (std::isfinite(v)) {
+        cairo_arc(cr, f.sx(double(a)), f.sy(v), 4, 0, 2 * M_PI);
+        cairo_fill(cr);
+      }
+    const double x = f.sx(double(a)) + 26;
+    const auto& iv = intervals[a];
+    if (std::isfinite(iv[1]) && std::isfinite(iv[2])) {  // the interval, with caps
+      cairo_set_line_width(cr, 2);
+      cairo_move_to(cr, x, f.sy(iv[1]));
+      cairo_line_to(cr, x, f.sy(iv[2]));
+      for (int k = 1; k < 3; ++k) {
+        cairo_move_to(cr, x - 6, f.sy(iv[k]));
+        cairo_line_to(cr, x + 6, f.sy(iv[k]));
+      }
+      cairo_stroke(cr);
+    }
+    if (std::isfinite(iv[0])) {
+      cairo_rectangle(cr, x - 5, f.sy(iv[0]) - 5, 10, 10);
+      cairo_fill(cr);
+      c.color({0.1, 0.1, 0.1});
+      char b[32];
+      std::snprintf(b, sizeof b, "%.2f", iv[0]);
+      c.text(b, x + 10, f.sy(iv[0]) + 4, 0, 11);
+    }
+  }
+  c.color({0.3, 0.3, 0.3});
+  c.text("square: mean; bar: 95% t interval of the mean", f.px + f.pw, f.py + f.ph + 44, 1.0, 11);
   c.save(path);
 #else
   fail(path + ": ewa was built without cairo, so plots cannot be drawn (install libcairo2-dev and reconfigure)");

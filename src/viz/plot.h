@@ -3,6 +3,7 @@
 // captioned grids of `ewa gallery`. Built only with cairo (EWA_HAS_CAIRO); without it every
 // writer throws ewa::Error saying so and built_with_cairo() is false.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@ struct Series {
   std::string name;
   std::vector<double> x, y;
   bool markers = false;  // draw a dot at every point (few points, e.g. one per epoch)
+  std::vector<double> low, high;  // when as long as x: a shaded band from low to high (e.g. mean +- sd)
 };
 
 struct Chart {
@@ -48,6 +50,13 @@ void write_charts_png(const std::string& path, const std::vector<Chart>& charts,
 // rate, counts written in the cells when there are at most 20 classes, class names on both axes.
 void write_confusion_png(const std::string& path, const std::vector<std::vector<int64_t>>& counts,
                          const std::vector<std::string>& class_names, const std::string& title);
+
+// Paired figures (`ewa study`): one column per arm, one dot per seed (values[arm][seed]; NaN = no
+// figure), a grey line joining the dots of each seed across the arms, and beside each arm its mean
+// with the interval intervals[arm] = {mean, low, high}.
+void write_paired_png(const std::string& path, const std::string& title, const std::string& y_label,
+                      const std::vector<std::string>& arms, const std::vector<std::vector<double>>& values,
+                      const std::vector<std::array<double, 3>>& intervals);
 
 // A grid of captioned tiles; a `marked` tile gets a red frame and red caption (wrong predictions).
 struct Tile {
