@@ -631,7 +631,7 @@ std::vector<Case> cases() {
                }, "--output: <dir> exists and is not empty: pass --force to write into it"});
   auto study_case = [](const std::string& body) {
     return [body](const Fixture&, const std::string& d) {
-      write_file(d + "/c.json", R"({"model": {"embed_dim": 16}})");
+      write_file(d + "/c.json", R"({"model": {"embed_dim": 24}})");
       write_file(d + "/study.json", body);
       return kEwa + " study " + d + "/study.json";
     };
@@ -644,7 +644,7 @@ std::vector<Case> cases() {
                study_case(R"({"config": "c.json", "arms": [{"name": "a", "set": ["moe.kindd=dense"]}, {"name": "b"}], "seeds": 3})"),
                "arm 'a'"});
   c.push_back({"Y05", "study", "a run directory in the way that the study did not make", [](const Fixture&, const std::string& d) {
-                 write_file(d + "/c.json", R"({"model": {"embed_dim": 16}})");
+                 write_file(d + "/c.json", R"({"model": {"embed_dim": 24}})");
                  fs::create_directories(d + "/runs/st/a/s0");
                  write_file(d + "/study.json", R"({"name": "st", "config": "c.json", "arms": [{"name": "a"}, {"name": "b"}],
                    "seeds": 3, "runs_dir": ")" + d + R"(/runs"})");

@@ -70,7 +70,7 @@ TEST(StudyStats, MatchSciPyOnFreshRandomNumbers) {
     for (int i = 0; i < n; ++i) x.push_back(figure(i % 2 == 0));
     cases["samples"].push_back(x);
   }
-  for (int n : {3, 5, 8, 10, 12, 13, 16}) {
+  for (int n : {3, 5, 8, 10, 12, 13, 14}) {
     for (bool quantized : {false, true}) {
       std::vector<double> a, b;
       for (int i = 0; i < n; ++i) {
@@ -81,7 +81,8 @@ TEST(StudyStats, MatchSciPyOnFreshRandomNumbers) {
       cases["pairs"].push_back({a, b});
     }
   }
-  for (int i = 0; i < 8; ++i) cases["power"].push_back({0.2 + 1.5 * u(rng), 2 + int(u(rng) * 40)});
+  // (SciPy's nct.cdf returns NaN beyond a noncentrality of about 8: the cases stay below 7.)
+  for (int i = 0; i < 8; ++i) cases["power"].push_back({0.2 + 0.8 * u(rng), 2 + int(u(rng) * 40)});
 
   TempDir tmp;
   std::ofstream(tmp / "in.json") << cases.dump();

@@ -27,7 +27,7 @@ void write_study(const TempDir& dir, const std::string& extra_dense_set = "") {
     "data": {"root": ")" + dir.path() + R"(", "batch_size": 50},
     "train": {"epochs": 2, "log_every": 2}})");
   ewa::testing::write_file(dir / "study.json", R"({"name": "st", "config": "c.json", "set": ["optim.lr=0.002"],
-    "arms": [{"name": "dense", "set": ["moe.kind=dense")" + extra_dense_set + R"("], "baseline": true}, {"name": "ewa"}],
+    "arms": [{"name": "dense", "set": ["moe.kind=dense)" + extra_dense_set + R"("], "baseline": true}, {"name": "ewa"}],
     "seeds": 3, "runs_dir": ")" + (dir / "runs") + R"("})");
 }
 

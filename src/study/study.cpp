@@ -227,7 +227,8 @@ std::vector<PlannedRun> plan(const Study& study) {
         for (const auto& o : r.set) apply_override(j, o);
         r.cfg = parse_config(resolve_config(j, source), source).with({{"name", "s" + std::to_string(seed)}});
       } catch (const Error& e) {
-        fail(source + ": " + e.what());
+        const std::string msg = e.what();  // the config's own errors name the source already
+        fail(msg.find(source) != std::string::npos ? msg : source + ": " + msg);
       }
       const std::string stamp = r.dir + "/study_run.json";
       if (fs::exists(r.dir)) {
