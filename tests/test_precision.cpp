@@ -53,8 +53,10 @@ TEST(Precision, AutocastGuardRunsMatmulsInBf16AndRecastsWeightsChangedBetweenPas
 // Loss and gradients of one batch in bf16 autocast against float32, same weights and batch.
 // `min_cosine`: a routed MoE's top-1 choice is discontinuous in the gate logits, so bf16 rounding
 // moves some tokens to another expert and its gradients agree less than a smooth model's.
+// Returns the gradients' cosine and norm ratio; `check` = false only measures them.
 template <typename LossFn>
-void compare_precisions(torch::nn::Module& model, LossFn loss_of, double loss_tol, double min_cosine = 0.9) {
+std::pair<double, double> compare_precisions(torch::nn::Module& model, LossFn loss_of, double loss_tol,
+                                             double min_cosine = 0.9, bool check = true) {
   std::vector<torch::Tensor> grads32;
   torch::manual_seed(5);
   torch::Tensor l32 = loss_of();
@@ -77,7 +79,8 @@ void compare_precisions(torch::nn::Module& model, LossFn loss_of, double loss_to
   std::vector<torch::Tensor> a, b;
   size_t k = 0;
   for (auto& p : model.parameters()) {
-    ASSERT_EQ(p.grad().defined(), grads32[k].defined());
+    EXPECT_EQ(p.grad().defined(), grads32[k].defined());
+    if (p.grad().defined() != grads32[k].defined()) return {0.0, 0.0};
     if (p.grad().defined()) {
       EXPECT_EQ(p.grad().scalar_type(), torch::kFloat);
       a.push_back(p.grad().reshape({-1}));
@@ -87,8 +90,12 @@ void compare_precisions(torch::nn::Module& model, LossFn loss_of, double loss_to
   }
   auto ga = torch::cat(a), gb = torch::cat(b);
   const double cosine = (ga * gb).sum().item<double>() / (ga.norm() * gb.norm()).item<double>();
-  EXPECT_GT(cosine, min_cosine);
-  EXPECT_NEAR(ga.norm().item<double>() / gb.norm().item<double>(), 1.0, 0.1);
+  const double ratio = ga.norm().item<double>() / gb.norm().item<double>();
+  if (check) {
+    EXPECT_GT(cosine, min_cosine);
+    EXPECT_NEAR(ratio, 1.0, 0.1);
+  }
+  return {cosine, ratio};
 }
 
 ewa::Config config(json j) {
@@ -97,21 +104,31 @@ ewa::Config config(json j) {
 }
 
 TEST(Precision, EveryModelKindMatchesItsFloat32SelfInBf16) {
-  for (const char* kind : {"dense", "rup", "routed"}) {
-    SCOPED_TRACE(kind);
+  // Three initialisations each. A routed MoE's top-1 choice is discontinuous: a gate logit that
+  // bf16 rounds across another expert's sends the token elsewhere, and with 6 clouds of 17
+  // tokens one such flip moves the gradient far (cosine 0.71, norm ratio 1.22 at seed 3,
+  // 2026-12-07), so of the routed draws two of three must agree; dense and RupMoE every one.
+  int routed_agree = 0;
+  for (const char* kind : {"dense", "rup", "routed"})
+    for (int64_t seed : {1, 2, 3}) {
+    SCOPED_TRACE(std::string(kind) + " seed " + std::to_string(seed));
     auto cfg = config({{"model", {{"name", "point_transformer"}, {"embed_dim", 64}, {"depth", 2}, {"num_heads", 4},
                                   {"num_groups", 16}, {"group_size", 8}, {"head_hidden", 64}, {"num_classes", 5},
                                   {"in_chans", 3}, {"drop_path_rate", 0.0}}},
                        {"moe", {{"kind", kind}, {"blocks", "all"}, {"num_experts", 2}}},
-                       {"data", {{"dataset", "modelnet_h5"}, {"root", "unused"}, {"num_points", 128}}}});
-    torch::manual_seed(1);
+                       {"data", {{"dataset", "modelnet_h5"}, {"root", "unused"}, {"num_points", 128}}},
+                       {"train", {{"seed", seed}}}});
+    torch::manual_seed(seed);
     auto model = ewa::models::build_model(cfg);
     model->train();
     auto x = torch::rand({6, 128, 3}) * 2 - 1;
     auto y = torch::tensor({0, 1, 2, 3, 4, 0});
-    compare_precisions(*model, [&] { return torch::nn::functional::cross_entropy(model->forward(x), y); }, 0.03,
-                       std::string(kind) == "routed" ? 0.85 : 0.9);
+    const bool routed = std::string(kind) == "routed";
+    const auto [cosine, ratio] = compare_precisions(
+        *model, [&] { return torch::nn::functional::cross_entropy(model->forward(x), y); }, 0.03, 0.9, !routed);
+    routed_agree += routed && cosine > 0.85 && std::abs(ratio - 1.0) < 0.1;
   }
+  EXPECT_GE(routed_agree, 2);
   {
     SCOPED_TRACE("vit");
     auto cfg = config({{"model", {{"name", "vit"}, {"patch_size", 7}, {"embed_dim", 64}, {"depth", 2}, {"num_heads", 4},
