@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
+#include "viz/plot.h"
 
 namespace {
 using ewa::testing::run_command;
@@ -66,6 +67,13 @@ TEST(StudyCli, RunsResumesReportsAndRefusesChangedSettings) {
   }
   EXPECT_EQ(report["paired"][0]["pairs"], 3);
   EXPECT_TRUE(fs::exists(dir / "runs/st/study.md"));
+  if (ewa::viz::built_with_cairo()) {  // the paired plot and the curves, as PNG files cairo wrote
+    for (const char* png : {"runs/st/plots/study.png", "runs/st/plots/curves.png"}) {
+      const auto image = ewa::viz::read_png(dir / png);
+      EXPECT_GT(image.width, 400) << png;
+      EXPECT_GT(image.height, 200) << png;
+    }
+  }
 
   // TensorBoard's reader sees the scalars log.jsonl holds.
   const std::string python = EWA_PYTHON;
