@@ -515,7 +515,7 @@ std::string write_report(const Study& study, const std::vector<PlannedRun>& runs
     for (const auto& c : curves[arm.name])
       for (const auto& [e, v] : c) by_epoch[e].push_back(v);
     viz::Series s;
-    s.name = arm.name + " (mean, band +-1 sd)";
+    s.name = arm.name + " (mean +- sd)";
     json rows = json::array();
     for (const auto& [e, v] : by_epoch) {
       const auto sm = summarize(v);

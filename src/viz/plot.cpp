@@ -309,7 +309,14 @@ void write_paired_png(const std::string& path, const std::string& title, const s
   const size_t n_arms = arms.size();
   if (n_arms == 0 || values.size() != n_arms || intervals.size() != n_arms) fail(path + ": no arms to draw");
   const size_t n_seeds = values[0].size();
-  const int width = std::max(520, 160 * static_cast<int>(n_arms) + 200), height = 460;
+  double title_w = 0;
+  {
+    Canvas probe(1, 1);
+    cairo_select_font_face(probe.cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
+    cairo_set_font_size(probe.cr, 15);
+    title_w = probe.text_width(title);
+  }
+  const int width = std::max({520, 160 * static_cast<int>(n_arms) + 200, static_cast<int>(title_w) + 40}), height = 460;
   Canvas c(width, height);
   const double left = 78, right = 40, top = 40, bottom = 56;
   Frame f{left, top, width - left - right, height - top - bottom};
