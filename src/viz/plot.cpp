@@ -180,6 +180,27 @@ void fit_ranges(Frame& f, const Chart& chart) {
   f.yhi += pad;
 }
 
+// Horizontal grid lines and labels at the y ticks, and the rotated y label at x0 + 18.
+void draw_y_axis(Canvas& c, const Frame& f, const std::string& label, double x0) {
+  cairo_t* cr = c.cr;
+  cairo_set_line_width(cr, 1);
+  for (double t : nice_ticks(f.ylo, f.yhi)) {
+    c.color({0.9, 0.9, 0.9});
+    cairo_move_to(cr, f.px + 1, std::round(f.sy(t)) + 0.5);
+    cairo_line_to(cr, f.px + f.pw, std::round(f.sy(t)) + 0.5);
+    cairo_stroke(cr);
+    c.color({0.15, 0.15, 0.15});
+    c.text(number_text(f.log_y ? std::pow(10.0, t) : t), f.px - 6, f.sy(t) + 4, 1.0, 12);
+  }
+  cairo_save(cr);
+  cairo_move_to(cr, x0 + 18, f.py + f.ph / 2);
+  cairo_rotate(cr, -M_PI / 2);
+  cairo_set_font_size(cr, 13);
+  cairo_rel_move_to(cr, -c.text_width(label) / 2, 0);
+  cairo_show_text(cr, label.c_str());
+  cairo_restore(cr);
+}
+
 // Grid, ticks, tick labels and axis labels.
 void draw_axes(Canvas& c, const Chart& chart, const Frame& f, double x0) {
   cairo_t* cr = c.cr;
@@ -192,22 +213,8 @@ void draw_axes(Canvas& c, const Chart& chart, const Frame& f, double x0) {
     c.color({0.15, 0.15, 0.15});
     c.text(number_text(t), f.sx(t), f.py + f.ph + 17, 0.5, 12);
   }
-  for (double t : nice_ticks(f.ylo, f.yhi)) {
-    c.color({0.9, 0.9, 0.9});
-    cairo_move_to(cr, f.px + 1, std::round(f.sy(t)) + 0.5);
-    cairo_line_to(cr, f.px + f.pw, std::round(f.sy(t)) + 0.5);
-    cairo_stroke(cr);
-    c.color({0.15, 0.15, 0.15});
-    c.text(number_text(chart.log_y ? std::pow(10.0, t) : t), f.px - 6, f.sy(t) + 4, 1.0, 12);
-  }
+  draw_y_axis(c, f, chart.y_label, x0);
   c.text(chart.x_label, f.px + f.pw / 2, f.py + f.ph + 38, 0.5, 13);
-  cairo_save(cr);
-  cairo_move_to(cr, x0 + 18, f.py + f.ph / 2);
-  cairo_rotate(cr, -M_PI / 2);
-  cairo_set_font_size(cr, 13);
-  cairo_rel_move_to(cr, -c.text_width(chart.y_label) / 2, 0);
-  cairo_show_text(cr, chart.y_label.c_str());
-  cairo_restore(cr);
 }
 
 // Series k, clipped to the plot area, and its legend row on the right.
@@ -342,22 +349,8 @@ void write_paired_png(const std::string& path, const std::string& title, const s
   if (f.yhi <= f.ylo) f.ylo -= 0.5, f.yhi += 0.5;
   const double pad = (f.yhi - f.ylo) * 0.08;
   f.ylo -= pad, f.yhi += pad;
-  for (double t : nice_ticks(f.ylo, f.yhi)) {
-    c.color({0.9, 0.9, 0.9});
-    cairo_move_to(cr, f.px + 1, std::round(f.sy(t)) + 0.5);
-    cairo_line_to(cr, f.px + f.pw, std::round(f.sy(t)) + 0.5);
-    cairo_stroke(cr);
-    c.color({0.15, 0.15, 0.15});
-    c.text(number_text(t), f.px - 6, f.sy(t) + 4, 1.0, 12);
-  }
+  draw_y_axis(c, f, y_label, 0);
   for (size_t a = 0; a < n_arms; ++a) c.text(arms[a], f.sx(double(a)), f.py + f.ph + 20, 0.5, 13, true);
-  cairo_save(cr);
-  cairo_move_to(cr, 18, f.py + f.ph / 2);
-  cairo_rotate(cr, -M_PI / 2);
-  cairo_set_font_size(cr, 13);
-  cairo_rel_move_to(cr, -c.text_width(y_label) / 2, 0);
-  cairo_show_text(cr, y_label.c_str());
-  cairo_restore(cr);
   // Paired seeds: grey lines across the arms, then the dots in the arm's colour.
   cairo_set_line_width(cr, 1);
   c.color({0.72, 0.72, 0.72});
