@@ -58,8 +58,8 @@ void flatten(const json& j, const std::string& prefix, std::map<std::string, jso
   }
 }
 
-// What a run directory's study_run.json compares: the resolved config without the settings that
-// may differ between invocations without changing the run (threads; where runs go).
+// What a run directory's study_run.json compares: the resolved config without train.threads (which
+// --jobs sets and which does not change what a run computes).
 json comparable(const Config& cfg) {
   json j = cfg.json;
   if (j.contains("train")) {
@@ -112,7 +112,7 @@ Study read_study(const std::string& path) {
   static const std::set<std::string> known = {"name", "config", "set", "arms", "seeds", "metric", "key", "budget", "runs_dir", "description"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k))
-      fail(path + ": unknown field '" + k + "' (a study has name, config, set, arms, seeds, metric, key, budget, runs_dir)");
+      fail(path + ": unknown field '" + k + "' (a study has name, description, config, set, arms, seeds, metric, key, budget, runs_dir)");
   Study s;
   s.file = path;
   auto text = [&](const char* field, bool required, const std::string& fallback) {
@@ -125,6 +125,7 @@ Study read_study(const std::string& path) {
   };
   s.name = text("name", false, fs::path(path).stem().string());
   if (!safe_name(s.name)) fail(path + ": field 'name': '" + s.name + "' must be letters, digits, '_', '-' or '.' (it names a folder)");
+  s.description = text("description", false, "");
   s.config = text("config", true, "");
   const fs::path base = fs::path(s.config).is_absolute() ? fs::path(s.config) : fs::path(path).parent_path() / s.config;
   s.config_path = base.lexically_normal().string();
@@ -429,7 +430,7 @@ std::string write_report(const Study& study, const std::vector<PlannedRun>& runs
               {"runs_planned", runs.size()}, {"runs_finished", finished}, {"training_seconds", total_seconds},
               {"baseline", base}, {"arms", json::array()}, {"paired", json::array()}};
   std::ostringstream md;
-  md << "# Study `" << study.name << "`\n\n"
+  md << "# Study `" << study.name << "`\n\n" << (study.description.empty() ? "" : study.description + "\n\n")
      << "- command: `" << command << "`\n"
      << "- study file: `" << study.file << "`; base config `" << study.config << "`"
      << (study.set.empty() ? std::string() : "; every arm with `--set " + [&] {

@@ -1,6 +1,7 @@
 // `ewa study`: two or more configurations ("arms") trained on the same seeds and compared as
 // paired samples (docs/guide.md, "Studies"). A study file is JSON:
 //   {"name": "synth_small",                       runs go to <runs_dir>/<name>/<arm>/s<seed>/
+//    "description": "...",                        what the study asks (the report's first line)
 //    "config": "configs/synth_points_ewa.json",   the base config (relative to the study file)
 //    "set": ["data.train_per_class=30"],          overrides of every arm (as --set)
 //    "arms": [{"name": "dense", "set": ["moe.kind=dense"], "baseline": true},
@@ -35,7 +36,7 @@ struct Arm {
 
 struct Study {
   std::string file;    // the study file
-  std::string name;
+  std::string name, description;
   std::string config;  // the base config's path as given (relative to the study file's folder)
   std::string config_path;  // ... resolved
   std::vector<std::string> set;
