@@ -457,30 +457,30 @@ std::string write_report(const Study& study, const std::vector<PlannedRun>& runs
     out["arms"].push_back({{"name", arm.name}, {"set", arm.set}, {"baseline", arm.baseline}, {"figures", seeds},
                            {"n", s.n}, {"mean", s.mean}, {"sd", s.sd}, {"ci95", {s.ci_low, s.ci_high}}, {"min", s.min}, {"max", s.max}});
   }
-  md << "\nPaired differences against `" << base << "` (arm minus baseline, on the seeds both finished):\n\n"
-     << "| arm | pairs | mean diff | sd | 95% CI | paired t p | Wilcoxon p (exact) | signs +/-/0 | seeds for 80% power |\n"
-     << "|---|---|---|---|---|---|---|---|---|\n";
+  // b - a over the seeds both arms finished: a table row, the JSON record, the verdict line.
+  const char* header =
+      "| arm | pairs | mean diff | sd | 95% CI | paired t p | Wilcoxon p (exact) | signs +/-/0 | seeds for 80% power |\n"
+      "|---|---|---|---|---|---|---|---|---|\n";
   std::vector<std::string> verdicts;
-  for (const auto& arm : study.arms) {
-    if (arm.baseline) continue;
+  auto compare = [&](const std::string& a_name, const std::string& b_name, const std::string& row_name, json& records) {
     std::vector<double> a, b;
-    for (const auto& [seed, x] : figures[arm.name]) {
-      const auto it = figures[base].find(seed);
-      if (it == figures[base].end()) continue;
+    for (const auto& [seed, x] : figures[b_name]) {
+      const auto it = figures[a_name].find(seed);
+      if (it == figures[a_name].end()) continue;
       a.push_back(it->second);
       b.push_back(x);
     }
     const auto p = compare_paired(a, b);
     const auto& d = p.diff;
-    md << "| " << arm.name << " | " << d.n << " | " << pm(d.mean) << " | " << num(d.sd) << " | [" << pm(d.ci_low) << ", "
+    md << "| " << row_name << " | " << d.n << " | " << pm(d.mean) << " | " << num(d.sd) << " | [" << pm(d.ci_low) << ", "
        << pm(d.ci_high) << "] | " << pval(p.p_t) << " | " << pval(p.wilcoxon.p) << " | " << p.wilcoxon.positive << "/"
        << p.wilcoxon.negative << "/" << p.wilcoxon.zero << " | "
        << (p.seeds_for_power < 0 ? std::string("n/a") : std::to_string(p.seeds_for_power)) << " |\n";
-    out["paired"].push_back({{"arm", arm.name}, {"pairs", d.n}, {"mean", d.mean}, {"sd", d.sd}, {"ci95", {d.ci_low, d.ci_high}},
-                             {"t", p.t}, {"p_t", p.p_t}, {"wilcoxon_p", p.wilcoxon.p}, {"wilcoxon_r_plus", p.wilcoxon.r_plus},
-                             {"positive", p.wilcoxon.positive}, {"negative", p.wilcoxon.negative}, {"zero", p.wilcoxon.zero},
-                             {"seeds_for_80_power", p.seeds_for_power}});
-    std::string v = "- `" + arm.name + "` - `" + base + "`: ";
+    records.push_back({{"arm", b_name}, {"against", a_name}, {"pairs", d.n}, {"mean", d.mean}, {"sd", d.sd},
+                       {"ci95", {d.ci_low, d.ci_high}}, {"t", p.t}, {"p_t", p.p_t}, {"wilcoxon_p", p.wilcoxon.p},
+                       {"wilcoxon_r_plus", p.wilcoxon.r_plus}, {"positive", p.wilcoxon.positive},
+                       {"negative", p.wilcoxon.negative}, {"zero", p.wilcoxon.zero}, {"seeds_for_80_power", p.seeds_for_power}});
+    std::string v = "- `" + b_name + "` - `" + a_name + "`: ";
     if (d.n < 2) {
       v += "fewer than 2 paired seeds so far";
     } else if (d.ci_low > 0 || d.ci_high < 0) {
@@ -491,7 +491,21 @@ std::string write_report(const Study& study, const std::vector<PlannedRun>& runs
            std::to_string(d.n) + " (within " + num(std::max(-d.ci_low, d.ci_high)) + " points)";
     }
     verdicts.push_back(v);
-  }
+  };
+  md << "\nPaired differences against `" << base << "` (arm minus baseline, on the seeds both finished):\n\n" << header;
+  for (const auto& arm : study.arms)
+    if (!arm.baseline) compare(base, arm.name, arm.name, out["paired"]);
+  // With three arms or more, every other pair too (the second minus the first), e.g. EWA against
+  // the controls that stand beside it.
+  out["paired_other"] = json::array();
+  bool first = true;
+  for (size_t i = 0; i < study.arms.size(); ++i)
+    for (size_t j = i + 1; j < study.arms.size(); ++j) {
+      if (study.arms[i].baseline || study.arms[j].baseline) continue;
+      if (first) md << "\nThe other pairs (second minus first):\n\n" << header;
+      first = false;
+      compare(study.arms[i].name, study.arms[j].name, study.arms[j].name + " - " + study.arms[i].name, out["paired_other"]);
+    }
   md << "\n";
   for (const auto& v : verdicts) md << v << "\n";
   md << "\nPer seed:\n\n| seed |";
