@@ -28,7 +28,8 @@ void write_study(const TempDir& dir, const std::string& extra_dense_set = "") {
     "data": {"root": ")" + dir.path() + R"(", "batch_size": 50},
     "train": {"epochs": 2, "log_every": 2}})");
   ewa::testing::write_file(dir / "study.json", R"({"name": "st", "config": "c.json", "set": ["optim.lr=0.002"],
-    "arms": [{"name": "dense", "set": ["moe.kind=dense)" + extra_dense_set + R"("], "baseline": true}, {"name": "ewa"}],
+    "arms": [{"name": "dense", "set": ["moe.kind=dense)" + extra_dense_set + R"("], "baseline": true}, {"name": "ewa"},
+             {"name": "ewa_half", "set": ["ewa.share_rate=0.5"]}],
     "seeds": 3, "runs_dir": ")" + (dir / "runs") + R"("})");
 }
 
@@ -40,7 +41,7 @@ TEST(StudyCli, RunsResumesReportsAndRefusesChangedSettings) {
 
   auto r = run_command(kEwa + " study " + study + " --dry-run");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("6 runs"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("9 runs"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("train --config"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir / "runs/st/dense")) << "a dry run writes nothing";
 
@@ -48,7 +49,7 @@ TEST(StudyCli, RunsResumesReportsAndRefusesChangedSettings) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("Paired differences"), std::string::npos) << r.output;
   const auto report = read_json(dir / "runs/st/study.json");
-  ASSERT_EQ(report["arms"].size(), 2u);
+  ASSERT_EQ(report["arms"].size(), 3u);
   for (const auto& arm : report["arms"]) {
     ASSERT_EQ(arm["figures"].size(), 3u) << arm;
     double sum = 0;
@@ -66,6 +67,15 @@ TEST(StudyCli, RunsResumesReportsAndRefusesChangedSettings) {
     EXPECT_NEAR(arm["mean"].get<double>(), sum / 3, 1e-9);
   }
   EXPECT_EQ(report["paired"][0]["pairs"], 3);
+  // Every other pair too, second minus first: ewa_half - ewa, by hand from the figures.
+  ASSERT_EQ(report["paired_other"].size(), 1u);
+  double diff = 0;
+  for (int seed = 0; seed < 3; ++seed)
+    diff += report["arms"][2]["figures"][std::to_string(seed)].get<double>() - report["arms"][1]["figures"][std::to_string(seed)].get<double>();
+  EXPECT_EQ(report["paired_other"][0]["arm"], "ewa_half");
+  EXPECT_EQ(report["paired_other"][0]["against"], "ewa");
+  EXPECT_NEAR(report["paired_other"][0]["mean"].get<double>(), diff / 3, 1e-9);
+  EXPECT_NE(r.output.find("| ewa_half - ewa | 3 |"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(dir / "runs/st/study.md"));
   if (ewa::viz::built_with_cairo()) {  // the paired plot and the curves, as PNG files cairo wrote
     for (const char* png : {"runs/st/plots/study.png", "runs/st/plots/curves.png"}) {
@@ -105,7 +115,7 @@ TEST(StudyCli, RunsResumesReportsAndRefusesChangedSettings) {
   const auto before = read_json(s1 + "/metrics.json");
   r = run_command(kEwa + " study " + study);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("6 finished, 0 to run"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("9 finished, 0 to run"), std::string::npos) << r.output;
   fs::remove(s1 + "/metrics.json");
   r = run_command(kEwa + " study " + study);
   ASSERT_EQ(r.exit_code, 0) << r.output;
