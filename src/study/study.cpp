@@ -68,6 +68,13 @@ json comparable(const Config& cfg) {
   return j;
 }
 
+// Marks `r`'s run directory as this study's, with the config plan() compares on the next call.
+void write_stamp(const Study& study, const PlannedRun& r) {
+  fs::create_directories(r.dir);
+  write_text_atomically(r.dir + "/study_run.json",
+                        json{{"study", study.name}, {"arm", r.arm}, {"seed", r.seed}, {"config", comparable(r.cfg)}}.dump(2) + "\n");
+}
+
 std::string first_difference(const json& a, const json& b) {
   std::map<std::string, json> fa, fb;
   flatten(a, "", fa);
@@ -332,9 +339,7 @@ int64_t execute(const Study& study, std::vector<PlannedRun>& runs, const Execute
     }
     while (!sig && next < pending.size() && int64_t(running.size()) < options.jobs) {
       PlannedRun& r = runs[pending[next++]];
-      fs::create_directories(r.dir);
-      write_text_atomically(r.dir + "/study_run.json",
-                            json{{"study", study.name}, {"arm", r.arm}, {"seed", r.seed}, {"config", comparable(r.cfg)}}.dump(2) + "\n");
+      write_stamp(study, r);
       const std::string log = logs + "/" + r.arm + "-s" + std::to_string(r.seed) + ".log";
       append_line(log, "$ " + r.command_line(options.exe, threads));
       const auto args = r.argv(options.exe, threads);
@@ -585,9 +590,7 @@ SlurmJob write_slurm_array(const Study& study, const std::vector<PlannedRun>& ru
   std::string lines;
   for (const auto& r : runs) {
     if (r.state == RunState::Finished) continue;
-    fs::create_directories(r.dir);
-    write_text_atomically(r.dir + "/study_run.json",
-                          json{{"study", study.name}, {"arm", r.arm}, {"seed", r.seed}, {"config", comparable(r.cfg)}}.dump(2) + "\n");
+    write_stamp(study, r);
     // A task resumes its run when a checkpoint is there (a requeued or repeated array).
     const std::string fresh = r.command_line(exe, cpus_per_task);
     PlannedRun again = r;
