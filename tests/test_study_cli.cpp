@@ -157,6 +157,28 @@ TEST(StudyCli, BadStudyFilesAreOneLineErrors) {
   check(R"({"config": "c.json", "arms": [{"name": "a/b"}, {"name": "b"}], "seeds": 3})", "names a folder");
 }
 
+// The study files docs/results.md was made with (configs/studies/) stay valid as the configs
+// and their keys change: every arm's config resolves and every run is listed, none started.
+TEST(StudyCli, ShippedStudyFilesResolve) {
+  TempDir dir;  // the working directory, so the user's runs/ is not read
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(std::string(EWA_SOURCE_DIR) + "/configs/studies")) {
+    if (entry.path().extension() != ".json") continue;
+    ++files;
+    const auto study = read_json(entry.path().string());
+    const int seeds = study["seeds"].is_number() ? study["seeds"].get<int>() : static_cast<int>(study["seeds"].size());
+    const std::string runs = std::to_string(seeds * static_cast<int>(study["arms"].size())) + " runs";
+    auto r = run_command("cd " + dir.path() + " && " + kEwa + " study " + entry.path().string() + " --dry-run");
+    EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.output;
+    EXPECT_NE(r.output.find(runs), std::string::npos) << entry.path() << "\n" << r.output;
+    size_t to_run = 0;
+    for (size_t at = r.output.find(": to run"); at != std::string::npos; at = r.output.find(": to run", at + 1)) ++to_run;
+    EXPECT_EQ(static_cast<int>(to_run), seeds * static_cast<int>(study["arms"].size())) << r.output;
+    EXPECT_FALSE(fs::exists(dir / "runs")) << "a dry run writes nothing";
+  }
+  EXPECT_GE(files, 5);
+}
+
 }  // namespace
 
 namespace {
