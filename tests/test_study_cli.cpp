@@ -167,13 +167,13 @@ TEST(StudyCli, ShippedStudyFilesResolve) {
     ++files;
     const auto study = read_json(entry.path().string());
     const int seeds = study["seeds"].is_number() ? study["seeds"].get<int>() : static_cast<int>(study["seeds"].size());
-    const std::string runs = std::to_string(seeds * static_cast<int>(study["arms"].size())) + " runs";
+    const int planned = seeds * static_cast<int>(study["arms"].size());
     auto r = run_command("cd " + dir.path() + " && " + kEwa + " study " + entry.path().string() + " --dry-run");
     EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.output;
-    EXPECT_NE(r.output.find(runs), std::string::npos) << entry.path() << "\n" << r.output;
-    size_t to_run = 0;
+    EXPECT_NE(r.output.find(std::to_string(planned) + " runs"), std::string::npos) << entry.path() << "\n" << r.output;
+    int to_run = 0;
     for (size_t at = r.output.find(": to run"); at != std::string::npos; at = r.output.find(": to run", at + 1)) ++to_run;
-    EXPECT_EQ(static_cast<int>(to_run), seeds * static_cast<int>(study["arms"].size())) << r.output;
+    EXPECT_EQ(to_run, planned) << r.output;
     EXPECT_FALSE(fs::exists(dir / "runs")) << "a dry run writes nothing";
   }
   EXPECT_GE(files, 5);
