@@ -6,6 +6,7 @@
 #include "models/registry.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "train/eval_mode.h"
 #include "train/fused_adamw.h"
 #include "train/loop.h"
 #include "train/metrics.h"
@@ -469,4 +470,28 @@ TEST(Train, EvaluatesEveryNEpochsAndAfterTheLast) {
   }
   EXPECT_EQ(all, (std::vector<int64_t>{1, 2, 3, 4, 5}));
   EXPECT_EQ(evaluated, (std::vector<int64_t>{2, 4, 5}));
+}
+
+// EvalMode puts a module and its children in eval mode for a scope and gives back the flag it
+// found, on a normal exit and when the scope ends by an exception.
+TEST(EvalMode, RestoresTheTrainingFlagOnExitAndOnException) {
+  torch::nn::Sequential net(torch::nn::Linear(2, 2), torch::nn::Dropout(0.5));
+  net->train(true);
+  {
+    ewa::train::EvalMode guard(*net);
+    EXPECT_FALSE(net->is_training());
+    EXPECT_FALSE(net[1]->is_training());
+  }
+  EXPECT_TRUE(net->is_training());
+  EXPECT_TRUE(net[1]->is_training());
+  EXPECT_THROW(
+      {
+        ewa::train::EvalMode guard(*net);
+        throw std::runtime_error("evaluation failed");
+      },
+      std::runtime_error);
+  EXPECT_TRUE(net->is_training());
+  net->eval();
+  { ewa::train::EvalMode guard(*net); }
+  EXPECT_FALSE(net->is_training());  // a module found in eval mode stays there
 }

@@ -1,4 +1,5 @@
 #include "train/bert_pretrain.h"
+#include "train/eval_mode.h"
 
 #include <cstdio>
 
@@ -121,9 +122,8 @@ io::LoadReport load_tokenizer(models::PointBertImpl& model, const std::string& p
 
 TokenAccuracy token_accuracy(models::PointBertImpl& model, data::BatchSource& source, torch::Device device) {
   torch::NoGradGuard guard;
-  const bool was_training = model.is_training();
-  model.eval();
-  auto r = with_cpu_seed(kEvalMaskSeed, [&] {
+  EvalMode eval_mode(model);
+  return with_cpu_seed(kEvalMaskSeed, [&] {
     int64_t correct = 0, masked = 0;
     double ce = 0;
     for (int64_t i = 0; i < source.num_batches(); ++i) {
@@ -136,18 +136,17 @@ TokenAccuracy token_accuracy(models::PointBertImpl& model, data::BatchSource& so
     t.loss = masked ? ce / double(masked) : 0.0;
     return t;
   });
-  model.train(was_training);
-  return r;
 }
 
 double svm_monitor_accuracy(models::PointBertImpl& model, data::BatchSource& train, data::BatchSource& test,
                             torch::Device device) {
-  const bool was_training = model.is_training();
-  model.eval();
-  auto features = [&](const torch::Tensor& points) { return model.features(points); };
-  const auto [train_x, train_y] = source_features(train, device, features);
-  const auto [test_x, test_y] = source_features(test, device, features);
-  model.train(was_training);
+  torch::Tensor train_x, train_y, test_x, test_y;
+  {
+    EvalMode eval_mode(model);
+    auto features = [&](const torch::Tensor& points) { return model.features(points); };
+    std::tie(train_x, train_y) = source_features(train, device, features);
+    std::tie(test_x, test_y) = source_features(test, device, features);
+  }
   const auto svm = LinearSvm::fit(train_x, train_y, 1.0, 1e-4);
   return svm.predict(test_x).eq(test_y).to(torch::kDouble).mean().item<double>();
 }

@@ -1,4 +1,5 @@
 #include "train/dvae_pretrain.h"
+#include "train/eval_mode.h"
 
 #include <array>
 #include <cstdio>
@@ -82,9 +83,8 @@ models::DvaeOptions dvae_options(const Config& cfg) {
 
 DvaeEvaluation dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource& source, torch::Device device) {
   torch::NoGradGuard guard;
-  const bool was_training = model.is_training();
-  model.eval();
-  DvaeEvaluation e = with_cpu_seed(kEvalNoiseSeed, [&] {
+  EvalMode eval_mode(model);
+  return with_cpu_seed(kEvalNoiseSeed, [&] {
     DvaeEvaluation r;
     std::map<int64_t, std::array<double, 3>> per_category;  // dense sum, coarse sum, count
     int64_t count = 0;
@@ -118,8 +118,6 @@ DvaeEvaluation dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource
     if (count) r.recon /= double(count), r.kl /= double(count);
     return r;
   });
-  model.train(was_training);
-  return e;
 }
 
 DvaePretrainResult pretrain_dvae(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,

@@ -1,4 +1,5 @@
 #include "train/evaluation.h"
+#include "train/eval_mode.h"
 
 #include <cmath>
 
@@ -149,8 +150,7 @@ ClassificationMetrics run_once(models::ClassifierImpl& model, data::BatchSource&
 ProtocolResult evaluate_protocol(models::ClassifierImpl& model, data::BatchSource& source, int64_t num_classes,
                                  torch::Device device, const EvalProtocol& protocol, dist::Group* group) {
   torch::NoGradGuard guard;
-  const bool was_training = model.is_training();
-  model.eval();
+  EvalMode eval_mode(model);
   ProtocolResult r;
   r.protocol = protocol;
   if (protocol.kind != EvalProtocol::Kind::Vote) {
@@ -176,7 +176,6 @@ ProtocolResult evaluate_protocol(models::ClassifierImpl& model, data::BatchSourc
     for (double a : r.repeat_accuracy) sq += (a - r.mean) * (a - r.mean);
     r.std = r.repeat_accuracy.size() > 1 ? std::sqrt(sq / double(r.repeat_accuracy.size() - 1)) : 0.0;
   }
-  model.train(was_training);
   return r;
 }
 

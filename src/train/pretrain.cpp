@@ -1,4 +1,5 @@
 #include "train/pretrain.h"
+#include "train/eval_mode.h"
 
 #include <filesystem>
 
@@ -85,11 +86,8 @@ std::vector<MaeView> views_of_batch(models::PointMaeImpl& model, const torch::Te
 template <typename Fn>
 auto with_eval_masks(models::PointMaeImpl& model, Fn fn) {
   torch::NoGradGuard guard;
-  const bool was_training = model.is_training();
-  model.eval();
-  auto result = with_cpu_seed(kEvalMaskSeed, fn);
-  model.train(was_training);
-  return result;
+  EvalMode eval_mode(model);
+  return with_cpu_seed(kEvalMaskSeed, fn);
 }
 }  // namespace
 

@@ -1,4 +1,5 @@
 #include "train/segmentation.h"
+#include "train/eval_mode.h"
 
 #include <cstdio>
 #include <map>
@@ -122,8 +123,7 @@ PartMetrics evaluate_segmentation(models::PointSegImpl& model, data::BatchSource
   auto part_category = torch::tensor(task.part_category, torch::kLong).to(device);
   PartMetrics metrics(task.part_category, task.category_names);
   torch::NoGradGuard guard;
-  const bool was_training = model.is_training();
-  model.eval();
+  EvalMode eval_mode(model);
   double loss_sum = 0;
   with_cpu_seed(kEvalResampleSeed, [&] {
     for (int64_t i = 0; i < source.num_batches(); ++i) {
@@ -139,7 +139,6 @@ PartMetrics evaluate_segmentation(models::PointSegImpl& model, data::BatchSource
     }
     return 0;
   });
-  model.train(was_training);
   if (loss) *loss = metrics.shapes() ? loss_sum / double(metrics.shapes()) : 0.0;
   return metrics;
 }
