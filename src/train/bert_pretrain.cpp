@@ -1,5 +1,4 @@
 #include "train/bert_pretrain.h"
-#include "train/eval_mode.h"
 
 #include <cstdio>
 
@@ -7,6 +6,7 @@
 #include "common/random.h"
 #include "io/state_dict.h"
 #include "train/dvae_pretrain.h"
+#include "train/eval_mode.h"
 #include "train/run.h"
 #include "train/svm_probe.h"
 #include "train/trainer.h"
@@ -140,13 +140,10 @@ TokenAccuracy token_accuracy(models::PointBertImpl& model, data::BatchSource& so
 
 double svm_monitor_accuracy(models::PointBertImpl& model, data::BatchSource& train, data::BatchSource& test,
                             torch::Device device) {
-  torch::Tensor train_x, train_y, test_x, test_y;
-  {
-    EvalMode eval_mode(model);
-    auto features = [&](const torch::Tensor& points) { return model.features(points); };
-    std::tie(train_x, train_y) = source_features(train, device, features);
-    std::tie(test_x, test_y) = source_features(test, device, features);
-  }
+  EvalMode eval_mode(model);  // the SVM below does not touch the model
+  auto features = [&](const torch::Tensor& points) { return model.features(points); };
+  const auto [train_x, train_y] = source_features(train, device, features);
+  const auto [test_x, test_y] = source_features(test, device, features);
   const auto svm = LinearSvm::fit(train_x, train_y, 1.0, 1e-4);
   return svm.predict(test_x).eq(test_y).to(torch::kDouble).mean().item<double>();
 }

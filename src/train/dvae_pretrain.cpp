@@ -1,5 +1,4 @@
 #include "train/dvae_pretrain.h"
-#include "train/eval_mode.h"
 
 #include <array>
 #include <cstdio>
@@ -8,6 +7,7 @@
 #include "common/error.h"
 #include "common/random.h"
 #include "kernels/chamfer/chamfer.h"
+#include "train/eval_mode.h"
 #include "train/trainer.h"
 
 namespace ewa::train {

@@ -1,11 +1,11 @@
 #include "train/evaluation.h"
-#include "train/eval_mode.h"
 
 #include <cmath>
 
 #include "common/device_copy.h"
 #include "common/error.h"
 #include "common/random.h"
+#include "train/eval_mode.h"
 
 namespace ewa::train {
 namespace F = torch::nn::functional;

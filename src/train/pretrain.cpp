@@ -1,5 +1,4 @@
 #include "train/pretrain.h"
-#include "train/eval_mode.h"
 
 #include <filesystem>
 
@@ -9,6 +8,7 @@
 #include "common/random.h"
 #include "common/fs.h"
 #include "io/point_io.h"
+#include "train/eval_mode.h"
 #include "train/trainer.h"
 
 namespace ewa::train {

@@ -1,11 +1,11 @@
 #include "train/segmentation.h"
-#include "train/eval_mode.h"
 
 #include <cstdio>
 #include <map>
 
 #include "common/error.h"
 #include "common/random.h"
+#include "train/eval_mode.h"
 #include "train/trainer.h"
 
 namespace ewa::train {
