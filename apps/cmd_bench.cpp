@@ -5,6 +5,7 @@
 #include <torch/version.h>
 
 #include "apps/commands.h"
+#include "config/model_kinds.h"
 #include "bench/point_ops.h"
 #include "bench/resample.h"
 #include "bench/train_step.h"
@@ -66,7 +67,7 @@ void add_train_step_bench(CLI::App* bench) {
     char head[512];
     const auto device = train::select_device(cfg.train.device);
     char model[160];
-    if (cfg.model.name == "point_bert_dvae") {  // no transformer, so no MoE variants
+    if (!model_kind(cfg).transformer) {  // the dVAE: no transformer, so no MoE variants
       std::snprintf(model, sizeof model, "dVAE tokenizer, %lld tokens", (long long)cfg.pretrain.num_tokens);
     } else {  // a dense config has no MoE blocks of its own: its MoE variants take moe.blocks' rule
       std::snprintf(model, sizeof model, "D=%lld depth=%lld, MoE variants: %zu blocks of N=%lld", (long long)cfg.model.embed_dim,

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "models/registry.h"
@@ -43,7 +44,7 @@ void add_convert_command(CLI::App& app) {
     // segmenter's part logits for random categories.
     std::shared_ptr<torch::nn::Module> moe_model, dense_model;
     std::function<torch::Tensor(torch::nn::Module&, const torch::Tensor&)> forward;
-    const bool seg = cfg.model.name == "point_seg";
+    const bool seg = model_kind(cfg).is_segmenter();
     if (seg) {
       auto loaded = train::load_segmenter(cfg, weights, args->input);
       if (weights.config.is_null()) print_line(loaded.second.table());

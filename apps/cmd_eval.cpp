@@ -1,6 +1,7 @@
 // ewa eval: accuracy of a checkpoint (ewa's own, or an imported official / timm file) on the
 // test (or validation) split, under one evaluation protocol (docs/protocols.md).
 #include "apps/commands.h"
+#include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/precision.h"
 #include "train/evaluation.h"
@@ -59,7 +60,11 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([args] {
     const auto weights = io::read_state_dict(args->checkpoint);
     Config cfg = config_for_weights(args->checkpoint, weights, args->config, args->set);
-    if (cfg.model.name == "point_seg") return eval_parts(*args, weights, cfg);
+    const ModelKind& kind = model_kind(cfg);
+    if (kind.is_segmenter()) return eval_parts(*args, weights, cfg);
+    if (!kind.is_classifier())
+      fail(args->checkpoint + ": eval measures classifiers and part segmenters; this is a " + kind.name + " checkpoint (" +
+           kind.summary + "), whose test figures are in its run's log.jsonl and metrics.json");
     const auto protocol = protocol_from(args->protocol, cfg);
     auto task = data::load_task(cfg, data::use_for_split(args->split));
     cfg = train::resolve_for_dataset(cfg, task);

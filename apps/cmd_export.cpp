@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "apps/commands.h"
+#include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "io/pretrained.h"
@@ -40,17 +41,20 @@ void add_export_command(CLI::App& app) {
     check_output(args->output, args->input, args->force, "--output");
     const auto weights = io::read_state_dict(args->input);
     Config cfg = config_for_weights(args->input, weights, args->config, args->set);
-    if (cfg.model.name == "point_mae") fail(args->input + ": export writes classifiers; this is a point_mae pretraining checkpoint");
-    if (cfg.model.name == "point_bert_dvae") {  // Point-BERT's dVAE: {'base_model': ...} as its builder saves it
+    const ModelKind& kind = model_kind(cfg);
+    if (kind.task == ModelTask::PretrainMae)
+      fail(args->input + ": export writes classifiers, segmenters and Point-BERT's pretraining modules; this is a " +
+           kind.name + " checkpoint (" + kind.summary + "): fine-tune it into a classifier first");
+    if (kind.task == ModelTask::PretrainDvae) {  // Point-BERT's dVAE: {'base_model': ...} as its builder saves it
       if (ext == ".safetensors") fail("--output: a dVAE is exported as .pth (Point-BERT's layout)");
       models::DiscreteVae dvae(train::dvae_options(cfg));
       io::load_pretrained(*dvae, weights, io::LoadOptions{}, args->input);
       const auto official = io::to_official_layout(train::state_dict(*dvae));
       io::write_torch_state_dict(args->output, official, weights.epoch);
-      print_line("exported " + std::to_string(official.size()) + " tensors (point_bert_dvae) to " + args->output);
+      print_line("exported " + std::to_string(official.size()) + " tensors (" + kind.name + ") to " + args->output);
       return;
     }
-    if (cfg.model.name == "point_bert") {  // Point-BERT's stage 2: the whole Point_BERT module, as its builder saves it
+    if (kind.task == ModelTask::PretrainBert) {  // Point-BERT's stage 2: the whole Point_BERT module, as its builder saves it
       if (ext == ".safetensors") fail("--output: a Point-BERT pretraining module is exported as .pth (Point-BERT's layout)");
       models::PointBert bert(cfg, train::dvae_options(cfg));
       io::LoadOptions own;
@@ -66,7 +70,7 @@ void add_export_command(CLI::App& app) {
       fail(args->input + ": moe.kind is 'routed': a routed MoE has no exact dense form, so it cannot be exported");
     // A classifier, or a part segmenter (Point-MAE's segmentation checkpoints keep the state dict
     // under 'model_state_dict').
-    const bool seg = cfg.model.name == "point_seg";
+    const bool seg = kind.is_segmenter();
     std::shared_ptr<torch::nn::Module> model;
     if (seg) {
       model = train::load_segmenter(cfg, weights, args->input).first.ptr();

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "apps/commands.h"
+#include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "infer/predict.h"
@@ -100,7 +101,7 @@ void add_predict_command(CLI::App& app) {
   cmd->callback([args] {
     const auto weights = io::read_state_dict(args->checkpoint);
     const Config config = config_for_weights(args->checkpoint, weights, args->config, args->set);
-    if (config.model.name == "point_seg") return predict_parts(*args, weights, config);
+    if (model_kind(config).is_segmenter()) return predict_parts(*args, weights, config);
     if (!args->category.empty() || !args->output.empty() || args->force)
       fail("--category / --output / --force: " + args->checkpoint +
            " is a classifier (it writes no files); they apply to part segmentation (point_seg)");

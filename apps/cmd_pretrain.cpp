@@ -8,10 +8,10 @@
 #include "common/fs.h"
 #include "common/runtime.h"
 #include "models/point_mae.h"
-#include "train/bert_pretrain.h"
-#include "train/dvae_pretrain.h"
+#include "config/model_kinds.h"
 #include "train/checkpoint.h"
 #include "train/pretrain.h"
+#include "train/run_task.h"
 #include "train/trainer.h"
 #include "datasets/registry.h"
 
@@ -46,19 +46,17 @@ void add_pretrain_command(CLI::App& app) {
     Config cfg = run_config(args->config, from, args->set, args->name, &read);
     if (args->reconstruct.empty()) {
       const auto group = join_job(args->dist);
-      const train::TrainOptions options{args->resume, group, read};
       // Point-MAE's masked autoencoder, or Point-BERT's stage 1 (the dVAE tokenizer) or stage 2.
-      const std::string run_dir = cfg.model.name == "point_bert_dvae"
-                                      ? train::pretrain_dvae(cfg, data::load_task, options, print_line).run_dir
-                                  : cfg.model.name == "point_bert"
-                                      ? train::pretrain_point_bert(cfg, data::load_task, options, print_line).run_dir
-                                      : train::pretrain_point_mae(cfg, data::load_task, options, print_line).run_dir;
+      require_trained_by(cfg, "pretrain");
+      const std::string run_dir = train::run_task(cfg, data::load_task, {args->resume, group, read}, print_line).run_dir;
       if (!group || group->is_main()) plot_finished_run(run_dir);
       return;
     }
     const std::string out = args->out.empty() ? (std::filesystem::path(from).parent_path() / "reconstructions").string() : args->out;
     check_output_dir(out, args->force, "--output");  // before anything is read or computed
-    if (cfg.model.name != "point_mae") fail("checkpoint " + from + ": holds a " + cfg.model.name + ", not a point_mae model");
+    if (model_kind(cfg).task != ModelTask::PretrainMae)
+      fail("checkpoint " + from + ": holds a " + cfg.model.name + ", not a Point-MAE pretraining model (--reconstruct draws "
+           "its reconstructions)");
     auto data = data::load_task(cfg);
     cfg = train::resolve_for_dataset(cfg, data);
     const auto device = train::select_device(cfg.train.device);

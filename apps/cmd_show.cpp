@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "apps/commands.h"
+#include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "train/checkpoint.h"
@@ -113,8 +114,10 @@ void add_show_command(CLI::App& app) {
     std::vector<train::Scene> scenes;
     std::vector<std::string> errors;
     int64_t files_given = 0;
-    if (cfg.model.name == "point_seg" || args->color == "parts") {
-      if (cfg.model.name != "point_seg") fail("--color parts: " + args->checkpoint + " is not a part-segmentation checkpoint");
+    const ModelKind& kind = model_kind(cfg);
+    if (kind.show_views.empty()) fail(args->checkpoint + ": a " + kind.name + " checkpoint: " + kind.no_show);
+    if (kind.is_segmenter() || args->color == "parts") {
+      if (!kind.is_segmenter()) fail("--color parts: " + args->checkpoint + " is not a part-segmentation checkpoint");
       if (args->color != "parts" && args->color != "class") fail("--color: a part-segmentation checkpoint is shown with --color parts");
       auto seg = load_point_segmenter(args->checkpoint, weights, cfg);
       const auto files = train::expand_point_inputs(args->inputs);
@@ -128,11 +131,11 @@ void add_show_command(CLI::App& app) {
       return render_scenes(*args, scenes, errors, files_given);
     }
     if (!args->category.empty()) fail("--category: applies to part-segmentation checkpoints; " + args->checkpoint + " is a " + cfg.model.name);
-    if (cfg.model.name == "point_bert_dvae" || cfg.model.name == "point_bert") {  // Point-BERT's two pretraining stages
-      const bool dvae = cfg.model.name == "point_bert_dvae";
+    if (kind.task == ModelTask::PretrainDvae || kind.task == ModelTask::PretrainBert) {  // Point-BERT's two stages
+      const bool dvae = kind.task == ModelTask::PretrainDvae;
       if (args->color != "class" && args->color != "plain")
-        fail("--color: " + args->checkpoint + " is a " + cfg.model.name + " checkpoint, shown as " +
-             (dvae ? "input | reconstruction" : "masked patches | predicted tokens") + ": leave --color out");
+        fail("--color: " + args->checkpoint + " is a " + kind.name + " checkpoint, shown as " + kind.show_views[0] +
+             ": leave --color out");
       const auto device = train::select_device(cfg.train.device);
       models::DiscreteVae dvae_model{nullptr};
       models::PointBert bert_model{nullptr};
@@ -160,7 +163,7 @@ void add_show_command(CLI::App& app) {
       args->color = dvae ? "dVAE reconstruction" : "masked-token prediction";
       return render_scenes(*args, scenes, errors, static_cast<int64_t>(files.size()));
     }
-    const bool mae = cfg.model.name == "point_mae";
+    const bool mae = kind.task == ModelTask::PretrainMae;
     if (mae != (args->color == "mae"))
       fail(mae ? "--color: " + args->checkpoint + " is a Point-MAE pretraining checkpoint: use --color mae"
                : "--color mae: " + args->checkpoint + " is not a Point-MAE pretraining checkpoint");
@@ -229,7 +232,7 @@ void add_gallery_command(CLI::App& app) {
     check_output(out, args->checkpoint, args->force, "--output");
     const std::string note = viz::ensure_display();
     if (!note.empty()) print_line(note);
-    if (config.model.name == "point_seg") {  // part segmentation: coloured by predicted part, shape mIoU under each
+    if (model_kind(config).is_segmenter()) {  // part segmentation: coloured by predicted part, shape mIoU under each
       auto seg = load_point_segmenter(args->checkpoint, weights, config);
       auto r = train::write_segmentation_gallery(*seg.model, seg.cfg, data::load_task, args->split, args->count,
                                                  args->view.columns, args->view.camera, out, seg.device);

@@ -2,8 +2,8 @@
 // pretrained weights (finetune.init).
 #include "apps/commands.h"
 #include "common/error.h"
-#include "train/segmentation.h"
-#include "train/trainer.h"
+#include "config/model_kinds.h"
+#include "train/run_task.h"
 #include "datasets/registry.h"
 
 namespace ewa::app {
@@ -36,12 +36,8 @@ void run(const TrainArgs& a) {
   if (a.layer_decay > 0) set.push_back("finetune.layer_decay=" + std::to_string(a.layer_decay));
   std::shared_ptr<const io::Checkpoint> resumed;
   Config cfg = run_config(a.config, a.resume, set, a.name, &resumed);
-  if (cfg.model.name == "point_mae" || cfg.model.name == "point_bert_dvae" || cfg.model.name == "point_bert")
-    fail("model.name: " + cfg.model.name + " is a pretraining model: run `ewa pretrain` with this config");
-  const train::TrainOptions options{a.resume, group, resumed};
-  const std::string run_dir = cfg.model.name == "point_seg"
-                                  ? train::train_segmentation(cfg, data::load_task, options, print_line).run_dir
-                                  : train::train_classifier(cfg, data::load_task, options, print_line).run_dir;
+  require_trained_by(cfg, "train");
+  const std::string run_dir = train::run_task(cfg, data::load_task, {a.resume, group, resumed}, print_line).run_dir;
   if (!group || group->is_main()) plot_finished_run(run_dir);
 }
 

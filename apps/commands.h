@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "infer/segment.h"
+#include "infer/load.h"
 #include "io/pretrained.h"
 #include "dist/dist.h"
 #include "io/checkpoint.h"
@@ -40,9 +40,6 @@ void plot_finished_run(const std::string& dir);
 // Flag checks with plain messages ("expected an integer >= 1, got '0'"), for CLI11's check().
 CLI::Validator at_least(int64_t minimum);
 
-// Loads `config_path` (or the defaults when empty), applies --set overrides, and parses it.
-Config load_config(const std::string& config_path, const std::vector<std::string>& overrides);
-
 // The config of a training or pretraining run: `config_path` with --set overrides, or, when it is
 // empty and `checkpoint` is given (--resume, --reconstruct), the checkpoint's own config with the
 // overrides; `name` (when not empty) renames the run. Applies train.threads.
@@ -50,38 +47,13 @@ Config load_config(const std::string& config_path, const std::vector<std::string
 Config run_config(const std::string& config_path, const std::string& checkpoint, const std::vector<std::string>& overrides,
                   const std::string& name, std::shared_ptr<const io::Checkpoint>* read = nullptr);
 
-// The config of a weights file: its own (ewa checkpoints) with --set overrides, or `config_path`
-// when given (required for official / timm files, which carry none; a config of another model
-// kind than the file's keys imply is refused), resolved for the file (train::resolve_for_weights:
-// channels, classes where the file has a head).
-Config config_for_weights(const std::string& weights_path, const io::StateDict& weights, const std::string& config_path,
-                          const std::vector<std::string>& overrides);
+// Models for inference from weights files (infer/load.h).
+using train::config_for_weights;
+using train::load_point_classifier;
+using train::load_point_segmenter;
+using train::PointClassifier;
+using train::PointSegmenter;
 
-// A point classifier from any weights file (ewa checkpoint, or an official / converted file with
-// its config), on cfg.train.device: what predict, show and gallery run.
-struct PointClassifier {
-  Config cfg;  // resolved for the weights
-  std::shared_ptr<models::ClassifierImpl> model;
-  models::PointTransformerImpl* points = nullptr;
-  torch::Device device = torch::kCPU;
-  std::vector<std::string> class_names;  // from the checkpoint (empty for official files)
-};
-// `config` as config_for_weights gives it. A model that is not a point_transformer stops with
-// "<path>: <refusal>; this is a <name> model".
-PointClassifier load_point_classifier(const std::string& path, const io::StateDict& weights, const Config& config,
-                                      const std::string& refusal);
-
-// A part segmenter (point_seg) from any weights file (ewa checkpoint, or Point-MAE's segmentation
-// .pth with its config; `config` as config_for_weights gives it), on cfg.train.device, with its
-// part names (from the checkpoint).
-struct PointSegmenter {
-  Config cfg;
-  models::PointSeg model{nullptr};
-  train::PartNaming naming;
-  torch::Device device = torch::kCPU;
-  io::LoadReport report;  // how the weights were loaded (printed for files without an ewa config)
-};
-PointSegmenter load_point_segmenter(const std::string& path, const io::StateDict& weights, const Config& config);
 // The category index of --category (a ShapeNetPart category name, any case), -1 when empty;
 // a one-line error naming the choices otherwise.
 int64_t category_option(const std::string& name);

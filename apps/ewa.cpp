@@ -2,30 +2,30 @@
 // Averaging. Thin main: subcommands live in apps/cmd_*.cpp.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 
 #include <c10/util/Exception.h>
 
+#include <torch/version.h>
+
 #include "apps/commands.h"
-#include "config/datasets.h"
-#include "train/segmentation.h"
 #include "common/error.h"
 #include "common/runtime.h"
 #include "common/signals.h"
-#include "kernels/common/simd.h"
+#include "config/datasets.h"
 #include "config/schema.h"
-#include "datasets/hdf5.h"
-#include "io/point_io.h"
+#include "config/sources.h"
 #include "data/batch_source.h"
+#include "datasets/hdf5.h"
 #include "dist/dist.h"
-#include "train/svm_probe.h"
-#include "train/trainer.h"
-#include "viz/plot.h"
-#include <torch/version.h>
+#include "io/point_io.h"
+#include "kernels/common/simd.h"
 #include "train/checkpoint.h"
-#include "train/trainer.h"
+#include "train/svm_probe.h"
+#include "viz/plot.h"
 
 namespace ewa::app {
 
@@ -73,13 +73,6 @@ CLI::Validator at_least(int64_t minimum) {
       "INT>=" + std::to_string(minimum));
 }
 
-Config load_config(const std::string& config_path, const std::vector<std::string>& overrides) {
-  nlohmann::json cfg = config_path.empty() ? default_config() : load_config_file(config_path);
-  for (const auto& o : overrides) apply_override(cfg, o);
-  return parse_config(resolve_config(cfg, config_path.empty() ? "config (defaults)" : "config " + config_path),
-                      config_path.empty() ? "config (defaults)" : "config " + config_path);
-}
-
 Config run_config(const std::string& config_path, const std::string& checkpoint, const std::vector<std::string>& overrides,
                   const std::string& name, std::shared_ptr<const io::Checkpoint>* read) {
   Config cfg;
@@ -97,63 +90,7 @@ Config run_config(const std::string& config_path, const std::string& checkpoint,
   return cfg;
 }
 
-Config config_for_weights(const std::string& weights_path, const io::StateDict& weights, const std::string& config_path,
-                          const std::vector<std::string>& overrides) {
-  Config cfg;
-  if (weights.config.is_null()) {  // an official or timm file: the model its keys imply
-    const auto implied = io::implied_model(weights);
-    const std::string holds = implied.name.empty() ? std::string("weights of no model ewa knows by their names")
-                                                   : implied.what + " (model.name " + implied.name + ")";
-    if (config_path.empty())
-      fail(weights_path + ": holds no ewa config (" + weights.origin + "), only " + holds + ": pass --config with its sizes" +
-           (implied.example.empty() ? std::string() : ", e.g. --config " + implied.example));
-    cfg = load_config(config_path, overrides);
-    if (!implied.name.empty() && (cfg.model.name != implied.name ||
-                                  (implied.name == "point_transformer" && cfg.model.variant != implied.variant)))
-      fail(weights_path + ": holds " + holds + ", but config " + config_path + " describes a " + cfg.model.name +
-           (cfg.model.name == "point_transformer" ? " (" + cfg.model.variant + ")" : std::string()) +
-           ": pass a config of its kind, e.g. --config " + implied.example +
-           (implied.name == "point_mae" || implied.name == "point_bert"
-                ? "; a classifier is made from it by `ewa finetune --init " + weights_path + " --config <classifier config>`"
-                : std::string()));
-  } else {
-    if (!config_path.empty()) {
-      cfg = load_config(config_path, overrides);
-    } else {
-      nlohmann::json j = resolve_config(weights.config, "checkpoint " + weights_path);
-      for (const auto& o : overrides) apply_override(j, o);
-      cfg = parse_config(j, "checkpoint " + weights_path);
-    }
-  }
-  return train::resolve_for_weights(cfg, weights);  // channels and classes where the file shows them
-}
-
 void print_line(const std::string& line) { std::cout << line << std::endl; }
-
-PointClassifier load_point_classifier(const std::string& path, const io::StateDict& weights, const Config& config,
-                                      const std::string& refusal) {
-  PointClassifier c;
-  c.cfg = config;
-  if (c.cfg.model.name != "point_transformer") fail(path + ": " + refusal + "; this is a " + c.cfg.model.name + " model");
-  c.model = train::load_classifier(c.cfg, weights, path).first;
-  c.points = dynamic_cast<models::PointTransformerImpl*>(c.model.get());
-  c.class_names = weights.class_names;
-  c.device = train::select_device(c.cfg.train.device);
-  c.model->to(c.device);
-  return c;
-}
-
-PointSegmenter load_point_segmenter(const std::string& path, const io::StateDict& weights, const Config& config) {
-  PointSegmenter s;
-  s.cfg = config;
-  if (s.cfg.model.name != "point_seg") fail(path + ": not a part-segmentation model (point_seg); this is a " + s.cfg.model.name);
-  if (s.cfg.model.in_chans == 0) s.cfg = s.cfg.with({{"model.in_chans", 3}});
-  std::tie(s.model, s.report) = train::load_segmenter(s.cfg, weights, path);
-  s.naming = train::shapenet_part_naming(weights.class_names);
-  s.device = train::select_device(s.cfg.train.device);
-  s.model->to(s.device);
-  return s;
-}
 
 int64_t category_option(const std::string& name) {
   if (name.empty()) return -1;
@@ -245,7 +182,18 @@ void add_config_command(CLI::App& app) {
   auto* show = cmd->add_subcommand("show", "Print a config resolved: its bases merged, --set applied, every default filled in");
   show->add_option("config", args->config, "JSON config file (configs/*.json); the defaults when omitted");
   show->add_option("--set", args->set, "Override a config key, e.g. --set ewa.share_rate=0.5 (repeatable)");
-  show->callback([args] { print_line(load_config(args->config, args->set).json.dump(2)); });
+  auto* sources = show->add_flag("--sources", "One line per key instead of JSON: its value and where it came from (default, "
+                                              "preset, the file or the base or mixin that set it, --set)");
+  show->callback([args, sources] {
+    const Config cfg = load_config(args->config, args->set);
+    if (!*sources) return print_line(cfg.json.dump(2));
+    const auto from = config_sources(args->config, args->set);
+    for (const auto& f : config_schema()) {
+      std::string pointer = "/" + f.key;
+      std::replace(pointer.begin(), pointer.end(), '.', '/');
+      print_line(f.key + " = " + cfg.json.at(nlohmann::json::json_pointer(pointer)).dump() + "  (" + from.at(f.key) + ")");
+    }
+  });
 }
 
 }  // namespace ewa::app
@@ -270,6 +218,9 @@ int main(int argc, char** argv) {
   ewa::app::set_program_args(argc, argv);
   CLI::App app{"ewa: train vision transformers with Experts Weights Averaging (EWA)", "ewa"};
   app.require_subcommand(1);
+  // Every option shows its default in --help (an empty one, such as an unset path, shows none: its
+  // description says what leaving it out means). Subcommands inherit this.
+  app.option_defaults()->always_capture_default();
   app.set_version_flag("--version", ewa::app::version_text());
   int threads = 0;
   app.add_option("--threads", threads, "Torch intra-op threads (0 = number of cores; train.threads overrides)")

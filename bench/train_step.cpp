@@ -9,6 +9,7 @@
 #include <torch/cuda.h>
 
 #include "common/precision.h"
+#include "config/model_kinds.h"
 #include "models/dvae.h"
 #include "models/point_bert.h"
 #include "models/point_mae.h"
@@ -46,10 +47,12 @@ void one_step(Variant& v, const torch::Tensor& x, const torch::Tensor& y) {
 std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOptions& o) {
   const torch::Device device = train::select_device(base.train.device);
   std::vector<Variant> variants;
-  const bool dvae = base.model.name == "point_bert_dvae", bert = base.model.name == "point_bert";
-  const bool pretraining = base.model.name == "point_mae" || dvae || bert, segmentation = base.model.name == "point_seg";
+  const ModelKind& model_kind_of_base = model_kind(base);
+  const bool dvae = model_kind_of_base.task == ModelTask::PretrainDvae;
+  const bool bert = model_kind_of_base.task == ModelTask::PretrainBert;
+  const bool pretraining = model_kind_of_base.is_pretraining(), segmentation = model_kind_of_base.is_segmenter();
   std::vector<std::tuple<std::string, MlpKind, bool>> kinds = {{"dense", MlpKind::Dense, false}};
-  if (!dvae) kinds.emplace_back("rup+ewa", MlpKind::Rup, true);  // the dVAE has no transformer
+  if (model_kind_of_base.transformer) kinds.emplace_back("rup+ewa", MlpKind::Rup, true);  // the dVAE has none
   // pretraining and segmentation have no routed encoder
   if (!pretraining && !segmentation) kinds.emplace_back("routed", MlpKind::Routed, false);
   if (!o.variants.empty()) {

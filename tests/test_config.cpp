@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "config/config.h"
 #include "config/schema.h"
+#include "config/sources.h"
 #include "test_util.h"
 
 namespace {
@@ -138,6 +139,50 @@ TEST(Config, ABaseChainMergesKeyByKeyTheNearestFileWinning) {
   ewa::testing::write_file(dir / "a.json", R"({"base": "b.json"})");
   ewa::testing::write_file(dir / "b.json", R"({"base": "a.json"})");
   EXPECT_NE(error_of([&] { ewa::load_config_file(dir / "a.json"); }).find("(a cycle)"), std::string::npos);
+}
+
+// "base" may list several files (mixins): merged in order, the later winning, then the file; the
+// sources say which file set each key (the last to set it), --set, the preset or the default.
+TEST(Config, AListOfBasesMergesInOrderAndEveryValueSaysWhereItCameFrom) {
+  ewa::testing::TempDir dir;
+  std::filesystem::create_directories(dir / "mixins");
+  ewa::testing::write_file(dir / "root.json", R"({"name": "root", "model": {"depth": 6, "preset": "tiny"},
+                                                 "moe": {"kind": "rup", "num_experts": 8}, "train": {"epochs": 7}})");
+  ewa::testing::write_file(dir / "mixins/four.json", R"({"moe": {"num_experts": 4, "blocks": "all"}})");
+  ewa::testing::write_file(dir / "mixins/two.json", R"({"moe": {"num_experts": 2}, "ewa": {"share_rate": 0.25}})");
+  ewa::testing::write_file(dir / "leaf.json", R"({"base": ["root.json", "mixins/four.json", "mixins/two.json"],
+                                                 "name": "leaf", "train": {"epochs": 1}})");
+  const auto j = ewa::load_config_file(dir / "leaf.json");
+  EXPECT_EQ(j["moe"]["num_experts"], 2);  // two.json, the last base, over four.json and root.json
+  EXPECT_EQ(j["moe"]["blocks"], "all");   // four.json's, kept under two.json's partial "moe"
+  EXPECT_EQ(j["moe"]["kind"], "rup");     // root.json's
+  EXPECT_EQ(j["train"]["epochs"], 1);     // the file over its bases
+  EXPECT_EQ(j["model"]["depth"], 6);
+  EXPECT_EQ(j["model"]["embed_dim"], 192);  // the tiny preset
+  const auto from = ewa::config_sources(dir / "leaf.json", {"optim.lr=0.01", "train.epochs=3"});
+  EXPECT_EQ(from.at("moe.num_experts"), dir / "mixins/two.json");
+  EXPECT_EQ(from.at("moe.blocks"), dir / "mixins/four.json");
+  EXPECT_EQ(from.at("moe.kind"), dir / "root.json");
+  EXPECT_EQ(from.at("ewa.share_rate"), dir / "mixins/two.json");
+  EXPECT_EQ(from.at("name"), dir / "leaf.json");
+  EXPECT_EQ(from.at("model.embed_dim"), "preset tiny");
+  EXPECT_EQ(from.at("optim.lr"), "--set");
+  EXPECT_EQ(from.at("train.epochs"), "--set");  // --set over the file
+  EXPECT_EQ(from.at("optim.weight_decay"), "default");
+  EXPECT_EQ(from.size(), ewa::config_schema().size());
+  // Two sibling bases are no cycle; a list with something other than paths is refused.
+  ewa::testing::write_file(dir / "twice.json", R"({"base": ["mixins/two.json", "mixins/two.json"]})");
+  EXPECT_EQ(ewa::load_config_file(dir / "twice.json")["moe"]["num_experts"], 2);
+  for (const char* bad : {R"({"base": []})", R"({"base": ["root.json", 3]})", R"({"base": ["root.json", ""]})"}) {
+    ewa::testing::write_file(dir / "bad.json", bad);
+    EXPECT_NE(error_of([&] { ewa::load_config_file(dir / "bad.json"); })
+                  .find("bad.json: key 'base' expects the path of a config file (a non-empty string) or a list of them"),
+              std::string::npos)
+        << bad;
+  }
+  ewa::testing::write_file(dir / "missing.json", R"({"base": ["root.json", "mixins/none.json"]})");
+  EXPECT_NE(error_of([&] { ewa::load_config_file(dir / "missing.json"); }).find("none.json, which does not exist"),
+            std::string::npos);
 }
 
 // The structs take their defaults from the schema alone: a default-constructed section is the

@@ -19,6 +19,7 @@
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/pretrain.h"
+#include "train/run_task.h"
 #include "train/trainer.h"
 
 namespace {
@@ -143,7 +144,7 @@ class PretrainRun : public ::testing::Test {
                                        {"train", {{"epochs", 4}, {"runs_dir", *dir_ / "runs"}}},
                                        {"moe", {{"kind", "rup"}, {"blocks", json::array({1})}, {"num_experts", 2}}}}));
     lines_ = new std::vector<std::string>();
-    result_ = ewa::train::pretrain_point_mae(*cfg_, ewa::data::load_task, {}, [](const std::string& l) { lines_->push_back(l); });
+    result_ = ewa::train::run_task(*cfg_, ewa::data::load_task, {}, [](const std::string& l) { lines_->push_back(l); });
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -153,12 +154,12 @@ class PretrainRun : public ::testing::Test {
   static TempDir* dir_;
   static ewa::Config* cfg_;
   static std::vector<std::string>* lines_;
-  static ewa::train::PretrainResult result_;
+  static ewa::train::RunResult result_;
 };
 TempDir* PretrainRun::dir_ = nullptr;
 ewa::Config* PretrainRun::cfg_ = nullptr;
 std::vector<std::string>* PretrainRun::lines_ = nullptr;
-ewa::train::PretrainResult PretrainRun::result_;
+ewa::train::RunResult PretrainRun::result_;
 
 TEST_F(PretrainRun, LossFallsAndTheRunDirectoryHasCheckpointAndReconstructions) {
   const std::string run = *dir_ / "runs/pre";
@@ -176,7 +177,7 @@ TEST_F(PretrainRun, LossFallsAndTheRunDirectoryHasCheckpointAndReconstructions) 
   torch::manual_seed(static_cast<uint64_t>(cfg_->train.seed));
   ewa::models::PointMae untrained(*cfg_);
   EXPECT_LT(test_losses.back(), 0.85 * ewa::train::reconstruction_loss(*untrained, *task.test, torch::kCPU));
-  EXPECT_DOUBLE_EQ(result_.test_loss, test_losses.back());
+  EXPECT_DOUBLE_EQ(result_.test.json["chamfer"].get<double>(), test_losses.back());
   EXPECT_EQ(result_.steps, 4 * 4);  // 64 clouds / 16 per batch
   // Reconstructions: predicted = M groups of K points, visible = the rest, combined both.
   const auto pred = ewa::io::read_point_file(run + "/reconstructions/0_predicted.ply", 0, 0);
@@ -190,7 +191,7 @@ TEST_F(PretrainRun, LossFallsAndTheRunDirectoryHasCheckpointAndReconstructions) 
   auto ckpt = ewa::train::read_checkpoint(run + "/last.pt");
   ewa::models::PointMae model(*cfg_);
   ewa::train::load_model_state(*model, ckpt, "last.pt");
-  EXPECT_NEAR(ewa::train::reconstruction_loss(*model, *task.test, torch::kCPU), result_.test_loss, 1e-6);
+  EXPECT_NEAR(ewa::train::reconstruction_loss(*model, *task.test, torch::kCPU), result_.test.json["chamfer"].get<double>(), 1e-6);
 }
 
 TEST_F(PretrainRun, FineTuningReproducesThePretrainedEncoderAndStartsExpertsAsItsFfn) {
@@ -246,7 +247,7 @@ TEST_F(PretrainRun, LinearProbingTrainsOnlyTheHeadAndLayerDecayScalesBlocks) {
   j["train"]["epochs"] = 1;
   auto cfg = ewa::parse_config(j, "test");
   std::vector<std::string> lines;
-  ewa::train::train_classifier(cfg, ewa::data::load_task, {}, [&](const std::string& l) { lines.push_back(l); });
+  ewa::train::run_task(cfg, ewa::data::load_task, {}, [&](const std::string& l) { lines.push_back(l); });
   std::string all;
   for (const auto& l : lines) all += l + "\n";
   EXPECT_NE(all.find("init       " + ckpt_path), std::string::npos) << all;
@@ -298,9 +299,9 @@ TEST(Pretrain, ResumeReproducesAnUninterruptedRun) {
                        {"train", {{"epochs", epochs}, {"runs_dir", dir / runs}}}});
   };
   auto quiet = [](const std::string&) {};
-  ewa::train::pretrain_point_mae(cfg_for("full", 2), ewa::data::load_task, {}, quiet);
-  ewa::train::pretrain_point_mae(cfg_for("half", 1), ewa::data::load_task, {}, quiet);
-  ewa::train::pretrain_point_mae(cfg_for("half", 2), ewa::data::load_task, {dir / "half/pre/last.pt"}, quiet);
+  ewa::train::run_task(cfg_for("full", 2), ewa::data::load_task, {}, quiet);
+  ewa::train::run_task(cfg_for("half", 1), ewa::data::load_task, {}, quiet);
+  ewa::train::run_task(cfg_for("half", 2), ewa::data::load_task, {dir / "half/pre/last.pt"}, quiet);
   auto a = ewa::train::read_checkpoint(dir / "full/pre/last.pt").model;
   auto b = ewa::train::read_checkpoint(dir / "half/pre/last.pt").model;
   ASSERT_EQ(a.size(), b.size());

@@ -10,7 +10,9 @@
 
 #include "common/error.h"
 #include "config/datasets.h"
+#include "config/model_kinds.h"
 #include "config/schema.h"
+#include "config/sources.h"
 
 namespace ewa {
 using nlohmann::json;
@@ -154,10 +156,22 @@ const char* mlp_kind_name(MlpKind kind) {
 
 namespace {
 
-// A config file's JSON with its "base" chain merged in (mmcv / Pointcept style): the base file
-// (a path relative to this file) is read first, then this file's keys override it, objects
-// merged key by key. `chain` holds the files already on the way down, to refuse a cycle.
-json compose_config_file(const std::string& path, std::vector<std::string>& chain) {
+// The dotted keys of every leaf below `node` (a value that is not an object), with `prefix`.
+void leaf_keys(const json& node, const std::string& prefix, std::vector<std::string>& out) {
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (it->is_object()) leaf_keys(*it, key, out);
+    else out.push_back(key);
+  }
+}
+
+// A config file's JSON with its bases merged in (mmcv / Pointcept style): "base" names one file
+// or a list of them (paths relative to this file; a list is merged in order, the later winning, so
+// shared blocks such as configs/mixins/rup_ewa.json live once), then this file's keys override
+// them, objects merged key by key. `chain` holds the files already on the way down, to refuse a
+// cycle; `origin` (when given) receives, for every leaf key a file sets, the file that set it last.
+json compose_config_file(const std::string& path, std::vector<std::string>& chain,
+                         std::map<std::string, std::string>* origin) {
   if (std::filesystem::is_directory(path)) fail("config " + path + ": is a directory, expected a JSON config file");
   std::ifstream in(path);
   if (!in) fail("config " + path + ": cannot open file");
@@ -171,18 +185,37 @@ json compose_config_file(const std::string& path, std::vector<std::string>& chai
     fail("config " + path + ": cannot be read (" + e.what() + "), expected a JSON config file");
   }
   if (!j.is_object()) fail("config " + path + ": the top level must be a JSON object");
-  if (!j.contains("base")) return j;
-  if (!j["base"].is_string() || j["base"].get<std::string>().empty())
-    fail("config " + path + ": key 'base' expects the path of a config file (a non-empty string), got " + j["base"].dump());
-  const std::string base = (std::filesystem::path(path).parent_path() / j["base"].get<std::string>()).lexically_normal().string();
-  chain.push_back(std::filesystem::weakly_canonical(path).string());
-  if (std::find(chain.begin(), chain.end(), std::filesystem::weakly_canonical(base).string()) != chain.end())
-    fail("config " + path + ": key 'base' names " + base + ", which is already on its chain of bases (a cycle)");
-  if (!std::filesystem::exists(base)) fail("config " + path + ": key 'base' names " + base + ", which does not exist");
-  if (std::filesystem::is_directory(base))
-    fail("config " + path + ": key 'base' names " + base + ", which is a directory, not a config file");
-  json merged = compose_config_file(base, chain);
-  j.erase("base");
+  json merged = json::object();
+  if (j.contains("base")) {
+    const json& named = j["base"];
+    std::vector<std::string> bases;
+    const auto is_path = [](const json& v) { return v.is_string() && !v.get<std::string>().empty(); };
+    if (is_path(named)) {
+      bases.push_back(named.get<std::string>());
+    } else if (named.is_array() && !named.empty() && std::all_of(named.begin(), named.end(), is_path)) {
+      for (const auto& b : named) bases.push_back(b.get<std::string>());
+    } else {
+      fail("config " + path + ": key 'base' expects the path of a config file (a non-empty string) or a list of them, got " +
+           named.dump());
+    }
+    chain.push_back(std::filesystem::weakly_canonical(path).string());
+    for (const auto& name : bases) {
+      const std::string base = (std::filesystem::path(path).parent_path() / name).lexically_normal().string();
+      if (std::find(chain.begin(), chain.end(), std::filesystem::weakly_canonical(base).string()) != chain.end())
+        fail("config " + path + ": key 'base' names " + base + ", which is already on its chain of bases (a cycle)");
+      if (!std::filesystem::exists(base)) fail("config " + path + ": key 'base' names " + base + ", which does not exist");
+      if (std::filesystem::is_directory(base))
+        fail("config " + path + ": key 'base' names " + base + ", which is a directory, not a config file");
+      merged.merge_patch(compose_config_file(base, chain, origin));
+    }
+    chain.pop_back();
+    j.erase("base");
+  }
+  if (origin) {
+    std::vector<std::string> keys;
+    leaf_keys(j, "", keys);
+    for (const auto& k : keys) (*origin)[k] = path;
+  }
   merged.merge_patch(j);
   return merged;
 }
@@ -191,7 +224,33 @@ json compose_config_file(const std::string& path, std::vector<std::string>& chai
 
 json read_config_file(const std::string& path) {
   std::vector<std::string> chain;
-  return compose_config_file(path, chain);
+  return compose_config_file(path, chain, nullptr);
+}
+
+std::map<std::string, std::string> config_sources(const std::string& path, const std::vector<std::string>& overrides) {
+  std::map<std::string, std::string> origin;
+  json user = json::object();
+  if (!path.empty()) {
+    std::vector<std::string> chain;
+    user = compose_config_file(path, chain, &origin);
+  }
+  for (const auto& o : overrides) {
+    apply_override(user, o);
+    origin[o.substr(0, o.find('='))] = "--set";
+  }
+  const json resolved = resolve_config(user, path.empty() ? "config (defaults)" : "config " + path);
+  const json defaults = default_config();
+  std::map<std::string, std::string> out;
+  for (const auto& f : config_schema()) {
+    if (auto it = origin.find(f.key); it != origin.end()) {
+      out[f.key] = it->second;
+    } else if (resolved.at(pointer_of(f.key)) != defaults.at(pointer_of(f.key))) {
+      out[f.key] = "preset " + resolved["model"]["preset"].get<std::string>();  // the only other source of a value
+    } else {
+      out[f.key] = "default";
+    }
+  }
+  return out;
 }
 
 json load_config_file(const std::string& path) { return resolve_config(read_config_file(path), "config " + path); }
@@ -313,16 +372,18 @@ void parse_data(const json& j, Config& c, const KeyError& bad) {
       with += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
     bad("data.use_normals", "only " + with + " files carry normals, dataset is " + d.dataset);
   }
-  const bool points_model =
-      c.model.name == "point_transformer" || c.model.name == "point_mae" || c.model.name == "point_seg" ||
-      c.model.name == "point_bert_dvae" || c.model.name == "point_bert";
+  const ModelKind& kind = model_kind(c.model.name);
+  const bool points_model = kind.input == ModelInput::Points;
   if (points_model != info.point_cloud)
     bad("model.name", "'" + c.model.name + "' cannot read dataset '" + d.dataset + "' (" +
                           (points_model ? "it takes point clouds" : "it takes images") + ")");
-  if (c.model.name == "point_seg" && !info.segmentation)
-    bad("model.name", "point_seg segments parts: dataset '" + d.dataset + "' has no per-point part labels");
-  if (c.model.name == "point_transformer" && info.segmentation)
-    bad("model.name", "dataset '" + d.dataset + "' is a part-segmentation set: use model.name = point_seg");
+  if (kind.is_segmenter() && !info.segmentation)
+    bad("model.name", c.model.name + " segments parts: dataset '" + d.dataset + "' has no per-point part labels");
+  if (kind.is_classifier() && info.segmentation) {
+    const ModelKind* segmenter = model_kind_for(ModelTask::Segment, kind.input);
+    bad("model.name", "dataset '" + d.dataset + "' is a part-segmentation set: use model.name = " +
+                          (segmenter ? segmenter->name : std::string("a segmenter")));
+  }
   if (points_model) {
     if (c.model.group_size > d.num_points)
       bad("model.group_size", "must not exceed data.num_points (" + std::to_string(d.num_points) + "), got " +
@@ -346,64 +407,14 @@ void parse_data(const json& j, Config& c, const KeyError& bad) {
                                   std::to_string(d.source_points));
 }
 
-void check_point_mae(const Config& c, const KeyError& bad) {
-  if (c.model.name != "point_mae") return;
-  if (c.model.embed_dim % c.pretrain.decoder_num_heads != 0)
-    bad("pretrain.decoder_num_heads", "must divide model.embed_dim (" + std::to_string(c.model.embed_dim) + "), got " +
-                                          std::to_string(c.pretrain.decoder_num_heads));
-  if (c.model.variant != "point_mae") bad("model.variant", "point_mae pretraining has the point_mae variant only");
-  if (c.model.encoder_dims != 0 && c.model.encoder_dims != c.model.embed_dim)
-    bad("model.encoder_dims", "point_mae needs encoder_dims = embed_dim (or 0)");
-  if (c.moe.kind == MlpKind::Routed) bad("moe.kind", "point_mae pretraining supports dense or rup encoders");
-}
-
-void check_point_bert_dvae(const Config& c, const KeyError& bad) {
-  if (c.model.name != "point_bert_dvae") return;
-  if (c.model.group_size % 4 != 0)
-    bad("model.group_size", "point_bert_dvae folds every coarse point into 2 x 2 fine points: needs a multiple of 4, got " +
-                                std::to_string(c.model.group_size));
-  if (c.model.num_groups < 4) bad("model.num_groups", "point_bert_dvae's DGCNN takes 4 neighbouring centres: needs at least 4");
-}
-
-void check_point_bert(const Config& c, const KeyError& bad) {
-  if (c.model.name != "point_bert") return;
-  const auto& p = c.pretrain;
-  if (p.tokenizer.empty())
-    bad("pretrain.tokenizer", "point_bert predicts the tokens of a trained dVAE: name its checkpoint (ewa pretrain on a "
-                              "point_bert_dvae config, or Point-BERT's dvae.pth)");
-  if (p.mask_ratio_min > p.mask_ratio_max)
-    bad("pretrain.mask_ratio_min", "must not exceed pretrain.mask_ratio_max (" + std::to_string(p.mask_ratio_max) + ")");
-  if (static_cast<int64_t>(p.mask_ratio_min * double(c.model.num_groups)) < 1 && p.token_loss)
-    bad("pretrain.mask_ratio_min", "masks no patch of " + std::to_string(c.model.num_groups) +
-                                       ", so the token loss would have no target: raise it");
-  if (c.model.variant != "point_bert") bad("model.variant", "point_bert pretraining has the point_bert variant only");
-  if (c.model.num_groups < 4) bad("model.num_groups", "point_bert's tokenizer (DGCNN over 4 neighbouring centres) needs at least 4");
-  if (c.moe.kind == MlpKind::Routed) bad("moe.kind", "point_bert pretraining supports dense or rup (EWA) transformers");
-  if (!p.token_loss && !p.mix_loss && !p.moco_loss)
-    bad("pretrain.token_loss", "point_bert needs at least one of pretrain.token_loss, mix_loss, moco_loss");
-  if (p.svm_dataset.empty() != p.svm_root.empty())
-    bad(p.svm_dataset.empty() ? "pretrain.svm_dataset" : "pretrain.svm_root",
-        "the SVM monitor needs both pretrain.svm_dataset and pretrain.svm_root");
-  if (!p.svm_dataset.empty()) {
-    bool known = false;
-    for (const auto& d : dataset_table())
-      known = known || (p.svm_dataset == d.name && d.point_cloud && !d.segmentation && d.num_classes > 0 && d.variants.empty());
-    if (!known)
-      bad("pretrain.svm_dataset", "'" + p.svm_dataset + "' is not a labelled point-cloud classification set without "
-                                  "variants (e.g. modelnet40, modelnet_h5)");
-  }
-}
-
-void check_point_seg(const Config& c, const KeyError& bad) {
-  if (c.model.name != "point_seg") return;
-  if (c.model.depth % 3 != 0)
-    bad("model.depth", "point_seg joins the outputs of blocks depth/3, 2 depth/3 and depth (Point-MAE: 4, 8, 12): "
-                       "needs a multiple of 3, got " + std::to_string(c.model.depth));
-  if (c.model.variant != "point_mae") bad("model.variant", "point_seg is Point-MAE's segmentation network (point_mae)");
-  if (c.moe.kind == MlpKind::Routed) bad("moe.kind", "point_seg supports dense or rup (EWA) FFNs");
-}
-
 }  // namespace
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  json cfg = path.empty() ? default_config() : load_config_file(path);
+  for (const auto& o : overrides) apply_override(cfg, o);
+  const std::string source = path.empty() ? "config (defaults)" : "config " + path;
+  return parse_config(resolve_config(cfg, source), source);
+}
 
 Config parse_config(const json& j, const std::string& source) {
   // Re-validate: a config may come from a checkpoint or from overrides.
@@ -420,7 +431,15 @@ Config parse_config(const json& j, const std::string& source) {
   if (c.model.img_size > 0 && c.model.img_size % c.model.patch_size != 0)
     bad("model.patch_size", "must divide model.img_size (" + std::to_string(c.model.img_size) + "), got " +
                                 std::to_string(c.model.patch_size));
-  if (c.model.init != "upstream" && (c.model.name != "point_transformer" || c.model.variant != "point_mae"))
+  const ModelKind& kind = model_kind(c.model.name);
+  if (!kind.variants.empty() &&
+      std::find(kind.variants.begin(), kind.variants.end(), c.model.variant) == kind.variants.end()) {
+    std::string choices;
+    for (const auto& v : kind.variants) choices += (choices.empty() ? "" : " or ") + v;
+    bad("model.variant", c.model.name + " has the " + choices + " variant" + (kind.variants.size() > 1 ? "s" : "") +
+                             ", got '" + c.model.variant + "'");
+  }
+  if (c.model.init != "upstream" && (!kind.is_point_classifier() || c.model.variant != "point_mae"))
     bad("model.init", "'" + c.model.init + "' (Point-MAE's _init_weights) is an option of the point_mae "
                       "point_transformer only; " + c.model.name + " (" + c.model.variant +
                       ") starts as its upstream code leaves it: use upstream");
@@ -430,10 +449,7 @@ Config parse_config(const json& j, const std::string& source) {
   if (c.optim.min_lr > c.optim.lr) bad("optim.min_lr", "must not exceed optim.lr");
   c.eval = j["eval"].get<EvalConfig>();
   c.pretrain = j["pretrain"].get<PretrainConfig>();
-  check_point_mae(c, bad);
-  check_point_seg(c, bad);
-  check_point_bert_dvae(c, bad);
-  check_point_bert(c, bad);
+  kind.check(c, [&bad](const std::string& key, const std::string& why) { bad(key, why); });
   c.finetune = j["finetune"].get<FinetuneConfig>();
   c.train = j["train"].get<TrainConfig>();
   return c;

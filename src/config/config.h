@@ -161,6 +161,10 @@ nlohmann::json resolve_config(const nlohmann::json& user, const std::string& sou
 // the width, MoE block indices within depth ...).
 Config parse_config(const nlohmann::json& resolved, const std::string& source);
 
+// A config file (or the defaults when `path` is empty) with "dotted.key=value" overrides
+// (--set) applied, resolved and parsed: what every command that takes --config reads.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+
 const char* mlp_kind_name(MlpKind kind);
 
 }  // namespace ewa

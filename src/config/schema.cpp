@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "config/datasets.h"
+#include "config/model_kinds.h"
 
 namespace ewa {
 namespace {
@@ -35,12 +36,7 @@ const std::vector<FieldSpec>& config_schema() {
       S("description", "", {},
         "What the config is for. Configs that reproduce a paper's recipe name the upstream file they follow and "
         "say where they differ (docs/protocols.md)."),
-      S("model.name", "vit", {"vit", "point_transformer", "point_mae", "point_seg", "point_bert_dvae", "point_bert"},
-        "Model family from the registry: vit (2D images), point_transformer (point-cloud classifier, Point-MAE / "
-        "Point-BERT style), point_mae (Point-MAE masked-autoencoder pretraining: `ewa pretrain`) or point_seg "
-        "(Point-MAE's part-segmentation network: a segmentation dataset such as shapenetpart) or point_bert_dvae "
-        "(Point-BERT's dVAE tokenizer, stage 1 of its pretraining: `ewa pretrain`) or point_bert (Point-BERT's masked "
-        "point modelling on a trained tokenizer, stage 2: `ewa pretrain`, pretrain.tokenizer)."),
+      S("model.name", "vit", model_kind_names(), model_kinds_help()),
       S("model.variant", "point_mae", {"point_mae", "point_bert"},
         "point_transformer only: Point-MAE (encoder width = embed_dim, BatchNorm head) or Point-BERT (encoder width 256 "
         "+ reduce_dim Linear, head without BatchNorm)."),

@@ -1,11 +1,10 @@
 #include "models/registry.h"
 
 #include <algorithm>
-#include <functional>
-#include <map>
 
 #include "common/error.h"
 #include "common/random.h"
+#include "config/model_kinds.h"
 #include "models/point_transformer.h"
 #include "models/vit.h"
 #include "moe/routed_moe.h"
@@ -35,35 +34,29 @@ std::shared_ptr<nn::FeedForwardImpl> make_feed_forward(const Config& cfg, int64_
 
 torch::Tensor random_input(const Config& cfg, int64_t batch) {
   const auto& m = cfg.model;
-  const bool points = m.name == "point_transformer" || m.name == "point_seg";
+  const bool points = model_kind(cfg).input == ModelInput::Points;
   return points ? torch::randn({batch, cfg.data.num_points, m.in_chans})
                                        : torch::randn({batch, m.in_chans, m.img_size, m.img_size});
 }
 
 std::shared_ptr<ClassifierImpl> build_model(const Config& cfg) {
-  static const std::map<std::string, std::function<std::shared_ptr<ClassifierImpl>(const Config&)>> registry = {
-      {"vit",
-       [](const Config& c) -> std::shared_ptr<ClassifierImpl> {
-         if (c.model.img_size <= 0) fail("model.img_size: must be resolved from the dataset before building a vit");
-         if (c.model.img_size % c.model.patch_size != 0)
-           fail("model.patch_size: " + std::to_string(c.model.patch_size) + " does not divide model.img_size " +
-                std::to_string(c.model.img_size));
-         return std::make_shared<VitImpl>(c);
-       }},
-      {"point_transformer",
-       [](const Config& c) -> std::shared_ptr<ClassifierImpl> {
-         if (c.model.in_chans < 3) fail("model.in_chans: a point_transformer needs xyz (3) or xyz + normals (6) channels");
-         return std::make_shared<PointTransformerImpl>(c);
-       }},
-  };
-  if (cfg.model.name == "point_mae")
-    fail("model.name: point_mae is the pretraining model, not a classifier: `ewa pretrain` trains it and "
-         "`ewa finetune --init <its last.pt> --config <a point_transformer config>` turns it into one");
-  const auto it = registry.find(cfg.model.name);
-  if (it == registry.end()) fail("model.name: unknown model '" + cfg.model.name + "'");
+  const ModelKind& kind = model_kind(cfg);
+  if (!kind.is_classifier())
+    fail("model.name: " + kind.name + " is " + kind.summary + ", not a classifier" +
+         (kind.task == ModelTask::PretrainMae || kind.task == ModelTask::PretrainBert
+              ? ": `ewa finetune --init <its last.pt> --config <a point_transformer config>` turns it into one"
+              : std::string()));
   if (cfg.model.in_chans <= 0 || cfg.model.num_classes <= 0)
     fail("model: in_chans and num_classes must be resolved from the dataset before building");
-  return it->second(cfg);
+  if (kind.input == ModelInput::Images) {  // timm's VisionTransformer
+    if (cfg.model.img_size <= 0) fail("model.img_size: must be resolved from the dataset before building a vit");
+    if (cfg.model.img_size % cfg.model.patch_size != 0)
+      fail("model.patch_size: " + std::to_string(cfg.model.patch_size) + " does not divide model.img_size " +
+           std::to_string(cfg.model.img_size));
+    return std::make_shared<VitImpl>(cfg);
+  }
+  if (cfg.model.in_chans < 3) fail("model.in_chans: a point_transformer needs xyz (3) or xyz + normals (6) channels");
+  return std::make_shared<PointTransformerImpl>(cfg);
 }
 
 }  // namespace ewa::models

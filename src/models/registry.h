@@ -1,4 +1,5 @@
-// Model name -> builder. The config's model.name picks the builder.
+// The classifiers' builder: the kind of cfg.model.name (config/model_kinds.h) picks the class by
+// what it reads (images: ViT, points: the point transformer).
 #pragma once
 #include <memory>
 
@@ -8,12 +9,12 @@
 
 namespace ewa::models {
 
-// Builds the model named by cfg.model.name; throws ewa::Error for an unknown name or missing
-// resolved sizes (img_size, in_chans, num_classes).
+// Builds the classifier cfg.model.name names; throws ewa::Error for a kind that is no classifier
+// or missing resolved sizes (img_size, in_chans, num_classes).
 std::shared_ptr<ClassifierImpl> build_model(const Config& cfg);
 
 // A random input batch of the shape cfg's model takes: points [batch, data.num_points, in_chans]
-// for point_transformer, images [batch, in_chans, img_size, img_size] for vit.
+// for point models, images [batch, in_chans, img_size, img_size] for image models.
 torch::Tensor random_input(const Config& cfg, int64_t batch);
 
 // The FFN of block `block_index` for a block of width `dim`: dense Mlp, or the MoE kind of

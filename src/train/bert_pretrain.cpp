@@ -9,6 +9,7 @@
 #include "train/eval_mode.h"
 #include "train/run.h"
 #include "train/svm_probe.h"
+#include "train/run_task.h"
 #include "train/trainer.h"
 
 namespace ewa::train {
@@ -78,8 +79,9 @@ class BertTask : public Task {
                "selected on that test split as upstream's ckpt-best)";
     return label;
   }
-  void set_monitor(data::BatchSource* train, data::BatchSource* test) {
-    svm_train_ = train;
+  void set_monitor(std::unique_ptr<data::BatchSource> train, data::BatchSource* test) {
+    svm_train_owned_ = std::move(train);
+    svm_train_ = svm_train_owned_.get();
     svm_test_ = test;
   }
 
@@ -94,6 +96,7 @@ class BertTask : public Task {
   models::PointBert model_;
   torch::Device device_;
   torch::Tensor sums_;  // token CE, mix, moco (x batch), token correct, masked, clouds
+  std::unique_ptr<data::BatchSource> svm_train_owned_;
   data::BatchSource *svm_train_ = nullptr, *svm_test_ = nullptr;
 };
 
@@ -148,47 +151,52 @@ double svm_monitor_accuracy(models::PointBertImpl& model, data::BatchSource& tra
   return svm.predict(test_x).eq(test_y).to(torch::kDouble).mean().item<double>();
 }
 
-BertPretrainResult pretrain_point_bert(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
-                                       const Reporter& report) {
-  if (cfg.model.name != "point_bert")
-    fail("model.name: Point-BERT's stage 2 trains a point_bert model, the config names '" + cfg.model.name + "'");
-  const auto& p = cfg.pretrain;
-  if (!p.svm_dataset.empty() && !built_with_liblinear())
-    fail("pretrain.svm_dataset: the SVM monitor needs liblinear, and ewa was built without it (install Debian's "
-         "liblinear-dev and rebuild, or leave pretrain.svm_dataset empty)");
-  auto data = load_data(cfg, data::Use::Training);
-  cfg = resolve_for_dataset(cfg, data);
-  // Every global batch's keys enter the queue at once: its size must divide the queue (upstream asserts it).
-  for (int64_t b = 0; b < data.train->num_batches(); ++b)
-    if (const int64_t n = data.train->global_batch_size(b); p.queue_size % n != 0)
-      fail("pretrain.queue_size: " + std::to_string(p.queue_size) + " is not a multiple of the global batch of " +
-           std::to_string(n) + " clouds (batch " + std::to_string(b + 1) + " of " + std::to_string(data.train->num_batches()) +
-           ", data.batch_size " + std::to_string(cfg.data.batch_size) + ", data.drop_last " +
-           (cfg.data.drop_last ? "true" : "false") + "): make data.batch_size divide it" +
-           (cfg.data.drop_last ? "" : " and set data.drop_last=true"));
-  // The SVM monitor's labelled clouds: its train split fits the SVM, its test split is the run's
-  // validation split (best.pt), every cloud once, in file order.
-  std::unique_ptr<data::BatchSource> svm_train;
-  if (!p.svm_dataset.empty()) {
-    // The clouds as `ewa svm` reads them (upstream: misc.fps(points, npoints) of the 8192-point clouds).
-    const Config svm_cfg = svm_data_config(cfg, p.svm_dataset, p.svm_root, cfg.data.num_points);
-    auto monitor = load_data(svm_cfg, data::Use::Features);
-    for (const auto& note : monitor.notes) report("svm monitor: " + note);
-    svm_train = std::move(monitor.train);
-    data.val = std::move(monitor.test);
+namespace {
+
+class PointBertMaker : public TaskMaker {
+ public:
+  void prepare(Config& cfg, data::TaskData& data, const data::TaskLoader& load_data, const Reporter& report) override {
+    const auto& p = cfg.pretrain;
+    if (!p.svm_dataset.empty() && !built_with_liblinear())
+      fail("pretrain.svm_dataset: the SVM monitor needs liblinear, and ewa was built without it (install Debian's "
+           "liblinear-dev and rebuild, or leave pretrain.svm_dataset empty)");
+    // Every global batch's keys enter the queue at once: its size must divide the queue (upstream asserts it).
+    for (int64_t b = 0; b < data.train->num_batches(); ++b)
+      if (const int64_t n = data.train->global_batch_size(b); p.queue_size % n != 0)
+        fail("pretrain.queue_size: " + std::to_string(p.queue_size) + " is not a multiple of the global batch of " +
+             std::to_string(n) + " clouds (batch " + std::to_string(b + 1) + " of " + std::to_string(data.train->num_batches()) +
+             ", data.batch_size " + std::to_string(cfg.data.batch_size) + ", data.drop_last " +
+             (cfg.data.drop_last ? "true" : "false") + "): make data.batch_size divide it" +
+             (cfg.data.drop_last ? "" : " and set data.drop_last=true"));
+    // The SVM monitor's labelled clouds: its train split fits the SVM, its test split is the run's
+    // validation split (best.pt), every cloud once, in file order.
+    if (!p.svm_dataset.empty()) {
+      // The clouds as `ewa svm` reads them (upstream: misc.fps(points, npoints) of the 8192-point clouds).
+      const Config svm_cfg = svm_data_config(cfg, p.svm_dataset, p.svm_root, cfg.data.num_points);
+      auto monitor = load_data(svm_cfg, data::Use::Features);
+      for (const auto& note : monitor.notes) report("svm monitor: " + note);
+      svm_train_ = std::move(monitor.train);
+      data.val = std::move(monitor.test);
+    }
   }
-  const torch::Device device = select_device(cfg.train.device, options.group.get());
-  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
-  models::PointBert model(cfg, dvae_options(cfg));
-  if (options.resume.empty()) report(load_tokenizer(*model, p.tokenizer).table());
-  BertTask task(cfg, model, device);
-  if (svm_train) {
-    svm_train->place(device);
-    task.set_monitor(svm_train.get(), data.val.get());
+  std::unique_ptr<Task> make(const Config& cfg, data::TaskData& data, torch::Device device, const TrainOptions& options,
+                             const Reporter& report) override {
+    models::PointBert model(cfg, dvae_options(cfg));
+    if (options.resume.empty()) report(load_tokenizer(*model, cfg.pretrain.tokenizer).table());
+    auto task = std::make_unique<BertTask>(cfg, model, device);
+    if (svm_train_) {
+      svm_train_->place(device);
+      task->set_monitor(std::move(svm_train_), data.val.get());
+    }
+    return task;
   }
-  auto loop = run_training(cfg, task, data, options, report, device);
-  return {loop.run_dir, loop.test.json.value("token_acc", 0.0), svm_train ? loop.val.json.value("svm_acc", -1.0) : -1.0,
-          loop.steps, loop.seconds};
-}
+
+ private:
+  std::unique_ptr<data::BatchSource> svm_train_;
+};
+
+}  // namespace
+
+std::unique_ptr<TaskMaker> point_bert_maker() { return std::make_unique<PointBertMaker>(); }
 
 }  // namespace ewa::train

@@ -31,19 +31,4 @@ TokenAccuracy token_accuracy(models::PointBertImpl& model, data::BatchSource& so
 double svm_monitor_accuracy(models::PointBertImpl& model, data::BatchSource& train, data::BatchSource& test,
                             torch::Device device);
 
-struct BertPretrainResult {
-  std::string run_dir;
-  double token_accuracy = 0;  // final epoch, test split
-  double svm_accuracy = -1;   // final epoch; -1 without the monitor
-  int64_t steps = 0;
-  double seconds = 0;
-};
-
-// Trains cfg's point_bert into <train.runs_dir>/<name>: last.pt each epoch (the official module
-// layout: transformer_q.*, transformer_k.*, dvae.*, queue, queue_ptr; `ewa finetune` /
-// finetune.init read it with upstream's key rule), log.jsonl, metrics.json; best.pt at the best
-// SVM probe accuracy when pretrain.svm_dataset is set (as upstream's ckpt-best).
-BertPretrainResult pretrain_point_bert(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
-                                       const Reporter& report);
-
 }  // namespace ewa::train

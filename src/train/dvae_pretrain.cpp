@@ -8,6 +8,7 @@
 #include "common/random.h"
 #include "kernels/chamfer/chamfer.h"
 #include "train/eval_mode.h"
+#include "train/run_task.h"
 #include "train/trainer.h"
 
 namespace ewa::train {
@@ -120,18 +121,19 @@ DvaeEvaluation dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource
   });
 }
 
-DvaePretrainResult pretrain_dvae(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
-                                 const Reporter& report) {
-  if (cfg.model.name != "point_bert_dvae")
-    fail("model.name: the dVAE stage trains a point_bert_dvae model, the config names '" + cfg.model.name + "'");
-  auto data = load_data(cfg, data::Use::Training);
-  cfg = resolve_for_dataset(cfg, data);
-  const torch::Device device = select_device(cfg.train.device, options.group.get());
-  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
-  models::DiscreteVae model(dvae_options(cfg));
-  DvaeTask task(cfg, model, device);
-  auto loop = run_training(cfg, task, data, options, report, device);
-  return {loop.run_dir, loop.test.json.value("cdl1_dense_x1000", 0.0), loop.steps, loop.seconds};
-}
+namespace {
+
+class DvaeMaker : public TaskMaker {
+ public:
+  std::unique_ptr<Task> make(const Config& cfg, data::TaskData&, torch::Device device, const TrainOptions&,
+                             const Reporter&) override {
+    models::DiscreteVae model(dvae_options(cfg));
+    return std::make_unique<DvaeTask>(cfg, model, device);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<TaskMaker> dvae_maker() { return std::make_unique<DvaeMaker>(); }
 
 }  // namespace ewa::train

@@ -29,18 +29,4 @@ struct DvaeEvaluation {
 };
 DvaeEvaluation dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource& source, torch::Device device);
 
-struct DvaePretrainResult {
-  std::string run_dir;
-  double test_dense_cdl1 = 0;  // final epoch: upstream's whole-cloud dense CD-L1 x 1000
-  int64_t steps = 0;
-  double seconds = 0;
-};
-
-// Trains cfg's point_bert_dvae into <train.runs_dir>/<name>: loss = recon + w_kl(step) * KL with
-// the Gumbel-softmax temperature tau(step) (models::dvae_kl_weight / dvae_temperature with the
-// pretrain.* settings); last.pt each epoch, best.pt at the lowest whole-cloud dense CD-L1 on the
-// test split (upstream's ckpt-best, labelled as selected on the test set), log.jsonl, metrics.json.
-DvaePretrainResult pretrain_dvae(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
-                                 const Reporter& report);
-
 }  // namespace ewa::train

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "train/run_task.h"
 #include "train/trainer.h"
 
 namespace ewa::train {
@@ -87,7 +88,7 @@ FewShotSummary run_fewshot(Config cfg, int64_t way, int64_t shot, const std::vec
     } else {
       const std::string last = dir + "/last.pt";
       report("fold " + std::to_string(fold) + ": " + (fs::exists(last) ? "resuming " + last : "training " + dir));
-      train_classifier(fold_cfg, load_data, TrainOptions(fs::exists(last) ? last : ""), report);
+      run_task(fold_cfg, load_data, TrainOptions(fs::exists(last) ? last : ""), report);
       f = read_fold(dir, fold);
     }
     char line[256];

@@ -9,6 +9,7 @@
 #include "common/fs.h"
 #include "io/point_io.h"
 #include "train/eval_mode.h"
+#include "train/run_task.h"
 #include "train/trainer.h"
 
 namespace ewa::train {
@@ -129,19 +130,21 @@ int64_t write_reconstructions(models::PointMaeImpl& model, data::BatchSource& so
   });
 }
 
-PretrainResult pretrain_point_mae(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
-                                 const Reporter& report) {
-  if (cfg.model.name != "point_mae")
-    fail("model.name: `ewa pretrain` trains a point_mae model, the config names '" + cfg.model.name + "'");
-  auto data = load_data(cfg, data::Use::Training);
-  cfg = resolve_for_dataset(cfg, data);
-  const torch::Device device = select_device(cfg.train.device, options.group.get());
-  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
-  models::PointMae model(cfg);
-  PretrainTask task(cfg, model, device);
-  task.set_test(data.test.get());
-  auto loop = run_training(cfg, task, data, options, report, device);
-  return {loop.run_dir, loop.test.json.value("chamfer", 0.0), loop.steps, loop.seconds};
-}
+namespace {
+
+class PointMaeMaker : public TaskMaker {
+ public:
+  std::unique_ptr<Task> make(const Config& cfg, data::TaskData& data, torch::Device device, const TrainOptions&,
+                             const Reporter&) override {
+    models::PointMae model(cfg);
+    auto task = std::make_unique<PretrainTask>(cfg, model, device);
+    task->set_test(data.test.get());
+    return task;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<TaskMaker> point_mae_maker() { return std::make_unique<PointMaeMaker>(); }
 
 }  // namespace ewa::train

@@ -11,19 +11,6 @@
 
 namespace ewa::train {
 
-struct PretrainResult {
-  std::string run_dir;
-  double test_loss = 0;  // final epoch: mean Chamfer loss on the test split (fixed masks)
-  int64_t steps = 0;
-  double seconds = 0;
-};
-
-// Pretrains cfg's point_mae model into <train.runs_dir>/<name>: last.pt each epoch (the
-// checkpoint `ewa finetune` / finetune.init reads), log.jsonl, metrics.json, and at the end
-// cfg.pretrain.reconstructions reconstructions in reconstructions/.
-PretrainResult pretrain_point_mae(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
-                                 const Reporter& report);
-
 // Mean reconstruction loss of `model` over `source` with masks drawn from a fixed seed (the same
 // masks every epoch); torch's default generator is restored afterwards.
 double reconstruction_loss(models::PointMaeImpl& model, data::BatchSource& source, torch::Device device);

@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/random.h"
 #include "train/eval_mode.h"
+#include "train/run_task.h"
 #include "train/trainer.h"
 
 namespace ewa::train {
@@ -230,25 +231,23 @@ std::pair<models::PointSeg, io::LoadReport> load_segmenter(const Config& cfg, co
   return {model, report};
 }
 
-SegResult train_segmentation(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
-                             const Reporter& report) {
-  if (cfg.model.name != "point_seg")
-    fail("model.name: segmentation trains a point_seg model, the config names '" + cfg.model.name + "'");
-  auto task = load_data(cfg, data::Use::Training);
-  if (task.part_category.empty()) fail("data.dataset: " + cfg.data.dataset + " has no per-point part labels");
-  cfg = resolve_for_dataset(cfg, task);
-  const torch::Device device = select_device(cfg.train.device, options.group.get());
-  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
-  models::PointSeg model(cfg);
-  if (!cfg.finetune.init.empty() && options.resume.empty()) report(init_segmentation(*model, cfg).table());
-  SegmentationTask segmentation(cfg, model, task, device);
-  auto loop = run_training(cfg, segmentation, task, options, report, device);
-  SegResult result;
-  result.run_dir = loop.run_dir;
-  result.test = loop.test.detail;
-  result.steps = loop.steps;
-  result.seconds = loop.seconds;
-  return result;
-}
+namespace {
+
+class SegmentationMaker : public TaskMaker {
+ public:
+  void prepare(Config& cfg, data::TaskData& data, const data::TaskLoader&, const Reporter&) override {
+    if (data.part_category.empty()) fail("data.dataset: " + cfg.data.dataset + " has no per-point part labels");
+  }
+  std::unique_ptr<Task> make(const Config& cfg, data::TaskData& data, torch::Device device, const TrainOptions& options,
+                             const Reporter& report) override {
+    models::PointSeg model(cfg);
+    if (!cfg.finetune.init.empty() && options.resume.empty()) report(init_segmentation(*model, cfg).table());
+    return std::make_unique<SegmentationTask>(cfg, model, data, device);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<TaskMaker> segmentation_maker() { return std::make_unique<SegmentationMaker>(); }
 
 }  // namespace ewa::train

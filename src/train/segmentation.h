@@ -52,23 +52,10 @@ class PartMetrics {
   int64_t correct_ = 0, points_ = 0;
 };
 
-// What a segmentation run ends with.
-struct SegResult {
-  std::string run_dir;
-  nlohmann::json test;  // the final epoch's metrics (PartMetrics::to_json with per_category)
-  int64_t steps = 0;
-  double seconds = 0;
-};
-
 // Loads cfg.finetune.init into `model`: a Point-MAE segmentation checkpoint (model_state_dict),
 // ours, or a Point-MAE pretraining checkpoint (MAE_encoder.*: the backbone only; the rest starts
 // fresh, as upstream's strict=False load).
 io::LoadReport init_segmentation(models::PointSegImpl& model, const Config& cfg);
-
-// Full training run of cfg's point_seg model into <train.runs_dir>/<name> (the files of a
-// classification run; metrics.json holds instance and class mIoU and the per-category table).
-SegResult train_segmentation(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
-                             const Reporter& report);
 
 // Evaluates `model` on `source` as the epochs do (resampled with a fixed seed, restricted
 // prediction); returns the metrics and adds the mean loss to *loss when given.

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "config/model_kinds.h"
 #include "common/fs.h"
 #include "data/batch_source.h"
 #include "io/pretrained.h"
@@ -179,8 +180,9 @@ SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOption
                     const Reporter& report) {
   if (!built_with_liblinear())
     fail("the SVM probe needs liblinear: ewa was built without it (install Debian's liblinear-dev and rebuild)");
-  if (cfg.model.name != "point_transformer")
-    fail("model.name: the SVM probe reads a point_transformer encoder, the config names '" + cfg.model.name + "'");
+  if (!model_kind(cfg).is_point_classifier())
+    fail("model.name: the SVM probe reads a point-cloud classifier's encoder (point_transformer), the config names '" +
+         cfg.model.name + "'");
   SvmOptions o = options;
   // Point-BERT's protocol feature for a Point-BERT encoder (its validate() reads cls_head(CLS)).
   if (o.feature.empty()) o.feature = cfg.model.variant == "point_bert" ? "pb_cls_head" : "cls_max";

@@ -14,6 +14,7 @@
 #include "moe/ewa.h"
 #include "io/pretrained.h"
 #include "train/checkpoint.h"
+#include "train/run_task.h"
 
 namespace ewa::train {
 namespace F = torch::nn::functional;
@@ -76,7 +77,7 @@ class ClassificationTask : public Task {
     const auto& m = cfg_.model;
     std::string s = m.name + " D=" + std::to_string(m.embed_dim) + " depth=" + std::to_string(m.depth) +
                     " heads=" + std::to_string(m.num_heads);
-    s += m.name == "vit" ? " patch=" + std::to_string(m.patch_size)
+    s += model_kind(cfg_).input == ModelInput::Images ? " patch=" + std::to_string(m.patch_size)
                          : " groups=" + std::to_string(m.num_groups) + "x" + std::to_string(m.group_size);
     if (cfg_.finetune.freeze_encoder) s += ", linear probe (backbone frozen)";
     if (m.num_classes > int64_t(class_names_.size()))
@@ -103,7 +104,6 @@ class ClassificationTask : public Task {
   EvalResult evaluate(data::BatchSource& source) override {
     const auto r = evaluate_protocol(*model_, source, cfg_.model.num_classes, device_, epoch_protocol(cfg_), group());
     const auto& m = r.metrics;
-    last_[&source] = m;
     return {m.to_json(), m.to_json(true), r.text(), m.overall_accuracy};
   }
   std::string eval_label() const override { return epoch_protocol(cfg_).label(); }
@@ -132,13 +132,15 @@ class ClassificationTask : public Task {
   torch::Device device_;
   nlohmann::json vote_;
   F::CrossEntropyFuncOptions loss_options_;
-  std::map<const data::BatchSource*, ClassificationMetrics> last_;
+};
 
+class ClassificationMaker : public TaskMaker {
  public:
-  // The last evaluation of `source` (empty metrics when it was never evaluated).
-  ClassificationMetrics last_metrics(const data::BatchSource* source) const {
-    auto it = last_.find(source);
-    return it == last_.end() ? ClassificationMetrics{} : it->second;
+  std::unique_ptr<Task> make(const Config& cfg, data::TaskData& data, torch::Device device, const TrainOptions& options,
+                             const Reporter& report) override {
+    auto model = models::build_model(cfg);
+    if (!cfg.finetune.init.empty() && options.resume.empty()) report(init_from_pretrained(*model, cfg).table());
+    return std::make_unique<ClassificationTask>(cfg, model, data.class_names, data.test.get(), device);
   }
 };
 
@@ -146,7 +148,8 @@ class ClassificationTask : public Task {
 
 Config resolve_for_weights(Config cfg, const io::StateDict& weights) {
   const auto sd = io::normalize_keys(weights.tensors);
-  const bool vit = cfg.model.name == "vit", seg = cfg.model.name == "point_seg";
+  const ModelKind& kind = model_kind(cfg);
+  const bool vit = kind.input == ModelInput::Images, seg = kind.is_segmenter();
   std::map<std::string, nlohmann::json> found;
   if (seg) {  // parts from the last head layer, categories from the label embedding
     if (const auto* t = sd.find("convs3.weight"); t && cfg.model.num_classes == 0) found["model.num_classes"] = t->size(0);
@@ -195,23 +198,6 @@ std::shared_ptr<models::ClassifierImpl> initial_model(const Config& cfg) {
   return models::build_model(cfg);
 }
 
-TrainResult train_classifier(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
-                             const Reporter& report) {
-  auto task = load_data(cfg, data::Use::Training);
-  cfg = resolve_for_dataset(cfg, task);
-  const torch::Device device = select_device(cfg.train.device, options.group.get());
-  auto model = initial_model(cfg);
-  if (!cfg.finetune.init.empty() && options.resume.empty()) report(init_from_pretrained(*model, cfg).table());
-  ClassificationTask classification(cfg, model, task.class_names, task.test.get(), device);
-  auto loop = run_training(cfg, classification, task, options, report, device);
-  TrainResult result;
-  result.run_dir = loop.run_dir;
-  result.test = classification.last_metrics(task.test.get());
-  result.val = classification.last_metrics(task.val.get());
-  result.best_val_epoch = loop.best_val_epoch;
-  result.steps = loop.steps;
-  result.seconds = loop.seconds;
-  return result;
-}
+std::unique_ptr<TaskMaker> classification_maker() { return std::make_unique<ClassificationMaker>(); }
 
 }  // namespace ewa::train

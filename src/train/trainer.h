@@ -1,5 +1,7 @@
 // Training, fine-tuning and evaluation of classifiers (point-cloud transformer and 2D ViT): the
-// classification Task of the one training loop (train/loop.h).
+// classification Task of the one training loop (train/loop.h), made by classification_maker
+// (train/run_task.h), and the helpers every task shares (sizes from the dataset, the device,
+// fine-tuning starts).
 #pragma once
 #include <functional>
 #include <memory>
@@ -14,15 +16,6 @@
 #include "train/metrics.h"
 
 namespace ewa::train {
-
-struct TrainResult {
-  std::string run_dir;
-  ClassificationMetrics test;      // final epoch, test split
-  ClassificationMetrics val;       // final epoch, validation split (count 0 when none)
-  int64_t best_val_epoch = 0;      // epoch of best.pt (0 when no validation split)
-  int64_t steps = 0;
-  double seconds = 0;
-};
 
 // Resolves model sizes from the dataset (model.img_size/in_chans/num_classes = 0) and
 // checks given ones against it (a head with more outputs than the dataset has classes is
@@ -54,16 +47,8 @@ std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifi
                                                                                   const io::StateDict& weights,
                                                                                   const std::string& path);
 
-// The classifier a run of `cfg` starts from (before finetune.init): torch's default generator
-// seeded with train.seed, each block's FFN on its own stream (common/random.h), so configs that
-// differ only in their MoE settings start from the same shared weights.
+// The classifier a run of `cfg` starts from (before finetune.init), as run_task builds it: torch's
+// default generator seeded with train.seed, each block's FFN on its own stream (common/random.h),
+// so configs that differ only in their MoE settings start from the same shared weights.
 std::shared_ptr<models::ClassifierImpl> initial_model(const Config& cfg);
-
-// Full training run into <train.runs_dir>/<name> (see docs/guide.md for its files). With
-// cfg.finetune.init the model starts from that checkpoint (io/pretrained.h); finetune.layer_decay
-// and finetune.freeze_encoder shape what is trained.
-TrainResult train_classifier(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options,
-                             const Reporter& report);
-
-
 }  // namespace ewa::train
