@@ -14,7 +14,8 @@
 #include "common/runtime.h"
 #include "config/datasets.h"
 #include "kernels/common/simd.h"
-#include "train/trainer.h"
+#include "tasks/classify.h"
+#include "train/setup.h"
 
 namespace ewa::app {
 namespace {

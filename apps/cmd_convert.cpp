@@ -9,8 +9,9 @@
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
-#include "train/segmentation.h"
-#include "train/trainer.h"
+#include "tasks/segmentation.h"
+#include "tasks/classify.h"
+#include "infer/load.h"
 
 namespace ewa::app {
 
@@ -46,7 +47,7 @@ void add_convert_command(CLI::App& app) {
     std::function<torch::Tensor(torch::nn::Module&, const torch::Tensor&)> forward;
     const bool seg = model_kind(cfg).is_segmenter();
     if (seg) {
-      auto loaded = train::load_segmenter(cfg, weights, args->input);
+      auto loaded = infer::load_segmenter(cfg, weights, args->input);
       if (weights.config.is_null()) print_line(loaded.second.table());
       moe_model = loaded.first.ptr();
       dense_model = models::PointSeg(dense_cfg).ptr();
@@ -55,7 +56,7 @@ void add_convert_command(CLI::App& app) {
         return dynamic_cast<models::PointSegImpl&>(m).forward(x, category);
       };
     } else {
-      auto loaded = train::load_classifier(cfg, weights, args->input);
+      auto loaded = infer::load_classifier(cfg, weights, args->input);
       if (weights.config.is_null()) print_line(loaded.second.table());
       moe_model = loaded.first;
       dense_model = models::build_model(dense_cfg);

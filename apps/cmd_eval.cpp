@@ -4,10 +4,13 @@
 #include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/precision.h"
-#include "train/evaluation.h"
-#include "train/segmentation.h"
-#include "train/trainer.h"
+#include "eval/protocols.h"
+#include "tasks/segmentation.h"
+#include "tasks/classify.h"
 #include "datasets/registry.h"
+#include "train/setup.h"
+#include "infer/load.h"
+#include "eval/parts.h"
 
 namespace ewa::app {
 
@@ -30,7 +33,7 @@ void eval_parts(const Args& a, const io::StateDict& weights, Config cfg) {
   data::BatchSource& source = data::split_source(task, a.split);
   source.place(seg.device);
   double loss = 0;
-  const auto m = train::evaluate_segmentation(*seg.model, source, task, seg.device, &loss);
+  const auto m = eval::evaluate_segmentation(*seg.model, source, task, seg.device, &loss);
   const auto per_category = m.per_category();
   for (const auto& item : per_category.items()) {
     char row[160];
@@ -40,7 +43,7 @@ void eval_parts(const Args& a, const io::StateDict& weights, Config cfg) {
   }
   char rest[512];
   std::snprintf(rest, sizeof rest, " loss %.4f (%lld shapes, %s model, %s)", loss, static_cast<long long>(m.shapes()),
-                mlp_kind_name(cfg.moe.kind), train::segmentation_protocol_label(cfg).c_str());
+                mlp_kind_name(cfg.moe.kind), eval::segmentation_protocol_label(cfg).c_str());
   print_line(a.checkpoint + " " + a.split + ": " + m.text() + rest);
 }
 
@@ -69,15 +72,15 @@ void add_eval_command(CLI::App& app) {
     auto task = data::load_task(cfg, data::use_for_split(args->split));
     cfg = train::resolve_for_dataset(cfg, task);
     const auto device = train::select_device(cfg.train.device);
-    auto [model, report] = train::load_classifier(cfg, weights, args->checkpoint);
+    auto [model, report] = infer::load_classifier(cfg, weights, args->checkpoint);
     if (weights.config.is_null()) print_line(report.table());
     model->to(device);
     data::BatchSource& source = data::split_source(task, args->split);
     source.place(device);
-    train::ProtocolResult r;
+    eval::ProtocolResult r;
     {
       AutocastGuard autocast(device, cfg.train.precision == "bf16");  // --set train.precision=bf16
-      r = train::evaluate_protocol(*model, source, cfg.model.num_classes, device, protocol);
+      r = eval::evaluate_protocol(*model, source, cfg.model.num_classes, device, protocol);
     }
     const auto& m = r.metrics;
     char rest[512];

@@ -9,11 +9,12 @@
 #include "common/fs.h"
 #include "io/pretrained.h"
 #include "moe/ewa.h"
-#include "train/bert_pretrain.h"
+#include "tasks/point_bert.h"
 #include "train/checkpoint.h"
-#include "train/dvae_pretrain.h"
-#include "train/segmentation.h"
-#include "train/trainer.h"
+#include "tasks/dvae.h"
+#include "tasks/segmentation.h"
+#include "tasks/classify.h"
+#include "infer/load.h"
 
 namespace ewa::app {
 
@@ -47,7 +48,7 @@ void add_export_command(CLI::App& app) {
            kind.name + " checkpoint (" + kind.summary + "): fine-tune it into a classifier first");
     if (kind.task == ModelTask::PretrainDvae) {  // Point-BERT's dVAE: {'base_model': ...} as its builder saves it
       if (ext == ".safetensors") fail("--output: a dVAE is exported as .pth (Point-BERT's layout)");
-      models::DiscreteVae dvae(train::dvae_options(cfg));
+      models::DiscreteVae dvae(models::dvae_options(cfg));
       io::load_pretrained(*dvae, weights, io::LoadOptions{}, args->input);
       const auto official = io::to_official_layout(train::state_dict(*dvae));
       io::write_torch_state_dict(args->output, official, weights.epoch);
@@ -56,7 +57,7 @@ void add_export_command(CLI::App& app) {
     }
     if (kind.task == ModelTask::PretrainBert) {  // Point-BERT's stage 2: the whole Point_BERT module, as its builder saves it
       if (ext == ".safetensors") fail("--output: a Point-BERT pretraining module is exported as .pth (Point-BERT's layout)");
-      models::PointBert bert(cfg, train::dvae_options(cfg));
+      models::PointBert bert(cfg, models::dvae_options(cfg));
       io::LoadOptions own;
       own.own_layout = true;
       io::load_pretrained(*bert, weights, own, args->input);
@@ -73,9 +74,9 @@ void add_export_command(CLI::App& app) {
     const bool seg = kind.is_segmenter();
     std::shared_ptr<torch::nn::Module> model;
     if (seg) {
-      model = train::load_segmenter(cfg, weights, args->input).first.ptr();
+      model = infer::load_segmenter(cfg, weights, args->input).first.ptr();
     } else {
-      model = train::load_classifier(cfg, weights, args->input).first;
+      model = infer::load_classifier(cfg, weights, args->input).first;
     }
     const auto official = io::to_official_layout(moe::collapse_to_dense(*model));
     if (ext == ".safetensors") {

@@ -3,7 +3,7 @@
 
 #include "apps/commands.h"
 #include "common/error.h"
-#include "train/fewshot.h"
+#include "tasks/fewshot.h"
 #include "datasets/point_datasets.h"
 #include "datasets/registry.h"
 
@@ -36,7 +36,7 @@ void add_fewshot_command(CLI::App& app) {
     // Every fold's file before the first training step (a missing fold 9 is found before fold 0 trains).
     if (cfg.data.dataset == "modelnet_fewshot")
       for (const int64_t fold : args->folds) data::fewshot_fold_file(cfg.with({{"data.fold", fold}}).data);
-    const auto s = train::run_fewshot(cfg, cfg.data.way, cfg.data.shot, args->folds, data::load_task, print_line);
+    const auto s = tasks::run_fewshot(cfg, cfg.data.way, cfg.data.shot, args->folds, data::load_task, print_line);
     char line[512];
     std::snprintf(line, sizeof line,
                   "%lld-way %lld-shot over %zu folds: final epoch OA %.2f +- %.2f, best epoch on test OA %.2f +- %.2f "

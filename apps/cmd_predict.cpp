@@ -8,7 +8,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "infer/predict.h"
-#include "train/trainer.h"
+#include "tasks/classify.h"
 
 namespace ewa::app {
 namespace {
@@ -16,7 +16,7 @@ namespace {
 struct Args {
     std::string checkpoint, config;
     std::vector<std::string> inputs, set;
-    train::PredictOptions options;
+    infer::PredictOptions options;
     ProtocolArgs protocol;
     bool json = false, force = false;
     std::string category, output;  // part segmentation
@@ -26,13 +26,13 @@ struct Args {
 void predict_parts(const Args& a, const io::StateDict& weights, const Config& config) {
   refuse_protocol_for_parts(a.protocol, a.checkpoint);
   auto seg = load_point_segmenter(a.checkpoint, weights, config);
-  const auto files = train::expand_point_inputs(a.inputs);
+  const auto files = infer::expand_point_inputs(a.inputs);
   if (files.empty()) fail("predict: no point files found in the given folders");
   const std::string out =
       a.output.empty() ? (std::filesystem::path(a.checkpoint).parent_path() / "segmentation").string() : a.output;
   // Every input its own outputs, none of them an input, none replaced without --force: checked
   // before anything is computed or written.
-  const auto stems = train::segmentation_output_stems(a.inputs, files, out);
+  const auto stems = infer::segmentation_output_stems(a.inputs, files, out);
   std::vector<PlannedOutput> planned;
   for (size_t i = 0; i < files.size(); ++i) {
     planned.push_back({stems[i] + ".ply", files[i]});
@@ -41,7 +41,7 @@ void predict_parts(const Args& a, const io::StateDict& weights, const Config& co
   std::vector<std::string> reads = files;
   reads.push_back(a.checkpoint);
   check_outputs(planned, reads, a.force, "--output");
-  const auto segs = train::segment_point_files(*seg.model, seg.cfg, files, category_option(a.category), seg.naming, seg.device);
+  const auto segs = infer::segment_point_files(*seg.model, seg.cfg, files, category_option(a.category), seg.naming, seg.device);
   int64_t failed = 0;
   for (size_t i = 0; i < segs.size(); ++i) {
     const auto& s = segs[i];
@@ -50,8 +50,8 @@ void predict_parts(const Args& a, const io::StateDict& weights, const Config& co
       std::fprintf(stderr, "ewa: error: %s\n", s.error.c_str());
       continue;
     }
-    const std::string ply = train::write_segmentation(stems[i], s, seg.naming);
-    auto summary = train::segmentation_summary(s, seg.naming);
+    const std::string ply = infer::write_segmentation(stems[i], s, seg.naming);
+    auto summary = infer::segmentation_summary(s, seg.naming);
     summary["ply"] = ply;
     if (a.json) {
       print_line(summary.dump());
@@ -109,9 +109,9 @@ void add_predict_command(CLI::App& app) {
     Config cfg = clf.cfg;
     args->options.protocol = protocol_from(args->protocol, cfg);
     args->options.protocol.repeats = 1;  // one vote per file
-    const auto files = train::expand_point_inputs(args->inputs);
+    const auto files = infer::expand_point_inputs(args->inputs);
     if (files.empty()) fail("predict: no point files found in the given folders");
-    const auto preds = train::predict_point_files(*clf.model, cfg, files, args->options, clf.device);
+    const auto preds = infer::predict_point_files(*clf.model, cfg, files, args->options, clf.device);
     auto name_of = [&](int64_t k) {
       return k < static_cast<int64_t>(clf.class_names.size()) ? clf.class_names[k] : "class_" + std::to_string(k);
     };

@@ -10,10 +10,11 @@
 #include "models/point_mae.h"
 #include "config/model_kinds.h"
 #include "train/checkpoint.h"
-#include "train/pretrain.h"
-#include "train/run_task.h"
-#include "train/trainer.h"
+#include "eval/mae_views.h"
+#include "tasks/run_task.h"
+#include "tasks/classify.h"
 #include "datasets/registry.h"
+#include "train/setup.h"
 
 namespace ewa::app {
 
@@ -48,7 +49,7 @@ void add_pretrain_command(CLI::App& app) {
       const auto group = join_job(args->dist);
       // Point-MAE's masked autoencoder, or Point-BERT's stage 1 (the dVAE tokenizer) or stage 2.
       require_trained_by(cfg, "pretrain");
-      const std::string run_dir = train::run_task(cfg, data::load_task, {args->resume, group, read}, print_line).run_dir;
+      const std::string run_dir = tasks::run_task(cfg, data::load_task, {args->resume, group, read}, print_line).run_dir;
       if (!group || group->is_main()) plot_finished_run(run_dir);
       return;
     }
@@ -63,8 +64,8 @@ void add_pretrain_command(CLI::App& app) {
     models::PointMae model(cfg);
     train::load_model_state(*model, read ? *read : train::read_checkpoint(from), from);
     model->to(device);
-    const int64_t n = train::write_reconstructions(*model, *data.test, args->count, out, device);
-    const double loss = train::reconstruction_loss(*model, *data.test, device);
+    const int64_t n = eval::write_reconstructions(*model, *data.test, args->count, out, device);
+    const double loss = eval::reconstruction_loss(*model, *data.test, device);
     char line[512];
     std::snprintf(line, sizeof line, "wrote %lld reconstructions to %s; test Chamfer x1000 %.4f (%lld clouds, fixed masks)",
                   (long long)n, out.c_str(), 1000 * loss, (long long)data.test->size());

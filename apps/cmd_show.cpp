@@ -10,11 +10,12 @@
 #include "common/fs.h"
 #include "train/checkpoint.h"
 #include "infer/predict.h"
-#include "train/trainer.h"
+#include "tasks/classify.h"
 #include "infer/visualize.h"
 #include "io/pretrained.h"
-#include "train/dvae_pretrain.h"
+#include "tasks/dvae.h"
 #include "datasets/registry.h"
+#include "train/setup.h"
 
 namespace ewa::app {
 namespace {
@@ -50,7 +51,7 @@ struct ShowArgs {
 };
 
 // Prints each scene's caption and renders them: a PNG (--png, or no display) or a window each.
-void render_scenes(const ShowArgs& args, const std::vector<train::Scene>& scenes, const std::vector<std::string>& errors,
+void render_scenes(const ShowArgs& args, const std::vector<infer::Scene>& scenes, const std::vector<std::string>& errors,
                    int64_t files_given) {
   for (const auto& e : errors) std::fprintf(stderr, "ewa: error: %s\n", e.c_str());
   for (const auto& s : scenes) {
@@ -64,12 +65,12 @@ void render_scenes(const ShowArgs& args, const std::vector<train::Scene>& scenes
     if (!png.empty()) {
       const std::string note = viz::ensure_display();
       if (!note.empty()) print_line(note);
-      train::write_scenes_png(png, scenes, args.view.camera, args.view.columns,
+      infer::write_scenes_png(png, scenes, args.view.camera, args.view.columns,
                               scenes.size() > 1 ? args.checkpoint + ", coloured by " + args.color : "");
       print_line("wrote " + png);
     } else {
       for (const auto& s : scenes)
-        viz::show_window(train::scene_clouds(s, args.view.camera), args.view.camera, "ewa show: " + s.path);
+        viz::show_window(infer::scene_clouds(s, args.view.camera), args.view.camera, "ewa show: " + s.path);
     }
   }
   if (!errors.empty())
@@ -111,7 +112,7 @@ void add_show_command(CLI::App& app) {
     }
     const auto weights = io::read_state_dict(args->checkpoint);
     Config cfg = config_for_weights(args->checkpoint, weights, args->config, args->set);
-    std::vector<train::Scene> scenes;
+    std::vector<infer::Scene> scenes;
     std::vector<std::string> errors;
     int64_t files_given = 0;
     const ModelKind& kind = model_kind(cfg);
@@ -120,13 +121,13 @@ void add_show_command(CLI::App& app) {
       if (!kind.is_segmenter()) fail("--color parts: " + args->checkpoint + " is not a part-segmentation checkpoint");
       if (args->color != "parts" && args->color != "class") fail("--color: a part-segmentation checkpoint is shown with --color parts");
       auto seg = load_point_segmenter(args->checkpoint, weights, cfg);
-      const auto files = train::expand_point_inputs(args->inputs);
+      const auto files = infer::expand_point_inputs(args->inputs);
       if (files.empty()) fail("show: no point files found in the given folders");
       files_given = static_cast<int64_t>(files.size());
-      const auto segs = train::segment_point_files(*seg.model, seg.cfg, files, category_option(args->category), seg.naming, seg.device);
+      const auto segs = infer::segment_point_files(*seg.model, seg.cfg, files, category_option(args->category), seg.naming, seg.device);
       for (const auto& s : segs)
         if (!s.error.empty()) errors.push_back(s.error);
-      scenes = train::segmentation_scenes(segs, seg.naming);
+      scenes = infer::segmentation_scenes(segs, seg.naming);
       args->color = "parts";
       return render_scenes(*args, scenes, errors, files_given);
     }
@@ -142,20 +143,20 @@ void add_show_command(CLI::App& app) {
       io::LoadOptions load;
       load.own_layout = !dvae;
       if (dvae) {
-        dvae_model = models::DiscreteVae(train::dvae_options(cfg));
+        dvae_model = models::DiscreteVae(models::dvae_options(cfg));
         io::load_pretrained(*dvae_model, weights, load, args->checkpoint);
         dvae_model->to(device);
       } else {
-        bert_model = models::PointBert(cfg, train::dvae_options(cfg));
+        bert_model = models::PointBert(cfg, models::dvae_options(cfg));
         io::load_pretrained(*bert_model, weights, load, args->checkpoint);
         bert_model->to(device);
       }
-      const auto files = train::expand_point_inputs(args->inputs);
+      const auto files = infer::expand_point_inputs(args->inputs);
       if (files.empty()) fail("show: no point files found in the given folders");
-      const auto read = train::for_each_point_batch(files, cfg, args->upsample, 16, [&](const torch::Tensor& x, const std::vector<size_t>& idx) {
+      const auto read = infer::for_each_point_batch(files, cfg, args->upsample, 16, [&](const torch::Tensor& x, const std::vector<size_t>& idx) {
         std::vector<std::string> names;
         for (auto i : idx) names.push_back(files[i]);
-        auto s = dvae ? train::dvae_scenes(*dvae_model, x, names, device) : train::bert_scenes(*bert_model, x, names, device);
+        auto s = dvae ? infer::dvae_scenes(*dvae_model, x, names, device) : infer::bert_scenes(*bert_model, x, names, device);
         scenes.insert(scenes.end(), s.begin(), s.end());
       });
       for (const auto& r : read)
@@ -184,15 +185,15 @@ void add_show_command(CLI::App& app) {
       device = classifier.device;
     }
 
-    const auto files = train::expand_point_inputs(args->inputs);
+    const auto files = infer::expand_point_inputs(args->inputs);
     if (files.empty()) fail("show: no point files found in the given folders");
     files_given = static_cast<int64_t>(files.size());
-    const auto read = train::for_each_point_batch(
+    const auto read = infer::for_each_point_batch(
         files, cfg, args->upsample, 16, [&](const torch::Tensor& x, const std::vector<size_t>& idx) {
           std::vector<std::string> names;
           for (auto i : idx) names.push_back(files[i]);
-          auto s = mae ? train::mae_scenes(*mae_model, x, names, device)
-                       : train::classifier_scenes(*classifier.points, x, names, classifier.class_names, args->color, device);
+          auto s = mae ? infer::mae_scenes(*mae_model, x, names, device)
+                       : infer::classifier_scenes(*classifier.points, x, names, classifier.class_names, args->color, device);
           scenes.insert(scenes.end(), s.begin(), s.end());
         });
     for (const auto& r : read)
@@ -234,14 +235,14 @@ void add_gallery_command(CLI::App& app) {
     if (!note.empty()) print_line(note);
     if (model_kind(config).is_segmenter()) {  // part segmentation: coloured by predicted part, shape mIoU under each
       auto seg = load_point_segmenter(args->checkpoint, weights, config);
-      auto r = train::write_segmentation_gallery(*seg.model, seg.cfg, data::load_task, args->split, args->count,
+      auto r = infer::write_segmentation_gallery(*seg.model, seg.cfg, data::load_task, args->split, args->count,
                                                  args->view.columns, args->view.camera, out, seg.device);
       print_line("wrote " + out + ": " + std::to_string(r.shown) + " " + args->split + " shapes, " + std::to_string(r.wrong) +
                  " below mIoU 0.7 (marked red)");
       return;
     }
     auto c = load_point_classifier(args->checkpoint, weights, config, "shows point-cloud models (point_transformer, point_mae)");
-    auto r = train::write_gallery(*c.points, c.cfg, data::load_task, args->split, args->count, args->view.columns, args->view.camera, out, c.device);
+    auto r = infer::write_gallery(*c.points, c.cfg, data::load_task, args->split, args->count, args->view.columns, args->view.camera, out, c.device);
     print_line("wrote " + out + ": " + std::to_string(r.shown) + " " + args->split + " samples, " + std::to_string(r.wrong) +
                " wrong (marked red)");
   });

@@ -13,7 +13,7 @@
 #include "io/checkpoint.h"
 #include "io/state_dict.h"
 #include "models/point_transformer.h"
-#include "train/evaluation.h"
+#include "eval/protocols.h"
 
 namespace ewa::app {
 
@@ -48,11 +48,11 @@ Config run_config(const std::string& config_path, const std::string& checkpoint,
                   const std::string& name, std::shared_ptr<const io::Checkpoint>* read = nullptr);
 
 // Models for inference from weights files (infer/load.h).
-using train::config_for_weights;
-using train::load_point_classifier;
-using train::load_point_segmenter;
-using train::PointClassifier;
-using train::PointSegmenter;
+using infer::config_for_weights;
+using infer::load_point_classifier;
+using infer::load_point_segmenter;
+using infer::PointClassifier;
+using infer::PointSegmenter;
 
 // The category index of --category (a ShapeNetPart category name, any case), -1 when empty;
 // a one-line error naming the choices otherwise.
@@ -84,7 +84,7 @@ struct ProtocolArgs {
 void add_protocol_options(CLI::App* cmd, ProtocolArgs& args, bool repeats);
 // Applies --votes, --views and --repeats to cfg and returns the protocol: --protocol, or by
 // default tta when data.votes > 1, else single (as training evaluates every epoch).
-train::EvalProtocol protocol_from(const ProtocolArgs& args, Config& cfg);
+eval::EvalProtocol protocol_from(const ProtocolArgs& args, Config& cfg);
 
 // Part segmentation is evaluated and predicted in one pass with the prediction restricted to the
 // shape's category: eval and predict refuse the protocol flags for a point_seg checkpoint alike.

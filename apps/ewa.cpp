@@ -24,7 +24,7 @@
 #include "io/point_io.h"
 #include "kernels/common/simd.h"
 #include "train/checkpoint.h"
-#include "train/svm_probe.h"
+#include "eval/svm_probe.h"
 #include "viz/plot.h"
 
 namespace ewa::app {
@@ -52,7 +52,7 @@ std::string version_text() {
 #endif
   return std::string("ewa 0.1.0\nbuilt with: CUDA kernels ") + on(cuda) + ", HDF5 " + on(data::built_with_hdf5()) + ", PCL " +
          on(io::built_with_pcl()) + ", Open3D " + on(io::built_with_open3d()) + ", cairo " + on(viz::built_with_cairo()) +
-         ", liblinear " + on(train::built_with_liblinear()) + ", Gloo " + on(dist::built_with_gloo()) + ", NCCL " +
+         ", liblinear " + on(eval::built_with_liblinear()) + ", Gloo " + on(dist::built_with_gloo()) + ", NCCL " +
          on(dist::built_with_nccl()) + "; LibTorch " + TORCH_VERSION;
 }
 
@@ -132,13 +132,13 @@ void add_protocol_options(CLI::App* cmd, ProtocolArgs& args, bool repeats) {
         ->check(at_least(1));
 }
 
-train::EvalProtocol protocol_from(const ProtocolArgs& args, Config& cfg) {
+eval::EvalProtocol protocol_from(const ProtocolArgs& args, Config& cfg) {
   std::map<std::string, nlohmann::json> changes;
   if (args.votes > 0) changes["data.votes"] = args.votes;
   if (args.views > 0) changes["eval.vote_views"] = args.views;
   if (args.repeats > 0) changes["eval.vote_repeats"] = args.repeats;
   if (!changes.empty()) cfg = cfg.with(changes);
-  return args.protocol.empty() ? train::epoch_protocol(cfg) : train::protocol_named(args.protocol, cfg, "--protocol");
+  return args.protocol.empty() ? eval::epoch_protocol(cfg) : eval::protocol_named(args.protocol, cfg, "--protocol");
 }
 
 void refuse_protocol_for_parts(const ProtocolArgs& args, const std::string& checkpoint) {

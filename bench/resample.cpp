@@ -10,7 +10,8 @@
 #include "common/error.h"
 #include "datasets/point_datasets.h"
 #include "data/point_sampling.h"
-#include "train/trainer.h"
+#include "tasks/classify.h"
+#include "train/setup.h"
 
 namespace ewa::bench {
 

@@ -17,8 +17,9 @@
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "train/fused_adamw.h"
-#include "train/dvae_pretrain.h"
-#include "train/trainer.h"
+#include "tasks/dvae.h"
+#include "tasks/classify.h"
+#include "train/setup.h"
 
 namespace ewa::bench {
 namespace F = torch::nn::functional;
@@ -66,7 +67,7 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
     v.name = name;
     v.cfg = base.with({{"moe.kind", mlp_kind_name(kind)}, {"ewa.enabled", ewa_on}});
     torch::manual_seed(0);
-    if (segmentation) {  // the training loss of train/segmentation.cpp: every point's part, random categories
+    if (segmentation) {  // the training loss of tasks/segmentation.cpp: every point's part, random categories
       auto seg = std::make_shared<models::PointSegImpl>(v.cfg);
       const int64_t categories = v.cfg.model.num_categories;
       v.loss = [seg, categories](const torch::Tensor& x, const torch::Tensor& y) {
@@ -76,11 +77,11 @@ std::vector<TrainStepRow> bench_train_step(const Config& base, const TrainStepOp
       };
       v.model = seg;
     } else if (dvae) {  // Point-BERT's stage 1 at the schedules' start (temperature 1, KL weight 0)
-      auto model = std::make_shared<models::DiscreteVaeImpl>(train::dvae_options(v.cfg));
+      auto model = std::make_shared<models::DiscreteVaeImpl>(models::dvae_options(v.cfg));
       v.loss = [model](const torch::Tensor& x, const torch::Tensor&) { return model->forward(x, 1.0, false).recon; };
       v.model = model;
     } else if (bert) {  // Point-BERT's stage 2 on a random tokenizer: the training forward, then the enqueue
-      auto model = std::make_shared<models::PointBertImpl>(v.cfg, train::dvae_options(v.cfg));
+      auto model = std::make_shared<models::PointBertImpl>(v.cfg, models::dvae_options(v.cfg));
       v.loss = [model](const torch::Tensor& x, const torch::Tensor&) {
         auto out = model->forward(x);
         model->enqueue(out.keys.to(torch::kFloat));

@@ -372,7 +372,7 @@ std::vector<Case> cases() {
   c.push_back({"C24", "config", "data.use_normals on a dataset without normals", set_case("--set data.use_normals=true"),
                "'data.use_normals': only modelnet40_resampled, modelnet_fewshot and shapenetpart files carry normals, dataset is "});
   c.push_back({"C25", "config", "an empty 'base'", config_case(R"({"base": ""})"),
-               "c.json: key 'base' expects the path of a config file (a non-empty string), got \"\""});
+               "c.json: key 'base' expects the path of a config file (a non-empty string) or a list of them, got \"\""});
   // ---- flags and environment ----
   auto flag_case = [](const std::string& args) {
     return [args](const Fixture&, const std::string&) { return kEwa + (args.empty() ? "" : " " + args); };

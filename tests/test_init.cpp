@@ -21,9 +21,9 @@
 #include "models/point_mae.h"
 #include "models/point_seg.h"
 #include "models/registry.h"
-#include "train/dvae_pretrain.h"
-#include "train/segmentation.h"
-#include "train/trainer.h"
+#include "tasks/dvae.h"
+#include "tasks/segmentation.h"
+#include "tasks/classify.h"
 #include "test_util.h"
 
 namespace {
@@ -167,7 +167,7 @@ TEST_F(OfficialInit, PretrainingModelsStartAsUpstreamBuildsThem) {
     expect_module_matches(*mae, stats("pm_pretrain"), "pm_pretrain");
 
     const auto cfg = bert_config(moe);
-    ewa::models::PointBert bert(cfg, ewa::train::dvae_options(cfg));
+    ewa::models::PointBert bert(cfg, ewa::models::dvae_options(cfg));
     expect_module_matches(*bert, stats("pb_pretrain"), "pb_pretrain");
     // transformer_k starts as a copy of transformer_q (PB:models/Point_BERT.py:441-443).
     auto q = bert->transformer_q->named_parameters();
@@ -227,7 +227,7 @@ TEST_F(OfficialInit, FromACheckpointTheRestStartsAsFromScratch) {
       SCOPED_TRACE(c.variant + " " + moe);
       auto cfg = classifier_config(c.variant, moe).with({{"finetune.init", file(c.file)}});
       auto model = ewa::models::build_model(cfg);
-      const auto report = ewa::train::init_from_pretrained(*model, cfg);
+      const auto report = ewa::tasks::init_from_pretrained(*model, cfg);
       EXPECT_TRUE(report.missing.empty()) << report.table();
       const auto file_tensors = loaded_from(file(c.file), c.prefix);
       std::set<std::string> loaded;
@@ -261,7 +261,7 @@ TEST_F(OfficialInit, FromACheckpointTheRestStartsAsFromScratch) {
   auto cfg = config(m, {{"dataset", "shapenetpart"}, {"root", "unused"}, {"num_points", 256}},
                     {{"moe", {{"kind", "dense"}}}, {"finetune", {{"init", file("pm_pretrain_seg.pth")}}}});
   ewa::models::PointSeg seg(cfg);
-  const auto report = ewa::train::init_segmentation(*seg, cfg);
+  const auto report = ewa::tasks::init_segmentation(*seg, cfg);
   EXPECT_TRUE(report.missing.empty()) << report.table();
   const auto file_tensors = loaded_from(file("pm_pretrain_seg.pth"), "MAE_encoder.");
   std::set<std::string> loaded;

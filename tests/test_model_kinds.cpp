@@ -92,6 +92,7 @@ std::map<std::string, std::string> tiny_configs(const std::string& dir) {
 
 TEST(ModelKinds, EveryKindTrainsEvaluatesExportsAndShows) {
   TempDir dir;
+  fs::create_directories(dir / "images");
   ewa::testing::write_pattern_idx(dir / "images", 100, 50, true);
   auto r = run_command(kEwa + " data synth -o " + (dir / "synth") + " --train-per-class 4 --test-per-class 2 --points 256");
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -282,7 +282,7 @@ TEST(PointBertModel, StartsFromTheTokenizerAndOnlyTheOnlineTransformerTrains) {
 
 #include <fstream>
 
-#include "train/svm_probe.h"
+#include "eval/svm_probe.h"
 #include "viz/plot.h"
 #include "viz/render.h"
 
@@ -304,7 +304,7 @@ TEST(PointBertCli, PretrainsOnTheTokenizerMonitorsFineTunesAndExports) {
   r = ewa::testing::run_command(ewa + " pretrain -c " + (dir / "dvae.json") + " --set train.epochs=1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
-  const bool svm = ewa::train::built_with_liblinear();
+  const bool svm = ewa::eval::built_with_liblinear();
   ewa::testing::write_file(dir / "bert.json", R"({"base": ")" + std::string(EWA_SOURCE_DIR) + R"(/configs/synth_pointbert.json",
     "name": "bert", "model": {"embed_dim": 32, "depth": 2, "num_heads": 2, "num_groups": 8, "group_size": 8, "encoder_dims": 32},
     "moe": {"kind": "rup", "blocks": "all", "num_experts": 2}, "ewa": {"enabled": true, "share_rate": 0.5},

@@ -8,8 +8,8 @@
 #include "models/registry.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
-#include "train/run_task.h"
-#include "train/trainer.h"
+#include "tasks/run_task.h"
+#include "tasks/classify.h"
 
 namespace {
 using nlohmann::json;
@@ -174,8 +174,8 @@ TEST(Precision, Bf16TrainingLearnsAsWellAsFloat32AndSaysSoInTheStartUpTable) {
                               {"precision", precision}}}});
   };
   std::string lines;
-  auto bf16 = ewa::train::run_task(make("bf16"), ewa::data::load_task, {}, [&](const std::string& l) { lines += l + "\n"; });
-  auto fp32 = ewa::train::run_task(make("fp32"), ewa::data::load_task, {}, [](const std::string&) {});
+  auto bf16 = ewa::tasks::run_task(make("bf16"), ewa::data::load_task, {}, [&](const std::string& l) { lines += l + "\n"; });
+  auto fp32 = ewa::tasks::run_task(make("fp32"), ewa::data::load_task, {}, [](const std::string&) {});
   EXPECT_NE(lines.find("bf16 autocast"), std::string::npos) << lines;
   EXPECT_GT(bf16.test.json["oa"].get<double>(), 0.5) << lines;  // chance is 0.1
   EXPECT_GT(bf16.test.json["oa"].get<double>(), fp32.test.json["oa"].get<double>() - 0.1) << lines;

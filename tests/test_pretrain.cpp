@@ -18,9 +18,9 @@
 #include "models/registry.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
-#include "train/pretrain.h"
-#include "train/run_task.h"
-#include "train/trainer.h"
+#include "eval/mae_views.h"
+#include "tasks/run_task.h"
+#include "tasks/classify.h"
 
 namespace {
 using nlohmann::json;
@@ -144,7 +144,7 @@ class PretrainRun : public ::testing::Test {
                                        {"train", {{"epochs", 4}, {"runs_dir", *dir_ / "runs"}}},
                                        {"moe", {{"kind", "rup"}, {"blocks", json::array({1})}, {"num_experts", 2}}}}));
     lines_ = new std::vector<std::string>();
-    result_ = ewa::train::run_task(*cfg_, ewa::data::load_task, {}, [](const std::string& l) { lines_->push_back(l); });
+    result_ = ewa::tasks::run_task(*cfg_, ewa::data::load_task, {}, [](const std::string& l) { lines_->push_back(l); });
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -154,12 +154,12 @@ class PretrainRun : public ::testing::Test {
   static TempDir* dir_;
   static ewa::Config* cfg_;
   static std::vector<std::string>* lines_;
-  static ewa::train::RunResult result_;
+  static ewa::tasks::RunResult result_;
 };
 TempDir* PretrainRun::dir_ = nullptr;
 ewa::Config* PretrainRun::cfg_ = nullptr;
 std::vector<std::string>* PretrainRun::lines_ = nullptr;
-ewa::train::RunResult PretrainRun::result_;
+ewa::tasks::RunResult PretrainRun::result_;
 
 TEST_F(PretrainRun, LossFallsAndTheRunDirectoryHasCheckpointAndReconstructions) {
   const std::string run = *dir_ / "runs/pre";
@@ -176,7 +176,7 @@ TEST_F(PretrainRun, LossFallsAndTheRunDirectoryHasCheckpointAndReconstructions) 
   auto task = ewa::data::load_task(*cfg_);
   torch::manual_seed(static_cast<uint64_t>(cfg_->train.seed));
   ewa::models::PointMae untrained(*cfg_);
-  EXPECT_LT(test_losses.back(), 0.85 * ewa::train::reconstruction_loss(*untrained, *task.test, torch::kCPU));
+  EXPECT_LT(test_losses.back(), 0.85 * ewa::eval::reconstruction_loss(*untrained, *task.test, torch::kCPU));
   EXPECT_DOUBLE_EQ(result_.test.json["chamfer"].get<double>(), test_losses.back());
   EXPECT_EQ(result_.steps, 4 * 4);  // 64 clouds / 16 per batch
   // Reconstructions: predicted = M groups of K points, visible = the rest, combined both.
@@ -191,7 +191,7 @@ TEST_F(PretrainRun, LossFallsAndTheRunDirectoryHasCheckpointAndReconstructions) 
   auto ckpt = ewa::train::read_checkpoint(run + "/last.pt");
   ewa::models::PointMae model(*cfg_);
   ewa::train::load_model_state(*model, ckpt, "last.pt");
-  EXPECT_NEAR(ewa::train::reconstruction_loss(*model, *task.test, torch::kCPU), result_.test.json["chamfer"].get<double>(), 1e-6);
+  EXPECT_NEAR(ewa::eval::reconstruction_loss(*model, *task.test, torch::kCPU), result_.test.json["chamfer"].get<double>(), 1e-6);
 }
 
 TEST_F(PretrainRun, FineTuningReproducesThePretrainedEncoderAndStartsExpertsAsItsFfn) {
@@ -206,7 +206,7 @@ TEST_F(PretrainRun, FineTuningReproducesThePretrainedEncoderAndStartsExpertsAsIt
   j["finetune"]["init"] = ckpt_path;
   auto cfg = ewa::parse_config(j, "test");
   auto model = ewa::models::build_model(cfg);
-  auto report = ewa::train::init_from_pretrained(*model, cfg);
+  auto report = ewa::tasks::init_from_pretrained(*model, cfg);
   // Block 0 was dense in pretraining: its FFN is copied into 3 experts; block 1 had 2 experts:
   // their mean starts each of the 3. The head is new; the decoder is not used.
   EXPECT_EQ(report.expanded.size(), 8u) << report.table();
@@ -247,7 +247,7 @@ TEST_F(PretrainRun, LinearProbingTrainsOnlyTheHeadAndLayerDecayScalesBlocks) {
   j["train"]["epochs"] = 1;
   auto cfg = ewa::parse_config(j, "test");
   std::vector<std::string> lines;
-  ewa::train::run_task(cfg, ewa::data::load_task, {}, [&](const std::string& l) { lines.push_back(l); });
+  ewa::tasks::run_task(cfg, ewa::data::load_task, {}, [&](const std::string& l) { lines.push_back(l); });
   std::string all;
   for (const auto& l : lines) all += l + "\n";
   EXPECT_NE(all.find("init       " + ckpt_path), std::string::npos) << all;
@@ -299,9 +299,9 @@ TEST(Pretrain, ResumeReproducesAnUninterruptedRun) {
                        {"train", {{"epochs", epochs}, {"runs_dir", dir / runs}}}});
   };
   auto quiet = [](const std::string&) {};
-  ewa::train::run_task(cfg_for("full", 2), ewa::data::load_task, {}, quiet);
-  ewa::train::run_task(cfg_for("half", 1), ewa::data::load_task, {}, quiet);
-  ewa::train::run_task(cfg_for("half", 2), ewa::data::load_task, {dir / "half/pre/last.pt"}, quiet);
+  ewa::tasks::run_task(cfg_for("full", 2), ewa::data::load_task, {}, quiet);
+  ewa::tasks::run_task(cfg_for("half", 1), ewa::data::load_task, {}, quiet);
+  ewa::tasks::run_task(cfg_for("half", 2), ewa::data::load_task, {dir / "half/pre/last.pt"}, quiet);
   auto a = ewa::train::read_checkpoint(dir / "full/pre/last.pt").model;
   auto b = ewa::train::read_checkpoint(dir / "half/pre/last.pt").model;
   ASSERT_EQ(a.size(), b.size());
@@ -340,7 +340,7 @@ TEST(VitInit, TimmNamedWeightsInitialiseAViTWithEwaExpertsAndResampledPositions)
               {"finetune", {{"init", dir / file}}}};
     auto cfg = ewa::parse_config(ewa::resolve_config(j, "t"), "t");
     auto model = ewa::models::build_model(cfg);
-    auto report = ewa::train::init_from_pretrained(*model, cfg);
+    auto report = ewa::tasks::init_from_pretrained(*model, cfg);
     EXPECT_EQ(report.resampled.size(), 1u) << report.table();
     EXPECT_EQ(report.expanded.size(), 4u) << report.table();
     EXPECT_EQ(report.fresh, (std::vector<std::string>{"head.weight", "head.bias"})) << report.table();
@@ -360,7 +360,7 @@ TEST(VitInit, TimmNamedWeightsInitialiseAViTWithEwaExpertsAndResampledPositions)
             {"finetune", {{"init", dir / "vit.safetensors"}}}};
   auto bad = ewa::parse_config(ewa::resolve_config(k, "t"), "t");
   auto m2 = ewa::models::build_model(bad);
-  auto msg = ewa::testing::error_of([&] { ewa::train::init_from_pretrained(*m2, bad); });
+  auto msg = ewa::testing::error_of([&] { ewa::tasks::init_from_pretrained(*m2, bad); });
   EXPECT_NE(msg.find("patch_embed.proj.weight: file [24, 3, 4, 4], model [24, 3, 8, 8]"), std::string::npos) << msg;
 }
 

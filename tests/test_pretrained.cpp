@@ -18,7 +18,8 @@
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "test_util.h"
-#include "train/trainer.h"
+#include "tasks/classify.h"
+#include "infer/load.h"
 
 namespace {
 using nlohmann::json;
@@ -66,10 +67,10 @@ TEST_P(OfficialCheckpoints, ImportedClassifierGivesTheOfficialLogits) {
   const auto expected = ewa::io::read_npy(file("logits.npy"));
   for (const char* name : {"classifier.pth", "classifier_plain.pth"}) {
     const auto weights = ewa::io::read_state_dict(file(name));
-    auto cfg = ewa::train::resolve_for_weights(small_config(GetParam()), weights);
+    auto cfg = ewa::infer::resolve_for_weights(small_config(GetParam()), weights);
     EXPECT_EQ(cfg.model.num_classes, 5);
     EXPECT_EQ(cfg.model.in_chans, 3);
-    auto [model, report] = ewa::train::load_classifier(cfg, weights, file(name));
+    auto [model, report] = ewa::infer::load_classifier(cfg, weights, file(name));
     EXPECT_TRUE(report.missing.empty() && report.unexpected.empty() && report.fresh.empty()) << report.table();
     const auto got = logits_of(*model, points);
     torch::NoGradGuard guard;
@@ -80,8 +81,8 @@ TEST_P(OfficialCheckpoints, ImportedClassifierGivesTheOfficialLogits) {
 
 TEST_P(OfficialCheckpoints, ExportLoadsStrictlyInTheOfficialModelWithOurLogits) {
   const auto weights = ewa::io::read_state_dict(file("classifier.pth"));
-  auto cfg = ewa::train::resolve_for_weights(small_config(GetParam()), weights);
-  auto [model, report] = ewa::train::load_classifier(cfg, weights, file("classifier.pth"));
+  auto cfg = ewa::infer::resolve_for_weights(small_config(GetParam()), weights);
+  auto [model, report] = ewa::infer::load_classifier(cfg, weights, file("classifier.pth"));
   const auto points = ewa::io::read_npy(file("points.npy"));
   const auto ours = logits_of(*model, points);
   TempDir tmp;
@@ -106,7 +107,7 @@ TEST_P(OfficialCheckpoints, FineTuningStartsFromThePretrainedEncoderWithExpertsE
                                        {"finetune", {{"init", file("pretrain.pth")}}}});
   torch::manual_seed(0);
   auto model = ewa::models::build_model(cfg);
-  const auto report = ewa::train::init_from_pretrained(*model, cfg);
+  const auto report = ewa::tasks::init_from_pretrained(*model, cfg);
   EXPECT_EQ(report.expanded.size(), 4u) << report.table();  // w1, b1, w2, b2 of block 1
   EXPECT_TRUE(report.missing.empty()) << report.table();
   EXPECT_FALSE(report.fresh.empty());                        // the head
@@ -124,7 +125,7 @@ TEST_P(OfficialCheckpoints, FineTuningStartsFromThePretrainedEncoderWithExpertsE
   EXPECT_TRUE(torch::equal(model->named_buffers()["encoder.first_conv.1.running_var"],
                            src("encoder.first_conv.1.running_var")));
   // The backbone computes what the official classifier's backbone computes: same pooled features.
-  auto [reference, r2] = ewa::train::load_classifier(ewa::train::resolve_for_weights(small_config(GetParam()), classifier),
+  auto [reference, r2] = ewa::infer::load_classifier(ewa::infer::resolve_for_weights(small_config(GetParam()), classifier),
                                                      classifier, file("classifier.pth"));
   const auto points = ewa::io::read_npy(file("points.npy"));
   torch::NoGradGuard guard;
@@ -154,20 +155,20 @@ TEST_P(OfficialCheckpoints, BadCheckpointsGiveOneLineErrors) {
   EXPECT_NE(error_of([&] { ewa::io::read_state_dict(tmp / "missing.pth"); }).find("does not exist"), std::string::npos);
   const auto weights = ewa::io::read_state_dict(file("classifier.pth"));
   // Wrong architecture: one block more than the file has.
-  auto deeper = ewa::train::resolve_for_weights(small_config(GetParam(), {{"model", {{"depth", 3}}}}), weights);
-  msg = error_of([&] { ewa::train::load_classifier(deeper, weights, "f.pth"); });
+  auto deeper = ewa::infer::resolve_for_weights(small_config(GetParam(), {{"model", {{"depth", 3}}}}), weights);
+  msg = error_of([&] { ewa::infer::load_classifier(deeper, weights, "f.pth"); });
   EXPECT_NE(msg.find("f.pth: lacks"), std::string::npos) << msg;
   EXPECT_NE(msg.find("blocks.blocks.2."), std::string::npos) << msg;
   // Wrong shapes: a wider model.
-  auto wider = ewa::train::resolve_for_weights(small_config(GetParam(), {{"model", {{"embed_dim", 96}}}}), weights);
-  msg = error_of([&] { ewa::train::load_classifier(wider, weights, "f.pth"); });
+  auto wider = ewa::infer::resolve_for_weights(small_config(GetParam(), {{"model", {{"embed_dim", 96}}}}), weights);
+  msg = error_of([&] { ewa::infer::load_classifier(wider, weights, "f.pth"); });
   EXPECT_NE(msg.find("another shape"), std::string::npos) << msg;
   EXPECT_NE(msg.find("file [1, 1, 48], model [1, 1, 96]"), std::string::npos) << msg;
   // A missing key: refused unless allowed.
   auto partial = weights;
   partial.tensors.erase("module.norm.weight");
-  auto cfg = ewa::train::resolve_for_weights(small_config(GetParam()), weights);
-  msg = error_of([&] { ewa::train::load_classifier(cfg, partial, "p.pth"); });
+  auto cfg = ewa::infer::resolve_for_weights(small_config(GetParam()), weights);
+  msg = error_of([&] { ewa::infer::load_classifier(cfg, partial, "p.pth"); });
   EXPECT_NE(msg.find("lacks 1 tensors the model needs (norm.weight)"), std::string::npos) << msg;
   auto model = ewa::models::build_model(cfg);
   ewa::io::LoadOptions allow;

@@ -17,11 +17,11 @@
 #include "io/torch_pickle.h"
 #include "models/registry.h"
 #include "test_util.h"
-#include "train/evaluation.h"
+#include "eval/protocols.h"
 #include "infer/predict.h"
 #include "train/checkpoint.h"
 #include "train/schedule.h"
-#include "train/svm_probe.h"
+#include "eval/svm_probe.h"
 
 namespace {
 using ewa::testing::TempDir;
@@ -491,15 +491,15 @@ TEST(Protocols, SingleAndVoteMatchANaiveLoop) {
   ewa::data::PointBatcher source(test, cfg.data, 4, false, 0);
   torch::NoGradGuard guard;
   // single: the first num_points of each stored cloud, one pass.
-  auto single = ewa::train::evaluate_protocol(*model, source, 3, torch::kCPU, {});
+  auto single = ewa::eval::evaluate_protocol(*model, source, 3, torch::kCPU, {});
   auto logits = model->forward(test.points.narrow(1, 0, 32).contiguous());
   const double expect_single = logits.argmax(1).eq(test.labels).sum().item<double>() / 10.0;
   EXPECT_DOUBLE_EQ(single.metrics.overall_accuracy, expect_single);
   EXPECT_EQ(single.protocol.label(), "single pass, no voting");
   // vote: per repeat, per batch of 4, 3 views of one random 32 of the first 48 with the
   // augmentation, logits averaged; the repeats' maximum is reported.
-  const auto protocol = ewa::train::protocol_named("vote", cfg, "--protocol");
-  auto vote = ewa::train::evaluate_protocol(*model, source, 3, torch::kCPU, protocol);
+  const auto protocol = ewa::eval::protocol_named("vote", cfg, "--protocol");
+  auto vote = ewa::eval::evaluate_protocol(*model, source, 3, torch::kCPU, protocol);
   ASSERT_EQ(vote.repeat_accuracy.size(), 4u);
   std::vector<double> naive;
   ewa::with_cpu_seed(protocol.seed * 1000003ULL + 17, [&] {
@@ -533,10 +533,10 @@ TEST(Protocols, SingleAndVoteMatchANaiveLoop) {
   EXPECT_NEAR(vote.std, std::sqrt(var), 1e-12);
   EXPECT_NE(vote.text().find("max"), std::string::npos);
   // Seeded: the same figures again.
-  auto again = ewa::train::evaluate_protocol(*model, source, 3, torch::kCPU, protocol);
+  auto again = ewa::eval::evaluate_protocol(*model, source, 3, torch::kCPU, protocol);
   EXPECT_EQ(again.repeat_accuracy, vote.repeat_accuracy);
   // Images have no vote; a vote count of 0 is refused by the config.
-  EXPECT_NE(error_of([&] { ewa::train::protocol_named("best", cfg, "--protocol"); }).find("--protocol: 'best' is not"),
+  EXPECT_NE(error_of([&] { ewa::eval::protocol_named("best", cfg, "--protocol"); }).find("--protocol: 'best' is not"),
             std::string::npos);
   nlohmann::json j = {{"eval", {{"vote_views", 0}}}};
   EXPECT_NE(error_of([&] { ewa::resolve_config(j, "config x.json"); }).find("key 'eval.vote_views': expected an integer in [1, 1000], got 0"),
@@ -551,16 +551,16 @@ TEST(Protocols, PredictVotesOverViewsOfTheFilesFpsPrefix) {
   auto model = ewa::models::build_model(cfg);
   model->eval();
   write_file(dir / "a.xyz", cloud_text(torch::randn({300, 3}), " "));
-  ewa::train::PredictOptions o;
+  ewa::infer::PredictOptions o;
   o.top_k = 3;
-  o.protocol = ewa::train::protocol_named("vote", cfg, "--protocol");
+  o.protocol = ewa::eval::protocol_named("vote", cfg, "--protocol");
   torch::manual_seed(21);
-  const auto preds = ewa::train::predict_point_files(*model, cfg, {dir / "a.xyz"}, o, torch::kCPU);
+  const auto preds = ewa::infer::predict_point_files(*model, cfg, {dir / "a.xyz"}, o, torch::kCPU);
   ASSERT_TRUE(preds[0].error.empty()) << preds[0].error;
   // The oracle: the file's first 48 FPS points (eval_points), 3 views, logits averaged.
   torch::NoGradGuard guard;
-  ewa::train::FilePrediction info;
-  const auto stored = ewa::train::load_point_input(dir / "a.xyz", cfg, false, info, 48).unsqueeze(0);
+  ewa::infer::FilePrediction info;
+  const auto stored = ewa::infer::load_point_input(dir / "a.xyz", cfg, false, info, 48).unsqueeze(0);
   torch::manual_seed(21);
   torch::Tensor sum;
   for (int v = 0; v < 3; ++v) {
@@ -710,7 +710,7 @@ std::vector<int64_t> liblinear_tools_predict(const TempDir& dir, const std::stri
 }
 
 TEST(Svm, MatchesLiblinearsOwnTools) {
-  if (!ewa::train::built_with_liblinear()) GTEST_SKIP() << "built without liblinear";
+  if (!ewa::eval::built_with_liblinear()) GTEST_SKIP() << "built without liblinear";
   TempDir dir;
   torch::manual_seed(12);
   auto centres = torch::randn({3, 8}) * 2;
@@ -720,10 +720,10 @@ TEST(Svm, MatchesLiblinearsOwnTools) {
   };
   auto [train_x, train_y] = make(90);
   auto [test_x, test_y] = make(45);
-  const auto svm = ewa::train::LinearSvm::fit(train_x, train_y, 1.0, 1e-4);
+  const auto svm = ewa::eval::LinearSvm::fit(train_x, train_y, 1.0, 1e-4);
   const auto ours = svm.predict(test_x);
-  ewa::train::write_liblinear_text(dir / "train.txt", train_x, train_y);
-  ewa::train::write_liblinear_text(dir / "test.txt", test_x, test_y);
+  ewa::eval::write_liblinear_text(dir / "train.txt", train_x, train_y);
+  ewa::eval::write_liblinear_text(dir / "test.txt", test_x, test_y);
   const auto tools = liblinear_tools_predict(dir, dir / "train.txt", dir / "test.txt");
   if (tools.empty()) GTEST_SKIP() << "liblinear-train / liblinear-predict not installed (liblinear-tools)";
   ASSERT_EQ(tools.size(), 45u);
@@ -735,7 +735,7 @@ TEST(Svm, MatchesLiblinearsOwnTools) {
 }
 
 TEST(Svm, ProbeCommandAgreesWithLiblinearOnItsOwnFeatures) {
-  if (!ewa::train::built_with_liblinear()) GTEST_SKIP() << "built without liblinear";
+  if (!ewa::eval::built_with_liblinear()) GTEST_SKIP() << "built without liblinear";
   TempDir dir;
   auto r = ewa::testing::train_tiny_point_classifier(kEwa, dir.path(), "enc", R"({"kind": "dense"})");
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -21,7 +21,8 @@
 #include "moe/ewa.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
-#include "train/segmentation.h"
+#include "tasks/segmentation.h"
+#include "eval/parts.h"
 
 namespace {
 using nlohmann::json;
@@ -111,7 +112,7 @@ TEST_F(OfficialSegmentation, PretrainingCheckpointInitialisesTheBackboneExactlyW
   auto cfg = seg_config({{"moe", {{"kind", "rup"}, {"blocks", {0, 2}}, {"num_experts", 4}}},
                          {"finetune", {{"init", file("pretrain.pth")}}}});
   ewa::models::PointSeg model(cfg);
-  const auto report = ewa::train::init_segmentation(*model, cfg);
+  const auto report = ewa::tasks::init_segmentation(*model, cfg);
   EXPECT_TRUE(report.missing.empty()) << report.table();
   EXPECT_FALSE(report.fresh.empty());  // the head, label embedding and propagation
   EXPECT_FALSE(report.expanded.empty());
@@ -143,7 +144,7 @@ TEST(Segmentation, OurPointMaePretrainingCheckpointInitialisesTheBackbone) {
   ewa::train::save_checkpoint(tmp / "last.pt", ewa::train::make_checkpoint(*pretrained, nullptr, mae_cfg.json, 10, 1));
   auto cfg = seg_config({{"finetune", {{"init", tmp / "last.pt"}}}});
   ewa::models::PointSeg model(cfg);
-  const auto report = ewa::train::init_segmentation(*model, cfg);
+  const auto report = ewa::tasks::init_segmentation(*model, cfg);
   EXPECT_TRUE(report.missing.empty()) << report.table();
   EXPECT_FALSE(report.unexpected.empty());  // the decoder, mask token, increase_dim
   const auto theirs = pretrained->MAE_encoder->named_parameters();
@@ -187,12 +188,12 @@ TEST(PartMetrics, HandComputedIoUsWithAbsentPartsAndRestriction) {
   for (int i = 0; i < 3; ++i) logits[1][i] = torch::tensor({0.f, 0.f, 0.f, 1.f, 0.f});
   logits[1][3] = torch::tensor({5.f, 0.f, 0.f, 0.f, 1.f});  // part 0 is not B's: restricted to 4
   auto labels = torch::tensor({0, 0, 1, 1, 3, 3, 3, 3}, torch::kLong).view({2, 4});
-  auto category = ewa::train::shape_categories(labels, pc);
+  auto category = ewa::eval::shape_categories(labels, pc);
   EXPECT_EQ(category[0].item<int64_t>(), 0);
   EXPECT_EQ(category[1].item<int64_t>(), 1);
-  auto pred = ewa::train::restricted_prediction(logits, category, pc);
+  auto pred = ewa::eval::restricted_prediction(logits, category, pc);
   EXPECT_TRUE(torch::equal(pred, torch::tensor({0, 1, 1, 1, 3, 3, 3, 4}, torch::kLong).view({2, 4})));
-  ewa::train::PartMetrics m(part_category, {"A", "B"});
+  ewa::eval::PartMetrics m(part_category, {"A", "B"});
   m.add(pred, labels);
   // Shape 1: part 0 IoU 1/2, part 1 IoU 2/3, part 2 absent from both: 1 -> (1/2 + 2/3 + 1) / 3.
   const double s1 = (0.5 + 2.0 / 3.0 + 1.0) / 3.0;

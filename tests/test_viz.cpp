@@ -17,7 +17,7 @@
 #include "models/registry.h"
 #include "moe/routed_moe.h"
 #include "test_util.h"
-#include "train/pretrain.h"
+#include "eval/mae_views.h"
 #include "infer/visualize.h"
 #include "viz/plot.h"
 #include "viz/render.h"
@@ -283,13 +283,13 @@ TEST(Inspect, PatchOwnerAndClassFromPath) {
   auto pts = torch::tensor({0.f, 0.f, 0.f, 1.f, 0.f, 0.f, 2.f, 0.f, 0.f, 3.f, 0.f, 0.f, 9.f, 0.f, 0.f}).view({5, 3});
   auto centers = torch::tensor({0.f, 0.f, 0.f, 3.f, 0.f, 0.f}).view({2, 3});
   auto index = torch::tensor({0, 1, 2, 2, 3, 3}, torch::kLong).view({2, 3});
-  auto owner = ewa::train::patch_owner(pts, centers, index);
+  auto owner = ewa::infer::patch_owner(pts, centers, index);
   EXPECT_TRUE(torch::equal(owner, torch::tensor({0, 0, 1, 1, -1}, torch::kLong)));  // point 2: nearer centre 1
   const std::vector<std::string> names = {"airplane", "chair", "lamp"};
-  EXPECT_EQ(ewa::train::class_from_path("data/ModelNet40/chair/test/chair_0890.off", names), 1);
-  EXPECT_EQ(ewa::train::class_from_path("scans/lamp/x.ply", names), 2);
-  EXPECT_EQ(ewa::train::class_from_path("scans/x.ply", names), -1);
-  EXPECT_EQ(ewa::train::class_from_path("chair.ply", names), -1);  // a file name is not a folder
+  EXPECT_EQ(ewa::infer::class_from_path("data/ModelNet40/chair/test/chair_0890.off", names), 1);
+  EXPECT_EQ(ewa::infer::class_from_path("scans/lamp/x.ply", names), 2);
+  EXPECT_EQ(ewa::infer::class_from_path("scans/x.ply", names), -1);
+  EXPECT_EQ(ewa::infer::class_from_path("chair.ply", names), -1);  // a file name is not a folder
 }
 
 TEST(Inspect, MaeViewsSplitEachCloudIntoVisibleAndMaskedGroups) {
@@ -303,7 +303,7 @@ TEST(Inspect, MaeViewsSplitEachCloudIntoVisibleAndMaskedGroups) {
   torch::manual_seed(0);
   ewa::models::PointMae model(cfg);
   auto pts = torch::randn({2, 128, 3});
-  auto views = ewa::train::mae_views(*model, pts, torch::kCPU);
+  auto views = ewa::eval::mae_views(*model, pts, torch::kCPU);
   ASSERT_EQ(views.size(), 2u);
   for (const auto& v : views) {
     EXPECT_EQ(v.visible.size(0), 4 * 8);
@@ -315,7 +315,7 @@ TEST(Inspect, MaeViewsSplitEachCloudIntoVisibleAndMaskedGroups) {
     EXPECT_LT(d.max().item<float>(), 1e-10);
   }
   // Fixed masks: the same views again.
-  EXPECT_TRUE(torch::equal(ewa::train::mae_views(*model, pts, torch::kCPU)[0].visible, views[0].visible));
+  EXPECT_TRUE(torch::equal(ewa::eval::mae_views(*model, pts, torch::kCPU)[0].visible, views[0].visible));
 }
 
 TEST(ShowCli, ShowGalleryAndPlotWritePngsWithTheExpectedContent) {

@@ -239,16 +239,14 @@ std::map<std::string, std::string> config_sources(const std::string& path, const
     origin[o.substr(0, o.find('='))] = "--set";
   }
   const json resolved = resolve_config(user, path.empty() ? "config (defaults)" : "config " + path);
-  const json defaults = default_config();
+  // resolve_config fills the preset's keys the user left out (and nothing else).
+  const std::string preset = resolved["model"]["preset"];
+  const std::set<std::string> preset_keys = {"model.embed_dim", "model.depth", "model.num_heads"};
   std::map<std::string, std::string> out;
   for (const auto& f : config_schema()) {
-    if (auto it = origin.find(f.key); it != origin.end()) {
-      out[f.key] = it->second;
-    } else if (resolved.at(pointer_of(f.key)) != defaults.at(pointer_of(f.key))) {
-      out[f.key] = "preset " + resolved["model"]["preset"].get<std::string>();  // the only other source of a value
-    } else {
-      out[f.key] = "default";
-    }
+    if (auto it = origin.find(f.key); it != origin.end()) out[f.key] = it->second;
+    else if (preset != "custom" && preset_keys.count(f.key)) out[f.key] = "preset " + preset;
+    else out[f.key] = "default";
   }
   return out;
 }

@@ -2,8 +2,8 @@
 // entry per kind says what it reads, which task trains it and under which subcommand, how it is
 // evaluated, exported and shown, and the config checks of its own; everything else asks the
 // registry (no `model.name` comparison outside it). The model classes live in src/models
-// (models/registry.cpp builds a classifier by its entry's input), the tasks in src/train
-// (train::run_task builds the task by its entry's task). docs/architecture.md says what a new
+// (models/registry.cpp builds a classifier by its entry's input), the tasks in src/tasks
+// (tasks::run_task builds the task by its entry's task). docs/architecture.md says what a new
 // kind must provide.
 #pragma once
 #include <functional>
@@ -17,14 +17,14 @@ namespace ewa {
 // What a kind reads.
 enum class ModelInput { Points, Images };
 
-// The task that trains a kind (train::run_task), which also decides how `ewa eval`, `predict`,
+// The task that trains a kind (tasks::run_task), which also decides how `ewa eval`, `predict`,
 // `convert` and `export` treat its checkpoints.
 enum class ModelTask {
-  Classify,      // a classifier (train/classify.cpp): eval = accuracy; export = the anchor's dense layout
-  Segment,       // part segmentation (train/segmentation.cpp): eval = mIoU; export = Point-MAE's seg layout
-  PretrainMae,   // Point-MAE's masked autoencoder (train/pretrain.cpp): no export (fine-tune it instead)
-  PretrainDvae,  // Point-BERT's dVAE tokenizer (train/dvae_pretrain.cpp): export = {'base_model': dVAE}
-  PretrainBert,  // Point-BERT's masked point modelling (train/bert_pretrain.cpp): export = the Point_BERT module
+  Classify,      // a classifier (tasks/classify.cpp): eval = accuracy; export = the anchor's dense layout
+  Segment,       // part segmentation (tasks/segmentation.cpp): eval = mIoU; export = Point-MAE's seg layout
+  PretrainMae,   // Point-MAE's masked autoencoder (tasks/point_mae.cpp): no export (fine-tune it instead)
+  PretrainDvae,  // Point-BERT's dVAE tokenizer (tasks/dvae.cpp): export = {'base_model': dVAE}
+  PretrainBert,  // Point-BERT's masked point modelling (tasks/point_bert.cpp): export = the Point_BERT module
 };
 
 // "<source>: key '<key>': <why>" (throws ewa::Error): how a kind's check reports a bad value.

@@ -14,7 +14,24 @@
 #include "models/point_seg.h"
 #include "models/point_transformer.h"
 
-namespace ewa::train {
+namespace ewa::infer {
+
+// Fills model.num_classes and model.in_chans left at 0 from the weights (the classification head's
+// last Linear, the first embedding layer), so a classifier can be built for an imported file
+// without a dataset.
+Config resolve_for_weights(Config cfg, const io::StateDict& weights);
+
+// Builds cfg's classifier and loads `weights` into it strictly: every tensor the model has must be
+// in the file with its shape (head included). Returns the model in eval mode and the report.
+std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifier(const Config& cfg,
+                                                                                  const io::StateDict& weights,
+                                                                                  const std::string& path);
+
+// Builds cfg's point_seg (sizes left at 0 filled from the weights, resolve_for_weights) and
+// loads `weights` into it strictly; eval mode.
+std::pair<models::PointSeg, io::LoadReport> load_segmenter(const Config& cfg, const io::StateDict& weights,
+                                                           const std::string& path);
+
 
 // The config of a weights file: its own (ewa checkpoints) with `overrides` (--set), or
 // `config_path` when given (required for official / timm files, which carry none; a config of
@@ -47,4 +64,4 @@ struct PointSegmenter {
 };
 PointSegmenter load_point_segmenter(const std::string& path, const io::StateDict& weights, const Config& config);
 
-}  // namespace ewa::train
+}  // namespace ewa::infer

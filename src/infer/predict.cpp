@@ -6,11 +6,12 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "datasets/point_datasets.h"
 #include "io/point_io.h"
 #include "data/point_sampling.h"
 
-namespace ewa::train {
+namespace ewa::infer {
+using eval::EvalProtocol;
+using eval::averaged_logits;
 namespace fs = std::filesystem;
 
 namespace {
@@ -113,4 +114,4 @@ std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, c
   return out;
 }
 
-}  // namespace ewa::train
+}  // namespace ewa::infer

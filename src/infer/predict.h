@@ -2,7 +2,7 @@
 // reader (io/point_io.h: read_point_file), non-finite points are dropped and counted, the
 // cloud is prepared as the evaluation splits are (data::eval_cloud: normalised and FPS-ordered
 // under the model's data.pipeline), the classifier runs an evaluation protocol
-// (train/evaluation.h: single, tta or the official vote) and its top-k classes come back with
+// (eval/protocols.h: single, tta or the official vote) and its top-k classes come back with
 // their probabilities (softmax of the protocol's averaged logits). A file that cannot be used
 // gets its own error; the others are still predicted.
 #pragma once
@@ -13,13 +13,13 @@
 
 #include "config/config.h"
 #include "models/classifier.h"
-#include "train/evaluation.h"
+#include "eval/protocols.h"
 
-namespace ewa::train {
+namespace ewa::infer {
 
 struct PredictOptions {
   int64_t top_k = 5;
-  EvalProtocol protocol;    // single, tta (protocol.passes) or vote (protocol.views; repeats do not apply)
+  eval::EvalProtocol protocol;    // single, tta (protocol.passes) or vote (protocol.views; repeats do not apply)
   int64_t batch_size = 32;  // clouds per forward pass
   // Clouds with fewer usable points than data.num_points (but at least model.num_groups): true =
   // filled up by repeating randomly chosen points (seeded by the file's point count), false = refused.
@@ -57,4 +57,4 @@ std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, c
                                                 const std::vector<std::string>& files, const PredictOptions& options,
                                                 torch::Device device);
 
-}  // namespace ewa::train
+}  // namespace ewa::infer

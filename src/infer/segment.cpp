@@ -9,10 +9,13 @@
 #include "common/fs.h"
 #include "config/datasets.h"
 #include "io/point_io.h"
-#include "train/segmentation.h"
 #include "viz/plot.h"
+#include "eval/parts.h"
 
-namespace ewa::train {
+namespace ewa::infer {
+using eval::PartMetrics;
+using eval::restricted_prediction;
+using eval::shape_categories;
 namespace fs = std::filesystem;
 namespace {
 
@@ -299,4 +302,4 @@ GalleryResult write_segmentation_gallery(models::PointSegImpl& model, const Conf
   return r;
 }
 
-}  // namespace ewa::train
+}  // namespace ewa::infer

@@ -17,7 +17,7 @@
 #include "infer/visualize.h"
 #include "models/point_seg.h"
 
-namespace ewa::train {
+namespace ewa::infer {
 
 struct PartSegmentation {
   std::string path, error;           // error non-empty: the file could not be segmented
@@ -81,4 +81,4 @@ GalleryResult write_segmentation_gallery(models::PointSegImpl& model, const Conf
                                          const std::string& split, int64_t count, int columns, const viz::Camera& camera,
                                          const std::string& out, torch::Device device);
 
-}  // namespace ewa::train
+}  // namespace ewa::infer

@@ -6,10 +6,10 @@
 
 #include "common/error.h"
 #include "common/random.h"
-#include "train/pretrain.h"
-#include "train/trainer.h"
+#include "eval/mae_views.h"
 
-namespace ewa::train {
+namespace ewa::infer {
+using eval::mae_views;
 namespace fs = std::filesystem;
 
 namespace {
@@ -251,4 +251,4 @@ GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& c
   return r;
 }
 
-}  // namespace ewa::train
+}  // namespace ewa::infer

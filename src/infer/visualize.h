@@ -14,7 +14,7 @@
 #include "models/point_transformer.h"
 #include "viz/render.h"
 
-namespace ewa::train {
+namespace ewa::infer {
 
 // Colourings of `ewa show`.
 const std::vector<std::string>& color_modes();  // class, patches, attention, experts, mae, parts, plain
@@ -77,4 +77,4 @@ GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& c
                             const std::string& split, int64_t count,
                             int columns, const viz::Camera& camera, const std::string& out, torch::Device device);
 
-}  // namespace ewa::train
+}  // namespace ewa::infer

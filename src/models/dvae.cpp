@@ -147,4 +147,16 @@ torch::Tensor DiscreteVaeImpl::tokens(const torch::Tensor& points) {
   return tokens(groups.neighborhoods, groups.centers);
 }
 
+DvaeOptions dvae_options(const Config& cfg) {
+  DvaeOptions o;
+  o.num_groups = cfg.model.num_groups;
+  o.group_size = cfg.model.group_size;
+  o.encoder_dims = cfg.model.encoder_dims > 0 ? cfg.model.encoder_dims : 256;
+  o.num_tokens = cfg.pretrain.num_tokens;
+  o.tokens_dims = cfg.pretrain.tokens_dims;
+  o.decoder_dims = cfg.pretrain.decoder_dims;
+  return o;
+}
+
+
 }  // namespace ewa::models

@@ -59,6 +59,9 @@ struct DvaeOptions {
   int64_t num_groups = 64, group_size = 32, encoder_dims = 256, num_tokens = 8192, tokens_dims = 256,
           decoder_dims = 256;
 };
+// The dVAE sizes of cfg (model.num_groups, group_size, encoder_dims (0 = 256), pretrain.num_tokens,
+// tokens_dims, decoder_dims).
+DvaeOptions dvae_options(const Config& cfg);
 
 struct DvaeOutput {
   torch::Tensor centers;        // [B, G, 3]

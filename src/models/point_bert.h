@@ -100,7 +100,7 @@ BertOptions bert_options(const Config& cfg);
 class PointBertImpl : public torch::nn::Module {
  public:
   // cfg.model: the transformer (embed_dim, depth, heads, drop_path_rate, moe); dvae sizes as
-  // train::dvae_options gives them.
+  // models::dvae_options gives them.
   PointBertImpl(const Config& cfg, const DvaeOptions& dvae_options);
   // The training forward (momentum update included, as upstream's forward); the queue is not
   // changed (enqueue, with the keys of every rank).

@@ -22,9 +22,9 @@
 #include "data/batch_source.h"
 #include "dist/dist.h"
 #include "models/classifier.h"
-#include "train/metrics.h"
+#include "eval/metrics.h"
 
-namespace ewa::train {
+namespace ewa::eval {
 
 struct EvalProtocol {
   enum class Kind { Single, Tta, Vote };
@@ -67,4 +67,4 @@ torch::Tensor averaged_logits(models::ClassifierImpl& model, int64_t passes,
 ProtocolResult evaluate_protocol(models::ClassifierImpl& model, data::BatchSource& source, int64_t num_classes,
                                  torch::Device device, const EvalProtocol& protocol, dist::Group* group = nullptr);
 
-}  // namespace ewa::train
+}  // namespace ewa::eval

@@ -1,15 +1,18 @@
-// Point-MAE pretraining: the pretraining Task of the one training loop (train/loop.h). Labels of
-// the dataset are ignored; every point dataset the suite reads works, ShapeNet-55 included.
+// Point-MAE's evaluation: the reconstruction loss with fixed masks (what pretraining reports
+// every epoch) and the views of a cloud (visible, masked, predicted) that `ewa show --color mae`
+// draws and `ewa pretrain --reconstruct` writes.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
-#include "config/config.h"
 #include "data/batch_source.h"
 #include "models/point_mae.h"
-#include "train/loop.h"
 
-namespace ewa::train {
+namespace ewa::eval {
+
+// The seed of the fixed masks of every evaluation and reconstruction.
+constexpr uint64_t kMaeEvalMaskSeed = 20220711;
 
 // Mean reconstruction loss of `model` over `source` with masks drawn from a fixed seed (the same
 // masks every epoch); torch's default generator is restored afterwards.
@@ -31,4 +34,4 @@ std::vector<MaeView> mae_views(models::PointMaeImpl& model, const torch::Tensor&
 int64_t write_reconstructions(models::PointMaeImpl& model, data::BatchSource& source, int64_t count,
                               const std::string& dir, torch::Device device);
 
-}  // namespace ewa::train
+}  // namespace ewa::eval

@@ -13,7 +13,7 @@
 #include "config/config.h"
 #include "train/loop.h"
 
-namespace ewa::train {
+namespace ewa::tasks {
 
 struct FewShotFold {
   int64_t fold = 0;
@@ -42,6 +42,6 @@ Spread spread_of(const std::vector<double>& values);
 // metrics.json is read, not trained again; one holding only last.pt is resumed. Writes
 // <runs_dir>/<name>_<way>w<shot>s_summary.json.
 FewShotSummary run_fewshot(Config cfg, int64_t way, int64_t shot, const std::vector<int64_t>& folds,
-                           const data::TaskLoader& load_data, const Reporter& report);
+                           const data::TaskLoader& load_data, const train::Reporter& report);
 
-}  // namespace ewa::train
+}  // namespace ewa::tasks

@@ -1,4 +1,4 @@
-#include "train/dvae_pretrain.h"
+#include "tasks/dvae.h"
 
 #include <array>
 #include <cstdio>
@@ -8,10 +8,17 @@
 #include "common/random.h"
 #include "kernels/chamfer/chamfer.h"
 #include "train/eval_mode.h"
-#include "train/run_task.h"
-#include "train/trainer.h"
+#include "tasks/run_task.h"
+#include "tasks/classify.h"
 
-namespace ewa::train {
+namespace ewa::tasks {
+using models::dvae_options;
+using train::EvalMode;
+using train::EvalResult;
+using train::Reporter;
+using train::StepOutput;
+using train::Task;
+using train::TrainOptions;
 namespace {
 
 constexpr uint64_t kEvalNoiseSeed = 20211129;  // the Gumbel noise of every evaluation
@@ -71,17 +78,6 @@ torch::Tensor cloud_chamfer_l1(const torch::Tensor& a, const torch::Tensor& b) {
 
 }  // namespace
 
-models::DvaeOptions dvae_options(const Config& cfg) {
-  models::DvaeOptions o;
-  o.num_groups = cfg.model.num_groups;
-  o.group_size = cfg.model.group_size;
-  o.encoder_dims = cfg.model.encoder_dims > 0 ? cfg.model.encoder_dims : 256;
-  o.num_tokens = cfg.pretrain.num_tokens;
-  o.tokens_dims = cfg.pretrain.tokens_dims;
-  o.decoder_dims = cfg.pretrain.decoder_dims;
-  return o;
-}
-
 DvaeEvaluation dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource& source, torch::Device device) {
   torch::NoGradGuard guard;
   EvalMode eval_mode(model);
@@ -136,4 +132,4 @@ class DvaeMaker : public TaskMaker {
 
 std::unique_ptr<TaskMaker> dvae_maker() { return std::make_unique<DvaeMaker>(); }
 
-}  // namespace ewa::train
+}  // namespace ewa::tasks

@@ -1,18 +1,29 @@
-#include "train/bert_pretrain.h"
+#include "tasks/point_bert.h"
 
 #include <cstdio>
 
 #include "common/error.h"
 #include "common/random.h"
 #include "io/state_dict.h"
-#include "train/dvae_pretrain.h"
+#include "tasks/dvae.h"
 #include "train/eval_mode.h"
 #include "train/run.h"
-#include "train/svm_probe.h"
-#include "train/run_task.h"
-#include "train/trainer.h"
+#include "eval/svm_probe.h"
+#include "tasks/run_task.h"
+#include "tasks/classify.h"
 
-namespace ewa::train {
+namespace ewa::tasks {
+using eval::LinearSvm;
+using eval::built_with_liblinear;
+using eval::source_features;
+using eval::svm_data_config;
+using models::dvae_options;
+using train::EvalMode;
+using train::EvalResult;
+using train::Reporter;
+using train::StepOutput;
+using train::Task;
+using train::TrainOptions;
 namespace {
 
 constexpr uint64_t kEvalMaskSeed = 20211129;  // the block masks of every token evaluation
@@ -199,4 +210,4 @@ class PointBertMaker : public TaskMaker {
 
 std::unique_ptr<TaskMaker> point_bert_maker() { return std::make_unique<PointBertMaker>(); }
 
-}  // namespace ewa::train
+}  // namespace ewa::tasks

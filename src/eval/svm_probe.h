@@ -17,7 +17,7 @@
 #include "models/point_transformer.h"
 #include "train/loop.h"
 
-namespace ewa::train {
+namespace ewa::eval {
 
 bool built_with_liblinear();
 
@@ -84,6 +84,6 @@ struct SvmResult {
 // The whole probe: the encoder from `weights_path` (an ewa checkpoint, ewa pretraining, or an
 // official Point-MAE / Point-BERT file), the dataset of cfg.data, the SVM. Progress through `report`.
 SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOptions& options, const data::TaskLoader& load_data,
-                    const Reporter& report);
+                    const train::Reporter& report);
 
-}  // namespace ewa::train
+}  // namespace ewa::eval

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace ewa::train {
+namespace ewa::eval {
 
 struct ClassificationMetrics {
   double loss = 0;                 // mean cross-entropy (no label smoothing)
@@ -23,4 +23,4 @@ void accumulate_confusion(torch::Tensor& confusion, const torch::Tensor& labels,
 // OA and mAcc of a confusion matrix (classes with no samples are left out of mAcc).
 ClassificationMetrics metrics_from_confusion(const torch::Tensor& confusion);
 
-}  // namespace ewa::train
+}  // namespace ewa::eval

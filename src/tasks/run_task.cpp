@@ -1,8 +1,14 @@
-#include "train/run_task.h"
+#include "tasks/run_task.h"
 
-#include "train/trainer.h"
+#include "tasks/classify.h"
+#include "train/setup.h"
 
-namespace ewa::train {
+namespace ewa::tasks {
+using train::Reporter;
+using train::TrainOptions;
+using train::resolve_for_dataset;
+using train::run_training;
+using train::select_device;
 
 std::unique_ptr<TaskMaker> task_maker(ModelTask task) {
   switch (task) {
@@ -27,4 +33,4 @@ RunResult run_task(Config cfg, const data::TaskLoader& load_data, const TrainOpt
   return {loop.run_dir, loop.test, loop.val, loop.best_val_epoch, loop.steps, loop.seconds};
 }
 
-}  // namespace ewa::train
+}  // namespace ewa::tasks

@@ -1,4 +1,4 @@
-#include "train/trainer.h"
+#include "tasks/classify.h"
 
 #include <chrono>
 #include <cmath>
@@ -14,46 +14,22 @@
 #include "moe/ewa.h"
 #include "io/pretrained.h"
 #include "train/checkpoint.h"
-#include "train/run_task.h"
+#include "tasks/run_task.h"
+#include "train/setup.h"
 
-namespace ewa::train {
+namespace ewa::tasks {
+using eval::epoch_protocol;
+using eval::evaluate_protocol;
+using eval::protocol_named;
+using train::EvalResult;
+using train::ParamGroup;
+using train::Reporter;
+using train::StepOutput;
+using train::Task;
+using train::TrainOptions;
+using train::layer_decay_groups;
+using train::load_finetune_init;
 namespace F = torch::nn::functional;
-
-torch::Device select_device(const std::string& device, dist::Group* group) {
-  if (device == "cpu") return torch::kCPU;
-  if (device == "cuda" && !torch::cuda::is_available())
-    fail("train.device: 'cuda' requested but no CUDA device is available");
-  if (!torch::cuda::is_available()) return torch::kCPU;
-  // Ranks of a job on one machine take one GPU each, by LOCAL_RANK (as torchrun's users do); a rank
-  // without a GPU of its own stops the job here, before NCCL is set up.
-  const int64_t gpus = static_cast<int64_t>(torch::cuda::device_count());
-  if (group && group->size() > 1) group->require_gpu_per_rank(gpus);
-  const int64_t local = group && group->size() > 1 ? group->env().local_rank : 0;
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local));
-}
-
-Config resolve_for_dataset(Config cfg, const data::TaskData& task) {
-  std::map<std::string, nlohmann::json> settled;
-  auto settle = [&](int64_t field, int64_t actual, const char* key) {
-    if (field == 0) {
-      settled[std::string("model.") + key] = actual;
-    } else if (field != actual) {
-      fail(std::string("model.") + key + ": config says " + std::to_string(field) + " but dataset " + cfg.data.dataset +
-           " has " + std::to_string(actual));
-    }
-  };
-  if (task.img_size > 0) settle(cfg.model.img_size, task.img_size, "img_size");
-  settle(cfg.model.in_chans, task.in_chans, "in_chans");
-  // A head wider than the dataset's classes is allowed, as the official few-shot and Point-BERT
-  // ScanObjectNN configs train 40 outputs (cls_dim 40) for 5, 10 or 15 classes.
-  if (cfg.model.num_classes <= task.num_classes) settle(cfg.model.num_classes, task.num_classes, "num_classes");
-  if (!task.category_names.empty())
-    settle(cfg.model.num_categories, static_cast<int64_t>(task.category_names.size()), "num_categories");
-  if (task.img_size > 0 && task.img_size % cfg.model.patch_size != 0)
-    fail("model.patch_size: " + std::to_string(cfg.model.patch_size) + " does not divide the image size " +
-         std::to_string(task.img_size));
-  return settled.empty() ? cfg : cfg.with(settled);
-}
 
 namespace {
 
@@ -146,49 +122,6 @@ class ClassificationMaker : public TaskMaker {
 
 }  // namespace
 
-Config resolve_for_weights(Config cfg, const io::StateDict& weights) {
-  const auto sd = io::normalize_keys(weights.tensors);
-  const ModelKind& kind = model_kind(cfg);
-  const bool vit = kind.input == ModelInput::Images, seg = kind.is_segmenter();
-  std::map<std::string, nlohmann::json> found;
-  if (seg) {  // parts from the last head layer, categories from the label embedding
-    if (const auto* t = sd.find("convs3.weight"); t && cfg.model.num_classes == 0) found["model.num_classes"] = t->size(0);
-    if (const auto* t = sd.find("label_conv.0.weight"); t && t->dim() >= 2 && cfg.model.num_categories == 0)
-      found["model.num_categories"] = t->size(1);
-  } else if (cfg.model.num_classes == 0) {
-    const std::string prefix = vit ? "head." : "cls_head_finetune.";
-    for (const auto& item : sd)
-      if (item.key().rfind(prefix, 0) == 0 && item.value().dim() == 2) found["model.num_classes"] = item.value().size(0);
-  }
-  if (cfg.model.in_chans == 0) {
-    const std::string key = vit ? "patch_embed.proj.weight" : "encoder.first_conv.0.weight";
-    if (const auto* t = sd.find(key); t && t->dim() >= 2) found["model.in_chans"] = t->size(1);
-  }
-  if (vit && cfg.model.img_size == 0) {
-    if (const auto* t = sd.find("pos_embed"); t && t->dim() == 3)
-      found["model.img_size"] = static_cast<int64_t>(std::lround(std::sqrt(double(t->size(1) - 1)))) * cfg.model.patch_size;
-  }
-  return found.empty() ? cfg : cfg.with(found);
-}
-
-std::pair<std::shared_ptr<models::ClassifierImpl>, io::LoadReport> load_classifier(const Config& cfg,
-                                                                                  const io::StateDict& weights,
-                                                                                  const std::string& path) {
-  auto model = models::build_model(cfg);
-  auto report = io::load_pretrained(*model, weights, io::LoadOptions{}, path);
-  model->eval();
-  return {model, report};
-}
-
-io::LoadReport load_finetune_init(torch::nn::Module& model, const Config& cfg,
-                                  const std::function<bool(const std::string&)>& may_be_fresh) {
-  io::LoadOptions options;
-  options.allow_missing = cfg.finetune.allow_missing;
-  options.missing_hint = "pass --set finetune.allow_missing=true to start them fresh";
-  options.may_be_fresh = may_be_fresh;
-  return io::load_pretrained(model, io::read_state_dict(cfg.finetune.init), options, cfg.finetune.init);
-}
-
 io::LoadReport init_from_pretrained(models::ClassifierImpl& model, const Config& cfg) {
   return load_finetune_init(model, cfg, [&model](const std::string& n) { return model.may_start_fresh(n); });
 }
@@ -200,4 +133,4 @@ std::shared_ptr<models::ClassifierImpl> initial_model(const Config& cfg) {
 
 std::unique_ptr<TaskMaker> classification_maker() { return std::make_unique<ClassificationMaker>(); }
 
-}  // namespace ewa::train
+}  // namespace ewa::tasks

@@ -1,4 +1,4 @@
-#include "train/evaluation.h"
+#include "eval/protocols.h"
 
 #include <cmath>
 
@@ -7,7 +7,8 @@
 #include "common/random.h"
 #include "train/eval_mode.h"
 
-namespace ewa::train {
+namespace ewa::eval {
+using train::EvalMode;
 namespace F = torch::nn::functional;
 
 const char* EvalProtocol::name() const {
@@ -179,4 +180,4 @@ ProtocolResult evaluate_protocol(models::ClassifierImpl& model, data::BatchSourc
   return r;
 }
 
-}  // namespace ewa::train
+}  // namespace ewa::eval

@@ -1,5 +1,6 @@
-// Part segmentation (Point-MAE's ShapeNetPart protocol, docs/protocols.md "Part segmentation"):
-// the segmentation Task of the one training loop (train/loop.h) and its metrics.
+// Part segmentation's evaluation (Point-MAE's ShapeNetPart protocol, docs/protocols.md "Part
+// segmentation"): the prediction restricted to the shape's category and the mIoU metrics, as
+// training, `ewa eval`, predict and the gallery compute them.
 #pragma once
 #include <map>
 #include <string>
@@ -9,11 +10,9 @@
 
 #include "config/config.h"
 #include "data/batch_source.h"
-#include "io/pretrained.h"
 #include "models/point_seg.h"
-#include "train/loop.h"
 
-namespace ewa::train {
+namespace ewa::eval {
 
 // The category of every shape of a batch: the category of the part of its first point (as the
 // official evaluation takes it; every point of a shape has a part of the same category).
@@ -52,22 +51,13 @@ class PartMetrics {
   int64_t correct_ = 0, points_ = 0;
 };
 
-// Loads cfg.finetune.init into `model`: a Point-MAE segmentation checkpoint (model_state_dict),
-// ours, or a Point-MAE pretraining checkpoint (MAE_encoder.*: the backbone only; the rest starts
-// fresh, as upstream's strict=False load).
-io::LoadReport init_segmentation(models::PointSegImpl& model, const Config& cfg);
-
 // Evaluates `model` on `source` as the epochs do (resampled with a fixed seed, restricted
 // prediction); returns the metrics and adds the mean loss to *loss when given.
 PartMetrics evaluate_segmentation(models::PointSegImpl& model, data::BatchSource& source,
                                   const data::TaskData& task, torch::Device device, double* loss = nullptr);
 
-// Builds cfg's point_seg (sizes left at 0 filled from the weights, train::resolve_for_weights) and
-// loads `weights` into it strictly; eval mode.
-std::pair<models::PointSeg, io::LoadReport> load_segmenter(const Config& cfg, const io::StateDict& weights,
-                                                           const std::string& path);
 
 // The label every segmentation report carries.
 std::string segmentation_protocol_label(const Config& cfg);
 
-}  // namespace ewa::train
+}  // namespace ewa::eval

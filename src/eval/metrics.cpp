@@ -1,6 +1,6 @@
-#include "train/metrics.h"
+#include "eval/metrics.h"
 
-namespace ewa::train {
+namespace ewa::eval {
 
 void accumulate_confusion(torch::Tensor& confusion, const torch::Tensor& labels, const torch::Tensor& predictions) {
   const int64_t c = confusion.size(0);
@@ -38,4 +38,4 @@ nlohmann::json ClassificationMetrics::to_json(bool with_confusion) const {
   return j;
 }
 
-}  // namespace ewa::train
+}  // namespace ewa::eval

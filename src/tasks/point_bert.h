@@ -11,7 +11,7 @@
 #include "models/point_bert.h"
 #include "train/loop.h"
 
-namespace ewa::train {
+namespace ewa::tasks {
 
 // Loads a stage-1 tokenizer (an ewa point_bert_dvae checkpoint or Point-BERT's dvae.pth) into
 // model.dvae, every tensor (strict), then starts the online encoder and the key transformer from
@@ -31,4 +31,4 @@ TokenAccuracy token_accuracy(models::PointBertImpl& model, data::BatchSource& so
 double svm_monitor_accuracy(models::PointBertImpl& model, data::BatchSource& train, data::BatchSource& test,
                             torch::Device device);
 
-}  // namespace ewa::train
+}  // namespace ewa::tasks

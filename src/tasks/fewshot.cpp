@@ -1,4 +1,4 @@
-#include "train/fewshot.h"
+#include "tasks/fewshot.h"
 
 #include <cmath>
 #include <filesystem>
@@ -6,10 +6,12 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "train/run_task.h"
-#include "train/trainer.h"
+#include "tasks/run_task.h"
+#include "tasks/classify.h"
 
-namespace ewa::train {
+namespace ewa::tasks {
+using train::Reporter;
+using train::TrainOptions;
 namespace fs = std::filesystem;
 
 Spread spread_of(const std::vector<double>& v) {
@@ -110,4 +112,4 @@ FewShotSummary run_fewshot(Config cfg, int64_t way, int64_t shot, const std::vec
   return summary;
 }
 
-}  // namespace ewa::train
+}  // namespace ewa::tasks

@@ -1,4 +1,4 @@
-#include "train/svm_probe.h"
+#include "eval/svm_probe.h"
 
 #include <fstream>
 
@@ -8,13 +8,15 @@
 #include "data/batch_source.h"
 #include "io/pretrained.h"
 #include "io/state_dict.h"
-#include "train/trainer.h"
+#include "train/setup.h"
 
 #ifdef EWA_HAS_LIBLINEAR
 #include <linear.h>
 #endif
 
-namespace ewa::train {
+namespace ewa::eval {
+using train::Reporter;
+using train::select_device;
 
 bool built_with_liblinear() {
 #ifdef EWA_HAS_LIBLINEAR
@@ -243,4 +245,4 @@ SvmResult svm_probe(Config cfg, const std::string& weights_path, const SvmOption
   return r;
 }
 
-}  // namespace ewa::train
+}  // namespace ewa::eval

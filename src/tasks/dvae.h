@@ -8,11 +8,7 @@
 #include "models/dvae.h"
 #include "train/loop.h"
 
-namespace ewa::train {
-
-// The dVAE sizes of cfg (model.num_groups, group_size, encoder_dims (0 = 256), pretrain.num_tokens,
-// tokens_dims, decoder_dims).
-models::DvaeOptions dvae_options(const Config& cfg);
+namespace ewa::tasks {
 
 // The evaluation of a tokenizer over `source`, with hard codes (as upstream's validation) and the
 // Gumbel noise drawn from a fixed seed (torch's default generator is restored afterwards):
@@ -29,4 +25,4 @@ struct DvaeEvaluation {
 };
 DvaeEvaluation dvae_evaluation(models::DiscreteVaeImpl& model, data::BatchSource& source, torch::Device device);
 
-}  // namespace ewa::train
+}  // namespace ewa::tasks
