@@ -11,7 +11,7 @@ void add_data_command(CLI::App& app) {
   data->require_subcommand(1);
   struct Args {
     std::string out = "data/synthetic_shapes";
-    data::SynthOptions options;
+    datasets::SynthOptions options;
     bool force = false;
   };
   auto args = std::make_shared<Args>();
@@ -27,23 +27,23 @@ void add_data_command(CLI::App& app) {
       ->capture_default_str();
   synth->add_option("--seed", args->options.seed, "Random seed")->capture_default_str();
   synth->add_option("--format", args->options.format, "h5 (read with data.dataset = modelnet_h5) or npy (modelnet_folder); "
-                    "default: h5 when ewa is built with HDF5 (this build: " + data::default_synth_format() + ")");
+                    "default: h5 when ewa is built with HDF5 (this build: " + datasets::default_synth_format() + ")");
   synth->add_flag("--force", args->force, "Write into --output even when it holds files (same names are replaced)");
   synth->callback([args] {
     check_output_dir(args->out, args->force, "--output");
-    const int64_t n = data::write_synthetic_dataset(args->out, args->options);
+    const int64_t n = datasets::write_synthetic_dataset(args->out, args->options);
     std::string classes;
-    for (const auto& c : data::kSynthClasses) classes += (classes.empty() ? "" : ", ") + c;
-    const std::string format = args->options.format.empty() ? data::default_synth_format() : args->options.format;
+    for (const auto& c : datasets::kSynthClasses) classes += (classes.empty() ? "" : ", ") + c;
+    const std::string format = args->options.format.empty() ? datasets::default_synth_format() : args->options.format;
     print_line("wrote " + std::to_string(n) + " clouds of " + std::to_string(args->options.points) + " points (" + classes +
                ") to " + args->out + " (" + (format == "h5" ? "ModelNet40 hdf5 layout" : ".npy files in class folders") +
-               "; train with data.dataset = \"" + data::synth_dataset_for(format) + "\", data.root = " + args->out + ")");
+               "; train with data.dataset = \"" + datasets::synth_dataset_for(format) + "\", data.root = " + args->out + ")");
   });
 
   struct FileArgs {
     std::string out = "data/synthetic_files", format = "ply";
     int64_t per_class = 2;
-    data::SynthOptions options;
+    datasets::SynthOptions options;
     bool force = false;
   };
   auto fargs = std::make_shared<FileArgs>();
@@ -58,13 +58,13 @@ void add_data_command(CLI::App& app) {
   files->add_flag("--force", fargs->force, "Write into --output even when it holds files (same names are replaced)");
   files->callback([fargs] {
     check_output_dir(fargs->out, fargs->force, "--output");
-    const int64_t n = data::write_synthetic_files(fargs->out, fargs->per_class, fargs->format, fargs->options);
+    const int64_t n = datasets::write_synthetic_files(fargs->out, fargs->per_class, fargs->format, fargs->options);
     print_line("wrote " + std::to_string(n) + " ." + fargs->format + " files to " + fargs->out + "/<class>/");
   });
 
   struct PartArgs {
     std::string out = "data/synthetic_parts";
-    data::SynthPartOptions options;
+    datasets::SynthPartOptions options;
     bool force = false;
   };
   auto pargs = std::make_shared<PartArgs>();
@@ -83,7 +83,7 @@ void add_data_command(CLI::App& app) {
   parts->add_flag("--force", pargs->force, "Write into --output even when it holds files (same names are replaced)");
   parts->callback([pargs] {
     check_output_dir(pargs->out, pargs->force, "--output");
-    const int64_t n = data::write_synthetic_parts(pargs->out, pargs->options);
+    const int64_t n = datasets::write_synthetic_parts(pargs->out, pargs->options);
     print_line("wrote " + std::to_string(n) + " part-labelled shapes (Airplane, Lamp, Laptop, Mug, Rocket, Table) to " +
                pargs->out + " (ShapeNetPart layout; train with data.dataset = \"shapenetpart\", data.root = " +
                pargs->out + ")");

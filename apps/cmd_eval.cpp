@@ -26,7 +26,7 @@ struct Args {
 // evaluated as the training epochs do (docs/protocols.md, section 6).
 void eval_parts(const Args& a, const io::StateDict& weights, Config cfg) {
   refuse_protocol_for_parts(a.protocol, a.checkpoint);
-  auto task = data::load_task(cfg, data::use_for_split(a.split));
+  auto task = datasets::load_task(cfg, data::use_for_split(a.split));
   cfg = train::resolve_for_dataset(cfg, task);
   auto seg = load_point_segmenter(a.checkpoint, weights, cfg);
   if (weights.config.is_null()) print_line(seg.report.table());
@@ -69,7 +69,7 @@ void add_eval_command(CLI::App& app) {
       fail(args->checkpoint + ": eval measures classifiers and part segmenters; this is a " + kind.name + " checkpoint (" +
            kind.summary + "), whose test figures are in its run's log.jsonl and metrics.json");
     const auto protocol = protocol_from(args->protocol, cfg);
-    auto task = data::load_task(cfg, data::use_for_split(args->split));
+    auto task = datasets::load_task(cfg, data::use_for_split(args->split));
     cfg = train::resolve_for_dataset(cfg, task);
     const auto device = train::select_device(cfg.train.device);
     auto [model, report] = infer::load_classifier(cfg, weights, args->checkpoint);

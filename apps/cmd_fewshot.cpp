@@ -35,8 +35,8 @@ void add_fewshot_command(CLI::App& app) {
     Config cfg = load_config(args->config, set);
     // Every fold's file before the first training step (a missing fold 9 is found before fold 0 trains).
     if (cfg.data.dataset == "modelnet_fewshot")
-      for (const int64_t fold : args->folds) data::fewshot_fold_file(cfg.with({{"data.fold", fold}}).data);
-    const auto s = tasks::run_fewshot(cfg, cfg.data.way, cfg.data.shot, args->folds, data::load_task, print_line);
+      for (const int64_t fold : args->folds) datasets::fewshot_fold_file(cfg.with({{"data.fold", fold}}).data);
+    const auto s = tasks::run_fewshot(cfg, cfg.data.way, cfg.data.shot, args->folds, datasets::load_task, print_line);
     char line[512];
     std::snprintf(line, sizeof line,
                   "%lld-way %lld-shot over %zu folds: final epoch OA %.2f +- %.2f, best epoch on test OA %.2f +- %.2f "

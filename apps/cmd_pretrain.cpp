@@ -49,7 +49,7 @@ void add_pretrain_command(CLI::App& app) {
       const auto group = join_job(args->dist);
       // Point-MAE's masked autoencoder, or Point-BERT's stage 1 (the dVAE tokenizer) or stage 2.
       require_trained_by(cfg, "pretrain");
-      const std::string run_dir = tasks::run_task(cfg, data::load_task, {args->resume, group, read}, print_line).run_dir;
+      const std::string run_dir = tasks::run_task(cfg, datasets::load_task, {args->resume, group, read}, print_line).run_dir;
       if (!group || group->is_main()) plot_finished_run(run_dir);
       return;
     }
@@ -58,7 +58,7 @@ void add_pretrain_command(CLI::App& app) {
     if (model_kind(cfg).task != ModelTask::PretrainMae)
       fail("checkpoint " + from + ": holds a " + cfg.model.name + ", not a Point-MAE pretraining model (--reconstruct draws "
            "its reconstructions)");
-    auto data = data::load_task(cfg);
+    auto data = datasets::load_task(cfg);
     cfg = train::resolve_for_dataset(cfg, data);
     const auto device = train::select_device(cfg.train.device);
     models::PointMae model(cfg);

@@ -235,14 +235,14 @@ void add_gallery_command(CLI::App& app) {
     if (!note.empty()) print_line(note);
     if (model_kind(config).is_segmenter()) {  // part segmentation: coloured by predicted part, shape mIoU under each
       auto seg = load_point_segmenter(args->checkpoint, weights, config);
-      auto r = infer::write_segmentation_gallery(*seg.model, seg.cfg, data::load_task, args->split, args->count,
+      auto r = infer::write_segmentation_gallery(*seg.model, seg.cfg, datasets::load_task, args->split, args->count,
                                                  args->view.columns, args->view.camera, out, seg.device);
       print_line("wrote " + out + ": " + std::to_string(r.shown) + " " + args->split + " shapes, " + std::to_string(r.wrong) +
                  " below mIoU 0.7 (marked red)");
       return;
     }
     auto c = load_point_classifier(args->checkpoint, weights, config, "shows point-cloud models (point_transformer, point_mae)");
-    auto r = infer::write_gallery(*c.points, c.cfg, data::load_task, args->split, args->count, args->view.columns, args->view.camera, out, c.device);
+    auto r = infer::write_gallery(*c.points, c.cfg, datasets::load_task, args->split, args->count, args->view.columns, args->view.camera, out, c.device);
     print_line("wrote " + out + ": " + std::to_string(r.shown) + " " + args->split + " samples, " + std::to_string(r.wrong) +
                " wrong (marked red)");
   });

@@ -46,7 +46,7 @@ void add_svm_command(CLI::App& app) {
     if (!(args->options.c > 0)) fail("--c: expected a positive number, got " + std::to_string(args->options.c));
     if (!(args->options.tolerance > 0)) fail("--tolerance: expected a positive number, got " + std::to_string(args->options.tolerance));
     const Config cfg = load_config(args->config, args->set);
-    const auto r = eval::svm_probe(cfg, args->weights, args->options, data::load_task, print_line);
+    const auto r = eval::svm_probe(cfg, args->weights, args->options, datasets::load_task, print_line);
     char line[512];
     std::snprintf(line, sizeof line, "%s: SVM test accuracy %.4f (%lld training, %lld test clouds, %lld-d features; %s)",
                   args->weights.c_str(), r.accuracy, (long long)r.train_count, (long long)r.test_count, (long long)r.dims,

@@ -37,7 +37,7 @@ void run(const TrainArgs& a) {
   std::shared_ptr<const io::Checkpoint> resumed;
   Config cfg = run_config(a.config, a.resume, set, a.name, &resumed);
   require_trained_by(cfg, "train");
-  const std::string run_dir = tasks::run_task(cfg, data::load_task, {a.resume, group, resumed}, print_line).run_dir;
+  const std::string run_dir = tasks::run_task(cfg, datasets::load_task, {a.resume, group, resumed}, print_line).run_dir;
   if (!group || group->is_main()) plot_finished_run(run_dir);
 }
 

@@ -50,7 +50,7 @@ std::string version_text() {
 #ifdef EWA_WITH_CUDA
   cuda = true;
 #endif
-  return std::string("ewa 0.1.0\nbuilt with: CUDA kernels ") + on(cuda) + ", HDF5 " + on(data::built_with_hdf5()) + ", PCL " +
+  return std::string("ewa 0.1.0\nbuilt with: CUDA kernels ") + on(cuda) + ", HDF5 " + on(datasets::built_with_hdf5()) + ", PCL " +
          on(io::built_with_pcl()) + ", Open3D " + on(io::built_with_open3d()) + ", cairo " + on(viz::built_with_cairo()) +
          ", liblinear " + on(eval::built_with_liblinear()) + ", Gloo " + on(dist::built_with_gloo()) + ", NCCL " +
          on(dist::built_with_nccl()) + "; LibTorch " + TORCH_VERSION;

@@ -174,11 +174,11 @@ std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions& o) {
   const auto same_code = [] { return std::string("same code"); };
   for (const int64_t n : o.sizes) {
     // A torus surface from the synthetic shapes generator: a realistic surface cloud.
-    data::SynthOptions so;
+    datasets::SynthOptions so;
     so.points = n;
     so.max_occlusion = 0;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + static_cast<uint64_t>(n));
-    auto cloud = data::synth_shape(4, so, gen).contiguous();  // [n, 3]
+    auto cloud = datasets::synth_shape(4, so, gen).contiguous();  // [n, 3]
     const int64_t s = std::min<int64_t>(1024, n / 8), k = std::min(o.k, n);
     auto batch = cloud.unsqueeze(0);
     torch::Tensor ours, dist, other;
@@ -207,12 +207,12 @@ std::vector<PointOpsRow> bench_point_ops(const PointOpsOptions& o) {
   // Point-MAE's grouping of one training batch: 32 clouds of 1024 points, FPS to 64 centres, kNN
   // (k = 32) and the centred neighbourhoods, as the model runs it.
   {
-    data::SynthOptions so;
+    datasets::SynthOptions so;
     so.points = 1024;
     so.max_occlusion = 0;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
     std::vector<torch::Tensor> clouds;
-    for (int64_t b = 0; b < 32; ++b) clouds.push_back(data::synth_shape(b % 8, so, gen));
+    for (int64_t b = 0; b < 32; ++b) clouds.push_back(datasets::synth_shape(b % 8, so, gen));
     auto batch = torch::stack(clouds).contiguous();
     const std::string op = "group (Point-MAE batch)";
     const int64_t n = 1024, s = 32 * 64;

@@ -9,7 +9,7 @@
 #include "common/fs.h"
 #include "common/limits.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
 namespace fs = std::filesystem;
 
 bool built_with_hdf5() { return true; }
@@ -91,4 +91,4 @@ void write_h5_clouds(const std::string& path, const torch::Tensor& points, const
   });
 }
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

@@ -6,7 +6,7 @@
 
 #include <torch/torch.h>
 
-namespace ewa::data {
+namespace ewa::datasets {
 
 // HDF5 classification file: dataset `data` float [N, P, 3+] and `label` integer [N] or [N, 1].
 // ShapeNetPart's hdf5_data files add `pid` [N, P]: the part label of every point.
@@ -24,4 +24,4 @@ void write_h5_clouds(const std::string& path, const torch::Tensor& points, const
 
 bool built_with_hdf5();
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

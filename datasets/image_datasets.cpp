@@ -11,7 +11,11 @@
 #include "common/limits.h"
 #include "data/batch_source.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
+using data::classes_present_note;
+using data::per_class_subset;
+using data::validation_split;
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -223,4 +227,4 @@ ImageSplits load_image_splits(const DataConfig& cfg, uint64_t seed) {
   return s;
 }
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

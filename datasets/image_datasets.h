@@ -14,7 +14,7 @@
 
 #include "config/config.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
 
 struct ImageDataset {
   torch::Tensor images;  // uint8 [N, C, H, W]
@@ -49,4 +49,4 @@ std::vector<std::string> image_dataset_names();
 // Rows `index` of a dataset (shares metadata).
 ImageDataset subset(const ImageDataset& ds, const torch::Tensor& index);
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

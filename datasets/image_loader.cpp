@@ -2,7 +2,11 @@
 
 #include "common/error.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
+using data::IndexedBatchSource;
+using data::TaskData;
+using data::Use;
+using data::View;
 
 ImageBatcher::ImageBatcher(ImageDataset ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment, bool drop_last)
     : IndexedBatchSource(ds.size(), batch_size, shuffle, seed, drop_last), ds_(std::move(ds)), augment_(augment) {
@@ -54,4 +58,4 @@ torch::Tensor random_hflip(const torch::Tensor& images) {
   return torch::where(flip.view({-1, 1, 1, 1}), images.flip({3}), images);
 }
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

@@ -8,22 +8,22 @@
 #include "data/batch_source.h"
 #include "datasets/image_datasets.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
 
 struct Augment {
   int64_t crop_padding = 0;  // 0 = no random crop
   bool hflip = false;
 };
 
-class ImageBatcher : public IndexedBatchSource {
+class ImageBatcher : public data::IndexedBatchSource {
  public:
   ImageBatcher(ImageDataset ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment augment = {},
                bool drop_last = false);
 
   // Batch i of the current epoch: images float [B, C, H, W] (normalised), labels int64 [B];
-  // View::Augmented and View::Training apply the crop and flip; View::VoteView is an error (the
+  // data::View::Augmented and data::View::Training apply the crop and flip; data::View::VoteView is an error (the
   // official vote resamples point clouds).
-  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, View view) const override;
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, data::View view) const override;
 
  private:
   ImageDataset ds_;
@@ -32,11 +32,11 @@ class ImageBatcher : public IndexedBatchSource {
 };
 
 // Loads an image dataset (data.dataset of images) as train / val / test sources.
-TaskData load_image_task(const DataConfig& cfg, uint64_t seed, Use use = Use::Training);
+data::TaskData load_image_task(const DataConfig& cfg, uint64_t seed, data::Use use = data::Use::Training);
 
 // Random crop of each image from its zero-padded copy (shifts in [-pad, pad]), [B, C, H, W].
 torch::Tensor random_crop(const torch::Tensor& images, int64_t pad);
 // Flips each image left-right with probability 1/2.
 torch::Tensor random_hflip(const torch::Tensor& images);
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

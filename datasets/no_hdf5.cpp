@@ -3,7 +3,7 @@
 
 #include "common/error.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
 
 bool built_with_hdf5() { return false; }
 
@@ -16,4 +16,4 @@ void write_h5_clouds(const std::string& path, const torch::Tensor& points, const
   fail(path + ": ewa was built without HDF5, so .h5 files cannot be written");
 }
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

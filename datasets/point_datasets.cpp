@@ -21,7 +21,23 @@
 #include "data/point_sampling.h"
 #include "kernels/fps/fps.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
+using data::IndexedBatchSource;
+using data::TaskData;
+using data::Use;
+using data::View;
+using data::classes_present_note;
+using data::eval_cloud;
+using data::eval_points;
+using data::fps_prefix;
+using data::mesh_sample_points;
+using data::per_class_subset;
+using data::require_fps_points;
+using data::require_points;
+using data::train_cloud;
+using data::validation_split;
+using data::view_of_clouds;
+
 namespace fs = std::filesystem;
 
 const std::vector<std::string> kScanObjectNNClasses = {"bag",   "bin",   "box",  "cabinet", "chair",
@@ -641,4 +657,4 @@ TaskData load_point_task(const DataConfig& cfg, uint64_t seed, Use use) {
   return t;
 }
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

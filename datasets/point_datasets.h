@@ -29,7 +29,7 @@
 #include "data/batch_source.h"
 #include "data/point_sampling.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
 
 struct PointCloudSet {
   torch::Tensor points;  // float [N, P, C], C = 3 (xyz) or 6 (xyz + normals)
@@ -56,13 +56,13 @@ PointSplits load_point_splits(const DataConfig& cfg, uint64_t seed);
 // The point-cloud datasets load_point_splits reads (its table of listers).
 std::vector<std::string> point_dataset_names();
 
-class PointBatcher : public IndexedBatchSource {
+class PointBatcher : public data::IndexedBatchSource {
  public:
   // `fps_ordered`: see view_of_clouds (false for a training split under data.pipeline = resample).
   PointBatcher(PointCloudSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last = false,
                bool fps_ordered = true);
-  // Batch i: points float [B, data.num_points, C] on the placed device, labels int64 [B] (see View).
-  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, View view) const override;
+  // Batch i: points float [B, data.num_points, C] on the placed device, labels int64 [B] (see data::View).
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, data::View view) const override;
   // On a GPU the stored clouds and labels move there once (when they take at most
   // kResidentBytes), so a batch is gathered, resampled and augmented there with no host copy
   // but its few random draws; a larger set stays in host memory and each batch is copied over
@@ -76,8 +76,8 @@ class PointBatcher : public IndexedBatchSource {
   bool fps_ordered_;
 };
 
-// The splits of cfg.dataset as batch sources (the train split shuffled for Use::Training; in
-// stored order, nothing dropped, for Use::Features).
-TaskData load_point_task(const DataConfig& cfg, uint64_t seed, Use use = Use::Training);
+// The splits of cfg.dataset as batch sources (the train split shuffled for data::Use::Training; in
+// stored order, nothing dropped, for data::Use::Features).
+data::TaskData load_point_task(const DataConfig& cfg, uint64_t seed, data::Use use = data::Use::Training);
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

@@ -5,7 +5,9 @@
 #include "datasets/point_datasets.h"
 #include "datasets/shapenet_part.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
+using data::TaskData;
+using data::Use;
 
 const std::vector<DatasetLoader>& dataset_loaders() {
   static const std::vector<DatasetLoader> loaders = [] {
@@ -24,4 +26,4 @@ TaskData load_task(const Config& cfg, Use use) {
   fail("data.dataset: no loader for '" + cfg.data.dataset + "'");
 }
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

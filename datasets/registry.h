@@ -1,5 +1,5 @@
 // The dataset library's entry point: data.dataset name -> its loader. The commands pass
-// data::load_task to the library as its data::TaskLoader (data/batch_source.h); nothing under
+// datasets::load_task to the library as its data::TaskLoader (data/batch_source.h); nothing under
 // src/ includes this folder.
 #pragma once
 #include <string>
@@ -8,11 +8,11 @@
 #include "config/config.h"
 #include "data/batch_source.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
 
 struct DatasetLoader {
   std::string name;  // data.dataset
-  TaskData (*load)(const DataConfig& cfg, uint64_t seed, Use use);
+  data::TaskData (*load)(const DataConfig& cfg, uint64_t seed, data::Use use);
 };
 
 // Every dataset ewa reads, one loader each: the point-cloud datasets' listers and the image
@@ -20,6 +20,6 @@ struct DatasetLoader {
 const std::vector<DatasetLoader>& dataset_loaders();
 
 // Loads cfg.data's dataset with its train / val / test sources (seeded by train.seed).
-TaskData load_task(const Config& cfg, Use use = Use::Training);
+data::TaskData load_task(const Config& cfg, data::Use use = data::Use::Training);
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

@@ -13,7 +13,12 @@
 #include "datasets/hdf5.h"
 #include "io/point_io.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
+using data::IndexedBatchSource;
+using data::TaskData;
+using data::Use;
+using data::View;
+
 namespace fs = std::filesystem;
 using ewa::shapenet_part_categories;
 using ewa::part_category_index;
@@ -252,4 +257,4 @@ TaskData load_part_task(const DataConfig& cfg, uint64_t seed, Use use) {
   return t;
 }
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

@@ -25,7 +25,7 @@
 #include "config/datasets.h"
 #include "data/batch_source.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
 
 // The categories and their parts: config/datasets.h (shapenet_part_categories).
 // Part names "<Category> <k>" (k = 1..num_parts: the release does not name parts), or the lines of
@@ -53,19 +53,19 @@ PartSplits load_part_splits(const DataConfig& cfg);
 std::vector<std::string> part_dataset_names();
 
 // Batches of a PartSet: points float [B, data.num_points, C] drawn with replacement from each
-// shape (torch's default generator), labels int64 [B, data.num_points]; View::Training and
+// shape (torch's default generator), labels int64 [B, data.num_points]; data::View::Training and
 // Augmented add the scale and shift.
-class PartBatcher : public IndexedBatchSource {
+class PartBatcher : public data::IndexedBatchSource {
  public:
   PartBatcher(PartSet set, DataConfig cfg, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last = false);
-  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, View view) const override;
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, data::View view) const override;
 
  private:
   PartSet set_;
   DataConfig cfg_;
 };
 
-TaskData load_part_task(const DataConfig& cfg, uint64_t seed, Use use = Use::Training);
+data::TaskData load_part_task(const DataConfig& cfg, uint64_t seed, data::Use use = data::Use::Training);
 
 // Synthetic part-labelled shapes in the released shapenetpart layout (the tests' and the demo's
 // data): six ShapeNetPart categories (Airplane, Lamp, Laptop, Mug, Rocket, Table) built from
@@ -80,4 +80,4 @@ struct SynthPartOptions {
 // Returns the number of shapes written.
 int64_t write_synthetic_parts(const std::string& root, const SynthPartOptions& o);
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

@@ -9,7 +9,7 @@
 #include "datasets/hdf5.h"
 #include "io/point_io.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
 namespace fs = std::filesystem;
 
 const std::vector<std::string> kSynthClasses = {"sphere", "box",     "cylinder", "cone",
@@ -242,4 +242,4 @@ int64_t write_synthetic_files(const std::string& dir, int64_t per_class, const s
   return total;
 }
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

@@ -8,7 +8,7 @@
 
 #include <torch/torch.h>
 
-namespace ewa::data {
+namespace ewa::datasets {
 
 extern const std::vector<std::string> kSynthClasses;  // sphere, box, cylinder, cone, torus, pyramid, capsule, ellipsoid (oblate)
 
@@ -39,4 +39,4 @@ int64_t write_synthetic_dataset(const std::string& dir, const SynthOptions& o);
 // <dir>/<class>/<class>_<i>.<format> (format ply, npy or xyz). Returns the number written.
 int64_t write_synthetic_files(const std::string& dir, int64_t per_class, const std::string& format, const SynthOptions& o);
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

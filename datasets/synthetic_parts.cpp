@@ -10,7 +10,7 @@
 #include "common/fs.h"
 #include "datasets/shapenet_part.h"
 
-namespace ewa::data {
+namespace ewa::datasets {
 namespace fs = std::filesystem;
 namespace {
 
@@ -256,4 +256,4 @@ int64_t write_synthetic_parts(const std::string& root, const SynthPartOptions& o
   return written;
 }
 
-}  // namespace ewa::data
+}  // namespace ewa::datasets

@@ -40,7 +40,7 @@ TEST(Cli, HelpListsOptionsWithDefaults) {
   const auto on = [](bool b) { return std::string(b ? "on" : "off"); };
   const auto version = run_command(kEwa + " --version").output;
   EXPECT_EQ(version.rfind("ewa 0.1.0\nbuilt with: CUDA kernels ", 0), 0u) << version;
-  EXPECT_NE(version.find(", HDF5 " + on(ewa::data::built_with_hdf5()) + ", PCL " + on(ewa::io::built_with_pcl()) +
+  EXPECT_NE(version.find(", HDF5 " + on(ewa::datasets::built_with_hdf5()) + ", PCL " + on(ewa::io::built_with_pcl()) +
                          ", Open3D " + on(ewa::io::built_with_open3d()) + ", "),
             std::string::npos)
       << version;
@@ -203,6 +203,6 @@ TEST(Cli, PointCloudSynthTrainConvertEvalEndToEnd) {
                         "'model.group_size': must not exceed data.num_points (64)");
   fs::create_directories(dir / "empty");
   expect_one_line_error(run_command(kEwa + " train --config " + (dir / "p.json") + " --name other --set data.root=" + (dir / "empty")),
-                        ewa::data::built_with_hdf5() ? "train_files.txt: cannot open file" : "has no class folders");
+                        ewa::datasets::built_with_hdf5() ? "train_files.txt: cannot open file" : "has no class folders");
 }
 }  // namespace

@@ -42,10 +42,10 @@ TEST(Dist, EveryRankTogetherSeesEachSampleOncePerEpoch) {
   // 37 clouds whose points all equal their index; shuffled batches of 8 (the last one short).
   const int64_t n = 37;
   auto points = torch::arange(n, torch::kFloat).view({n, 1, 1}).expand({n, 4, 3}).contiguous();
-  ewa::data::PointCloudSet set{points, torch::arange(n, torch::kLong) % 3};
+  ewa::datasets::PointCloudSet set{points, torch::arange(n, torch::kLong) % 3};
   ewa::DataConfig cfg;
   cfg.num_points = 4;
-  ewa::data::PointBatcher batches(set, cfg, 8, /*shuffle=*/true, 5);
+  ewa::datasets::PointBatcher batches(set, cfg, 8, /*shuffle=*/true, 5);
   for (int64_t world : {1, 2, 3}) {
     for (int64_t epoch = 0; epoch < 2; ++epoch) {
       batches.start_epoch(epoch);

@@ -300,24 +300,24 @@ std::vector<Case> cases() {
                  write_file(r + "/ply_data_train0.h5", "");
                }), "not a readable HDF5 file"});
   c.push_back({"H03", "point data", ".h5 'data' of 2 channels", h5_case("", [](const std::string& r) {
-                 ewa::data::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 64, 2}), torch::zeros({4}, torch::kLong));
+                 ewa::datasets::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 64, 2}), torch::zeros({4}, torch::kLong));
                }), "dataset 'data' has shape [4, 64, 2], expected [N, P, 3]"});
   c.push_back({"H04", "point data", ".h5 with NaN coordinates", h5_case("", [](const std::string& r) {
                  auto pts = torch::rand({4, 64, 3});
                  pts[1][5][0] = NAN;
-                 ewa::data::write_h5_clouds(r + "/ply_data_train0.h5", pts, torch::zeros({4}, torch::kLong));
+                 ewa::datasets::write_h5_clouds(r + "/ply_data_train0.h5", pts, torch::zeros({4}, torch::kLong));
                }), "dataset 'data' contains NaN or infinite coordinates"});
   c.push_back({"H05", "point data", ".h5 with label -1 (stored as uint8, so 255)", h5_case("", [](const std::string& r) {
-                 ewa::data::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 64, 3}), torch::tensor({0, -1, 0, 0}, torch::kLong));
+                 ewa::datasets::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 64, 3}), torch::tensor({0, -1, 0, 0}, torch::kLong));
                }), "label 255 out of range: expected labels in [0, 8)"});
   c.push_back({"H06", "point data", ".h5 label beyond shape_names.txt", h5_case("", [](const std::string& r) {
-                 ewa::data::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 64, 3}), torch::tensor({0, 99, 0, 0}, torch::kLong));
+                 ewa::datasets::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 64, 3}), torch::tensor({0, 99, 0, 0}, torch::kLong));
                }), "99"});
   c.push_back({"H07", "point data", "train_files.txt lists a file that is absent", h5_case("", [](const std::string& r) {
                  write_file(r + "/train_files.txt", "data/synth/ply_data_train7.h5\n");
                }), "ply_data_train7.h5"});
   c.push_back({"H08", "point data", "clouds of fewer points than data.num_points", h5_case("", [](const std::string& r) {
-                 ewa::data::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 16, 3}), torch::zeros({4}, torch::kLong));
+                 ewa::datasets::write_h5_clouds(r + "/ply_data_train0.h5", torch::rand({4, 16, 3}), torch::zeros({4}, torch::kLong));
                }), "16"});
   // ---- configs and --set ----
   auto config_case = [](const std::string& json) {
@@ -699,7 +699,7 @@ class ErrorRow : public ::testing::TestWithParam<size_t> {};
 TEST_P(ErrorRow, Ends) {
   static const auto all = cases();
   const Case& c = all.at(GetParam());
-  if (needs_hdf5(c) && !ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5: row " << c.id << " not run";
+  if (needs_hdf5(c) && !ewa::datasets::built_with_hdf5()) GTEST_SKIP() << "built without HDF5: row " << c.id << " not run";
   SCOPED_TRACE(c.id + ": " + c.input);
   TempDir dir;
   const Outcome o = run_case(c, dir.path());

@@ -3,6 +3,7 @@
 // refused with the reason its entry gives; and the registry's own invariants.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -60,6 +61,32 @@ TEST(ModelKinds, NoModelNameComparisonOutsideTheRegistry) {
       }
     }
   EXPECT_GT(files, 100);
+}
+
+// Inside src/ the top floors point one way: train (the loop) -> eval -> tasks -> infer; nothing
+// under src/ includes datasets/, bench/ or apps/ (docs/architecture.md).
+TEST(Layers, TheTopFloorsIncludeOnlyTheFloorsBelowThem) {
+  const std::vector<std::string> floors = {"train", "eval", "tasks", "infer"};
+  const std::regex include(R"re(#include "([a-z_]+)/)re");
+  int checked = 0;
+  for (const auto& e : fs::recursive_directory_iterator(std::string(EWA_SOURCE_DIR) + "/src")) {
+    const auto ext = e.path().extension();
+    if (ext != ".cpp" && ext != ".h") continue;
+    const std::string folder = e.path().parent_path().filename().string();
+    const auto own = std::find(floors.begin(), floors.end(), folder);
+    std::ifstream in(e.path());
+    for (std::string line; std::getline(in, line);) {
+      std::smatch m;
+      if (!std::regex_search(line, m, include)) continue;
+      const std::string target = m[1];
+      ++checked;
+      EXPECT_TRUE(target != "datasets" && target != "bench" && target != "apps") << e.path() << ": " << line;
+      const auto theirs = std::find(floors.begin(), floors.end(), target);
+      if (theirs == floors.end()) continue;  // a lower layer (config, models, io, ...)
+      EXPECT_TRUE(own != floors.end() && theirs <= own) << e.path() << " (" << folder << ") includes " << target << ": " << line;
+    }
+  }
+  EXPECT_GT(checked, 200);
 }
 
 // A tiny config of each kind (a kind registered without one fails the walk below).

@@ -163,25 +163,25 @@ TEST(PointFiles, PcdThroughPcl) {
 }
 
 TEST(PointFiles, Hdf5RoundTripAndCorruptFiles) {
-  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
+  if (!ewa::datasets::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
   TempDir dir;
   auto pts = torch::randn({4, 50, 3});
   auto labels = torch::tensor({3, 0, 7, 1}, torch::kLong);
-  ewa::data::write_h5_clouds(dir / "a.h5", pts, labels);
-  auto back = ewa::data::read_h5_clouds(dir / "a.h5");
+  ewa::datasets::write_h5_clouds(dir / "a.h5", pts, labels);
+  auto back = ewa::datasets::read_h5_clouds(dir / "a.h5");
   EXPECT_TRUE(torch::equal(back.points, pts));
   EXPECT_TRUE(torch::equal(back.labels, labels));
-  ewa::data::write_h5_clouds(dir / "flat.h5", torch::randn({4, 50, 2}), labels);
-  EXPECT_NE(error_of([&] { ewa::data::read_h5_clouds(dir / "flat.h5"); }).find("dataset 'data' has shape [4, 50, 2]"),
+  ewa::datasets::write_h5_clouds(dir / "flat.h5", torch::randn({4, 50, 2}), labels);
+  EXPECT_NE(error_of([&] { ewa::datasets::read_h5_clouds(dir / "flat.h5"); }).find("dataset 'data' has shape [4, 50, 2]"),
             std::string::npos);
   auto nan = pts.clone();
   nan[1][2][0] = std::numeric_limits<float>::quiet_NaN();
-  ewa::data::write_h5_clouds(dir / "nan.h5", nan, labels);
-  EXPECT_NE(error_of([&] { ewa::data::read_h5_clouds(dir / "nan.h5"); }).find("NaN"), std::string::npos);
+  ewa::datasets::write_h5_clouds(dir / "nan.h5", nan, labels);
+  EXPECT_NE(error_of([&] { ewa::datasets::read_h5_clouds(dir / "nan.h5"); }).find("NaN"), std::string::npos);
   fs::copy_file(dir / "a.h5", dir / "cut.h5");
   fs::resize_file(dir / "cut.h5", fs::file_size(dir / "cut.h5") / 2);
-  EXPECT_NE(error_of([&] { ewa::data::read_h5_clouds(dir / "cut.h5"); }).find(dir / "cut.h5"), std::string::npos);
-  EXPECT_NE(error_of([&] { ewa::data::read_h5_clouds(dir / "none.h5"); }).find("cannot open"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::datasets::read_h5_clouds(dir / "cut.h5"); }).find(dir / "cut.h5"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::datasets::read_h5_clouds(dir / "none.h5"); }).find("cannot open"), std::string::npos);
 }
 
 TEST(PointData, NormalisationAndFpsOrder) {
@@ -244,7 +244,7 @@ TEST(PointData, ModelNet40ResampledLayout) {
   cfg.dataset = "modelnet40_resampled";
   cfg.root = dir.path();
   cfg.num_points = 64;
-  auto s = ewa::data::load_point_splits(cfg, 0);
+  auto s = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_EQ(s.class_names, (std::vector<std::string>{"airplane", "bathtub"}));
   EXPECT_EQ(s.train.points.sizes(), (std::vector<int64_t>{3, 64, 3}));
   EXPECT_TRUE(torch::equal(s.train.labels, torch::tensor({0, 0, 1}, torch::kLong)));
@@ -252,9 +252,9 @@ TEST(PointData, ModelNet40ResampledLayout) {
   EXPECT_LE(s.train.points.norm(2, 2).max().item<double>(), 1.0 + 1e-5);
   // Normals as channels 4-6; a second load comes from the cache with the same content.
   cfg.use_normals = true;
-  auto n = ewa::data::load_point_splits(cfg, 0);
+  auto n = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_EQ(n.train.points.size(2), 6);
-  auto again = ewa::data::load_point_splits(cfg, 0);
+  auto again = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_TRUE(torch::equal(again.train.points, n.train.points));
   EXPECT_TRUE(fs::exists(dir / ".ewa_cache"));
   {
@@ -275,7 +275,7 @@ TEST(PointData, ModelNet40ResampledLayout) {
       if (c >= '1' && c <= '8') ++c;
     write_file(victim, text);
     fs::last_write_time(victim, when);
-    auto cached = ewa::data::load_point_splits(cfg, 0);
+    auto cached = ewa::datasets::load_point_splits(cfg, 0);
     EXPECT_TRUE(torch::equal(cached.train.points, n.train.points));
     EXPECT_TRUE(torch::equal(cached.test.points, n.test.points));
     EXPECT_EQ(cached.class_names, n.class_names);
@@ -284,17 +284,17 @@ TEST(PointData, ModelNet40ResampledLayout) {
   write_file(dir / "modelnet40_test.txt", "chair_0001\n");
   cfg.use_normals = false;
   cfg.num_points = 32;
-  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("names class 'chair'"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::datasets::load_point_splits(cfg, 0); }).find("names class 'chair'"), std::string::npos);
 }
 
 // The config's dataset table (what validation and the schema know) and the dataset library's
 // loaders (what can be read) name the same datasets, each of the right kind.
 TEST(DatasetRegistry, EveryDatasetOfTheConfigTableHasALoaderOfItsKind) {
   std::set<std::string> loaders, points, images, parts;
-  for (const auto& d : ewa::data::dataset_loaders()) EXPECT_TRUE(loaders.insert(d.name).second) << d.name << " twice";
-  for (const auto& n : ewa::data::point_dataset_names()) points.insert(n);
-  for (const auto& n : ewa::data::part_dataset_names()) parts.insert(n);
-  for (const auto& n : ewa::data::image_dataset_names()) images.insert(n);
+  for (const auto& d : ewa::datasets::dataset_loaders()) EXPECT_TRUE(loaders.insert(d.name).second) << d.name << " twice";
+  for (const auto& n : ewa::datasets::point_dataset_names()) points.insert(n);
+  for (const auto& n : ewa::datasets::part_dataset_names()) parts.insert(n);
+  for (const auto& n : ewa::datasets::image_dataset_names()) images.insert(n);
   std::set<std::string> table;
   for (const auto& info : ewa::dataset_table()) {
     table.insert(info.name);
@@ -314,13 +314,13 @@ TEST(DatasetRegistry, EveryDatasetOfTheConfigTableHasALoaderOfItsKind) {
 }
 
 TEST(PointData, SyntheticShapesInModelNetH5Layout) {
-  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
+  if (!ewa::datasets::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
   TempDir dir;
-  ewa::data::SynthOptions o;
+  ewa::datasets::SynthOptions o;
   o.train_per_class = 3;
   o.test_per_class = 2;
   o.points = 256;
-  EXPECT_EQ(ewa::data::write_synthetic_dataset(dir.path(), o), 8 * 5);
+  EXPECT_EQ(ewa::datasets::write_synthetic_dataset(dir.path(), o), 8 * 5);
   for (const char* f : {"ply_data_train0.h5", "ply_data_test0.h5", "train_files.txt", "test_files.txt", "shape_names.txt"})
     EXPECT_TRUE(fs::exists(dir / f)) << f;
   ewa::DataConfig cfg;
@@ -328,33 +328,33 @@ TEST(PointData, SyntheticShapesInModelNetH5Layout) {
   cfg.root = dir.path();
   cfg.num_points = 128;
   cfg.val_fraction = 0.25;
-  auto s = ewa::data::load_point_splits(cfg, 0);
-  EXPECT_EQ(s.class_names, ewa::data::kSynthClasses);
+  auto s = ewa::datasets::load_point_splits(cfg, 0);
+  EXPECT_EQ(s.class_names, ewa::datasets::kSynthClasses);
   EXPECT_EQ(s.train.size() + s.val.size(), 24);
   EXPECT_EQ(s.val.size(), 6);
   EXPECT_EQ(s.test.points.sizes(), (std::vector<int64_t>{16, 128, 3}));
   EXPECT_TRUE(torch::isfinite(s.train.points).all().item<bool>());
   // The same seed writes the same clouds.
   TempDir again;
-  ewa::data::write_synthetic_dataset(again.path(), o);
-  EXPECT_TRUE(torch::equal(ewa::data::read_h5_clouds(dir / "ply_data_test0.h5").points,
-                           ewa::data::read_h5_clouds(again / "ply_data_test0.h5").points));
+  ewa::datasets::write_synthetic_dataset(again.path(), o);
+  EXPECT_TRUE(torch::equal(ewa::datasets::read_h5_clouds(dir / "ply_data_test0.h5").points,
+                           ewa::datasets::read_h5_clouds(again / "ply_data_test0.h5").points));
   // A list naming a file that is not there.
   write_file(dir / "test_files.txt", "data/modelnet40_ply_hdf5_2048/ply_data_test9.h5\n");
-  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 1); }).find("ply_data_test9.h5 does not exist"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::datasets::load_point_splits(cfg, 1); }).find("ply_data_test9.h5 does not exist"), std::string::npos);
 }
 
 // Without HDF5 (and with --format npy) the synthetic set is .npy files in class folders: the
 // generator's clouds in its order (train first, then test; sample-major, class-minor), read back by
 // the modelnet_folder loader; with HDF5 the same clouds as the .h5 layout.
 TEST(PointData, Hdf5DatasetsInABuildWithoutHdf5SayWhatToUseInstead) {
-  if (ewa::data::built_with_hdf5()) GTEST_SKIP() << "this build reads HDF5 (the minimal variant runs this test)";
+  if (ewa::datasets::built_with_hdf5()) GTEST_SKIP() << "this build reads HDF5 (the minimal variant runs this test)";
   TempDir dir;
   for (const char* dataset : {"modelnet_h5", "scanobjectnn"}) {
     ewa::DataConfig cfg;
     cfg.dataset = dataset;
     cfg.root = dir.path();
-    const std::string e = ewa::testing::error_of([&] { ewa::data::load_point_splits(cfg, 0); });
+    const std::string e = ewa::testing::error_of([&] { ewa::datasets::load_point_splits(cfg, 0); });
     EXPECT_NE(e.find(std::string("data.dataset: '") + dataset + "' is stored as HDF5 and ewa was built without HDF5"),
               std::string::npos) << e;
     EXPECT_NE(e.find("data.dataset=modelnet_folder"), std::string::npos) << e;
@@ -363,74 +363,74 @@ TEST(PointData, Hdf5DatasetsInABuildWithoutHdf5SayWhatToUseInstead) {
 
 TEST(PointData, SyntheticShapesAsNpyClassFolders) {
   TempDir dir;
-  ewa::data::SynthOptions o;
+  ewa::datasets::SynthOptions o;
   o.train_per_class = 2;
   o.test_per_class = 1;
   o.points = 64;
   o.seed = 5;
   o.format = "npy";
-  EXPECT_EQ(ewa::data::write_synthetic_dataset(dir.path(), o), 8 * 3);
+  EXPECT_EQ(ewa::datasets::write_synthetic_dataset(dir.path(), o), 8 * 3);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   std::vector<torch::Tensor> expected;
   for (const auto& [split, per_class] : std::vector<std::pair<std::string, int64_t>>{{"train", 2}, {"test", 1}})
     for (int64_t i = 0; i < per_class; ++i)
       for (int64_t c = 0; c < 8; ++c) {
-        expected.push_back(ewa::data::synth_shape(c, o, gen));
-        const auto& name = ewa::data::kSynthClasses[c];
+        expected.push_back(ewa::datasets::synth_shape(c, o, gen));
+        const auto& name = ewa::datasets::kSynthClasses[c];
         const std::string file = dir / (name + "/" + split + "/" + name + "_000" + std::to_string(i) + ".npy");
         ASSERT_TRUE(fs::exists(file)) << file;
         EXPECT_TRUE(torch::equal(ewa::io::read_npy(file), expected.back())) << file;
       }
   ewa::DataConfig cfg;
-  cfg.dataset = ewa::data::synth_dataset_for("npy");
+  cfg.dataset = ewa::datasets::synth_dataset_for("npy");
   cfg.root = dir.path();
   cfg.num_points = 64;
-  auto s = ewa::data::load_point_splits(cfg, 0);
-  auto sorted = ewa::data::kSynthClasses;
+  auto s = ewa::datasets::load_point_splits(cfg, 0);
+  auto sorted = ewa::datasets::kSynthClasses;
   std::sort(sorted.begin(), sorted.end());
   EXPECT_EQ(s.class_names, sorted);  // the folder loader numbers classes by name
   EXPECT_EQ(s.train.size(), 16);
   EXPECT_EQ(s.test.points.sizes(), (std::vector<int64_t>{8, 64, 3}));
-  if (ewa::data::built_with_hdf5()) {
+  if (ewa::datasets::built_with_hdf5()) {
     TempDir h5;
     o.format = "h5";
-    ewa::data::write_synthetic_dataset(h5.path(), o);
-    auto test = ewa::data::read_h5_clouds(h5 / "ply_data_test0.h5").points;
+    ewa::datasets::write_synthetic_dataset(h5.path(), o);
+    auto test = ewa::datasets::read_h5_clouds(h5 / "ply_data_test0.h5").points;
     for (int64_t c = 0; c < 8; ++c) EXPECT_TRUE(torch::equal(test[c], expected[16 + c])) << c;
   } else {
     o.format = "h5";
-    EXPECT_NE(error_of([&] { ewa::data::write_synthetic_dataset(dir / "h5", o); }).find("--format npy needs no optional library"),
+    EXPECT_NE(error_of([&] { ewa::datasets::write_synthetic_dataset(dir / "h5", o); }).find("--format npy needs no optional library"),
               std::string::npos);
   }
   o.format = "ply";
-  EXPECT_NE(error_of([&] { ewa::data::write_synthetic_dataset(dir / "x", o); }).find("--format must be h5 or npy, got 'ply'"),
+  EXPECT_NE(error_of([&] { ewa::datasets::write_synthetic_dataset(dir / "x", o); }).find("--format must be h5 or npy, got 'ply'"),
             std::string::npos);
 }
 
 TEST(PointData, ScanObjectNNVariants) {
-  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
+  if (!ewa::datasets::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
   TempDir dir;
   fs::create_directories(dir / "main_split");
   fs::create_directories(dir / "main_split_nobg");
   auto labels = torch::tensor({0, 14, 3, 7}, torch::kLong);
-  ewa::data::write_h5_clouds(dir / "main_split/training_objectdataset_augmentedrot_scale75.h5", torch::randn({4, 100, 3}), labels);
-  ewa::data::write_h5_clouds(dir / "main_split/test_objectdataset_augmentedrot_scale75.h5", torch::randn({4, 100, 3}), labels);
+  ewa::datasets::write_h5_clouds(dir / "main_split/training_objectdataset_augmentedrot_scale75.h5", torch::randn({4, 100, 3}), labels);
+  ewa::datasets::write_h5_clouds(dir / "main_split/test_objectdataset_augmentedrot_scale75.h5", torch::randn({4, 100, 3}), labels);
   ewa::DataConfig cfg;
   cfg.dataset = "scanobjectnn";
   cfg.variant = "pb_t50_rs";
   cfg.root = dir.path();
   cfg.num_points = 64;
-  auto s = ewa::data::load_point_splits(cfg, 0);
+  auto s = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_EQ(s.class_names.size(), 15u);
   EXPECT_EQ(s.class_names[14], "toilet");
   EXPECT_TRUE(torch::equal(s.train.labels, labels));
   cfg.variant = "obj_only";  // files missing
-  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("main_split_nobg/training_objectdataset.h5"),
+  EXPECT_NE(error_of([&] { ewa::datasets::load_point_splits(cfg, 0); }).find("main_split_nobg/training_objectdataset.h5"),
             std::string::npos);
-  ewa::data::write_h5_clouds(dir / "main_split_nobg/training_objectdataset.h5", torch::randn({2, 100, 3}),
+  ewa::datasets::write_h5_clouds(dir / "main_split_nobg/training_objectdataset.h5", torch::randn({2, 100, 3}),
                              torch::tensor({1, 15}, torch::kLong));
-  ewa::data::write_h5_clouds(dir / "main_split_nobg/test_objectdataset.h5", torch::randn({2, 100, 3}), torch::tensor({1, 2}));
-  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("label 15 out of range"), std::string::npos);
+  ewa::datasets::write_h5_clouds(dir / "main_split_nobg/test_objectdataset.h5", torch::randn({2, 100, 3}), torch::tensor({1, 2}));
+  EXPECT_NE(error_of([&] { ewa::datasets::load_point_splits(cfg, 0); }).find("label 15 out of range"), std::string::npos);
 }
 
 TEST(PointData, ClassFolderLayoutWithMeshesAndPointFiles) {
@@ -445,7 +445,7 @@ TEST(PointData, ClassFolderLayoutWithMeshesAndPointFiles) {
   cfg.dataset = "modelnet_folder";
   cfg.root = dir.path();
   cfg.num_points = 128;
-  auto s = ewa::data::load_point_splits(cfg, 0);
+  auto s = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_EQ(s.class_names, (std::vector<std::string>{"blob", "cube"}));
   EXPECT_TRUE(torch::equal(s.train.labels, torch::tensor({0, 1}, torch::kLong)));
   // Points sampled on the cube's surface all have nearly the same largest |coordinate| (up to the
@@ -457,33 +457,33 @@ TEST(PointData, ClassFolderLayoutWithMeshesAndPointFiles) {
   EXPECT_LT(spread(s.train.points[1]), 0.1);
   EXPECT_GT(spread(s.train.points[0]), 0.3);
   fs::create_directories(dir / "chair/train");  // a class folder without test/
-  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("class folder 'chair' has no test/ folder"),
+  EXPECT_NE(error_of([&] { ewa::datasets::load_point_splits(cfg, 0); }).find("class folder 'chair' has no test/ folder"),
             std::string::npos);
   fs::create_directories(dir / "chair/test");
   write_file(dir / "chair/train/c.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n");
   write_file(dir / "chair/test/c.txt", "1 2 3\n");
-  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); }).find("c.off"), std::string::npos);
+  EXPECT_NE(error_of([&] { ewa::datasets::load_point_splits(cfg, 0); }).find("c.off"), std::string::npos);
 }
 
 }  // namespace
 
 TEST(PointData, TrainPerClassIsASeededStratifiedSubset) {
   TempDir dir;
-  ewa::data::SynthOptions o;
+  ewa::datasets::SynthOptions o;
   o.train_per_class = 5;
   o.test_per_class = 1;
   o.points = 32;
   o.format = "npy";
-  ewa::data::write_synthetic_dataset(dir.path(), o);
+  ewa::datasets::write_synthetic_dataset(dir.path(), o);
   ewa::DataConfig cfg;
-  cfg.dataset = ewa::data::synth_dataset_for("npy");
+  cfg.dataset = ewa::datasets::synth_dataset_for("npy");
   cfg.root = dir.path();
   cfg.num_points = 32;
-  const auto full = ewa::data::load_point_splits(cfg, 0);
+  const auto full = ewa::datasets::load_point_splits(cfg, 0);
   ASSERT_EQ(full.train.size(), 40);
   cfg.train_per_class = 3;
-  const auto a = ewa::data::load_point_splits(cfg, 0), again = ewa::data::load_point_splits(cfg, 0),
-             other = ewa::data::load_point_splits(cfg, 1);
+  const auto a = ewa::datasets::load_point_splits(cfg, 0), again = ewa::datasets::load_point_splits(cfg, 0),
+             other = ewa::datasets::load_point_splits(cfg, 1);
   ASSERT_EQ(a.train.size(), 24);
   EXPECT_TRUE(torch::equal(torch::bincount(a.train.labels), torch::full({8}, 3, torch::kLong)));
   EXPECT_TRUE(torch::equal(a.train.points, again.train.points));  // seeded
@@ -496,11 +496,11 @@ TEST(PointData, TrainPerClassIsASeededStratifiedSubset) {
   }
   EXPECT_NE(a.notes.back().find("3 per class"), std::string::npos) << a.notes.back();
   cfg.train_per_class = 10;  // more than a class has: all of it
-  EXPECT_EQ(ewa::data::load_point_splits(cfg, 0).train.size(), 40);
+  EXPECT_EQ(ewa::datasets::load_point_splits(cfg, 0).train.size(), 40);
   // data.train_limit keeps the first samples in stored order, and says when classes are lost.
   cfg.train_per_class = 0;
   cfg.train_limit = 5;
-  const auto limited = ewa::data::load_point_splits(cfg, 0);
+  const auto limited = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_EQ(limited.train.size(), 5);
   ASSERT_FALSE(limited.notes.empty());
   EXPECT_NE(limited.notes.back().find("1 of 8 classes"), std::string::npos) << limited.notes.back();

@@ -174,8 +174,8 @@ TEST(Precision, Bf16TrainingLearnsAsWellAsFloat32AndSaysSoInTheStartUpTable) {
                               {"precision", precision}}}});
   };
   std::string lines;
-  auto bf16 = ewa::tasks::run_task(make("bf16"), ewa::data::load_task, {}, [&](const std::string& l) { lines += l + "\n"; });
-  auto fp32 = ewa::tasks::run_task(make("fp32"), ewa::data::load_task, {}, [](const std::string&) {});
+  auto bf16 = ewa::tasks::run_task(make("bf16"), ewa::datasets::load_task, {}, [&](const std::string& l) { lines += l + "\n"; });
+  auto fp32 = ewa::tasks::run_task(make("fp32"), ewa::datasets::load_task, {}, [](const std::string&) {});
   EXPECT_NE(lines.find("bf16 autocast"), std::string::npos) << lines;
   EXPECT_GT(bf16.test.json["oa"].get<double>(), 0.5) << lines;  // chance is 0.1
   EXPECT_GT(bf16.test.json["oa"].get<double>(), fp32.test.json["oa"].get<double>() - 0.1) << lines;

@@ -135,16 +135,16 @@ class PretrainRun : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
-    ewa::data::SynthOptions o;
+    ewa::datasets::SynthOptions o;
     o.train_per_class = 8;
     o.test_per_class = 3;
     o.points = 256;
-    ewa::data::write_synthetic_dataset(*dir_ / "synth", o);
+    ewa::datasets::write_synthetic_dataset(*dir_ / "synth", o);
     cfg_ = new ewa::Config(mae_config({{"data", {{"root", *dir_ / "synth"}}},
                                        {"train", {{"epochs", 4}, {"runs_dir", *dir_ / "runs"}}},
                                        {"moe", {{"kind", "rup"}, {"blocks", json::array({1})}, {"num_experts", 2}}}}));
     lines_ = new std::vector<std::string>();
-    result_ = ewa::tasks::run_task(*cfg_, ewa::data::load_task, {}, [](const std::string& l) { lines_->push_back(l); });
+    result_ = ewa::tasks::run_task(*cfg_, ewa::datasets::load_task, {}, [](const std::string& l) { lines_->push_back(l); });
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -173,7 +173,7 @@ TEST_F(PretrainRun, LossFallsAndTheRunDirectoryHasCheckpointAndReconstructions) 
   }
   ASSERT_EQ(test_losses.size(), 4u);
   // Against the same model untrained (same seed, same fixed masks): the loss fell clearly.
-  auto task = ewa::data::load_task(*cfg_);
+  auto task = ewa::datasets::load_task(*cfg_);
   torch::manual_seed(static_cast<uint64_t>(cfg_->train.seed));
   ewa::models::PointMae untrained(*cfg_);
   EXPECT_LT(test_losses.back(), 0.85 * ewa::eval::reconstruction_loss(*untrained, *task.test, torch::kCPU));
@@ -247,7 +247,7 @@ TEST_F(PretrainRun, LinearProbingTrainsOnlyTheHeadAndLayerDecayScalesBlocks) {
   j["train"]["epochs"] = 1;
   auto cfg = ewa::parse_config(j, "test");
   std::vector<std::string> lines;
-  ewa::tasks::run_task(cfg, ewa::data::load_task, {}, [&](const std::string& l) { lines.push_back(l); });
+  ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [&](const std::string& l) { lines.push_back(l); });
   std::string all;
   for (const auto& l : lines) all += l + "\n";
   EXPECT_NE(all.find("init       " + ckpt_path), std::string::npos) << all;
@@ -289,19 +289,19 @@ TEST_F(PretrainRun, LinearProbingTrainsOnlyTheHeadAndLayerDecayScalesBlocks) {
 
 TEST(Pretrain, ResumeReproducesAnUninterruptedRun) {
   TempDir dir;
-  ewa::data::SynthOptions o;
+  ewa::datasets::SynthOptions o;
   o.train_per_class = 4;
   o.test_per_class = 2;
   o.points = 160;
-  ewa::data::write_synthetic_dataset(dir / "synth", o);
+  ewa::datasets::write_synthetic_dataset(dir / "synth", o);
   auto cfg_for = [&](const std::string& runs, int64_t epochs) {
     return mae_config({{"data", {{"root", dir / "synth"}}}, {"pretrain", {{"reconstructions", 0}}},
                        {"train", {{"epochs", epochs}, {"runs_dir", dir / runs}}}});
   };
   auto quiet = [](const std::string&) {};
-  ewa::tasks::run_task(cfg_for("full", 2), ewa::data::load_task, {}, quiet);
-  ewa::tasks::run_task(cfg_for("half", 1), ewa::data::load_task, {}, quiet);
-  ewa::tasks::run_task(cfg_for("half", 2), ewa::data::load_task, {dir / "half/pre/last.pt"}, quiet);
+  ewa::tasks::run_task(cfg_for("full", 2), ewa::datasets::load_task, {}, quiet);
+  ewa::tasks::run_task(cfg_for("half", 1), ewa::datasets::load_task, {}, quiet);
+  ewa::tasks::run_task(cfg_for("half", 2), ewa::datasets::load_task, {dir / "half/pre/last.pt"}, quiet);
   auto a = ewa::train::read_checkpoint(dir / "full/pre/last.pt").model;
   auto b = ewa::train::read_checkpoint(dir / "half/pre/last.pt").model;
   ASSERT_EQ(a.size(), b.size());
@@ -444,14 +444,14 @@ TEST(ShapeNet55, ReadsPointMaesLayout) {
   d.dataset = "shapenet55";
   d.root = dir.path();
   d.num_points = 128;
-  auto s = ewa::data::load_point_splits(d, 0);
+  auto s = ewa::datasets::load_point_splits(d, 0);
   EXPECT_EQ(s.train.points.sizes(), (std::vector<int64_t>{6, 128, 3}));
   EXPECT_EQ(s.test.size(), 3);
   EXPECT_EQ(s.class_names, (std::vector<std::string>{"02691156", "03001627", "04379243"}));
   EXPECT_TRUE(torch::equal(s.train.labels, torch::tensor({0, 1, 2, 0, 1, 2}, torch::kLong)));
   // A listed file that is not there.
   std::ofstream(dir / "ShapeNet-55/test.txt", std::ios::app) << "02691156-gone.npy\n";
-  auto msg = ewa::testing::error_of([&] { ewa::data::load_point_splits(d, 0); });
+  auto msg = ewa::testing::error_of([&] { ewa::datasets::load_point_splits(d, 0); });
   EXPECT_NE(msg.find("02691156-gone.npy"), std::string::npos) << msg;
 }
 

@@ -199,11 +199,11 @@ TEST_P(OfficialCheckpoints, CommandLineEvaluatesAndExportsAnOfficialFile) {
   for (const auto& item : back)
     EXPECT_TRUE(torch::equal(item.value(), original.tensors["module." + item.key()])) << item.key();
   // `ewa eval` of the released-style file on a dataset, in one command (needs HDF5 for the data).
-  if (ewa::data::built_with_hdf5()) {
+  if (ewa::datasets::built_with_hdf5()) {
     fs::create_directories(tmp / "data");
     auto labels = torch::arange(10, torch::kLong) % 5;
-    ewa::data::write_h5_clouds(tmp / "data/ply_data_train0.h5", torch::randn({10, 300, 3}), labels);
-    ewa::data::write_h5_clouds(tmp / "data/ply_data_test0.h5", torch::randn({10, 300, 3}), labels);
+    ewa::datasets::write_h5_clouds(tmp / "data/ply_data_train0.h5", torch::randn({10, 300, 3}), labels);
+    ewa::datasets::write_h5_clouds(tmp / "data/ply_data_test0.h5", torch::randn({10, 300, 3}), labels);
     ewa::testing::write_file(tmp / "data/train_files.txt", "data/ply_data_train0.h5\n");
     ewa::testing::write_file(tmp / "data/test_files.txt", "data/ply_data_test0.h5\n");
     r = ewa::testing::run_command(ewa_bin + " eval " + file("classifier.pth") + " --config " + (tmp / "c.json") +

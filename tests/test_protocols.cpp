@@ -180,7 +180,7 @@ TEST(PointPipeline, ResampleKeepsSourceResolutionAndTestCloudsInFpsOrder) {
   write_resampled(dir.path(), 300);
   auto cfg = resample_cfg(dir.path());
   cfg.source_points = 200;  // as the official .dat: 8192 of each file's 10000 points
-  auto s = ewa::data::load_point_splits(cfg, 0);
+  auto s = ewa::datasets::load_point_splits(cfg, 0);
   ASSERT_EQ(s.train.points.sizes(), (std::vector<int64_t>{4, 200, 3}));
   ASSERT_EQ(s.test.points.sizes(), (std::vector<int64_t>{2, 100, 3}));  // eval_points = max(64, 100)
   for (const auto& split : {s.train.points, s.test.points}) {
@@ -197,17 +197,17 @@ TEST(PointPipeline, ResampleKeepsSourceResolutionAndTestCloudsInFpsOrder) {
   // Notes say what the cache did.
   ASSERT_FALSE(s.notes.empty());
   EXPECT_NE(s.notes.back().find("data cache: written"), std::string::npos) << s.notes.back();
-  auto again = ewa::data::load_point_splits(cfg, 0);
+  auto again = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_NE(again.notes.back().find("data cache: read"), std::string::npos);
   EXPECT_TRUE(torch::equal(again.train.points, s.train.points));
   // Another training seed reads the same clouds (fixed reduction seeds, as the fixed .dat files).
-  auto other_seed = ewa::data::load_point_splits(cfg, 5);
+  auto other_seed = ewa::datasets::load_point_splits(cfg, 5);
   EXPECT_TRUE(torch::equal(other_seed.train.points, s.train.points));
 
   // Without normalisation the stored train cloud is the file's points themselves: 200 distinct
   // rows of the file in the order of an exact FPS from a random start (the .dat preprocessing).
   cfg.normalize = false;
-  auto plain = ewa::data::load_point_splits(cfg, 0);
+  auto plain = ewa::datasets::load_point_splits(cfg, 0);
   auto raw = ewa::io::read_text_points(dir / "airplane/airplane_0001.txt").narrow(1, 0, 3).contiguous();
   auto stored = plain.train.points[0];
   std::vector<int64_t> rows;
@@ -232,7 +232,7 @@ TEST(PointPipeline, ReadsPointMaesDatFilesAsTheOfficialRunsDo) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto cfg = resample_cfg(dir / "mn");
   cfg.source_points = 256;  // the .dat's point count: read them (there are no .txt clouds at all)
-  auto s = ewa::data::load_point_splits(cfg, 0);
+  auto s = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_TRUE(torch::equal(s.train.labels, torch::tensor({0, 1, 1}, torch::kLong)));
   const auto test_raw = ewa::io::read_npy(dir / "mn/test_points.npy");
   const auto train_raw = ewa::io::read_npy(dir / "mn/train_points.npy");
@@ -253,7 +253,7 @@ TEST(PointPipeline, ReadsPointMaesDatFilesAsTheOfficialRunsDo) {
   r = run_command(kPython + " " + kFixtures + " dat " + (dir / "bad") + " 256 --wrong-label");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   cfg.root = dir / "bad";
-  EXPECT_NE(error_of([&] { ewa::data::load_point_splits(cfg, 0); })
+  EXPECT_NE(error_of([&] { ewa::datasets::load_point_splits(cfg, 0); })
                 .find("modelnet40_test_256pts_fps.dat: cloud 0 has label 1, the split's list says 0"),
             std::string::npos);
 }
@@ -265,8 +265,8 @@ TEST(PointPipeline, TrainingBatchesAreDrawnFromTheFpsSetAndDifferBetweenEpochs) 
   auto cfg = resample_cfg(dir.path());
   cfg.scale_low = cfg.scale_high = 1.0;  // augmentation off: the points themselves reach the model
   cfg.translate = 0;
-  auto splits = ewa::data::load_point_splits(cfg, 0);
-  ewa::data::PointBatcher batcher(splits.train, cfg, 4, /*shuffle=*/false, 0);
+  auto splits = ewa::datasets::load_point_splits(cfg, 0);
+  ewa::datasets::PointBatcher batcher(splits.train, cfg, 4, /*shuffle=*/false, 0);
   std::vector<torch::Tensor> epochs;
   for (int64_t epoch = 0; epoch < 2; ++epoch) {
     batcher.start_epoch(epoch);
@@ -298,11 +298,11 @@ TEST(PointPipeline, TrainingBatchesAreDrawnFromTheFpsSetAndDifferBetweenEpochs) 
   }
   EXPECT_FALSE(torch::equal(epochs[0], epochs[1]));  // a new subset every step
   // Plain batches of the test split are the first num_points of the stored FPS order.
-  ewa::data::PointBatcher test(splits.test, cfg, 2, false, 0);
+  ewa::datasets::PointBatcher test(splits.test, cfg, 2, false, 0);
   EXPECT_TRUE(torch::equal(test.batch(0, ewa::data::View::Plain).first, splits.test.points.narrow(1, 0, 64)));
   // Plain batches of training clouds kept at source resolution: misc.fps of each (pointnet2 FPS
   // from its stored point 0), as the SVM probe and a gallery of the training split read them.
-  ewa::data::PointBatcher train_plain(splits.train, cfg, 4, false, 0, false, /*fps_ordered=*/false);
+  ewa::datasets::PointBatcher train_plain(splits.train, cfg, 4, false, 0, false, /*fps_ordered=*/false);
   const auto plain = train_plain.batch(0, ewa::data::View::Plain).first;
   for (int64_t b = 0; b < 4; ++b) {
     const auto fps = naive_pointnet2_fps(splits.train.points[b].contiguous(), 64);
@@ -311,14 +311,14 @@ TEST(PointPipeline, TrainingBatchesAreDrawnFromTheFpsSetAndDifferBetweenEpochs) 
 }
 
 TEST(PointPipeline, ScanObjectNNCoordinatesReachTheModelUnchanged) {
-  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
+  if (!ewa::datasets::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
   TempDir dir;
   fs::create_directories(dir / "main_split");
   torch::manual_seed(8);
   auto points = torch::randn({4, 150, 3}) * 0.4 + 0.3;  // not centred, not in the unit sphere
   auto labels = torch::tensor({0, 14, 3, 7}, torch::kLong);
-  ewa::data::write_h5_clouds(dir / "main_split/training_objectdataset_augmentedrot_scale75.h5", points, labels);
-  ewa::data::write_h5_clouds(dir / "main_split/test_objectdataset_augmentedrot_scale75.h5", points, labels);
+  ewa::datasets::write_h5_clouds(dir / "main_split/training_objectdataset_augmentedrot_scale75.h5", points, labels);
+  ewa::datasets::write_h5_clouds(dir / "main_split/test_objectdataset_augmentedrot_scale75.h5", points, labels);
   ewa::DataConfig cfg;
   cfg.dataset = "scanobjectnn";
   cfg.variant = "pb_t50_rs";
@@ -327,7 +327,7 @@ TEST(PointPipeline, ScanObjectNNCoordinatesReachTheModelUnchanged) {
   cfg.normalize = false;
   cfg.num_points = 64;
   cfg.fps_points = 80;
-  auto s = ewa::data::load_point_splits(cfg, 0);
+  auto s = ewa::datasets::load_point_splits(cfg, 0);
   // Stored as in the file, every point (in FPS order from a random start: a permutation of the rows).
   for (int64_t b = 0; b < 4; ++b) {
     std::set<int64_t> rows;
@@ -338,7 +338,7 @@ TEST(PointPipeline, ScanObjectNNCoordinatesReachTheModelUnchanged) {
   // A training batch with the augmentation at identity: rows of the file, unchanged.
   cfg.scale_low = cfg.scale_high = 1.0;
   cfg.translate = 0;
-  ewa::data::PointBatcher batcher(s.train, cfg, 4, false, 0);
+  ewa::datasets::PointBatcher batcher(s.train, cfg, 4, false, 0);
   auto x = batcher.batch(0, ewa::data::View::Training).first;
   for (int64_t b = 0; b < 4; ++b)
     for (int64_t k = 0; k < 64; k += 7) EXPECT_GE(row_of(points[b], x[b][k]), 0);
@@ -346,7 +346,7 @@ TEST(PointPipeline, ScanObjectNNCoordinatesReachTheModelUnchanged) {
   cfg.scale_low = 2.0 / 3.0;
   cfg.scale_high = 1.5;
   cfg.translate = 0.2;
-  ewa::data::PointBatcher augmented(s.train, cfg, 4, false, 0);
+  ewa::datasets::PointBatcher augmented(s.train, cfg, 4, false, 0);
   torch::manual_seed(9);
   auto draw = ewa::data::draw_resample(4, 150, 64, 80);
   auto expected_raw = ewa::data::apply_resample(s.train.points, draw);
@@ -379,25 +379,25 @@ TEST(PointPipeline, CacheIsKeyedOnTheSeedWhereItDrawsAndSaysWhatItDid) {
   cfg.root = dir / "data";
   cfg.cache_dir = dir / "cache";
   cfg.num_points = 128;
-  auto a = ewa::data::load_point_splits(cfg, 0);
-  auto b = ewa::data::load_point_splits(cfg, 1);  // another mesh-sampling seed: another cache file
+  auto a = ewa::datasets::load_point_splits(cfg, 0);
+  auto b = ewa::datasets::load_point_splits(cfg, 1);  // another mesh-sampling seed: another cache file
   EXPECT_NE(a.notes.back().find("written"), std::string::npos);
   EXPECT_NE(b.notes.back().find("written"), std::string::npos) << b.notes.back();
   EXPECT_FALSE(torch::equal(a.train.points, b.train.points));
-  auto a2 = ewa::data::load_point_splits(cfg, 0);
+  auto a2 = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_NE(a2.notes.back().find("read"), std::string::npos);
   EXPECT_TRUE(torch::equal(a2.train.points, a.train.points));
   // The pipeline and the eval prefix are part of the key too.
   cfg.fps_points = 200;
-  EXPECT_NE(ewa::data::load_point_splits(cfg, 0).notes.back().find("written"), std::string::npos);
+  EXPECT_NE(ewa::datasets::load_point_splits(cfg, 0).notes.back().find("written"), std::string::npos);
   // A damaged cache file is reported and parsed again; an unwritable cache is reported.
   for (const auto& e : fs::directory_iterator(dir / "cache")) write_file(e.path().string(), "not a cache");
-  auto damaged = ewa::data::load_point_splits(cfg, 0);
+  auto damaged = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_NE(damaged.notes.front().find("cannot be read"), std::string::npos) << damaged.notes.front();
   EXPECT_NE(damaged.notes.back().find("written"), std::string::npos);
   write_file(dir / "blocker", "a file where the cache folder should be");
   cfg.cache_dir = dir / "blocker/cache";
-  auto unwritable = ewa::data::load_point_splits(cfg, 0);
+  auto unwritable = ewa::datasets::load_point_splits(cfg, 0);
   EXPECT_NE(unwritable.notes.back().find("cannot write"), std::string::npos) << unwritable.notes.back();
   EXPECT_TRUE(torch::equal(unwritable.train.points, damaged.train.points));
 }
@@ -457,10 +457,10 @@ TEST(Schedule, TimmEpochMatchesTimmsOwnScheduler) {
 }
 
 TEST(Batcher, DropLastLeavesOutThePartialTrainingBatch) {
-  ewa::data::PointCloudSet set{torch::randn({10, 8, 3}), torch::arange(10)};
+  ewa::datasets::PointCloudSet set{torch::randn({10, 8, 3}), torch::arange(10)};
   ewa::DataConfig cfg;
   cfg.num_points = 8;
-  ewa::data::PointBatcher keep(set, cfg, 4, true, 0, /*drop_last=*/false), drop(set, cfg, 4, true, 0, /*drop_last=*/true);
+  ewa::datasets::PointBatcher keep(set, cfg, 4, true, 0, /*drop_last=*/false), drop(set, cfg, 4, true, 0, /*drop_last=*/true);
   EXPECT_EQ(keep.num_batches(), 3);
   EXPECT_EQ(drop.num_batches(), 2);
   EXPECT_EQ(keep.global_batch_size(2), 2);
@@ -487,8 +487,8 @@ TEST(Protocols, SingleAndVoteMatchANaiveLoop) {
   auto cfg = tiny_point_cfg();
   auto model = ewa::models::build_model(cfg);
   model->eval();
-  ewa::data::PointCloudSet test{torch::randn({10, 48, 3}), torch::tensor({0, 1, 2, 0, 1, 2, 0, 1, 2, 0})};
-  ewa::data::PointBatcher source(test, cfg.data, 4, false, 0);
+  ewa::datasets::PointCloudSet test{torch::randn({10, 48, 3}), torch::tensor({0, 1, 2, 0, 1, 2, 0, 1, 2, 0})};
+  ewa::datasets::PointBatcher source(test, cfg.data, 4, false, 0);
   torch::NoGradGuard guard;
   // single: the first num_points of each stored cloud, one pass.
   auto single = ewa::eval::evaluate_protocol(*model, source, 3, torch::kCPU, {});
@@ -632,7 +632,7 @@ TEST(FewShot, ReadsTheReleasedPicklesInBothSpellings) {
   for (const auto& [way, shot, fold, folder] : std::vector<std::tuple<int, int, int, std::string>>{
            {5, 10, 3, "5way_10shot"}, {10, 20, 0, "10way20shot"}}) {
     auto cfg = fewshot_cfg(dir.path(), way, shot, fold);
-    auto s = ewa::data::load_point_splits(cfg, 0);
+    auto s = ewa::datasets::load_point_splits(cfg, 0);
     const std::string stem = dir / (folder + "/" + std::to_string(fold));
     for (const char* split : {"train", "test"}) {
       const auto& set = std::string(split) == "train" ? s.train : s.test;
@@ -659,7 +659,7 @@ TEST(FewShot, ReadsTheReleasedPicklesInBothSpellings) {
     const auto labels = ewa::io::read_npy(stem + "_train_labels.npy").to(torch::kLong);
     ASSERT_EQ(s.class_names.size(), size_t(way));
     for (int64_t i = 0; i < labels.size(0); ++i)
-      EXPECT_EQ(s.class_names[labels[i].item<int64_t>()], ewa::data::kModelNet40Classes[classes[i].item<int64_t>()]);
+      EXPECT_EQ(s.class_names[labels[i].item<int64_t>()], ewa::datasets::kModelNet40Classes[classes[i].item<int64_t>()]);
   }
 }
 
@@ -678,7 +678,7 @@ TEST(FewShot, BadPicklesAndMissingFoldsAreOneLineErrors) {
       ASSERT_EQ(w.exit_code, 0) << w.output;
       fs::remove_all(dir / ".ewa_cache");
     }
-    const auto e = error_of([&] { ewa::data::load_point_splits(cfg, 0); });
+    const auto e = error_of([&] { ewa::datasets::load_point_splits(cfg, 0); });
     EXPECT_NE(e.find(message), std::string::npos) << kind << ": " << e;
     EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   };

@@ -225,16 +225,16 @@ ewa::DataConfig part_data(const std::string& dataset, const std::string& root, c
 
 TEST(ShapeNetPart, SyntheticSetInTheReleasedLayoutReadsBack) {
   TempDir dir;
-  ewa::data::SynthPartOptions o;
+  ewa::datasets::SynthPartOptions o;
   o.train_per_category = 2;
   o.val_per_category = 1;
   o.test_per_category = 1;
   // Counts per category scaled by 1.5, 1, 0.5, 0.75, 0.5, 1.75 (rounded, at least 1): 13 + 8 + 8.
-  EXPECT_EQ(ewa::data::write_synthetic_parts(dir.path(), o), 29);
+  EXPECT_EQ(ewa::datasets::write_synthetic_parts(dir.path(), o), 29);
   for (const char* f : {"synsetoffset2category.txt", "train_test_split/shuffled_train_file_list.json",
                         "train_test_split/shuffled_val_file_list.json", "train_test_split/shuffled_test_file_list.json"})
     EXPECT_TRUE(fs::exists(dir / f)) << f;
-  auto splits = ewa::data::load_part_splits(part_data("shapenetpart", dir.path()));
+  auto splits = ewa::datasets::load_part_splits(part_data("shapenetpart", dir.path()));
   EXPECT_EQ(splits.train.size(), 21);  // train + val
   EXPECT_EQ(splits.test.size(), 8);
   // Normalised into the unit sphere, every label a part of its shape's category.
@@ -246,7 +246,7 @@ TEST(ShapeNetPart, SyntheticSetInTheReleasedLayoutReadsBack) {
     EXPECT_NEAR(xyz.mean(0).abs().max().item<double>(), 0.0, 1e-5);
   }
   // The task: 50 parts of 16 categories, batches [B, N] of labels that belong to the points drawn.
-  auto task = ewa::data::load_part_task(part_data("shapenetpart", dir.path(), {{"batch_size", 4}}), 0);
+  auto task = ewa::datasets::load_part_task(part_data("shapenetpart", dir.path(), {{"batch_size", 4}}), 0);
   EXPECT_EQ(task.num_classes, 50);
   EXPECT_EQ(task.category_names.size(), 16u);
   EXPECT_EQ(task.class_names[1], "Airplane wing");
@@ -278,7 +278,7 @@ TEST(ShapeNetPart, V0LayoutAndItsPerCategoryLabels) {
   write(root + "/04379243/points_label/t1.seg", seg_table);
   write(root + "/04379243/points/t2.pts", pts);
   write(root + "/04379243/points_label/t2.seg", seg_table);
-  auto splits = ewa::data::load_part_splits(part_data("shapenetpart_v0", root));
+  auto splits = ewa::datasets::load_part_splits(part_data("shapenetpart_v0", root));
   ASSERT_EQ(splits.train.size(), 2);
   // Mug's parts are 36, 37; Table's 47, 48, 49.
   EXPECT_EQ(splits.train.labels[0].item<int64_t>(), 36);
@@ -286,16 +286,16 @@ TEST(ShapeNetPart, V0LayoutAndItsPerCategoryLabels) {
   EXPECT_EQ(splits.train.labels[8 + 2].item<int64_t>(), 49);
   // A label beyond the category's parts, a ragged file, a missing file: one line naming it.
   write(root + "/03797390/points_label/m1.seg", "1\n2\n3\n1\n1\n1\n1\n1\n");
-  EXPECT_NE(error_of([&] { ewa::data::load_part_splits(part_data("shapenetpart_v0", root)); })
+  EXPECT_NE(error_of([&] { ewa::datasets::load_part_splits(part_data("shapenetpart_v0", root)); })
                 .find("m1.seg: part labels must lie in 1..2 for Mug"),
             std::string::npos);
   write(root + "/03797390/points_label/m1.seg", seg_mug);
   write(root + "/03797390/points/m1.pts", "0 0 0\n1 1\n");
-  EXPECT_NE(error_of([&] { ewa::data::load_part_splits(part_data("shapenetpart_v0", root)); })
+  EXPECT_NE(error_of([&] { ewa::datasets::load_part_splits(part_data("shapenetpart_v0", root)); })
                 .find("m1.pts:2: expected 3 values like line 1, got 2"),
             std::string::npos);
   fs::remove(root + "/03797390/points/m1.pts");
-  EXPECT_NE(error_of([&] { ewa::data::load_part_splits(part_data("shapenetpart_v0", root)); })
+  EXPECT_NE(error_of([&] { ewa::datasets::load_part_splits(part_data("shapenetpart_v0", root)); })
                 .find("m1.pts: named by the split list but missing"),
             std::string::npos);
 }
@@ -308,37 +308,37 @@ TEST(ShapeNetPart, NormalLayoutErrorsNameTheFile) {
   write(root + "/train_test_split/shuffled_val_file_list.json", "[]");
   write(root + "/train_test_split/shuffled_test_file_list.json", "[\"shape_data/03642806/a\"]");
   write(root + "/03642806/a.txt", "0 0 0 0 0 1 28\n1 0 0 0 0 1 29\n0 1 0 0 0 1 12\n");
-  EXPECT_NE(error_of([&] { ewa::data::load_part_splits(part_data("shapenetpart", root)); })
+  EXPECT_NE(error_of([&] { ewa::datasets::load_part_splits(part_data("shapenetpart", root)); })
                 .find("a.txt: part label 12 is outside the parts of Laptop (28..29)"),
             std::string::npos);
   write(root + "/03642806/a.txt", "0 0 0 0 0 1 28\n1 0 0 0 0 1\n");
-  EXPECT_NE(error_of([&] { ewa::data::load_part_splits(part_data("shapenetpart", root)); }).find("a.txt:2: expected 7 values"),
+  EXPECT_NE(error_of([&] { ewa::datasets::load_part_splits(part_data("shapenetpart", root)); }).find("a.txt:2: expected 7 values"),
             std::string::npos);
   write(root + "/synsetoffset2category.txt", "Sofa\t04256520\n");
-  EXPECT_NE(error_of([&] { ewa::data::load_part_splits(part_data("shapenetpart", root)); })
+  EXPECT_NE(error_of([&] { ewa::datasets::load_part_splits(part_data("shapenetpart", root)); })
                 .find("synsetoffset2category.txt:1: 'Sofa' is not one of the 16 ShapeNetPart categories"),
             std::string::npos);
 }
 
 TEST(ShapeNetPart, Hdf5LayoutWithPartIds) {
-  if (!ewa::data::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
+  if (!ewa::datasets::built_with_hdf5()) GTEST_SKIP() << "built without HDF5";
   TempDir dir;
   auto points = torch::rand({3, 16, 3});
   auto labels = torch::tensor({0, 15, 0}, torch::kLong);
   auto pid = torch::zeros({3, 16}, torch::kLong);
   pid[1].fill_(48);
   pid[0].slice(0, 8).fill_(3);
-  ewa::data::write_h5_clouds(dir / "ply_data_train0.h5", points, labels, pid);
-  ewa::data::write_h5_clouds(dir / "ply_data_test0.h5", points, labels, pid);
+  ewa::datasets::write_h5_clouds(dir / "ply_data_train0.h5", points, labels, pid);
+  ewa::datasets::write_h5_clouds(dir / "ply_data_test0.h5", points, labels, pid);
   write(dir / "train_hdf5_file_list.txt", "ply_data_train0.h5\n");
   write(dir / "val_hdf5_file_list.txt", "");
   write(dir / "test_hdf5_file_list.txt", "ply_data_test0.h5\n");
-  auto splits = ewa::data::load_part_splits(part_data("shapenetpart_h5", dir.path()));
+  auto splits = ewa::datasets::load_part_splits(part_data("shapenetpart_h5", dir.path()));
   EXPECT_EQ(splits.train.size(), 3);
   EXPECT_TRUE(torch::equal(splits.test.labels.view({3, 16}), pid));
   pid[2][5] = 40;  // an Airplane with a Pistol part
-  ewa::data::write_h5_clouds(dir / "ply_data_test0.h5", points, labels, pid);
-  EXPECT_NE(error_of([&] { ewa::data::load_part_splits(part_data("shapenetpart_h5", dir.path())); })
+  ewa::datasets::write_h5_clouds(dir / "ply_data_test0.h5", points, labels, pid);
+  EXPECT_NE(error_of([&] { ewa::datasets::load_part_splits(part_data("shapenetpart_h5", dir.path())); })
                 .find("ply_data_test0.h5: cloud 2: part label 40 is outside the parts of Airplane (0..3)"),
             std::string::npos);
 }

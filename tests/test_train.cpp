@@ -136,7 +136,7 @@ TEST(Train, LearnsAndWritesTheRunDirectory) {
   ewa::testing::write_pattern_idx(data.path(), 800, 100, true);
   auto cfg = tiny_cfg(data.path(), runs.path(), "rup", 5);
   std::vector<std::string> lines;
-  auto result = ewa::tasks::run_task(cfg, ewa::data::load_task, {}, [&](const std::string& l) { lines.push_back(l); });
+  auto result = ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [&](const std::string& l) { lines.push_back(l); });
   EXPECT_GT(result.test.json["oa"].get<double>(), 0.9);  // chance is 0.1
   const std::string dir = runs / "t";
   for (const char* f : {"config.json", "log.jsonl", "metrics.json", "last.pt", "best.pt"})
@@ -160,13 +160,13 @@ TEST(Train, LearnsAndWritesTheRunDirectory) {
   auto c2 = ewa::parse_config(ckpt.config, "ckpt");
   auto model = ewa::models::build_model(c2);
   ewa::train::load_model_state(*model, ckpt, "last.pt");
-  auto task = ewa::data::load_task(c2);
+  auto task = ewa::datasets::load_task(c2);
   auto m = ewa::eval::evaluate_protocol(*model, *task.test, task.num_classes, torch::kCPU, {}).metrics;
   EXPECT_DOUBLE_EQ(m.overall_accuracy, result.test.json["oa"].get<double>());
 
   // A second run into the same directory without --resume must not overwrite it.
   try {
-    ewa::tasks::run_task(cfg, ewa::data::load_task, {}, [](const std::string&) {});
+    ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [](const std::string&) {});
     FAIL() << "expected an error";
   } catch (const ewa::Error& e) {
     EXPECT_NE(std::string(e.what()).find("already holds a checkpoint"), std::string::npos) << e.what();
@@ -179,12 +179,12 @@ TEST(Train, ResumeReproducesAnUninterruptedRun) {
   // A flat learning rate, so a 1-epoch run is exactly the first half of the 2-epoch run.
   auto flat = [](const ewa::Config& c) { return c.with({{"optim.warmup_epochs", 0.0}, {"optim.min_lr", c.optim.lr}}); };
   auto full = flat(tiny_cfg(data.path(), runs_a.path(), "rup", 2));
-  ewa::tasks::run_task(full, ewa::data::load_task, {}, [](const std::string&) {});
+  ewa::tasks::run_task(full, ewa::datasets::load_task, {}, [](const std::string&) {});
   auto half = flat(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
   half = half.with({{"train.epochs", 1}});
-  ewa::tasks::run_task(half, ewa::data::load_task, {}, [](const std::string&) {});
+  ewa::tasks::run_task(half, ewa::datasets::load_task, {}, [](const std::string&) {});
   auto rest = flat(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
-  ewa::tasks::run_task(rest, ewa::data::load_task, {runs_b / "t/last.pt"}, [](const std::string&) {});
+  ewa::tasks::run_task(rest, ewa::datasets::load_task, {runs_b / "t/last.pt"}, [](const std::string&) {});
   auto a = ewa::train::read_checkpoint(runs_a / "t/last.pt");
   auto b = ewa::train::read_checkpoint(runs_b / "t/last.pt");
   EXPECT_EQ(a.step, b.step);
@@ -200,12 +200,12 @@ TEST(Train, ResumeOnTheGpuReproducesAnUninterruptedRun) {
     return c.with({{"optim.warmup_epochs", 0.0}, {"optim.min_lr", c.optim.lr}, {"train.device", "cuda"}});
   };
   auto quiet = [](const std::string&) {};
-  ewa::tasks::run_task(on_gpu(tiny_cfg(data.path(), runs_a.path(), "rup", 2)), ewa::data::load_task, {}, quiet);
-  ewa::tasks::run_task(on_gpu(tiny_cfg(data.path(), runs_a2.path(), "rup", 2)), ewa::data::load_task, {}, quiet);
+  ewa::tasks::run_task(on_gpu(tiny_cfg(data.path(), runs_a.path(), "rup", 2)), ewa::datasets::load_task, {}, quiet);
+  ewa::tasks::run_task(on_gpu(tiny_cfg(data.path(), runs_a2.path(), "rup", 2)), ewa::datasets::load_task, {}, quiet);
   auto half = on_gpu(tiny_cfg(data.path(), runs_b.path(), "rup", 2));
   half = half.with({{"train.epochs", 1}});
-  ewa::tasks::run_task(half, ewa::data::load_task, {}, quiet);
-  ewa::tasks::run_task(on_gpu(tiny_cfg(data.path(), runs_b.path(), "rup", 2)), ewa::data::load_task, {runs_b / "t/last.pt"}, quiet);
+  ewa::tasks::run_task(half, ewa::datasets::load_task, {}, quiet);
+  ewa::tasks::run_task(on_gpu(tiny_cfg(data.path(), runs_b.path(), "rup", 2)), ewa::datasets::load_task, {runs_b / "t/last.pt"}, quiet);
   auto a = ewa::train::read_checkpoint(runs_a / "t/last.pt");
   auto a2 = ewa::train::read_checkpoint(runs_a2 / "t/last.pt");
   auto b = ewa::train::read_checkpoint(runs_b / "t/last.pt");
@@ -245,7 +245,7 @@ TEST(Train, ADivergedStepStopsTheRunAtThatStepBeforeAnyCheckpoint) {
   auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 1);  // 9 steps of 32 (val takes 10%)
   cfg = cfg.with({{"train.log_every", 100}});  // the losses are read back only at the epoch's end
   NanAtStepTask task(3);
-  auto task_data = ewa::data::load_task(cfg);
+  auto task_data = ewa::datasets::load_task(cfg);
   const std::string message = ewa::testing::error_of([&] {
     ewa::train::run_training(cfg, task, task_data, {}, [](const std::string&) {}, torch::kCPU);
   });
@@ -272,7 +272,7 @@ TEST(Train, AppliesTheEwaStepAfterEveryOptimizerStep) {
   auto expert_spread = [&](bool ewa_on, const std::string& name) {
     // N = 2: share rate (N-1)/N
     auto cfg = tiny_cfg(data.path(), runs.path(), "rup", 1).with({{"name", name}, {"ewa.enabled", ewa_on}, {"ewa.share_rate", 0.5}});
-    ewa::tasks::run_task(cfg, ewa::data::load_task, {}, [](const std::string&) {});
+    ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [](const std::string&) {});
     auto ckpt = ewa::train::read_checkpoint(runs / (name + "/last.pt"));
     EXPECT_GT(ckpt.step, 1);
     double spread = 0;
@@ -296,7 +296,7 @@ TEST(Train, RoutedMoEWithEwaOnWarns) {
   for (bool ewa_on : {true, false}) {
     auto cfg = tiny_cfg(data.path(), runs.path(), "routed", 1).with({{"name", ewa_on ? "on" : "off"}, {"ewa.enabled", ewa_on}});
     std::string out;
-    ewa::tasks::run_task(cfg, ewa::data::load_task, {}, [&](const std::string& l) { out += l + "\n"; });
+    ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [&](const std::string& l) { out += l + "\n"; });
     EXPECT_EQ(out.find("warning: EWA is on (ewa.enabled defaults to true) with moe.kind = routed") != std::string::npos, ewa_on)
         << out;
   }
@@ -308,7 +308,7 @@ TEST(Train, UnwritableRunDirectoryIsAnError) {
   ewa::testing::write_file(runs / "file", "not a directory");
   auto cfg = tiny_cfg(data.path(), runs / "file", "dense", 1);
   try {
-    ewa::tasks::run_task(cfg, ewa::data::load_task, {}, [](const std::string&) {});
+    ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [](const std::string&) {});
     FAIL() << "expected an error";
   } catch (const ewa::Error& e) {
     EXPECT_NE(std::string(e.what()).find("run directory " + (runs / "file") + "/t"), std::string::npos) << e.what();
@@ -321,7 +321,7 @@ TEST(Train, ConfigSizesMustMatchTheDataset) {
   auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 1);
   cfg = cfg.with({{"model.num_classes", 7}});
   try {
-    ewa::tasks::run_task(cfg, ewa::data::load_task, {}, [](const std::string&) {});
+    ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [](const std::string&) {});
     FAIL() << "expected an error";
   } catch (const ewa::Error& e) {
     EXPECT_NE(std::string(e.what()).find("model.num_classes: config says 7 but dataset"), std::string::npos) << e.what();
@@ -372,7 +372,7 @@ TEST(Train, ArmsOfOneSeedSeeTheSameBatchesAndStartFromTheSameSharedWeights) {
   auto batches_of = [&](const ewa::Config& cfg) {
     std::vector<torch::Tensor> seen;
     ewa::data::TaskLoader loader = [&](const ewa::Config& c, ewa::data::Use use) {
-      auto t = ewa::data::load_task(c, use);
+      auto t = ewa::datasets::load_task(c, use);
       t.train = std::make_unique<RecordingSource>(std::move(t.train), &seen);
       return t;
     };
@@ -420,7 +420,7 @@ TEST(Train, ModelEmaIsTimmsAverageAndWhatTheRunEvaluatesAndResumes) {
         .with({{"data.val_fraction", 0.0}, {"data.batch_size", 32}, {"train.ema_decay", d}, {"train.tensorboard", false}});
   };
   auto w0 = ewa::tasks::initial_model(cfg(1).with({{"model.num_classes", 10}, {"model.in_chans", 1}, {"model.img_size", 28}}));
-  ewa::tasks::run_task(cfg(1), ewa::data::load_task, {}, [](const std::string&) {});
+  ewa::tasks::run_task(cfg(1), ewa::datasets::load_task, {}, [](const std::string&) {});
   const auto one = ewa::train::read_checkpoint(runs / "t/last.pt");
   ASSERT_EQ(one.step, 1);
   ASSERT_FALSE(one.model_train.is_empty());
@@ -436,7 +436,7 @@ TEST(Train, ModelEmaIsTimmsAverageAndWhatTheRunEvaluatesAndResumes) {
   EXPECT_GT(checked, 10);
   EXPECT_GT((*one.model.find("head.weight") - *one.model_train.find("head.weight")).abs().max().item<double>(), 1e-6);
 
-  ewa::tasks::run_task(cfg(2), ewa::data::load_task, {runs / "t/last.pt"}, [](const std::string&) {});
+  ewa::tasks::run_task(cfg(2), ewa::datasets::load_task, {runs / "t/last.pt"}, [](const std::string&) {});
   const auto two = ewa::train::read_checkpoint(runs / "t/last.pt");
   ASSERT_EQ(two.step, 2);
   for (const auto& item : two.model) {
@@ -448,7 +448,7 @@ TEST(Train, ModelEmaIsTimmsAverageAndWhatTheRunEvaluatesAndResumes) {
   auto c2 = ewa::parse_config(two.config, "ckpt");
   auto model = ewa::models::build_model(c2);
   ewa::train::load_model_state(*model, two, "last.pt");
-  auto task = ewa::data::load_task(c2);
+  auto task = ewa::datasets::load_task(c2);
   const auto m = ewa::eval::evaluate_protocol(*model, *task.test, task.num_classes, torch::kCPU, {}).metrics;
   const auto metrics = json::parse(std::ifstream(runs / "t/metrics.json"));
   EXPECT_DOUBLE_EQ(metrics["test"]["oa"].get<double>(), m.overall_accuracy);
@@ -459,7 +459,7 @@ TEST(Train, EvaluatesEveryNEpochsAndAfterTheLast) {
   TempDir data, runs;
   ewa::testing::write_pattern_idx(data.path(), 40, 20, false);
   auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 5).with({{"eval.every", 2}, {"train.tensorboard", false}});
-  ewa::tasks::run_task(cfg, ewa::data::load_task, {}, [](const std::string&) {});
+  ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [](const std::string&) {});
   std::vector<int64_t> evaluated, all;
   std::ifstream log(runs / "t/log.jsonl");
   for (std::string line; std::getline(log, line);) {

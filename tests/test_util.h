@@ -85,7 +85,7 @@ inline void write_pattern_idx(const std::string& dir, int64_t n_train, int64_t n
 
 // The data.dataset that reads what `ewa data synth` writes in this build: "modelnet_h5" with HDF5,
 // "modelnet_folder" (.npy files in class folders) without.
-inline std::string synth_dataset() { return ewa::data::synth_dataset_for(ewa::data::default_synth_format()); }
+inline std::string synth_dataset() { return ewa::datasets::synth_dataset_for(ewa::datasets::default_synth_format()); }
 
 struct CommandResult {
   int exit_code = -1;

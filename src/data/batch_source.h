@@ -118,7 +118,7 @@ Use use_for_split(const std::string& split);
 BatchSource& split_source(TaskData& task, const std::string& split);
 
 // How the library gets a dataset. The library never reads datasets itself: the commands pass it
-// the dataset library's loader (datasets/registry.h: data::load_task), tests may pass their own.
+// the dataset library's loader (datasets/registry.h: datasets::load_task), tests may pass their own.
 using TaskLoader = std::function<TaskData(const Config& cfg, Use use)>;
 
 }  // namespace ewa::data

@@ -8,6 +8,7 @@
 
 namespace ewa::eval {
 using train::EvalMode;
+
 namespace {
 
 // Evaluation resamples every shape (as upstream) from this seed, so each epoch sees the same

@@ -9,6 +9,7 @@
 
 namespace ewa::eval {
 using train::EvalMode;
+
 namespace F = torch::nn::functional;
 
 const char* EvalProtocol::name() const {

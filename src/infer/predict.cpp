@@ -12,6 +12,7 @@
 namespace ewa::infer {
 using eval::EvalProtocol;
 using eval::averaged_logits;
+
 namespace fs = std::filesystem;
 
 namespace {

@@ -16,6 +16,7 @@ namespace ewa::infer {
 using eval::PartMetrics;
 using eval::restricted_prediction;
 using eval::shape_categories;
+
 namespace fs = std::filesystem;
 namespace {
 

@@ -10,6 +10,7 @@
 
 namespace ewa::infer {
 using eval::mae_views;
+
 namespace fs = std::filesystem;
 
 namespace {

@@ -21,14 +21,10 @@ namespace ewa::tasks {
 using eval::epoch_protocol;
 using eval::evaluate_protocol;
 using eval::protocol_named;
-using train::EvalResult;
 using train::ParamGroup;
-using train::Reporter;
-using train::StepOutput;
-using train::Task;
-using train::TrainOptions;
 using train::layer_decay_groups;
 using train::load_finetune_init;
+
 namespace F = torch::nn::functional;
 
 namespace {

@@ -14,11 +14,7 @@
 namespace ewa::tasks {
 using models::dvae_options;
 using train::EvalMode;
-using train::EvalResult;
-using train::Reporter;
-using train::StepOutput;
-using train::Task;
-using train::TrainOptions;
+
 namespace {
 
 constexpr uint64_t kEvalNoiseSeed = 20211129;  // the Gumbel noise of every evaluation

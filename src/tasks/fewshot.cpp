@@ -10,8 +10,6 @@
 #include "tasks/classify.h"
 
 namespace ewa::tasks {
-using train::Reporter;
-using train::TrainOptions;
 namespace fs = std::filesystem;
 
 Spread spread_of(const std::vector<double>& v) {

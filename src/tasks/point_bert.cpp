@@ -19,11 +19,7 @@ using eval::source_features;
 using eval::svm_data_config;
 using models::dvae_options;
 using train::EvalMode;
-using train::EvalResult;
-using train::Reporter;
-using train::StepOutput;
-using train::Task;
-using train::TrainOptions;
+
 namespace {
 
 constexpr uint64_t kEvalMaskSeed = 20211129;  // the block masks of every token evaluation

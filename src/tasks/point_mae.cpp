@@ -15,11 +15,7 @@
 namespace ewa::tasks {
 using eval::reconstruction_loss;
 using eval::write_reconstructions;
-using train::EvalResult;
-using train::Reporter;
-using train::StepOutput;
-using train::Task;
-using train::TrainOptions;
+
 namespace {
 
 class PretrainTask : public Task {

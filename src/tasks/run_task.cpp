@@ -1,11 +1,8 @@
 #include "tasks/run_task.h"
 
-#include "tasks/classify.h"
 #include "train/setup.h"
 
 namespace ewa::tasks {
-using train::Reporter;
-using train::TrainOptions;
 using train::resolve_for_dataset;
 using train::run_training;
 using train::select_device;

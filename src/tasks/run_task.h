@@ -13,10 +13,17 @@
 
 namespace ewa::tasks {
 
+// The loop's vocabulary every task is written in (train/loop.h).
+using train::EvalResult;
+using train::Reporter;
+using train::StepOutput;
+using train::Task;
+using train::TrainOptions;
+
 // What a run ends with (metrics.json has the full record).
 struct RunResult {
   std::string run_dir;
-  train::EvalResult test, val;  // final epoch; val.json is empty without a validation split
+  EvalResult test, val;        // final epoch; val.json is empty without a validation split
   int64_t best_val_epoch = 0;  // epoch of best.pt (0 when no validation split)
   int64_t steps = 0;
   double seconds = 0;
@@ -29,9 +36,9 @@ struct RunResult {
 class TaskMaker {
  public:
   virtual ~TaskMaker() = default;
-  virtual void prepare(Config& cfg, data::TaskData& data, const data::TaskLoader& load_data, const train::Reporter& report) {}
-  virtual std::unique_ptr<train::Task> make(const Config& cfg, data::TaskData& data, torch::Device device,
-                                            const train::TrainOptions& options, const train::Reporter& report) = 0;
+  virtual void prepare(Config& cfg, data::TaskData& data, const data::TaskLoader& load_data, const Reporter& report) {}
+  virtual std::unique_ptr<Task> make(const Config& cfg, data::TaskData& data, torch::Device device,
+                                     const TrainOptions& options, const Reporter& report) = 0;
 };
 
 // The makers, one per ModelTask, each beside its task. Every run writes config.json, log.jsonl,
@@ -58,6 +65,6 @@ std::unique_ptr<TaskMaker> task_maker(ModelTask task);
 // The full run of cfg into <train.runs_dir>/<name> (docs/guide.md lists its files); with
 // options.resume it continues that checkpoint. Classifiers and segmenters start from
 // finetune.init when it is set.
-RunResult run_task(Config cfg, const data::TaskLoader& load_data, const train::TrainOptions& options, const train::Reporter& report);
+RunResult run_task(Config cfg, const data::TaskLoader& load_data, const TrainOptions& options, const Reporter& report);
 
 }  // namespace ewa::tasks

@@ -15,14 +15,10 @@ namespace ewa::tasks {
 using eval::evaluate_segmentation;
 using eval::segmentation_protocol_label;
 using eval::shape_categories;
-using train::EvalResult;
 using train::ParamGroup;
-using train::Reporter;
-using train::StepOutput;
-using train::Task;
-using train::TrainOptions;
 using train::layer_decay_groups;
 using train::load_finetune_init;
+
 namespace {
 
 bool is_backbone(const std::string& name) {
