@@ -41,9 +41,9 @@ void parse(const uint8_t* data, size_t size) {
   const size_t split = std::min<size_t>(size - 1, size_t(data[0]) * (size - 1) / 255);
   const std::string images = write("images-idx3-ubyte", data + 1, split);
   const std::string labels = write("labels-idx1-ubyte", data + 1 + split, size - 1 - split);
-  ewa::data::read_idx(images, labels, 10);
+  ewa::datasets::read_idx(images, labels, 10);
 #elif defined(EWA_FUZZ_PARSER_cifar)
-  ewa::data::read_cifar({write("data_batch_1.bin", data, size)}, 1, 10);
+  ewa::datasets::read_cifar({write("data_batch_1.bin", data, size)}, 1, 10);
 #elif defined(EWA_FUZZ_PARSER_config)
   const auto json = ewa::load_config_file(write("config.json", data, size));
   ewa::parse_config(json, "fuzz");
