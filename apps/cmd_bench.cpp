@@ -5,7 +5,6 @@
 #include <torch/version.h>
 
 #include "apps/commands.h"
-#include "config/model_kinds.h"
 #include "bench/point_ops.h"
 #include "bench/resample.h"
 #include "bench/train_step.h"
@@ -13,8 +12,8 @@
 #include "common/precision.h"
 #include "common/runtime.h"
 #include "config/datasets.h"
+#include "config/model_kinds.h"
 #include "kernels/common/simd.h"
-#include "tasks/classify.h"
 #include "train/setup.h"
 
 namespace ewa::app {

@@ -3,15 +3,13 @@
 #include <cstdio>
 
 #include "apps/commands.h"
-#include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "config/model_kinds.h"
+#include "infer/load.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
-#include "tasks/segmentation.h"
-#include "tasks/classify.h"
-#include "infer/load.h"
 
 namespace ewa::app {
 

@@ -1,16 +1,14 @@
 // ewa eval: accuracy of a checkpoint (ewa's own, or an imported official / timm file) on the
 // test (or validation) split, under one evaluation protocol (docs/protocols.md).
 #include "apps/commands.h"
-#include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/precision.h"
-#include "eval/protocols.h"
-#include "tasks/segmentation.h"
-#include "tasks/classify.h"
+#include "config/model_kinds.h"
 #include "datasets/registry.h"
-#include "train/setup.h"
-#include "infer/load.h"
 #include "eval/parts.h"
+#include "eval/protocols.h"
+#include "infer/load.h"
+#include "train/setup.h"
 
 namespace ewa::app {
 

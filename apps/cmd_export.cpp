@@ -4,17 +4,13 @@
 #include <filesystem>
 
 #include "apps/commands.h"
-#include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "config/model_kinds.h"
+#include "infer/load.h"
 #include "io/pretrained.h"
 #include "moe/ewa.h"
-#include "tasks/point_bert.h"
 #include "train/checkpoint.h"
-#include "tasks/dvae.h"
-#include "tasks/segmentation.h"
-#include "tasks/classify.h"
-#include "infer/load.h"
 
 namespace ewa::app {
 

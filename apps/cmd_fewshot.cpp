@@ -3,9 +3,9 @@
 
 #include "apps/commands.h"
 #include "common/error.h"
-#include "tasks/fewshot.h"
 #include "datasets/point_datasets.h"
 #include "datasets/registry.h"
+#include "tasks/fewshot.h"
 
 namespace ewa::app {
 

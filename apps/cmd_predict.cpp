@@ -4,11 +4,10 @@
 #include <filesystem>
 
 #include "apps/commands.h"
-#include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "config/model_kinds.h"
 #include "infer/predict.h"
-#include "tasks/classify.h"
 
 namespace ewa::app {
 namespace {

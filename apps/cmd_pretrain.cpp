@@ -7,13 +7,12 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/runtime.h"
-#include "models/point_mae.h"
 #include "config/model_kinds.h"
-#include "train/checkpoint.h"
-#include "eval/mae_views.h"
-#include "tasks/run_task.h"
-#include "tasks/classify.h"
 #include "datasets/registry.h"
+#include "eval/mae_views.h"
+#include "models/point_mae.h"
+#include "tasks/run_task.h"
+#include "train/checkpoint.h"
 #include "train/setup.h"
 
 namespace ewa::app {

@@ -5,16 +5,14 @@
 #include <filesystem>
 
 #include "apps/commands.h"
-#include "config/model_kinds.h"
 #include "common/error.h"
 #include "common/fs.h"
-#include "train/checkpoint.h"
+#include "config/model_kinds.h"
+#include "datasets/registry.h"
 #include "infer/predict.h"
-#include "tasks/classify.h"
 #include "infer/visualize.h"
 #include "io/pretrained.h"
-#include "tasks/dvae.h"
-#include "datasets/registry.h"
+#include "train/checkpoint.h"
 #include "train/setup.h"
 
 namespace ewa::app {

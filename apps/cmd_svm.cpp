@@ -4,8 +4,8 @@
 #include "apps/commands.h"
 #include "common/error.h"
 #include "common/fs.h"
-#include "eval/svm_probe.h"
 #include "datasets/registry.h"
+#include "eval/svm_probe.h"
 
 namespace ewa::app {
 

@@ -3,8 +3,8 @@
 #include "apps/commands.h"
 #include "common/error.h"
 #include "config/model_kinds.h"
-#include "tasks/run_task.h"
 #include "datasets/registry.h"
+#include "tasks/run_task.h"
 
 namespace ewa::app {
 namespace {

@@ -21,10 +21,10 @@
 #include "data/batch_source.h"
 #include "datasets/hdf5.h"
 #include "dist/dist.h"
+#include "eval/svm_probe.h"
 #include "io/point_io.h"
 #include "kernels/common/simd.h"
 #include "train/checkpoint.h"
-#include "eval/svm_probe.h"
 #include "viz/plot.h"
 
 namespace ewa::app {

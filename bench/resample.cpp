@@ -8,9 +8,8 @@
 
 #include "bench/train_step.h"
 #include "common/error.h"
-#include "datasets/point_datasets.h"
 #include "data/point_sampling.h"
-#include "tasks/classify.h"
+#include "datasets/point_datasets.h"
 #include "train/setup.h"
 
 namespace ewa::bench {

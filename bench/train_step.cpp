@@ -17,8 +17,7 @@
 #include "models/registry.h"
 #include "moe/ewa.h"
 #include "train/fused_adamw.h"
-#include "tasks/dvae.h"
-#include "tasks/classify.h"
+#include "train/loop.h"
 #include "train/setup.h"
 
 namespace ewa::bench {

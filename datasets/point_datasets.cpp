@@ -13,12 +13,12 @@
 
 #include "common/device_copy.h"
 #include "common/error.h"
-#include "io/torch_pickle.h"
 #include "common/fs.h"
 #include "config/datasets.h"
+#include "data/point_sampling.h"
 #include "datasets/hdf5.h"
 #include "io/point_io.h"
-#include "data/point_sampling.h"
+#include "io/torch_pickle.h"
 #include "kernels/fps/fps.h"
 
 namespace ewa::datasets {

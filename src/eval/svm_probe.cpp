@@ -3,8 +3,8 @@
 #include <fstream>
 
 #include "common/error.h"
-#include "config/model_kinds.h"
 #include "common/fs.h"
+#include "config/model_kinds.h"
 #include "data/batch_source.h"
 #include "io/pretrained.h"
 #include "io/state_dict.h"

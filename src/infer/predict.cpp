@@ -6,8 +6,8 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "io/point_io.h"
 #include "data/point_sampling.h"
+#include "io/point_io.h"
 
 namespace ewa::infer {
 using eval::EvalProtocol;

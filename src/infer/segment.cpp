@@ -8,9 +8,9 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "config/datasets.h"
+#include "eval/parts.h"
 #include "io/point_io.h"
 #include "viz/plot.h"
-#include "eval/parts.h"
 
 namespace ewa::infer {
 using eval::PartMetrics;

@@ -10,11 +10,11 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "data/point_sampling.h"
+#include "io/pretrained.h"
 #include "models/registry.h"
 #include "moe/ewa.h"
-#include "io/pretrained.h"
-#include "train/checkpoint.h"
 #include "tasks/run_task.h"
+#include "train/checkpoint.h"
 #include "train/setup.h"
 
 namespace ewa::tasks {

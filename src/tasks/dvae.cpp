@@ -7,9 +7,8 @@
 #include "common/error.h"
 #include "common/random.h"
 #include "kernels/chamfer/chamfer.h"
-#include "train/eval_mode.h"
 #include "tasks/run_task.h"
-#include "tasks/classify.h"
+#include "train/eval_mode.h"
 
 namespace ewa::tasks {
 using models::dvae_options;

@@ -7,7 +7,6 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "tasks/run_task.h"
-#include "tasks/classify.h"
 
 namespace ewa::tasks {
 namespace fs = std::filesystem;

@@ -5,12 +5,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "common/error.h"
-#include "common/random.h"
 #include "common/fs.h"
+#include "common/random.h"
 #include "io/point_io.h"
-#include "train/eval_mode.h"
 #include "tasks/run_task.h"
-#include "tasks/classify.h"
+#include "train/eval_mode.h"
 
 namespace ewa::tasks {
 using eval::reconstruction_loss;

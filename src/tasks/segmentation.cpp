@@ -5,11 +5,10 @@
 
 #include "common/error.h"
 #include "common/random.h"
-#include "train/eval_mode.h"
-#include "tasks/run_task.h"
-#include "tasks/classify.h"
-#include "train/setup.h"
 #include "eval/parts.h"
+#include "tasks/run_task.h"
+#include "train/eval_mode.h"
+#include "train/setup.h"
 
 namespace ewa::tasks {
 using eval::evaluate_segmentation;

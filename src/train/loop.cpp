@@ -17,8 +17,8 @@
 #include "moe/ewa.h"
 #include "train/checkpoint.h"
 #include "train/fused_adamw.h"
-#include "train/schedule.h"
 #include "train/run.h"
+#include "train/schedule.h"
 
 namespace ewa::train {
 namespace fs = std::filesystem;
