@@ -2,7 +2,6 @@
 // Averaging. Thin main: subcommands live in apps/cmd_*.cpp.
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -185,14 +184,8 @@ void add_config_command(CLI::App& app) {
   auto* sources = show->add_flag("--sources", "One line per key instead of JSON: its value and where it came from (default, "
                                               "preset, the file or the base or mixin that set it, --set)");
   show->callback([args, sources] {
-    const Config cfg = load_config(args->config, args->set);
-    if (!*sources) return print_line(cfg.json.dump(2));
-    const auto from = config_sources(args->config, args->set);
-    for (const auto& f : config_schema()) {
-      std::string pointer = "/" + f.key;
-      std::replace(pointer.begin(), pointer.end(), '.', '/');
-      print_line(f.key + " = " + cfg.json.at(nlohmann::json::json_pointer(pointer)).dump() + "  (" + from.at(f.key) + ")");
-    }
+    if (!*sources) return print_line(load_config(args->config, args->set).json.dump(2));
+    for (const auto& v : config_sources(args->config, args->set)) print_line(v.key + " = " + v.value.dump() + "  (" + v.from + ")");
   });
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 
 #include "common/error.h"
@@ -159,7 +160,13 @@ TEST(Config, AListOfBasesMergesInOrderAndEveryValueSaysWhereItCameFrom) {
   EXPECT_EQ(j["train"]["epochs"], 1);     // the file over its bases
   EXPECT_EQ(j["model"]["depth"], 6);
   EXPECT_EQ(j["model"]["embed_dim"], 192);  // the tiny preset
-  const auto from = ewa::config_sources(dir / "leaf.json", {"optim.lr=0.01", "train.epochs=3"});
+  std::map<std::string, std::string> from;
+  std::map<std::string, json> value;
+  for (const auto& v : ewa::config_sources(dir / "leaf.json", {"optim.lr=0.01", "train.epochs=3"}))
+    from[v.key] = v.from, value[v.key] = v.value;
+  EXPECT_EQ(value.at("moe.num_experts"), 2);
+  EXPECT_EQ(value.at("train.epochs"), 3);
+  EXPECT_EQ(value.at("model.embed_dim"), 192);
   EXPECT_EQ(from.at("moe.num_experts"), dir / "mixins/two.json");
   EXPECT_EQ(from.at("moe.blocks"), dir / "mixins/four.json");
   EXPECT_EQ(from.at("moe.kind"), dir / "root.json");

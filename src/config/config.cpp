@@ -107,11 +107,11 @@ MlpKind mlp_kind_of(const std::string& kind) {
   return kind == "dense" ? MlpKind::Dense : kind == "rup" ? MlpKind::Rup : MlpKind::Routed;
 }
 
-struct Preset {
-  int64_t embed_dim, depth, num_heads;
-};
-const std::map<std::string, Preset> kPresets = {
-    {"tiny", {192, 12, 3}}, {"small", {384, 12, 6}}, {"base", {768, 12, 12}}};
+// model.preset -> the model.* keys it fills (those a config leaves out).
+const std::map<std::string, std::map<std::string, int64_t>> kPresets = {
+    {"tiny", {{"embed_dim", 192}, {"depth", 12}, {"num_heads", 3}}},
+    {"small", {{"embed_dim", 384}, {"depth", 12}, {"num_heads", 6}}},
+    {"base", {{"embed_dim", 768}, {"depth", 12}, {"num_heads", 12}}}};
 
 }  // namespace
 
@@ -227,30 +227,6 @@ json read_config_file(const std::string& path) {
   return compose_config_file(path, chain, nullptr);
 }
 
-std::map<std::string, std::string> config_sources(const std::string& path, const std::vector<std::string>& overrides) {
-  std::map<std::string, std::string> origin;
-  json user = json::object();
-  if (!path.empty()) {
-    std::vector<std::string> chain;
-    user = compose_config_file(path, chain, &origin);
-  }
-  for (const auto& o : overrides) {
-    apply_override(user, o);
-    origin[o.substr(0, o.find('='))] = "--set";
-  }
-  const json resolved = resolve_config(user, path.empty() ? "config (defaults)" : "config " + path);
-  // resolve_config fills the preset's keys the user left out (and nothing else).
-  const std::string preset = resolved["model"]["preset"];
-  const std::set<std::string> preset_keys = {"model.embed_dim", "model.depth", "model.num_heads"};
-  std::map<std::string, std::string> out;
-  for (const auto& f : config_schema()) {
-    if (auto it = origin.find(f.key); it != origin.end()) out[f.key] = it->second;
-    else if (preset != "custom" && preset_keys.count(f.key)) out[f.key] = "preset " + preset;
-    else out[f.key] = "default";
-  }
-  return out;
-}
-
 json load_config_file(const std::string& path) { return resolve_config(read_config_file(path), "config " + path); }
 
 void apply_override(json& cfg, const std::string& assignment) {
@@ -282,13 +258,9 @@ json resolve_config(const json& user, const std::string& source) {
     if (user.contains(ptr)) cfg[ptr] = user.at(ptr);
   }
   const std::string preset = cfg["model"]["preset"];
-  if (preset != "custom") {
-    const Preset& p = kPresets.at(preset);
-    for (const auto& [key, value] : std::map<std::string, int64_t>{
-             {"embed_dim", p.embed_dim}, {"depth", p.depth}, {"num_heads", p.num_heads}}) {
+  if (preset != "custom")
+    for (const auto& [key, value] : kPresets.at(preset))
       if (!user.contains(pointer_of("model." + key))) cfg["model"][key] = value;
-    }
-  }
   return cfg;
 }
 
@@ -407,11 +379,44 @@ void parse_data(const json& j, Config& c, const KeyError& bad) {
 
 }  // namespace
 
+namespace {
+
+// The JSON load_config parses: the file with its bases, resolved (its preset fills the size keys
+// it leaves out), then the --set overrides, resolved again. `origin` (when given) receives, for
+// every key something set, where it came from: the file or base that set it last, "preset <name>"
+// or "--set".
+json loaded_config(const std::string& path, const std::vector<std::string>& overrides,
+                   std::map<std::string, std::string>* origin) {
+  json cfg = default_config();
+  if (!path.empty()) {
+    std::vector<std::string> chain;
+    cfg = resolve_config(compose_config_file(path, chain, origin), "config " + path);
+  }
+  const std::string preset = cfg["model"]["preset"];
+  if (origin && preset != "custom")
+    for (const auto& item : kPresets.at(preset)) origin->emplace("model." + item.first, "preset " + preset);
+  for (const auto& o : overrides) {
+    apply_override(cfg, o);
+    if (origin) (*origin)[o.substr(0, o.find('='))] = "--set";
+  }
+  return resolve_config(cfg, path.empty() ? "config (defaults)" : "config " + path);
+}
+
+}  // namespace
+
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  json cfg = path.empty() ? default_config() : load_config_file(path);
-  for (const auto& o : overrides) apply_override(cfg, o);
-  const std::string source = path.empty() ? "config (defaults)" : "config " + path;
-  return parse_config(resolve_config(cfg, source), source);
+  return parse_config(loaded_config(path, overrides, nullptr), path.empty() ? "config (defaults)" : "config " + path);
+}
+
+std::vector<ConfigValue> config_sources(const std::string& path, const std::vector<std::string>& overrides) {
+  std::map<std::string, std::string> origin;
+  const Config cfg = parse_config(loaded_config(path, overrides, &origin), path.empty() ? "config (defaults)" : "config " + path);
+  std::vector<ConfigValue> out;
+  for (const auto& f : config_schema()) {
+    const auto it = origin.find(f.key);
+    out.push_back({f.key, cfg.json.at(pointer_of(f.key)), it == origin.end() ? "default" : it->second});
+  }
+  return out;
 }
 
 Config parse_config(const json& j, const std::string& source) {

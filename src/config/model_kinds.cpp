@@ -61,20 +61,23 @@ void no_checks(const Config&, const KeyFail&) {}
 }  // namespace
 
 const std::vector<ModelKind>& model_kinds() {
+  // name, summary, input, task, command, variants, transformer, show views, why no view, checks
   static const std::vector<ModelKind> kinds = {
-      {"vit", "a 2D image classifier (timm's VisionTransformer)", ModelInput::Images, ModelTask::Classify, "train", {}, true,
-       {}, "`ewa show` draws point clouds; the 2D path has no view yet", no_checks},
+      {"vit", "a 2D image classifier (timm's VisionTransformer)", ModelInput::Images, ModelTask::Classify, "train",
+       {}, true, {}, "`ewa show` draws point clouds; the 2D path has no view yet", no_checks},
       {"point_transformer", "a point-cloud classifier, Point-MAE / Point-BERT style", ModelInput::Points,
-       ModelTask::Classify, "train", {"point_mae", "point_bert"}, true, {"--color class | patches | attention | experts | plain"},
-       "", no_checks},
-      {"point_mae", "Point-MAE's masked-autoencoder pretraining", ModelInput::Points, ModelTask::PretrainMae, "pretrain",
-       {"point_mae"}, true, {"visible | masked | reconstruction (--color mae)"}, "", check_point_mae},
+       ModelTask::Classify, "train", {"point_mae", "point_bert"}, true,
+       {"--color class | patches | attention | experts | plain"}, "", no_checks},
+      {"point_mae", "Point-MAE's masked-autoencoder pretraining", ModelInput::Points, ModelTask::PretrainMae,
+       "pretrain", {"point_mae"}, true, {"visible | masked | reconstruction (--color mae)"}, "", check_point_mae},
       {"point_seg", "Point-MAE's part-segmentation network (a segmentation dataset such as shapenetpart)",
-       ModelInput::Points, ModelTask::Segment, "train", {"point_mae"}, true, {"predicted parts with a legend (--color parts)"}, "", check_point_seg},
+       ModelInput::Points, ModelTask::Segment, "train", {"point_mae"}, true,
+       {"predicted parts with a legend (--color parts)"}, "", check_point_seg},
       {"point_bert_dvae", "Point-BERT's dVAE tokenizer, stage 1 of its pretraining", ModelInput::Points,
        ModelTask::PretrainDvae, "pretrain", {}, false, {"input | reconstruction"}, "", check_point_bert_dvae},
       {"point_bert", "Point-BERT's masked point modelling on a trained tokenizer (stage 2, pretrain.tokenizer)",
-       ModelInput::Points, ModelTask::PretrainBert, "pretrain", {"point_bert"}, true, {"masked patches | predicted tokens"}, "", check_point_bert},
+       ModelInput::Points, ModelTask::PretrainBert, "pretrain", {"point_bert"}, true,
+       {"masked patches | predicted tokens"}, "", check_point_bert},
   };
   return kinds;
 }

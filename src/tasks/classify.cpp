@@ -49,8 +49,9 @@ class ClassificationTask : public Task {
     const auto& m = cfg_.model;
     std::string s = m.name + " D=" + std::to_string(m.embed_dim) + " depth=" + std::to_string(m.depth) +
                     " heads=" + std::to_string(m.num_heads);
-    s += model_kind(cfg_).input == ModelInput::Images ? " patch=" + std::to_string(m.patch_size)
-                         : " groups=" + std::to_string(m.num_groups) + "x" + std::to_string(m.group_size);
+    s += model_kind(cfg_).input == ModelInput::Images
+             ? " patch=" + std::to_string(m.patch_size)
+             : " groups=" + std::to_string(m.num_groups) + "x" + std::to_string(m.group_size);
     if (cfg_.finetune.freeze_encoder) s += ", linear probe (backbone frozen)";
     if (m.num_classes > int64_t(class_names_.size()))
       s += ", head of " + std::to_string(m.num_classes) + " outputs for " + std::to_string(class_names_.size()) + " classes";
@@ -110,7 +111,7 @@ class ClassificationMaker : public TaskMaker {
  public:
   std::unique_ptr<Task> make(const Config& cfg, data::TaskData& data, torch::Device device, const TrainOptions& options,
                              const Reporter& report) override {
-    auto model = models::build_model(cfg);
+    auto model = initial_model(cfg);  // (seeds again with train.seed, as run_task just did: the same draws)
     if (!cfg.finetune.init.empty() && options.resume.empty()) report(init_from_pretrained(*model, cfg).table());
     return std::make_unique<ClassificationTask>(cfg, model, data.class_names, data.test.get(), device);
   }
