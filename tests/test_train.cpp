@@ -1,6 +1,8 @@
 // End-to-end training on a small IDX dataset: learning, run directory, resume, bad run dirs.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "datasets/registry.h"
 #include "common/error.h"
 #include "models/registry.h"
@@ -262,6 +264,43 @@ TEST(Train, ADivergedStepStopsTheRunAtThatStepBeforeAnyCheckpoint) {
   });
   EXPECT_NE(second.find("at step 3"), std::string::npos) << second;
   EXPECT_EQ(ewa::train::read_checkpoint(runs2 / "t/last.pt").step, 2);
+}
+
+// A task whose loss at its k-th step is k (the gradient zero), to check what the progress lines
+// report against hand-computed means.
+struct CountingLossTask : ewa::train::Task {
+  torch::nn::Linear lin{784, 10};
+  int64_t calls = 0;
+  torch::nn::Module& model() override { return *lin; }
+  std::string describe_model() override { return "linear"; }
+  ewa::train::StepOutput training_step(const torch::Tensor& x, const torch::Tensor& y) override {
+    auto loss = lin(x.flatten(1)).sum() * 0.0 + double(++calls);
+    return {loss, torch::Tensor(), x.size(0)};
+  }
+  ewa::train::EvalResult evaluate(ewa::data::BatchSource&) override { return {json::object(), json::object(), "-", 0}; }
+  std::string eval_label() const override { return "none"; }
+};
+
+// Each progress record's loss is the mean over the steps since the previous one, also when a
+// periodic checkpoint reads losses back between them (the progress hook keeps its own window):
+// 9 steps, a line every 4 and with the epoch's last, checkpoints after steps 3 and 6.
+TEST(Train, ProgressRecordsAverageTheirOwnWindowOfSteps) {
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 320, 20, false);
+  auto cfg = tiny_cfg(data.path(), runs.path(), "dense", 1).with({{"train.log_every", 4}, {"train.checkpoint_every", 3}});
+  CountingLossTask task;
+  auto task_data = ewa::datasets::load_task(cfg);
+  ewa::train::run_training(cfg, task, task_data, {}, [](const std::string&) {}, torch::kCPU);
+  std::ifstream log(runs / "t/log.jsonl");
+  std::vector<std::pair<int64_t, double>> records;
+  for (std::string line; std::getline(log, line);) {
+    const auto r = json::parse(line);
+    if (r["type"] == "step") records.emplace_back(r["step"].get<int64_t>(), r["loss"].get<double>());
+    if (r["type"] == "epoch") EXPECT_DOUBLE_EQ(r["train_loss"].get<double>(), 5.0);  // (1 + ... + 9) / 9, equal batches
+  }
+  const std::vector<std::pair<int64_t, double>> expected = {{4, 2.5}, {8, 6.5}, {9, 9.0}};
+  EXPECT_EQ(records, expected);
+  EXPECT_EQ(ewa::train::read_checkpoint(runs / "t/last.pt").step, 9);
 }
 
 TEST(Train, AppliesTheEwaStepAfterEveryOptimizerStep) {

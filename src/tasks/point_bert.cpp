@@ -4,11 +4,11 @@
 
 #include "common/error.h"
 #include "common/random.h"
+#include "common/text.h"
 #include "eval/svm_probe.h"
 #include "io/state_dict.h"
 #include "tasks/run_task.h"
 #include "train/eval_mode.h"
-#include "train/run.h"
 
 namespace ewa::tasks {
 using eval::LinearSvm;

@@ -59,22 +59,26 @@ namespace {
 // rate, speed, ETA), each also a "step" record of log.jsonl; the epoch's line and record.
 class ProgressLog : public Hook {
  public:
-  void after_step(Run& r, int64_t b) override {
-    if (r.step % r.cfg.train.log_every != 0 && b + 1 != r.steps_per_epoch) return;
-    r.flush_pending();
+  void at_start(const Run& r) override { window_start_ = r.train_start; }
+  bool needs_read(const Run& r, int64_t) const override { return r.step % r.cfg.train.log_every == 0; }
+  void after_step(const Run& r, const StepDone& s) override {
+    ++steps_;
+    samples_ += s.samples;
+    for (const double l : s.losses_read) loss_ += l;
+    if (r.step % r.cfg.train.log_every != 0 && !s.last_of_epoch) return;
     if (r.group) {  // the logged loss and sample count are those of the whole job
-      std::vector<torch::Tensor> t = {torch::tensor({r.window_loss, double(r.window_samples)}, torch::kDouble)};
+      std::vector<torch::Tensor> t = {torch::tensor({loss_, double(samples_)}, torch::kDouble)};
       r.group->allreduce_sum(t);
-      r.window_loss = t[0][0].item<double>() / double(r.world);
-      r.window_samples = static_cast<int64_t>(t[0][1].item<double>());
+      loss_ = t[0][0].item<double>() / double(r.world);
+      samples_ = static_cast<int64_t>(t[0][1].item<double>());
     }
-    const double secs = std::chrono::duration<double>(Clock::now() - r.window_start).count();
-    const double ms = 1000.0 * secs / double(r.window_steps);
-    const double sps = double(r.window_samples) / std::max(secs, 1e-9);
+    const double secs = std::chrono::duration<double>(Clock::now() - window_start_).count();
+    const double ms = 1000.0 * secs / double(steps_);
+    const double sps = double(samples_) / std::max(secs, 1e-9);
     const double done = double(r.step - r.steps_at_start);
     const double elapsed = std::chrono::duration<double>(Clock::now() - r.train_start).count();
     const double eta = done > 0 ? elapsed / done * double(r.total_steps - r.step) : 0.0;
-    const double mean_loss = r.window_loss / double(r.window_steps);
+    const double mean_loss = loss_ / double(steps_);
     r.report("epoch " + std::to_string(r.epoch + 1) + "/" + std::to_string(r.cfg.train.epochs) + " step " +
              std::to_string(r.step) + "/" + std::to_string(r.total_steps) + " loss " + fmt("%.4f", mean_loss) + " lr " +
              fmt("%.2e", r.lr) + " beta " + fmt("%.3f", r.beta) + " " + fmt("%.1f", ms) + " ms/step " + fmt("%.0f", sps) +
@@ -90,11 +94,11 @@ class ProgressLog : public Hook {
         r.events->flush();
       }
     }
-    r.window_start = Clock::now();
-    r.window_steps = r.window_samples = 0;
-    r.window_loss = 0;
+    window_start_ = Clock::now();
+    steps_ = samples_ = 0;
+    loss_ = 0;
   }
-  void after_epoch(Run& r, const EpochRecord& e) override {
+  void after_epoch(const Run& r, const EpochRecord& e) override {
     if (!r.main_rank) return;
     append_line(r.dir + "/log.jsonl", e.record.dump());
     if (r.events) {
@@ -106,6 +110,12 @@ class ProgressLog : public Hook {
     }
     r.report(e.line);
   }
+
+ private:
+  // The steps since the last progress line: their time, count, samples and summed losses.
+  Clock::time_point window_start_;
+  int64_t steps_ = 0, samples_ = 0;
+  double loss_ = 0;
 };
 
 // last.pt every train.checkpoint_every steps and after every epoch (with best.pt on a better
@@ -113,29 +123,30 @@ class ProgressLog : public Hook {
 // SIGINT / SIGTERM on any rank every rank stops after the same step, once last.pt holds it.
 class Checkpointer : public Hook {
  public:
-  void after_step(Run& r, int64_t b) override {
-    const int sig = r.agreed_stop();
+  bool needs_read(const Run& r, int64_t b) const override {
     const bool periodic = r.cfg.train.checkpoint_every > 0 && r.step % r.cfg.train.checkpoint_every == 0;
-    if (!sig && !(periodic && b + 1 < r.steps_per_epoch)) return;  // the epoch's end covers its last batch
-    r.flush_pending();
-    const EpochSums job = r.job_sums(r.sums);
-    if (r.main_rank) save_last(r, r.epoch, r.progress(b + 1, job));
-    if (sig)
-      stop(r, sig, "step " + std::to_string(r.step) + " (epoch " + std::to_string(r.epoch + 1) + ", batch " +
-                       std::to_string(b + 1) + " of " + std::to_string(r.steps_per_epoch) + ")");
+    return r.stop || (periodic && b + 1 < r.steps_per_epoch);  // the epoch's end covers its last batch
   }
-  void after_epoch(Run& r, const EpochRecord& e) override {
+  void after_step(const Run& r, const StepDone& s) override {
+    if (!needs_read(r, s.batch)) return;
+    const EpochSums job = r.job_sums(r.sums);
+    if (r.main_rank) save_last(r, r.epoch, r.progress(s.batch + 1, job));
+    if (r.stop)
+      stop(r, r.stop, "step " + std::to_string(r.step) + " (epoch " + std::to_string(r.epoch + 1) + ", batch " +
+                          std::to_string(s.batch + 1) + " of " + std::to_string(r.steps_per_epoch) + ")");
+  }
+  void after_epoch(const Run& r, const EpochRecord& e) override {
     if (r.main_rank) {
       const auto ckpt = save_last(r, r.epoch + 1, r.progress(0, {}));
       if (e.best_val || (e.best_test && r.task.best_is_best_on_test())) save_checkpoint(r.best_path, ckpt);
       if (e.best_test && r.cfg.eval.save_best_on_test) save_checkpoint(r.dir + "/best_on_test.pt", ckpt);
     }
-    if (const int sig = r.agreed_stop(); sig && r.epoch + 1 < r.cfg.train.epochs)
-      stop(r, sig, "epoch " + std::to_string(r.epoch + 1) + " (step " + std::to_string(r.step) + ")");
+    if (r.stop && r.epoch + 1 < r.cfg.train.epochs)
+      stop(r, r.stop, "epoch " + std::to_string(r.epoch + 1) + " (step " + std::to_string(r.step) + ")");
   }
 
  private:
-  static Checkpoint save_last(Run& r, int64_t epochs_done, const nlohmann::json& where) {
+  static Checkpoint save_last(const Run& r, int64_t epochs_done, const nlohmann::json& where) {
     auto ckpt = r.checkpoint(epochs_done, where);
     save_checkpoint(r.last_path, ckpt);
     return ckpt;
@@ -154,9 +165,8 @@ class Checkpointer : public Hook {
 // and the closing lines.
 class MetricsWriter : public Hook {
  public:
-  void at_end(Run& r, nlohmann::json& metrics) override {
+  void at_end(const Run& r, nlohmann::json& metrics) override {
     const std::string eval_label = r.weights_label() + r.task.eval_label();
-    r.result.seconds = std::chrono::duration<double>(Clock::now() - r.run_start).count();
     metrics.update({{"name", r.cfg.name},
                     {"final_epoch", r.cfg.train.epochs},
                     {"steps", r.step},

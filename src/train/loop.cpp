@@ -1,5 +1,6 @@
 #include "train/loop.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -92,7 +93,8 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   hooks.push_back(checkpoint_hook());
   hooks.push_back(metrics_hook());
   install_stop_handlers();
-  run.train_start = run.window_start = Clock::now();
+  run.train_start = Clock::now();
+  for (auto& h : hooks) h->at_start(run);
   for (run.epoch = run.start_epoch; run.epoch < cfg.train.epochs; ++run.epoch) {
     task.set_training();
     run.data.train->start_epoch(run.epoch);
@@ -100,12 +102,17 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
     // A checkpoint holds the job's sums: rank 0 carries them on, the other ranks add their own.
     run.sums = first_batch > 0 && run.main_rank ? run.resumed_sums : EpochSums{};
     for (int64_t b = first_batch; b < run.steps_per_epoch; ++b) {
-      run.train_step(b);
-      for (auto& h : hooks) h->after_step(run, b);
+      StepDone done = run.train_step(b);
+      run.stop = run.agreed_stop();
+      const bool read = done.last_of_epoch ||
+                        std::any_of(hooks.begin(), hooks.end(), [&](const auto& h) { return h->needs_read(run, b); });
+      if (read) done.losses_read = run.read_pending();
+      for (auto& h : hooks) h->after_step(run, done);
     }
     // eval.every: the splits are evaluated every N epochs and after the last.
     const bool evaluate = (run.epoch + 1) % cfg.eval.every == 0 || run.epoch + 1 == cfg.train.epochs;
     const EpochRecord record = run.evaluate_epoch(evaluate);
+    run.stop = run.agreed_stop();
     for (auto& h : hooks) h->after_epoch(run, record);
   }
   run.result.steps = run.step;
@@ -117,6 +124,7 @@ LoopResult run_training(const Config& cfg, Task& task, data::TaskData& data, con
   }
   if (!run.main_rank) return run.result;
   task.finish(run.dir, run.report);
+  run.result.seconds = std::chrono::duration<double>(Clock::now() - run.run_start).count();
   for (auto& h : hooks) h->at_end(run, metrics);
   return run.result;
 }
@@ -130,8 +138,8 @@ void PendingSteps::add(const StepOutput& out, int64_t step) {
   steps_.push_back(step);
 }
 
-void PendingSteps::flush(EpochSums& sums, double& window_loss) {
-  if (losses_.empty()) return;
+std::vector<double> PendingSteps::flush(EpochSums& sums) {
+  if (losses_.empty()) return {};
   const auto loss = torch::stack(losses_).to(torch::kDouble).cpu();  // one read for all of them
   const auto correct = correct_.empty() ? torch::Tensor() : torch::stack(correct_).to(torch::kLong).cpu();
   const double* l = loss.data_ptr<double>();
@@ -143,12 +151,13 @@ void PendingSteps::flush(EpochSums& sums, double& window_loss) {
       sums.correct += correct.data_ptr<int64_t>()[i];
     }
     sums.seen += counts_[i];
-    window_loss += l[i];
   }
+  std::vector<double> out(l, l + losses_.size());
   losses_.clear();
   correct_.clear();
   counts_.clear();
   steps_.clear();
+  return out;
 }
 
 Run::Run(const Config& cfg_, Task& task_, data::TaskData& data_, const TrainOptions& options, const Reporter& report_all,
@@ -283,7 +292,7 @@ StepOutput optimization_step(const Config& cfg, torch::Device device, const std:
   return out;
 }
 
-void Run::train_step(int64_t b) {
+StepDone Run::train_step(int64_t b) {
   // The step's random streams (common/random.h), each fixed by (seed, rank, step): its batch's
   // augmentation and resampling; dropout, drop path and masks (torch's default generator); the
   // RupMoE partitions. Two runs of one seed that differ in their MoE/EWA settings draw the same
@@ -315,9 +324,12 @@ void Run::train_step(int64_t b) {
   if (group && !float_buffers.empty()) group->broadcast(float_buffers);  // BatchNorm statistics: rank 0's, as DDP
   if (has_ema()) update_ema();
   if (group) group->heartbeat(step);
-  pending.add(out, step);  // read back with the others (hooks), not now
-  ++window_steps;
-  window_samples += out.count;
+  pending.add(out, step);  // read back with the others (when a hook needs them), not now
+  StepDone done;
+  done.batch = b;
+  done.samples = out.count;
+  done.last_of_epoch = b + 1 == steps_per_epoch;
+  return done;
 }
 
 EvalResult Run::evaluate(data::BatchSource& source) {
@@ -345,7 +357,7 @@ void Run::swap_ema() {
   }
 }
 
-Checkpoint Run::checkpoint(int64_t epochs_done, const nlohmann::json& where) {
+Checkpoint Run::checkpoint(int64_t epochs_done, const nlohmann::json& where) const {
   auto ckpt = make_checkpoint(task.model(), optimizer.get(), cfg.json, step, epochs_done);
   ckpt.class_names = data.class_names;
   ckpt.progress = where;

@@ -33,12 +33,23 @@ struct EpochSums {
 class PendingSteps {
  public:
   void add(const StepOutput& out, int64_t step);
-  // Adds the pending steps to `sums` and `window_loss`; fails at the first non-finite loss.
-  void flush(EpochSums& sums, double& window_loss);
+  // Adds the pending steps to `sums` and returns their losses (each step's mean, in step order);
+  // fails at the first non-finite loss.
+  std::vector<double> flush(EpochSums& sums);
 
  private:
   std::vector<torch::Tensor> losses_, correct_;
   std::vector<int64_t> counts_, steps_;
+};
+
+// What the loop tells the hooks of a step.
+struct StepDone {
+  int64_t batch = 0;    // its index in the epoch
+  int64_t samples = 0;  // this rank's samples in it
+  bool last_of_epoch = false;
+  // The losses read back from the device after this step (each step's mean, in step order: this
+  // step's and the unread ones before it); empty when none were read.
+  std::vector<double> losses_read;
 };
 
 // What the epoch's evaluation gave: its log.jsonl record and progress line, and whether it is
@@ -59,7 +70,8 @@ struct Run {
   void resume(const std::string& path, std::shared_ptr<const io::Checkpoint> read);
   void sync_start();                     // every rank starts from rank 0's weights; config.json
   std::string startup_table() const;
-  void train_step(int64_t batch);        // forward, backward, gradient sync, clipping, AdamW, EWA
+  // Forward, backward, gradient sync, clipping, AdamW, EWA; what the hooks are told of it.
+  StepDone train_step(int64_t batch);
   // The epoch's record: its training sums and, when `evaluate_splits`, test (and validation) and
   // whether they are the best so far.
   EpochRecord evaluate_epoch(bool evaluate_splits);
@@ -67,7 +79,7 @@ struct Run {
   EpochSums job_sums(const EpochSums& mine) const;  // summed over ranks (a collective)
   int agreed_stop() const;               // SIGINT/SIGTERM seen on any rank (a collective)
   nlohmann::json progress(int64_t position, const EpochSums& sums) const;  // a checkpoint's "progress"
-  void flush_pending() { pending.flush(sums, window_loss); }
+  std::vector<double> read_pending() { return pending.flush(sums); }  // the steps not yet read back
   nlohmann::json distributed_summary();  // rank agreement and all-reduce time (several ranks)
   // Model EMA (train.ema_decay > 0, timm's ModelEmaV2): the average moves after every step;
   // evaluations and checkpoints' "model" are the EMA's ("model_train" the raw weights).
@@ -76,7 +88,7 @@ struct Run {
   void swap_ema();  // exchanges the model's weights and the EMA's
   // The model's state for a checkpoint: the EMA as "model" and the raw weights as "model_train"
   // when there is one.
-  Checkpoint checkpoint(int64_t epochs_done, const nlohmann::json& where);
+  Checkpoint checkpoint(int64_t epochs_done, const nlohmann::json& where) const;
   // "EMA weights (decay d), " or "".
   std::string weights_label() const;
 
@@ -105,9 +117,9 @@ struct Run {
   EpochSums sums, resumed_sums;
   PendingSteps pending;
   double lr = 0, beta = 0;  // of the last step
-  Clock::time_point window_start, train_start, run_start;
-  int64_t window_steps = 0, window_samples = 0;
-  double window_loss = 0, comm_at_start = 0;
+  Clock::time_point train_start, run_start;
+  double comm_at_start = 0;
+  int stop = 0;  // SIGINT or SIGTERM seen on any rank by the last step or evaluation (agreed_stop)
   double best_val = -INFINITY, best_test = -INFINITY;
   int64_t best_test_epoch = 0;
   nlohmann::json best_test_json;
@@ -115,13 +127,18 @@ struct Run {
   LoopResult result;
 };
 
-// Called by the loop at fixed points; a hook may stop the run by throwing (Interrupted).
+// Called by the loop at fixed points. A hook sees the run read-only and keeps its own state (the
+// progress hook its window of steps); it may stop the run by throwing (Interrupted).
 class Hook {
  public:
   virtual ~Hook() = default;
-  virtual void after_step(Run& run, int64_t batch) {}
-  virtual void after_epoch(Run& run, const EpochRecord& epoch) {}
-  virtual void at_end(Run& run, nlohmann::json& metrics) {}
+  virtual void at_start(const Run& run) {}  // before the first step, run.train_start set
+  // Whether the steps' losses must be read back from the device before this step's after_step
+  // (a progress line, a checkpoint). The loop also reads them with every epoch's last step.
+  virtual bool needs_read(const Run& run, int64_t batch) const { return false; }
+  virtual void after_step(const Run& run, const StepDone& step) {}
+  virtual void after_epoch(const Run& run, const EpochRecord& epoch) {}
+  virtual void at_end(const Run& run, nlohmann::json& metrics) {}  // rank 0; run.result.seconds set
 };
 
 // The hooks every run has, in the order they are called (hooks.cpp).
