@@ -51,8 +51,7 @@ BertTransformerImpl::BertTransformerImpl(const Config& cfg, int64_t encoder_dims
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
   mask_token = register_parameter("mask_token", torch::zeros({1, 1, d}));
   cls_pos = register_parameter("cls_pos", torch::zeros({1, 1, d}));
-  pos_embed = register_module("pos_embed", torch::nn::Sequential(torch::nn::Linear(3, 128), torch::nn::GELU(),
-                                                                  torch::nn::Linear(128, d)));
+  pos_embed = register_module("pos_embed", position_mlp(d));
   blocks = register_module("blocks", PointBlocks(cfg));
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
   lm_head = register_module("lm_head", torch::nn::Linear(d, num_tokens));

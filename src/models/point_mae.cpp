@@ -18,10 +18,6 @@ torch::Tensor gather_rows(const torch::Tensor& x, const torch::Tensor& idx) {
   return x.gather(1, index.expand(expand));
 }
 
-torch::nn::Sequential position_mlp(int64_t dim) {
-  return torch::nn::Sequential(torch::nn::Linear(3, 128), torch::nn::GELU(), torch::nn::Linear(128, dim));
-}
-
 }  // namespace
 
 torch::Tensor make_group_mask(const torch::Tensor& centers, double ratio, const std::string& type) {

@@ -64,8 +64,7 @@ PointSegImpl::PointSegImpl(const Config& cfg)
   const int64_t e = m.encoder_dims > 0 ? m.encoder_dims : d;
   if (e != d) fail("model.encoder_dims: point_seg needs encoder_dims = embed_dim (or 0), as Point-MAE");
   encoder = register_module("encoder", MiniPointNet(m.in_chans, e));
-  pos_embed = register_module("pos_embed", torch::nn::Sequential(torch::nn::Linear(3, 128), torch::nn::GELU(),
-                                                                  torch::nn::Linear(128, d)));
+  pos_embed = register_module("pos_embed", position_mlp(d));
   blocks = register_module("blocks", PointBlocks(cfg));
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
   label_conv = register_module(

@@ -49,6 +49,10 @@ torch::Tensor MiniPointNetImpl::forward_concat(const torch::Tensor& groups) {
   return std::get<0>(h.view({B * G, K, -1}).max(1)).view({B, G, -1});
 }
 
+torch::nn::Sequential position_mlp(int64_t dim) {
+  return torch::nn::Sequential(torch::nn::Linear(3, 128), torch::nn::GELU(), torch::nn::Linear(128, dim));
+}
+
 PointBlocksImpl::PointBlocksImpl(const Config& cfg) {
   const auto& m = cfg.model;
   blocks = register_module("blocks", torch::nn::ModuleList());
@@ -80,8 +84,7 @@ PointTransformerImpl::PointTransformerImpl(const Config& cfg)
   if (bert || e != d) reduce_dim = register_module("reduce_dim", torch::nn::Linear(e, d));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
   cls_pos = register_parameter("cls_pos", torch::zeros({1, 1, d}));
-  pos_embed = register_module("pos_embed", torch::nn::Sequential(torch::nn::Linear(3, 128), torch::nn::GELU(),
-                                                                  torch::nn::Linear(128, d)));
+  pos_embed = register_module("pos_embed", position_mlp(d));
   blocks = register_module("blocks", PointBlocks(cfg));
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
   const int64_t h = m.head_hidden;

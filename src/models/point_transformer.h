@@ -53,6 +53,10 @@ class PointBlocksImpl : public torch::nn::Module {
 };
 TORCH_MODULE(PointBlocks);
 
+// The position embedding of Point-MAE and Point-BERT (their pos_embed / decoder_pos_embed): the
+// centers [..., 3] -> Linear(3, 128), GELU, Linear(128, dim); parameters "0.*" and "2.*".
+torch::nn::Sequential position_mlp(int64_t dim);
+
 // What a point classifier computed for each patch (`ewa show`), from an eval-mode forward pass.
 struct PointInspection {
   torch::Tensor logits;     // [B, num_classes]
