@@ -43,7 +43,7 @@ void add_pretrain_command(CLI::App& app) {
   cmd->callback([args] {
     const std::string from = !args->reconstruct.empty() ? args->reconstruct : args->resume;
     std::shared_ptr<const io::Checkpoint> read;
-    Config cfg = run_config(args->config, from, args->set, args->name, &read);
+    Config cfg = train::run_config(args->config, from, args->set, args->name, &read);
     if (args->reconstruct.empty()) {
       const auto group = join_job(args->dist);
       // Point-MAE's masked autoencoder, or Point-BERT's stage 1 (the dVAE tokenizer) or stage 2.

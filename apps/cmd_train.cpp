@@ -5,6 +5,7 @@
 #include "config/model_kinds.h"
 #include "datasets/registry.h"
 #include "tasks/run_task.h"
+#include "train/setup.h"
 
 namespace ewa::app {
 namespace {
@@ -35,7 +36,7 @@ void run(const TrainArgs& a) {
   if (a.allow_missing) set.push_back("finetune.allow_missing=true");
   if (a.layer_decay > 0) set.push_back("finetune.layer_decay=" + std::to_string(a.layer_decay));
   std::shared_ptr<const io::Checkpoint> resumed;
-  Config cfg = run_config(a.config, a.resume, set, a.name, &resumed);
+  Config cfg = train::run_config(a.config, a.resume, set, a.name, &resumed);
   require_trained_by(cfg, "train");
   const std::string run_dir = tasks::run_task(cfg, datasets::load_task, {a.resume, group, resumed}, print_line).run_dir;
   if (!group || group->is_main()) plot_finished_run(run_dir);

@@ -40,13 +40,6 @@ void plot_finished_run(const std::string& dir);
 // Flag checks with plain messages ("expected an integer >= 1, got '0'"), for CLI11's check().
 CLI::Validator at_least(int64_t minimum);
 
-// The config of a training or pretraining run: `config_path` with --set overrides, or, when it is
-// empty and `checkpoint` is given (--resume, --reconstruct), the checkpoint's own config with the
-// overrides; `name` (when not empty) renames the run. Applies train.threads.
-// `read` (optional) receives the checkpoint when it was read for its config, for the run to reuse.
-Config run_config(const std::string& config_path, const std::string& checkpoint, const std::vector<std::string>& overrides,
-                  const std::string& name, std::shared_ptr<const io::Checkpoint>* read = nullptr);
-
 // Models for inference from weights files (infer/load.h).
 using infer::config_for_weights;
 using infer::load_point_classifier;

@@ -72,23 +72,6 @@ CLI::Validator at_least(int64_t minimum) {
       "INT>=" + std::to_string(minimum));
 }
 
-Config run_config(const std::string& config_path, const std::string& checkpoint, const std::vector<std::string>& overrides,
-                  const std::string& name, std::shared_ptr<const io::Checkpoint>* read) {
-  Config cfg;
-  if (config_path.empty() && !checkpoint.empty()) {
-    auto ckpt = std::make_shared<const io::Checkpoint>(io::read_checkpoint(checkpoint));
-    if (read) *read = ckpt;
-    nlohmann::json j = resolve_config(ckpt->config, "checkpoint " + checkpoint);
-    for (const auto& o : overrides) apply_override(j, o);
-    cfg = parse_config(j, "checkpoint " + checkpoint);
-  } else {
-    cfg = load_config(config_path, overrides);
-  }
-  if (!name.empty()) cfg = cfg.with({{"name", name}});
-  if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
-  return cfg;
-}
-
 void print_line(const std::string& line) { std::cout << line << std::endl; }
 
 int64_t category_option(const std::string& name) {

@@ -86,6 +86,27 @@ TEST(Config, PresetsFillSizesUnlessGivenExplicitly) {
   EXPECT_EQ(c.model.embed_dim, 384);
 }
 
+// --set is applied to the config's own keys and the result resolved once: a preset set on the
+// command line fills the sizes the file leaves out, as the same preset written in the file does,
+// and a size the file gives stays; a study's arm (config_from_keys of the file's keys) reads the
+// same config as --set. A checkpoint's config gives every size (its weights'), so they stay.
+TEST(Config, SetAPresetFillsTheSizesTheFileLeavesOut) {
+  ewa::testing::TempDir dir;
+  ewa::testing::write_file(dir / "t.json", R"({"model": {"preset": "tiny", "depth": 4}})");
+  ewa::testing::write_file(dir / "s.json", R"({"model": {"preset": "small", "depth": 4}})");
+  const auto c = ewa::load_config(dir / "t.json", {"model.preset=small"});
+  EXPECT_EQ(c.model.embed_dim, 384);
+  EXPECT_EQ(c.model.num_heads, 6);
+  EXPECT_EQ(c.model.depth, 4);
+  EXPECT_EQ(c.json, ewa::load_config(dir / "s.json", {}).json);
+  EXPECT_EQ(ewa::config_from_keys(ewa::read_config_file(dir / "t.json"), {"model.preset=small"}, "study").json, c.json);
+  EXPECT_EQ(ewa::load_config("", {"model.preset=base"}).model.embed_dim, 768);
+  const auto resolved = ewa::load_config(dir / "t.json", {}).json;
+  const auto from_checkpoint = ewa::config_from_keys(resolved, {"model.preset=small"}, "checkpoint c.pt");
+  EXPECT_EQ(from_checkpoint.model.embed_dim, 192);
+  EXPECT_EQ(from_checkpoint.json["model"]["preset"], "small");
+}
+
 TEST(Config, SetOverridesParseValuesAndRejectUnknownKeys) {
   json cfg = ewa::default_config();
   ewa::apply_override(cfg, "ewa.share_rate=0.5");

@@ -381,36 +381,48 @@ void parse_data(const json& j, Config& c, const KeyError& bad) {
 
 namespace {
 
-// The JSON load_config parses: the file with its bases, resolved (its preset fills the size keys
-// it leaves out), then the --set overrides, resolved again. `origin` (when given) receives, for
-// every key something set, where it came from: the file or base that set it last, "preset <name>"
-// or "--set".
-json loaded_config(const std::string& path, const std::vector<std::string>& overrides,
+// A config's own keys with the --set overrides applied to them, resolved once: the defaults, and
+// the preset's sizes for the size keys neither gives (so --set model.preset=small fills them as
+// the same preset in the file would). `origin` (when given) receives, for every key something
+// set, where it came from: "--set" or "preset <name>" here, the file or base that set it last
+// from the caller.
+json resolved_keys(json keys, const std::vector<std::string>& overrides, const std::string& source,
                    std::map<std::string, std::string>* origin) {
-  json cfg = default_config();
-  if (!path.empty()) {
-    std::vector<std::string> chain;
-    cfg = resolve_config(compose_config_file(path, chain, origin), "config " + path);
+  for (const auto& o : overrides) {
+    apply_override(keys, o);
+    if (origin) (*origin)[o.substr(0, o.find('='))] = "--set";
   }
+  json cfg = resolve_config(keys, source);
   const std::string preset = cfg["model"]["preset"];
   if (origin && preset != "custom")
     for (const auto& item : kPresets.at(preset)) origin->emplace("model." + item.first, "preset " + preset);
-  for (const auto& o : overrides) {
-    apply_override(cfg, o);
-    if (origin) (*origin)[o.substr(0, o.find('='))] = "--set";
-  }
-  return resolve_config(cfg, path.empty() ? "config (defaults)" : "config " + path);
+  return cfg;
+}
+
+std::string source_of(const std::string& path) { return path.empty() ? "config (defaults)" : "config " + path; }
+
+// The JSON load_config parses: the file with its bases (nothing when `path` is empty) and the
+// --set overrides, resolved once.
+json loaded_config(const std::string& path, const std::vector<std::string>& overrides,
+                   std::map<std::string, std::string>* origin) {
+  std::vector<std::string> chain;
+  json keys = path.empty() ? json::object() : compose_config_file(path, chain, origin);
+  return resolved_keys(std::move(keys), overrides, source_of(path), origin);
 }
 
 }  // namespace
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  return parse_config(loaded_config(path, overrides, nullptr), path.empty() ? "config (defaults)" : "config " + path);
+  return parse_config(loaded_config(path, overrides, nullptr), source_of(path));
+}
+
+Config config_from_keys(const json& keys, const std::vector<std::string>& overrides, const std::string& source) {
+  return parse_config(resolved_keys(keys, overrides, source, nullptr), source);
 }
 
 std::vector<ConfigValue> config_sources(const std::string& path, const std::vector<std::string>& overrides) {
   std::map<std::string, std::string> origin;
-  const Config cfg = parse_config(loaded_config(path, overrides, &origin), path.empty() ? "config (defaults)" : "config " + path);
+  const Config cfg = parse_config(loaded_config(path, overrides, &origin), source_of(path));
   std::vector<ConfigValue> out;
   for (const auto& f : config_schema()) {
     const auto it = origin.find(f.key);

@@ -161,8 +161,14 @@ nlohmann::json resolve_config(const nlohmann::json& user, const std::string& sou
 // the width, MoE block indices within depth ...).
 Config parse_config(const nlohmann::json& resolved, const std::string& source);
 
-// A config file (or the defaults when `path` is empty) with "dotted.key=value" overrides
-// (--set) applied, resolved and parsed: what every command that takes --config reads.
+// A config's own keys (a file read with its bases, a checkpoint's config, a study's arm) with
+// "dotted.key=value" overrides (--set) applied to them, then resolved once and parsed: a
+// `--set model.preset=small` fills the size keys the keys do not give, as the same preset written
+// in the file would. `source` names where the keys came from, for error messages.
+Config config_from_keys(const nlohmann::json& keys, const std::vector<std::string>& overrides, const std::string& source);
+
+// A config file (or the defaults when `path` is empty) with its overrides: config_from_keys of
+// read_config_file(path). What every command that takes --config reads.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides);
 
 const char* mlp_kind_name(MlpKind kind);

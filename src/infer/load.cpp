@@ -79,9 +79,7 @@ Config config_for_weights(const std::string& weights_path, const io::StateDict& 
   } else if (!config_path.empty()) {
     cfg = load_config(config_path, overrides);
   } else {
-    nlohmann::json j = resolve_config(weights.config, "checkpoint " + weights_path);
-    for (const auto& o : overrides) apply_override(j, o);
-    cfg = parse_config(j, "checkpoint " + weights_path);
+    cfg = config_from_keys(weights.config, overrides, "checkpoint " + weights_path);
   }
   return resolve_for_weights(cfg, weights);  // channels and classes where the file shows them
 }

@@ -231,9 +231,7 @@ std::vector<PlannedRun> plan(const Study& study) {
       r.set.push_back("train.runs_dir=" + (fs::path(study.dir()) / arm.name).string());
       const std::string source = "study " + study.file + ", arm '" + arm.name + "'";
       try {
-        json j = base;
-        for (const auto& o : r.set) apply_override(j, o);
-        r.cfg = parse_config(resolve_config(j, source), source).with({{"name", "s" + std::to_string(seed)}});
+        r.cfg = config_from_keys(base, r.set, source).with({{"name", "s" + std::to_string(seed)}});
       } catch (const Error& e) {
         const std::string msg = e.what();  // the config's own errors name the source already
         fail(msg.find(source) != std::string::npos ? msg : source + ": " + msg);

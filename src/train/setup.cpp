@@ -3,8 +3,25 @@
 #include <map>
 
 #include "common/error.h"
+#include "common/runtime.h"
+#include "io/checkpoint.h"
 
 namespace ewa::train {
+
+Config run_config(const std::string& config_path, const std::string& checkpoint, const std::vector<std::string>& overrides,
+                  const std::string& name, std::shared_ptr<const io::Checkpoint>* read) {
+  Config cfg;
+  if (config_path.empty() && !checkpoint.empty()) {
+    auto ckpt = std::make_shared<const io::Checkpoint>(io::read_checkpoint(checkpoint));
+    if (read) *read = ckpt;
+    cfg = config_from_keys(ckpt->config, overrides, "checkpoint " + checkpoint);
+  } else {
+    cfg = load_config(config_path, overrides);
+  }
+  if (!name.empty()) cfg = cfg.with({{"name", name}});
+  if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
+  return cfg;
+}
 
 torch::Device select_device(const std::string& device, dist::Group* group) {
   if (device == "cpu") return torch::kCPU;

@@ -1,8 +1,10 @@
-// What every task's run and every command shares before a model exists: the sizes a dataset
-// settles, the device, and the fine-tuning start from finetune.init.
+// What every task's run and every command shares before a model exists: the run's config, the
+// sizes a dataset settles, the device, and the fine-tuning start from finetune.init.
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -11,7 +13,19 @@
 #include "dist/dist.h"
 #include "io/pretrained.h"
 
+namespace ewa::io {
+struct Checkpoint;
+}
+
 namespace ewa::train {
+
+// The config of a training or pretraining run: `config_path` with --set overrides, or, when it is
+// empty and `checkpoint` is given (--resume, --reconstruct), the checkpoint's own config with the
+// overrides (config_from_keys, as a file's); `name` (when not empty) renames the run. Applies
+// train.threads. `read` (optional) receives the checkpoint when it was read for its config, for
+// the run to reuse.
+Config run_config(const std::string& config_path, const std::string& checkpoint, const std::vector<std::string>& overrides,
+                  const std::string& name, std::shared_ptr<const io::Checkpoint>* read = nullptr);
 
 // Resolves model sizes from the dataset (model.img_size/in_chans/num_classes = 0) and
 // checks given ones against it (a head with more outputs than the dataset has classes is
