@@ -7,7 +7,8 @@
 #   make demo-pretrain  Point-MAE pretraining on unlabelled synthetic shapes, then EWA fine-tuning
 #               from it on the labelled ones, converted to dense and evaluated
 #   make test   install dependencies, build, run every test (ctest), then the same for the minimal
-#               variant (build-min: no HDF5, PCL, Open3D, cairo, liblinear or CUDA, as on a bare GPU image)
+#               variant (build-min: no HDF5, PCL, Open3D, cairo, liblinear, libpng, libjpeg or CUDA, as on a
+#               bare GPU image)
 #   make test-minimal  only the minimal variant
 #   make build  configure and compile only (no dependency install)
 #   make bench  ewa bench train-step (the numbers of docs/benchmarks.md)
@@ -30,7 +31,7 @@ SYNTH = data/synthetic_shapes
 # aside), CPU only. Commands that can work without them must work there; CI tests it.
 MIN_BUILD ?= build-min
 MIN_FLAGS = -DEWA_WITH_HDF5=OFF -DEWA_WITH_PCL=OFF -DEWA_WITH_OPEN3D=OFF -DEWA_WITH_CAIRO=OFF \
-            -DEWA_WITH_LIBLINEAR=OFF -DEWA_WITH_CUDA=OFF
+            -DEWA_WITH_LIBLINEAR=OFF -DEWA_WITH_PNG=OFF -DEWA_WITH_JPEG=OFF -DEWA_WITH_CUDA=OFF
 # What this build has (from `ewa --version`), for the demos: the synthetic shapes as HDF5 where it
 # is built in, else as .npy class folders (data.dataset modelnet_folder); plots only with cairo.
 has = $(shell $(EWA) --version 2>/dev/null | grep -q '$(1) on' && echo yes)

@@ -21,6 +21,7 @@
 #include "datasets/hdf5.h"
 #include "dist/dist.h"
 #include "eval/svm_probe.h"
+#include "io/image_file.h"
 #include "io/point_io.h"
 #include "kernels/common/simd.h"
 #include "train/checkpoint.h"
@@ -51,7 +52,8 @@ std::string version_text() {
 #endif
   return std::string("ewa 0.1.0\nbuilt with: CUDA kernels ") + on(cuda) + ", HDF5 " + on(datasets::built_with_hdf5()) + ", PCL " +
          on(io::built_with_pcl()) + ", Open3D " + on(io::built_with_open3d()) + ", cairo " + on(viz::built_with_cairo()) +
-         ", liblinear " + on(eval::built_with_liblinear()) + ", Gloo " + on(dist::built_with_gloo()) + ", NCCL " +
+         ", liblinear " + on(eval::built_with_liblinear()) + ", PNG " + on(io::built_with_png()) + ", JPEG " +
+         on(io::built_with_jpeg()) + ", Gloo " + on(dist::built_with_gloo()) + ", NCCL " +
          on(dist::built_with_nccl()) + "; LibTorch " + TORCH_VERSION;
 }
 

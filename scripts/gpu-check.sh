@@ -181,7 +181,7 @@ run() {
     cmake -S . -B build-gpu -G \"\$(command -v ninja >/dev/null && echo Ninja || echo 'Unix Makefiles')\" \
       -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH='$abs;$abs/gtest' -DZLIB_ROOT='$abs' \
       -DEWA_WITH_CUDA=ON -DCMAKE_CUDA_COMPILER='$nvcc' -DEWA_CUDA_ARCHITECTURES='${arch:-90}' \
-      -DEWA_WITH_HDF5=OFF -DEWA_WITH_PCL=OFF -DEWA_WITH_OPEN3D=OFF -DEWA_WITH_CAIRO=OFF -DEWA_WITH_LIBLINEAR=OFF
+      -DEWA_WITH_HDF5=OFF -DEWA_WITH_PCL=OFF -DEWA_WITH_OPEN3D=OFF -DEWA_WITH_CAIRO=OFF -DEWA_WITH_LIBLINEAR=OFF -DEWA_WITH_PNG=OFF -DEWA_WITH_JPEG=OFF
     cmake --build build-gpu -j $jobs
     build-gpu/ewa --version"
   fi

@@ -25,13 +25,15 @@ PACKAGES=(
   libhdf5-dev libpcl-dev libopen3d-dev nlohmann-json3-dev libcli11-dev
   googletest libgtest-dev libbenchmark-dev
   dataset-fashion-mnist xvfb libcairo2-dev fonts-dejavu-core libgl1-mesa-dri libgloo-dev
-  liblinear-dev liblinear-tools
+  liblinear-dev liblinear-tools libpng-dev libjpeg62-turbo-dev
   slurm-wlm munge
 )
 NUMPY_VERSION=2.3.5
 TIMM_VERSION=0.4.5
 SCIPY_VERSION=1.17.1
 TENSORBOARD_VERSION=2.21.0
+PILLOW_VERSION=13.0.0
+TORCHVISION_VERSION=0.26.0  # torch 2.11's; timm imports it, and its transforms are image oracles
 
 die() { echo "install-deps: error: $*" >&2; exit 1; }
 
@@ -68,15 +70,16 @@ else
   have_torch || die "torch $TORCH_VERSION does not import from $EWA_VENV"
 fi
 have_oracles() {
-  "$EWA_VENV/bin/python" -c "import numpy,importlib.metadata as m,sys; sys.exit(0 if numpy.__version__=='$NUMPY_VERSION' and m.version('timm')=='$TIMM_VERSION' and m.version('scipy')=='$SCIPY_VERSION' and m.version('tensorboard')=='$TENSORBOARD_VERSION' else 1)" 2>/dev/null
+  "$EWA_VENV/bin/python" -c "import numpy,importlib.metadata as m,sys; sys.exit(0 if numpy.__version__=='$NUMPY_VERSION' and m.version('timm')=='$TIMM_VERSION' and m.version('scipy')=='$SCIPY_VERSION' and m.version('tensorboard')=='$TENSORBOARD_VERSION' and m.version('pillow')=='$PILLOW_VERSION' and m.version('torchvision').split('+')[0]=='$TORCHVISION_VERSION' else 1)" 2>/dev/null
 }
 if have_oracles; then
-  echo "install-deps: numpy $NUMPY_VERSION, timm $TIMM_VERSION, scipy $SCIPY_VERSION and tensorboard $TENSORBOARD_VERSION present in $EWA_VENV (test oracles)"
+  echo "install-deps: numpy $NUMPY_VERSION, timm $TIMM_VERSION, scipy $SCIPY_VERSION, tensorboard $TENSORBOARD_VERSION, Pillow $PILLOW_VERSION and torchvision $TORCHVISION_VERSION present in $EWA_VENV (test oracles)"
 else
-  echo "install-deps: installing numpy==$NUMPY_VERSION, timm==$TIMM_VERSION, scipy==$SCIPY_VERSION and tensorboard==$TENSORBOARD_VERSION (test oracles) into $EWA_VENV"
+  echo "install-deps: installing numpy==$NUMPY_VERSION, timm==$TIMM_VERSION, scipy==$SCIPY_VERSION, tensorboard==$TENSORBOARD_VERSION, pillow==$PILLOW_VERSION and torchvision==$TORCHVISION_VERSION (test oracles) into $EWA_VENV"
   "$EWA_VENV/bin/pip" install -q --disable-pip-version-check "numpy==$NUMPY_VERSION" "scipy==$SCIPY_VERSION" \
-    "tensorboard==$TENSORBOARD_VERSION" || die "pip install numpy, scipy and tensorboard failed"
-  "$EWA_VENV/bin/pip" install -q --disable-pip-version-check --no-deps "timm==$TIMM_VERSION" || die "pip install timm failed"
+    "tensorboard==$TENSORBOARD_VERSION" "pillow==$PILLOW_VERSION" || die "pip install numpy, scipy, tensorboard and pillow failed"
+  "$EWA_VENV/bin/pip" install -q --disable-pip-version-check --no-deps "timm==$TIMM_VERSION" "torchvision==$TORCHVISION_VERSION" \
+    || die "pip install timm and torchvision failed"
 fi
 prefix=$("$EWA_VENV/bin/python" -c 'import torch;print(torch.utils.cmake_prefix_path)' 2>/dev/null)
 cuda=$("$EWA_VENV/bin/python" -c 'import torch;print(torch.version.cuda)' 2>/dev/null)
