@@ -1,6 +1,7 @@
 #include "config/datasets.h"
 
 #include "common/error.h"
+#include "common/named_table.h"
 
 namespace ewa {
 
@@ -25,19 +26,9 @@ const std::vector<DatasetInfo>& dataset_table() {
   return table;
 }
 
-std::vector<std::string> dataset_names() {
-  std::vector<std::string> names;
-  for (const auto& d : dataset_table()) names.push_back(d.name);
-  return names;
-}
+std::vector<std::string> dataset_names() { return row_names(dataset_table()); }
 
-const DatasetInfo& dataset_info(const std::string& name) {
-  for (const auto& d : dataset_table())
-    if (name == d.name) return d;
-  std::string choices;
-  for (const auto& n : dataset_names()) choices += (choices.empty() ? "" : ", ") + n;
-  fail("data.dataset: unknown dataset '" + name + "' (one of " + choices + ")");
-}
+const DatasetInfo& dataset_info(const std::string& name) { return row_named(dataset_table(), name, "data.dataset", "dataset"); }
 
 void check_part_labels(int64_t lo, int64_t hi, int64_t category, const std::string& what) {
   const auto& c = shapenet_part_categories().at(static_cast<size_t>(category));

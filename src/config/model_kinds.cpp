@@ -1,6 +1,7 @@
 #include "config/model_kinds.h"
 
 #include "common/error.h"
+#include "common/named_table.h"
 #include "config/datasets.h"
 
 namespace ewa {
@@ -82,20 +83,9 @@ const std::vector<ModelKind>& model_kinds() {
   return kinds;
 }
 
-std::vector<std::string> model_kind_names() {
-  std::vector<std::string> names;
-  for (const auto& k : model_kinds()) names.push_back(k.name);
-  return names;
-}
+std::vector<std::string> model_kind_names() { return row_names(model_kinds()); }
 
-const ModelKind& model_kind(const std::string& name) {
-  std::string known;
-  for (const auto& k : model_kinds()) {
-    if (k.name == name) return k;
-    known += (known.empty() ? "" : ", ") + k.name;
-  }
-  fail("model.name: unknown model '" + name + "' (one of " + known + ")");
-}
+const ModelKind& model_kind(const std::string& name) { return row_named(model_kinds(), name, "model.name", "model"); }
 
 const ModelKind* model_kind_for(ModelTask task, ModelInput input) {
   for (const auto& k : model_kinds())
