@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "config/datasets.h"
+#include "datasets/cache.h"
 #include "data/point_sampling.h"
 #include "datasets/hdf5.h"
 #include "io/point_io.h"
@@ -64,33 +65,6 @@ struct RawSplit {
   std::vector<int64_t> labels;
   std::vector<std::string> names;     // for error messages
 };
-
-std::string fingerprint(const std::vector<std::string>& files) {
-  uint64_t h = 1469598103934665603ULL;
-  auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ULL; };
-  for (const auto& f : files) {
-    struct stat st {};
-    if (::stat(f.c_str(), &st) == 0) {
-      mix(static_cast<uint64_t>(st.st_size));
-      mix(static_cast<uint64_t>(st.st_mtim.tv_sec));
-      mix(static_cast<uint64_t>(st.st_mtim.tv_nsec));
-    }
-    for (char c : f) mix(static_cast<unsigned char>(c));
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
-
-std::string cache_dir_for(const DataConfig& cfg) {
-  if (!cfg.cache_dir.empty()) return cfg.cache_dir;
-  const std::string local = (fs::path(cfg.root) / ".ewa_cache").string();
-  std::error_code ec;
-  fs::create_directories(local, ec);
-  if (!ec && ::access(local.c_str(), W_OK) == 0) return local;
-  const char* home = std::getenv("HOME");
-  return (fs::path(home ? home : "/tmp") / ".cache" / "ewa").string();
-}
 
 // Everything a dataset consists of, found without parsing any cloud: the cache key is computed
 // from it and the folder structure is validated even when the cache answers.
@@ -485,7 +459,7 @@ std::string cache_path(const DataConfig& cfg, const Listing& listing, uint64_t s
     inputs.insert(inputs.end(), listing.files[sp].begin(), listing.files[sp].end());
     for (auto label : listing.labels[sp]) inputs.push_back(std::to_string(label));
   }
-  return (fs::path(cache_dir_for(cfg)) / (key + "_" + fingerprint(inputs) + ".pt")).string();
+  return (fs::path(cache_dir_for(cfg.cache_dir, cfg.root)) / (key + "_" + fingerprint(inputs) + ".pt")).string();
 }
 
 // Reads a cache file into `out` (train, test, class names); false, with a note saying why, when

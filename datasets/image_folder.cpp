@@ -1,0 +1,266 @@
+#include "datasets/image_folder.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "datasets/cache.h"
+#include "io/image_file.h"
+#include "io/torch_pickle.h"
+
+namespace ewa::datasets {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Bumped whenever the decoded pixels or the cache's layout change meaning.
+constexpr int kImageCacheVersion = 1;
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+bool ends_with_any(const std::string& name, const std::vector<std::string>& endings) {
+  const std::string l = lower(name);
+  for (const auto& e : endings)
+    if (l.size() >= e.size() && l.compare(l.size() - e.size(), e.size(), e) == 0) return true;
+  return false;
+}
+
+const std::vector<std::string> kReadable = {".png", ".jpg", ".jpeg", ".bmp"};
+// What torchvision's ImageFolder reads besides (IMG_EXTENSIONS): refused, not skipped.
+const std::vector<std::string> kOtherImages = {".ppm", ".pgm", ".tif", ".tiff", ".webp"};
+
+// The sub-folders of `dir` (links followed), sorted.
+std::vector<std::string> sorted_folders(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_directory()) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The images below `dir` at any depth, as ImageFolder walks them: folders in sorted order of
+// their paths, the names within a folder sorted.
+std::vector<std::string> images_below(const std::string& dir) {
+  std::map<std::string, std::vector<std::string>> by_folder;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink);
+       it != fs::recursive_directory_iterator(); ++it) {
+    if (it->is_directory()) continue;
+    const std::string name = it->path().filename().string();
+    if (ends_with_any(name, kOtherImages))
+      fail(it->path().string() + ": an image ewa does not read (it reads .png, .jpg, .jpeg and .bmp): convert it or move it "
+           "out of the dataset");
+    if (ends_with_any(name, kReadable)) by_folder[it->path().parent_path().string()].push_back(name);
+  }
+  std::vector<std::string> out;
+  for (auto& [folder, names] : by_folder) {
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) out.push_back(folder + "/" + n);
+  }
+  return out;
+}
+
+void require_dir(const std::string& dir, const std::string& what) {
+  if (!fs::is_directory(dir)) fail(dir + ": no such folder (" + what + ")");
+}
+
+}  // namespace
+
+ImageFileListing list_image_folder(const std::string& root) {
+  const std::string train = (fs::path(root) / "train").string(), val = (fs::path(root) / "val").string();
+  const std::string layout = "an image folder holds train/<class>/<images> and val/<class>/<images>";
+  require_dir(train, layout);
+  require_dir(val, layout);
+  ImageFileListing l;
+  l.class_names = sorted_folders(train);
+  if (l.class_names.empty()) fail(train + ": holds no class folders (" + layout + ")");
+  std::map<std::string, int64_t> index;
+  for (size_t c = 0; c < l.class_names.size(); ++c) index[l.class_names[c]] = static_cast<int64_t>(c);
+  for (size_t c = 0; c < l.class_names.size(); ++c) {
+    const std::string dir = train + "/" + l.class_names[c];
+    const auto files = images_below(dir);
+    if (files.empty()) fail(dir + ": holds no .png, .jpg, .jpeg or .bmp image (every class of train/ needs one)");
+    l.train.files.insert(l.train.files.end(), files.begin(), files.end());
+    l.train.labels.insert(l.train.labels.end(), files.size(), static_cast<int64_t>(c));
+  }
+  for (const auto& name : sorted_folders(val)) {
+    const auto it = index.find(name);
+    if (it == index.end())
+      fail(val + "/" + name + ": a class train/ does not have (val/'s folders must be classes of train/)");
+    const auto files = images_below(val + "/" + name);
+    l.val.files.insert(l.val.files.end(), files.begin(), files.end());
+    l.val.labels.insert(l.val.labels.end(), files.size(), it->second);
+  }
+  if (l.val.files.empty()) fail(val + ": holds no .png, .jpg, .jpeg or .bmp image in a class folder");
+  return l;
+}
+
+ImageFileListing list_tiny_imagenet(const std::string& root) {
+  const std::string wnids_path = (fs::path(root) / "wnids.txt").string();
+  const std::string layout = "Tiny-ImageNet's release: wnids.txt, train/<wnid>/images/, val/images/, val/val_annotations.txt";
+  if (!fs::exists(wnids_path)) fail(wnids_path + ": missing (" + layout + ")");
+  ImageFileListing l;
+  l.class_names = read_text_lines(wnids_path);
+  if (l.class_names.empty()) fail(wnids_path + ": lists no classes");
+  std::sort(l.class_names.begin(), l.class_names.end());
+  std::map<std::string, int64_t> index;
+  for (size_t c = 0; c < l.class_names.size(); ++c)
+    if (!index.emplace(l.class_names[c], static_cast<int64_t>(c)).second) fail(wnids_path + ": lists " + l.class_names[c] + " twice");
+  const std::string words_path = (fs::path(root) / "words.txt").string();
+  if (fs::exists(words_path)) {
+    std::map<std::string, std::string> words;
+    for (const auto& line : read_text_lines(words_path)) {
+      const auto tab = line.find('\t');
+      if (tab != std::string::npos) words[line.substr(0, tab)] = line.substr(tab + 1);
+    }
+    for (const auto& w : l.class_names) l.class_words.push_back(words.count(w) ? words[w] : w);
+  }
+  for (size_t c = 0; c < l.class_names.size(); ++c) {
+    const std::string dir = (fs::path(root) / "train" / l.class_names[c] / "images").string();
+    require_dir(dir, layout);
+    const auto files = images_below(dir);
+    if (files.empty()) fail(dir + ": holds no images");
+    l.train.files.insert(l.train.files.end(), files.begin(), files.end());
+    l.train.labels.insert(l.train.labels.end(), files.size(), static_cast<int64_t>(c));
+  }
+  const std::string annotations = (fs::path(root) / "val" / "val_annotations.txt").string();
+  if (!fs::exists(annotations)) fail(annotations + ": missing (" + layout + ")");
+  const auto lines = read_text_lines(annotations);
+  std::vector<std::pair<std::string, int64_t>> val;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto& line = lines[i];
+    const auto t1 = line.find('\t');
+    const auto t2 = t1 == std::string::npos ? std::string::npos : line.find('\t', t1 + 1);
+    const std::string where = annotations + ": line " + std::to_string(i + 1);
+    if (t1 == std::string::npos) fail(where + ": expected '<file> TAB <wnid> TAB <box>', got '" + line + "'");
+    const std::string file = line.substr(0, t1), wnid = line.substr(t1 + 1, t2 == std::string::npos ? std::string::npos : t2 - t1 - 1);
+    const auto it = index.find(wnid);
+    if (it == index.end()) fail(where + ": class " + wnid + " is not in wnids.txt");
+    const std::string path = (fs::path(root) / "val" / "images" / file).string();
+    if (!fs::exists(path)) fail(where + ": names " + file + ", but " + path + " does not exist");
+    val.emplace_back(path, it->second);
+  }
+  if (val.empty()) fail(annotations + ": lists no images");
+  std::sort(val.begin(), val.end());
+  for (const auto& [path, label] : val) {
+    l.val.files.push_back(path);
+    l.val.labels.push_back(label);
+  }
+  return l;
+}
+
+torch::Tensor DecodedImages::image(int64_t i) const {
+  const int64_t h = shapes[i][0].item<int64_t>(), w = shapes[i][1].item<int64_t>();
+  return pixels.narrow(0, offsets[i].item<int64_t>(), h * w * 3).view({h, w, 3});
+}
+
+DecodedImages decode_images(const ImageFileSplit& split) {
+  const auto n = static_cast<int64_t>(split.files.size());
+  std::vector<io::RgbImage> images(static_cast<size_t>(n));
+  at::parallel_for(0, n, 1, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) images[size_t(i)] = io::read_image(split.files[size_t(i)]);
+  });
+  DecodedImages d;
+  d.offsets = torch::empty({n}, torch::kLong);
+  d.shapes = torch::empty({n, 2}, torch::kLong);
+  int64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    d.offsets[i] = total;
+    d.shapes[i][0] = images[size_t(i)].height;
+    d.shapes[i][1] = images[size_t(i)].width;
+    total += static_cast<int64_t>(images[size_t(i)].pixels.size());
+  }
+  d.pixels = torch::empty({total}, torch::kUInt8);
+  uint8_t* out = d.pixels.data_ptr<uint8_t>();
+  const int64_t* offsets = d.offsets.data_ptr<int64_t>();
+  at::parallel_for(0, n, 1, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) {
+      auto& px = images[size_t(i)].pixels;
+      std::copy(px.begin(), px.end(), out + offsets[i]);
+      std::vector<uint8_t>().swap(px);
+    }
+  });
+  d.labels = torch::tensor(split.labels, torch::kLong);
+  return d;
+}
+
+namespace {
+
+const char* const kParts[4] = {"pixels", "offsets", "shapes", "labels"};
+torch::Tensor& part(DecodedImages& d, int k) { return k == 0 ? d.pixels : k == 1 ? d.offsets : k == 2 ? d.shapes : d.labels; }
+
+// Reads a cache file; false, with a note, when it cannot be read or does not hold what it should.
+bool read_cache(const std::string& path, const ImageFileListing& listing, DecodedSplits& out) {
+  try {
+    const io::PyRef root = io::read_torch_archive(path);
+    const char* const splits[2] = {"train", "val"};
+    DecodedImages* targets[2] = {&out.train, &out.val};
+    const ImageFileSplit* listed[2] = {&listing.train, &listing.val};
+    for (int s = 0; s < 2; ++s) {
+      for (int k = 0; k < 4; ++k) {
+        const io::PyRef v = root->get(std::string(splits[s]) + "_" + kParts[k]);
+        if (!v || v->kind != io::PyValue::Kind::Tensor) throw std::runtime_error(std::string("no tensor ") + splits[s] + "_" + kParts[k]);
+        part(*targets[s], k) = v->tensor;
+      }
+      const auto& d = *targets[s];
+      if (d.pixels.scalar_type() != torch::kUInt8 || d.offsets.scalar_type() != torch::kLong ||
+          d.shapes.scalar_type() != torch::kLong || d.labels.scalar_type() != torch::kLong)
+        throw std::runtime_error(std::string(splits[s]) + " holds tensors of other types than it writes");
+      const int64_t n = static_cast<int64_t>(listed[s]->files.size());
+      if (d.labels.numel() != n || d.offsets.numel() != n || d.shapes.numel() != 2 * n)
+        throw std::runtime_error(std::string(splits[s]) + " does not hold the listed number of images");
+      const auto end = (d.offsets + d.shapes.select(1, 0) * d.shapes.select(1, 1) * 3).max();
+      if (n > 0 && end.item<int64_t>() > d.pixels.numel()) throw std::runtime_error("its offsets point past its pixels");
+    }
+    out.notes.push_back("data cache: read " + path);
+    return true;
+  } catch (const std::exception& e) {
+    out = DecodedSplits{};
+    std::string why = e.what();
+    if (why.rfind(path + ": ", 0) == 0) why = why.substr(path.size() + 2);
+    out.notes.push_back("data cache: " + path + " cannot be read (" + why + "); the images are decoded again");
+    return false;
+  }
+}
+
+void write_cache(const std::string& path, DecodedSplits& out) {
+  try {
+    io::PyRef dict = io::py_dict();
+    const char* const splits[2] = {"train", "val"};
+    DecodedImages* sources[2] = {&out.train, &out.val};
+    for (int s = 0; s < 2; ++s)
+      for (int k = 0; k < 4; ++k) dict->set(std::string(splits[s]) + "_" + kParts[k], io::py_tensor(part(*sources[s], k)));
+    fs::create_directories(fs::path(path).parent_path());
+    io::write_torch_archive(path, dict);
+    out.notes.push_back("data cache: written " + path);
+  } catch (const std::exception& e) {
+    out.notes.push_back("data cache: cannot write " + path + " (" + e.what() + "); the next run decodes the images again");
+  }
+}
+
+}  // namespace
+
+DecodedSplits load_decoded(const ImageFileListing& listing, const std::string& dataset, const std::string& root,
+                           const std::string& cache_dir) {
+  std::vector<std::string> inputs = {"version " + std::to_string(kImageCacheVersion)};
+  for (const auto* split : {&listing.train, &listing.val}) {
+    inputs.insert(inputs.end(), split->files.begin(), split->files.end());
+    for (const auto label : split->labels) inputs.push_back(std::to_string(label));
+  }
+  const std::string path = (fs::path(cache_dir_for(cache_dir, root)) / (dataset + "_images_" + fingerprint(inputs) + ".pt")).string();
+  DecodedSplits out;
+  if (fs::exists(path) && read_cache(path, listing, out)) return out;
+  std::vector<std::string> notes = out.notes;
+  out.train = decode_images(listing.train);
+  out.val = decode_images(listing.val);
+  out.notes = notes;
+  write_cache(path, out);
+  return out;
+}
+
+}  // namespace ewa::datasets
