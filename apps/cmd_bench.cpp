@@ -58,7 +58,10 @@ void add_train_step_bench(CLI::App* bench) {
     // Sizes the dataset would give, without reading it (config/datasets.cpp).
     const DatasetInfo& info = dataset_info(cfg.data.dataset);
     std::map<std::string, nlohmann::json> sizes;
-    if (cfg.model.img_size == 0 && !info.point_cloud) sizes["model.img_size"] = info.img_size;
+    if (cfg.model.img_size == 0 && !info.point_cloud) sizes["model.img_size"] = info.folder ? cfg.data.image_size : info.img_size;
+    if (cfg.model.num_classes == 0 && info.folder && info.num_classes == 0)
+      fail("model.num_classes: " + cfg.data.dataset + " has as many classes as its folder, and the benchmark does not read "
+           "it: set model.num_classes (--set model.num_classes=N)");
     if (cfg.model.in_chans == 0) sizes["model.in_chans"] = info.point_cloud ? (cfg.data.use_normals ? 6 : 3) : info.in_chans;
     if (cfg.model.num_classes == 0) sizes["model.num_classes"] = info.num_classes > 0 ? info.num_classes : cfg.data.way;
     if (cfg.model.num_categories == 0 && info.segmentation) sizes["model.num_categories"] = info.num_categories;

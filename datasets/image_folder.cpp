@@ -1,6 +1,7 @@
 #include "datasets/image_folder.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -8,6 +9,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "datasets/cache.h"
+#include "datasets/image_loader.h"
 #include "io/image_file.h"
 #include "io/torch_pickle.h"
 
@@ -261,6 +263,138 @@ DecodedSplits load_decoded(const ImageFileListing& listing, const std::string& d
   out.notes = notes;
   write_cache(path, out);
   return out;
+}
+
+std::vector<std::string> folder_dataset_names() { return {"image_folder", "tiny_imagenet"}; }
+
+const std::vector<float>& imagenet_mean() {
+  static const std::vector<float> m = {0.485f, 0.456f, 0.406f};
+  return m;
+}
+const std::vector<float>& imagenet_std() {
+  static const std::vector<float> s = {0.229f, 0.224f, 0.225f};
+  return s;
+}
+
+TrainingDraw draw_training(int64_t height, int64_t width, const FolderTransform& t) {
+  TrainingDraw d;
+  d.box = data::random_resized_crop_box(height, width, t.rrc_scale_min, 1.0, 3.0 / 4.0, 4.0 / 3.0);
+  if (t.hflip) d.flip = torch::rand({1}).item<float>() < 0.5f;  // RandomHorizontalFlip: torch.rand(1) < p
+  return d;
+}
+
+torch::Tensor apply_training(const torch::Tensor& image, const TrainingDraw& d, const FolderTransform& t) {
+  const auto crop = image.narrow(0, d.box.top, d.box.height).narrow(1, d.box.left, d.box.width);
+  auto out = data::resize_like_pil(crop, t.image_size, t.image_size, t.bicubic ? data::Resample::Bicubic : data::Resample::Bilinear);
+  return d.flip ? out.flip({1}).contiguous() : out;
+}
+
+torch::Tensor apply_evaluation(const torch::Tensor& image, const FolderTransform& t) {
+  const auto resized = static_cast<int64_t>(std::floor(double(t.image_size) / t.crop_pct));  // timm: int(math.floor(size / crop_pct))
+  return data::center_crop(data::resize_shorter_side(image, resized, t.bicubic ? data::Resample::Bicubic : data::Resample::Bilinear),
+                           t.image_size);
+}
+
+namespace {
+
+// Batches of a folder split: rows of the decoded images (shared by the splits carved from one set).
+class FolderBatcher : public data::IndexedBatchSource {
+ public:
+  FolderBatcher(std::shared_ptr<const DecodedImages> images, std::vector<int64_t> rows, FolderTransform t, int64_t batch_size,
+                bool shuffle, uint64_t seed, bool drop_last)
+      : IndexedBatchSource(static_cast<int64_t>(rows.size()), batch_size, shuffle, seed, drop_last),
+        images_(std::move(images)), rows_(std::move(rows)), t_(t) {}
+
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, data::View view) const override {
+    if (view == data::View::VoteView)
+      fail("the official vote (eval protocol 'vote') resamples point clouds; images have the protocols single and tta");
+    const auto idx = indices(i);
+    const int64_t n = idx.size(0);
+    const bool training = view != data::View::Plain;
+    std::vector<int64_t> rows(static_cast<size_t>(n));
+    std::vector<TrainingDraw> draws(static_cast<size_t>(n));
+    for (int64_t k = 0; k < n; ++k) {  // the draws in order, image by image, as torchvision's Compose makes them
+      rows[size_t(k)] = rows_[size_t(idx[k].item<int64_t>())];
+      if (training) {
+        const auto shape = images_->shapes[rows[size_t(k)]];
+        draws[size_t(k)] = draw_training(shape[0].item<int64_t>(), shape[1].item<int64_t>(), t_);
+      }
+    }
+    auto x = torch::empty({n, 3, t_.image_size, t_.image_size}, torch::kFloat);
+    at::parallel_for(0, n, 1, [&](int64_t a, int64_t b) {
+      for (int64_t k = a; k < b; ++k) {
+        const auto image = images_->image(rows[size_t(k)]);
+        const auto out = training ? apply_training(image, draws[size_t(k)], t_) : apply_evaluation(image, t_);
+        x[k].copy_(data::to_normalized_chw(out, imagenet_mean(), imagenet_std()));
+      }
+    });
+    if (training && t_.crop_padding > 0) x = random_crop(x, t_.crop_padding);
+    const auto labels = images_->labels.index_select(0, torch::tensor(rows, torch::kLong));
+    return {x, labels};
+  }
+
+ private:
+  std::shared_ptr<const DecodedImages> images_;
+  std::vector<int64_t> rows_;
+  FolderTransform t_;
+};
+
+std::vector<int64_t> to_vector(const torch::Tensor& t) {
+  const auto c = t.to(torch::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+}  // namespace
+
+data::TaskData load_folder_task(const DataConfig& cfg, uint64_t seed, data::Use use) {
+  if (!fs::is_directory(cfg.root)) fail("data.root: dataset directory " + cfg.root + " does not exist");
+  const ImageFileListing listing = cfg.dataset == "tiny_imagenet" ? list_tiny_imagenet(cfg.root) : list_image_folder(cfg.root);
+  DecodedSplits decoded = load_decoded(listing, cfg.dataset, cfg.root, cfg.cache_dir);
+  auto train = std::make_shared<const DecodedImages>(std::move(decoded.train));
+  auto test = std::make_shared<const DecodedImages>(std::move(decoded.val));
+  data::TaskData t;
+  t.description = cfg.dataset + " (" + cfg.root + ")";
+  t.num_classes = static_cast<int64_t>(listing.class_names.size());
+  t.class_names = listing.class_words.empty() ? listing.class_names : listing.class_words;
+  t.img_size = cfg.image_size;
+  t.in_chans = 3;
+  t.notes = decoded.notes;
+  // The rows of each split: data.train_limit, train_per_class, val_fraction and test_limit, as for
+  // every image set (image_datasets.cpp: load_image_splits).
+  torch::Tensor train_rows = torch::arange(train->size(), torch::kLong), test_rows = torch::arange(test->size(), torch::kLong);
+  if (cfg.train_limit > 0 && cfg.train_limit < train->size()) train_rows = train_rows.narrow(0, 0, cfg.train_limit);
+  if (cfg.test_limit > 0 && cfg.test_limit < test->size()) test_rows = test_rows.narrow(0, 0, cfg.test_limit);
+  if (cfg.train_limit > 0)
+    if (auto note = data::classes_present_note(train->labels.index_select(0, train_rows), t.num_classes, cfg.train_limit); !note.empty())
+      t.notes.push_back(note);
+  if (cfg.train_per_class > 0) {
+    const int64_t before = train_rows.size(0);
+    train_rows = train_rows.index_select(0, data::per_class_subset(train->labels.index_select(0, train_rows), cfg.train_per_class, seed));
+    t.notes.push_back("train subset: " + std::to_string(cfg.train_per_class) + " per class (data.train_per_class, seed " +
+                      std::to_string(seed) + "): " + std::to_string(train_rows.size(0)) + " of " + std::to_string(before) +
+                      " training images");
+  }
+  torch::Tensor val_rows;
+  if (cfg.val_fraction > 0) {
+    const auto [vi, ti] = data::validation_split(train_rows.size(0), cfg.val_fraction, seed);
+    val_rows = train_rows.index_select(0, vi);
+    train_rows = train_rows.index_select(0, ti);
+  }
+  if (train_rows.size(0) == 0) fail("data.root: " + cfg.root + ": the training split is empty");
+  FolderTransform tf;
+  tf.image_size = cfg.image_size;
+  tf.crop_pct = cfg.crop_pct;
+  tf.rrc_scale_min = cfg.rrc_scale_min;
+  tf.bicubic = cfg.interpolation == "bicubic";
+  tf.hflip = cfg.hflip;
+  tf.crop_padding = cfg.random_crop_padding;
+  const bool training = use == data::Use::Training;
+  t.train = std::make_unique<FolderBatcher>(train, to_vector(train_rows), tf, cfg.batch_size, /*shuffle=*/training, seed,
+                                            /*drop_last=*/training && cfg.drop_last);
+  if (val_rows.defined() && val_rows.size(0) > 0)
+    t.val = std::make_unique<FolderBatcher>(train, to_vector(val_rows), tf, cfg.eval_batch_size, false, seed, false);
+  t.test = std::make_unique<FolderBatcher>(test, to_vector(test_rows), tf, cfg.eval_batch_size, false, seed, false);
+  return t;
 }
 
 }  // namespace ewa::datasets

@@ -22,6 +22,10 @@
 
 #include <torch/torch.h>
 
+#include "config/config.h"
+#include "data/batch_source.h"
+#include "data/image_ops.h"
+
 namespace ewa::datasets {
 
 struct ImageFileSplit {
@@ -65,5 +69,38 @@ struct DecodedSplits {
 // time; `notes` says which happened.
 DecodedSplits load_decoded(const ImageFileListing& listing, const std::string& dataset, const std::string& root,
                            const std::string& cache_dir);
+
+// The folder datasets' names (data.dataset): image_folder, tiny_imagenet.
+std::vector<std::string> folder_dataset_names();
+
+// What a folder dataset feeds the model, as timm's and DeiT's pipelines make it from PIL images:
+// training (View::Training and View::Augmented) torchvision's RandomResizedCrop(image_size,
+// scale=(data.rrc_scale_min, 1), ratio=(3/4, 4/3)), a horizontal flip with probability 1/2 when
+// data.hflip, and data.random_crop_padding's shifted crop when it is not 0; evaluation
+// (View::Plain) Resize(floor(image_size / crop_pct)) and CenterCrop(image_size); then ToTensor and
+// Normalize with ImageNet's mean and std. Random draws come from torch's default CPU generator,
+// image by image in torchvision's order (the crop, then the flip).
+struct FolderTransform {
+  int64_t image_size = 224;
+  double crop_pct = 0.875, rrc_scale_min = 0.08;
+  bool bicubic = true, hflip = true;
+  int64_t crop_padding = 0;
+};
+// The training transform's draws for one image of `height` x `width` (the crop box, then the flip),
+// and the transform with given draws: uint8 [image_size, image_size, 3].
+struct TrainingDraw {
+  data::CropBox box;
+  bool flip = false;
+};
+TrainingDraw draw_training(int64_t height, int64_t width, const FolderTransform& t);
+torch::Tensor apply_training(const torch::Tensor& image, const TrainingDraw& d, const FolderTransform& t);
+torch::Tensor apply_evaluation(const torch::Tensor& image, const FolderTransform& t);
+// ImageNet's mean and std (timm's IMAGENET_DEFAULT_MEAN / _STD), what Normalize takes.
+const std::vector<float>& imagenet_mean();
+const std::vector<float>& imagenet_std();
+
+// Loads a folder dataset (listing, decoded images from the cache, data.train_limit /
+// train_per_class / test_limit / val_fraction applied) as train / val / test sources.
+data::TaskData load_folder_task(const DataConfig& cfg, uint64_t seed, data::Use use = data::Use::Training);
 
 }  // namespace ewa::datasets

@@ -1,6 +1,7 @@
 #include "datasets/registry.h"
 
 #include "common/error.h"
+#include "datasets/image_folder.h"
 #include "datasets/image_loader.h"
 #include "datasets/point_datasets.h"
 #include "datasets/shapenet_part.h"
@@ -15,6 +16,7 @@ const std::vector<DatasetLoader>& dataset_loaders() {
     for (const auto& name : point_dataset_names()) out.push_back({name, load_point_task});
     for (const auto& name : part_dataset_names()) out.push_back({name, load_part_task});
     for (const auto& name : image_dataset_names()) out.push_back({name, load_image_task});
+    for (const auto& name : folder_dataset_names()) out.push_back({name, load_folder_task});
     return out;
   }();
   return loaders;

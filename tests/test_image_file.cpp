@@ -1,4 +1,5 @@
-// Image files (io/image_file.h) against Pillow, the reader timm and torchvision train from:
+// Image files (io/image_file.h) and the folder datasets' transforms (data/image_ops.h,
+// datasets/image_folder.h) against Pillow, the reader timm and torchvision train from:
 // every case of tests/fixtures/image_files.py decodes to the pixels Pillow's convert("RGB")
 // gives (16-bit grayscale: the high byte, computed by the fixture), or fails with a one-line
 // error naming the file. JPEG may differ from Pillow's libjpeg-turbo by one level (another
@@ -12,6 +13,7 @@
 
 #include "common/error.h"
 #include "data/image_ops.h"
+#include "datasets/image_folder.h"
 #include "io/image_file.h"
 #include "io/point_io.h"
 #include "test_util.h"
@@ -108,6 +110,42 @@ TEST_F(ImageFiles, ResizeAndCenterCropGiveTorchvisionsBytes) {
     }
     ASSERT_EQ(out.sizes(), expected.sizes()) << name;
     EXPECT_EQ(ewa::testing::max_abs_diff(out, expected), 0.0) << name;
+  }
+}
+
+// RandomResizedCrop's boxes, drawn after the same manual_seed, are torchvision's (the fallback
+// centre crop of images too narrow for every draw included).
+TEST_F(ImageFiles, RandomResizedCropDrawsTorchvisionsBoxes) {
+  std::ifstream in(file("rrc_boxes.json"));
+  const json boxes = json::parse(in);
+  ASSERT_EQ(boxes.size(), 240u);
+  for (const auto& b : boxes) {
+    torch::manual_seed(b[4].get<uint64_t>());
+    const auto box = ewa::data::random_resized_crop_box(b[0], b[1], b[2], b[3], 3.0 / 4.0, 4.0 / 3.0);
+    EXPECT_EQ(std::vector<int64_t>({box.top, box.left, box.height, box.width}),
+              std::vector<int64_t>({b[5], b[6], b[7], b[8]}))
+        << b.dump();
+  }
+}
+
+// The folder datasets' transforms, image after image from one seed: training gives the tensors of
+// torchvision's RandomResizedCrop + RandomHorizontalFlip + ToTensor + Normalize, evaluation those of
+// timm 0.4.5's create_transform (Resize to floor(24 / 0.875), CenterCrop 24), bit for bit.
+TEST_F(ImageFiles, FolderTransformsGiveTorchvisionsAndTimmsTensors) {
+  std::ifstream in(file("pipeline.json"));
+  const json p = json::parse(in);
+  ewa::datasets::FolderTransform t;
+  t.image_size = p["size"];
+  const auto& mean = ewa::datasets::imagenet_mean();
+  const auto& std = ewa::datasets::imagenet_std();
+  torch::manual_seed(p["seed"].get<uint64_t>());
+  for (int k = 0; k < p["count"].get<int>(); ++k) {
+    const auto image = npy("pipeline" + std::to_string(k) + "_in").to(torch::kUInt8);
+    const auto draw = ewa::datasets::draw_training(image.size(0), image.size(1), t);
+    const auto train = ewa::data::to_normalized_chw(ewa::datasets::apply_training(image, draw, t), mean, std);
+    EXPECT_EQ(ewa::testing::max_abs_diff(train, npy("pipeline" + std::to_string(k) + "_train")), 0.0) << k;
+    const auto eval = ewa::data::to_normalized_chw(ewa::datasets::apply_evaluation(image, t), mean, std);
+    EXPECT_EQ(ewa::testing::max_abs_diff(eval, npy("pipeline" + std::to_string(k) + "_eval")), 0.0) << k;
   }
 }
 

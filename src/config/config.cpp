@@ -362,7 +362,13 @@ void parse_data(const json& j, Config& c, const KeyError& bad) {
       bad("model.num_groups", "must not exceed data.num_points (" + std::to_string(d.num_points) + "), got " +
                                   std::to_string(c.model.num_groups));
   }
-  if (info.num_classes == 0) {  // a few-shot fold: the task is named by way, shot and fold
+  if (info.folder && d.image_size == 0)
+    bad("data.image_size", "required for " + d.dataset + ": the side of the images the model sees (224 for "
+                           "ImageNet-style folders, 64 for Tiny-ImageNet)");
+  if (!info.folder && d.image_size > 0)
+    bad("data.image_size", "only image folders are resized (image_folder, tiny_imagenet); " + d.dataset +
+                               " feeds its images at their stored size");
+  if (info.num_classes == 0 && !info.folder) {  // a few-shot fold: the task is named by way, shot and fold
     if (d.way < 1) bad("data.way", "required for " + d.dataset + ": the classes of the few-shot task (5 or 10 as released)");
     if (d.shot < 1) bad("data.shot", "required for " + d.dataset + ": the training samples per class (10 or 20 as released)");
     if (d.fold < 0) bad("data.fold", "required for " + d.dataset + ": the fold, 0 to 9 as released");

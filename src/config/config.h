@@ -50,6 +50,9 @@ struct DataConfig {
   int64_t way{}, shot{}, fold{};  // modelnet_fewshot
   double val_fraction{}, scale_low{}, scale_high{}, translate{}, jitter{};
   bool hflip{}, use_normals{}, rotate_up{}, normalize{}, drop_last{};
+  int64_t image_size{};  // image folders
+  double crop_pct{}, rrc_scale_min{};
+  std::string interpolation{};
 
   bool is_point_cloud() const;
 };
@@ -108,7 +111,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EwaConfig, enabled, share_rate, schedule, ram
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, variant, cache_dir, pipeline, batch_size, eval_batch_size,
                                    train_limit, train_per_class, test_limit, random_crop_padding, num_points, votes, fps_points,
                                    source_points, way, shot, fold, val_fraction, scale_low, scale_high, translate,
-                                   jitter, hflip, use_normals, rotate_up, normalize, drop_last)
+                                   jitter, hflip, use_normals, rotate_up, normalize, drop_last, image_size, crop_pct,
+                                   rrc_scale_min, interpolation)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1, beta2, warmup_epochs, label_smoothing,
                                    grad_clip, schedule, warmup_lr_init, cosine_epochs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EvalConfig, vote_views, vote_repeats, every, final_vote, save_best_on_test)

@@ -12,6 +12,9 @@ const std::vector<DatasetInfo>& dataset_table() {
       {"mnist",                false, 10,     28, 1,    false,  false, "", {}},
       {"cifar10",              false, 10,     32, 3,    false,  false, "", {}},
       {"cifar100",             false, 100,    32, 3,    false,  false, "", {}},
+      // image folders: any image size, data.image_size what the model sees
+      {"image_folder",         false, 0,      0,  3,    false,  false, "", {}, false, 0, true},
+      {"tiny_imagenet",        false, 200,    0,  3,    false,  false, "", {}, false, 0, true},
       {"modelnet40_resampled", true,  40,     0,  0,    true,   false, "", {}},
       {"modelnet_h5",          true,  40,     0,  0,    false,  true,  "", {}},
       {"modelnet_folder",      true,  40,     0,  0,    false,  false, "", {}},

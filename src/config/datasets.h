@@ -11,7 +11,7 @@ namespace ewa {
 struct DatasetInfo {
   const char* name;           // data.dataset
   bool point_cloud;           // point clouds (point models) or images (vit)
-  int64_t num_classes;        // as released; 0 = data.way (few-shot folds)
+  int64_t num_classes;        // as released; 0 = data.way (few-shot folds) or the folder's (image folders)
   int64_t img_size, in_chans; // images: pixels per side and channels; point clouds: 0
   bool normals;               // the files carry normals (data.use_normals may be true)
   bool hdf5;                  // stored as HDF5 (needs a build with EWA_WITH_HDF5)
@@ -21,6 +21,9 @@ struct DatasetInfo {
   // num_categories the object categories (the point_seg model's one-hot input).
   bool segmentation = false;
   int64_t num_categories = 0;
+  // Image folders: images of any size, read through data.image_size's transforms; num_classes 0
+  // = as many as the folder has.
+  bool folder = false;
 };
 
 const std::vector<DatasetInfo>& dataset_table();

@@ -99,7 +99,8 @@ const std::vector<FieldSpec>& config_schema() {
       I("ewa.ramp_steps", 0, 0, kBig, "Length of the linear/cosine ramp in optimizer steps; 0 = the whole run."),
       I("ewa.until_step", -1, -1, kBig, "Early EWA: no averaging after this optimizer step; -1 = never stop."),
       S("data.dataset", "fashion_mnist", dataset_names(),
-        "Dataset reader (datasets/README.md): images, or point clouds: ModelNet40 resampled txt, ModelNet40-style "
+        "Dataset reader (datasets/README.md): images (the MNIST, Fashion-MNIST and CIFAR binaries; image folders in "
+        "torchvision's ImageFolder layout, image_folder; Tiny-ImageNet as released, tiny_imagenet), or point clouds: ModelNet40 resampled txt, ModelNet40-style "
         "hdf5 (also the synthetic shapes), ModelNet10/40 class folders (.off meshes, .txt/.xyz/.npy/.pcd/.ply points), "
         "ScanObjectNN hdf5, ShapeNet-55 in Point-MAE's layout (shapenet_pc/*.npy; for pretraining), the released "
         "ModelNet40 few-shot pickles (<root>/<way>way_<shot>shot/<fold>.pkl)."),
@@ -140,7 +141,8 @@ const std::vector<FieldSpec>& config_schema() {
       S("data.root", "", {},
         "Dataset directory; empty = /usr/share/datasets/fashion-mnist for fashion_mnist, required otherwise."),
       S("data.cache_dir", "", {},
-        "Where parsed point datasets are cached (.pt, keyed by file sizes and times); empty = <root>/.ewa_cache or, "
+        "Where parsed point datasets and decoded image folders are cached (.pt, keyed by file sizes and times); "
+        "empty = <root>/.ewa_cache or, "
         "when root is read-only, ~/.cache/ewa."),
       I("data.batch_size", 128, 1, 1 << 20, "Training batch size."),
       I("data.eval_batch_size", 500, 1, 1 << 20, "Evaluation batch size."),
@@ -157,6 +159,19 @@ const std::vector<FieldSpec>& config_schema() {
       I("data.test_limit", 0, 0, kBig, "Use only the first N test samples in stored order; 0 = all."),
       I("data.random_crop_padding", 2, 0, 64, "Random crop augmentation: zero-pad by this many pixels, crop back; 0 = off."),
       B("data.hflip", false, "Random horizontal flip augmentation."),
+      I("data.image_size", 0, 0, 4096,
+        "Image folders (image_folder, tiny_imagenet; required there): the side of the square images the model sees "
+        "(timm's and DeiT's input size: 224 for ImageNet-style sets, 64 for Tiny-ImageNet). Training takes a random "
+        "resized crop of that side, evaluation resizes the shorter side to floor(image_size / data.crop_pct) and "
+        "takes the centre crop (datasets/README.md)."),
+      F("data.crop_pct", 0.875, 0.1, 1.0,
+        "Image folders: evaluation's centre crop as a share of the resized shorter side (timm's crop_pct; DeiT: "
+        "224/256 = 0.875)."),
+      F("data.rrc_scale_min", 0.08, 0.01, 1.0,
+        "Image folders, training: the smallest share of an image's area a random resized crop takes (torchvision, "
+        "timm, DeiT: 0.08; the largest is 1, the aspect ratio 3/4 to 4/3)."),
+      S("data.interpolation", "bicubic", {"bicubic", "bilinear"},
+        "Image folders: the filter of every resize, computed as PIL computes it (DeiT: bicubic)."),
       F("optim.lr", 1e-3, 0, 10, "Peak AdamW learning rate (after warmup)."),
       F("optim.min_lr", 1e-5, 0, 10, "Learning rate at the end of the cosine schedule."),
       F("optim.weight_decay", 0.05, 0, 10, "AdamW decoupled weight decay (not applied to biases, norms, tokens, embeddings)."),

@@ -1,5 +1,6 @@
 #include "data/image_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -153,6 +154,45 @@ torch::Tensor center_crop(const torch::Tensor& image, int64_t size) {
   const auto top = static_cast<int64_t>(std::nearbyint(double(h - size) / 2.0));  // round half to even
   const auto left = static_cast<int64_t>(std::nearbyint(double(w - size) / 2.0));
   return img.narrow(0, top, size).narrow(1, left, size).contiguous();
+}
+
+CropBox random_resized_crop_box(int64_t height, int64_t width, double scale_lo, double scale_hi, double ratio_lo,
+                                double ratio_hi) {
+  const double area = double(height) * double(width);
+  const auto log_ratio = torch::log(torch::tensor({ratio_lo, ratio_hi}, torch::kFloat));  // float32, as torch.tensor(ratio)
+  const double lo = log_ratio[0].item<double>(), hi = log_ratio[1].item<double>();
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target_area = area * torch::empty({1}, torch::kFloat).uniform_(scale_lo, scale_hi).item<double>();
+    const double aspect = torch::exp(torch::empty({1}, torch::kFloat).uniform_(lo, hi)).item<double>();
+    const auto w = static_cast<int64_t>(std::nearbyint(std::sqrt(target_area * aspect)));  // Python's round: half to even
+    const auto h = static_cast<int64_t>(std::nearbyint(std::sqrt(target_area / aspect)));
+    if (0 < w && w <= width && 0 < h && h <= height) {
+      CropBox b;
+      b.height = h, b.width = w;
+      b.top = torch::randint(0, height - h + 1, {1}, torch::kLong).item<int64_t>();
+      b.left = torch::randint(0, width - w + 1, {1}, torch::kLong).item<int64_t>();
+      return b;
+    }
+  }
+  CropBox b;  // the fallback: the centre crop, its ratio clamped into the range
+  const double in_ratio = double(width) / double(height);
+  if (in_ratio < std::min(ratio_lo, ratio_hi)) {
+    b.width = width;
+    b.height = static_cast<int64_t>(std::nearbyint(double(b.width) / std::min(ratio_lo, ratio_hi)));
+  } else if (in_ratio > std::max(ratio_lo, ratio_hi)) {
+    b.height = height;
+    b.width = static_cast<int64_t>(std::nearbyint(double(b.height) * std::max(ratio_lo, ratio_hi)));
+  } else {
+    b.width = width, b.height = height;
+  }
+  b.top = (height - b.height) / 2;
+  b.left = (width - b.width) / 2;
+  return b;
+}
+
+torch::Tensor to_normalized_chw(const torch::Tensor& image, const std::vector<float>& mean, const std::vector<float>& std) {
+  auto x = image.permute({2, 0, 1}).to(torch::kFloat).div_(255.0f);
+  return x.sub_(torch::tensor(mean).view({-1, 1, 1})).div_(torch::tensor(std).view({-1, 1, 1}));
 }
 
 }  // namespace ewa::data

@@ -3,6 +3,7 @@
 // trained or evaluated here sees the pixels it would see there.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -24,5 +25,22 @@ torch::Tensor resize_shorter_side(const torch::Tensor& image, int64_t size, Resa
 // with Python's round (half to even); an image smaller than `size` is padded with zeros first, as
 // torchvision pads it. Returns [size, size, C].
 torch::Tensor center_crop(const torch::Tensor& image, int64_t size);
+
+// A crop box: rows [top, top + height), columns [left, left + width).
+struct CropBox {
+  int64_t top = 0, left = 0, height = 0, width = 0;
+};
+
+// torchvision's RandomResizedCrop.get_params for an image of `height` x `width`: up to ten draws
+// of an area share in [scale_lo, scale_hi] and a log-uniform aspect ratio in [ratio_lo, ratio_hi]
+// until the box fits, then its position; else the centre crop clamped to the ratio range. Drawn
+// from torch's default CPU generator with torchvision's own calls (float32 uniforms, int64
+// randint), so after the same manual_seed both give the same box.
+CropBox random_resized_crop_box(int64_t height, int64_t width, double scale_lo, double scale_hi, double ratio_lo,
+                                double ratio_hi);
+
+// What torchvision's transforms give as the model's input, float [3, size, size]: the image's
+// bytes / 255, minus `mean`, divided by `std` (ToTensor then Normalize, in that order).
+torch::Tensor to_normalized_chw(const torch::Tensor& image, const std::vector<float>& mean, const std::vector<float>& std);
 
 }  // namespace ewa::data
