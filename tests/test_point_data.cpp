@@ -11,6 +11,7 @@
 #include "config/schema.h"
 #include "datasets/registry.h"
 #include "datasets/image_datasets.h"
+#include "datasets/image_folder.h"
 #include "datasets/hdf5.h"
 #include "io/point_io.h"
 #include "datasets/synthetic.h"
@@ -290,17 +291,19 @@ TEST(PointData, ModelNet40ResampledLayout) {
 // The config's dataset table (what validation and the schema know) and the dataset library's
 // loaders (what can be read) name the same datasets, each of the right kind.
 TEST(DatasetRegistry, EveryDatasetOfTheConfigTableHasALoaderOfItsKind) {
-  std::set<std::string> loaders, points, images, parts;
+  std::set<std::string> loaders, points, images, parts, folders;
   for (const auto& d : ewa::datasets::dataset_loaders()) EXPECT_TRUE(loaders.insert(d.name).second) << d.name << " twice";
   for (const auto& n : ewa::datasets::point_dataset_names()) points.insert(n);
   for (const auto& n : ewa::datasets::part_dataset_names()) parts.insert(n);
   for (const auto& n : ewa::datasets::image_dataset_names()) images.insert(n);
+  for (const auto& n : ewa::datasets::folder_dataset_names()) folders.insert(n);
   std::set<std::string> table;
   for (const auto& info : ewa::dataset_table()) {
     table.insert(info.name);
     EXPECT_EQ(points.count(info.name), info.point_cloud && !info.segmentation ? 1u : 0u) << info.name;
     EXPECT_EQ(parts.count(info.name), info.segmentation ? 1u : 0u) << info.name;
-    EXPECT_EQ(images.count(info.name), info.point_cloud ? 0u : 1u) << info.name;
+    EXPECT_EQ(images.count(info.name), !info.point_cloud && !info.folder ? 1u : 0u) << info.name;
+    EXPECT_EQ(folders.count(info.name), info.folder ? 1u : 0u) << info.name;
   }
   EXPECT_EQ(loaders, table);
   // The schema offers exactly these.
