@@ -78,8 +78,11 @@ TEST_F(ImageFiles, BadFilesAreOneLineErrorsNamingTheFile) {
     const std::string e = ewa::testing::error_of([&] { ewa::io::read_image(path); });
     EXPECT_EQ(e.find('\n'), std::string::npos) << e;
     EXPECT_EQ(e.rfind(path, 0), 0u) << e;
-    if (decodable_here(name)) {
-      EXPECT_NE(e.find(c["error"].get<std::string>()), std::string::npos) << e;
+    // A file of no image format is refused by its first bytes in every build; one of a format this
+    // build has no codec for, by the missing library.
+    const std::string expected = c["error"];
+    if (decodable_here(name) || expected.find("not a PNG, JPEG or BMP image") != std::string::npos) {
+      EXPECT_NE(e.find(expected), std::string::npos) << e;
     } else {
       EXPECT_NE(e.find("ewa was built without lib"), std::string::npos) << e;
     }
