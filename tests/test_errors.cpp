@@ -285,6 +285,30 @@ std::vector<Case> cases() {
                  write_file(d + "/test_batch.bin", std::string(3073, '\0'));
                  return train_images(d, "--set data.dataset=cifar10 --set model.patch_size=8");
                }, "label 10 out of range: expected labels in [0, 10)"});
+  // ---- image folders ----
+  auto folder_case = [](const std::function<void(const std::string&)>& spoil) {
+    return [spoil](const Fixture&, const std::string& d) {
+      const std::string root = d + "/pets";
+      for (const char* f : {"train/cat/0.bmp", "train/dog/0.bmp", "val/cat/0.bmp", "val/dog/0.bmp"})
+        ewa::testing::write_bmp(root + "/" + f, torch::zeros({8, 8, 3}, torch::kUInt8));
+      spoil(root);
+      return kEwa + " train --set data.dataset=image_folder --set data.root=" + root + " --set data.image_size=8 " +
+             "--set model.patch_size=4 --set model.embed_dim=16 --set model.depth=1 --set model.num_heads=2 " +
+             "--set train.runs_dir=" + d + "/runs";
+    };
+  };
+  c.push_back({"I11", "image data", "an image folder holding a cut-off BMP", folder_case([](const std::string& r) {
+                 write_file(r + "/train/cat/1.bmp", "BM");
+               }), "1.bmp: not a readable BMP: the file is truncated"});
+  c.push_back({"I12", "image data", "an image folder holding a .webp image", folder_case([](const std::string& r) {
+                 write_file(r + "/train/dog/1.webp", "RIFF");
+               }), "1.webp: an image ewa does not read (it reads .png, .jpg, .jpeg and .bmp)"});
+  c.push_back({"I13", "image data", "an image folder whose val/ has a class train/ lacks", folder_case([](const std::string& r) {
+                 ewa::testing::write_bmp(r + "/val/bird/0.bmp", torch::zeros({8, 8, 3}, torch::kUInt8));
+               }), "val/bird: a class train/ does not have"});
+  c.push_back({"I14", "image data", "an image folder with a file of no image format named .png", folder_case([](const std::string& r) {
+                 write_file(r + "/val/dog/1.png", "hello");
+               }), "1.png: not a PNG, JPEG or BMP image"});
   // ---- point datasets (HDF5) ----
   auto h5_case = [](const std::string& file_text, const std::function<void(const std::string&)>& corrupt) {
     return [file_text, corrupt](const Fixture& f, const std::string& d) {
@@ -371,6 +395,8 @@ std::vector<Case> cases() {
   c.push_back({"C23", "config", "a config that is its own base", config_case(R"({"base": "c.json"})"), "(a cycle)"});
   c.push_back({"C24", "config", "data.use_normals on a dataset without normals", set_case("--set data.use_normals=true"),
                "'data.use_normals': only modelnet40_resampled, modelnet_fewshot and shapenetpart files carry normals, dataset is "});
+  c.push_back({"C26", "config", "an image folder without data.image_size",
+               config_case(R"({"data": {"dataset": "image_folder", "root": "/tmp"}})"), "'data.image_size': required for image_folder"});
   c.push_back({"C25", "config", "an empty 'base'", config_case(R"({"base": ""})"),
                "c.json: key 'base' expects the path of a config file (a non-empty string) or a list of them, got \"\""});
   // ---- flags and environment ----

@@ -18,27 +18,7 @@ namespace fs = std::filesystem;
 using ewa::testing::error_of;
 using ewa::testing::TempDir;
 
-// A 24-bit BMP of `image` (uint8 [H, W, 3], RGB), bottom-up rows padded to 4 bytes.
-void write_bmp(const std::string& path, const torch::Tensor& image) {
-  const int32_t h = static_cast<int32_t>(image.size(0)), w = static_cast<int32_t>(image.size(1));
-  const int32_t stride = (3 * w + 3) / 4 * 4;
-  std::string b(54 + size_t(stride) * size_t(h), '\0');
-  auto put32 = [&](size_t at, int32_t v) { std::memcpy(&b[at], &v, 4); };
-  b[0] = 'B', b[1] = 'M';
-  put32(2, static_cast<int32_t>(b.size()));
-  put32(10, 54);
-  put32(14, 40);
-  put32(18, w);
-  put32(22, h);
-  b[26] = 1, b[28] = 24;
-  const auto img = image.contiguous();
-  const uint8_t* p = img.data_ptr<uint8_t>();
-  for (int32_t y = 0; y < h; ++y)
-    for (int32_t x = 0; x < w; ++x)
-      for (int c = 0; c < 3; ++c) b[54 + size_t(h - 1 - y) * size_t(stride) + size_t(3 * x + 2 - c)] = char(p[(size_t(y) * w + x) * 3 + c]);
-  fs::create_directories(fs::path(path).parent_path());
-  ewa::testing::write_file(path, b);
-}
+using ewa::testing::write_bmp;
 
 torch::Tensor random_image(int64_t h, int64_t w, int64_t seed) {
   torch::manual_seed(static_cast<uint64_t>(seed));

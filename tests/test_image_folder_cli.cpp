@@ -17,27 +17,12 @@ using ewa::testing::TempDir;
 
 const std::string kEwa = EWA_BINARY;
 
-// A 24-bit BMP of a w x h image of one colour plus noise (the class is its colour).
+// A w x h BMP of one colour plus noise (the class is its colour).
 void write_bmp(const std::string& path, int32_t w, int32_t h, const uint8_t rgb[3], uint32_t seed) {
-  const int32_t stride = (3 * w + 3) / 4 * 4;
-  std::string b(54 + size_t(stride) * size_t(h), '\0');
-  auto put32 = [&](size_t at, int32_t v) { std::memcpy(&b[at], &v, 4); };
-  b[0] = 'B', b[1] = 'M';
-  put32(2, static_cast<int32_t>(b.size()));
-  put32(10, 54);
-  put32(14, 40);
-  put32(18, w);
-  put32(22, h);
-  b[26] = 1, b[28] = 24;
-  for (int32_t y = 0; y < h; ++y)
-    for (int32_t x = 0; x < w; ++x)
-      for (int c = 0; c < 3; ++c) {
-        seed = seed * 1664525u + 1013904223u;
-        const int v = rgb[c] + int(seed >> 28) - 8;
-        b[54 + size_t(y) * size_t(stride) + size_t(3 * x + 2 - c)] = char(std::min(255, std::max(0, v)));
-      }
-  fs::create_directories(fs::path(path).parent_path());
-  ewa::testing::write_file(path, b);
+  torch::manual_seed(seed);
+  const auto colour = torch::tensor({int(rgb[0]), int(rgb[1]), int(rgb[2])}, torch::kInt).view({1, 1, 3});
+  const auto noise = torch::randint(-8, 8, {h, w, 3}, torch::kInt);
+  ewa::testing::write_bmp(path, (colour + noise).clamp(0, 255).to(torch::kUInt8));
 }
 
 TEST(ImageFolderCli, TrainsEvaluatesAndReadsTheDecodedImagesFromTheCache) {

@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -59,6 +60,30 @@ inline void write_file(const std::string& path, const std::string& bytes, bool g
   } else {
     std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   }
+}
+
+// A 24-bit BMP of `image` (uint8 [H, W, 3], RGB) at `path` (folders made): bottom-up rows padded
+// to 4 bytes, the format every build decodes (no libpng or libjpeg needed).
+inline void write_bmp(const std::string& path, const torch::Tensor& image) {
+  const int32_t h = static_cast<int32_t>(image.size(0)), w = static_cast<int32_t>(image.size(1));
+  const int32_t stride = (3 * w + 3) / 4 * 4;
+  std::string b(54 + size_t(stride) * size_t(h), '\0');
+  auto put32 = [&](size_t at, int32_t v) { std::memcpy(&b[at], &v, 4); };
+  b[0] = 'B', b[1] = 'M';
+  put32(2, static_cast<int32_t>(b.size()));
+  put32(10, 54);
+  put32(14, 40);
+  put32(18, w);
+  put32(22, h);
+  b[26] = 1, b[28] = 24;
+  const auto img = image.to(torch::kUInt8).contiguous();
+  const uint8_t* p = img.data_ptr<uint8_t>();
+  for (int32_t y = 0; y < h; ++y)
+    for (int32_t x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c)
+        b[54 + size_t(h - 1 - y) * size_t(stride) + size_t(3 * x + 2 - c)] = char(p[(size_t(y) * size_t(w) + size_t(x)) * 3 + size_t(c)]);
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  write_file(path, b);
 }
 
 // A 10-class IDX dataset in `dir` (Fashion-MNIST file names) of 28x28 gratings: class c has
