@@ -157,8 +157,8 @@ ImageFileListing list_tiny_imagenet(const std::string& root) {
 }
 
 torch::Tensor DecodedImages::image(int64_t i) const {
-  const int64_t h = shapes[i][0].item<int64_t>(), w = shapes[i][1].item<int64_t>();
-  return pixels.narrow(0, offsets[i].item<int64_t>(), h * w * 3).view({h, w, 3});
+  const int64_t h = height(i), w = width(i);
+  return pixels.narrow(0, offsets.data_ptr<int64_t>()[i], h * w * 3).view({h, w, 3});
 }
 
 DecodedImages decode_images(const ImageFileSplit& split) {
@@ -207,7 +207,7 @@ bool read_cache(const std::string& path, const ImageFileListing& listing, Decode
       for (int k = 0; k < 4; ++k) {
         const io::PyRef v = root->get(std::string(splits[s]) + "_" + kParts[k]);
         if (!v || v->kind != io::PyValue::Kind::Tensor) throw std::runtime_error(std::string("no tensor ") + splits[s] + "_" + kParts[k]);
-        part(*targets[s], k) = v->tensor;
+        part(*targets[s], k) = v->tensor.contiguous();  // read by pointer (DecodedImages::height, image)
       }
       const auto& d = *targets[s];
       if (d.pixels.scalar_type() != torch::kUInt8 || d.offsets.scalar_type() != torch::kLong ||
@@ -257,10 +257,8 @@ DecodedSplits load_decoded(const ImageFileListing& listing, const std::string& d
   const std::string path = (fs::path(cache_dir_for(cache_dir, root)) / (dataset + "_images_" + fingerprint(inputs) + ".pt")).string();
   DecodedSplits out;
   if (fs::exists(path) && read_cache(path, listing, out)) return out;
-  std::vector<std::string> notes = out.notes;
-  out.train = decode_images(listing.train);
+  out.train = decode_images(listing.train);  // after read_cache's note of why the cache was not read, if any
   out.val = decode_images(listing.val);
-  out.notes = notes;
   write_cache(path, out);
   return out;
 }
@@ -285,14 +283,13 @@ TrainingDraw draw_training(int64_t height, int64_t width, const FolderTransform&
 
 torch::Tensor apply_training(const torch::Tensor& image, const TrainingDraw& d, const FolderTransform& t) {
   const auto crop = image.narrow(0, d.box.top, d.box.height).narrow(1, d.box.left, d.box.width);
-  auto out = data::resize_like_pil(crop, t.image_size, t.image_size, t.bicubic ? data::Resample::Bicubic : data::Resample::Bilinear);
+  auto out = data::resize_like_pil(crop, t.image_size, t.image_size, t.filter);
   return d.flip ? out.flip({1}).contiguous() : out;
 }
 
 torch::Tensor apply_evaluation(const torch::Tensor& image, const FolderTransform& t) {
   const auto resized = static_cast<int64_t>(std::floor(double(t.image_size) / t.crop_pct));  // timm: int(math.floor(size / crop_pct))
-  return data::center_crop(data::resize_shorter_side(image, resized, t.bicubic ? data::Resample::Bicubic : data::Resample::Bilinear),
-                           t.image_size);
+  return data::center_crop(data::resize_shorter_side(image, resized, t.filter), t.image_size);
 }
 
 namespace {
@@ -308,17 +305,16 @@ class FolderBatcher : public data::IndexedBatchSource {
   std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, data::View view) const override {
     if (view == data::View::VoteView)
       fail("the official vote (eval protocol 'vote') resamples point clouds; images have the protocols single and tta");
-    const auto idx = indices(i);
+    const auto idx = indices(i).to(torch::kLong).contiguous();
     const int64_t n = idx.size(0);
+    const int64_t* positions = idx.data_ptr<int64_t>();
     const bool training = view != data::View::Plain;
     std::vector<int64_t> rows(static_cast<size_t>(n));
     std::vector<TrainingDraw> draws(static_cast<size_t>(n));
     for (int64_t k = 0; k < n; ++k) {  // the draws in order, image by image, as torchvision's Compose makes them
-      rows[size_t(k)] = rows_[size_t(idx[k].item<int64_t>())];
-      if (training) {
-        const auto shape = images_->shapes[rows[size_t(k)]];
-        draws[size_t(k)] = draw_training(shape[0].item<int64_t>(), shape[1].item<int64_t>(), t_);
-      }
+      const int64_t row = rows_[size_t(positions[k])];
+      rows[size_t(k)] = row;
+      if (training) draws[size_t(k)] = draw_training(images_->height(row), images_->width(row), t_);
     }
     auto x = torch::empty({n, 3, t_.image_size, t_.image_size}, torch::kFloat);
     at::parallel_for(0, n, 1, [&](int64_t a, int64_t b) {
@@ -385,7 +381,7 @@ data::TaskData load_folder_task(const DataConfig& cfg, uint64_t seed, data::Use 
   tf.image_size = cfg.image_size;
   tf.crop_pct = cfg.crop_pct;
   tf.rrc_scale_min = cfg.rrc_scale_min;
-  tf.bicubic = cfg.interpolation == "bicubic";
+  tf.filter = cfg.interpolation == "bicubic" ? data::Resample::Bicubic : data::Resample::Bilinear;
   tf.hflip = cfg.hflip;
   tf.crop_padding = cfg.random_crop_padding;
   const bool training = use == data::Use::Training;

@@ -50,6 +50,8 @@ struct DecodedImages {
   torch::Tensor shapes;   // int64 [N, 2]: height, width
   torch::Tensor labels;   // int64 [N]
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+  int64_t height(int64_t i) const { return shapes.data_ptr<int64_t>()[2 * i]; }
+  int64_t width(int64_t i) const { return shapes.data_ptr<int64_t>()[2 * i + 1]; }
   torch::Tensor image(int64_t i) const;  // uint8 [H, W, 3], a view into `pixels`
 };
 
@@ -83,7 +85,8 @@ std::vector<std::string> folder_dataset_names();
 struct FolderTransform {
   int64_t image_size = 224;
   double crop_pct = 0.875, rrc_scale_min = 0.08;
-  bool bicubic = true, hflip = true;
+  data::Resample filter = data::Resample::Bicubic;  // data.interpolation
+  bool hflip = true;
   int64_t crop_padding = 0;
 };
 // The training transform's draws for one image of `height` x `width` (the crop box, then the flip),
