@@ -5,6 +5,7 @@
 #include <torch/version.h>
 
 #include "apps/commands.h"
+#include "bench/input.h"
 #include "bench/point_ops.h"
 #include "bench/resample.h"
 #include "bench/train_step.h"
@@ -13,6 +14,7 @@
 #include "common/runtime.h"
 #include "config/datasets.h"
 #include "config/model_kinds.h"
+#include "datasets/registry.h"
 #include "kernels/common/simd.h"
 #include "train/setup.h"
 
@@ -178,6 +180,45 @@ void add_ops_bench(CLI::App* bench) {
   });
 }
 
+void add_input_bench(CLI::App* bench) {
+  struct InputArgs {
+    std::string config;
+    std::vector<std::string> set;
+    std::string record;
+    bench::InputOptions options;
+  };
+  auto in = std::make_shared<InputArgs>();
+  auto* cmd = bench->add_subcommand(
+      "input", "Images (or clouds) per second of a config's training data pipeline against what its training step consumes");
+  cmd->add_option("-c,--config", in->config, "Config of the run (its dataset, batch size, augmentation and model)")->required();
+  cmd->add_option("--set", in->set, "Override a config key (repeatable)");
+  cmd->add_option("--batches", in->options.batches, "Timed training batches per thread count (median)")
+      ->capture_default_str()
+      ->check(at_least(1));
+  cmd->add_option("--threads", in->options.threads, "Thread counts to build batches with (default: the run's, then 1)");
+  cmd->add_option("--step-repeats", in->options.step_repeats, "Timed training steps (median)")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--record", in->record, "Also append the table, the exact command and the machine to this Markdown file");
+  cmd->callback([in] {
+    const Config cfg = load_config(in->config, in->set);
+    if (cfg.train.threads > 0) init_threads(static_cast<int>(cfg.train.threads));
+    const auto device = train::select_device(cfg.train.device);
+    char head[512];
+    std::snprintf(head, sizeof head, "input: %s, %s (%s), batch %lld, %d threads, %s, %s", in->config.c_str(), cfg.data.dataset.c_str(),
+                  cfg.data.root.c_str(), (long long)cfg.data.batch_size, at::get_num_threads(), device.str().c_str(),
+                  precision_description(cfg.train.precision, device).c_str());
+    print_line(head);
+    const std::string table = bench::input_markdown(bench::bench_input(cfg, datasets::load_task, in->options));
+    print_line(table);
+    if (!in->record.empty()) {
+      std::string command = "ewa bench input --config " + in->config;
+      for (const auto& o : in->set) command += " --set " + o;
+      command += " --batches " + std::to_string(in->options.batches) + " --step-repeats " + std::to_string(in->options.step_repeats);
+      for (const auto t : in->options.threads) command += " --threads " + std::to_string(t);
+      record(in->record, "input", command, head, table);
+    }
+  });
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
@@ -186,6 +227,7 @@ void add_bench_command(CLI::App& app) {
   add_train_step_bench(bench);
   add_resample_bench(bench);
   add_ops_bench(bench);
+  add_input_bench(bench);
 }
 
 }  // namespace ewa::app

@@ -6,6 +6,8 @@
 #include <map>
 #include <set>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "common/error.h"
 #include "common/fs.h"
 #include "datasets/cache.h"
@@ -274,10 +276,10 @@ const std::vector<float>& imagenet_std() {
   return s;
 }
 
-TrainingDraw draw_training(int64_t height, int64_t width, const FolderTransform& t) {
+TrainingDraw draw_training(int64_t height, int64_t width, const FolderTransform& t, std::optional<at::Generator> gen) {
   TrainingDraw d;
-  d.box = data::random_resized_crop_box(height, width, t.rrc_scale_min, 1.0, 3.0 / 4.0, 4.0 / 3.0);
-  if (t.hflip) d.flip = torch::rand({1}).item<float>() < 0.5f;  // RandomHorizontalFlip: torch.rand(1) < p
+  d.box = data::random_resized_crop_box(height, width, t.rrc_scale_min, 1.0, 3.0 / 4.0, 4.0 / 3.0, gen);
+  if (t.hflip) d.flip = torch::rand({1}, gen).item<float>() < 0.5f;  // RandomHorizontalFlip: torch.rand(1) < p
   return d;
 }
 
@@ -302,7 +304,16 @@ class FolderBatcher : public data::IndexedBatchSource {
       : IndexedBatchSource(static_cast<int64_t>(rows.size()), batch_size, shuffle, seed, drop_last),
         images_(std::move(images)), rows_(std::move(rows)), t_(t) {}
 
-  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, data::View view) const override {
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, data::View view) const override { return build(i, view, std::nullopt); }
+  // Drawn from a generator of the batch's own: nothing here touches torch's default generator or
+  // state another thread writes (the order changes only in start_epoch, between epochs).
+  std::pair<torch::Tensor, torch::Tensor> training_batch(int64_t i, uint64_t seed) const override {
+    return build(i, data::View::Training, at::make_generator<at::CPUGeneratorImpl>(seed));
+  }
+  bool builds_ahead() const override { return true; }
+
+ private:
+  std::pair<torch::Tensor, torch::Tensor> build(int64_t i, data::View view, std::optional<at::Generator> gen) const {
     if (view == data::View::VoteView)
       fail("the official vote (eval protocol 'vote') resamples point clouds; images have the protocols single and tta");
     const auto idx = indices(i).to(torch::kLong).contiguous();
@@ -314,7 +325,7 @@ class FolderBatcher : public data::IndexedBatchSource {
     for (int64_t k = 0; k < n; ++k) {  // the draws in order, image by image, as torchvision's Compose makes them
       const int64_t row = rows_[size_t(positions[k])];
       rows[size_t(k)] = row;
-      if (training) draws[size_t(k)] = draw_training(images_->height(row), images_->width(row), t_);
+      if (training) draws[size_t(k)] = draw_training(images_->height(row), images_->width(row), t_, gen);
     }
     auto x = torch::empty({n, 3, t_.image_size, t_.image_size}, torch::kFloat);
     at::parallel_for(0, n, 1, [&](int64_t a, int64_t b) {
@@ -324,12 +335,12 @@ class FolderBatcher : public data::IndexedBatchSource {
         x[k].copy_(data::to_normalized_chw(out, imagenet_mean(), imagenet_std()));
       }
     });
-    if (training && t_.crop_padding > 0) x = random_crop(x, t_.crop_padding);
+    if (training && t_.crop_padding > 0) x = random_crop(x, t_.crop_padding, gen);
+    if (view == data::View::Training) erase_images(x, t_.erasing, gen);
     const auto labels = images_->labels.index_select(0, torch::tensor(rows, torch::kLong));
     return {x, labels};
   }
 
- private:
   std::shared_ptr<const DecodedImages> images_;
   std::vector<int64_t> rows_;
   FolderTransform t_;
@@ -384,6 +395,7 @@ data::TaskData load_folder_task(const DataConfig& cfg, uint64_t seed, data::Use 
   tf.filter = cfg.interpolation == "bicubic" ? data::Resample::Bicubic : data::Resample::Bilinear;
   tf.hflip = cfg.hflip;
   tf.crop_padding = cfg.random_crop_padding;
+  tf.erasing = erasing_settings(cfg);
   const bool training = use == data::Use::Training;
   t.train = std::make_unique<FolderBatcher>(train, to_vector(train_rows), tf, cfg.batch_size, /*shuffle=*/training, seed,
                                             /*drop_last=*/training && cfg.drop_last);

@@ -24,6 +24,7 @@
 
 #include "config/config.h"
 #include "data/batch_source.h"
+#include "data/erasing.h"
 #include "data/image_ops.h"
 
 namespace ewa::datasets {
@@ -80,14 +81,19 @@ std::vector<std::string> folder_dataset_names();
 // scale=(data.rrc_scale_min, 1), ratio=(3/4, 4/3)), a horizontal flip with probability 1/2 when
 // data.hflip, and data.random_crop_padding's shifted crop when it is not 0; evaluation
 // (View::Plain) Resize(floor(image_size / crop_pct)) and CenterCrop(image_size); then ToTensor and
-// Normalize with ImageNet's mean and std. Random draws come from torch's default CPU generator,
-// image by image in torchvision's order (the crop, then the flip).
+// Normalize with ImageNet's mean and std, and for training batches random erasing (data.reprob:
+// data/erasing.h) after it. Random draws come image by image in torchvision's order
+// (the crop, then the flip), the erasing draws after every image's crop and flip: a training
+// step's from a generator of the batch's own seeded by the step (so the loop builds the next
+// batch while a step runs: data::BatchSource::builds_ahead), test-time augmentation's from
+// torch's default CPU generator.
 struct FolderTransform {
   int64_t image_size = 224;
   double crop_pct = 0.875, rrc_scale_min = 0.08;
   data::Resample filter = data::Resample::Bicubic;  // data.interpolation
   bool hflip = true;
   int64_t crop_padding = 0;
+  data::ErasingSettings erasing;  // training batches only, after Normalize (timm's RandomErasing)
 };
 // The training transform's draws for one image of `height` x `width` (the crop box, then the flip),
 // and the transform with given draws: uint8 [image_size, image_size, 3].
@@ -95,7 +101,8 @@ struct TrainingDraw {
   data::CropBox box;
   bool flip = false;
 };
-TrainingDraw draw_training(int64_t height, int64_t width, const FolderTransform& t);
+TrainingDraw draw_training(int64_t height, int64_t width, const FolderTransform& t,
+                           std::optional<at::Generator> gen = std::nullopt);
 torch::Tensor apply_training(const torch::Tensor& image, const TrainingDraw& d, const FolderTransform& t);
 torch::Tensor apply_evaluation(const torch::Tensor& image, const FolderTransform& t);
 // ImageNet's mean and std (timm's IMAGENET_DEFAULT_MEAN / _STD), what Normalize takes.

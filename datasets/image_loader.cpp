@@ -22,6 +22,7 @@ std::pair<torch::Tensor, torch::Tensor> ImageBatcher::batch(int64_t i, View view
   if (augment && augment_.crop_padding > 0) x = random_crop(x, augment_.crop_padding);
   if (augment && augment_.hflip) x = random_hflip(x);
   x = (x - mean_) * inv_std_;
+  if (view == View::Training) erase_images(x, augment_.erasing);
   return {x, ds_.labels.index_select(0, idx)};
 }
 
@@ -34,7 +35,7 @@ TaskData load_image_task(const DataConfig& cfg, uint64_t seed, Use use) {
   t.img_size = splits.train.image_size();
   t.in_chans = splits.train.channels();
   t.notes = splits.notes;
-  const Augment augment{cfg.random_crop_padding, cfg.hflip};
+  const Augment augment{cfg.random_crop_padding, cfg.hflip, erasing_settings(cfg)};
   const bool training = use == Use::Training;
   t.train = std::make_unique<ImageBatcher>(splits.train, cfg.batch_size, /*shuffle=*/training, seed, augment,
                                            /*drop_last=*/training && cfg.drop_last);
@@ -43,14 +44,29 @@ TaskData load_image_task(const DataConfig& cfg, uint64_t seed, Use use) {
   return t;
 }
 
-torch::Tensor random_crop(const torch::Tensor& images, int64_t pad) {
+torch::Tensor random_crop(const torch::Tensor& images, int64_t pad, std::optional<at::Generator> gen) {
   const int64_t b = images.size(0), h = images.size(2), w = images.size(3);
   auto padded = torch::constant_pad_nd(images, {pad, pad, pad, pad}, 0.0);
-  auto shifts = torch::randint(0, 2 * pad + 1, {b, 2}, torch::kLong);
+  auto shifts = torch::randint(0, 2 * pad + 1, {b, 2}, gen, torch::kLong);
   auto acc = shifts.accessor<int64_t, 2>();
   auto out = torch::empty_like(images);
   for (int64_t i = 0; i < b; ++i) out[i].copy_(padded[i].narrow(1, acc[i][0], h).narrow(2, acc[i][1], w));
   return out;
+}
+
+data::ErasingSettings erasing_settings(const DataConfig& cfg) {
+  data::ErasingSettings s;
+  s.probability = cfg.reprob;
+  s.mode = cfg.remode;
+  s.max_count = cfg.recount;  // DeiT: RandomErasing(reprob, mode=remode, max_count=recount)
+  return s;
+}
+
+void erase_images(torch::Tensor& images, const data::ErasingSettings& s, std::optional<at::Generator> gen) {
+  if (s.probability <= 0) return;
+  data::GeneratorDraws draws(std::move(gen));
+  for (int64_t k = 0; k < images.size(0); ++k)
+    data::apply_erasing(images[k], data::draw_erasing(s, images.size(1), images.size(2), images.size(3), draws));
 }
 
 torch::Tensor random_hflip(const torch::Tensor& images) {

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "data/batch_source.h"
+#include "data/erasing.h"
 #include "datasets/image_datasets.h"
 
 namespace ewa::datasets {
@@ -13,6 +14,7 @@ namespace ewa::datasets {
 struct Augment {
   int64_t crop_padding = 0;  // 0 = no random crop
   bool hflip = false;
+  data::ErasingSettings erasing;  // training batches only (not test-time augmentation)
 };
 
 class ImageBatcher : public data::IndexedBatchSource {
@@ -34,8 +36,14 @@ class ImageBatcher : public data::IndexedBatchSource {
 // Loads an image dataset (data.dataset of images) as train / val / test sources.
 data::TaskData load_image_task(const DataConfig& cfg, uint64_t seed, data::Use use = data::Use::Training);
 
-// Random crop of each image from its zero-padded copy (shifts in [-pad, pad]), [B, C, H, W].
-torch::Tensor random_crop(const torch::Tensor& images, int64_t pad);
+// Random crop of each image from its zero-padded copy (shifts in [-pad, pad]), [B, C, H, W];
+// drawn from `gen` (torch's default CPU generator when none).
+torch::Tensor random_crop(const torch::Tensor& images, int64_t pad, std::optional<at::Generator> gen = std::nullopt);
+// data.reprob / remode / recount as timm's RandomErasing settings.
+data::ErasingSettings erasing_settings(const DataConfig& cfg);
+// Random erasing of every image of a normalised batch (float [B, C, H, W], in place), image by
+// image, drawn from `gen` (torch's default CPU generator when none).
+void erase_images(torch::Tensor& images, const data::ErasingSettings& s, std::optional<at::Generator> gen = std::nullopt);
 // Flips each image left-right with probability 1/2.
 torch::Tensor random_hflip(const torch::Tensor& images);
 

@@ -68,6 +68,20 @@ TEST(Config, RangesAndCrossChecks) {
   EXPECT_NE(e.find("block index 4 is outside 0..3"), std::string::npos) << e;
 }
 
+// DeiT's batch recipe (data.mixup, data.cutmix, data.reprob) is for image classifiers.
+TEST(Config, MixingAndErasingAreForImageClassifiers) {
+  auto e = error_of([] { parse(json{{"data", {{"mixup", 0.8}, {"batch_size", 31}}}}); });
+  EXPECT_NE(e.find("'data.batch_size': must be even with data.mixup or data.cutmix"), std::string::npos) << e;
+  e = error_of([] { parse(json{{"model", {{"name", "point_transformer"}}}, {"data", {{"dataset", "modelnet_folder"}, {"root", "/data"}, {"cutmix", 1.0}}}}); });
+  EXPECT_NE(e.find("'data.cutmix': mixes or erases images; modelnet_folder holds point clouds"), std::string::npos) << e;
+  e = error_of([] { parse(json{{"data", {{"remode", "noise"}}}}); });
+  EXPECT_NE(e.find("'data.remode'"), std::string::npos) << e;
+  const auto ok = parse(json{{"data", {{"mixup", 0.8}, {"cutmix", 1.0}, {"reprob", 0.25}, {"batch_size", 32}}}});
+  EXPECT_EQ(ok.data.mixup, 0.8);
+  EXPECT_EQ(ok.data.remode, "pixel");
+  EXPECT_EQ(ok.data.recount, 1);
+}
+
 TEST(Config, BlockSelections) {
   EXPECT_EQ(parse(json{{"model", {{"depth", 4}}}, {"moe", {{"blocks", "all"}}}}).moe.blocks, (std::vector<int64_t>{0, 1, 2, 3}));
   EXPECT_EQ(parse(json{{"model", {{"depth", 6}}}, {"moe", {{"blocks", "last_k"}, {"last_k", 3}}}}).moe.blocks,

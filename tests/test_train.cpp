@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <thread>
 
 #include "datasets/registry.h"
 #include "common/error.h"
@@ -445,6 +446,133 @@ TEST(Train, ArmsOfOneSeedSeeTheSameBatchesAndStartFromTheSameSharedWeights) {
   }
   EXPECT_GT(shared, 10);
   EXPECT_EQ(dense_only, 8);  // fc1/fc2 weight and bias of the 2 blocks
+}
+
+namespace {
+
+// The training split of a folder dataset, forwarded: either building ahead as the folder source
+// does (its own generator; the thread of every training batch recorded), or not at all, so that
+// the loop builds each batch in the step with the base class's training_batch (torch's default
+// generator seeded by the step, the path every other source takes).
+class AheadOrNot : public ewa::data::BatchSource {
+ public:
+  AheadOrNot(std::unique_ptr<ewa::data::BatchSource> inner, bool ahead, std::vector<std::thread::id>* threads)
+      : inner_(std::move(inner)), ahead_(ahead), threads_(threads) {}
+  int64_t size() const override { return inner_->size(); }
+  int64_t num_batches() const override { return inner_->num_batches(); }
+  int64_t global_batch_size(int64_t i) const override { return inner_->global_batch_size(i); }
+  void start_epoch(int64_t epoch) override { inner_->start_epoch(epoch); }
+  void place(torch::Device device, int64_t rank, int64_t world) override { inner_->place(device, rank, world); }
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, ewa::data::View view) const override { return inner_->batch(i, view); }
+  std::pair<torch::Tensor, torch::Tensor> training_batch(int64_t i, uint64_t seed) const override {
+    if (!ahead_) return BatchSource::training_batch(i, seed);
+    threads_->push_back(std::this_thread::get_id());  // one builder at a time: the loop waits for it
+    return inner_->training_batch(i, seed);
+  }
+  bool builds_ahead() const override { return ahead_ && inner_->builds_ahead(); }
+
+ private:
+  std::unique_ptr<ewa::data::BatchSource> inner_;
+  bool ahead_;
+  std::vector<std::thread::id>* threads_;
+};
+
+// A linear model on the images that keeps every training batch it is given.
+struct RecordingTask : ewa::train::Task {
+  torch::nn::Linear lin{3 * 8 * 8, 2};
+  std::vector<torch::Tensor> seen;
+  torch::nn::Module& model() override { return *lin; }
+  std::string describe_model() override { return "linear"; }
+  ewa::train::StepOutput training_step(const torch::Tensor& x, const torch::Tensor& y) override {
+    seen.push_back(x.clone());
+    seen.push_back(y.clone());
+    auto logits = lin(x.flatten(1));
+    return {torch::nn::functional::cross_entropy(logits, y), logits.argmax(1).eq(y).sum(), x.size(0)};
+  }
+  ewa::train::EvalResult evaluate(ewa::data::BatchSource&) override { return {json::object(), json::object(), "-", 0}; }
+  std::string eval_label() const override { return "none"; }
+};
+
+}  // namespace
+
+// A folder dataset's training batches are built on another thread while the step before runs,
+// and are the very batches the step would have built itself (random resized crops and flips
+// drawn from the batch's own generator = torch's default generator seeded alike), so a run is the
+// same with and without building ahead; the first batch of every epoch is built in the step.
+TEST(Train, BatchesBuiltAheadAreTheOnesTheStepWouldBuild) {
+  TempDir d;
+  for (int c = 0; c < 2; ++c)
+    for (int i = 0; i < 10; ++i) {
+      torch::manual_seed(static_cast<uint64_t>(100 * c + i));
+      const auto image = torch::randint(0, 256, {12 + i, 15 - i / 2, 3}, torch::kUInt8);
+      for (const char* split : {"train", "val"})
+        ewa::testing::write_bmp(d.path() + "/imgs/" + split + "/c" + std::to_string(c) + "/" + std::to_string(i) + ".bmp", image);
+    }
+  const json j = {{"name", "ahead"},
+                  {"data", {{"dataset", "image_folder"}, {"root", d.path() + "/imgs"}, {"image_size", 8}, {"batch_size", 4},
+                            {"cache_dir", d.path() + "/cache"}, {"hflip", true}, {"random_crop_padding", 1}}},
+                  {"train", {{"epochs", 2}, {"log_every", 100}, {"runs_dir", d.path() + "/runs"}, {"device", "cpu"}}}};
+  const auto cfg = ewa::parse_config(ewa::resolve_config(j, "test"), "test");
+  auto run = [&](bool ahead, const std::string& name, std::vector<std::thread::id>* threads) {
+    auto data = ewa::datasets::load_task(cfg);
+    data.train = std::make_unique<AheadOrNot>(std::move(data.train), ahead, threads);
+    RecordingTask task;
+    torch::manual_seed(0);
+    task.lin = torch::nn::Linear(3 * 8 * 8, 2);
+    ewa::train::run_training(cfg.with({{"name", name}}), task, data, {}, [](const std::string&) {}, torch::kCPU);
+    return task.seen;
+  };
+  std::vector<std::thread::id> threads;
+  const auto ahead = run(true, "ahead", &threads);
+  const auto in_step = run(false, "in_step", nullptr);
+  ASSERT_EQ(ahead.size(), 2u * 2 * 5);  // 2 epochs of 5 steps, images and labels
+  ASSERT_EQ(in_step.size(), ahead.size());
+  for (size_t i = 0; i < ahead.size(); ++i) EXPECT_TRUE(torch::equal(ahead[i], in_step[i])) << "batch tensor " << i;
+  EXPECT_FALSE(torch::equal(ahead[0], ahead[2]));  // the batches differ (the check can fail)
+  ASSERT_EQ(threads.size(), 10u);
+  const auto main_thread = std::this_thread::get_id();
+  for (size_t k = 0; k < threads.size(); ++k)
+    EXPECT_EQ(threads[k] == main_thread, k % 5 == 0) << "batch " << k % 5 << " of epoch " << k / 5 + 1;
+  // The log says how long the steps waited for their batches.
+  std::ifstream log(d.path() + "/runs/ahead/log.jsonl");
+  int64_t waits = 0;
+  for (std::string line; std::getline(log, line);) {
+    const auto r = json::parse(line);
+    if (r["type"] == "step") waits += r.contains("data_wait_ms_per_step") && r["data_wait_ms_per_step"].get<double>() >= 0;
+  }
+  EXPECT_EQ(waits, 2);  // a progress record with each epoch's last step
+}
+
+// DeiT's batch recipe on an image dataset: random erasing changes training batches only (the
+// test split's batches stay as stored), Mixup / CutMix train on soft targets, so the epoch
+// records carry no training accuracy, and the run still learns the patterns.
+TEST(Train, MixupCutmixAndErasingTrainOnSoftTargets) {
+  TempDir data, runs;
+  ewa::testing::write_pattern_idx(data.path(), 800, 100, true);
+  auto cfg = tiny_cfg(data.path(), runs.path(), "rup", 5).with(
+      {{"data.mixup", 0.8}, {"data.cutmix", 1.0}, {"data.reprob", 0.5}, {"data.random_crop_padding", 0}});
+  auto task_data = ewa::datasets::load_task(cfg);
+  auto plain = ewa::datasets::load_task(cfg.with({{"data.reprob", 0.0}}));
+  task_data.train->start_epoch(0);
+  plain.train->start_epoch(0);
+  const auto erased = task_data.train->training_batch(0, 7).first, clean = plain.train->training_batch(0, 7).first;
+  EXPECT_FALSE(torch::equal(erased, clean));
+  const auto changed = (erased != clean).flatten(1).any(1).sum().item<int64_t>();  // about half the images
+  EXPECT_GT(changed, 4);
+  EXPECT_LT(changed, 28);
+  EXPECT_TRUE(torch::equal(task_data.test->batch(0, ewa::data::View::Plain).first, plain.test->batch(0, ewa::data::View::Plain).first));
+  const auto r = ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [](const std::string&) {});
+  std::ifstream log(runs / "t/log.jsonl");
+  int epochs = 0;
+  for (std::string line; std::getline(log, line);) {
+    const auto j = json::parse(line);
+    if (j["type"] != "epoch") continue;
+    ++epochs;
+    EXPECT_FALSE(j.contains("train_acc")) << line;
+    EXPECT_TRUE(std::isfinite(j["train_loss"].get<double>())) << line;
+  }
+  EXPECT_EQ(epochs, 5);
+  EXPECT_GT(r.test.json["oa"].get<double>(), 0.5) << r.test.json.dump();  // 10 patterns: chance is 0.1
 }
 
 TEST(Train, ModelEmaIsTimmsAverageAndWhatTheRunEvaluatesAndResumes) {

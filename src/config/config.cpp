@@ -373,6 +373,15 @@ void parse_data(const json& j, Config& c, const KeyError& bad) {
     if (d.shot < 1) bad("data.shot", "required for " + d.dataset + ": the training samples per class (10 or 20 as released)");
     if (d.fold < 0) bad("data.fold", "required for " + d.dataset + ": the fold, 0 to 9 as released");
   }
+  if (info.point_cloud)
+    for (const auto& [key, v] : {std::pair<const char*, double>{"data.mixup", d.mixup}, {"data.cutmix", d.cutmix}, {"data.reprob", d.reprob}})
+      if (v > 0) bad(key, "mixes or erases images; " + d.dataset + " holds point clouds");
+  if ((d.mixup > 0 || d.cutmix > 0) && d.batch_size % 2 != 0)
+    bad("data.batch_size", "must be even with data.mixup or data.cutmix (timm mixes a batch with itself reversed), got " +
+                               std::to_string(d.batch_size));
+  if ((d.mixup > 0 || d.cutmix > 0) && !kind.is_classifier())
+    bad(d.mixup > 0 ? "data.mixup" : "data.cutmix", "mixed batches train classifiers (soft targets); model '" + c.model.name +
+                                                        "' is not one");
   if (d.pipeline == "resample" && !points_model)
     bad("data.pipeline", "'resample' resamples point clouds; image datasets have 'fixed' only");
   if (d.fps_points > 0 && d.fps_points < d.num_points)

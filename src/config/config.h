@@ -53,6 +53,10 @@ struct DataConfig {
   int64_t image_size{};  // image folders
   double crop_pct{}, rrc_scale_min{};
   std::string interpolation{};
+  // Images, training (timm's recipe): Mixup / CutMix of each batch, random erasing of each image.
+  double mixup{}, cutmix{}, mixup_prob{}, mixup_switch_prob{}, reprob{};
+  std::string remode{};
+  int64_t recount{};
 
   bool is_point_cloud() const;
 };
@@ -112,7 +116,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DataConfig, dataset, root, variant, cache_dir
                                    train_limit, train_per_class, test_limit, random_crop_padding, num_points, votes, fps_points,
                                    source_points, way, shot, fold, val_fraction, scale_low, scale_high, translate,
                                    jitter, hflip, use_normals, rotate_up, normalize, drop_last, image_size, crop_pct,
-                                   rrc_scale_min, interpolation)
+                                   rrc_scale_min, interpolation, mixup, cutmix, mixup_prob, mixup_switch_prob, reprob,
+                                   remode, recount)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OptimConfig, lr, min_lr, weight_decay, beta1, beta2, warmup_epochs, label_smoothing,
                                    grad_clip, schedule, warmup_lr_init, cosine_epochs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EvalConfig, vote_views, vote_repeats, every, final_vote, save_best_on_test)

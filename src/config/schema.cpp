@@ -172,6 +172,25 @@ const std::vector<FieldSpec>& config_schema() {
         "timm, DeiT: 0.08; the largest is 1, the aspect ratio 3/4 to 4/3)."),
       S("data.interpolation", "bicubic", {"bicubic", "bilinear"},
         "Image folders: the filter of every resize, computed as PIL computes it (DeiT: bicubic)."),
+      F("data.mixup", 0.0, 0, 100,
+        "Images, training: Mixup's alpha (timm's --mixup; DeiT: 0.8): with probability data.mixup_prob a batch is "
+        "blended with itself reversed by lambda ~ Beta(alpha, alpha), the targets alike (soft targets, "
+        "optim.label_smoothing folded in, soft-target cross-entropy); 0 = off. Needs even per-process batches."),
+      F("data.cutmix", 0.0, 0, 100,
+        "Images, training: CutMix's alpha (timm's --cutmix; DeiT: 1.0): a box of the reversed batch pasted in, the "
+        "targets mixed by the area it covers; with data.mixup too, one of the two per batch (data.mixup_switch_prob); "
+        "0 = off."),
+      F("data.mixup_prob", 1.0, 0, 1, "Images, training: the probability that a batch is mixed (timm's --mixup-prob)."),
+      F("data.mixup_switch_prob", 0.5, 0, 1,
+        "Images, training: with both data.mixup and data.cutmix on, the probability of CutMix for a mixed batch "
+        "(timm's --mixup-switch-prob)."),
+      F("data.reprob", 0.0, 0, 1,
+        "Images, training: random erasing's probability per image (timm's --reprob; DeiT: 0.25), after "
+        "normalisation: boxes of 2% to 1/3 of the area, aspect 0.3 to 3.3; 0 = off."),
+      S("data.remode", "pixel", {"const", "rand", "pixel"},
+        "Images, training: random erasing's fill (timm's --remode): zeros, one normal draw per channel, or one per "
+        "pixel (DeiT)."),
+      I("data.recount", 1, 1, 100, "Images, training: random erasing's largest number of boxes per image (timm's --recount)."),
       F("optim.lr", 1e-3, 0, 10, "Peak AdamW learning rate (after warmup)."),
       F("optim.min_lr", 1e-5, 0, 10, "Learning rate at the end of the cosine schedule."),
       F("optim.weight_decay", 0.05, 0, 10, "AdamW decoupled weight decay (not applied to biases, norms, tokens, embeddings)."),

@@ -29,6 +29,10 @@ void IndexedBatchSource::place(torch::Device device, int64_t rank, int64_t world
   world_ = world;
 }
 
+std::pair<torch::Tensor, torch::Tensor> BatchSource::training_batch(int64_t i, uint64_t seed) const {
+  return with_cpu_seed(seed, [&] { return batch(i, View::Training); });
+}
+
 torch::Tensor IndexedBatchSource::indices(int64_t i) const {
   const int64_t start = i * batch_size_;
   auto rows = order_.narrow(0, start, global_batch_size(i));

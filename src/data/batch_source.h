@@ -43,6 +43,14 @@ class BatchSource {
   // (part segmentation: [B, P], the part of every point).
   // Random draws (augmentation, resampling, vote subsets) come from torch's default CPU generator.
   virtual std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, View view) const = 0;
+  // Batch i in View::Training for a training step whose draws are seeded `seed`: by default
+  // batch(i, View::Training) on torch's default generator seeded to `seed` (with_cpu_seed), which
+  // the step's dropout then reseeds. A source that draws this batch from a generator of its own
+  // (never the default one) and reads nothing another thread writes says so in builds_ahead():
+  // the training loop then builds the next step's batch on a thread of its own while the step
+  // runs. Both give the same batch for the same (i, seed).
+  virtual std::pair<torch::Tensor, torch::Tensor> training_batch(int64_t i, uint64_t seed) const;
+  virtual bool builds_ahead() const { return false; }
 };
 
 // The batching every in-memory split shares: batch i holds rows order[i*B, (i+1)*B) where the

@@ -157,20 +157,20 @@ torch::Tensor center_crop(const torch::Tensor& image, int64_t size) {
 }
 
 CropBox random_resized_crop_box(int64_t height, int64_t width, double scale_lo, double scale_hi, double ratio_lo,
-                                double ratio_hi) {
+                                double ratio_hi, std::optional<at::Generator> gen) {
   const double area = double(height) * double(width);
   const auto log_ratio = torch::log(torch::tensor({ratio_lo, ratio_hi}, torch::kFloat));  // float32, as torch.tensor(ratio)
   const double lo = log_ratio[0].item<double>(), hi = log_ratio[1].item<double>();
   for (int attempt = 0; attempt < 10; ++attempt) {
-    const double target_area = area * torch::empty({1}, torch::kFloat).uniform_(scale_lo, scale_hi).item<double>();
-    const double aspect = torch::exp(torch::empty({1}, torch::kFloat).uniform_(lo, hi)).item<double>();
+    const double target_area = area * torch::empty({1}, torch::kFloat).uniform_(scale_lo, scale_hi, gen).item<double>();
+    const double aspect = torch::exp(torch::empty({1}, torch::kFloat).uniform_(lo, hi, gen)).item<double>();
     const auto w = static_cast<int64_t>(std::nearbyint(std::sqrt(target_area * aspect)));  // Python's round: half to even
     const auto h = static_cast<int64_t>(std::nearbyint(std::sqrt(target_area / aspect)));
     if (0 < w && w <= width && 0 < h && h <= height) {
       CropBox b;
       b.height = h, b.width = w;
-      b.top = torch::randint(0, height - h + 1, {1}, torch::kLong).item<int64_t>();
-      b.left = torch::randint(0, width - w + 1, {1}, torch::kLong).item<int64_t>();
+      b.top = torch::randint(0, height - h + 1, {1}, gen, torch::kLong).item<int64_t>();
+      b.left = torch::randint(0, width - w + 1, {1}, gen, torch::kLong).item<int64_t>();
       return b;
     }
   }

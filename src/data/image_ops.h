@@ -3,6 +3,7 @@
 // trained or evaluated here sees the pixels it would see there.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <torch/torch.h>
@@ -34,10 +35,10 @@ struct CropBox {
 // torchvision's RandomResizedCrop.get_params for an image of `height` x `width`: up to ten draws
 // of an area share in [scale_lo, scale_hi] and a log-uniform aspect ratio in [ratio_lo, ratio_hi]
 // until the box fits, then its position; else the centre crop clamped to the ratio range. Drawn
-// from torch's default CPU generator with torchvision's own calls (float32 uniforms, int64
-// randint), so after the same manual_seed both give the same box.
+// from `gen` (torch's default CPU generator when none) with torchvision's own calls (float32
+// uniforms, int64 randint), so after the same manual_seed both give the same box.
 CropBox random_resized_crop_box(int64_t height, int64_t width, double scale_lo, double scale_hi, double ratio_lo,
-                                double ratio_hi);
+                                double ratio_hi, std::optional<at::Generator> gen = std::nullopt);
 
 // What torchvision's transforms give as the model's input, float [3, size, size]: the image's
 // bytes / 255, minus `mean`, divided by `std` (ToTensor then Normalize, in that order).

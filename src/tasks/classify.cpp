@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "data/mix.h"
 #include "data/point_sampling.h"
 #include "io/pretrained.h"
 #include "models/registry.h"
@@ -37,6 +38,12 @@ class ClassificationTask : public Task {
                      data::BatchSource* test, torch::Device device)
       : cfg_(cfg), model_(std::move(model)), class_names_(std::move(class_names)), test_(test), device_(device),
         loss_options_(F::CrossEntropyFuncOptions().label_smoothing(cfg.optim.label_smoothing)) {
+    mix_.mixup_alpha = cfg.data.mixup;
+    mix_.cutmix_alpha = cfg.data.cutmix;
+    mix_.prob = cfg.data.mixup_prob;
+    mix_.switch_prob = cfg.data.mixup_switch_prob;
+    mix_.label_smoothing = cfg.optim.label_smoothing;
+    mix_.num_classes = cfg.model.num_classes;
     if (cfg.finetune.freeze_encoder)
       for (const auto& p : model_->named_parameters()) p.value().set_requires_grad(model_->is_head(p.key()));
     if (cfg.eval.final_vote) {  // refused now, not after the last epoch
@@ -68,11 +75,30 @@ class ClassificationTask : public Task {
     model_->head_module()->train();
   }
   StepOutput training_step(const torch::Tensor& x, const torch::Tensor& y) override {
+    if (mix_.enabled()) return mixed_step(x, y);
     auto logits = model_->forward(x);
     auto loss = F::cross_entropy(logits, y, loss_options_);
     if (auto aux = model_->aux_loss(); aux.defined() && cfg_.moe.aux_loss_weight > 0)
       loss = loss + cfg_.moe.aux_loss_weight * aux;
     return {loss, logits.argmax(1).eq(y).sum(), y.size(0)};
+  }
+  // data.mixup / data.cutmix: the batch mixed with itself reversed, as DeiT's training loop does
+  // it on the device before the forward (timm's Mixup, mode "batch"), drawn from the step's
+  // stream of torch's default generator; soft targets with the label smoothing folded in and
+  // timm's soft-target cross-entropy. No training accuracy: the targets are mixtures.
+  StepOutput mixed_step(const torch::Tensor& x, const torch::Tensor& y) {
+    if (x.size(0) % 2 != 0)
+      fail("data.mixup/data.cutmix: a batch of " + std::to_string(x.size(0)) + " samples; timm mixes a batch with itself "
+           "reversed and takes even batches (per process): set data.batch_size even and data.drop_last=true");
+    auto mixed = x.clone();
+    data::GeneratorDraws draws;
+    const auto draw = data::draw_mix(mix_, x.size(-2), x.size(-1), draws);
+    const auto targets = data::apply_mix(mixed, y, draw, mix_);
+    auto logits = model_->forward(mixed);
+    auto loss = data::soft_target_cross_entropy(logits, targets);
+    if (auto aux = model_->aux_loss(); aux.defined() && cfg_.moe.aux_loss_weight > 0)
+      loss = loss + cfg_.moe.aux_loss_weight * aux;
+    return {loss, torch::Tensor(), y.size(0)};
   }
   EvalResult evaluate(data::BatchSource& source) override {
     const auto r = evaluate_protocol(*model_, source, cfg_.model.num_classes, device_, epoch_protocol(cfg_), group());
@@ -105,6 +131,7 @@ class ClassificationTask : public Task {
   torch::Device device_;
   nlohmann::json vote_;
   F::CrossEntropyFuncOptions loss_options_;
+  data::MixSettings mix_;
 };
 
 class ClassificationMaker : public TaskMaker {

@@ -64,6 +64,7 @@ class ProgressLog : public Hook {
   void after_step(const Run& r, const StepDone& s) override {
     ++steps_;
     samples_ += s.samples;
+    data_ms_ += s.data_ms;
     for (const double l : s.losses_read) loss_ += l;
     if (r.step % r.cfg.train.log_every != 0 && !s.last_of_epoch) return;
     if (r.group) {  // the logged loss and sample count are those of the whole job
@@ -79,13 +80,14 @@ class ProgressLog : public Hook {
     const double elapsed = std::chrono::duration<double>(Clock::now() - r.train_start).count();
     const double eta = done > 0 ? elapsed / done * double(r.total_steps - r.step) : 0.0;
     const double mean_loss = loss_ / double(steps_);
+    const double data_ms = data_ms_ / double(steps_);
     r.report("epoch " + std::to_string(r.epoch + 1) + "/" + std::to_string(r.cfg.train.epochs) + " step " +
              std::to_string(r.step) + "/" + std::to_string(r.total_steps) + " loss " + fmt("%.4f", mean_loss) + " lr " +
              fmt("%.2e", r.lr) + " beta " + fmt("%.3f", r.beta) + " " + fmt("%.1f", ms) + " ms/step " + fmt("%.0f", sps) +
-             " samples/s ETA " + duration_text(eta));
+             " samples/s (data wait " + fmt("%.1f", data_ms) + " ms) ETA " + duration_text(eta));
     if (r.main_rank) {
       const nlohmann::json scalars = {{"loss", mean_loss}, {"lr", r.lr}, {"share_rate", r.beta}, {"ms_per_step", ms},
-                                      {"samples_per_s", sps}};
+                                      {"samples_per_s", sps}, {"data_wait_ms_per_step", data_ms}};
       nlohmann::json record = {{"type", "step"}, {"epoch", r.epoch + 1}, {"step", r.step}};
       record.update(scalars);
       append_line(r.dir + "/log.jsonl", record.dump());
@@ -96,7 +98,7 @@ class ProgressLog : public Hook {
     }
     window_start_ = Clock::now();
     steps_ = samples_ = 0;
-    loss_ = 0;
+    loss_ = data_ms_ = 0;
   }
   void after_epoch(const Run& r, const EpochRecord& e) override {
     if (!r.main_rank) return;
@@ -112,10 +114,11 @@ class ProgressLog : public Hook {
   }
 
  private:
-  // The steps since the last progress line: their time, count, samples and summed losses.
+  // The steps since the last progress line: their time, count, samples, summed losses and time
+  // waited for batches.
   Clock::time_point window_start_;
   int64_t steps_ = 0, samples_ = 0;
-  double loss_ = 0;
+  double loss_ = 0, data_ms_ = 0;
 };
 
 // last.pt every train.checkpoint_every steps and after every epoch (with best.pt on a better

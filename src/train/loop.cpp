@@ -292,6 +292,28 @@ StepOutput optimization_step(const Config& cfg, torch::Device device, const std:
   return out;
 }
 
+BatchAhead::Batch BatchAhead::take(const data::BatchSource& source, int64_t i, uint64_t seed) {
+  if (next_.valid() && index_ == i && seed_ == seed) return next_.get();
+  drop();
+  return source.training_batch(i, seed);
+}
+
+void BatchAhead::start(const data::BatchSource& source, int64_t i, uint64_t seed) {
+  drop();
+  index_ = i;
+  seed_ = seed;
+  next_ = std::async(std::launch::async, [&source, i, seed] {
+    at::init_num_threads();  // the intra-op thread count set for the run (train.threads), not OpenMP's default
+    return source.training_batch(i, seed);
+  });
+}
+
+void BatchAhead::drop() {
+  if (next_.valid()) next_.wait();
+  next_ = {};
+  index_ = -1;
+}
+
 StepDone Run::train_step(int64_t b) {
   // The step's random streams (common/random.h), each fixed by (seed, rank, step): its batch's
   // augmentation and resampling; dropout, drop path and masks (torch's default generator); the
@@ -301,9 +323,12 @@ StepDone Run::train_step(int64_t b) {
   const auto r = static_cast<uint64_t>(rank), s = static_cast<uint64_t>(step);
   // This rank's share of the global batch, built on the device (resampled there when
   // data.pipeline = resample); else copied page-locked and asynchronously.
+  const auto waiting = Clock::now();
   torch::Tensor x, y;
-  std::tie(x, y) = with_cpu_seed(derive_seed(seed, Stream::kData, r, s),
-                                 [&] { return data.train->batch(b, data::View::Training); });
+  std::tie(x, y) = ahead.take(*data.train, b, derive_seed(seed, Stream::kData, r, s));
+  const double data_ms = std::chrono::duration<double, std::milli>(Clock::now() - waiting).count();
+  if (data.train->builds_ahead() && b + 1 < steps_per_epoch)  // the next step's, while this one runs
+    ahead.start(*data.train, b + 1, derive_seed(seed, Stream::kData, r, s + 1));
   torch::manual_seed(derive_seed(seed, Stream::kDropout, r, s));
   if (moe_count) moe::seed_partitions(task.model(), derive_seed(seed, Stream::kPartition, r, s));
   const int64_t global_count = data.train->global_batch_size(b);
@@ -329,6 +354,7 @@ StepDone Run::train_step(int64_t b) {
   done.batch = b;
   done.samples = out.count;
   done.last_of_epoch = b + 1 == steps_per_epoch;
+  done.data_ms = data_ms;
   return done;
 }
 

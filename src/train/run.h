@@ -6,6 +6,7 @@
 // and the stop signals, metrics.json. Resume and the start-up table are named steps of their own.
 #pragma once
 #include <chrono>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,11 +43,32 @@ class PendingSteps {
   std::vector<int64_t> counts_, steps_;
 };
 
+// The next step's batch, built on a thread of its own while the step runs, for sources that draw
+// their training batches from generators of their own (data::BatchSource::builds_ahead). A batch
+// built ahead is the one the step would build itself: the same (index, seed).
+class BatchAhead {
+ public:
+  using Batch = std::pair<torch::Tensor, torch::Tensor>;
+  // Batch `i` of the step seeded `seed`: the one built ahead when it is that one, else built now.
+  Batch take(const data::BatchSource& source, int64_t i, uint64_t seed);
+  // Starts building batch `i` for the step seeded `seed`.
+  void start(const data::BatchSource& source, int64_t i, uint64_t seed);
+  // Waits for a batch being built and forgets it (before the source's order changes).
+  void drop();
+  ~BatchAhead() { drop(); }
+
+ private:
+  std::future<Batch> next_;
+  int64_t index_ = -1;
+  uint64_t seed_ = 0;
+};
+
 // What the loop tells the hooks of a step.
 struct StepDone {
   int64_t batch = 0;    // its index in the epoch
   int64_t samples = 0;  // this rank's samples in it
   bool last_of_epoch = false;
+  double data_ms = 0;  // how long the step waited for its batch (built, or built ahead and not yet done)
   // The losses read back from the device after this step (each step's mean, in step order: this
   // step's and the unread ones before it); empty when none were read.
   std::vector<double> losses_read;
@@ -116,6 +138,7 @@ struct Run {
   int64_t step = 0, epoch = 0, start_epoch = 0, start_position = 0, steps_at_start = 0;
   EpochSums sums, resumed_sums;
   PendingSteps pending;
+  BatchAhead ahead;
   double lr = 0, beta = 0;  // of the last step
   Clock::time_point train_start, run_start;
   double comm_at_start = 0;

@@ -2,6 +2,7 @@
 // benchmark library.
 #include <gtest/gtest.h>
 
+#include "bench/input.h"
 #include "bench/train_step.h"
 #include "config/config.h"
 
@@ -58,3 +59,46 @@ TEST(TrainStepBench, MeasuresThePartSegmentationStepDenseAndEwa) {
 }
 }  // namespace
 
+
+// `ewa bench input`: every asked thread count gets a row, the batches it times are the training
+// batches of the loaded split (a loader that counts them), and the step is the config's model at
+// that batch size.
+TEST(InputBench, TimesTheTrainingBatchesOfTheSplitAgainstTheStep) {
+  auto cfg = small_vit("dense").with({{"data.batch_size", 4}});
+  int64_t built = 0;
+  class Counting : public ewa::data::IndexedBatchSource {
+   public:
+    explicit Counting(int64_t* built) : IndexedBatchSource(12, 4, true, 0), built_(built) {}
+    std::pair<torch::Tensor, torch::Tensor> batch(int64_t i, ewa::data::View view) const override {
+      EXPECT_EQ(view, ewa::data::View::Training);
+      ++*built_;
+      return {torch::randn({4, 2, 16, 16}), torch::zeros({4}, torch::kLong) + i};
+    }
+
+   private:
+    int64_t* built_;
+  };
+  ewa::data::TaskLoader load = [&](const ewa::Config&, ewa::data::Use use) {
+    EXPECT_EQ(use, ewa::data::Use::Training);
+    ewa::data::TaskData t;
+    t.num_classes = 5, t.img_size = 16, t.in_chans = 2;
+    t.train = std::make_unique<Counting>(&built);
+    t.test = std::make_unique<Counting>(&built);
+    return t;
+  };
+  ewa::bench::InputOptions o;
+  o.batches = 3;
+  o.threads = {1, 2};
+  o.step_repeats = 1;
+  const auto rows = ewa::bench::bench_input(cfg, load, o);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(built, 2 * (3 + 1));  // one untimed and three timed per thread count
+  for (const auto& r : rows) {
+    EXPECT_EQ(r.batch, 4);
+    EXPECT_GT(r.batch_ms, 0.0);
+    EXPECT_GT(r.step_ms, 0.0);
+  }
+  EXPECT_EQ(rows[0].threads, 1);
+  EXPECT_EQ(rows[1].threads, 2);
+  EXPECT_NE(ewa::bench::input_markdown(rows).find("| 2 | 4 |"), std::string::npos);
+}
