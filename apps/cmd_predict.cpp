@@ -7,7 +7,9 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "config/model_kinds.h"
+#include "infer/load.h"
 #include "infer/predict.h"
+#include "train/setup.h"
 
 namespace ewa::app {
 namespace {
@@ -72,15 +74,69 @@ void predict_parts(const Args& a, const io::StateDict& weights, const Config& co
   if (failed > 0) fail(std::to_string(failed) + " of " + std::to_string(segs.size()) + " files could not be segmented (errors above)");
 }
 
+// The table (or JSON lines) of `preds`, and the count; fails when a file could not be predicted.
+void print_predictions(const std::vector<infer::FilePrediction>& preds, const std::vector<std::string>& class_names,
+                       const std::string& label, bool json, bool points) {
+  auto name_of = [&](int64_t k) {
+    return k < static_cast<int64_t>(class_names.size()) ? class_names[k] : "class_" + std::to_string(k);
+  };
+  int64_t failed = 0;
+  for (const auto& p : preds) {
+    if (!p.error.empty()) {
+      ++failed;
+      std::fprintf(stderr, "ewa: error: %s\n", p.error.c_str());
+      if (json) print_line(nlohmann::json{{"file", p.path}, {"error", p.error}}.dump());
+      continue;
+    }
+    if (json) {
+      nlohmann::json top = nlohmann::json::array();
+      for (const auto& [c, prob] : p.top) top.push_back({{"class", name_of(c)}, {"index", c}, {"probability", prob}});
+      nlohmann::json line = {{"file", p.path}, {"top", top}, {"evaluation", label}};
+      if (points) line.update({{"points", p.points_read}, {"dropped_nonfinite", p.dropped_nonfinite}, {"upsampled_from", p.upsampled_from}});
+      print_line(line.dump());
+      continue;
+    }
+    std::string line = p.path + ":";
+    for (const auto& [c, prob] : p.top) {
+      char cell[128];
+      std::snprintf(cell, sizeof cell, " %s %.3f", name_of(c).c_str(), prob);
+      line += cell;
+    }
+    if (p.dropped_nonfinite > 0) line += " (" + std::to_string(p.dropped_nonfinite) + " non-finite points dropped)";
+    if (p.upsampled_from > 0) line += " (upsampled from " + std::to_string(p.upsampled_from) + " points)";
+    print_line(line);
+  }
+  if (!json)
+    print_line(std::to_string(preds.size() - failed) + " of " + std::to_string(preds.size()) + " files predicted (" + label + ")");
+  if (failed > 0) fail(std::to_string(failed) + " of " + std::to_string(preds.size()) + " files could not be predicted (errors above)");
+}
+
+// An image classifier: top-k classes of every image file (as its folder's test split is fed).
+void predict_images(const Args& a, const io::StateDict& weights, const Config& config) {
+  if (!a.category.empty() || !a.output.empty() || a.force || a.options.upsample)
+    fail("--category / --output / --force / --upsample: " + a.checkpoint + " classifies images; they apply to point clouds");
+  auto model = infer::load_classifier(config, weights, a.checkpoint).first;
+  const auto device = train::select_device(config.train.device);
+  model->to(device);
+  infer::PredictOptions options = a.options;
+  Config cfg = config;
+  options.protocol = protocol_from(a.protocol, cfg);
+  const auto files = infer::expand_image_inputs(a.inputs);
+  if (files.empty()) fail("predict: no image files (.png .jpg .jpeg .bmp) found in the given folders");
+  const auto preds = infer::predict_image_files(*model, config, files, options, device);
+  print_predictions(preds, weights.class_names, options.protocol.label(), a.json, /*points=*/false);
+}
+
 }  // namespace
 
 void add_predict_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("predict", "Classify point files (.txt .xyz .pts .csv .npy .off .obj .pcd .ply) or folders of them; with a part-segmentation "
-                                 "checkpoint, label every point");
+                                 "checkpoint, label every point; with an image classifier (trained on an image folder), classify "
+                                 "image files (.png .jpg .jpeg .bmp) or folders of them");
   cmd->add_option("checkpoint", args->checkpoint, "Classifier weights: an ewa checkpoint, or an official .pth with --config")
       ->required();
-  cmd->add_option("inputs", args->inputs, "Point files and folders (searched recursively)")->required();
+  cmd->add_option("inputs", args->inputs, "Point (or image) files and folders (searched recursively)")->required();
   cmd->add_option("-c,--config", args->config, "Model config for files without an ewa config (official checkpoints)");
   cmd->add_option("--set", args->set, "Override a config key (repeatable)");
   cmd->add_option("-k,--top-k", args->options.top_k, "Classes listed per file")->capture_default_str()->check(at_least(1));
@@ -101,6 +157,7 @@ void add_predict_command(CLI::App& app) {
     const auto weights = io::read_state_dict(args->checkpoint);
     const Config config = config_for_weights(args->checkpoint, weights, args->config, args->set);
     if (model_kind(config).is_segmenter()) return predict_parts(*args, weights, config);
+    if (model_kind(config).input == ModelInput::Images) return predict_images(*args, weights, config);
     if (!args->category.empty() || !args->output.empty() || args->force)
       fail("--category / --output / --force: " + args->checkpoint +
            " is a classifier (it writes no files); they apply to part segmentation (point_seg)");
@@ -111,40 +168,7 @@ void add_predict_command(CLI::App& app) {
     const auto files = infer::expand_point_inputs(args->inputs);
     if (files.empty()) fail("predict: no point files found in the given folders");
     const auto preds = infer::predict_point_files(*clf.model, cfg, files, args->options, clf.device);
-    auto name_of = [&](int64_t k) {
-      return k < static_cast<int64_t>(clf.class_names.size()) ? clf.class_names[k] : "class_" + std::to_string(k);
-    };
-    const std::string label = args->options.protocol.label();
-    int64_t failed = 0;
-    for (const auto& p : preds) {
-      if (!p.error.empty()) {
-        ++failed;
-        std::fprintf(stderr, "ewa: error: %s\n", p.error.c_str());
-        if (args->json) print_line(nlohmann::json{{"file", p.path}, {"error", p.error}}.dump());
-        continue;
-      }
-      if (args->json) {
-        nlohmann::json top = nlohmann::json::array();
-        for (const auto& [c, prob] : p.top) top.push_back({{"class", name_of(c)}, {"index", c}, {"probability", prob}});
-        print_line(nlohmann::json{{"file", p.path}, {"points", p.points_read}, {"dropped_nonfinite", p.dropped_nonfinite},
-                                  {"upsampled_from", p.upsampled_from},
-                                  {"top", top}, {"evaluation", label}}
-                       .dump());
-        continue;
-      }
-      std::string line = p.path + ":";
-      for (const auto& [c, prob] : p.top) {
-        char cell[128];
-        std::snprintf(cell, sizeof cell, " %s %.3f", name_of(c).c_str(), prob);
-        line += cell;
-      }
-      if (p.dropped_nonfinite > 0) line += " (" + std::to_string(p.dropped_nonfinite) + " non-finite points dropped)";
-      if (p.upsampled_from > 0) line += " (upsampled from " + std::to_string(p.upsampled_from) + " points)";
-      print_line(line);
-    }
-    if (!args->json)
-      print_line(std::to_string(preds.size() - failed) + " of " + std::to_string(preds.size()) + " files predicted (" + label + ")");
-    if (failed > 0) fail(std::to_string(failed) + " of " + std::to_string(preds.size()) + " files could not be predicted (errors above)");
+    print_predictions(preds, clf.class_names, args->options.protocol.label(), args->json, /*points=*/true);
   });
 }
 

@@ -211,7 +211,7 @@ void add_gallery_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("gallery", "A grid image of dataset samples with the true and predicted class under each "
                                             "(wrong ones marked red)");
-  cmd->add_option("checkpoint", args->checkpoint, "A point classifier (ewa checkpoint, or an official file with --config)")->required();
+  cmd->add_option("checkpoint", args->checkpoint, "A classifier of point clouds or images (ewa checkpoint, or an official file with --config)")->required();
   add_split_option(cmd, args->split);
   cmd->add_option("-n,--count", args->count, "Samples, evenly spaced over the split")->capture_default_str()->check(CLI::Range(1, 400));
   cmd->add_option("-o,--output", args->out, "Output PNG (default: <checkpoint dir>/gallery_<split>.png)");
@@ -229,6 +229,15 @@ void add_gallery_command(CLI::App& app) {
                                 ? (std::filesystem::path(args->checkpoint).parent_path() / ("gallery_" + args->split + ".png")).string()
                                 : args->out;
     check_output(out, args->checkpoint, args->force, "--output");
+    if (model_kind(config).input == ModelInput::Images && model_kind(config).is_classifier()) {  // no rendering: tiles of pixels
+      auto model = infer::load_classifier(config, weights, args->checkpoint).first;
+      const auto device = train::select_device(config.train.device);
+      model->to(device);
+      auto r = infer::write_image_gallery(*model, config, datasets::load_task, args->split, args->count, args->view.columns, out, device);
+      print_line("wrote " + out + ": " + std::to_string(r.shown) + " " + args->split + " images, " + std::to_string(r.wrong) +
+                 " wrong (marked red)");
+      return;
+    }
     const std::string note = viz::ensure_display();
     if (!note.empty()) print_line(note);
     if (model_kind(config).is_segmenter()) {  // part segmentation: coloured by predicted part, shape mIoU under each

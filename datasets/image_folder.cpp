@@ -35,7 +35,6 @@ bool ends_with_any(const std::string& name, const std::vector<std::string>& endi
   return false;
 }
 
-const std::vector<std::string> kReadable = {".png", ".jpg", ".jpeg", ".bmp"};
 // What torchvision's ImageFolder reads besides (IMG_EXTENSIONS): refused, not skipped.
 const std::vector<std::string> kOtherImages = {".ppm", ".pgm", ".tif", ".tiff", ".webp"};
 
@@ -59,7 +58,7 @@ std::vector<std::string> images_below(const std::string& dir) {
     if (ends_with_any(name, kOtherImages))
       fail(it->path().string() + ": an image ewa does not read (it reads .png, .jpg, .jpeg and .bmp): convert it or move it "
            "out of the dataset");
-    if (ends_with_any(name, kReadable)) by_folder[it->path().parent_path().string()].push_back(name);
+    if (io::has_image_extension(name)) by_folder[it->path().parent_path().string()].push_back(name);
   }
   std::vector<std::string> out;
   for (auto& [folder, names] : by_folder) {
@@ -267,15 +266,6 @@ DecodedSplits load_decoded(const ImageFileListing& listing, const std::string& d
 
 std::vector<std::string> folder_dataset_names() { return {"image_folder", "tiny_imagenet"}; }
 
-const std::vector<float>& imagenet_mean() {
-  static const std::vector<float> m = {0.485f, 0.456f, 0.406f};
-  return m;
-}
-const std::vector<float>& imagenet_std() {
-  static const std::vector<float> s = {0.229f, 0.224f, 0.225f};
-  return s;
-}
-
 TrainingDraw draw_training(int64_t height, int64_t width, const FolderTransform& t, std::optional<at::Generator> gen) {
   TrainingDraw d;
   d.box = data::random_resized_crop_box(height, width, t.rrc_scale_min, 1.0, 3.0 / 4.0, 4.0 / 3.0, gen);
@@ -290,8 +280,7 @@ torch::Tensor apply_training(const torch::Tensor& image, const TrainingDraw& d, 
 }
 
 torch::Tensor apply_evaluation(const torch::Tensor& image, const FolderTransform& t) {
-  const auto resized = static_cast<int64_t>(std::floor(double(t.image_size) / t.crop_pct));  // timm: int(math.floor(size / crop_pct))
-  return data::center_crop(data::resize_shorter_side(image, resized, t.filter), t.image_size);
+  return data::evaluation_crop(image, t.image_size, t.crop_pct, t.filter);
 }
 
 namespace {
@@ -332,7 +321,7 @@ class FolderBatcher : public data::IndexedBatchSource {
       for (int64_t k = a; k < b; ++k) {
         const auto image = images_->image(rows[size_t(k)]);
         const auto out = training ? apply_training(image, draws[size_t(k)], t_) : apply_evaluation(image, t_);
-        x[k].copy_(data::to_normalized_chw(out, imagenet_mean(), imagenet_std()));
+        x[k].copy_(data::to_normalized_chw(out, data::imagenet_mean(), data::imagenet_std()));
       }
     });
     if (training && t_.crop_padding > 0) x = random_crop(x, t_.crop_padding, gen);

@@ -105,9 +105,6 @@ TrainingDraw draw_training(int64_t height, int64_t width, const FolderTransform&
                            std::optional<at::Generator> gen = std::nullopt);
 torch::Tensor apply_training(const torch::Tensor& image, const TrainingDraw& d, const FolderTransform& t);
 torch::Tensor apply_evaluation(const torch::Tensor& image, const FolderTransform& t);
-// ImageNet's mean and std (timm's IMAGENET_DEFAULT_MEAN / _STD), what Normalize takes.
-const std::vector<float>& imagenet_mean();
-const std::vector<float>& imagenet_std();
 
 // Loads a folder dataset (listing, decoded images from the cache, data.train_limit /
 // train_per_class / test_limit / val_fraction applied) as train / val / test sources.

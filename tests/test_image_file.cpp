@@ -139,8 +139,8 @@ TEST_F(ImageFiles, FolderTransformsGiveTorchvisionsAndTimmsTensors) {
   const json p = json::parse(in);
   ewa::datasets::FolderTransform t;
   t.image_size = p["size"];
-  const auto& mean = ewa::datasets::imagenet_mean();
-  const auto& std = ewa::datasets::imagenet_std();
+  const auto& mean = ewa::data::imagenet_mean();
+  const auto& std = ewa::data::imagenet_std();
   torch::manual_seed(p["seed"].get<uint64_t>());
   for (int k = 0; k < p["count"].get<int>(); ++k) {
     const auto image = npy("pipeline" + std::to_string(k) + "_in").to(torch::kUInt8);

@@ -11,6 +11,8 @@
 
 #include "common/error.h"
 #include "datasets/image_folder.h"
+#include "infer/predict.h"
+#include "models/registry.h"
 #include "test_util.h"
 
 namespace {
@@ -160,6 +162,30 @@ TEST(ImageFolder, DecodedImagesComeFromTheCacheAfterTheFirstRun) {
   // A file that does not decode is named.
   ewa::testing::write_file(root + "/train/b/0.bmp", "BM broken");
   EXPECT_NE(error_of(load).find(root + "/train/b/0.bmp: not a readable BMP"), std::string::npos);
+}
+
+// `ewa predict` feeds an image file to the model as the folder's test split feeds it (one reader,
+// one evaluation transform): its input equals the test batch's row of the same image; a model of
+// a dataset stored at a fixed size is refused.
+TEST(ImageFolder, PredictInputIsTheTestSplitsRowOfTheSameImage) {
+  TempDir d, cache;
+  for (int i = 0; i < 4; ++i) {
+    write_bmp(d.path() + "/train/c" + std::to_string(i % 2) + "/" + std::to_string(i) + ".bmp", random_image(20 + i, 30 - 2 * i, i));
+    write_bmp(d.path() + "/val/c" + std::to_string(i % 2) + "/" + std::to_string(i) + ".bmp", random_image(40 - 3 * i, 25 + i, 50 + i));
+  }
+  const nlohmann::json j = {{"data", {{"dataset", "image_folder"}, {"root", d.path()}, {"image_size", 16}, {"crop_pct", 0.9},
+                                      {"interpolation", "bilinear"}, {"cache_dir", cache.path()}}}};
+  const auto cfg = ewa::parse_config(ewa::resolve_config(j, "test"), "test");
+  auto task = ewa::datasets::load_folder_task(cfg.data, 0);
+  const auto [x, y] = task.test->batch(0, ewa::data::View::Plain);
+  const auto files = ewa::infer::expand_image_inputs({d.path() + "/val"});
+  ASSERT_EQ(files.size(), 4u);  // c0/0, c0/2, c1/1, c1/3: the split's order
+  ASSERT_EQ(x.size(0), 4);
+  for (int64_t k = 0; k < 4; ++k) EXPECT_TRUE(torch::equal(ewa::infer::load_image_input(files[size_t(k)], cfg), x[k])) << files[size_t(k)];
+  const auto fmnist = ewa::parse_config(ewa::resolve_config(nlohmann::json::object(), "test"), "test");
+  auto model = ewa::models::build_model(fmnist.with({{"model.num_classes", 10}, {"model.in_chans", 1}, {"model.img_size", 28}}));
+  const std::string e = error_of([&] { ewa::infer::predict_image_files(*model, fmnist, files, {}, torch::kCPU); });
+  EXPECT_NE(e.find("predict: this model was trained on fashion_mnist"), std::string::npos) << e;
 }
 
 }  // namespace

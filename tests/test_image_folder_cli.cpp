@@ -5,10 +5,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
+#include "viz/plot.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -58,6 +60,43 @@ TEST(ImageFolderCli, TrainsEvaluatesAndReadsTheDecodedImagesFromTheCache) {
   r = run_command(kEwa + " eval " + runs + "/pets/last.pt 2>&1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("(12 samples"), std::string::npos) << r.output;
+
+  // `ewa predict` on users' image files and a folder of them: each image's classes, as the test
+  // split is fed (the model tells the three colours apart: a red image is a cat); a file that
+  // does not decode gets its own error, the others are still predicted.
+  std::filesystem::create_directories(d.path() + "/mine/sub");
+  write_bmp(d.path() + "/mine/red.bmp", 27, 19, colours[0], 9001);
+  write_bmp(d.path() + "/mine/sub/blue.BMP", 31, 31, colours[2], 9002);
+  ewa::testing::write_file(d.path() + "/mine/notes.txt", "not an image");
+  r = run_command(kEwa + " predict " + runs + "/pets/last.pt " + d.path() + "/mine -k 2 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(d.path() + "/mine/red.bmp: cat "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(d.path() + "/mine/sub/blue.BMP: fish "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("2 of 2 files predicted (single pass"), std::string::npos) << r.output;
+  ewa::testing::write_file(d.path() + "/mine/cut.bmp", "BM");
+  r = run_command(kEwa + " predict " + runs + "/pets/last.pt " + d.path() + "/mine/red.bmp " + d.path() + "/mine/cut.bmp --json 2>&1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  std::vector<nlohmann::json> objects;  // one per file on stdout, among stderr's error lines
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty() && line[0] == '{') objects.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(objects.size(), 2u) << r.output;
+  EXPECT_EQ(objects[0]["top"][0]["class"], "cat") << r.output;
+  EXPECT_NE(objects[1]["error"].get<std::string>().find("cut.bmp: not a readable BMP"), std::string::npos) << r.output;
+  r = run_command(kEwa + " predict " + runs + "/pets/last.pt " + d.path() + "/mine --protocol tta --votes 3 2>&1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--protocol: image files are predicted in one pass (single)"), std::string::npos) << r.output;
+
+  // `ewa gallery` of an image classifier: tiles of the test images, no rendering (cairo builds).
+  r = run_command(kEwa + " gallery " + runs + "/pets/last.pt -n 6 -o " + d.path() + "/g.png 2>&1");
+  if (ewa::viz::built_with_cairo()) {
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("wrote " + d.path() + "/g.png: 6 test images, "), std::string::npos) << r.output;
+    const auto png = ewa::viz::read_png(d.path() + "/g.png");
+    EXPECT_GT(png.width, 3 * 96);  // 96-pixel tiles at least (16-pixel images scaled by 6)
+  } else {
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+  }
 
   // Without data.image_size, and with a file that does not decode: one line each.
   ewa::testing::write_file(d.path() + "/bad.json", R"({"model": {"name": "vit"}, "data": {"dataset": "image_folder", "root": ")" +

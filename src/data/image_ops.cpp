@@ -190,6 +190,20 @@ CropBox random_resized_crop_box(int64_t height, int64_t width, double scale_lo, 
   return b;
 }
 
+torch::Tensor evaluation_crop(const torch::Tensor& image, int64_t size, double crop_pct, Resample filter) {
+  const auto resized = static_cast<int64_t>(std::floor(double(size) / crop_pct));  // timm: int(math.floor(size / crop_pct))
+  return center_crop(resize_shorter_side(image, resized, filter), size);
+}
+
+const std::vector<float>& imagenet_mean() {
+  static const std::vector<float> m = {0.485f, 0.456f, 0.406f};
+  return m;
+}
+const std::vector<float>& imagenet_std() {
+  static const std::vector<float> s = {0.229f, 0.224f, 0.225f};
+  return s;
+}
+
 torch::Tensor to_normalized_chw(const torch::Tensor& image, const std::vector<float>& mean, const std::vector<float>& std) {
   auto x = image.permute({2, 0, 1}).to(torch::kFloat).div_(255.0f);
   return x.sub_(torch::tensor(mean).view({-1, 1, 1})).div_(torch::tensor(std).view({-1, 1, 1}));

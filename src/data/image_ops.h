@@ -40,6 +40,14 @@ struct CropBox {
 CropBox random_resized_crop_box(int64_t height, int64_t width, double scale_lo, double scale_hi, double ratio_lo,
                                 double ratio_hi, std::optional<at::Generator> gen = std::nullopt);
 
+// timm's evaluation transform (transforms_factory.transforms_imagenet_eval): the shorter side
+// resized to floor(size / crop_pct), then the centre size x size crop; uint8 [size, size, 3].
+torch::Tensor evaluation_crop(const torch::Tensor& image, int64_t size, double crop_pct, Resample filter);
+
+// ImageNet's mean and std (timm's IMAGENET_DEFAULT_MEAN / _STD), what image folders normalise with.
+const std::vector<float>& imagenet_mean();
+const std::vector<float>& imagenet_std();
+
 // What torchvision's transforms give as the model's input, float [3, size, size]: the image's
 // bytes / 255, minus `mean`, divided by `std` (ToTensor then Normalize, in that order).
 torch::Tensor to_normalized_chw(const torch::Tensor& image, const std::vector<float>& mean, const std::vector<float>& std);

@@ -6,7 +6,10 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "config/datasets.h"
+#include "data/image_ops.h"
 #include "data/point_sampling.h"
+#include "io/image_file.h"
 #include "io/point_io.h"
 
 namespace ewa::infer {
@@ -112,6 +115,68 @@ std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, c
       for (int64_t j = 0; j < k; ++j) tops[idx[i]].emplace_back(indices[i][j].item<int64_t>(), values[i][j].item<double>());
   }, keep);
   for (size_t i = 0; i < out.size(); ++i) out[i].top = std::move(tops[i]);
+  return out;
+}
+
+std::vector<std::string> expand_image_inputs(const std::vector<std::string>& files_or_folders) {
+  std::vector<std::string> out;
+  for (const auto& f : files_or_folders) {
+    if (!fs::is_directory(f)) {
+      out.push_back(f);
+      continue;
+    }
+    std::vector<std::string> found;
+    for (const auto& e : fs::recursive_directory_iterator(f))
+      if (e.is_regular_file() && io::has_image_extension(e.path().filename().string())) found.push_back(e.path().string());
+    std::sort(found.begin(), found.end());
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
+torch::Tensor load_image_input(const std::string& path, const Config& cfg) {
+  const auto decoded = io::read_image(path);
+  const auto image = torch::from_blob(const_cast<uint8_t*>(decoded.pixels.data()), {decoded.height, decoded.width, 3}, torch::kUInt8);
+  const auto filter = cfg.data.interpolation == "bilinear" ? data::Resample::Bilinear : data::Resample::Bicubic;
+  const auto crop = data::evaluation_crop(image, cfg.data.image_size, cfg.data.crop_pct, filter);
+  return data::to_normalized_chw(crop, data::imagenet_mean(), data::imagenet_std());
+}
+
+std::vector<FilePrediction> predict_image_files(models::ClassifierImpl& model, const Config& cfg,
+                                                const std::vector<std::string>& files, const PredictOptions& o,
+                                                torch::Device device) {
+  if (!dataset_info(cfg.data.dataset).folder)
+    fail("predict: this model was trained on " + cfg.data.dataset + ", whose images are stored at one size and normalised "
+         "by that dataset; image files are predicted by models trained on an image folder (data.dataset image_folder or "
+         "tiny_imagenet), whose evaluation transform they go through");
+  if (o.protocol.kind != EvalProtocol::Kind::Single)
+    fail("--protocol: image files are predicted in one pass (single), as timm and DeiT evaluate; got " + o.protocol.label());
+  torch::NoGradGuard guard;
+  model.eval();
+  std::vector<FilePrediction> out(files.size());
+  std::vector<size_t> ready;
+  std::vector<torch::Tensor> images;
+  auto flush = [&] {
+    if (images.empty()) return;
+    const auto prob = torch::softmax(model.forward(torch::stack(images).to(device)), 1).cpu();
+    const int64_t k = std::min<int64_t>(o.top_k, prob.size(1));
+    auto [values, indices] = prob.topk(k, 1);
+    for (size_t i = 0; i < ready.size(); ++i)
+      for (int64_t j = 0; j < k; ++j) out[ready[i]].top.emplace_back(indices[i][j].item<int64_t>(), values[i][j].item<double>());
+    images.clear();
+    ready.clear();
+  };
+  for (size_t i = 0; i < files.size(); ++i) {
+    out[i].path = files[i];
+    try {
+      images.push_back(load_image_input(files[i], cfg));
+      ready.push_back(i);
+    } catch (const Error& e) {
+      out[i].error = e.what();
+    }
+    if (static_cast<int64_t>(images.size()) >= o.batch_size) flush();
+  }
+  flush();
   return out;
 }
 

@@ -57,4 +57,23 @@ std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, c
                                                 const std::vector<std::string>& files, const PredictOptions& options,
                                                 torch::Device device);
 
+// ---- images ----
+
+// Image files given and images inside given folders (recursively, sorted; .png .jpg .jpeg .bmp in
+// any case: io::has_image_extension). A path that does not exist is kept, so it reports its error.
+std::vector<std::string> expand_image_inputs(const std::vector<std::string>& files_or_folders);
+
+// The model's input for one image file, float [3, S, S]: decoded as the folder datasets decode it
+// (io::read_image), then the evaluation transform of the model's image folder (data.image_size,
+// data.crop_pct, data.interpolation: data::evaluation_crop) and ImageNet's mean and std: what the
+// test split of that folder feeds the model.
+torch::Tensor load_image_input(const std::string& path, const Config& cfg);
+
+// Predicts every image file with `model` (an image classifier trained on an image folder or
+// Tiny-ImageNet: `cfg.data.dataset` says; others are refused, their images being stored at a fixed
+// size and normalised by their dataset), one pass per image (the single protocol).
+std::vector<FilePrediction> predict_image_files(models::ClassifierImpl& model, const Config& cfg,
+                                                const std::vector<std::string>& files, const PredictOptions& options,
+                                                torch::Device device);
+
 }  // namespace ewa::infer

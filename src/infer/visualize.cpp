@@ -5,6 +5,8 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "data/image_ops.h"
+#include "config/datasets.h"
 #include "common/random.h"
 #include "eval/mae_views.h"
 
@@ -249,6 +251,64 @@ GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& c
   std::snprintf(title, sizeof title, "%s, %s split: %lld samples, %lld wrong (colour = predicted class)", cfg.name.c_str(),
                 split.c_str(), static_cast<long long>(n), static_cast<long long>(r.wrong));
   write_scenes_png(out, scenes, camera, columns, title);
+  return r;
+}
+
+GalleryResult write_image_gallery(models::ClassifierImpl& model, const Config& cfg, const data::TaskLoader& load_data,
+                                  const std::string& split, int64_t count, int columns, const std::string& out,
+                                  torch::Device device) {
+  auto data = load_data(cfg, data::use_for_split(split));
+  data::BatchSource& source = data::split_source(data, split);
+  const int64_t total = source.size(), n = std::min<int64_t>(count, total);
+  if (n <= 0) fail("gallery: the " + split + " split is empty");
+  const auto pick = torch::linspace(0, double(total - 1), n).round().to(torch::kLong);
+  const int64_t* picked = pick.data_ptr<int64_t>();
+  torch::NoGradGuard no_grad;
+  model.eval();
+  const bool folder = dataset_info(cfg.data.dataset).folder;
+  std::vector<viz::Tile> tiles;
+  GalleryResult r;
+  int64_t start = 0, next = 0;  // the first row of batch b; the next picked sample
+  for (int64_t b = 0; b < source.num_batches() && next < n; ++b) {
+    const int64_t size = source.global_batch_size(b);
+    if (picked[next] >= start + size) {
+      start += size;
+      continue;
+    }
+    const auto [x, y] = source.batch(b, data::View::Plain);
+    const auto prob = torch::softmax(model.forward(x.to(device)), 1).cpu();
+    for (; next < n && picked[next] < start + size; ++next) {
+      const int64_t row = picked[next] - start;
+      auto img = x[row].detach().cpu();  // [C, H, W], normalised
+      if (folder) {
+        img = img * torch::tensor(data::imagenet_std()).view({-1, 1, 1}) + torch::tensor(data::imagenet_mean()).view({-1, 1, 1});
+      } else {
+        const double lo = img.min().item<double>(), hi = img.max().item<double>();
+        img = (img - lo) / std::max(hi - lo, 1e-12);
+      }
+      if (img.size(0) == 1) img = img.expand({3, -1, -1});
+      const int64_t scale = std::max<int64_t>(1, (96 + img.size(1) - 1) / img.size(1));
+      img = img.repeat_interleave(scale, 1).repeat_interleave(scale, 2);
+      const auto bytes = (img.clamp(0, 1) * 255).round().to(torch::kUInt8).permute({1, 2, 0}).contiguous();
+      viz::Tile t;
+      t.image.height = static_cast<int>(bytes.size(0));
+      t.image.width = static_cast<int>(bytes.size(1));
+      t.image.rgb.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
+      const int64_t truth = y[row].item<int64_t>(), predicted = prob[row].argmax().item<int64_t>();
+      t.marked = truth != predicted;
+      r.wrong += t.marked;
+      t.caption = {split + " #" + std::to_string(picked[next]) + ": true " + name_of(truth, data.class_names),
+                   (t.marked ? "WRONG: " : "predicted ") + name_of(predicted, data.class_names) + " " +
+                       percent(prob[row][predicted].item<double>())};
+      tiles.push_back(std::move(t));
+    }
+    start += size;
+  }
+  r.shown = static_cast<int64_t>(tiles.size());
+  char title[256];
+  std::snprintf(title, sizeof title, "%s, %s split: %lld images, %lld wrong", cfg.name.c_str(), split.c_str(),
+                static_cast<long long>(r.shown), static_cast<long long>(r.wrong));
+  viz::write_grid_png(out, tiles, columns, title);
   return r;
 }
 

@@ -1,5 +1,8 @@
 #include "io/image_file.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -44,5 +47,13 @@ void check_size(int64_t width, int64_t height, const std::string& name) {
          " pixels (expected 1 to " + std::to_string(kMaxPixels) + " pixels): the file is corrupt");
 }
 }  // namespace codec
+
+bool has_image_extension(const std::string& name) {
+  std::string l = name;
+  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const std::string e : {".png", ".jpg", ".jpeg", ".bmp"})
+    if (l.size() >= e.size() && l.compare(l.size() - e.size(), e.size(), e) == 0) return true;
+  return false;
+}
 
 }  // namespace ewa::io

@@ -37,6 +37,10 @@ RgbImage decode_image(const std::string& bytes, const std::string& name);
 // The image formats by their signature: "png", "jpeg", "bmp", or "" for anything else.
 std::string image_format(const std::string& bytes);
 
+// Whether a file name ends in one of the extensions ewa reads as images: .png, .jpg, .jpeg, .bmp
+// (any case; torchvision's rule, so a file named just ".png" counts).
+bool has_image_extension(const std::string& name);
+
 // Whether this build decodes PNG (libpng) and JPEG (libjpeg); BMP is always decoded.
 bool built_with_png();
 bool built_with_jpeg();
