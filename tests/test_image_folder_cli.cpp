@@ -93,7 +93,7 @@ TEST(ImageFolderCli, TrainsEvaluatesAndReadsTheDecodedImagesFromTheCache) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("wrote " + d.path() + "/g.png: 6 test images, "), std::string::npos) << r.output;
     const auto png = ewa::viz::read_png(d.path() + "/g.png");
-    EXPECT_GT(png.width, 3 * 96);  // 96-pixel tiles at least (16-pixel images scaled by 6)
+    EXPECT_GT(png.width, 3 * 192);  // 192-pixel tiles at least (16-pixel images scaled by 12)
   } else {
     EXPECT_EQ(r.exit_code, 1) << r.output;
   }

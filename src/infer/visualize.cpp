@@ -287,7 +287,7 @@ GalleryResult write_image_gallery(models::ClassifierImpl& model, const Config& c
         img = (img - lo) / std::max(hi - lo, 1e-12);
       }
       if (img.size(0) == 1) img = img.expand({3, -1, -1});
-      const int64_t scale = std::max<int64_t>(1, (96 + img.size(1) - 1) / img.size(1));
+      const int64_t scale = std::max<int64_t>(1, (192 + img.size(1) - 1) / img.size(1));
       img = img.repeat_interleave(scale, 1).repeat_interleave(scale, 2);
       const auto bytes = (img.clamp(0, 1) * 255).round().to(torch::kUInt8).permute({1, 2, 0}).contiguous();
       viz::Tile t;

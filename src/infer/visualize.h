@@ -79,7 +79,7 @@ GalleryResult write_gallery(models::PointTransformerImpl& model, const Config& c
 
 // The same for an image classifier, without Open3D: `count` images of the split (evenly spaced)
 // as the model sees them (ImageNet's normalisation undone for image folders; other sets
-// stretched to their range per image), scaled up by whole pixels to at least 96 pixels a side,
+// stretched to their range per image), scaled up by whole pixels to at least 192 pixels a side,
 // captioned "true / predicted p", wrong ones marked, as a grid PNG of `columns` (needs cairo).
 GalleryResult write_image_gallery(models::ClassifierImpl& model, const Config& cfg, const data::TaskLoader& load_data,
                                   const std::string& split, int64_t count, int columns, const std::string& out,
