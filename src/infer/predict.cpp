@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include "common/error.h"
@@ -20,6 +21,25 @@ namespace fs = std::filesystem;
 
 namespace {
 const std::set<std::string> kPointExtensions = {".txt", ".xyz", ".pts", ".csv", ".npy", ".off", ".obj", ".pcd", ".ply"};
+
+// The files given, and the `wanted` files inside given folders (recursively, sorted); a path that
+// does not exist is kept, so it reports its error.
+std::vector<std::string> expand_inputs(const std::vector<std::string>& files_or_folders,
+                                       const std::function<bool(const fs::path&)>& wanted) {
+  std::vector<std::string> out;
+  for (const auto& f : files_or_folders) {
+    if (!fs::is_directory(f)) {
+      out.push_back(f);
+      continue;
+    }
+    std::vector<std::string> found;
+    for (const auto& e : fs::recursive_directory_iterator(f))
+      if (e.is_regular_file() && wanted(e.path())) found.push_back(e.path().string());
+    std::sort(found.begin(), found.end());
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
 }  // namespace
 
 torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool upsample, FilePrediction& p, int64_t keep) {
@@ -51,20 +71,7 @@ torch::Tensor load_point_input(const std::string& path, const Config& cfg, bool 
 }
 
 std::vector<std::string> expand_point_inputs(const std::vector<std::string>& files_or_folders) {
-  std::vector<std::string> out;
-  for (const auto& f : files_or_folders) {
-    if (!fs::is_directory(f)) {
-      out.push_back(f);
-      continue;
-    }
-    std::vector<std::string> found;
-    for (const auto& e : fs::recursive_directory_iterator(f))
-      if (e.is_regular_file() && kPointExtensions.count(lower_extension(e.path().string())))
-        found.push_back(e.path().string());
-    std::sort(found.begin(), found.end());
-    out.insert(out.end(), found.begin(), found.end());
-  }
-  return out;
+  return expand_inputs(files_or_folders, [](const fs::path& p) { return kPointExtensions.count(lower_extension(p.string())) > 0; });
 }
 
 std::vector<FilePrediction> for_each_point_batch(
@@ -119,19 +126,7 @@ std::vector<FilePrediction> predict_point_files(models::ClassifierImpl& model, c
 }
 
 std::vector<std::string> expand_image_inputs(const std::vector<std::string>& files_or_folders) {
-  std::vector<std::string> out;
-  for (const auto& f : files_or_folders) {
-    if (!fs::is_directory(f)) {
-      out.push_back(f);
-      continue;
-    }
-    std::vector<std::string> found;
-    for (const auto& e : fs::recursive_directory_iterator(f))
-      if (e.is_regular_file() && io::has_image_extension(e.path().filename().string())) found.push_back(e.path().string());
-    std::sort(found.begin(), found.end());
-    out.insert(out.end(), found.begin(), found.end());
-  }
-  return out;
+  return expand_inputs(files_or_folders, [](const fs::path& p) { return io::has_image_extension(p.filename().string()); });
 }
 
 torch::Tensor load_image_input(const std::string& path, const Config& cfg) {
