@@ -561,7 +561,10 @@ TEST(Train, MixupCutmixAndErasingTrainOnSoftTargets) {
   EXPECT_GT(changed, 4);
   EXPECT_LT(changed, 28);
   EXPECT_TRUE(torch::equal(task_data.test->batch(0, ewa::data::View::Plain).first, plain.test->batch(0, ewa::data::View::Plain).first));
-  const auto r = ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [](const std::string&) {});
+  std::string printed;
+  const auto r = ewa::tasks::run_task(cfg, ewa::datasets::load_task, {}, [&](const std::string& l) { printed += l + "\n"; });
+  EXPECT_NE(printed.find("; Mixup 0.8 / CutMix 1 (prob 1, switch 0.5, soft targets); random erasing 0.5 (pixel)\n"),
+            std::string::npos) << printed;
   std::ifstream log(runs / "t/log.jsonl");
   int epochs = 0;
   for (std::string line; std::getline(log, line);) {

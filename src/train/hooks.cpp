@@ -26,7 +26,12 @@ std::string Run::startup_table() const {
        << (data.val ? data.val->size() : 0) << ", test " << data.test->size() << ", " << data.num_classes << " classes"
        << (data.num_points ? ", " + std::to_string(data.num_points) + " points x " + std::to_string(data.in_chans) + " channels" : "")
        << "; evaluation: " << weights_label() << task.eval_label()
-       << (cfg.eval.every > 1 ? ", every " + std::to_string(cfg.eval.every) + " epochs and after the last" : "") << "\n"
+       << (cfg.eval.every > 1 ? ", every " + std::to_string(cfg.eval.every) + " epochs and after the last" : "")
+       << (cfg.data.mixup > 0 || cfg.data.cutmix > 0
+               ? "; Mixup " + fmt("%.3g", cfg.data.mixup) + " / CutMix " + fmt("%.3g", cfg.data.cutmix) + " (prob " +
+                     fmt("%.3g", cfg.data.mixup_prob) + ", switch " + fmt("%.3g", cfg.data.mixup_switch_prob) + ", soft targets)"
+               : "")
+       << (cfg.data.reprob > 0 ? "; random erasing " + fmt("%.3g", cfg.data.reprob) + " (" + cfg.data.remode + ")" : "") << "\n"
        << "model      " << task.describe_model() << ", " << trainable << " training parameters"
        << (trainable != total ? " (" + std::to_string(total - trainable) + " frozen)" : "") << "\n"
        << "ffn        " << mlp_kind_name(cfg.moe.kind) << " in " << moe_count << " blocks, N=" << cfg.moe.num_experts
