@@ -37,4 +37,29 @@ std::string cache_dir_for(const std::string& cache_dir, const std::string& root)
   return (fs::path(home ? home : "/tmp") / ".cache" / "ewa").string();
 }
 
+bool read_cache_file(const std::string& path, const std::function<void(const io::PyRef& root)>& take, const std::string& redo,
+                     std::vector<std::string>& notes) {
+  try {
+    take(io::read_torch_archive(path));
+    notes.push_back("data cache: read " + path);
+    return true;
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    if (why.rfind(path + ": ", 0) == 0) why = why.substr(path.size() + 2);
+    notes.push_back("data cache: " + path + " cannot be read (" + why + "); " + redo);
+    return false;
+  }
+}
+
+void write_cache_file(const std::string& path, const io::PyRef& root, const std::string& redo_next,
+                      std::vector<std::string>& notes) {
+  try {
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    io::write_torch_archive(path, root);
+    notes.push_back("data cache: written " + path);
+  } catch (const std::exception& e) {
+    notes.push_back("data cache: cannot write " + path + " (" + e.what() + "); " + redo_next);
+  }
+}
+
 }  // namespace ewa::datasets

@@ -199,10 +199,10 @@ torch::Tensor& part(DecodedImages& d, int k) { return k == 0 ? d.pixels : k == 1
 
 // Reads a cache file; false, with a note, when it cannot be read or does not hold what it should.
 bool read_cache(const std::string& path, const ImageFileListing& listing, DecodedSplits& out) {
-  try {
-    const io::PyRef root = io::read_torch_archive(path);
+  DecodedSplits read;
+  const bool ok = read_cache_file(path, [&](const io::PyRef& root) {
     const char* const splits[2] = {"train", "val"};
-    DecodedImages* targets[2] = {&out.train, &out.val};
+    DecodedImages* targets[2] = {&read.train, &read.val};
     const ImageFileSplit* listed[2] = {&listing.train, &listing.val};
     for (int s = 0; s < 2; ++s) {
       for (int k = 0; k < 4; ++k) {
@@ -220,30 +220,21 @@ bool read_cache(const std::string& path, const ImageFileListing& listing, Decode
       const auto end = (d.offsets + d.shapes.select(1, 0) * d.shapes.select(1, 1) * 3).max();
       if (n > 0 && end.item<int64_t>() > d.pixels.numel()) throw std::runtime_error("its offsets point past its pixels");
     }
-    out.notes.push_back("data cache: read " + path);
-    return true;
-  } catch (const std::exception& e) {
-    out = DecodedSplits{};
-    std::string why = e.what();
-    if (why.rfind(path + ": ", 0) == 0) why = why.substr(path.size() + 2);
-    out.notes.push_back("data cache: " + path + " cannot be read (" + why + "); the images are decoded again");
-    return false;
+  }, "the images are decoded again", out.notes);
+  if (ok) {
+    out.train = std::move(read.train);
+    out.val = std::move(read.val);
   }
+  return ok;
 }
 
 void write_cache(const std::string& path, DecodedSplits& out) {
-  try {
-    io::PyRef dict = io::py_dict();
-    const char* const splits[2] = {"train", "val"};
-    DecodedImages* sources[2] = {&out.train, &out.val};
-    for (int s = 0; s < 2; ++s)
-      for (int k = 0; k < 4; ++k) dict->set(std::string(splits[s]) + "_" + kParts[k], io::py_tensor(part(*sources[s], k)));
-    fs::create_directories(fs::path(path).parent_path());
-    io::write_torch_archive(path, dict);
-    out.notes.push_back("data cache: written " + path);
-  } catch (const std::exception& e) {
-    out.notes.push_back("data cache: cannot write " + path + " (" + e.what() + "); the next run decodes the images again");
-  }
+  io::PyRef dict = io::py_dict();
+  const char* const splits[2] = {"train", "val"};
+  DecodedImages* sources[2] = {&out.train, &out.val};
+  for (int s = 0; s < 2; ++s)
+    for (int k = 0; k < 4; ++k) dict->set(std::string(splits[s]) + "_" + kParts[k], io::py_tensor(part(*sources[s], k)));
+  write_cache_file(path, dict, "the next run decodes the images again", out.notes);
 }
 
 }  // namespace

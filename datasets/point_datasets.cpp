@@ -465,49 +465,40 @@ std::string cache_path(const DataConfig& cfg, const Listing& listing, uint64_t s
 // Reads a cache file into `out` (train, test, class names); false, with a note saying why, when
 // it cannot be read (a cache file may be cut off or corrupt: read by our own bounded unpickler).
 bool read_cache(const std::string& cache, PointSplits& out) {
-  try {
-    const io::PyRef root = io::read_torch_archive(cache);
+  PointSplits read;
+  const bool ok = read_cache_file(cache, [&](const io::PyRef& root) {
     auto tensor = [&](const char* key) {
       const io::PyRef v = root->get(key);
       if (!v || v->kind != io::PyValue::Kind::Tensor) throw std::runtime_error(std::string("no tensor ") + key);
       return v->tensor;
     };
-    out.train = {tensor("train_points"), tensor("train_labels")};
-    out.test = {tensor("test_points"), tensor("test_labels")};
+    read.train = {tensor("train_points"), tensor("train_labels")};
+    read.test = {tensor("test_points"), tensor("test_labels")};
     const io::PyRef names = root->get("class_names");
     if (!names || names->kind != io::PyValue::Kind::List) throw std::runtime_error("no class_names");
     for (const auto& n : names->items) {
       if (n->kind != io::PyValue::Kind::Str) throw std::runtime_error("class_names holds a non-string");
-      out.class_names.push_back(n->s);
+      read.class_names.push_back(n->s);
     }
-    out.notes.push_back("data cache: read " + cache);
-    return true;
-  } catch (const std::exception& e) {
-    out = PointSplits{};  // parse again and overwrite it
-    std::string why = e.what();
-    if (why.rfind(cache + ": ", 0) == 0) why = why.substr(cache.size() + 2);
-    out.notes.push_back("data cache: " + cache + " cannot be read (" + why + "); the dataset is parsed again");
-    return false;
+  }, "the dataset is parsed again", out.notes);
+  if (ok) {
+    read.notes = std::move(out.notes);
+    out = std::move(read);
   }
+  return ok;
 }
 
 // Writes the cache for the next run; a cache that cannot be written only costs time, and says so.
 void write_cache(const std::string& cache, PointSplits& out) {
-  try {
-    io::PyRef dict = io::py_dict();
-    dict->set("train_points", io::py_tensor(out.train.points));
-    dict->set("train_labels", io::py_tensor(out.train.labels));
-    dict->set("test_points", io::py_tensor(out.test.points));
-    dict->set("test_labels", io::py_tensor(out.test.labels));
-    io::PyRef names = io::py_list();
-    for (const auto& n : out.class_names) names->items.push_back(io::py_str(n));
-    dict->set("class_names", names);
-    fs::create_directories(fs::path(cache).parent_path());
-    io::write_torch_archive(cache, dict);
-    out.notes.push_back("data cache: written " + cache);
-  } catch (const std::exception& e) {
-    out.notes.push_back("data cache: cannot write " + cache + " (" + e.what() + "); the next run parses the dataset again");
-  }
+  io::PyRef dict = io::py_dict();
+  dict->set("train_points", io::py_tensor(out.train.points));
+  dict->set("train_labels", io::py_tensor(out.train.labels));
+  dict->set("test_points", io::py_tensor(out.test.points));
+  dict->set("test_labels", io::py_tensor(out.test.labels));
+  io::PyRef names = io::py_list();
+  for (const auto& n : out.class_names) names->items.push_back(io::py_str(n));
+  dict->set("class_names", names);
+  write_cache_file(cache, dict, "the next run parses the dataset again", out.notes);
 }
 
 // Class names when the listing has none: the few-shot fold's original ModelNet40 classes, or
