@@ -397,6 +397,11 @@ std::vector<Case> cases() {
                "'data.use_normals': only modelnet40_resampled, modelnet_fewshot and shapenetpart files carry normals, dataset is "});
   c.push_back({"C26", "config", "an image folder without data.image_size",
                config_case(R"({"data": {"dataset": "image_folder", "root": "/tmp"}})"), "'data.image_size': required for image_folder"});
+  c.push_back({"C27", "config", "Mixup with an odd batch size",
+               config_case(R"({"data": {"mixup": 0.8, "batch_size": 31}})"), "'data.batch_size': must be even with data.mixup or data.cutmix"});
+  c.push_back({"C28", "config", "CutMix on point clouds",
+               config_case(R"({"model": {"name": "point_transformer"}, "data": {"dataset": "modelnet_folder", "root": "/tmp", "cutmix": 1.0}})"),
+               "'data.cutmix': mixes or erases images; modelnet_folder holds point clouds"});
   c.push_back({"C25", "config", "an empty 'base'", config_case(R"({"base": ""})"),
                "c.json: key 'base' expects the path of a config file (a non-empty string) or a list of them, got \"\""});
   // ---- flags and environment ----
