@@ -21,26 +21,17 @@ std::vector<InputRow> bench_input(const Config& cfg, const data::TaskLoader& loa
   if (threads.empty()) threads = run_threads > 1 ? std::vector<int64_t>{run_threads, 1} : std::vector<int64_t>{1};
   // The model as the dataset sizes it (image size, classes, channels), as `ewa train` resolves it.
   const Config model_cfg = train::resolve_for_dataset(cfg, task);
-  TrainStepOptions step;
-  step.batch_size = source.global_batch_size(0);
-  step.warmup = 1;
-  step.steps = o.step_repeats;
-  step.rounds = 1;
-  step.variants = {"dense"};
-  const double step_ms = bench_train_step(model_cfg, step).front().ms_median;
+  const double step_ms = dense_step_ms(model_cfg, source.global_batch_size(0), o.step_repeats);
   std::vector<InputRow> rows;
   for (const int64_t t : threads) {
     if (t < 1) fail("--threads: every count must be at least 1, got " + std::to_string(t));
     at::set_num_threads(static_cast<int>(t));
-    std::vector<double> ms;
-    for (int64_t k = 0; k <= o.batches; ++k) {
+    int64_t k = 0;  // batch k of the cycle, its draws seeded by k
+    const double batch_ms = median_ms(o.batches, /*cuda=*/false, [&] {
       const int64_t i = k % source.num_batches();
-      const auto t0 = std::chrono::steady_clock::now();
-      const auto batch = source.training_batch(i, derive_seed(uint64_t(cfg.train.seed), Stream::kData, 0, uint64_t(k)));
-      if (k > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(ms.begin(), ms.end());
-    rows.push_back({t, source.global_batch_size(0), ms[ms.size() / 2], step_ms});
+      return source.training_batch(i, derive_seed(uint64_t(cfg.train.seed), Stream::kData, 0, uint64_t(k++)));
+    });
+    rows.push_back({t, source.global_batch_size(0), batch_ms, step_ms});
   }
   at::set_num_threads(run_threads);
   return rows;

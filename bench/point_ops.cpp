@@ -1,4 +1,5 @@
 #include "bench/point_ops.h"
+#include "bench/train_step.h"
 
 #include <algorithm>
 #include <array>
@@ -26,21 +27,6 @@
 
 namespace ewa::bench {
 namespace {
-
-template <typename F>
-double median_ms(int64_t repeats, bool cuda, F&& f) {
-  f();  // warm-up: CUDA context and kernels, caches, allocator
-  if (cuda) torch::cuda::synchronize();
-  std::vector<double> ms;
-  for (int64_t r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    if (cuda) torch::cuda::synchronize();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
 
 // Farthest point sampling as plain tensor ops (start at point 0, ties to the lowest index as
 // torch.argmax): points [B, N, 3] -> indices [B, S].

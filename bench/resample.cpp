@@ -32,27 +32,10 @@ std::vector<ResampleRow> bench_resample(const Config& base, const ResampleOption
     torch::manual_seed(0);
     auto clouds = torch::randn({o.batch_size, s.stored, 3});
     clouds = (clouds / clouds.norm(2, 2, true)).to(device);
-    auto once = [&] {
-      auto x = data::augment_points(data::resample_for_training(clouds, s.num_points, data::fps_points_of(cfg.data)), cfg.data);
-      if (device.is_cuda()) torch::cuda::synchronize();
-      return x;
-    };
-    once();
-    std::vector<double> ms;
-    for (int64_t r = 0; r < o.repeats; ++r) {
-      const auto t0 = std::chrono::steady_clock::now();
-      once();
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(ms.begin(), ms.end());
-    row.resample_ms = ms[ms.size() / 2];
-    TrainStepOptions step;
-    step.batch_size = o.batch_size;
-    step.warmup = 1;
-    step.steps = o.step_repeats;
-    step.rounds = 1;
-    step.variants = {"dense"};
-    row.step_ms = bench_train_step(cfg, step).front().ms_median;
+    row.resample_ms = median_ms(o.repeats, device.is_cuda(), [&] {
+      return data::augment_points(data::resample_for_training(clouds, s.num_points, data::fps_points_of(cfg.data)), cfg.data);
+    });
+    row.step_ms = dense_step_ms(cfg, o.batch_size, o.step_repeats);
     rows.push_back(row);
   }
   if (rows.empty()) fail("--settings: none of mn40-1k, mn40-8k, scan-pb, scan-pm chosen");

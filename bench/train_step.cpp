@@ -153,4 +153,14 @@ std::string train_step_markdown(const std::vector<TrainStepRow>& rows) {
   return os.str();
 }
 
+double dense_step_ms(const Config& cfg, int64_t batch_size, int64_t repeats) {
+  TrainStepOptions step;
+  step.batch_size = batch_size;
+  step.warmup = 1;
+  step.steps = repeats;
+  step.rounds = 1;
+  step.variants = {"dense"};
+  return bench_train_step(cfg, step).front().ms_median;
+}
+
 }  // namespace ewa::bench
