@@ -11,12 +11,12 @@ PY=${EWA_VENV:-/opt/ewa-venv}/bin/python
 WORK=${1:-$(mktemp -d)}
 mkdir -p "$WORK"
 [ -d "$WORK/images" ] || "$PY" bench/make_image_folder.py "$WORK/images"
-cat > "$WORK/input.json" <<EOF
+RUN=$(mktemp -d "$WORK/run.XXXXXX")  # this invocation's config and run: nothing of an earlier one is replaced
+cat > "$RUN/input.json" <<EOF
 {"name": "input_pipeline", "model": {"name": "vit", "preset": "tiny", "patch_size": 16}, "moe": {"kind": "dense"},
  "data": {"dataset": "image_folder", "root": "$WORK/images", "image_size": 224, "batch_size": 32,
           "random_crop_padding": 0, "hflip": true, "cache_dir": "$WORK/cache"},
- "optim": {"lr": 0.0005, "warmup_epochs": 0}, "train": {"epochs": 2, "runs_dir": "$WORK/runs", "log_every": 5}}
+ "optim": {"lr": 0.0005, "warmup_epochs": 0}, "train": {"epochs": 2, "runs_dir": "$RUN/runs", "log_every": 5}}
 EOF
-"$EWA" bench input --config "$WORK/input.json" --batches 20 --step-repeats 5 ${RECORD:+--record "$RECORD"}
-rm -rf "$WORK/runs"
-"$EWA" train --config "$WORK/input.json" | grep -E "ms/step|done in"
+"$EWA" bench input --config "$RUN/input.json" --batches 20 --step-repeats 5 ${RECORD:+--record "$RECORD"}
+"$EWA" train --config "$RUN/input.json" | grep -E "ms/step|done in"
